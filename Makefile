@@ -1,0 +1,30 @@
+# jincun: `make demo` runs the whole system on embedded defaults, `make test` runs the test suite.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install demo test sysdeps-demo sysdeps-test check clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@scripts/sysdeps.sh demo
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[postgres,firmware,test]'
+	@touch $(STAMP)
+	@echo "installed: $(VENV)/bin/jincun"
+
+demo: install
+	$(VENV)/bin/jincun demo $(DEMO_ARGS)
+
+test: install
+	@scripts/sysdeps.sh test
+	$(VENV)/bin/jincun firmware check
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
