@@ -1,0 +1,178 @@
+"""Keyword-only data access used by the API, the pages and the seed."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .errors import Conflict, NotFound
+from .models import (Carrier, Compartment, Event, Locker, Notification, Parcel, ParcelEvent, Station, Town,
+                     Village)
+from .schemas import (CompartmentPublic, LockerCreate, LockerPublic, NotificationPublic, ParcelEventPublic,
+                      ParcelPublic, StationCreate, StationPublic)
+
+
+def hash_key(api_key: str) -> str:
+    """The stored form of a station API key."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def _village_id(session: Session, *, village: str | None, town: str | None) -> int | None:
+    if village is None:
+        return None
+    town_id = None
+    if town is not None:
+        town_row = session.scalar(select(Town).where(Town.name == town, Town.district_id.is_(None)))
+        if town_row is None:
+            town_row = Town(name=town)
+            session.add(town_row)
+            session.flush()
+        town_id = town_row.id
+    row = session.scalar(select(Village).where(Village.name == village,
+                                               Village.town_id.is_(None) if town_id is None
+                                               else Village.town_id == town_id))
+    if row is None:
+        row = Village(name=village, town_id=town_id)
+        session.add(row)
+        session.flush()
+    return row.id
+
+
+def create_station(session: Session, *, data: StationCreate) -> Station:
+    """Register a station; its API key is stored only as a hash."""
+    if session.get(Station, data.id) is not None:
+        raise Conflict(f"station {data.id} exists already")
+    key_hash = hash_key(data.api_key)
+    if session.scalar(select(Station.id).where(Station.api_key_hash == key_hash)) is not None:
+        raise Conflict("this API key is in use by another station")
+    station = Station(id=data.id, name=data.name, kind=data.kind, api_key_hash=key_hash, active=True,
+                      village_id=_village_id(session, village=data.village, town=data.town),
+                      created_at=time.time())
+    session.add(station)
+    session.flush()
+    return station
+
+
+def add_locker(session: Session, *, station_id: str, data: LockerCreate) -> Locker:
+    """Register a locker and its compartments under a station."""
+    if session.get(Station, station_id) is None:
+        raise NotFound(f"no station {station_id}")
+    if session.get(Locker, (station_id, data.id)) is not None:
+        raise Conflict(f"locker {data.id} exists already at station {station_id}")
+    if data.id == "gw":
+        raise Conflict('"gw" is reserved for the gateway itself')
+    if len({c.n for c in data.comps}) != len(data.comps):
+        raise Conflict("compartment numbers must be unique")
+    locker = Locker(station_id=station_id, id=data.id, online="unknown")
+    session.add(locker)
+    session.flush()
+    for comp in data.comps:
+        session.add(Compartment(station_id=station_id, locker_id=data.id, n=comp.n, size=comp.size,
+                                state="empty", door="closed", occ=False))
+    session.flush()
+    return locker
+
+
+def station_by_key(session: Session, *, api_key: str) -> Station | None:
+    """The station an API key belongs to, if any."""
+    return session.scalar(select(Station).where(Station.api_key_hash == hash_key(api_key)))
+
+
+def _place_names(session: Session, village_id: int | None) -> tuple[str | None, str | None]:
+    if village_id is None:
+        return None, None
+    village = session.get(Village, village_id)
+    town = session.get(Town, village.town_id) if village and village.town_id else None
+    return (village.name if village else None), (town.name if town else None)
+
+
+def list_stations(session: Session, *, station_id: str | None = None) -> list[StationPublic]:
+    """Stations with their lockers and compartments."""
+    stmt = select(Station).order_by(Station.id)
+    if station_id is not None:
+        stmt = stmt.where(Station.id == station_id)
+    stations = session.scalars(stmt).all()
+    ids = [s.id for s in stations]
+    lockers = session.scalars(select(Locker).where(Locker.station_id.in_(ids))
+                              .order_by(Locker.station_id, Locker.id)).all()
+    comps = session.scalars(select(Compartment).where(Compartment.station_id.in_(ids))
+                            .order_by(Compartment.station_id, Compartment.locker_id, Compartment.n)).all()
+    by_locker: dict[tuple[str, str], list[CompartmentPublic]] = defaultdict(list)
+    for comp in comps:
+        by_locker[(comp.station_id, comp.locker_id)].append(CompartmentPublic.model_validate(comp))
+    by_station: dict[str, list[LockerPublic]] = defaultdict(list)
+    for locker in lockers:
+        pub = LockerPublic.model_validate(locker)
+        pub.compartments = by_locker[(locker.station_id, locker.id)]
+        by_station[locker.station_id].append(pub)
+    out = []
+    for station in stations:
+        village, town = _place_names(session, station.village_id)
+        out.append(StationPublic(id=station.id, name=station.name, kind=station.kind, active=station.active,
+                                 village=village, town=town, lockers=by_station[station.id]))
+    return out
+
+
+def _with_timeline(session: Session, parcels: list[Parcel]) -> list[ParcelPublic]:
+    ids = [p.id for p in parcels]
+    events = session.scalars(select(ParcelEvent).where(ParcelEvent.parcel_id.in_(ids))
+                             .order_by(ParcelEvent.id)).all() if ids else []
+    # processing order, not clock order: locker and gateway clocks may disagree
+    timeline: dict[int, list[ParcelEventPublic]] = defaultdict(list)
+    for ev in events:
+        timeline[ev.parcel_id].append(ParcelEventPublic.model_validate(ev))
+    out = []
+    for parcel in parcels:
+        pub = ParcelPublic.model_validate(parcel)
+        pub.timeline = timeline[parcel.id]
+        out.append(pub)
+    return out
+
+
+def list_parcels(session: Session, *, waybill: str | None = None, phone: str | None = None,
+                 station: str | None = None, limit: int = 100) -> list[ParcelPublic]:
+    """Parcels matching all given filters, newest first, each with its timeline."""
+    stmt = select(Parcel).order_by(Parcel.updated_at.desc(), Parcel.id.desc()).limit(limit)
+    if waybill:
+        stmt = stmt.where(Parcel.waybill == waybill)
+    if phone:
+        stmt = stmt.where(Parcel.phone == phone)
+    if station:
+        stmt = stmt.where(Parcel.station_id == station)
+    return _with_timeline(session, list(session.scalars(stmt).all()))
+
+
+def get_parcel(session: Session, *, ref: str) -> ParcelPublic:
+    """One parcel by ref with its timeline."""
+    parcel = session.scalar(select(Parcel).where(Parcel.ref == ref))
+    if parcel is None:
+        raise NotFound(f"no parcel {ref}")
+    return _with_timeline(session, [parcel])[0]
+
+
+def list_notifications(session: Session, *, phone: str | None = None, limit: int = 100) -> list[NotificationPublic]:
+    """The SMS outbox, newest first."""
+    stmt = select(Notification).order_by(Notification.id.desc()).limit(limit)
+    if phone:
+        stmt = stmt.where(Notification.phone == phone)
+    return [NotificationPublic.model_validate(n) for n in session.scalars(stmt).all()]
+
+
+def ledger(session: Session, *, station: str) -> dict:
+    """Every locker event held for a station, plus how often each parcel status was entered."""
+    rows = session.execute(select(Event.src, Event.boot, Event.seq)
+                           .where(Event.station_id == station, Event.kind == "evt")
+                           .order_by(Event.src, Event.boot, Event.seq)).all()
+    counts = session.execute(select(ParcelEvent.status, func.count()).join(Parcel, Parcel.id == ParcelEvent.parcel_id)
+                             .where(Parcel.station_id == station).group_by(ParcelEvent.status)).all()
+    return {"station": station, "events": [(r.src, r.boot, r.seq) for r in rows],
+            "parcel_transitions": {status: n for status, n in counts}}
+
+
+def carrier_names(session: Session) -> dict[str, tuple[str, str]]:
+    """Carrier code -> (Chinese name, English name)."""
+    return {c.code: (c.name_zh, c.name_en) for c in session.scalars(select(Carrier)).all()}

@@ -1,0 +1,241 @@
+"""SQLAlchemy ORM tables of the cloud; times are Unix seconds (float) like the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Float, ForeignKey, ForeignKeyConstraint, Index, Integer,
+                        MetaData, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names (so migrations can refer to them)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class District(Base):
+    """A county district (区/县)."""
+
+    __tablename__ = "districts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Town(Base):
+    """A town (乡镇) within a district."""
+
+    __tablename__ = "towns"
+    __table_args__ = (UniqueConstraint("district_id", "name", name="uq_towns_district_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"))
+
+
+class Village(Base):
+    """A village (行政村) within a town."""
+
+    __tablename__ = "villages"
+    __table_args__ = (UniqueConstraint("town_id", "name", name="uq_villages_town_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    town_id: Mapped[int | None] = mapped_column(ForeignKey("towns.id"))
+
+
+class Station(Base):
+    """A village station with one gateway; only the hash of its API key is kept."""
+
+    __tablename__ = "stations"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    village_id: Mapped[int | None] = mapped_column(ForeignKey("villages.id"))
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Locker(Base):
+    """A locker controller at a station: online state, last birth snapshot and latest health."""
+
+    __tablename__ = "lockers"
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fw: Mapped[str | None] = mapped_column(String(64))
+    boot: Mapped[str | None] = mapped_column(String(32))
+    birth_seq: Mapped[int | None] = mapped_column(BigInteger)
+    online: Mapped[str] = mapped_column(String(16), default="unknown")
+    status_rx: Mapped[float | None] = mapped_column(Float)
+    last_seen: Mapped[float | None] = mapped_column(Float)
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    rssi: Mapped[int | None] = mapped_column(Integer)
+    vin: Mapped[float | None] = mapped_column(Float)
+    temp: Mapped[float | None] = mapped_column(Float)
+    heap: Mapped[int | None] = mapped_column(Integer)
+    outbox: Mapped[int | None] = mapped_column(Integer)
+    up: Mapped[int | None] = mapped_column(BigInteger)
+    tele_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Compartment(Base):
+    """One compartment of a locker as last reported."""
+
+    __tablename__ = "compartments"
+    __table_args__ = (
+        UniqueConstraint("station_id", "locker_id", "n", name="uq_compartments_station_locker_n"),
+        ForeignKeyConstraint(["station_id", "locker_id"], ["lockers.station_id", "lockers.id"],
+                             name="fk_compartments_locker"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(32))
+    locker_id: Mapped[str] = mapped_column(String(32))
+    n: Mapped[int] = mapped_column(Integer)
+    size: Mapped[str] = mapped_column(String(1))
+    state: Mapped[str] = mapped_column(String(16), default="empty")
+    door: Mapped[str] = mapped_column(String(8), default="closed")
+    occ: Mapped[bool] = mapped_column(Boolean, default=False)
+    ref: Mapped[str | None] = mapped_column(String(40))
+    updated_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Carrier(Base):
+    """An express carrier (seeded)."""
+
+    __tablename__ = "carriers"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name_zh: Mapped[str] = mapped_column(String(64))
+    name_en: Mapped[str] = mapped_column(String(64))
+
+
+class Parcel(Base):
+    """A parcel passing through a station locker."""
+
+    __tablename__ = "parcels"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(40), unique=True)
+    waybill: Mapped[str | None] = mapped_column(String(64), index=True)
+    carrier: Mapped[str | None] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(8), default="inbound")
+    phone: Mapped[str | None] = mapped_column(String(24), index=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"), index=True)
+    locker_id: Mapped[str | None] = mapped_column(String(32))
+    compartment: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[str | None] = mapped_column(String(1))
+    status: Mapped[str] = mapped_column(String(16), default="preadvised")
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    deposited_at: Mapped[float | None] = mapped_column(Float)
+    picked_up_at: Mapped[float | None] = mapped_column(Float)
+    fee_cents: Mapped[int] = mapped_column(Integer, default=0)
+    fee_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class ParcelEvent(Base):
+    """One step of a parcel's timeline."""
+
+    __tablename__ = "parcel_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(64))
+
+
+class PickupCode(Base):
+    """A pickup code issued by a gateway (kept for support look-ups)."""
+
+    __tablename__ = "pickup_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"), index=True)
+    phone: Mapped[str] = mapped_column(String(24))
+    code: Mapped[str] = mapped_column(String(6))
+    refs: Mapped[list[str]] = mapped_column(JSON)
+    exp: Mapped[float | None] = mapped_column(Float)
+    used: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Event(Base):
+    """Every ingest item applied, unique per (station, src, boot, seq, kind): the dedupe ledger."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("station_id", "src", "boot", "seq", "kind", name="uq_events_item"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    src: Mapped[str] = mapped_column(String(32))
+    boot: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str | None] = mapped_column(String(16))
+    ts: Mapped[float | None] = mapped_column(Float)
+    rx: Mapped[float] = mapped_column(Float)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DeadLetter(Base):
+    """An ingest item the cloud rejected, with its reason."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (UniqueConstraint("station_id", "raw_hash", name="uq_dead_letters_raw"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(32), index=True)
+    raw: Mapped[Any] = mapped_column(JSON)
+    raw_hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float)
+
+
+class Alarm(Base):
+    """A locker alarm awaiting acknowledgement."""
+
+    __tablename__ = "alarms"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"), index=True)
+    locker_id: Mapped[str] = mapped_column(String(32))
+    c: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[float] = mapped_column(Float)
+    acked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Telemetry(Base):
+    """Locker health history (bounded; see telemetry.SqlTelemetryStore)."""
+
+    __tablename__ = "telemetry"
+    __table_args__ = (Index("ix_telemetry_locker_at", "station_id", "locker_id", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(32))
+    locker_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[float] = mapped_column(Float)
+    rssi: Mapped[int | None] = mapped_column(Integer)
+    vin: Mapped[float | None] = mapped_column(Float)
+    temp: Mapped[float | None] = mapped_column(Float)
+    heap: Mapped[int | None] = mapped_column(Integer)
+    outbox: Mapped[int | None] = mapped_column(Integer)
+    up: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Notification(Base):
+    """The SMS outbox."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(24), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ref: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[float] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float)

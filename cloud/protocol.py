@@ -1,0 +1,306 @@
+"""Sans-IO codec for the gateway → cloud ingest contract (docs/protocol.md §3, §5.1): pure validation."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from . import constants as K
+from .errors import BatchRejected, ItemRejected
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One validated ingest item; `body` has passed the checks for its kind."""
+
+    src: str
+    boot: str
+    seq: int
+    kind: str
+    rx: float
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A decoded batch envelope; items are still raw so each can be judged on its own."""
+
+    station: str
+    batch: str
+    items: list[Any]
+
+
+def _bad(detail: str) -> ItemRejected:
+    return ItemRejected(K.E_BAD_FIELD, detail)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_num(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _int(d: dict, key: str, lo: int, hi: int, *, required: bool = True) -> int | None:
+    value = d.get(key)
+    if value is None and not required and key not in d:
+        return None
+    if not _is_int(value) or not lo <= value <= hi:
+        raise _bad(f"{key} must be an integer {lo}..{hi}")
+    return value
+
+
+def _num(d: dict, key: str, *, required: bool = False) -> float | None:
+    if key not in d and not required:
+        return None
+    value = d.get(key)
+    if not _is_num(value):
+        raise _bad(f"{key} must be a number")
+    return value
+
+
+def _str(d: dict, key: str, pattern=None, *, required: bool = True, choices=None,
+         max_len: int = K.MAX_STR) -> str | None:
+    if key not in d and not required:
+        return None
+    value = d.get(key)
+    if not isinstance(value, str):
+        raise _bad(f"{key} must be a string")
+    if choices is not None and value not in choices:
+        raise _bad(f"{key} must be one of {', '.join(choices)}")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise _bad(f"{key} has a bad format")
+    if len(value) > max_len:
+        raise _bad(f"{key} is longer than {max_len} characters")
+    return value
+
+
+def _bool(d: dict, key: str) -> bool:
+    value = d.get(key)
+    if not isinstance(value, bool):
+        raise _bad(f"{key} must be true or false")
+    return value
+
+
+def _c(d: dict, *, required: bool = True) -> int | None:
+    return _int(d, "c", K.COMPARTMENT_MIN, K.COMPARTMENT_MAX, required=required)
+
+
+def _compact_len(obj: Any) -> int:
+    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def _envelope(obj: Any, kind: str) -> dict:
+    """Shared first checks of a locker payload, in the normative order (size checked by caller)."""
+    if not isinstance(obj, dict):
+        raise ItemRejected(K.E_NOT_OBJECT, f"{kind} payload must be a JSON object")
+    if obj.get("v") != K.PROTOCOL_VERSION or not _is_int(obj.get("v")):
+        raise ItemRejected(K.E_BAD_VERSION, f'{kind} payload must carry "v":{K.PROTOCOL_VERSION}')
+    return obj
+
+
+def _check_evt(p: dict) -> None:
+    _str(p, "boot", K.BOOT_RE)
+    _int(p, "seq", 1, K.SEQ_MAX)
+    _int(p, "ts", 0, 2**53)
+    _int(p, "mono", 0, 2**53)
+    kind = _str(p, "type", choices=K.EVT_TYPES)
+    if kind == "door":
+        _c(p)
+        _bool(p, "open")
+    elif kind == "lock":
+        _c(p)
+        _str(p, "why", choices=K.LOCK_WHY)
+    elif kind in ("deposit", "deposit_void", "pickup"):
+        _c(p)
+        _str(p, "ref", K.REF_RE)
+    elif kind == "code_ok":
+        cs = p.get("cs")
+        if not isinstance(cs, list) or not all(_is_int(c) and K.COMPARTMENT_MIN <= c <= K.COMPARTMENT_MAX
+                                              for c in cs) or len(cs) > K.COMPARTMENT_MAX:
+            raise _bad("cs must be a list of compartment numbers")
+    elif kind == "code_bad":
+        _int(p, "fails", 0, 2**31)
+    elif kind == "lockout":
+        _int(p, "secs", 0, 2**31)
+        _int(p, "count", 0, 2**31)
+    elif kind == "alarm":
+        _str(p, "kind", choices=K.ALARM_KINDS)
+        _c(p, required=False)
+    elif kind == "state":
+        _c(p)
+        _str(p, "st", choices=K.COMP_STATES)
+
+
+def _check_birth(p: dict) -> None:
+    _str(p, "boot", K.BOOT_RE)
+    _str(p, "fw")
+    _int(p, "seq", 0, K.SEQ_MAX)
+    _int(p, "ts", 0, 2**53)
+    _int(p, "mono", 0, 2**53)
+    _int(p, "outbox", 0, 2**31, required=False)
+    _int(p, "vault", 0, 2**31, required=False)
+    comps = p.get("comps")
+    if not isinstance(comps, list) or not 1 <= len(comps) <= K.COMPARTMENT_MAX:
+        raise _bad(f"comps must be a list of 1..{K.COMPARTMENT_MAX} compartments")
+    seen: set[int] = set()
+    for comp in comps:
+        if not isinstance(comp, dict):
+            raise _bad("each of comps must be an object")
+        n = _int(comp, "n", K.COMPARTMENT_MIN, K.COMPARTMENT_MAX)
+        if n in seen:
+            raise _bad(f"comps lists compartment {n} twice")
+        seen.add(n)
+        _str(comp, "size", choices=K.SIZES)
+        _str(comp, "st", choices=K.COMP_STATES)
+        _str(comp, "door", choices=K.DOOR_STATES)
+        _bool(comp, "occ")
+        if comp.get("ref") is not None:
+            _str(comp, "ref", K.REF_RE)
+
+
+def _check_status(p: dict) -> None:
+    _str(p, "state", choices=K.STATUS_STATES)
+    if p.get("boot") is not None:
+        _str(p, "boot", K.BOOT_RE)
+
+
+def _check_tele(p: dict) -> None:
+    _str(p, "boot", K.BOOT_RE)
+    _int(p, "ts", 0, 2**53)
+    _int(p, "mono", 0, 2**53)
+    for key in ("up", "heap", "heap_max", "outbox", "drops", "errs"):
+        _int(p, key, 0, 2**53, required=False)
+    _int(p, "rssi", -200, 50, required=False)
+    _num(p, "vin")
+    _num(p, "temp")
+    _str(p, "reset", required=False)
+    _str(p, "fw", required=False)
+
+
+_CHECKS = {"evt": _check_evt, "birth": _check_birth, "status": _check_status, "tele": _check_tele}
+
+
+def validate_locker_payload(kind: str, payload: Any, *, size: int | None = None) -> dict:
+    """Check a locker payload already parsed from JSON; `size` is its byte length if known."""
+    limit = K.MAX_PAYLOAD_BYTES[kind]
+    if (size if size is not None else _compact_len(payload)) > limit:
+        raise ItemRejected(K.E_TOO_LARGE, f"{kind} payload is over {limit} bytes")
+    body = _envelope(payload, kind)
+    _CHECKS[kind](body)
+    return body
+
+
+def decode_locker_payload(kind: str, data: bytes) -> dict:
+    """Decode and check raw locker payload bytes (the order of tests/vectors/payloads.json)."""
+    limit = K.MAX_PAYLOAD_BYTES[kind]
+    if len(data) > limit:
+        raise ItemRejected(K.E_TOO_LARGE, f"{kind} payload is over {limit} bytes")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ItemRejected(K.E_NOT_JSON, f"{kind} payload is not UTF-8 JSON") from exc
+    return validate_locker_payload(kind, obj, size=len(data))
+
+
+def _check_parcel(b: dict) -> None:
+    _str(b, "ref", K.REF_RE)
+    _str(b, "locker", K.LOCKER_ID_RE)
+    _c(b)
+    _str(b, "waybill", K.FREE_TEXT_RE, required=False, max_len=K.MAX_WAYBILL)
+    _str(b, "carrier", K.FREE_TEXT_RE, required=False, max_len=K.MAX_CARRIER)
+    _str(b, "phone", K.PHONE_RE, required=False)
+    _str(b, "size", choices=K.SIZES, required=False)
+
+
+def _check_code(b: dict) -> None:
+    _str(b, "ref", K.REF_RE)
+    _str(b, "phone", K.PHONE_RE)
+    _str(b, "code", K.CODE_RE)
+    _str(b, "locker", K.LOCKER_ID_RE, required=False)
+    _int(b, "exp_ts", 0, 2**53, required=False)
+
+
+_GW_CHECKS = {"parcel": _check_parcel, "code": _check_code}
+
+
+def validate_gateway_record(kind: str, body: Any) -> dict:
+    """Check the body of a gateway record (`parcel`, `code`)."""
+    if _compact_len(body) > K.MAX_GW_BODY_BYTES:
+        raise ItemRejected(K.E_TOO_LARGE, f"{kind} body is over {K.MAX_GW_BODY_BYTES} bytes")
+    if not isinstance(body, dict):
+        raise ItemRejected(K.E_NOT_OBJECT, f"{kind} body must be a JSON object")
+    _GW_CHECKS[kind](body)
+    return body
+
+
+def item_key(raw: Any) -> tuple[str, str, int] | None:
+    """The (src, boot, seq) of a raw item when they are well-formed, to echo in its result."""
+    if not isinstance(raw, dict):
+        return None
+    src, boot, seq = raw.get("src"), raw.get("boot"), raw.get("seq")
+    if isinstance(src, str) and isinstance(boot, str) and _is_int(seq) and len(src) <= 64 and len(boot) <= 64:
+        return src, boot, seq
+    return None
+
+
+def parse_item(raw: Any) -> Item:
+    """Validate one raw ingest item (envelope, then body for its kind)."""
+    if not isinstance(raw, dict):
+        raise ItemRejected(K.E_BAD_ITEM, "item must be a JSON object")
+    try:
+        src = _str(raw, "src", K.LOCKER_ID_RE)
+        boot = _str(raw, "boot", K.ITEM_BOOT_RE)
+        seq = _int(raw, "seq", 0, K.ITEM_SEQ_MAX)
+        kind = _str(raw, "kind")
+        rx = _num(raw, "rx", required=True)
+    except ItemRejected as exc:
+        raise ItemRejected(K.E_BAD_ITEM, exc.detail) from exc
+    if rx < 0:
+        raise ItemRejected(K.E_BAD_ITEM, "rx must not be negative")
+    if kind not in K.ITEM_KINDS:
+        raise ItemRejected(K.E_UNKNOWN_KIND, f"kind must be one of {', '.join(K.ITEM_KINDS)}")
+    if "body" not in raw:
+        raise ItemRejected(K.E_BAD_ITEM, "item has no body")
+    body = raw["body"]
+    if kind in K.GATEWAY_KINDS:
+        if src != K.GATEWAY_SRC:
+            raise ItemRejected(K.E_BAD_ITEM, f'{kind} records come from src "{K.GATEWAY_SRC}"')
+        body = validate_gateway_record(kind, body)
+    else:
+        if src == K.GATEWAY_SRC:
+            raise ItemRejected(K.E_BAD_ITEM, f'{kind} items come from a locker, not "{K.GATEWAY_SRC}"')
+        body = validate_locker_payload(kind, body)
+        if kind == "evt" and (body["boot"] != boot or body["seq"] != seq):
+            raise ItemRejected(K.E_MISMATCH, "evt item boot/seq differ from the event's own boot/seq")
+    return Item(src=src, boot=boot, seq=seq, kind=kind, rx=float(rx), body=body)
+
+
+def _non_finite(name: str) -> str:
+    # NaN/Infinity are not JSON; kept as text so only the item holding one is rejected (as bad_field)
+    return f"<{name}>"
+
+
+def decode_batch(data: bytes) -> Batch:
+    """Decode a batch envelope; refuses the whole batch with an HTTP status when it is unusable."""
+    if len(data) > K.MAX_BATCH_BYTES:
+        raise BatchRejected(413, f"batch is over {K.MAX_BATCH_BYTES} bytes")
+    try:
+        obj = json.loads(data.decode("utf-8"), parse_constant=_non_finite)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BatchRejected(422, "batch is not UTF-8 JSON") from exc
+    if not isinstance(obj, dict):
+        raise BatchRejected(422, "batch must be a JSON object")
+    station, batch, items = obj.get("station"), obj.get("batch"), obj.get("items")
+    if not isinstance(station, str) or not K.STATION_ID_RE.fullmatch(station):
+        raise BatchRejected(422, "station must be a station id ([a-z0-9-]{1,32})")
+    if not isinstance(batch, str) or not K.BATCH_ID_RE.fullmatch(batch):
+        raise BatchRejected(422, "batch must be an id of 1..64 characters [A-Za-z0-9_.:-]")
+    if not isinstance(items, list):
+        raise BatchRejected(422, "items must be a list")
+    if len(items) > K.MAX_BATCH_ITEMS:
+        raise BatchRejected(413, f"batch has {len(items)} items, at most {K.MAX_BATCH_ITEMS} are allowed")
+    return Batch(station=station, batch=batch, items=items)

@@ -1,0 +1,98 @@
+"""Admin and read HTTP routes (admin token), plus the open health check."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import crud
+from .constants import API_PREFIX
+from .deps import ServicesDep, require_admin
+from .errors import Conflict, NotFound
+from .schemas import (HealthPublic, LedgerPublic, LockerCreate, LockerPublic, NotificationPublic, ParcelPublic,
+                      StationCreate, StationPublic)
+from .storage import SessionDep
+
+log = logging.getLogger("jincun.cloud.api")
+router = APIRouter(prefix=API_PREFIX)
+admin = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_admin)])
+
+
+@router.get("/health", response_model=HealthPublic, tags=["health"])
+def health(session: SessionDep, services: ServicesDep) -> HealthPublic:
+    """Liveness, database reachability and the ingest/SMS counters."""
+    try:
+        session.execute(text("SELECT 1"))
+        db = "ok"
+    except SQLAlchemyError as exc:
+        services.counters.inc("health_db_errors")
+        log.error("health check: database unreachable: %s", exc)
+        db = "unreachable"
+    counters = services.counters.snapshot()
+    for name in ("ingest_applied", "ingest_duplicate", "ingest_rejected"):
+        counters.setdefault(name, 0)
+    return HealthPublic(status="ok" if db == "ok" else "degraded", db=db, counters=counters)
+
+
+@admin.post("/admin/stations", status_code=201, response_model=StationPublic, tags=["admin"])
+def create_station(data: StationCreate, session: SessionDep) -> StationPublic:
+    """Register a station with its API key."""
+    try:
+        station = crud.create_station(session, data=data)
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    session.commit()
+    return crud.list_stations(session, station_id=station.id)[0]
+
+
+@admin.post("/admin/stations/{station_id}/lockers", status_code=201, response_model=LockerPublic, tags=["admin"])
+def add_locker(station_id: str, data: LockerCreate, session: SessionDep) -> LockerPublic:
+    """Register a locker and its compartments."""
+    try:
+        crud.add_locker(session, station_id=station_id, data=data)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    session.commit()
+    station = crud.list_stations(session, station_id=station_id)[0]
+    return next(locker for locker in station.lockers if locker.id == data.id)
+
+
+@admin.get("/admin/ledger", response_model=LedgerPublic, tags=["admin"])
+def ledger(session: SessionDep, station: Annotated[str, Query(min_length=1, max_length=32)]) -> dict:
+    """Every locker event held for a station and parcel status counts."""
+    return crud.ledger(session, station=station)
+
+
+@admin.get("/parcels", response_model=list[ParcelPublic], tags=["parcels"])
+def parcels(session: SessionDep, waybill: str | None = None, phone: str | None = None, station: str | None = None,
+            limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[ParcelPublic]:
+    """Parcels with status and timeline."""
+    return crud.list_parcels(session, waybill=waybill, phone=phone, station=station, limit=limit)
+
+
+@admin.get("/parcels/{ref}", response_model=ParcelPublic, tags=["parcels"])
+def parcel(ref: str, session: SessionDep) -> ParcelPublic:
+    """One parcel with its timeline."""
+    try:
+        return crud.get_parcel(session, ref=ref)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
+@admin.get("/notifications", response_model=list[NotificationPublic], tags=["sms"])
+def notifications(session: SessionDep, phone: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[NotificationPublic]:
+    """The SMS outbox, newest first."""
+    return crud.list_notifications(session, phone=phone, limit=limit)
+
+
+@admin.get("/stations", response_model=list[StationPublic], tags=["stations"])
+def stations(session: SessionDep) -> list[StationPublic]:
+    """Stations with lockers and compartments."""
+    return crud.list_stations(session)

@@ -1,0 +1,18 @@
+"""Fixtures for cloud tests: a running app (lifespan, migrations) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from cloudkit import OTHER, OTHER_KEY, STATION, STATION_KEY, Cloud, TestClient, make_settings, register
+
+from cloud.app import create_app
+
+
+@pytest.fixture
+def cloud(db_url):
+    """A cloud app on a fresh database with two stations: fengjia (l1, l2) and dongcun (l9)."""
+    settings = make_settings(db_url)
+    with TestClient(create_app(settings)) as client:
+        register(client, STATION, STATION_KEY, "冯家村便民店", {"l1": 6, "l2": 4})
+        register(client, OTHER, OTHER_KEY, "东村党群服务中心", {"l9": 4})
+        yield Cloud(client=client, settings=settings)

@@ -1,0 +1,62 @@
+"""Server-rendered pages show the data, Chinese first, English with ?lang=en."""
+
+from __future__ import annotations
+
+from cloudkit import birth, code_record, empty_comps, evt, parcel_record
+
+
+def fill(cloud) -> None:
+    comps = empty_comps(6)
+    comps[4].update(st="fault")
+    resp = cloud.ingest([parcel_record(1, "p-page1", c=2, waybill="ZT5566778899", carrier="ZTO"),
+                         birth(0, comps), evt(1, "deposit", c=2, ref="p-page1"),
+                         code_record(2, "p-page1", "730518")])
+    assert resp.json()["applied"] == 4
+
+
+def test_overview_page(cloud):
+    fill(cloud)
+    html = cloud.client.get("/").text
+    assert '<html lang="zh-CN">' in html
+    assert "站点总览" in html and "最近包裹" in html and '<meta http-equiv="refresh"' in html
+    assert "冯家村便民店" in html and 'id="station-lz-fengjia-01"' in html
+    assert 'id="comp-lz-fengjia-01-l1-2"' in html
+    assert 'class="comp state-occupied"' in html and 'class="comp state-fault"' in html
+    assert "在线" in html and "未知" in html            # l1 after its birth, l2 never heard from
+    assert "ZT5566778899" in html and "中通快递" in html and "已通知" in html
+    en = cloud.client.get("/?lang=en").text
+    assert '<html lang="en">' in en
+    assert "Stations overview" in en and "Recent parcels" in en and "ZTO Express" in en and "notified" in en
+    assert "站点总览" not in en
+
+
+def test_sms_page(cloud):
+    empty = cloud.client.get("/sms")
+    assert empty.status_code == 200 and "还没有短信" in empty.text
+    fill(cloud)
+    html = cloud.client.get("/sms").text
+    assert "短信" in html and "13800138000" in html and "取件码 730518" in html and "已发送" in html
+    en = cloud.client.get("/sms?lang=en").text
+    assert "SMS outbox" in en and "取件码 730518" in en and "sent" in en
+
+
+def test_parcel_page(cloud):
+    fill(cloud)
+    cloud.ingest([evt(2, "pickup", c=2, ref="p-page1")])
+    resp = cloud.client.get("/parcels/p-page1")
+    assert resp.status_code == 200
+    html = resp.text
+    assert "包裹轨迹" in html and "ZT5566778899" in html
+    assert 'class="status status-picked_up">已取件<' in html
+    timeline = html[html.index('id="timeline"'):]
+    positions = [timeline.find(step) for step in ("已预报", "已入柜", "已通知", "已取件")]
+    assert -1 not in positions and positions == sorted(positions)
+    en = cloud.client.get("/parcels/p-page1?lang=en").text
+    assert "Parcel timeline" in en and "picked up" in en and "deposited" in en
+    missing = cloud.client.get("/parcels/p-nothing")
+    assert missing.status_code == 404 and "找不到这个包裹" in missing.text
+
+
+def test_static_css(cloud):
+    resp = cloud.client.get("/static/style.css")
+    assert resp.status_code == 200 and ".state-occupied" in resp.text
