@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@scripts/sysdeps.sh demo
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[postgres,firmware,test]'
+	$(PY) -m pip install -q -e '.[postgres,firmware,hardware,test]'
 	@touch $(STAMP)
 	@echo "installed: $(VENV)/bin/jincun"
 

@@ -7,8 +7,8 @@ want="${1:-test}"
 need_cmds=(python3)
 need_pkgs=(python3-venv)
 if [ "$want" = test ]; then
-  need_cmds+=(mosquitto mosquitto_passwd pg_ctlcluster psql)
-  need_pkgs+=(mosquitto mosquitto-clients postgresql postgresql)
+  need_cmds+=(mosquitto mosquitto_passwd pg_ctlcluster psql npm rsvg-convert)
+  need_pkgs+=(mosquitto mosquitto-clients postgresql postgresql npm librsvg2-bin)
 fi
 
 missing=()
