@@ -1,0 +1,1 @@
+"""Station gateway: locker link over MQTT, durable outbox, uplink to the county cloud."""

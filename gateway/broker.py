@@ -1,0 +1,127 @@
+"""Writes the station Mosquitto configuration: listener, password file and a deny-by-default ACL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from . import const as C
+from .config import StationConfig
+
+log = logging.getLogger("jincun.gateway.broker")
+
+PBKDF2_ITERATIONS = 101  # mosquitto_passwd's own default; auth runs on every connect of a small Pi
+
+
+def password_line(user: str, password: str, *, salt: bytes | None = None) -> str:
+    """One mosquitto password-file line in its PBKDF2-SHA512 ($7$) format."""
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, PBKDF2_ITERATIONS)
+    return f"{user}:$7${PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def acl_text(cfg: StationConfig) -> str:
+    """ACL: the gateway reads the station and writes commands; each locker only its own topics."""
+    base = f"{C.PREFIX}/{cfg.station}"
+    lines = [f"user {cfg.mqtt.username}", f"topic read {base}/#"]
+    lines += [f"topic write {base}/+/{k}" for k in C.DOWN_KINDS]
+    for lk in cfg.lockers:
+        lines += ["", f"user {lk.id}"]
+        lines += [f"topic write {base}/{lk.id}/{k}" for k in C.UP_KINDS]
+        lines += [f"topic read {base}/{lk.id}/{k}" for k in C.DOWN_KINDS]
+    return "\n".join(lines) + "\n"
+
+
+def broker_body(cfg: StationConfig, out_dir: Path, *, run_as: str | None = None) -> str:
+    """Everything but `listener` and `persistence_location`, which depend on where the broker runs.
+
+    run_as: the user a root-started broker switches to (mosquitto's default is `mosquitto`, which must
+    be able to read out_dir).
+    """
+    # A locker may fall behind by a whole day's events while the gateway is down; keep them queued.
+    return (
+        (f"user {run_as}\n" if run_as else "")
+        +
+        "per_listener_settings false\n"
+        "allow_anonymous false\n"
+        f"password_file {out_dir / 'passwd'}\n"
+        f"acl_file {out_dir / 'acl'}\n"
+        "persistence true\n"
+        "autosave_interval 30\n"
+        "autosave_on_changes false\n"
+        "max_queued_messages 20000\n"
+        "max_inflight_messages 20\n"
+        "max_packet_size 8192\n"
+        "set_tcp_nodelay true\n"
+        "log_type error\nlog_type warning\nlog_type notice\n"
+        "connection_messages true\n"
+    )
+
+
+def write_auth_files(cfg: StationConfig, out_dir: str | Path) -> Path:
+    """Write passwd and acl into out_dir (mode 0600); returns out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    users = [(cfg.mqtt.username, cfg.mqtt.password)] + [(lk.id, lk.mqtt_password) for lk in cfg.lockers]
+    _write_private(out / "passwd", "".join(password_line(u, p) + "\n" for u, p in users))
+    _write_private(out / "acl", acl_text(cfg))
+    return out
+
+
+def broker_user(out_dir: Path) -> str | None:
+    """The `user` line a root-started broker needs to read out_dir, or None to keep mosquitto's default.
+
+    Mosquitto started as root switches to the `mosquitto` user. When that user cannot reach out_dir
+    (a private folder of root, as in a development checkout), the broker has to stay root.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        import pwd
+        pw = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return None
+    for folder in [out_dir, *out_dir.parents]:
+        st = folder.stat()
+        if not (st.st_mode & 0o001 or (st.st_gid == pw.pw_gid and st.st_mode & 0o010)
+                or (st.st_uid == pw.pw_uid and st.st_mode & 0o100)):
+            log.warning("mosquitto user cannot reach %s: the broker keeps running as root", folder)
+            return "root"
+    os.chown(out_dir, pw.pw_uid, pw.pw_gid)  # persistence is written here
+    return None
+
+
+def write_broker_config(cfg: StationConfig, out_dir: str | Path, *, listener: bool = True,
+                        run_as: str | None = "auto") -> Path:
+    """Write mosquitto.conf, passwd and acl into out_dir; returns the path of mosquitto.conf.
+
+    run_as: "auto" picks what a root-started broker needs (see broker_user), None adds no `user` line.
+    """
+    out = Path(out_dir).resolve()
+    write_auth_files(cfg, out)
+    if run_as == "auto":
+        run_as = broker_user(out)
+    head = ""
+    if listener:
+        head = f"listener {cfg.mqtt.port} {cfg.mqtt.host}\npersistence_location {out}/\n"
+    conf = out / "mosquitto.conf"
+    conf.write_text(head + broker_body(cfg, out, run_as=run_as), encoding="utf-8")
+    return conf
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    if os.geteuid() == 0:
+        # a root-started broker reads these after switching to its own user
+        try:
+            import pwd
+            pw = pwd.getpwnam("mosquitto")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        except KeyError:
+            pass

@@ -1,0 +1,200 @@
+"""Pickup codes issued by the gateway itself, so a station works with the cloud unreachable (§4)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import sqlite3
+import time
+
+from . import const as C
+from . import protocol
+from .config import StationConfig
+from .counters import Counters
+from .errors import GatewayError, LockerError
+from .lockerlink import LockerLink
+from .outbox import Outbox, Record
+
+log = logging.getLogger("jincun.gateway.codes")
+
+CODES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS codes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    locker TEXT NOT NULL, phone TEXT NOT NULL,
+    code TEXT,                -- plain code, wiped when the code is retired
+    h TEXT NOT NULL, cs TEXT NOT NULL, exp_ts REAL NOT NULL,
+    state TEXT NOT NULL,      -- active | retired
+    synced INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS codes_active ON codes (state, locker, phone);
+"""
+MAX_ACTIVE_CODES = 200_000
+
+
+class CodeClash(GatewayError):
+    """A code the cloud sent is already active for someone else at this station."""
+
+
+class Codes:
+    """Issues, syncs to lockers and retires the 6-digit pickup codes of one station."""
+
+    def __init__(self, cfg: StationConfig, outbox: Outbox, link: LockerLink, counters: Counters) -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self.link = link
+        self.counters = counters
+        self.ttl = cfg.gateway.code_ttl_s
+        self._secrets = {lk.id: lk.secret.lower() for lk in cfg.lockers}
+        self._push_lock: dict[str, asyncio.Lock] = {}
+        outbox.add_schema(CODES_SCHEMA)
+
+    # ---- inside the outbox transaction ----
+
+    def issue_in_tx(self, conn: sqlite3.Connection, locker: str, phone: str, ref: str, c: int) -> int:
+        """Give `phone` a code for compartment c at `locker` (reusing an active one) and queue the `code` record."""
+        now = time.time()
+        self._expire_in_tx(conn, now)
+        exp_ts = int(now + self.ttl)
+        row = conn.execute("SELECT id, code, cs FROM codes WHERE state='active' AND locker=? AND phone=?",
+                           (locker, phone)).fetchone()
+        if row is not None:
+            code_id, code, cs = row[0], row[1], json.loads(row[2])
+            cs = sorted(set(cs) | {c})
+            conn.execute("UPDATE codes SET cs=?, exp_ts=?, synced=0 WHERE id=?", (json.dumps(cs), exp_ts, code_id))
+            self.counters.inc("codes_reused")
+        else:
+            n_active = conn.execute("SELECT COUNT(*) FROM codes WHERE state='active'").fetchone()[0]
+            if n_active >= MAX_ACTIVE_CODES:
+                raise LockerError("too many active pickup codes at this station")
+            taken = {r[0] for r in conn.execute("SELECT code FROM codes WHERE state='active'")}
+            while True:
+                code = f"{secrets.randbelow(10 ** C.CODE_DIGITS):0{C.CODE_DIGITS}d}"
+                if code not in taken:
+                    break
+            h = protocol.code_hash(self._secrets[locker], code)
+            code_id = conn.execute(
+                "INSERT INTO codes (locker, phone, code, h, cs, exp_ts, state) VALUES (?,?,?,?,?,?, 'active')",
+                (locker, phone, code, h, json.dumps([c]), exp_ts)).lastrowid
+            self.counters.inc("codes_issued")
+        self.outbox._insert(conn, Record(src=C.SRC_GATEWAY, kind="code", body={
+            "ref": ref, "locker": locker, "phone": phone, "code": code, "exp_ts": exp_ts}))
+        return code_id
+
+    def replace_in_tx(self, conn: sqlite3.Connection, locker: str, phone: str, code: str, cs: list[int],
+                      exp_ts: float) -> tuple[str | None, int]:
+        """Make `code` the recipient's code at `locker` (a code the cloud issued); returns (old hash, new id)."""
+        self._expire_in_tx(conn, time.time())
+        clash = conn.execute("SELECT 1 FROM codes WHERE state='active' AND code=? AND NOT (locker=? AND phone=?)",
+                             (code, locker, phone)).fetchone()
+        if clash:
+            raise CodeClash("the code is active for another recipient at this station")
+        old = conn.execute("SELECT id, h FROM codes WHERE state='active' AND locker=? AND phone=?",
+                           (locker, phone)).fetchone()
+        if old is not None:
+            conn.execute("UPDATE codes SET state='retired', code=NULL WHERE id=?", (old[0],))
+        h = protocol.code_hash(self._secrets[locker], code)
+        code_id = conn.execute(
+            "INSERT INTO codes (locker, phone, code, h, cs, exp_ts, state) VALUES (?,?,?,?,?,?, 'active')",
+            (locker, phone, code, h, json.dumps(sorted(set(cs))), exp_ts)).lastrowid
+        self.counters.inc("codes_replaced")
+        return (old[1] if old is not None and old[1] != h else None), code_id
+
+    async def replace(self, locker: str, phone: str, code: str, cs: list[int], exp_ts: float) -> bool:
+        """Replace the recipient's code at a locker and push the change; True once the locker took it."""
+        old_h, code_id = await self.outbox.run(
+            lambda conn: self.replace_in_tx(conn, locker, phone, code, cs, exp_ts))
+        if old_h is not None:
+            ack = await self.link.send_command(locker, "code_del", h=old_h)
+            if not ack or not ack.get("ok"):
+                log.warning("locker %s did not delete a replaced code: %s", locker, ack and ack.get("err"))
+        return await self.push(code_id)
+
+    def _expire_in_tx(self, conn: sqlite3.Connection, now: float) -> None:
+        n = conn.execute("UPDATE codes SET state='retired', code=NULL WHERE state='active' AND exp_ts < ?",
+                         (now,)).rowcount
+        if n:
+            self.counters.inc("codes_expired", n)
+
+    # ---- locker sync ----
+
+    async def push(self, code_id: int) -> bool:
+        """Send code_put for one active code; True once the locker acked it."""
+        row = await self.outbox.query(lambda conn: conn.execute(
+            "SELECT locker, h, cs, exp_ts, state FROM codes WHERE id=?", (code_id,)).fetchone())
+        if row is None or row[4] != "active":
+            return False
+        locker, h, cs, exp_ts, _ = row
+        exp = int(exp_ts - time.time())
+        if exp <= 0:
+            return False
+        lock = self._push_lock.setdefault(locker, asyncio.Lock())
+        async with lock:
+            try:
+                ack = await self.link.send_command(locker, "code_put", h=h, cs=json.loads(cs), exp=exp)
+            except LockerError as exc:
+                self.counters.inc("code_push_failed")
+                log.warning("code %d not pushed to %s yet: %s", code_id, locker, exc)
+                return False
+        if not ack or not ack.get("ok"):
+            self.counters.inc("code_push_refused")
+            log.error("locker %s refused code %d: %s", locker, code_id, ack and ack.get("err"))
+            return False
+        await self.outbox.run(lambda conn: conn.execute(
+            "UPDATE codes SET synced=1 WHERE id=? AND cs=?", (code_id, cs)))
+        return True
+
+    async def sync(self, locker: str | None = None) -> int:
+        """Push every active code a locker has not acked yet; returns how many went through."""
+        now = time.time()
+        await self.outbox.run(lambda conn: self._expire_in_tx(conn, now))
+        q = "SELECT id FROM codes WHERE state='active' AND synced=0"
+        args: tuple = ()
+        if locker:
+            q += " AND locker=?"
+            args = (locker,)
+        ids = [r[0] for r in await self.outbox.query(lambda conn: conn.execute(q, args).fetchall())]
+        ok = 0
+        for code_id in ids:
+            ok += await self.push(code_id)
+        return ok
+
+    async def sync_loop(self, every_s: float = 30.0) -> None:
+        """Retry unsynced codes for online lockers from time to time."""
+        while True:
+            await asyncio.sleep(every_s)
+            for ls in self.link.lockers.values():
+                if ls.online:
+                    await self.sync(ls.id)
+
+    async def on_birth(self, locker: str) -> None:
+        await self.sync(locker)
+
+    async def on_event(self, locker: str, evt: dict) -> None:
+        """A pickup empties a compartment: take it off its code, retire the code when nothing is left."""
+        if evt["type"] != "pickup":
+            return
+        c = evt["c"]
+
+        def taken(conn: sqlite3.Connection) -> None:
+            for code_id, cs in conn.execute(
+                    "SELECT id, cs FROM codes WHERE state='active' AND locker=?", (locker,)).fetchall():
+                cs = json.loads(cs)
+                if c in cs:
+                    cs.remove(c)
+                    if cs:
+                        conn.execute("UPDATE codes SET cs=? WHERE id=?", (json.dumps(cs), code_id))
+                    else:
+                        conn.execute("UPDATE codes SET state='retired', code=NULL, cs='[]' WHERE id=?", (code_id,))
+                        self.counters.inc("codes_used")
+        await self.outbox.run(taken)
+
+    async def active(self, locker: str | None = None) -> list[dict]:
+        """Active codes without the plain code (for views and tests)."""
+        def q(conn: sqlite3.Connection) -> list[dict]:
+            rows = conn.execute("SELECT id, locker, phone, h, cs, exp_ts, synced FROM codes WHERE state='active'"
+                                + (" AND locker=?" if locker else ""), (locker,) if locker else ()).fetchall()
+            return [{"id": r[0], "locker": r[1], "phone": r[2], "h": r[3], "cs": json.loads(r[4]),
+                     "exp_ts": r[5], "synced": bool(r[6])} for r in rows]
+        return await self.outbox.query(q)

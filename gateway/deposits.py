@@ -1,0 +1,155 @@
+"""Courier deposit flow: pick a compartment, open it, and on the locker's confirmation issue the pickup code."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import time
+
+from . import const as C
+from .codes import Codes
+from .counters import Counters
+from .errors import CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, UnknownParcel
+from .lockerlink import LockerLink
+from .outbox import Outbox, Record
+
+log = logging.getLogger("jincun.gateway.deposits")
+
+PARCELS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS parcels (
+    ref TEXT PRIMARY KEY, waybill TEXT NOT NULL, phone TEXT NOT NULL, carrier TEXT NOT NULL,
+    size TEXT NOT NULL, locker TEXT NOT NULL, c INTEGER NOT NULL,
+    state TEXT NOT NULL,  -- opening | deposited | void | picked
+    created REAL NOT NULL, updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS parcels_open ON parcels (state, locker);
+"""
+SIZE_RANK = {s: i for i, s in enumerate(C.SIZES)}
+
+
+class Deposits:
+    """Starts deposits on request and follows them through the locker's events."""
+
+    def __init__(self, outbox: Outbox, link: LockerLink, codes: Codes, counters: Counters) -> None:
+        self.outbox = outbox
+        self.link = link
+        self.codes = codes
+        self.counters = counters
+        self._reserved: set[tuple[str, int]] = set()
+        outbox.add_schema(PARCELS_SCHEMA)
+
+    def _pick(self, size: str, locker: str | None) -> tuple[str, int, str]:
+        if locker is not None and locker not in self.link.lockers:
+            raise LockerError(f"unknown locker {locker!r}")
+        pool = [self.link.lockers[locker]] if locker else list(self.link.lockers.values())
+        live = [ls for ls in pool if ls.online and ls.birth_at is not None]
+        if not live:
+            raise LockerOffline("locker offline" if locker else "no locker online")
+        best = None
+        for ls in live:
+            for comp in ls.comps.values():
+                if comp.st != "empty" or (ls.id, comp.n) in self._reserved:
+                    continue
+                rank = SIZE_RANK[comp.size] - SIZE_RANK[size]
+                if rank < 0:
+                    continue
+                key = (rank, ls.id, comp.n)
+                if best is None or key < best[0]:
+                    best = (key, ls.id, comp.n, comp.size)
+        if best is None:
+            raise NoCompartment(f"no free compartment of size {size} or larger")
+        return best[1], best[2], best[3]
+
+    async def request(self, waybill: str, phone: str, carrier: str, size: str, locker: str | None = None) -> dict:
+        """Open a free compartment for a parcel; returns {"ref","locker","c","size"}."""
+        if size not in SIZE_RANK:
+            raise NoCompartment(f"unknown size {size!r}")
+        lk, c, csize = self._pick(size, locker)
+        self._reserved.add((lk, c))
+        try:
+            ref = "p-" + secrets.token_hex(6)
+            now = time.time()
+            body = {"ref": ref, "waybill": waybill, "carrier": carrier, "phone": phone, "locker": lk, "c": c,
+                    "size": csize}
+
+            def record(conn: sqlite3.Connection) -> None:
+                conn.execute("INSERT INTO parcels VALUES (?,?,?,?,?,?,?, 'opening', ?, ?)",
+                             (ref, waybill, phone, carrier, csize, lk, c, now, now))
+                self.outbox._insert(conn, Record(src=C.SRC_GATEWAY, kind="parcel", body=body))
+            await self.outbox.run(record)
+            try:
+                ack = await self.link.send_command(lk, "deposit", c=c, ref=ref)
+            except (CommandTimeout, LockerOffline):
+                # the locker may still open; its deposit or deposit_void event (or next birth) settles it
+                self.counters.inc("deposit_cmd_unacked")
+                raise
+            if not ack or not ack.get("ok"):
+                await self._set_state(ref, "void")
+                self.counters.inc("deposit_refused")
+                raise CommandRejected((ack or {}).get("err", "refused"))
+            comp = self.link.lockers[lk].comps[c]
+            if comp.st == "empty":
+                comp.st, comp.ref = "deposit", ref
+            self.counters.inc("deposits_started")
+            return {"ref": ref, "locker": lk, "c": c, "size": csize}
+        finally:
+            self._reserved.discard((lk, c))
+
+    async def get(self, ref: str) -> dict:
+        row = await self.outbox.query(lambda conn: conn.execute(
+            "SELECT ref, state, locker, c, size, waybill FROM parcels WHERE ref=?", (ref,)).fetchone())
+        if row is None:
+            raise UnknownParcel(ref)
+        return {"ref": row[0], "state": row[1], "locker": row[2], "c": row[3], "size": row[4], "waybill": row[5]}
+
+    async def _set_state(self, ref: str, state: str) -> None:
+        await self.outbox.run(lambda conn: conn.execute(
+            "UPDATE parcels SET state=?, updated=? WHERE ref=?", (state, time.time(), ref)))
+
+    async def _deposited(self, locker: str, c: int, ref: str) -> None:
+        def tx(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT state, phone, locker, c FROM parcels WHERE ref=?", (ref,)).fetchone()
+            if row is None:
+                self.counters.inc("deposit_unknown_ref")
+                log.warning("locker %s confirmed a deposit of unknown parcel %s", locker, ref)
+                return None
+            if row[0] == "deposited" or row[0] == "picked":
+                return None
+            if (row[2], row[3]) != (locker, c):
+                log.warning("parcel %s went into %s/%d, asked for %s/%d", ref, locker, c, row[2], row[3])
+                conn.execute("UPDATE parcels SET locker=?, c=? WHERE ref=?", (locker, c, ref))
+            conn.execute("UPDATE parcels SET state='deposited', updated=? WHERE ref=?", (time.time(), ref))
+            return self.codes.issue_in_tx(conn, locker, row[1], ref, c)
+        code_id = await self.outbox.run(tx)
+        if code_id is not None:
+            self.counters.inc("deposits_done")
+            await self.codes.push(code_id)
+
+    async def on_event(self, locker: str, evt: dict) -> None:
+        t = evt["type"]
+        if t == "deposit":
+            await self._deposited(locker, evt["c"], evt["ref"])
+        elif t == "deposit_void":
+            await self.outbox.run(lambda conn: conn.execute(
+                "UPDATE parcels SET state='void', updated=? WHERE ref=? AND state='opening'", (time.time(), evt["ref"])))
+            self.counters.inc("deposits_void")
+        elif t == "pickup":
+            await self.outbox.run(lambda conn: conn.execute(
+                "UPDATE parcels SET state='picked', updated=? WHERE ref=? AND state='deposited'",
+                (time.time(), evt["ref"])))
+
+    async def on_birth(self, locker: str) -> None:
+        """Settle deposits whose confirmation the gateway missed, from the birth snapshot."""
+        ls = self.link.lockers[locker]
+        rows = await self.outbox.query(lambda conn: conn.execute(
+            "SELECT ref, c FROM parcels WHERE state='opening' AND locker=?", (locker,)).fetchall())
+        for ref, c in rows:
+            comp = ls.comps.get(c)
+            if comp is None or comp.ref == ref and comp.st == "deposit":
+                continue
+            if comp.ref == ref and comp.st in ("occupied", "pickup"):
+                await self._deposited(locker, c, ref)
+            elif (locker, c) not in self._reserved:
+                await self._set_state(ref, "void")
+                self.counters.inc("deposits_void")

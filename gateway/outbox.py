@@ -1,0 +1,376 @@
+"""Durable SQLite outbox: every record the cloud must get, stored once, sent in order, deleted when acked.
+
+All database work runs on one worker thread that owns the connection, so the event loop never blocks.
+Appends are group-committed: whatever is queued when the writer wakes goes into one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import const as C
+from .counters import Counters
+from .errors import OutboxError, OutboxFull
+
+log = logging.getLogger("jincun.gateway.outbox")
+
+GROUP_MAX = 512
+TELE_KINDS = ("tele",)
+STATE_KINDS = ("birth", "status")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    src TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, rx REAL NOT NULL, body TEXT NOT NULL,
+    UNIQUE (src, boot, seq)
+);
+CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, id);
+"""
+
+
+@dataclass
+class Record:
+    """One outbox item. seq None: the gateway numbers it (boot = gateway epoch)."""
+
+    src: str
+    kind: str
+    body: dict
+    boot: str | None = None
+    seq: int | None = None
+    rx: float = field(default_factory=time.time)
+    id: int | None = None
+    auto: bool = False
+
+    def __post_init__(self) -> None:
+        if self.seq is None:
+            self.auto = True
+
+    def item(self) -> dict:
+        """The record as an ingest item (§5.1)."""
+        return {"src": self.src, "boot": self.boot, "seq": self.seq, "kind": self.kind,
+                "rx": self.rx, "body": self.body}
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
+
+
+class _Full(Exception):
+    """Raised inside the worker when the database refused a write for lack of space."""
+
+
+class Outbox:
+    """The gateway's durable outbox plus the small tables that live next to it."""
+
+    def __init__(self, path: str | Path, counters: Counters | None = None, *, max_rows: int = 200_000,
+                 tele_max_age_s: float = 3 * 86400, mem_queue_max: int = 10_000, retry_s: float = 1.0,
+                 max_pages: int | None = None, epoch: str | None = None) -> None:
+        self.path = Path(path)
+        self.counters = counters or Counters()
+        self.max_rows = max_rows
+        self.tele_max_age_s = tele_max_age_s
+        self.mem_queue_max = mem_queue_max
+        self.retry_s = retry_s
+        self.max_pages = max_pages
+        self._epoch_cfg = epoch
+        self.epoch = ""
+        self.changed = asyncio.Event()
+        self.disk_full = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._conn: sqlite3.Connection | None = None
+        self._queue: list[tuple[str, Any, asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self._rows = 0
+        self._last_age_sweep = 0.0
+        self._schemas: list[str] = []
+
+    # ---- lifecycle ----
+
+    def add_schema(self, sql: str) -> None:
+        """Let a neighbour (codes, deposits, link) create its tables at open."""
+        self._schemas.append(sql)
+
+    async def open(self) -> None:
+        await self._call(self._open_sync)
+        self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
+
+    def _open_sync(self) -> None:
+        try:
+            self._open_db()
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(f"cannot open the outbox database {self.path}: {exc}") from exc
+
+    def _open_db(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        if self.max_pages:
+            conn.execute(f"PRAGMA max_page_count={int(self.max_pages)}")
+        conn.executescript(SCHEMA + "".join(self._schemas))
+        row = conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
+        if row is None:
+            epoch = self._epoch_cfg or secrets.token_hex(4)
+            conn.execute("INSERT INTO meta VALUES ('epoch', ?), ('seq', '0')", (epoch,))
+        else:
+            epoch = row[0]
+            if self._epoch_cfg and self._epoch_cfg != epoch:
+                log.warning("config epoch %s ignored: the database was created with epoch %s",
+                            self._epoch_cfg, epoch)
+        self.epoch = epoch
+        self._rows = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._writer:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+            self._writer = None
+        for _, _, fut in self._queue:
+            if not fut.done():
+                fut.set_exception(OutboxError("outbox closed"))
+        self._queue.clear()
+        if self._conn is not None:
+            await self._call(self._conn.close)
+            self._conn = None
+        self._pool.shutdown(wait=True)
+
+    async def _call(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # ---- writes ----
+
+    def _enqueue(self, op: str, arg: Any) -> asyncio.Future:
+        if len(self._queue) >= self.mem_queue_max:
+            self.counters.inc("outbox_refused")
+            raise OutboxFull(f"outbox overflow queue is full ({self.mem_queue_max})")
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append((op, arg, fut))
+        self._wake.set()
+        return fut
+
+    def submit(self, rec: Record) -> asyncio.Future:
+        """Queue a record; the future gives True (stored) or False (already held) once durable."""
+        return self._enqueue("rec", rec)
+
+    async def append(self, rec: Record) -> bool:
+        """Store a record durably; False if its (src, boot, seq) is already held."""
+        return await self.submit(rec)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run fn(conn) on the writer inside the next group transaction; its result is returned."""
+        return await self._enqueue("fn", fn)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                group = self._queue[:GROUP_MAX]
+                try:
+                    results = await self._call(self._commit_sync, [(op, arg) for op, arg, _ in group])
+                except _Full:
+                    if not self.disk_full:
+                        log.error("outbox database is full; %d records held in memory until space frees",
+                                  len(self._queue))
+                    self.disk_full = True
+                    self.counters.inc("disk_full")
+                    await asyncio.sleep(self.retry_s)
+                    continue
+                if self.disk_full:
+                    log.warning("outbox database has space again")
+                self.disk_full = False
+                del self._queue[:len(group)]
+                for (_, _, fut), res in zip(group, results):
+                    if fut.done():
+                        continue
+                    if isinstance(res, BaseException):
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
+                self.changed.set()
+
+    def _commit_sync(self, ops: list[tuple[str, Any]]) -> list[Any]:
+        conn = self._conn
+        assert conn is not None
+        for attempt in range(2):
+            try:
+                return self._try_commit(conn, ops)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if not _is_full(exc):
+                    raise OutboxError(f"outbox write failed: {exc}") from exc
+                if attempt == 0 and self._make_room(conn):
+                    continue
+                raise _Full() from exc
+        raise _Full()
+
+    def _try_commit(self, conn: sqlite3.Connection, ops: list[tuple[str, Any]]) -> list[Any]:
+        results: list[Any] = []
+        added = 0
+        rows_before = self._rows
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._try_ops(conn, ops, results)
+        except BaseException:
+            self._rows = rows_before
+            raise
+        return results
+
+    def _try_ops(self, conn: sqlite3.Connection, ops: list[tuple[str, Any]], results: list[Any]) -> None:
+        added = 0
+        for op, arg in ops:
+            if op == "rec":
+                new = self._insert(conn, arg)
+                added += new
+                results.append(new)
+            else:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append(arg(conn))
+                    conn.execute("RELEASE op")
+                except sqlite3.Error as exc:
+                    if _is_full(exc):
+                        raise
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append(OutboxError(str(exc)))
+                except Exception as exc:  # noqa: BLE001 - handed back to the caller's future, not swallowed
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append(exc)
+        self._rows += added
+        self._enforce_bounds(conn)
+        conn.execute("COMMIT")
+
+    def _insert(self, conn: sqlite3.Connection, rec: Record) -> bool:
+        if rec.auto:
+            # numbered inside the transaction, so a rolled-back attempt never leaves a gap or a reuse
+            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='seq'")
+            rec.seq = int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
+            rec.boot = self.epoch
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO outbox (src, boot, seq, kind, rx, body) VALUES (?,?,?,?,?,?)",
+            (rec.src, rec.boot, rec.seq, rec.kind, rec.rx,
+             json.dumps(rec.body, separators=(",", ":"), ensure_ascii=False)))
+        if cur.rowcount == 0:
+            self.counters.inc("outbox_duplicates")
+            return False
+        rec.id = cur.lastrowid
+        return True
+
+    def _drop(self, conn: sqlite3.Connection, kinds: tuple[str, ...] | None, n: int, counter: str,
+              older_than: float | None = None) -> int:
+        where = []
+        args: list[Any] = []
+        if kinds is not None:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args += kinds
+        if older_than is not None:
+            where.append("rx < ?")
+            args.append(older_than)
+        cond = ("WHERE " + " AND ".join(where)) if where else ""
+        cur = conn.execute(f"DELETE FROM outbox WHERE id IN (SELECT id FROM outbox {cond} ORDER BY id LIMIT ?)",
+                           (*args, n))
+        if cur.rowcount:
+            self._rows -= cur.rowcount
+            self.counters.inc(counter, cur.rowcount)
+            log.warning("outbox bound: dropped %d rows (%s)", cur.rowcount, counter)
+        return cur.rowcount
+
+    def _enforce_bounds(self, conn: sqlite3.Connection) -> None:
+        # Policy: telemetry goes first, then superseded state snapshots; events and the gateway's own
+        # records only when nothing else is left, because the locker has already deleted them.
+        now = time.time()
+        if now - self._last_age_sweep > 60:
+            self._last_age_sweep = now
+            self._drop(conn, TELE_KINDS, 1_000_000, "dropped_tele", older_than=now - self.tele_max_age_s)
+        over = self._rows - self.max_rows
+        if over > 0:
+            over -= self._drop(conn, TELE_KINDS, over, "dropped_tele")
+        if over > 0:
+            over -= self._drop(conn, STATE_KINDS, over, "dropped_state")
+        if over > 0:
+            self._drop(conn, None, over, "dropped_events")
+
+    def _make_room(self, conn: sqlite3.Connection) -> bool:
+        """On a full database free pages by dropping telemetry, then state snapshots; never events."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            freed = self._drop(conn, TELE_KINDS, 1000, "dropped_tele")
+            if not freed:
+                freed = self._drop(conn, STATE_KINDS, 1000, "dropped_state")
+            conn.execute("COMMIT")
+            return freed > 0
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.error("outbox could not make room: %s", exc)
+            return False
+
+    # ---- reads and acks ----
+
+    async def read_batch(self, limit: int, max_bytes: int = C.INGEST_MAX_BYTES) -> list[Record]:
+        """The oldest records in order, at most `limit` of them and about `max_bytes` of JSON."""
+        return await self._call(self._read_sync, limit, max_bytes)
+
+    def _read_sync(self, limit: int, max_bytes: int) -> list[Record]:
+        assert self._conn is not None
+        out: list[Record] = []
+        size = 0
+        for rid, src, boot, seq, kind, rx, body in self._conn.execute(
+                "SELECT id, src, boot, seq, kind, rx, body FROM outbox ORDER BY id LIMIT ?", (limit,)):
+            size += len(body) + 100
+            if out and size > max_bytes:
+                break
+            out.append(Record(src=src, kind=kind, body=json.loads(body), boot=boot, seq=seq, rx=rx, id=rid))
+        return out
+
+    async def delete(self, ids: list[int]) -> int:
+        """Delete acked records by id; returns how many were deleted."""
+        if not ids:
+            return 0
+        return await self._call(self._delete_sync, list(ids))
+
+    def _delete_sync(self, ids: list[int]) -> int:
+        assert self._conn is not None
+        n = 0
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                n += conn.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})",
+                              chunk).rowcount
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise OutboxError(f"outbox delete failed: {exc}") from exc
+        self._rows -= n
+        return n
+
+    async def stats(self) -> dict:
+        """depth (rows held), oldest_rx (receive time of the oldest, or None), pending (in memory)."""
+        depth, oldest = await self._call(
+            lambda: self._conn.execute("SELECT COUNT(*), MIN(rx) FROM outbox").fetchone())
+        return {"depth": depth, "oldest_rx": oldest, "pending": len(self._queue)}
+
+    async def query(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run a read-only fn(conn) on the worker thread."""
+        return await self._call(fn, self._conn)

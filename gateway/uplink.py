@@ -1,0 +1,125 @@
+"""Uplink: forwards the outbox to the cloud in ordered, idempotent batches (§5.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+
+import httpx
+
+from . import const as C
+from .config import CloudConfig
+from .counters import Counters
+from .errors import UplinkError
+from .outbox import Outbox, Record
+
+log = logging.getLogger("jincun.gateway.uplink")
+
+
+def batch_id(records: list[Record]) -> str:
+    """Stable id for a batch, so a re-send of the same items carries the same id."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.src}/{r.boot}/{r.seq};".encode())
+    return h.hexdigest()[:32]
+
+
+def settle(records: list[Record], response: dict) -> tuple[list[int], dict[str, int]]:
+    """Map a 2xx ingest response to the outbox ids that may be deleted and a count per status."""
+    done: dict[tuple, str] = {}
+    results = response.get("results")
+    if not isinstance(results, list):
+        raise UplinkError("ingest response has no results list")
+    for res in results:
+        if isinstance(res, dict) and res.get("status") in C.RESULT_DONE:
+            done[(res.get("src"), res.get("boot"), res.get("seq"))] = res["status"]
+    ids, tally = [], {s: 0 for s in C.RESULT_DONE}
+    for r in records:
+        st = done.get((r.src, r.boot, r.seq))
+        if st is not None:
+            ids.append(r.id)
+            tally[st] += 1
+    return ids, tally
+
+
+class Uplink:
+    """Reads the outbox in order and posts it to the cloud until every item is acked."""
+
+    def __init__(self, station: str, cfg: CloudConfig, outbox: Outbox, counters: Counters,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.station = station
+        self.cfg = cfg
+        self.outbox = outbox
+        self.counters = counters
+        self.transport = transport
+        self.up = False
+        self.last_ok: float | None = None
+        self.last_error: str | None = None
+        self._delay = cfg.backoff_min_s
+
+    def state(self) -> dict:
+        return {"up": self.up, "last_ok": self.last_ok, "last_error": self.last_error}
+
+    async def run(self) -> None:
+        """Forward forever; a failing cloud only delays, never loses or reorders."""
+        async with httpx.AsyncClient(base_url=self.cfg.url, transport=self.transport, timeout=self.cfg.timeout_s,
+                                     headers={"Authorization": f"Bearer {self.cfg.api_key}"}) as client:
+            while True:
+                self.outbox.changed.clear()
+                records = await self.outbox.read_batch(self.cfg.batch_max, C.INGEST_MAX_BYTES - 4096)
+                if not records:
+                    try:
+                        await asyncio.wait_for(self.outbox.changed.wait(), self.cfg.poll_s)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                try:
+                    if await self.send(client, records):
+                        continue
+                except UplinkError as exc:
+                    self._down(str(exc))
+                # a failed or fruitless batch: wait with jitter, then send the same items again
+                await asyncio.sleep(self._delay * random.uniform(0.5, 1.0))
+                self._delay = min(self._delay * 2, self.cfg.backoff_max_s)
+
+    def _down(self, why: str) -> None:
+        if self.up or self.last_error is None:
+            log.warning("uplink down: %s", why)
+        self.up = False
+        self.last_error = why
+        self.counters.inc("uplink_failures")
+
+    async def send(self, client: httpx.AsyncClient, records: list[Record]) -> int:
+        """Post one batch; delete what the cloud settled; returns how many were deleted."""
+        body = {"station": self.station, "batch": batch_id(records), "items": [r.item() for r in records]}
+        try:
+            resp = await client.post(C.INGEST_PATH, json=body)
+        except httpx.HTTPError as exc:
+            raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code // 100 != 2:
+            raise UplinkError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            raise UplinkError("ingest response is not JSON") from exc
+        ids, tally = settle(records, data if isinstance(data, dict) else {})
+        deleted = await self.outbox.delete(ids)
+        for st, n in tally.items():
+            if n:
+                self.counters.inc(f"uplink_{st}", n)
+        if tally["rejected"]:
+            log.error("cloud rejected %d items of batch %s (kept in its dead-letter table)",
+                      tally["rejected"], body["batch"])
+        if len(ids) < len(records):
+            self.counters.inc("uplink_unsettled", len(records) - len(ids))
+            log.warning("cloud settled %d of %d items; the rest is re-sent", len(ids), len(records))
+        if not self.up:
+            log.info("uplink up")
+        self.up = True
+        self.last_ok = time.time()
+        self.last_error = None
+        self._delay = self.cfg.backoff_min_s
+        return deleted
