@@ -84,7 +84,6 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
         if outage_done and not killed and now > 0.75 * duration:
             print(f"[{now:5.1f}s] gateway power cut (kill -9) / 网关断电", flush=True)
             stack.restart_gateway(kill=True)
-            stack.wait(lambda: stack.gateway_locker(stack.lockers[0]).get("online"), 30, "locker back online")
             killed = True
             counts["gateway_power_cuts"] += 1
         free = _free_compartments(stack)

@@ -105,7 +105,7 @@ class Stack:
             self._start_gateway()
             for lk in self.lockers:
                 self._start_locker(lk)
-            self.wait(lambda: all(self.gateway_locker(lk).get("online") for lk in self.lockers), 30, "lockers online")
+            self.wait_lockers_ready()
         except BaseException:
             self.stop()
             raise
@@ -233,9 +233,16 @@ class Stack:
         self.relay.up()
 
     def restart_gateway(self, *, kill: bool = False) -> None:
-        """Restart the gateway process; kill=True is a power cut (SIGKILL)."""
+        """Restart the gateway process (kill=True is a power cut, SIGKILL) and wait for its lockers."""
         self.procs["gateway"].stop(kill=kill)
         self._start_gateway()
+        self.wait_lockers_ready()
+
+    def wait_lockers_ready(self, timeout: float = 30) -> None:
+        """Wait until the gateway sees every locker online with a known state (after a birth)."""
+        def ready() -> bool:
+            return all(v.get("online") and v.get("synced") for v in map(self.gateway_locker, self.lockers))
+        self.wait(ready, timeout, "lockers online and synced")
 
     def restart_broker(self) -> None:
         """Restart the station broker."""
@@ -312,7 +319,7 @@ class Stack:
         keys = [tuple(k) for k in held["events"]]
         in_cloud = set(keys)
         dup_keys = len(keys) - len(in_cloud)
-        dup_transitions = sum(max(0, n - 1) for n in held.get("parcel_transitions", {}).values())
+        dup_transitions = sum(_repeated_transitions(p) for p in self.parcels(station=self.station, limit=1000))
         return {
             "events_sent": len(produced),
             "events_in_cloud": len(in_cloud & produced),
@@ -323,7 +330,7 @@ class Stack:
 
     def parcels(self, **params) -> list[dict]:
         """Parcels as the cloud reports them."""
-        return self._get(f"{self.cloud_url}/api/v1/parcels", params=params)
+        return self._get(f"{self.cloud_url}/api/v1/parcels", params=params, admin=True)
 
     def gateway_locker(self, locker: str) -> dict:
         """The gateway's live view of one locker."""
@@ -360,6 +367,13 @@ class Stack:
                 raise StackError(f"{proc.name} exited while waiting for {what}; see {proc.log}")
             time.sleep(every)
         raise StackError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _repeated_transitions(parcel: dict) -> int:
+    """Status changes applied twice: a status entered again right after itself, or a second pickup."""
+    statuses = [t["status"] for t in parcel.get("timeline", [])]
+    again = sum(1 for a, b in zip(statuses, statuses[1:]) if a == b)
+    return again + max(0, statuses.count("picked_up") - 1)
 
 
 def _comp(state: dict, c: int) -> dict:
