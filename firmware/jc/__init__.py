@@ -1,0 +1,1 @@
+"""jincun locker controller firmware."""

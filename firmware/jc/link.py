@@ -1,0 +1,50 @@
+"""Connectivity: keep one MQTT session up forever, reconnecting with exponential backoff and jitter."""
+
+import asyncio
+import os
+from jc.mqtt import Session, MQTTError
+
+
+def _jitter(ms):
+    """Spread ms over [ms/2, 3ms/2) so many lockers do not reconnect in lock-step."""
+    r = int.from_bytes(os.urandom(2), "little") / 65536
+    return int(ms * (0.5 + r))
+
+
+class Link:
+    def __init__(self, app, mcfg, log):
+        self.app = app
+        self.cfg = mcfg
+        self._log = log
+        self.base_ms = int(mcfg.get("backoff_min_ms", 500))
+        self.max_ms = int(mcfg.get("backoff_max_ms", 30000))
+        self.connects = 0
+        self.failures = 0
+
+    async def run(self):
+        backoff = self.base_ms
+        c = self.cfg
+        while True:
+            up = await self.app.hal.net_up()
+            s = Session(self.app.on_message, max_packet=self.app.MAX_IN_PACKET, log=self._log)
+            if up:
+                try:
+                    await s.connect(c["host"], c["port"], c["client_id"], c.get("user"), c.get("password"),
+                                    c.get("keepalive", 60), will=self.app.will())
+                    self.connects += 1
+                    backoff = self.base_ms
+                    self._log("link", "connected to", c["host"], c["port"])
+                    await self.app.serve(s)
+                except MQTTError as e:
+                    self.failures += 1
+                    self._log("link", "mqtt:", e)
+                except OSError as e:
+                    self.failures += 1
+                    self._log("link", "network:", e)
+                finally:
+                    self.app.session = None
+                    await s.disconnect()
+            wait = _jitter(backoff)
+            self._log("link", "retry in", wait, "ms")
+            await asyncio.sleep_ms(wait)
+            backoff = min(backoff * 2, self.max_ms)

@@ -1,0 +1,39 @@
+"""Check jc.proto and jc.hmac256 against tests/vectors/*.json; print one JSON summary line."""
+
+import sys
+import json
+import binascii
+from jc import proto, hmac256
+
+vec = sys.argv[1]
+out = {"payloads": 0, "topics": 0, "codes": 0, "failures": []}
+
+with open(vec + "/payloads.json") as f:
+    for c in json.load(f)["cases"]:
+        got = proto.check(c["kind"], c["payload"].encode())
+        want = None if c["valid"] else c["error"]
+        out["payloads"] += 1
+        if got != want:
+            out["failures"].append({"case": c["name"], "got": got, "want": want})
+
+with open(vec + "/topics.json") as f:
+    for c in json.load(f)["cases"]:
+        try:
+            got = list(proto.parse_topic(c["topic"]))
+        except proto.ProtoError as e:
+            got = e.code
+        want = c.get("error") or [c["station"], c["locker"], c["kind"]]
+        out["topics"] += 1
+        if got != want:
+            out["failures"].append({"case": c["topic"], "got": got, "want": want})
+        if "error" not in c and proto.topic(c["station"], c["locker"], c["kind"]) != c["topic"]:
+            out["failures"].append({"case": "build " + c["topic"]})
+
+with open(vec + "/codes.json") as f:
+    for c in json.load(f)["cases"]:
+        h = hmac256.code_hash(binascii.unhexlify(c["secret"]), c["code"])
+        out["codes"] += 1
+        if h != c["h"] or not hmac256.ct_equal(h, c["h"]) or hmac256.ct_equal(h, c["h"][:-1] + "0"):
+            out["failures"].append({"case": "code " + c["code"], "got": h, "want": c["h"]})
+
+print(json.dumps(out))

@@ -1,0 +1,20 @@
+"""The firmware's codec (under the real MicroPython) agrees with the normative test vectors."""
+
+import json
+import subprocess
+
+from simulator.locker import FIRMWARE, REPO, _find_micropython
+
+VECTORS = REPO / "tests" / "vectors"
+MP_DIR = REPO / "tests" / "firmware" / "mp"
+
+
+def test_firmware_codec_matches_vectors():
+    env = {"MICROPYPATH": f"{FIRMWARE}:.frozen", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([_find_micropython(), str(MP_DIR / "vectors_check.py"), str(VECTORS)],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    counts = {k: len(json.loads((VECTORS / f"{k}.json").read_text())["cases"]) for k in ("payloads", "topics", "codes")}
+    assert {k: res[k] for k in counts} == counts
+    assert res["failures"] == []
