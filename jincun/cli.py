@@ -93,6 +93,17 @@ def cmd_hw_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+BENCHES = ("firmware", "gateway", "cloud", "sim")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run one benchmark; its own arguments follow the name."""
+    import importlib
+
+    module = importlib.import_module(f"bench.{args.name}")
+    return int(module.main(args.rest) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser for every sub-command."""
     p = argparse.ArgumentParser(prog="jincun", description="jincun (进村): village parcel lockers")
@@ -143,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     fd.add_argument("--port", required=True)
     fd.add_argument("--config", default="firmware/config.json")
     fd.set_defaults(fn=cmd_firmware_deploy)
+
+    b = sub.add_parser("bench", help="benchmarks, run by hand; the last line printed is one JSON object")
+    b.add_argument("name", choices=BENCHES)
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    b.set_defaults(fn=cmd_bench)
 
     h = sub.add_parser("hw", help="the controller board").add_subparsers(dest="sub", required=True)
     h.add_parser("check", help="regenerate schematic outputs and check them").set_defaults(fn=cmd_hw_check)
