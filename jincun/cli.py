@@ -89,7 +89,8 @@ def cmd_hw_check(args: argparse.Namespace) -> int:
 
     result = hwtools.check()
     _print_json(result)
-    bad = result.get("erc_errors", 1) or result.get("pin_mismatches", 1) or result.get("strapping_violations", 1)
+    keys = ("erc_errors", "pin_mismatches", "strapping_violations", "design_problems")
+    bad = any(result.get(k, 1) for k in keys)
     return 1 if bad else 0
 
 
