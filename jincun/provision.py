@@ -59,15 +59,20 @@ def station_config(
     }
 
 
-def device_config(station_cfg: dict, locker_id: str, *, keepalive: int = 30, tele_s: int = 60) -> dict:
-    """The firmware's config.json for one locker of a station."""
+def device_config(station_cfg: dict, locker_id: str, *, keepalive: int = 30, tele_s: int = 60,
+                  wifi_ssid: str | None = None, wifi_password: str | None = None, locks: dict | None = None) -> dict:
+    """The firmware's config.json for one locker of a station.
+
+    locks: {"bus": "rs485", "model": "kr-cu16", "addr": 0} for lock boards on the RS-485 UART (12 to 32
+    compartments); omitted for the board's own expander outputs (up to 12).
+    """
     for lk in station_cfg["lockers"]:
         if lk["id"] == locker_id:
             break
     else:
         raise ProvisionError(f"locker {locker_id!r} is not in station {station_cfg['station']!r}")
     mqtt = station_cfg["mqtt"]
-    return {
+    cfg = {
         "station": station_cfg["station"],
         "locker": locker_id,
         "secret": lk["secret"],
@@ -78,6 +83,14 @@ def device_config(station_cfg: dict, locker_id: str, *, keepalive: int = 30, tel
         "comps": lk["comps"],
         "tele_s": tele_s,
     }
+    if wifi_ssid:
+        cfg["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
+    bus = locks or lk.get("locks")
+    if bus:
+        cfg["locks"] = dict(bus)
+    elif len(lk["comps"]) > 12:
+        raise ProvisionError(f"{len(lk['comps'])} compartments need RS-485 lock boards (locks bus 'rs485')")
+    return cfg
 
 
 def write_private(path: Path, obj: dict) -> Path:
@@ -93,10 +106,16 @@ def write_private(path: Path, obj: dict) -> Path:
 
 def provision_device(
     *, station: str, locker: str, mqtt_host: str, mqtt_port: int, comps: str, out: Path,
-    station_config: Path | None = None,
+    station_config: Path | None = None, wifi_ssid: str | None = None, wifi_password: str | None = None,
+    lock_board: str | None = None,
 ) -> Path:
-    """Create credentials for one locker, add it to station.json if given, and write its firmware config."""
+    """Create credentials for one locker, add it to station.json if given, and write its firmware config.
+
+    lock_board: a KR-CU16 model name ("kr-cu16", "kr-cu16-ir") when the locks hang on RS-485 boards.
+    """
     entry = locker_entry(locker, parse_comps(comps))
+    if lock_board:
+        entry["locks"] = {"bus": "rs485", "model": lock_board, "addr": 0}
     if station_config is not None and station_config.exists():
         st = json.loads(station_config.read_text())
         if st["station"] != station:
@@ -107,4 +126,4 @@ def provision_device(
         write_private(station_config, st)
     else:
         st = {"station": station, "mqtt": {"host": mqtt_host, "port": mqtt_port}, "lockers": [entry]}
-    return write_private(out, device_config(st, locker))
+    return write_private(out, device_config(st, locker, wifi_ssid=wifi_ssid, wifi_password=wifi_password))

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
 HEAP = "4M"
+REBOOT_EXIT = 75  # the firmware asks for a restart (machine.reset on the board)
 
 DEFAULT_COMPS = [{"n": i, "size": "S"} for i in range(1, 7)] + \
     [{"n": i, "size": "M"} for i in range(7, 11)] + \
@@ -75,20 +77,43 @@ class SimLocker:
         self.proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._rfile = None
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._rebooting = False
+        self.reboots = 0  # restarts the firmware asked for (after an update, a failed self-test)
 
     # ---- process ----
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def _spawn(self, reset: str) -> None:
+        (self.flash / "sim_reset").write_text(reset)
+        env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
+        with self.log.open("ab") as logf:
+            proc = subprocess.Popen(
+                [self.micropython, "-X", f"heapsize={HEAP}", str(FIRMWARE / "main.py")],
+                cwd=self.flash, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        self.proc = proc
+        threading.Thread(target=self._watch, args=(proc,), name=f"sim-{self.port}", daemon=True).start()
+
+    def _watch(self, proc: subprocess.Popen) -> None:
+        """Restart the firmware when it asks for a reboot, as the board's reset would."""
+        rc = proc.wait()
+        with self._lock:
+            if rc != REBOOT_EXIT or self._stopping or self.proc is not proc:
+                return
+            self._rebooting = True
+            self.reboots += 1
+            self._spawn("soft")
+            self._rebooting = False
+
     def start(self, timeout: float = 10.0) -> None:
         if self.alive:
             return
-        env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
-        with self.log.open("ab") as logf:
-            self.proc = subprocess.Popen(
-                [self.micropython, "-X", f"heapsize={HEAP}", str(FIRMWARE / "main.py")],
-                cwd=self.flash, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        with self._lock:
+            self._stopping = False
+            self._spawn("power")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:
@@ -116,6 +141,8 @@ class SimLocker:
     def stop(self) -> None:
         """Stop the firmware (SIGTERM, then SIGKILL)."""
         self._close_channel()
+        with self._lock:
+            self._stopping = True
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -128,6 +155,8 @@ class SimLocker:
     def kill(self) -> None:
         """Power loss: SIGKILL with no chance to flush anything."""
         self._close_channel()
+        with self._lock:
+            self._stopping = True
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -145,24 +174,48 @@ class SimLocker:
         self.stop()
 
     # ---- control channel ----
-    def _call(self, req: dict) -> dict:
-        if not self.alive:
+    def _call(self, req: dict, retry: bool = True) -> dict:
+        if not self.alive and not self._rebooting:
             raise SimError(f"firmware is not running; see {self.log}")
-        if self._sock is None:
-            self._connect()
         try:
+            if self._sock is None:
+                self._connect()
             self._sock.sendall(json.dumps(req).encode() + b"\n")
             line = self._rfile.readline()
         except OSError as e:
             self._close_channel()
+            if retry and self._await_restart():
+                return self._call(req, False)
             raise SimError(f"control channel: {e}") from e
         if not line:
             self._close_channel()
+            if retry and self._await_restart():
+                return self._call(req, False)
             raise SimError("control channel closed")
         reply = json.loads(line)
         if not reply.get("ok"):
             raise SimError(f"control op {req.get('op')} failed: {reply.get('err')}")
         return reply
+
+    def _await_restart(self, timeout: float = 10.0) -> bool:
+        """After a firmware-requested reboot, wait for the new process's control channel."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stopping:
+            proc = self.proc
+            if proc is not None and proc.poll() not in (None, REBOOT_EXIT) and not self._rebooting:
+                return False  # it died for good
+            if self.alive or self._rebooting:
+                try:
+                    self._connect()
+                    return True
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        return False
+
+    def set_wifi(self, up: bool) -> None:
+        """Wi-Fi lost or back (the firmware's net_up() follows it)."""
+        self._call({"op": "wifi", "up": up})
 
     def press(self, keys: str) -> None:
         self._call({"op": "keys", "keys": keys})

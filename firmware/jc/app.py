@@ -10,7 +10,9 @@ from jc import proto
 from jc import store
 from jc.clock import Clock
 from jc.compartment import Compartment, LockDriver
-from jc.vault import Vault, OK, LOCKED
+from jc.vault import Vault, OK, COURIER, LOCKED
+from jc.update import Updater, UpdateError, rmtree
+from jc import bootstate
 from jc.outbox import Outbox, K_EVT, K_TELE
 from jc.link import Link
 from jc.mqtt import MQTTError
@@ -24,6 +26,12 @@ EVT_WINDOW = 16
 EACK_RESEND_MS = 20000
 MAX_PENDING_ACKS = 16
 COMPS_FILE = "comps.bin"
+WDT_CHECK_MS = 1000
+HW_STALE_MS = 2000  # the hardware loop must have run this recently for the watchdog to be fed
+NET_STALE_MS = 90000  # and the network loop (connecting, waiting or serving) this recently
+FW_REQ_TIMEOUT_MS = 3000
+FW_REQ_RETRIES = 10
+REBOOT_GRACE_MS = 5000  # wait this long for the gateway to take the 'staged' event before rebooting
 
 
 class ConfigError(JcError):
@@ -58,17 +66,32 @@ def check_config(cfg):
         need(c.get("size") in K.SIZES, "comps[].size")
         seen.add(c["n"])
     need(type(cfg.get("tele_s", 60)) is int and cfg.get("tele_s", 60) > 0, "tele_s")
+    need(type(cfg.get("pulse_ms", 300)) is int and 50 <= cfg.get("pulse_ms", 300) <= 500, "pulse_ms (50..500)")
+    need(type(cfg.get("ajar_s", 120)) is int and cfg.get("ajar_s", 120) > 0, "ajar_s")
+    need(type(cfg.get("tick_ms", HW_TICK_MS)) is int and 1 <= cfg.get("tick_ms", HW_TICK_MS) <= 100, "tick_ms")
+    need(type(cfg.get("selftest_s", 120)) is int and cfg.get("selftest_s", 120) > 0, "selftest_s")
+    need(type(cfg.get("healthy_s", 60)) is int and cfg.get("healthy_s", 60) > 0, "healthy_s")
+    disp = cfg.get("display")
+    need(disp is None or (type(disp) is dict and type(disp.get("addr", 0x3C)) is int), "display.addr")
+    locks = cfg.get("locks")
+    if locks is not None:
+        need(type(locks) is dict and locks.get("bus") in ("gpio", "rs485"), "locks.bus")
 
 
 class App:
     MAX_IN_PACKET = 2048
 
-    def __init__(self, cfg, hal, log=_log):
+    def __init__(self, cfg, hal, log=_log, clock=None, root="", boot=None, safe=False):
+        """root: flash folder prefix ("" or "dir/"); boot: the boot record main.py read; safe: safe mode."""
         check_config(cfg)
         self.cfg = cfg
         self.hal = hal
         self._log = log
-        self.clock = Clock()
+        self.clock = clock or Clock()
+        self.root = root
+        self.bootrec = boot
+        self.safe = safe
+        self.tick_ms = cfg.get("tick_ms", HW_TICK_MS)
         self.station = cfg["station"]
         self.locker = cfg["locker"]
         self.boot = binascii.hexlify(os.urandom(4)).decode()
@@ -79,8 +102,14 @@ class App:
             self.comps[c["n"]] = Compartment(c["n"], c["size"], cfg.get("ajar_s", 120) * 1000)
             self.order.append(c["n"])
         self.driver = LockDriver(hal, self.comps, cfg.get("pulse_ms", 300))
-        self.vault = Vault("vault.bin", binascii.unhexlify(cfg["secret"]), log=log)
-        self.outbox = Outbox("outbox", log=log)
+        secret = binascii.unhexlify(cfg["secret"])
+        self.vault = Vault(root + "vault.bin", secret, log=log)
+        self.outbox = Outbox(root + "outbox", log=log)
+        self.upd = Updater(root, secret, log=log)
+        self.fw_chunk_ev = asyncio.Event()
+        self.hw_beat = 0
+        self.net_beat = 0
+        self.healthy = False
         self.session = None
         self.wake = asyncio.Event()
         self.cmd_memory = []  # [(id, ack bytes)], newest last
@@ -92,17 +121,18 @@ class App:
         self.last_eack_ms = 0
         self.n = {"rejected_payloads": 0, "bad_topics": 0, "dup_cmds": 0, "cmds": 0, "store_errors": 0,
                   "oversize": 0, "evts_sent": 0, "eacks": 0, "tele_sent": 0, "tele_stored": 0, "hal_errors": 0,
-                  "handler_errors": 0, "acks_dropped": 0, "unreadable_records": 0}
+                  "handler_errors": 0, "acks_dropped": 0, "unreadable_records": 0, "wdt_starved": 0,
+                  "fw_stale_chunks": 0, "fw_timeouts": 0, "courier_opens": 0}
         self.acks_pending = 0
         self.link = Link(self, cfg["mqtt"], log)
         self.t = {}
-        for k in (K.BIRTH, K.STATUS, K.EVT, K.TELE, K.ACK, K.CMD, K.EACK):
+        for k in K.KINDS:
             self.t[k] = proto.topic(self.station, self.locker, k)
 
     # ---- persistence ----
     def _load_comps(self):
         try:
-            data = store.read(COMPS_FILE)
+            data = store.read(self.root + COMPS_FILE)
         except store.StoreError as e:
             self.n["store_errors"] += 1
             self._log("app", "compartment file unreadable:", e)
@@ -122,7 +152,7 @@ class App:
     def _save_comps(self):
         rows = [[n, self.comps[n].st, self.comps[n].ref] for n in self.order]
         try:
-            store.write(COMPS_FILE, json.dumps(rows).encode())
+            store.write(self.root + COMPS_FILE, json.dumps(rows).encode())
         except store.StoreError as e:
             self.n["store_errors"] += 1
             self._log("app", "compartment save failed:", e)
@@ -150,12 +180,12 @@ class App:
             except (HalError, OSError) as e:
                 self.n["hal_errors"] += 1
                 self._log("app", "board error:", e)
-            await asyncio.sleep_ms(HW_TICK_MS)
+            await self.clock.sleep_ms(self.tick_ms)
 
     def _hw_tick(self):
         """One pass over the board: sensors, state machines, lock coils, keypad."""
         now = self.clock.ms()
-        self.hal.feed()
+        self.hw_beat = now
         self.hal.sample()
         for n in self.order:
             c = self.comps[n]
@@ -203,17 +233,24 @@ class App:
                 self.hal.show("*" * len(self.keybuf), "green")
 
     def _code(self, code, now):
-        r = self.vault.try_code(code, now)
-        if r[0] == LOCKED:
-            self.hal.show("已锁定 %d秒 / Locked %ds" % (r[1], r[1]), "red")
-            return
+        # decide and queue the lock pulse first; persist before any feedback, so a power cut timed on
+        # the display cannot skip a wrong-code count
+        r = self.vault.check(code, now)
+        opened = []
         if r[0] == OK:
-            opened = []
             for n in r[1]:
                 c = self.comps.get(n)
                 if c and c.request("pickup") is None:
                     self.driver.pulse(n)
                     opened.append(n)
+        self.vault.commit(now)
+        if r[0] == LOCKED:
+            self.hal.show("已锁定 %d秒 / Locked %ds" % (r[1], r[1]), "red")
+            return
+        if r[0] == COURIER:
+            self._courier(r[1])
+            return
+        if r[0] == OK:
             self.emit(K.T_CODE_OK, {"cs": opened or r[1]})
             for n in opened:
                 self.emit(K.T_LOCK, {"c": n, "why": "pickup"})
@@ -231,6 +268,24 @@ class App:
             self.hal.show("已锁定 %d秒 / Locked %ds" % (secs, secs), "red")
         else:
             self.hal.show("取件码错误 / Wrong code", "red")
+
+    def _courier(self, deps):
+        """A courier PIN: open a deposit for every compartment the gateway assigned to it."""
+        opened = []
+        for n, ref in deps:
+            c = self.comps.get(n)
+            if c and c.request("deposit", ref) is None:
+                self.driver.pulse(n)
+                opened.append(n)
+        self.n["courier_opens"] += len(opened)
+        self.emit(K.T_COURIER, {"cs": opened or [d[0] for d in deps]})
+        for n in opened:
+            self.emit(K.T_LOCK, {"c": n, "why": "courier"})
+        if opened:
+            s = ",".join(str(n) for n in opened)
+            self.hal.show("请投递 %s号柜 / Deposit in: %s" % (s, s), "green")
+        else:
+            self.hal.show("无可用柜门 / No compartment free", "amber")
 
     # ---- commands ----
     def on_message(self, topic, payload):
@@ -283,6 +338,9 @@ class App:
             self._reject(K.CMD, payload, e)
             self._answer_bad(payload, e)
             return
+        if o["op"] == K.OP_FW_CHUNK:
+            self._on_chunk(o)  # answered by the next fwreq, not by an ack; not remembered
+            return
         cid = o["id"]
         prev = self._remembered(cid)
         if prev is not None:
@@ -328,9 +386,52 @@ class App:
         finally:
             self.acks_pending -= 1
 
+    def _on_chunk(self, o):
+        try:
+            took = self.upd.chunk(o)
+        except UpdateError as e:
+            self._fw_failed(o["ver"], e)
+            return
+        except OSError as e:
+            self._fw_failed(o["ver"], UpdateError("no_space", str(e)))
+            return
+        if took:
+            self.fw_chunk_ev.set()
+        else:
+            self.n["fw_stale_chunks"] += 1
+
+    def _fw_failed(self, ver, e):
+        self._log("app", "firmware update", ver, "failed:", e)
+        self.upd.abort()
+        self.emit(K.T_FW, {"ver": ver, "result": e.result})
+
+    def _fw_offer(self, o):
+        if o["ver"] == self.running_ver() and not self.upd.active:
+            return None  # already running it
+        try:
+            self.upd.offer(o)
+        except UpdateError as e:
+            self._fw_failed(o["ver"], e)
+            return K.ERR_BAD_MAC if e.result == "bad_mac" else K.ERR_NO_SPACE
+        except OSError as e:
+            self._fw_failed(o["ver"], UpdateError("no_space", str(e)))
+            return K.ERR_NO_SPACE
+        self.fw_chunk_ev.set()
+        return None
+
+    def running_ver(self):
+        return K.FW
+
     def _execute(self, o):
         op = o["op"]
         now = self.clock.ms()
+        if op == K.OP_FW_OFFER:
+            return self._fw_offer(o)
+        if op == K.OP_FW_ABORT:
+            self.upd.abort(o["ver"])
+            return None
+        if self.safe and op not in (K.OP_TIME, K.OP_REBIRTH):
+            return K.ERR_BUSY  # safe mode: only the network and update paths run
         if op in (K.OP_DEPOSIT, K.OP_OPEN, K.OP_DISABLE, K.OP_ENABLE):
             c = self.comps.get(o["c"])
             if c is None:
@@ -355,6 +456,12 @@ class App:
                 if n not in self.comps:
                     return K.ERR_NO_SUCH_COMP
             return self.vault.put(o["h"], o["cs"], o["exp"], now)
+        if op == K.OP_COURIER_PUT:
+            deps = [[d["c"], d["ref"]] for d in o["deps"]]
+            for n, _ in deps:
+                if n not in self.comps:
+                    return K.ERR_NO_SUCH_COMP
+            return self.vault.put_courier(o["h"], deps, o["exp"], now)
         if op == K.OP_CODE_DEL:
             self.vault.delete(o["h"], now)
             return None
@@ -374,7 +481,7 @@ class App:
     def birth(self):
         comps = [self.comps[n].snapshot() for n in self.order]
         return proto.enc_birth(self.boot, self.seq, self.clock.wall(), self.clock.ms(), comps,
-                               self.outbox.count(), self.vault.count())
+                               self.outbox.count(), self.vault.count(), self.safe)
 
     async def serve(self, s):
         """Run one connected session: subscribe, birth, status, then pump the outbox until it drops."""
@@ -387,6 +494,7 @@ class App:
         self.last_eack_ms = self.clock.ms()
         try:
             while s.alive:
+                self.net_beat = self.clock.ms()
                 if self.want_birth:
                     self.want_birth = False
                     await s.publish(self.t[K.BIRTH], self.birth(), 1)
@@ -438,7 +546,7 @@ class App:
     async def tele_task(self):
         period = self.cfg.get("tele_s", 60) * 1000
         while True:
-            await asyncio.sleep_ms(period)
+            await self.clock.sleep_ms(period)
             payload = self.tele()
             s = self.session
             if s is not None and s.alive:
@@ -459,8 +567,16 @@ class App:
     def tele(self):
         gc.collect()
         now = self.clock.ms()
-        f = {"up": now // 1000, "heap": gc.mem_free(), "heap_max": gc.mem_free(),
-             "outbox": self.outbox.count(), "drops": self.outbox.drops() + self.driver.drops, "errs": self.errs()}
+        free = gc.mem_free()
+        f = {"up": now // 1000, "heap": free, "heap_max": self.hal.heap_max(free),
+             "outbox": self.outbox.count(), "drops": self.outbox.drops() + self.driver.drops, "errs": self.errs(),
+             "drops_evt": self.outbox.drops_evt, "drops_tele": self.outbox.drops_tele,
+             "lockouts": self.vault.lockouts, "lock_cap_hits": self.driver.cap_hits,
+             "wdt_starved": self.n["wdt_starved"], "reconnects": self.link.connects,
+             "hal_errs": self.n["hal_errors"], "store_errs": self.n["store_errors"] + self.vault.save_errors,
+             "rejected": self.n["rejected_payloads"]}
+        if self.safe:
+            f["safe"] = True
         h = self.hal.health()
         for k in h:
             f[k] = h[k]
@@ -473,7 +589,9 @@ class App:
                 "comps": [self.comps[n].snapshot() for n in self.order],
                 "vault": self.vault.count(), "lock_left": self.vault.lock_left_s(self.clock.ms()),
                 "fails": self.vault.fails, "connected": self.session is not None and self.session.alive,
-                "energised": self.driver.energised(), "counters": self.counters()}
+                "energised": self.driver.energised(), "counters": self.counters(), "fw": self.running_ver(),
+                "safe": self.safe, "healthy": self.healthy,
+                "fw_download": self.upd.want() and list(self.upd.want())}
 
     def counters(self):
         d = dict(self.n)
@@ -488,24 +606,167 @@ class App:
             d["oversize"] = self.n["oversize"] + s.dec.oversize
             d["retransmits"] = s.retransmits
         d["lock_cap_hits"] = self.driver.cap_hits
+        d["lockouts"] = self.vault.lockouts
         return d
 
-    async def run(self):
-        """Start everything; the hardware task never waits on the network."""
+    def start(self):
+        """Recover flash state (comps, vault, outbox, boot record reports); no I/O beyond flash."""
         self.hal.all_locks_off()
         now = self.clock.ms()
         self._load_comps()
         self.vault.load(now)
         self.outbox.open()
-        self._log("app", "boot", self.boot, "outbox", self.outbox.count(), "vault", self.vault.count())
-        self._idle_display(now)
+        self._log("app", "boot", self.boot, "fw", self.running_ver(), "outbox", self.outbox.count(),
+                  "vault", self.vault.count(), "safe mode" if self.safe else "")
+        b = self.bootrec
+        if b is not None:
+            if b.get("report"):
+                self.emit(K.T_FW, {"ver": b["report"][1], "result": b["report"][0]})
+                b["report"] = None
+                if b.get("bad"):
+                    rmtree(self.root + b["bad"])
+                    b["bad"] = ""
+                self._save_boot()
+        if self.safe:
+            self.hal.show("维护模式 / Safe mode", "amber")
+        else:
+            self._idle_display(now)
+
+    def _save_boot(self):
+        try:
+            bootstate.save(self.root, self.bootrec)
+        except OSError as e:
+            self.n["store_errors"] += 1
+            self._log("app", "boot record not saved:", e)
+
+    async def run(self):
+        """Start everything; the hardware task never waits on the network."""
+        self.start()
         await self.hal.start(self)
         # any other failure ends run(): on the board the watchdog then resets it, the simulator process exits
-        await asyncio.gather(self.hw_task(), self.tele_task(), self._net_task())
+        tasks = [self.tele_task(), self._net_task(), self.wdt_task(), self.fw_task(), self.health_task()]
+        if not self.safe:
+            tasks.append(self.hw_task())
+        await asyncio.gather(*tasks)
 
     async def _net_task(self):
-        try:
-            await asyncio.wait_for_ms(self.hw_ready.wait(), 3000)
-        except asyncio.TimeoutError:
-            self._log("app", "sensors not settled after 3 s; connecting anyway")
+        if not self.safe:
+            try:
+                await asyncio.wait_for_ms(self.hw_ready.wait(), 3000)
+            except asyncio.TimeoutError:
+                self._log("app", "sensors not settled after 3 s; connecting anyway")
         await self.link.run()
+
+    # ---- watchdog, boot health, self-test ----
+    def loops_healthy(self, now):
+        """Both loops ran recently (the hardware loop does not run in safe mode)."""
+        hw_ok = self.safe or now - self.hw_beat <= HW_STALE_MS
+        return hw_ok and now - self.net_beat <= NET_STALE_MS
+
+    async def wdt_task(self):
+        """Feed the watchdog only while the main loops are alive, so a hung loop resets the board."""
+        starving = False
+        while True:
+            now = self.clock.ms()
+            if self.loops_healthy(now):
+                self.hal.feed()
+                starving = False
+            else:
+                self.n["wdt_starved"] += 1
+                if not starving:
+                    self._log("app", "a main loop stalled: watchdog no longer fed")
+                starving = True
+            await self.clock.sleep_ms(WDT_CHECK_MS)
+
+    async def health_task(self):
+        """Mark the boot good once connected with the loops running; a trial set must do it in selftest_s."""
+        t0 = self.clock.ms()
+        need = self.cfg.get("healthy_s", 60) * 1000
+        trial = self.bootrec is not None and self.bootrec.get("trial")
+        deadline = t0 + self.cfg.get("selftest_s", 120) * 1000
+        up_since = None
+        while True:
+            now = self.clock.ms()
+            s = self.session
+            if s is not None and s.alive and self.loops_healthy(now):
+                if up_since is None:
+                    up_since = now
+            else:
+                up_since = None
+            if trial and up_since is not None and now - up_since >= 1000:
+                trial = False
+                self._passed_selftest()
+            if trial and now >= deadline:
+                self._log("app", "new firmware failed its self-test: rebooting into the previous set")
+                self.hal.reboot()
+                return
+            if not self.healthy and not trial and up_since is not None and now - up_since >= need:
+                self.healthy = True
+                if self.bootrec is not None and self.bootrec.get("fails"):
+                    self.bootrec["fails"] = 0
+                    self._save_boot()
+            if self.healthy:
+                if not self.safe:
+                    return  # nothing left to watch for this boot
+                if not self.upd.active and not self.upd.done:  # never cut a download short
+                    self._log("app", "safe mode: network healthy, rebooting to try the full firmware")
+                    self.hal.reboot()
+                    return
+            await self.clock.sleep_ms(500)
+
+    def _passed_selftest(self):
+        b = self.bootrec
+        b["trial"] = False
+        b["tries"] = 0
+        b["fails"] = 0
+        self._save_boot()
+        self.emit(K.T_FW, {"ver": b["ver"], "result": "ok"})
+        self._log("app", "firmware", b["ver"], "passed its self-test")
+
+    # ---- firmware download ----
+    async def fw_task(self):
+        """Request the missing chunks one at a time while connected; retry a lost one."""
+        tries = 0
+        while True:
+            w = self.upd.want()
+            s = self.session
+            if w is None or s is None or not s.alive:
+                if self.upd.done:
+                    await self._install()
+                tries = 0
+                self.fw_chunk_ev.clear()
+                try:
+                    # an offer sets the event; the timeout notices a session coming back mid-download
+                    await asyncio.wait_for_ms(self.fw_chunk_ev.wait(), 1000 if self.upd.active else 5000)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            self.fw_chunk_ev.clear()
+            try:
+                await s.publish(self.t[K.FWREQ], proto.enc_fwreq(self.upd.ver, w[0], w[1], w[2]), 0)
+            except MQTTError as e:
+                self._log("app", "fwreq not sent:", e)
+                continue
+            try:
+                await asyncio.wait_for_ms(self.fw_chunk_ev.wait(), FW_REQ_TIMEOUT_MS)
+                tries = 0
+            except asyncio.TimeoutError:
+                tries += 1
+                if tries >= FW_REQ_RETRIES:
+                    self.n["fw_timeouts"] += 1
+                    self._fw_failed(self.upd.ver, UpdateError("timeout", "no chunk for %s" % w[0]))
+                    tries = 0
+
+    async def _install(self):
+        try:
+            ver = self.upd.install(self.running_ver())
+        except OSError as e:
+            self._fw_failed(self.upd.ver, UpdateError("no_space", str(e)))
+            return
+        self.emit(K.T_FW, {"ver": ver, "result": "staged"})
+        self._log("app", "firmware", ver, "staged; rebooting into it")
+        t0 = self.clock.ms()
+        while self.outbox.events() and self.clock.ms() - t0 < REBOOT_GRACE_MS:
+            await self.clock.sleep_ms(100)
+        self.hal.all_locks_off()
+        self.hal.reboot()

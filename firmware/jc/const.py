@@ -12,12 +12,13 @@ TELE = "tele"
 ACK = "ack"
 CMD = "cmd"
 EACK = "eack"
-KINDS = (BIRTH, STATUS, EVT, TELE, ACK, CMD, EACK)
-UP_KINDS = (BIRTH, STATUS, EVT, TELE, ACK)
+FWREQ = "fwreq"
+KINDS = (BIRTH, STATUS, EVT, TELE, ACK, CMD, EACK, FWREQ)
+UP_KINDS = (BIRTH, STATUS, EVT, TELE, ACK, FWREQ)
 DOWN_KINDS = (CMD, EACK)
 
-MAX_BYTES = {BIRTH: 4096, EVT: 512, ACK: 512, STATUS: 512, TELE: 1024, CMD: 1024, EACK: 1024}
-QOS = {BIRTH: 1, STATUS: 1, EVT: 1, TELE: 0, ACK: 1}
+MAX_BYTES = {BIRTH: 4096, EVT: 512, ACK: 512, STATUS: 512, TELE: 1024, CMD: 1024, EACK: 1024, FWREQ: 512}
+QOS = {BIRTH: 1, STATUS: 1, EVT: 1, TELE: 0, ACK: 1, FWREQ: 0}
 
 # validation error categories, in the order they are checked
 E_TOO_LARGE = "too_large"
@@ -55,8 +56,10 @@ T_CODE_BAD = "code_bad"
 T_LOCKOUT = "lockout"
 T_ALARM = "alarm"
 T_STATE = "state"
+T_FW = "fw"
+T_COURIER = "courier"
 EVT_TYPES = (T_DOOR, T_LOCK, T_DEPOSIT, T_DEPOSIT_VOID, T_PICKUP, T_CODE_OK, T_CODE_BAD,
-             T_LOCKOUT, T_ALARM, T_STATE)
+             T_LOCKOUT, T_ALARM, T_STATE, T_FW, T_COURIER)
 LOCK_WHY = ("deposit", "pickup", "remote", "courier")
 
 # alarm kinds
@@ -77,7 +80,12 @@ OP_DISABLE = "disable"
 OP_ENABLE = "enable"
 OP_TIME = "time"
 OP_REBIRTH = "rebirth"
-OPS = (OP_DEPOSIT, OP_CODE_PUT, OP_CODE_DEL, OP_OPEN, OP_DISABLE, OP_ENABLE, OP_TIME, OP_REBIRTH)
+OP_COURIER_PUT = "courier_put"
+OP_FW_OFFER = "fw_offer"
+OP_FW_CHUNK = "fw_chunk"
+OP_FW_ABORT = "fw_abort"
+OPS = (OP_DEPOSIT, OP_CODE_PUT, OP_CODE_DEL, OP_OPEN, OP_DISABLE, OP_ENABLE, OP_TIME, OP_REBIRTH,
+       OP_COURIER_PUT, OP_FW_OFFER, OP_FW_CHUNK, OP_FW_ABORT)
 
 # ack error codes
 ERR_BAD_REQUEST = "bad_request"
@@ -85,6 +93,8 @@ ERR_UNKNOWN_OP = "unknown_op"
 ERR_NO_SUCH_COMP = "no_such_compartment"
 ERR_BUSY = "busy"
 ERR_FULL = "full"
+ERR_BAD_MAC = "bad_mac"
+ERR_NO_SPACE = "no_space"
 
 STATUS_ONLINE = "online"
 STATUS_LOST = "lost"
@@ -97,3 +107,14 @@ LOCKOUT_FIRST_S = 30
 LOCKOUT_MAX_S = 900
 
 CMD_MEMORY = 32
+
+# courier PINs (8 digits, so the keypad tells them from 6-digit pickup codes)
+PIN_LEN = 8
+PIN_MSG_PREFIX = b"courier:"
+
+# firmware update (protocol section 3.7)
+FW_CHUNK_MAX = 512
+FW_PATH_MAX = 64
+FW_FILES_MAX = 40
+FW_MANIFEST = "@manifest"  # fwreq file name of the manifest text when the offer carries msize
+FW_RESULTS = ("staged", "ok", "rolled_back", "bad_mac", "bad_hash", "no_space", "timeout")

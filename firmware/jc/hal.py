@@ -49,5 +49,13 @@ class Hal:
         """Board health for telemetry: rssi, vin, temp, reset."""
         return {}
 
+    def heap_max(self, free):
+        """Largest free heap block; ports that cannot tell report the free total."""
+        return free
+
+    def reboot(self):
+        """Restart the controller (after a firmware update or a failed self-test)."""
+        raise NotImplementedError
+
     def record(self, evt):
         """Called for every event created (the simulator keeps a ledger)."""

@@ -7,6 +7,7 @@ import network
 import esp32
 from jc import pins as P
 from jc.hal import Hal, HalError
+from jc.lockboard import LockBus, BoardError
 
 # MCP23017 registers (IOCON.BANK = 0)
 _IODIRA = 0x00
@@ -33,8 +34,19 @@ class Esp32Hal(Hal):
     def __init__(self, cfg, log=None):
         self._log = log or (lambda *a: None)
         self.ns = [c["n"] for c in cfg["comps"]]
-        if max(self.ns) > P.COMPARTMENTS_PER_BOARD:
-            raise HalError("this board drives compartments 1..%d" % P.COMPARTMENTS_PER_BOARD)
+        locks = cfg.get("locks") or {"bus": "gpio"}
+        self.app = None
+        self.bus = None
+        if locks["bus"] == "rs485":
+            # 12 to 32 compartments on KR-CU16 boards (16 locks each) sharing the RS-485 UART
+            uart = machine.UART(P.RS485_UART_ID, baudrate=locks.get("baud", 9600), tx=P.RS485_TX, rx=P.RS485_RX)
+            try:
+                self.bus = LockBus(uart, self.ns, locks.get("model", "kr-cu16"), locks.get("addr", 0),
+                                   self._ms, machine.Pin(P.RS485_DE, machine.Pin.OUT, value=0))
+            except BoardError as e:
+                raise HalError(str(e))
+        elif max(self.ns) > P.COMPARTMENTS_PER_BOARD:
+            raise HalError("the expander board drives compartments 1..%d" % P.COMPARTMENTS_PER_BOARD)
         self.wifi_cfg = cfg.get("wifi") or {}
         self.i2c = machine.I2C(P.I2C_BUS_ID, scl=machine.Pin(P.I2C_SCL), sda=machine.Pin(P.I2C_SDA),
                                freq=P.I2C_FREQ_HZ)
@@ -53,13 +65,22 @@ class Esp32Hal(Hal):
         self.keybuf = ""
         self.led = machine.Pin(P.LED_STATUS, machine.Pin.OUT, value=0)
         self.buzzer = machine.PWM(machine.Pin(P.BUZZER), freq=2700, duty=0)
-        self.de = machine.Pin(P.RS485_DE, machine.Pin.OUT, value=0)
+        if self.bus is None:
+            self.de = machine.Pin(P.RS485_DE, machine.Pin.OUT, value=0)
         self.adc = machine.ADC(machine.Pin(P.VSENSE))
         self.adc.atten(machine.ADC.ATTN_11DB)
         self.wlan = network.WLAN(network.STA_IF)
         self.wdt = None
         self.reset = _reset_name()
         self.beep_until = 0
+        self.oled = None
+        disp = cfg.get("display")
+        if disp:
+            from jc.display import Ssd1306
+            try:
+                self.oled = Ssd1306(self.i2c, disp.get("addr", 0x3C))
+            except OSError as e:
+                self._log("display", "SSD1306 not answering, running without it:", e)
 
     # ---- expanders ----
     def _write16(self, addr, reg, value):
@@ -81,12 +102,21 @@ class Esp32Hal(Hal):
             self.occ_bits = (~occ & 0xFFFF) if P.OCC_ACTIVE_LOW else occ
         except OSError:
             self.bus_errors += 1  # keep the last readings; the debouncer sees no change
+        if self.bus is not None:
+            self.bus.poll()
         self._scan_keys()
         if self.beep_until and time.ticks_diff(time.ticks_ms(), self.beep_until) >= 0:
             self.buzzer.duty(0)
             self.beep_until = 0
 
+    def _ms(self):
+        return self.app.clock.ms() if self.app else 0
+
     def lock(self, n, on):
+        if self.bus is not None:
+            if on:
+                self.bus.open(n)  # the board times the coil pulse itself
+            return
         bit = 1 << (n - 1)
         self.olat = (self.olat | bit) if on else (self.olat & ~bit)
         try:
@@ -97,13 +127,24 @@ class Esp32Hal(Hal):
             raise
 
     def all_locks_off(self):
+        if self.bus is not None:
+            self.bus.opens = []
+            return
         self.olat = 0
         self._write16(P.EXP_LOCK_ADDR, _OLATA, 0)
 
     def door(self, n):
+        if self.bus is not None:
+            return self.bus.door(n)
         return bool(self.door_bits & (1 << (n - 1)))
 
     def occ(self, n):
+        if self.bus is not None:
+            v = self.bus.occupied(n)
+            if v is not None:
+                return v
+        if n > P.COMPARTMENTS_PER_BOARD:
+            return None  # no sensor wired: reported as a sensor fault, never guessed
         return bool(self.occ_bits & (1 << (n - 1)))
 
     # ---- keypad ----
@@ -141,10 +182,27 @@ class Esp32Hal(Hal):
         if led == "red":
             self._beep(200)
         self._log("display", text)
+        if self.oled is not None:
+            try:
+                self.oled.show(text)
+            except OSError:
+                self.bus_errors += 1  # the locker works without its screen
 
     # ---- system ----
     async def start(self, app):
+        self.app = app
         self.wdt = machine.WDT(timeout=WDT_MS)
+
+    def reboot(self):
+        self.all_locks_off()
+        machine.reset()
+
+    def heap_max(self, free):
+        try:
+            # largest free block of the IDF data heap the MicroPython heap grows from
+            return max(h[2] for h in esp32.idf_heap_info(esp32.HEAP_DATA))
+        except (AttributeError, ValueError):
+            return free
 
     def feed(self):
         if self.wdt:

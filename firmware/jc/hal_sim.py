@@ -8,6 +8,16 @@ from jc.hal import Hal
 SPRING_MS = 30  # an unjammed door springs open this long after its coil is energised
 MIN_OPEN_MS = 200  # nobody closes a door faster than this; an earlier close request waits
 MAX_LINE = 4096
+REBOOT_EXIT = 75  # simulator/locker.py restarts the process on this exit status
+RESET_FILE = "sim_reset"  # the simulator writes why the process (re)started
+
+
+def _reset_cause():
+    try:
+        with open(RESET_FILE) as f:
+            return f.read().strip() or "power"
+    except OSError:
+        return "power"
 
 
 class SimHal(Hal):
@@ -29,6 +39,9 @@ class SimHal(Hal):
         self.app = None
         self.server = None
         self.max_coils = 0
+        self.wifi = True
+        self.feeds = 0
+        self.reset = _reset_cause()
         self._log = log or (lambda *a: None)
 
     async def start(self, app):
@@ -88,7 +101,18 @@ class SimHal(Hal):
         self.led = led
 
     def health(self):
-        return {"rssi": -55, "vin": 12.0, "temp": 35.0, "reset": "power"}
+        return {"rssi": -55 if self.wifi else -100, "vin": 12.0, "temp": 35.0, "reset": self.reset}
+
+    def feed(self):
+        self.feeds += 1
+
+    async def net_up(self):
+        return self.wifi
+
+    def reboot(self):
+        self.all_locks_off()
+        self._log("sim", "reboot")
+        raise SystemExit(REBOOT_EXIT)
 
     def record(self, evt):
         try:
@@ -129,6 +153,10 @@ class SimHal(Hal):
             self.occupied[int(req["c"])] = None if v is None else bool(v)
         elif op == "jam":
             self.jammed[int(req["c"])] = bool(req["v"])
+        elif op == "wifi":
+            self.wifi = bool(req["up"])
+            if not self.wifi and self.app is not None and self.app.session is not None:
+                self.app.session._fail("wifi lost")
         elif op == "state":
             return self._state()
         elif op == "ledger":
@@ -151,7 +179,8 @@ class SimHal(Hal):
         d = {"ok": True, "coils": [n for n in self.coils if self.coils[n]], "max_coils": self.max_coils,
              "doors": {str(n): v for n, v in self.doors.items()},
              "occ": {str(n): v for n, v in self.occupied.items()},
-             "led": self.led, "display": self.text}
+             "led": self.led, "display": self.text, "wifi": self.wifi, "feeds": self.feeds,
+             "reset": self.reset}
         if self.app:
             d.update(self.app.status())
         return d

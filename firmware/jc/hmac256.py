@@ -20,6 +20,24 @@ def hmac_sha256(key, msg):
     return outer.digest()
 
 
+class Hmac:
+    """HMAC-SHA256 under one fixed key, with the padded keys computed once (the keypad path is hot)."""
+
+    def __init__(self, key):
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key + b"\x00" * (_BLOCK - len(key))
+        self.ipad = bytes([b ^ 0x36 for b in key])
+        self.opad = bytes([b ^ 0x5C for b in key])
+
+    def digest(self, msg):
+        inner = hashlib.sha256(self.ipad)
+        inner.update(msg)
+        outer = hashlib.sha256(self.opad)
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 def hmac_hex(key, msg):
     """Return the lowercase hex HMAC-SHA256 of msg under key."""
     return binascii.hexlify(hmac_sha256(key, msg)).decode()
@@ -30,6 +48,13 @@ def code_hash(secret, code):
     if isinstance(code, str):
         code = code.encode()
     return hmac_hex(secret, b"pickup:" + code)
+
+
+def pin_hash(secret, pin):
+    """Return h for a courier PIN: HMAC over "courier:" + PIN, so a PIN never matches a pickup code."""
+    if isinstance(pin, str):
+        pin = pin.encode()
+    return hmac_hex(secret, b"courier:" + pin)
 
 
 def ct_equal(a, b):

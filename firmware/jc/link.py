@@ -1,6 +1,5 @@
 """Connectivity: keep one MQTT session up forever, reconnecting with exponential backoff and jitter."""
 
-import asyncio
 import os
 from jc.mqtt import Session, MQTTError
 
@@ -20,11 +19,13 @@ class Link:
         self.max_ms = int(mcfg.get("backoff_max_ms", 30000))
         self.connects = 0
         self.failures = 0
+        self.net_down = 0  # attempts skipped because Wi-Fi was down
 
     async def run(self):
         backoff = self.base_ms
         c = self.cfg
         while True:
+            self.app.net_beat = self.app.clock.ms()
             up = await self.app.hal.net_up()
             s = Session(self.app.on_message, max_packet=self.app.MAX_IN_PACKET, log=self._log)
             if up:
@@ -44,7 +45,10 @@ class Link:
                 finally:
                     self.app.session = None
                     await s.disconnect()
+            else:
+                self.net_down += 1
             wait = _jitter(backoff)
             self._log("link", "retry in", wait, "ms")
-            await asyncio.sleep_ms(wait)
+            self.app.net_beat = self.app.clock.ms()
+            await self.app.clock.sleep_ms(wait)
             backoff = min(backoff * 2, self.max_ms)

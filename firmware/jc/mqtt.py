@@ -19,6 +19,8 @@ PINGRESP = 13
 DISCONNECT = 14
 
 MAX_PACKET = 2048
+_IPPROTO_TCP = 6
+_TCP_NODELAY = 1
 MAX_REMAINING = 268435455
 
 
@@ -247,6 +249,7 @@ class Session:
         except (OSError, asyncio.TimeoutError) as e:
             raise MQTTError("tcp connect %s:%s: %r" % (host, port, e))
         self.alive = True
+        self._nodelay()
         wt, wm, wq, wr = will if will else (None, b"", 0, False)
         await self._write(enc_connect(client_id, user, password, keepalive, True, wt, wm, wq, wr))
         try:
@@ -263,6 +266,14 @@ class Session:
             raise MQTTError("connection refused, code %d" % rc)
         self.last_rx = time.ticks_ms()
         self.tasks = [asyncio.create_task(self._rx_loop()), asyncio.create_task(self._timer_loop())]
+
+    def _nodelay(self):
+        """Send small packets at once: a PUBACK followed by a request would otherwise wait on Nagle."""
+        sock = getattr(self.writer, "s", None)
+        try:
+            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        except (AttributeError, OSError):
+            pass  # a port without the option still works, only slower for back-to-back packets
 
     async def _read_one(self):
         while True:

@@ -14,6 +14,7 @@ EXP_INT = const(32)  # open-drain interrupt of the door and sensor expanders
 RS485_TX = const(17)
 RS485_RX = const(16)
 RS485_DE = const(4)  # driver enable, pulled down: receive at boot
+RS485_UART_ID = const(1)  # UART1 on RS485_TX/RS485_RX for the lock boards
 
 LED_STATUS = const(26)
 BUZZER = const(25)  # PWM through an NPN

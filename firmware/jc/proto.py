@@ -57,6 +57,20 @@ def is_hash(s):
     return _chars(s, _HEX, 64, 64)
 
 
+_PATH_CH = _TOKEN_CH + "./"
+
+
+def is_fw_path(s):
+    """A relative app-file path: no leading slash, no '..', only [A-Za-z0-9_./-]."""
+    if not _chars(s, _PATH_CH, 1, K.FW_PATH_MAX):
+        return False
+    return s[0] != "/" and ".." not in s and "//" not in s
+
+
+def is_version(s):
+    return _chars(s, _TOKEN_CH + ".", 1, 24)
+
+
 def _is_int(x, lo, hi):
     return type(x) is int and lo <= x <= hi
 
@@ -130,6 +144,11 @@ def _check_evt(o):
     elif t == K.T_STATE:
         _need(is_comp(o.get("c")), "c")
         _need(o.get("st") in K.STATES, "st")
+    elif t == K.T_FW:
+        _need(is_version(o.get("ver")), "ver")
+        _need(o.get("result") in K.FW_RESULTS, "result")
+    elif t == K.T_COURIER:
+        _check_comps_list(o.get("cs"))
 
 
 def _check_birth(o):
@@ -188,6 +207,39 @@ def _check_cmd(o):
         _need(is_comp(o.get("c")), "c")
     elif op == K.OP_TIME:
         _need(_is_int(o.get("ts"), 0, 1 << 40), "ts")
+    elif op == K.OP_COURIER_PUT:
+        _need(is_hash(o.get("h")), "h")
+        deps = o.get("deps")
+        _need(type(deps) is list and 1 <= len(deps) <= K.COMP_MAX, "deps")
+        for d in deps:
+            _need(type(d) is dict and is_comp(d.get("c")) and is_ref(d.get("ref")), "deps")
+        _need(_is_int(o.get("exp"), 1, 1 << 31), "exp")
+    elif op == K.OP_FW_OFFER:
+        _need(is_version(o.get("ver")), "ver")
+        _need(is_hash(o.get("mac")), "mac")
+        files = o.get("files")
+        if files is None:
+            _need(_is_int(o.get("msize"), 1, 1 << 16), "msize")
+        else:
+            _need(type(files) is list and 1 <= len(files) <= K.FW_FILES_MAX, "files")
+            for f in files:
+                _need(type(f) is dict and is_fw_path(f.get("path")), "files.path")
+                _need(_is_int(f.get("size"), 0, 1 << 24), "files.size")
+                _need(is_hash(f.get("sha256")), "files.sha256")
+    elif op == K.OP_FW_CHUNK:
+        _need(is_version(o.get("ver")), "ver")
+        _need(o.get("file") == K.FW_MANIFEST or is_fw_path(o.get("file")), "file")
+        _need(_is_int(o.get("off"), 0, 1 << 24), "off")
+        _need(type(o.get("data")) is str and len(o["data"]) <= (K.FW_CHUNK_MAX + 2) // 3 * 4, "data")
+    elif op == K.OP_FW_ABORT:
+        _need(is_version(o.get("ver")), "ver")
+
+
+def _check_fwreq(o):
+    _need(is_version(o.get("ver")), "ver")
+    _need(o.get("file") == K.FW_MANIFEST or is_fw_path(o.get("file")), "file")
+    _need(_is_int(o.get("off"), 0, 1 << 24), "off")
+    _need(_is_int(o.get("len"), 1, K.FW_CHUNK_MAX), "len")
 
 
 def _check_eack(o):
@@ -197,7 +249,7 @@ def _check_eack(o):
 
 _CHECKS = {
     K.EVT: _check_evt, K.BIRTH: _check_birth, K.STATUS: _check_status, K.TELE: _check_tele,
-    K.ACK: _check_ack, K.CMD: _check_cmd, K.EACK: _check_eack,
+    K.ACK: _check_ack, K.CMD: _check_cmd, K.EACK: _check_eack, K.FWREQ: _check_fwreq,
 }
 
 
@@ -240,10 +292,16 @@ def enc_evt(boot, seq, ts, mono, etype, fields):
     return dumps(o).encode()
 
 
-def enc_birth(boot, seq, ts, mono, comps, outbox, vault):
+def enc_birth(boot, seq, ts, mono, comps, outbox, vault, safe=False):
     o = {"v": K.V, "boot": boot, "fw": K.FW, "seq": seq, "ts": ts, "mono": mono,
          "comps": comps, "outbox": outbox, "vault": vault}
+    if safe:
+        o["safe"] = True
     return dumps(o).encode()
+
+
+def enc_fwreq(ver, file, off, n):
+    return dumps({"v": K.V, "ver": ver, "file": file, "off": off, "len": n}).encode()
 
 
 def enc_status_online(boot):

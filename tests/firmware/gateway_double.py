@@ -30,6 +30,7 @@ class Gateway:
         self.station, self.locker = station, locker
         self.base = f"jc/v1/{station}/{locker}"
         self.msgs: list[Msg] = []
+        self.hooks: list = []  # fn(client, Msg) called on the network thread for every message
         self._cv = threading.Condition()
         # a persistent session, like the real gateway's: nothing is missed while the broker restarts
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -51,16 +52,19 @@ class Gateway:
 
     def _on_message(self, client, userdata, m):
         kind = m.topic.rsplit("/", 1)[-1]
+        msg = Msg(kind, m.topic, m.payload, bool(m.retain))
         with self._cv:
-            self.msgs.append(Msg(kind, m.topic, m.payload, bool(m.retain)))
+            self.msgs.append(msg)
             self._cv.notify_all()
+        for hook in list(self.hooks):
+            hook(client, msg)
 
     def contract_violations(self) -> list[tuple[str, str, bytes]]:
         """Locker-to-gateway messages that break the wire contract, checked with the firmware's own codec."""
         from jc import proto  # firmware/ is put on sys.path by the test module
 
         with self._cv:
-            ups = [m for m in self.msgs if m.kind in ("birth", "status", "evt", "tele", "ack")]
+            ups = [m for m in self.msgs if m.kind in ("birth", "status", "evt", "tele", "ack", "fwreq")]
         return [(m.kind, err, m.payload[:300]) for m in ups if (err := proto.check(m.kind, m.payload))]
 
     def close(self) -> None:

@@ -32,3 +32,69 @@ def test_import_outside_allow_list_is_flagged(tmp_path):
     (tmp_path / "a.py").write_text("import json\nfrom jc import proto\n")
     (tmp_path / "b.py").write_text("def f():\n    import re\n    from collections import deque\n")
     assert fwtools.check_imports(tmp_path) == [{"path": "b.py", "modules": ["collections", "re"]}]
+
+
+def _device_config(tmp_path, **over):
+    import json
+    cfg = {"station": "s1", "locker": "l1", "secret": "ab" * 32,
+           "mqtt": {"host": "10.0.0.2", "port": 1883, "user": "l1", "password": "pw-Zq8x", "client_id": "s1-l1"},
+           "comps": [{"n": 1, "size": "S"}], "wifi": {"ssid": "station", "password": "w"}}
+    cfg.update(over)
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+def test_deploy_copies_mpy_loader_and_config_with_mpremote(tmp_path):
+    """mpremote needs a board on a serial port; a recording stand-in takes its place at the same CLI."""
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "mpremote"
+    fake.write_text("#!/bin/sh\n{ echo \"$@\"; find . -type f | sort; echo ---; } >> " + str(log) + "\n")
+    fake.chmod(0o755)
+    cfg = _device_config(tmp_path)
+    assert fwtools.deploy("/dev/ttyUSB0", cfg, mpremote=str(fake)) == 0
+    calls = log.read_text().split("---\n")
+    assert calls[0].startswith("connect /dev/ttyUSB0 exec import os")
+    assert "boot.json" in calls[0]  # an earlier over-the-air set is cleared
+    copy = calls[1].splitlines()
+    assert copy[0] == "connect /dev/ttyUSB0 fs cp -r jc boot.py main.py config.json :"
+    files = set(copy[1:])
+    assert {"./boot.py", "./main.py", "./config.json", "./jc/app.mpy", "./jc/vault.mpy"} <= files
+    assert not any(f.startswith("./jc/") and f.endswith(".py") for f in files)
+    assert calls[2].splitlines()[0] == "connect /dev/ttyUSB0 reset"
+
+
+def test_deploy_refuses_unprovisioned_or_simulator_config(tmp_path):
+    import pytest
+    for bad in ({"secret": ""}, {"mqtt": {"host": "h", "port": 1, "client_id": "c"}}, {"sim": {"port": 1}},
+                {"wifi": {}}):
+        with pytest.raises(fwtools.FwToolsError):
+            fwtools.deploy("/dev/ttyUSB0", _device_config(tmp_path, **bad), mpremote="/bin/false")
+
+
+def test_provision_writes_unique_private_configs_the_firmware_accepts(tmp_path):
+    import json
+    import stat
+    import subprocess
+    from jincun import provision
+    from simulator.locker import FIRMWARE, _find_micropython
+
+    a = provision.provision_device(station="s1", locker="l1", mqtt_host="10.0.0.2", mqtt_port=1883, comps="6S,4M,2L",
+                                   out=tmp_path / "a.json", wifi_ssid="station", wifi_password="w")
+    b = provision.provision_device(station="s1", locker="l2", mqtt_host="10.0.0.2", mqtt_port=1883, comps="12M,12L",
+                                   out=tmp_path / "b.json", lock_board="kr-cu16", wifi_ssid="station")
+    ca, cb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ca["secret"] != cb["secret"] and ca["mqtt"]["password"] != cb["mqtt"]["password"]
+    assert stat.S_IMODE(a.stat().st_mode) == 0o600
+    assert "locks" not in ca and cb["locks"] == {"bus": "rs485", "model": "kr-cu16", "addr": 0}
+    assert len(cb["comps"]) == 24
+    for p in (a, b):
+        assert fwtools.check_device_config(p)["wifi"]["ssid"] == "station"
+        prog = f"import json\nfrom jc.app import check_config\ncheck_config(json.load(open({str(p)!r})))\nprint('ok')\n"
+        out = subprocess.run([_find_micropython(), "-c", prog], capture_output=True, text=True, timeout=30,
+                             env={"MICROPYPATH": f"{FIRMWARE}:.frozen"})
+        assert out.stdout.strip() == "ok", out.stdout + out.stderr
+    import pytest
+    with pytest.raises(provision.ProvisionError):
+        provision.provision_device(station="s1", locker="l3", mqtt_host="h", mqtt_port=1, comps="24M",
+                                   out=tmp_path / "c.json")

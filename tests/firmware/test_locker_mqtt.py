@@ -35,11 +35,11 @@ def broker(mosquitto_factory, tmp_path):
     acl.write_text(
         "user gateway\ntopic readwrite jc/v1/#\n"
         f"user {LOCKER}\n"
-        + "".join(f"topic write {BASE}/{k}\n" for k in ("birth", "status", "evt", "tele", "ack"))
+        + "".join(f"topic write {BASE}/{k}\n" for k in ("birth", "status", "evt", "tele", "ack", "fwreq"))
         + "".join(f"topic read {BASE}/{k}\n" for k in ("cmd", "eack"))
     )
     return mosquitto_factory(
-        f"user root\npersistence true\nallow_anonymous false\npassword_file {pw}\nacl_file {acl}\n")
+        f"user root\npersistence true\nset_tcp_nodelay true\nallow_anonymous false\npassword_file {pw}\nacl_file {acl}\n")
 
 
 def _config(broker, **extra):
@@ -264,6 +264,10 @@ def test_jam_forced_open_and_telemetry(broker, gw, tmp_path):
         gw.evt("alarm", kind="forced_open", c=10)
         t = gw.wait("tele", timeout=10)
         assert t["boot"] == sim.state()["boot"] and t["outbox"] >= 0 and "heap" in t
+        for k in ("up", "heap", "heap_max", "rssi", "vin", "temp", "reset", "outbox", "drops", "drops_evt",
+                  "drops_tele", "errs", "lockouts", "wdt_starved", "fw"):
+            assert k in t, k
+        assert t["reset"] == "power" and t["fw"] == "0.1.0" and len(json.dumps(t)) <= 1024
         st = sim.state()
         assert st["max_coils"] == 1
     finally:
@@ -349,3 +353,89 @@ def test_maintenance_commands(gw, locker):
     kinds = [e.get("kind") for e in gw.of("evt") if e["type"] == "alarm"]
     assert "forced_open" not in kinds  # an opening the controller asked for is not an intrusion
     assert comp(locker.state(), 6)["st"] == "empty"
+
+
+def test_courier_pin_opens_the_assigned_compartment(gw, locker):
+    import hashlib
+    import hmac
+    gw.wait("birth")
+    h = hmac.new(bytes.fromhex(SECRET), b"courier:87654321", hashlib.sha256).hexdigest()
+    assert gw.cmd("c-1", "courier_put", h=h, deps=[{"c": 8, "ref": "p-8"}], exp=3600)["ok"]
+    assert locker.state()["vault"] == 1
+    locker.press("87654321#")
+    assert gw.evt("courier")["cs"] == [8]
+    gw.evt("lock", c=8, why="courier")
+    door_open(locker, 8)
+    assert comp(locker.state(), 8)["st"] == "deposit"
+    locker.set_occupied(8, True)
+    locker.close_door(8)
+    gw.evt("deposit", c=8, ref="p-8")
+    s = locker.wait_for(lambda s: comp(s, 8)["st"] == "occupied")
+    assert s["vault"] == 0  # single use
+
+
+def test_gateway_down_during_a_pickup(broker, gw, locker):
+    """The gateway process is gone (the broker is up): the pickup works and its events wait for the gateway."""
+    gw.wait("birth")
+    deposit(gw, locker, 7, "p-77", "c-1")
+    gw.cmd("c-2", "code_put", h=code_h(SECRET, "123456"), cs=[7], exp=3600)
+    s = locker.state()
+    gw.eack(s["boot"], s["seq"])
+    locker.wait_for(lambda s: s["outbox"] == 0)
+    gw.close()
+    locker.press("123456#")
+    door_open(locker, 7)
+    locker.set_occupied(7, False)
+    locker.close_door(7)
+    s = locker.wait_for(lambda s: comp(s, 7)["st"] == "empty")
+    assert s["outbox"] >= 4 and s["connected"]
+    back = Gateway(broker.host, broker.port, STATION, LOCKER, user="gateway", password=GW_PW)
+    try:
+        got = back.evt("pickup", c=7, ref="p-77", timeout=30)
+        back.eack(got["boot"], s["seq"])
+        locker.wait_for(lambda s: s["outbox"] == 0)
+        assert back.contract_violations() == []
+    finally:
+        back.close()
+
+
+def test_wifi_loss_keeps_the_keypad_working_and_reconnects(gw, locker):
+    gw.wait("birth")
+    deposit(gw, locker, 2, "p-2", "c-1")
+    gw.cmd("c-2", "code_put", h=code_h(SECRET, "222222"), cs=[2], exp=3600)
+    locker.set_wifi(False)
+    locker.wait_for(lambda s: not s["connected"])
+    locker.press("222222#")
+    door_open(locker, 2)
+    locker.set_occupied(2, False)
+    locker.close_door(2)
+    locker.wait_for(lambda s: comp(s, 2)["st"] == "empty")
+    time.sleep(1.5)
+    s = locker.state()
+    assert s["counters"]["connects"] == 1 and s["feeds"] > 0 and s["counters"]["wdt_starved"] == 0
+    start = gw.mark()
+    locker.set_wifi(True)
+    gw.wait("birth", start=start, timeout=20)
+    gw.evt("pickup", c=2, ref="p-2", start=start, timeout=20)
+
+
+def test_repeated_failed_boots_start_safe_mode(broker, gw, tmp_path):
+    sim = SimLocker(tmp_path / "locker", _config(broker, healthy_s=1))
+    # three boots in a row that never got healthy (as a crash loop leaves the boot record)
+    (sim.flash / "boot.json").write_text(json.dumps({"set": "", "ver": "0.1.0", "fails": 3}))
+    sim.start()
+    try:
+        birth = gw.wait("birth")
+        assert birth["safe"] is True
+        assert gw.cmd("c-1", "deposit", c=1, ref="p-1") == {"v": 1, "id": "c-1", "ok": False, "err": "busy"}
+        assert gw.cmd("c-2", "time", ts=1764355200)["ok"]
+        sim.press("123456#")
+        time.sleep(0.3)
+        assert sim.state()["coils"] == [] and not [e for e in sim.ledger() if e["type"] == "code_bad"]
+        # once the network has been healthy it restarts into the full firmware
+        start = gw.mark()
+        full = gw.wait("birth", lambda o: "safe" not in o, start=start, timeout=20)
+        assert full["boot"] != birth["boot"] and sim.reboots == 1
+        assert json.loads((sim.flash / "boot.json").read_text())["fails"] <= 1
+    finally:
+        sim.stop()

@@ -37,3 +37,31 @@ with open(vec + "/codes.json") as f:
             out["failures"].append({"case": "code " + c["code"], "got": h, "want": c["h"]})
 
 print(json.dumps(out))
+
+# firmware update and courier PINs (sections 3.7 and 4.1), in their own file
+try:
+    with open(vec + "/fwupdate.json") as f:
+        fw = json.load(f)
+except OSError:
+    fw = None
+if fw is not None:
+    from jc import update
+    out["fwupdate"] = 0
+    for c in fw["payloads"]:
+        got = proto.check(c["kind"], c["payload"].encode())
+        want = None if c["valid"] else c["error"]
+        out["fwupdate"] += 1
+        if got != want:
+            out["failures"].append({"case": c["name"], "got": got, "want": want})
+    for c in fw["macs"]:
+        m = update.manifest_text(c["files"])
+        mac = update.offer_mac(binascii.unhexlify(c["secret"]), c["ver"], m)
+        out["fwupdate"] += 1
+        if m != c["manifest"] or mac != c["mac"]:
+            out["failures"].append({"case": "mac " + c["ver"], "got": [m, mac]})
+    for c in fw["pins"]:
+        h = hmac256.pin_hash(binascii.unhexlify(c["secret"]), c["pin"])
+        out["fwupdate"] += 1
+        if h != c["h"]:
+            out["failures"].append({"case": "pin " + c["pin"], "got": h, "want": c["h"]})
+    print(json.dumps(out))
