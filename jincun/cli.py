@@ -71,6 +71,7 @@ def cmd_firmware_provision(args: argparse.Namespace) -> int:
     path = provision.provision_device(
         station=args.station, locker=args.locker, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port,
         comps=args.comps, out=Path(args.out), station_config=Path(args.station_config) if args.station_config else None,
+        wifi_ssid=args.wifi_ssid, wifi_password=args.wifi_password, lock_board=args.lock_board,
     )
     _print_json({"config": str(path)})
     return 0
@@ -149,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--mqtt-port", type=int, default=1883)
     fp.add_argument("--comps", default="6S,4M,2L", help="compartments per size, e.g. 6S,4M,2L")
     fp.add_argument("--station-config", default=None, help="station.json to add the locker to")
+    fp.add_argument("--wifi-ssid", default=None)
+    fp.add_argument("--wifi-password", default=None)
+    fp.add_argument("--lock-board", default=None, help="RS-485 lock board model (e.g. kr-cu16), needed above 12 compartments")
     fp.add_argument("--out", default="firmware/config.json")
     fp.set_defaults(fn=cmd_firmware_provision)
     fd = f.add_parser("deploy", help="copy firmware and config to a board")
