@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import os
+import secrets
+import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,18 +18,25 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import migrate
+from . import lifecycle, migrate
+from .partitions import ensure_partitions
+from .ratelimit import acquire_lease
 from .counters import Counters
 from .deps import Services
 from .ingest import Ingestor
 from .pages import router as pages_router
+from .pages_ops import router as ops_pages_router
 from .routes_api import admin as admin_router
+from .routes_api import read as read_router
 from .routes_api import router as api_router
+from .routes_carrier import router as carrier_router
+from .routes_staff import router as staff_router
 from .routes_gateway import router as gateway_router
 from .settings import Settings
 from .sms import HttpNotifier, deliver_pending_logged, make_notifier
 from .storage import make_engine, make_sessionmaker
-from .telemetry import SqlTelemetryStore
+from .telemetry import SqlTelemetryStore, TelemetryStore
+from .webhooks import deliver_due_logged
 
 log = logging.getLogger("jincun.cloud")
 
@@ -38,14 +49,60 @@ async def _sms_retry_loop(services: Services) -> None:
         await asyncio.sleep(services.settings.sms_retry_seconds)
 
 
+async def _webhook_loop(services: Services) -> None:
+    """Send due carrier webhooks; rows are claimed with SKIP LOCKED, so every worker may run this."""
+    s = services.settings
+    while True:
+        await anyio.to_thread.run_sync(lambda: deliver_due_logged(
+            services.sessionmaker, services.counters, base=s.webhook_retry_seconds,
+            max_attempts=s.webhook_max_attempts))
+        await asyncio.sleep(s.webhook_retry_seconds)
+
+
+def _sweep_once(services: Services, holder: str) -> None:
+    with services.sessionmaker() as session:
+        if not acquire_lease(session, "sweep", holder, ttl=services.settings.sweep_seconds * 2):
+            session.commit()
+            return
+        done = lifecycle.sweep(session, services.settings)
+        session.commit()
+    if done["reminders"] or done["overdue"]:
+        log.info("sweep: %d reminders queued, %d parcels overdue", done["reminders"], done["overdue"])
+        services.counters.inc("reminders_queued", done["reminders"])
+        services.counters.inc("parcels_overdue", done["overdue"])
+
+
+async def _sweep_loop(services: Services) -> None:
+    """Reminders and overdue marking; a lease in the database lets one worker at a time do it."""
+    holder = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    while True:
+        try:
+            await anyio.to_thread.run_sync(_sweep_once, services, holder)
+        except SQLAlchemyError as exc:
+            services.counters.inc("sweep_errors")
+            log.error("sweep failed on the database: %s", exc)
+        await asyncio.sleep(services.settings.sweep_seconds)
+
+
+def make_telemetry(settings: Settings, counters: Counters) -> TelemetryStore:
+    """InfluxDB when configured, else the bounded SQL store."""
+    if settings.influx_url:
+        from .telemetry_influx import InfluxTelemetryStore
+        return InfluxTelemetryStore(url=settings.influx_url, token=settings.influx_token, org=settings.influx_org,
+                                    bucket=settings.influx_bucket, query_url=settings.influx_query_url,
+                                    batch_size=settings.influx_batch_size, flush_ms=settings.influx_flush_ms,
+                                    counters=counters)
+    return SqlTelemetryStore(retention_days=settings.telemetry_retention_days,
+                             max_rows_per_locker=settings.telemetry_max_rows_per_locker, counters=counters)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the cloud app; migrations run to head when it starts."""
     settings = settings or Settings()
     logging.getLogger("jincun").setLevel(settings.log_level)
     engine = make_engine(settings.database_url)
     counters = Counters()
-    telemetry = SqlTelemetryStore(retention_days=settings.telemetry_retention_days,
-                                  max_rows_per_locker=settings.telemetry_max_rows_per_locker, counters=counters)
+    telemetry = make_telemetry(settings, counters)
     notifier = make_notifier(settings)
     services = Services(settings=settings, sessionmaker=make_sessionmaker(engine), counters=counters,
                         ingestor=Ingestor(counters=counters, telemetry=telemetry,
@@ -57,18 +114,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             await anyio.to_thread.run_sync(migrate.upgrade, engine)
             log.info("database schema at head (%s)", engine.url.get_backend_name())
-        retry = asyncio.create_task(_sms_retry_loop(services))
+            made = await anyio.to_thread.run_sync(ensure_partitions, engine)
+            if made:
+                log.info("created %d monthly events partitions", made)
+        # objects alive after start-up (modules, mappers, compiled caches) are never garbage: keep the
+        # collector from re-scanning them, which shortens the pauses seen as tail latency
+        gc.collect()
+        gc.freeze()
+        loops = [asyncio.create_task(_sms_retry_loop(services)), asyncio.create_task(_webhook_loop(services)),
+                 asyncio.create_task(_sweep_loop(services))]
         try:
             yield
         finally:
-            retry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retry
+            for task in loops:
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await anyio.to_thread.run_sync(telemetry.close)
             if isinstance(notifier, HttpNotifier):
                 notifier.close()
             engine.dispose()
 
-    app = FastAPI(title="jincun cloud", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="jincun cloud", version="0.2.0", lifespan=lifespan)
     app.state.services = services
     app.state.engine = engine
     app.state.sessionmaker = services.sessionmaker
@@ -82,5 +150,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(gateway_router)
     app.include_router(api_router)
     app.include_router(admin_router)
+    app.include_router(read_router)
+    app.include_router(staff_router)
+    app.include_router(carrier_router)
     app.include_router(pages_router)
+    app.include_router(ops_pages_router)
     return app

@@ -75,3 +75,21 @@ E_UNKNOWN_LOCKER = "unknown_locker"
 E_LOCKER_OF_OTHER_STATION = "locker_of_other_station"
 E_NO_SUCH_COMPARTMENT = "no_such_compartment"
 E_MISMATCH = "mismatch"
+
+# roles (recipient is the villager on the phone page)
+ROLES = ("admin", "county_official", "maintenance", "station_agent", "courier", "carrier_client", "gateway",
+         "recipient")
+STAFF_ROLES = ("admin", "county_official", "maintenance", "station_agent", "courier")
+CONSENT_STATES = ("unknown", "granted", "refused")
+
+# downlink (§5.2)
+COMMAND_OPS = ("open", "disable", "enable", "code_sync", "rebirth", "fw_rollout", "config")
+ACK_ERRORS = ("expired", "rate_limited", "unknown_locker", "busy", "offline", "bad_command")
+MAX_WAIT_SECONDS = 30
+COMMANDS_PAGE = 100
+POLL_INTERVAL = 0.5
+MAX_REASON = 200
+
+# fake sign-off flags
+FLAG_CARRIER_SIGNED = "carrier_signed"
+FLAG_NOT_RECEIVED = "not_received"

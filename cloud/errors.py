@@ -40,3 +40,12 @@ class Conflict(CloudError):
 
 class NotifierError(CloudError):
     """The SMS carrier did not accept a message."""
+
+
+class CommandRefused(CloudError):
+    """A command (or another staff action) is not allowed; carries the HTTP status to answer with."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail

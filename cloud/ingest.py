@@ -6,9 +6,10 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
@@ -17,10 +18,13 @@ from . import constants as K
 from .counters import Counters
 from .errors import ItemRejected
 from .models import (Alarm, Carrier, Compartment, DeadLetter, Event, Locker, Notification, Parcel, ParcelEvent,
-                     PickupCode, Station)
+                     PickupCode, Recipient, Station)
+from .partitions import month_of
 from .protocol import Batch, Item, item_key, parse_item
+from .webhooks import enqueue_status
 from .sms import sms_text
-from .telemetry import TelemetrySample, TelemetryStore
+from .storage import bulk_insert
+from .telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
 
 log = logging.getLogger("jincun.cloud.ingest")
 
@@ -33,6 +37,34 @@ def _insert(session: Session, model):
     if name == "sqlite":
         return sqlite.insert(model.__table__)
     raise NotImplementedError(f"database {name} is not supported")
+
+
+# rows a batch pass only writes (never reads back), inserted together at its end
+ROWS = "jc_rows"
+
+_PG_EVENTS_INSERT = text(
+    "INSERT INTO events (station_id, src, boot, seq, kind, month, type, ts, rx, body) "
+    "SELECT :station, u.src, u.boot, u.seq, u.kind, u.month, u.type, u.ts, u.rx, CAST(u.body AS json) FROM unnest("
+    "CAST(:src AS text[]), CAST(:boot AS text[]), CAST(:seq AS bigint[]), CAST(:kind AS text[]), "
+    "CAST(:month AS integer[]), CAST(:type AS text[]), CAST(:ts AS double precision[]), "
+    "CAST(:rx AS double precision[]), CAST(:body AS text[])) AS u(src, boot, seq, kind, month, type, ts, rx, body) "
+    "ON CONFLICT (station_id, src, boot, seq, kind, month) DO NOTHING RETURNING src, boot, seq, kind, month")
+
+
+@dataclass
+class _BatchCache:
+    """Rows one batch looks up repeatedly, held strongly so the session's identity map keeps them."""
+
+    lockers: dict[str, Locker] = field(default_factory=dict)
+    comps: dict[tuple[str, int], Compartment] = field(default_factory=dict)
+    loaded: set[str] = field(default_factory=set)
+    parcels: dict[str, Parcel] = field(default_factory=dict)
+    codes: dict[tuple[str, str], list[PickupCode]] = field(default_factory=dict)
+    recipients: dict[str, Recipient | None] = field(default_factory=dict)
+    carriers: dict[str, Carrier] = field(default_factory=dict)
+    absent: set[str] = field(default_factory=set)
+    stubbed: set[str] = field(default_factory=set)
+    preadvised: dict[tuple[str, str], Parcel] | None = None
 
 
 class Ingestor:
@@ -49,17 +81,30 @@ class Ingestor:
         """Apply a decoded batch for `station`; the caller commits.
 
         Returns the §5.1 response body and whether SMS were queued (so the caller can send them).
+        The whole batch is first tried in one pass (one multi-row dedupe insert, then the effects); if any
+        item turns out unusable there, the pass is rolled back and the batch is applied item by item.
         """
         results: list[dict[str, Any]] = []
-        tally = {K.APPLIED: 0, K.DUPLICATE: 0, K.REJECTED: 0}
-        notify = False
+        parsed: list[Item | ItemRejected] = []
         for raw in batch.items:
             key = item_key(raw)
-            result: dict[str, Any] = {"src": key[0], "boot": key[1], "seq": key[2]} if key else \
-                {"src": None, "boot": None, "seq": None}
+            results.append({"src": key[0], "boot": key[1], "seq": key[2]} if key else
+                           {"src": None, "boot": None, "seq": None})
             try:
-                item = parse_item(raw)
-                status = self._apply_one(session, station, item)
+                parsed.append(parse_item(raw))
+            except ItemRejected as exc:
+                parsed.append(exc)
+        statuses = self._fast(session, station, [p for p in parsed if isinstance(p, Item)])
+        if statuses is None:
+            self._preload(session, station.id, [])
+        tally = {K.APPLIED: 0, K.DUPLICATE: 0, K.REJECTED: 0}
+        notify = False
+        fast_iter = iter(statuses) if statuses is not None else None
+        for raw, result, item in zip(batch.items, results, parsed):
+            try:
+                if isinstance(item, ItemRejected):
+                    raise item
+                status = next(fast_iter) if fast_iter is not None else self._apply_one(session, station, item)
                 notify = notify or (status == K.APPLIED and item.kind == "code")
             except ItemRejected as exc:
                 status = K.REJECTED
@@ -67,37 +112,183 @@ class Ingestor:
                 self._dead_letter(session, station.id, raw, exc.wire)
             result["status"] = status
             tally[status] += 1
-            results.append(result)
         for status, n in tally.items():
             if n:
                 self.counters.inc(f"ingest_{status}", n)
+        session.info.pop("jc", None)
+        session.info.pop("jc_clients", None)
         return {"batch": batch.batch, **tally, "results": results}, notify
 
+    def _fast(self, session: Session, station: Station, items: list[Item]) -> list[str] | None:
+        """Apply all items in one pass; None (with nothing changed) if any of them needs the per-item path."""
+        self._preload(session, station.id, items)
+        if not items:
+            return []
+        rows, first = [], {}
+        for i, item in enumerate(items):
+            key = (item.src, item.boot, item.seq, item.kind, month_of(item.rx))
+            if key in first:
+                continue
+            first[key] = i
+            rows.append({"station_id": station.id, "src": item.src, "boot": item.boot, "seq": item.seq,
+                         "kind": item.kind, "month": key[4],
+                         "type": item.body.get("type") if item.kind == "evt" else None,
+                         "ts": item.body.get("ts") if isinstance(item.body.get("ts"), int) else None,
+                         "rx": item.rx, "body": item.body})
+        try:
+            # no autoflush: lookups within the batch go through the per-batch caches, and all row changes
+            # are written in one flush at the end, grouped into multi-row statements
+            with session.begin_nested(), session.no_autoflush:
+                self.telemetry.begin_batch(session)
+                session.info[ROWS] = {"parcel_events": [], "notifications": []}
+                inserted = self._insert_events(session, station.id, rows)
+                self._stub_parcels(session, station.id, [
+                    it for i, it in enumerate(items)
+                    if (key := (it.src, it.boot, it.seq, it.kind, month_of(it.rx))) in inserted and first[key] == i])
+                statuses = []
+                for i, item in enumerate(items):
+                    key = (item.src, item.boot, item.seq, item.kind, month_of(item.rx))
+                    if key in inserted and first[key] == i:
+                        self._effect(session, station, item)
+                        statuses.append(K.APPLIED)
+                    else:
+                        statuses.append(K.DUPLICATE)
+                session.flush()
+                self.telemetry.write_batch(session)
+                buffered = session.info.pop(ROWS)
+                bulk_insert(session, ParcelEvent.__table__, buffered["parcel_events"])
+                bulk_insert(session, Notification.__table__, buffered["notifications"])
+        except (ItemRejected, IntegrityError, DataError) as exc:
+            # the savepoint is rolled back: nothing of this pass remains; the per-item path sorts it out
+            self.telemetry.drop_batch(session)
+            session.info.pop(ROWS, None)
+            self.counters.inc("ingest_slow_batches")
+            log.info("batch from %s applied item by item: %s", station.id, exc)
+            return None
+        return statuses
+
+    def _stub_parcels(self, session: Session, station_id: str, items: list[Item]) -> None:
+        """Create, in one statement, the parcels this batch names that do not exist yet (as stubs)."""
+        ctx = self._ctx(session)
+        stubs: dict[str, dict[str, Any]] = {}
+        now = time.time()
+        # a parcel record with a waybill may take over a pre-advised parcel: its ref is left to that record
+        candidates = ctx.preadvised or {}
+        adopting = {it.body["ref"] for it in items if it.kind == "parcel" and isinstance(it.body.get("waybill"), str)
+                    and (it.body["waybill"].strip(), (it.body.get("carrier") or "").strip().upper()) in candidates}
+        for it in items:
+            ref = it.body.get("ref")
+            if not isinstance(ref, str) or ref not in ctx.absent or ref in stubs or ref in adopting:
+                continue
+            locker = it.src if it.kind == "evt" else it.body.get("locker")
+            c = it.body.get("c") if it.kind in ("evt", "parcel") else None
+            stubs[ref] = {"ref": ref, "station_id": station_id, "locker_id": locker, "compartment": c,
+                          "status": "preadvised", "direction": "inbound", "fee_cents": 0, "produce": False,
+                          "reminders": 0, "created_at": now, "updated_at": now}
+        if not stubs:
+            return
+        bulk_insert(session, Parcel.__table__, list(stubs.values()), skip_existing=True)
+        for parcel in session.scalars(select(Parcel).where(Parcel.ref.in_(list(stubs)))).all():
+            ctx.parcels[parcel.ref] = parcel
+            ctx.absent.discard(parcel.ref)
+            ctx.stubbed.add(parcel.ref)
+
+    @staticmethod
+    def _insert_events(session: Session, station_id: str, rows: list[dict[str, Any]]) -> set[tuple]:
+        """Insert the batch's ledger rows, skipping ones already held; returns the keys inserted."""
+        if session.get_bind().dialect.name == "postgresql":
+            # one statement with array parameters: the SQL text never changes, so nothing is re-parsed
+            cols = {name: [r[name] for r in rows] for name in ("src", "boot", "seq", "kind", "month", "type")}
+            # one element type per array: psycopg refuses lists mixing int and float
+            cols["ts"] = [None if r["ts"] is None else float(r["ts"]) for r in rows]
+            cols["rx"] = [float(r["rx"]) for r in rows]
+            cols["body"] = [json.dumps(r["body"], ensure_ascii=False) for r in rows]
+            result = session.execute(_PG_EVENTS_INSERT, {"station": station_id, **cols})
+            return {tuple(r) for r in result.all()}
+        table = Event.__table__
+        stmt = (_insert(session, Event)
+                .on_conflict_do_nothing(index_elements=["station_id", "src", "boot", "seq", "kind", "month"])
+                .returning(table.c.src, table.c.boot, table.c.seq, table.c.kind, table.c.month))
+        return {tuple(r) for r in session.execute(stmt, rows).all()}
+
+    def _preload(self, session: Session, station_id: str, items: list[Item]) -> _BatchCache:
+        """Load once per batch what events look up again and again: lockers, compartments, parcels, carriers."""
+        ctx = _BatchCache()
+        for lk in session.scalars(select(Locker).where(Locker.station_id == station_id)
+                                  .execution_options(populate_existing=True)).all():
+            ctx.lockers[lk.id] = lk
+        for comp in session.scalars(select(Compartment).where(Compartment.station_id == station_id)
+                                    .execution_options(populate_existing=True)).all():
+            ctx.comps[(comp.locker_id, comp.n)] = comp
+        ctx.loaded = set(ctx.lockers)
+        refs = {it.body["ref"] for it in items if isinstance(it.body.get("ref"), str)}
+        if refs:
+            for parcel in session.scalars(select(Parcel).where(Parcel.ref.in_(refs))).all():
+                ctx.parcels[parcel.ref] = parcel
+            ctx.absent = refs - set(ctx.parcels)
+        records = [it.body for it in items if it.kind in K.GATEWAY_KINDS]
+        waybills = {b["waybill"].strip() for b in records if isinstance(b.get("waybill"), str)}
+        if waybills:
+            ctx.preadvised = {(p.waybill, p.carrier): p for p in session.scalars(select(Parcel).where(
+                Parcel.station_id == station_id, Parcel.waybill.in_(waybills), Parcel.status == "preadvised",
+                Parcel.locker_id.is_(None))).all()}
+        phones = {b["phone"] for b in records if isinstance(b.get("phone"), str)}
+        if phones:
+            found = {r.phone: r for r in session.scalars(select(Recipient).where(Recipient.phone.in_(phones))).all()}
+            ctx.recipients = {ph: found.get(ph) for ph in phones}
+            for ph in phones:
+                ctx.codes[(station_id, ph)] = []
+            for code in session.scalars(select(PickupCode).where(PickupCode.station_id == station_id,
+                                                                 PickupCode.phone.in_(phones),
+                                                                 PickupCode.used.is_(False))).all():
+                ctx.codes[(station_id, code.phone)].append(code)
+        ctx.carriers = {c.code: c for c in session.scalars(select(Carrier)).all()}
+        session.info["jc"] = ctx
+        session.info["jc_clients"] = {}
+        return ctx
+
+    @staticmethod
+    def _ctx(session: Session) -> _BatchCache:
+        ctx = session.info.get("jc")
+        if ctx is None:
+            ctx = session.info["jc"] = _BatchCache()
+        return ctx
+
     def _apply_one(self, session: Session, station: Station, item: Item) -> str:
-        with session.begin_nested() as savepoint:
-            stmt = _insert(session, Event).values(
-                station_id=station.id, src=item.src, boot=item.boot, seq=item.seq, kind=item.kind,
-                type=item.body.get("type") if item.kind == "evt" else None,
-                ts=item.body.get("ts") if isinstance(item.body.get("ts"), int) else None,
-                rx=item.rx, body=item.body,
-            ).on_conflict_do_nothing(index_elements=["station_id", "src", "boot", "seq", "kind"]
-                                     ).returning(Event.__table__.c.id)
-            # RETURNING yields no row when the conflict clause skipped the insert (rowcount is not portable)
-            if session.execute(stmt).first() is None:
-                return K.DUPLICATE
-            try:
+        try:
+            with session.begin_nested():
+                stmt = _insert(session, Event).values(
+                    station_id=station.id, src=item.src, boot=item.boot, seq=item.seq, kind=item.kind,
+                    month=month_of(item.rx),
+                    type=item.body.get("type") if item.kind == "evt" else None,
+                    ts=item.body.get("ts") if isinstance(item.body.get("ts"), int) else None,
+                    rx=item.rx, body=item.body,
+                ).on_conflict_do_nothing(index_elements=["station_id", "src", "boot", "seq", "kind", "month"]
+                                         ).returning(Event.__table__.c.id)
+                # RETURNING yields no row when the conflict clause skipped the insert (rowcount is not portable)
+                if session.execute(stmt).first() is None:
+                    return K.DUPLICATE
                 self._effect(session, station, item)
                 session.flush()
-            except ItemRejected:
-                savepoint.rollback()
-                raise
-            except (IntegrityError, DataError) as exc:
-                # validation should keep these out; if one slips through it must not fail the batch
-                savepoint.rollback()
-                log.error("item %s/%s/%s not storable: %s", item.src, item.boot, item.seq, exc.orig)
-                self.counters.inc("ingest_storage_rejects")
-                raise ItemRejected(K.E_BAD_FIELD, "a value cannot be stored") from exc
+        except ItemRejected:
+            # the savepoint is rolled back by now; cached rows may be stale
+            self._reset(session)
+            raise
+        except (IntegrityError, DataError) as exc:
+            # validation should keep these out; if one slips through it must not fail the batch
+            self._reset(session)
+            log.error("item %s/%s/%s not storable: %s", item.src, item.boot, item.seq, exc.orig)
+            self.counters.inc("ingest_storage_rejects")
+            raise ItemRejected(K.E_BAD_FIELD, "a value cannot be stored") from exc
         return K.APPLIED
+
+    def _reset(self, session: Session) -> None:
+        """After a savepoint rollback cached rows may be gone or changed: start the caches afresh."""
+        ctx = self._ctx(session)
+        if ctx.lockers:
+            self._preload(session, next(iter(ctx.lockers.values())).station_id, [])
+        else:
+            session.info["jc"] = _BatchCache()
 
     def _dead_letter(self, session: Session, station_id: str, raw: Any, reason: str) -> None:
         text = json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str)
@@ -130,6 +321,9 @@ class Ingestor:
         handler(session, station, item)
 
     def _locker(self, session: Session, station_id: str, locker_id: str) -> Locker:
+        cached = self._ctx(session).lockers.get(locker_id)
+        if cached is not None and cached.station_id == station_id:
+            return cached
         locker = session.get(Locker, (station_id, locker_id))
         if locker is not None:
             return locker
@@ -146,8 +340,16 @@ class Ingestor:
             locker.last_seen = rx
 
     def _comp(self, session: Session, locker: Locker, n: int) -> Compartment | None:
-        return session.scalar(select(Compartment).where(Compartment.station_id == locker.station_id,
-                                                        Compartment.locker_id == locker.id, Compartment.n == n))
+        ctx = self._ctx(session)
+        cache = ctx.comps
+        if locker.id in ctx.loaded:
+            return cache.get((locker.id, n))
+        comp = session.scalar(select(Compartment).where(Compartment.station_id == locker.station_id,
+                                                        Compartment.locker_id == locker.id, Compartment.n == n)
+                              .execution_options(populate_existing=True))
+        if comp is not None:
+            cache[(locker.id, n)] = comp
+        return comp
 
     def _birth(self, session: Session, station: Station, item: Item) -> None:
         body = item.body
@@ -161,6 +363,12 @@ class Ingestor:
         locker.snapshot = body
         locker.online = "online"
         locker.status_rx = max(locker.status_rx or 0.0, item.rx)
+        # the rows change below by SQL: cached compartments of this locker are reloaded when next used
+        session.flush()
+        ctx = self._ctx(session)
+        ctx.loaded.discard(locker.id)
+        for key in [k for k in ctx.comps if k[0] == locker.id]:
+            del ctx.comps[key]
         for comp in body["comps"]:
             session.execute(_insert(session, Compartment).values(
                 station_id=station.id, locker_id=locker.id, n=comp["n"], size=comp["size"], state=comp["st"],
@@ -178,6 +386,9 @@ class Ingestor:
             return
         locker.online = item.body["state"]
         locker.status_rx = item.rx
+        self.telemetry.record_point(session, TelemetryPointSample(
+            measurement="link", station_id=station.id, locker_id=locker.id, c=None, at=item.rx,
+            value=1.0 if item.body["state"] == "online" else 0.0))
         if item.body["state"] == "online":
             self._seen(locker, item.rx)
 
@@ -212,6 +423,14 @@ class Ingestor:
                         locker.id)
         if comp is not None and fresh:
             self._comp_effect(comp, body, item.rx)
+        if kind == "door":
+            self.telemetry.record_point(session, TelemetryPointSample(
+                measurement="door", station_id=station.id, locker_id=locker.id, c=body["c"], at=at,
+                value=1.0 if body["open"] else 0.0))
+        elif kind in ("deposit", "pickup", "deposit_void"):
+            self.telemetry.record_point(session, TelemetryPointSample(
+                measurement="occupancy", station_id=station.id, locker_id=locker.id, c=body["c"], at=at,
+                value=1.0 if kind == "deposit" else 0.0))
         if kind == "alarm":
             session.add(Alarm(station_id=station.id, locker_id=locker.id, c=body.get("c"), kind=body["kind"],
                               at=at, acked=False))
@@ -228,7 +447,7 @@ class Ingestor:
             elif kind == "pickup":
                 parcel.picked_up_at = at
                 self._advance(session, parcel, "picked_up", at, source)
-                self._use_codes(session, station.id, parcel.ref)
+                self._use_codes(session, station.id, parcel.ref, parcel.phone)
             elif parcel.status in ("deposited", "notified"):
                 parcel.status = "preadvised"
                 parcel.deposited_at = None
@@ -266,56 +485,140 @@ class Ingestor:
     def _get_or_stub(self, session: Session, station_id: str, ref: str, locker_id: str | None, c: int | None,
                      rx: float) -> Parcel:
         """The parcel `ref`, created as a stub if an event got here before the parcel record."""
+        ctx = self._ctx(session)
+        found = ctx.parcels.get(ref)
+        if found is None and ref not in ctx.absent:
+            found = session.scalar(select(Parcel).where(Parcel.ref == ref))
+        if found is not None:
+            ctx.parcels[ref] = found
+            return found
         now = time.time()
-        session.execute(_insert(session, Parcel).values(
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        parcel = session.scalars(dialect.insert(Parcel).values(
             ref=ref, station_id=station_id, locker_id=locker_id, compartment=c, status="preadvised",
             direction="inbound", fee_cents=0, created_at=now, updated_at=now,
-        ).on_conflict_do_nothing(index_elements=["ref"]))
-        return session.scalars(select(Parcel).where(Parcel.ref == ref)
-                               .execution_options(populate_existing=True)).one()
+        ).on_conflict_do_nothing(index_elements=["ref"]).returning(Parcel)
+            .execution_options(populate_existing=True)).first()
+        if parcel is None:
+            # another transaction created it between our look-up and the insert
+            parcel = session.scalars(select(Parcel).where(Parcel.ref == ref)
+                                     .execution_options(populate_existing=True)).one()
+        ctx.parcels[ref] = parcel
+        ctx.absent.discard(ref)
+        return parcel
 
     @staticmethod
     def _advance(session: Session, parcel: Parcel, status: str, at: float, source: str) -> None:
         """Record `status` in the timeline; the parcel status itself only ever moves forward."""
-        if K.PARCEL_RANK[status] > K.PARCEL_RANK[parcel.status]:
-            parcel.status = status
-        parcel.updated_at = time.time()
-        session.add(ParcelEvent(parcel_id=parcel.id, status=status, at=at, source=source))
+        advance(session, parcel, status, at, source)
 
-    def _use_codes(self, session: Session, station_id: str, ref: str) -> None:
-        codes = session.scalars(select(PickupCode).where(PickupCode.station_id == station_id,
-                                                         PickupCode.used.is_(False))).all()
+    def _live_codes(self, session: Session, station_id: str, phone: str) -> list[PickupCode]:
+        ctx = self._ctx(session)
+        key = (station_id, phone)
+        if key not in ctx.codes:
+            ctx.codes[key] = list(session.scalars(select(PickupCode).where(
+                PickupCode.station_id == station_id, PickupCode.phone == phone, PickupCode.used.is_(False))).all())
+        return ctx.codes[key]
+
+    def _statuses(self, session: Session, refs: list[str]) -> dict[str, str]:
+        ctx = self._ctx(session)
+        out = {r: ctx.parcels[r].status for r in refs if r in ctx.parcels}
+        rest = [r for r in refs if r not in out]
+        if rest:
+            out.update(session.execute(select(Parcel.ref, Parcel.status).where(Parcel.ref.in_(rest))).all())
+        return out
+
+    def _use_codes(self, session: Session, station_id: str, ref: str, phone: str | None = None) -> None:
+        if phone:
+            codes = [c for c in self._live_codes(session, station_id, phone) if not c.used]
+        else:
+            codes = session.scalars(select(PickupCode).where(PickupCode.station_id == station_id,
+                                                             PickupCode.used.is_(False))).all()
         for code in codes:
             if ref not in code.refs:
                 continue
-            statuses = session.scalars(select(Parcel.status).where(Parcel.ref.in_(code.refs))).all()
-            if all(s == "picked_up" for s in statuses):
+            if all(s == "picked_up" for s in self._statuses(session, list(code.refs)).values()):
                 code.used = True
 
     def _own_parcel(self, session: Session, station: Station, ref: str, locker_id: str | None,
                     c: int | None, rx: float) -> tuple[Parcel, bool]:
-        existed = session.scalar(select(Parcel.id).where(Parcel.ref == ref)) is not None
+        ctx = self._ctx(session)
+        existed = (ref in ctx.parcels and ref not in ctx.stubbed) or (
+            ref not in ctx.absent and ref not in ctx.parcels and
+            session.scalar(select(Parcel.id).where(Parcel.ref == ref)) is not None)
         parcel = self._get_or_stub(session, station.id, ref, locker_id, c, rx)
         if parcel.station_id != station.id:
             raise ItemRejected(K.E_BAD_FIELD, f"parcel {ref} belongs to another station")
         return parcel, not existed
+
+    def _adopt_preadvice(self, session: Session, station_id: str, body: dict) -> None:
+        """A carrier's pre-advised parcel takes the gateway's ref when the courier brings it to the locker."""
+        ctx = self._ctx(session)
+        if not body.get("waybill") or body["ref"] in ctx.parcels or (
+                body["ref"] not in ctx.absent and session.scalar(select(Parcel.id).where(Parcel.ref == body["ref"]))):
+            return
+        key = (body["waybill"].strip(), (body.get("carrier") or "").strip().upper())
+        if ctx.preadvised is not None:
+            pre = ctx.preadvised.pop(key, None)
+        else:
+            pre = session.scalar(select(Parcel).where(
+                Parcel.station_id == station_id, Parcel.waybill == key[0], Parcel.carrier == key[1],
+                Parcel.status == "preadvised", Parcel.locker_id.is_(None)).limit(1))
+        if pre is not None:
+            ctx.parcels.pop(pre.ref, None)
+            ctx.absent.discard(body["ref"])
+            pre.ref = body["ref"]
+            session.flush()
+            ctx.parcels[pre.ref] = pre
 
     def _parcel_record(self, session: Session, station: Station, item: Item) -> None:
         body = item.body
         locker = self._locker(session, station.id, body["locker"])
         if self._comp(session, locker, body["c"]) is None:
             raise ItemRejected(K.E_NO_SUCH_COMPARTMENT, f"locker {locker.id} has no compartment {body['c']}")
+        self._adopt_preadvice(session, station.id, body)
         parcel, created = self._own_parcel(session, station, body["ref"], locker.id, body["c"], item.rx)
         parcel.locker_id, parcel.compartment = locker.id, body["c"]
         for field in ("waybill", "carrier", "phone", "size"):
             if body.get(field) is not None:
                 setattr(parcel, field, body[field].strip())
-        if parcel.carrier and session.get(Carrier, parcel.carrier.upper()) is not None:
+        ctx = self._ctx(session)
+        if parcel.carrier and parcel.carrier.upper() in ctx.carriers:
             parcel.carrier = parcel.carrier.upper()
+        if parcel.phone and parcel.phone not in ctx.recipients:
+            ctx.recipients[parcel.phone] = session.get(Recipient, parcel.phone)
+        recipient = ctx.recipients.get(parcel.phone) if parcel.phone else None
+        if recipient is not None and recipient.consent == "refused":
+            # the gateway checks consent before it opens a door; this catches a gateway that did not
+            self.counters.inc("deposits_without_consent")
+            log.warning("%s: parcel %s asked a compartment for %s, who refused locker delivery", station.id,
+                        parcel.ref, parcel.phone)
         parcel.updated_at = time.time()
         if created or not session.scalar(select(ParcelEvent.id).where(ParcelEvent.parcel_id == parcel.id,
                                                                       ParcelEvent.status == "preadvised")):
             session.add(ParcelEvent(parcel_id=parcel.id, status="preadvised", at=item.rx, source="gw/parcel"))
+
+    def _keep_code(self, session: Session, station_id: str, body: dict, ref: str, locker_id: str | None) -> None:
+        """One live code per recipient per station: the same code gains the parcel, a new one supersedes."""
+        live = [c for c in self._live_codes(session, station_id, body["phone"]) if not c.used]
+        for code in live:
+            if code.code == body["code"]:
+                if ref not in code.refs:
+                    code.refs = [*code.refs, ref]
+                code.exp = max(code.exp or 0, body.get("exp_ts") or 0) or None
+                return
+        carried: list[str] = []
+        for code in live:
+            code.used = True
+            carried += [r for r in code.refs if r not in carried]
+            self.counters.inc("codes_superseded")
+        statuses = self._statuses(session, carried) if carried else {}
+        refs = [r for r in carried if statuses.get(r) in ("deposited", "notified", "overdue") and r != ref] + [ref]
+        code = PickupCode(station_id=station_id, phone=body["phone"], code=body["code"], refs=refs,
+                          exp=body.get("exp_ts"), used=False, created_at=time.time(), locker_id=locker_id,
+                          origin="gateway")
+        session.add(code)
+        self._live_codes(session, station_id, body["phone"]).append(code)
 
     def _code_record(self, session: Session, station: Station, item: Item) -> None:
         body = item.body
@@ -326,12 +629,30 @@ class Ingestor:
         if parcel.phone is None:
             parcel.phone = body["phone"]
         locker_id = locker_id or parcel.locker_id or "?"
-        session.add(PickupCode(station_id=station.id, phone=body["phone"], code=body["code"], refs=[parcel.ref],
-                               exp=body.get("exp_ts"), used=False, created_at=time.time()))
+        self._keep_code(session, station.id, body, parcel.ref, locker_id)
         self._advance(session, parcel, "notified", item.rx, f"gw/{item.boot}/{item.seq}")
-        carrier = session.get(Carrier, parcel.carrier) if parcel.carrier else None
+        carrier = self._ctx(session).carriers.get(parcel.carrier) if parcel.carrier else None
         text = sms_text(waybill=parcel.waybill or parcel.ref,
                         carrier=carrier.name_zh if carrier else (parcel.carrier or "快递"),
                         station=station.name, locker=locker_id, c=parcel.compartment, code=body["code"])
-        session.add(Notification(phone=body["phone"], text=text, status="queued", attempts=0, ref=parcel.ref,
-                                 created_at=time.time()))
+        row = {"phone": body["phone"], "text": text, "status": "queued", "attempts": 0, "ref": parcel.ref,
+               "created_at": time.time()}
+        buffered = session.info.get(ROWS)
+        if buffered is not None:
+            buffered["notifications"].append(row)
+        else:
+            session.add(Notification(**row))
+
+
+def advance(session: Session, parcel: Parcel, status: str, at: float, source: str) -> None:
+    """Record `status` in the parcel's timeline (status only moves forward) and queue carrier webhooks."""
+    if K.PARCEL_RANK[status] > K.PARCEL_RANK[parcel.status]:
+        parcel.status = status
+    parcel.updated_at = time.time()
+    row = {"parcel_id": parcel.id, "status": status, "at": at, "source": source}
+    buffered = session.info.get(ROWS)
+    if buffered is not None:
+        buffered["parcel_events"].append(row)
+    else:
+        session.add(ParcelEvent(**row))
+    enqueue_status(session, parcel, status, at)

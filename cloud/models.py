@@ -49,6 +49,8 @@ class Village(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     town_id: Mapped[int | None] = mapped_column(ForeignKey("towns.id"))
+    distance_km: Mapped[float | None] = mapped_column(Float)
+    population: Mapped[int | None] = mapped_column(Integer)
 
 
 class Station(Base):
@@ -137,6 +139,12 @@ class Parcel(Base):
     picked_up_at: Mapped[float | None] = mapped_column(Float)
     fee_cents: Mapped[int] = mapped_column(Integer, default=0)
     fee_reason: Mapped[str | None] = mapped_column(String(64))
+    recipient_name: Mapped[str | None] = mapped_column(String(64))
+    produce: Mapped[bool] = mapped_column(Boolean, default=False)
+    reminders: Mapped[int] = mapped_column(Integer, default=0)
+    overdue_at: Mapped[float | None] = mapped_column(Float)
+    returned_at: Mapped[float | None] = mapped_column(Float)
+    carrier_signed_at: Mapped[float | None] = mapped_column(Float)
 
 
 class ParcelEvent(Base):
@@ -162,16 +170,24 @@ class PickupCode(Base):
     exp: Mapped[float | None] = mapped_column(Float)
     used: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
+    locker_id: Mapped[str | None] = mapped_column(String(32))
+    origin: Mapped[str] = mapped_column(String(8), default="gateway")
 
 
 class Event(Base):
-    """Every ingest item applied, unique per (station, src, boot, seq, kind): the dedupe ledger."""
+    """Every ingest item applied, unique per (station, src, boot, seq, kind, month): the dedupe ledger.
+
+    `month` (yyyymm of the gateway's receive time `rx`, which the gateway keeps with the item) is the
+    partition key on PostgreSQL, so it is part of the unique key; a replay carries the same `rx`.
+    """
 
     __tablename__ = "events"
     __table_args__ = (
-        UniqueConstraint("station_id", "src", "boot", "seq", "kind", name="uq_events_item"),
+        UniqueConstraint("station_id", "src", "boot", "seq", "kind", "month", name="uq_events_item"),
     )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # SQLite only auto-numbers an INTEGER PRIMARY KEY
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    month: Mapped[int] = mapped_column(Integer)
     station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
     src: Mapped[str] = mapped_column(String(32))
     boot: Mapped[str] = mapped_column(String(32))
@@ -207,6 +223,8 @@ class Alarm(Base):
     kind: Mapped[str] = mapped_column(String(32))
     at: Mapped[float] = mapped_column(Float)
     acked: Mapped[bool] = mapped_column(Boolean, default=False)
+    acked_by: Mapped[str | None] = mapped_column(String(64))
+    acked_at: Mapped[float | None] = mapped_column(Float)
 
 
 class Telemetry(Base):
@@ -239,3 +257,166 @@ class Notification(Base):
     ref: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[float] = mapped_column(Float)
     sent_at: Mapped[float | None] = mapped_column(Float)
+
+
+class User(Base):
+    """A staff member who logs in with a password; only the argon2 hash is kept."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(24))
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("stations.id"))
+    carrier_code: Mapped[str | None] = mapped_column(ForeignKey("carriers.code"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiClient(Base):
+    """A carrier's API client: key hash, carrier and its status webhook."""
+
+    __tablename__ = "api_clients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    carrier_code: Mapped[str] = mapped_column(ForeignKey("carriers.code"))
+    webhook_url: Mapped[str | None] = mapped_column(String(512))
+    webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Courier(Base):
+    """A courier of a carrier; the PIN is kept as an argon2 hash."""
+
+    __tablename__ = "couriers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    carrier_code: Mapped[str] = mapped_column(ForeignKey("carriers.code"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(24), unique=True)
+    pin_hash: Mapped[str] = mapped_column(String(255))
+    stations: Mapped[list[str]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Recipient(Base):
+    """A villager: name, locker-delivery consent (2024 rules) and door-to-door need."""
+
+    __tablename__ = "recipients"
+    phone: Mapped[str] = mapped_column(String(24), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    consent: Mapped[str] = mapped_column(String(8), default="unknown")
+    consent_at: Mapped[float | None] = mapped_column(Float)
+    door_help: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Command(Base):
+    """A downlink command queued for a station (§5.2); `cursor` orders the long-poll."""
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_station_cursor", "station_id", "cursor"),)
+    cursor: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cmd_id: Mapped[str] = mapped_column(String(24), unique=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    locker_id: Mapped[str | None] = mapped_column(String(32))
+    op: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    issued_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    issued_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    ack_ok: Mapped[bool | None] = mapped_column(Boolean)
+    ack_err: Mapped[str | None] = mapped_column(String(32))
+    ack_at: Mapped[float | None] = mapped_column(Float)
+
+
+class RateHit(Base):
+    """One counted action for a database-held rate limit (shared by every worker)."""
+
+    __tablename__ = "rate_hits"
+    __table_args__ = (Index("ix_rate_hits_key_at", "key", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128))
+    at: Mapped[float] = mapped_column(Float)
+
+
+class Lease(Base):
+    """A named lock with an expiry, so one worker at a time runs a periodic job."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    until: Mapped[float] = mapped_column(Float)
+
+
+class AuditEntry(Base):
+    """Who did what, when and why (remote opens, consent changes, acknowledgements...)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(24))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class SignoffFlag(Base):
+    """A suspected fake sign-off, with the locker evidence found when it was raised."""
+
+    __tablename__ = "signoff_flags"
+    __table_args__ = (UniqueConstraint("parcel_id", "kind", name="uq_signoff_flags_parcel_kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id"))
+    kind: Mapped[str] = mapped_column(String(24))
+    at: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebhookDelivery(Base):
+    """A status webhook waiting to reach a carrier; retried with backoff."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[float] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+
+
+class OtpCode(Base):
+    """A one-time SMS login code for the recipient page (hash only)."""
+
+    __tablename__ = "otp_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(24), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TelemetryPoint(Base):
+    """Door, occupancy and gateway-link points for the SQL telemetry store (bounded like `telemetry`)."""
+
+    __tablename__ = "telemetry_points"
+    __table_args__ = (Index("ix_telemetry_points_station_at", "station_id", "measurement", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    measurement: Mapped[str] = mapped_column(String(16))
+    station_id: Mapped[str] = mapped_column(String(32))
+    locker_id: Mapped[str | None] = mapped_column(String(32))
+    c: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)

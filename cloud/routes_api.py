@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import crud
+from . import crud, lookups
 from .constants import API_PREFIX
-from .deps import ServicesDep, require_admin
+from .auth import STAFF_READ, allow
+from .deps import ServicesDep
 from .errors import Conflict, NotFound
 from .schemas import (HealthPublic, LedgerPublic, LockerCreate, LockerPublic, NotificationPublic, ParcelPublic,
                       StationCreate, StationPublic)
@@ -19,7 +21,8 @@ from .storage import SessionDep
 
 log = logging.getLogger("jincun.cloud.api")
 router = APIRouter(prefix=API_PREFIX)
-admin = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_admin)])
+admin = APIRouter(prefix=API_PREFIX, dependencies=[Depends(allow("admin"))])
+read = APIRouter(prefix=API_PREFIX, dependencies=[Depends(allow(*STAFF_READ))])
 
 
 @router.get("/health", response_model=HealthPublic, tags=["health"])
@@ -69,30 +72,32 @@ def ledger(session: SessionDep, station: Annotated[str, Query(min_length=1, max_
     return crud.ledger(session, station=station)
 
 
-@admin.get("/parcels", response_model=list[ParcelPublic], tags=["parcels"])
+@read.get("/parcels", response_model=list[ParcelPublic], tags=["parcels"])
 def parcels(session: SessionDep, waybill: str | None = None, phone: str | None = None, station: str | None = None,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[ParcelPublic]:
     """Parcels with status and timeline."""
     return crud.list_parcels(session, waybill=waybill, phone=phone, station=station, limit=limit)
 
 
-@admin.get("/parcels/{ref}", response_model=ParcelPublic, tags=["parcels"])
-def parcel(ref: str, session: SessionDep) -> ParcelPublic:
+@router.get("/parcels/{ref}", response_model=ParcelPublic, tags=["parcels"])
+async def parcel(ref: Annotated[str, Path(min_length=1, max_length=64)], request: Request,
+                 services: ServicesDep) -> JSONResponse:
     """One parcel with its timeline."""
-    try:
-        return crud.get_parcel(session, ref=ref)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+    await lookups.authorize(request, services, STAFF_READ)
+    found = await lookups.read(services, lookups.parcel_by_ref, ref)
+    if found is None:
+        raise HTTPException(404, f"no parcel {ref}")
+    return JSONResponse(found)
 
 
-@admin.get("/notifications", response_model=list[NotificationPublic], tags=["sms"])
+@read.get("/notifications", response_model=list[NotificationPublic], tags=["sms"])
 def notifications(session: SessionDep, phone: str | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[NotificationPublic]:
     """The SMS outbox, newest first."""
     return crud.list_notifications(session, phone=phone, limit=limit)
 
 
-@admin.get("/stations", response_model=list[StationPublic], tags=["stations"])
+@read.get("/stations", response_model=list[StationPublic], tags=["stations"])
 def stations(session: SessionDep) -> list[StationPublic]:
     """Stations with lockers and compartments."""
     return crud.list_stations(session)

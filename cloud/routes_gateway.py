@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
+import anyio
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import commands, ratelimit
 from . import constants as K
+from .auth import verify_secret
 from .crud import station_by_key
 from .deps import ServicesDep, bearer
-from .errors import BatchRejected
-from .models import Station
+from .errors import BatchRejected, NotFound
+from .models import Courier, Recipient, Station
 from .protocol import decode_batch
-from .schemas import IngestResponse
+from .schemas import (CommandAck, CommandAckResult, CommandsPage, ConsentPublic, CourierCheck, CourierLogin,
+                      IngestResponse)
 from .sms import deliver_pending_logged
 from .storage import SessionDep
 
@@ -73,3 +80,88 @@ def ingest(session: SessionDep, services: ServicesDep, background: BackgroundTas
         background.add_task(deliver_pending_logged, services.sessionmaker, services.notifier, counters)
     # returned as built: `error` appears only on rejected items, src/boot/seq always (null if unreadable)
     return JSONResponse(response)
+
+
+def _station_for_key(session, services, token: str, station_id: str | None = None) -> Station:
+    """The active station of a gateway key; 401 for an unknown key, 403 for another station's key."""
+    owner = station_by_key(session, api_key=token)
+    if owner is None:
+        services.counters.inc("gateway_auth_failures")
+        raise HTTPException(401, "unknown station API key", headers={"WWW-Authenticate": "Bearer"})
+    if station_id is not None and owner.id != station_id:
+        services.counters.inc("gateway_auth_failures")
+        raise HTTPException(403, f"this API key belongs to another station, not {station_id}")
+    if not owner.active:
+        raise HTTPException(403, f"station {owner.id} is deactivated")
+    return owner
+
+
+def _poll_once(factory, services, token: str, after: int) -> tuple[str, list[dict]]:
+    with factory() as session:
+        station = _station_for_key(session, services, token)
+        return station.id, commands.pending(session, station_id=station.id, after=after)
+
+
+@router.get(f"{K.API_PREFIX}/gateway/commands", response_model=CommandsPage, tags=["gateway"])
+async def poll_commands(services: ServicesDep, token: Annotated[str, Depends(bearer)],
+                        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                        wait: Annotated[float, Query(ge=0, le=K.MAX_WAIT_SECONDS)] = 0) -> CommandsPage:
+    """Long-poll for commands with a cursor above `after` (§5.2); every poll reads the database."""
+    deadline = time.monotonic() + wait
+    factory = services.sessionmaker
+    while True:
+        try:
+            _, cmds = await anyio.to_thread.run_sync(_poll_once, factory, services, token, after)
+        except SQLAlchemyError as exc:
+            services.counters.inc("commands_db_errors")
+            log.error("command poll failed on the database: %s", exc)
+            raise HTTPException(503, "database unavailable, poll again") from exc
+        if cmds or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(min(K.POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+    return CommandsPage(commands=cmds, cursor=cmds[-1]["cursor"] if cmds else after)
+
+
+@router.post(f"{K.API_PREFIX}/gateway/commands/{{cmd_id}}/ack", response_model=CommandAckResult, tags=["gateway"])
+def ack_command(cmd_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,24}$")], data: CommandAck,
+                session: SessionDep, services: ServicesDep,
+                token: Annotated[str, Depends(bearer)]) -> CommandAckResult:
+    """Record the station's result for a command (§5.3); a repeated ack changes nothing."""
+    station = _station_for_key(session, services, token)
+    try:
+        cmd = commands.acknowledge(session, station_id=station.id, cmd_id=cmd_id, ok=data.ok, err=data.err,
+                                   at=data.at)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    session.commit()
+    services.counters.inc("command_acks")
+    return CommandAckResult(id=cmd.cmd_id, status=cmd.status, ok=bool(cmd.ack_ok), err=cmd.ack_err)
+
+
+@router.get(f"{K.API_PREFIX}/gateway/recipients/{{phone}}/consent", response_model=ConsentPublic, tags=["gateway"])
+def recipient_consent(phone: Annotated[str, Path(pattern=K.PHONE_RE.pattern)], session: SessionDep,
+                      services: ServicesDep, token: Annotated[str, Depends(bearer)]) -> ConsentPublic:
+    """Whether a recipient consented to locker delivery; the gateway asks before it opens a deposit door."""
+    _station_for_key(session, services, token)
+    rec = session.get(Recipient, phone)
+    if rec is None:
+        return ConsentPublic(phone=phone, consent="unknown", locker_allowed=False, door_help=False, at=None)
+    return ConsentPublic(phone=phone, consent=rec.consent, locker_allowed=rec.consent == "granted",
+                         door_help=rec.door_help, at=rec.consent_at)
+
+
+@router.post(f"{K.API_PREFIX}/gateway/couriers/verify", response_model=CourierCheck, tags=["gateway"])
+def verify_courier(data: CourierLogin, session: SessionDep, services: ServicesDep,
+                   token: Annotated[str, Depends(bearer)]) -> CourierCheck:
+    """Check a courier's PIN at this station (rate-limited per courier phone, in the database)."""
+    station = _station_for_key(session, services, token)
+    if not ratelimit.hit(session, f"pin:{data.phone}:600", limit=5, window=600):
+        session.commit()
+        raise HTTPException(429, "too many PIN attempts; wait 10 minutes")
+    courier = session.scalar(select(Courier).where(Courier.phone == data.phone, Courier.active.is_(True)))
+    ok = courier is not None and verify_secret(data.pin, courier.pin_hash) and station.id in courier.stations
+    session.commit()
+    if not ok:
+        services.counters.inc("courier_pin_failures")
+        return CourierCheck(ok=False, carrier=None, name=None)
+    return CourierCheck(ok=True, carrier=courier.carrier_code, name=courier.name)

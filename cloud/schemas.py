@@ -138,3 +138,261 @@ class HealthPublic(BaseModel):
     status: Literal["ok", "degraded"]
     db: str
     counters: dict[str, int]
+
+
+# ---- downlink, consent, couriers -------------------------------------------------------------
+
+class CommandsPage(BaseModel):
+    commands: list[dict[str, Any]]
+    cursor: int
+
+
+class CommandAck(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    ok: bool
+    err: Literal["expired", "rate_limited", "unknown_locker", "busy", "offline", "bad_command"] | None = None
+    at: float | None = Field(default=None, ge=0, le=1e11)
+
+
+class CommandAckResult(BaseModel):
+    id: str
+    status: str
+    ok: bool
+    err: str | None
+
+
+class ConsentPublic(BaseModel):
+    phone: str
+    consent: Literal["unknown", "granted", "refused"]
+    locker_allowed: bool
+    door_help: bool
+    at: float | None
+
+
+class CourierLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: str = Field(pattern=K.PHONE_RE.pattern)
+    pin: str = Field(pattern=r"^[0-9]{4,8}$")
+
+
+class CourierCheck(BaseModel):
+    ok: bool
+    carrier: str | None
+    name: str | None
+
+
+# ---- staff -----------------------------------------------------------------------------------
+
+Role = Literal["admin", "county_official", "maintenance", "station_agent", "courier"]
+Text200 = Field(min_length=1, max_length=200)
+
+
+class TokenPublic(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    role: str
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$")
+    display_name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=10, max_length=128)
+    role: Role
+    station_id: str | None = Field(default=None, pattern=STATION_ID)
+    carrier_code: str | None = Field(default=None, pattern=r"^[A-Z0-9_]{1,16}$")
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    username: str
+    display_name: str
+    role: str
+    station_id: str | None
+    carrier_code: str | None
+    active: bool
+
+
+class CarrierCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(pattern=r"^[A-Z0-9_]{1,16}$")
+    name_zh: str = Field(min_length=1, max_length=64)
+    name_en: str = Field(min_length=1, max_length=64)
+
+
+class CarrierPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    code: str
+    name_zh: str
+    name_en: str
+
+
+class ApiClientCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s]{1,500}$")
+
+
+class ApiClientCreated(BaseModel):
+    id: int
+    carrier_code: str
+    api_key: str
+    webhook_secret: str | None
+
+
+class CourierCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    phone: str = Field(pattern=K.PHONE_RE.pattern)
+    pin: str = Field(pattern=r"^[0-9]{4,8}$")
+    stations: list[str] = Field(default_factory=list, max_length=200)
+
+
+class CourierPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    carrier_code: str
+    name: str
+    phone: str
+    stations: list[str]
+    active: bool
+
+
+class RecipientUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    consent: Literal["unknown", "granted", "refused"] | None = None
+    door_help: bool | None = None
+
+
+class RecipientPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    phone: str
+    name: str | None
+    consent: str
+    consent_at: float | None
+    door_help: bool
+
+
+class CommandCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    station: str = Field(pattern=STATION_ID)
+    op: Literal["open", "disable", "enable", "rebirth", "fw_rollout", "config"]
+    locker: str | None = Field(default=None, pattern=LOCKER_ID)
+    c: int | None = Field(default=None, ge=K.COMPARTMENT_MIN, le=K.COMPARTMENT_MAX)
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
+    version: str | None = Field(default=None, pattern=r"^[0-9A-Za-z.+-]{1,32}$")
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s]{1,500}$")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    lockers: list[str] | None = Field(default=None, max_length=64)
+    key: str | None = Field(default=None, pattern=r"^[a-z0-9_.]{1,64}$")
+    value: str | int | float | bool | None = None
+
+
+class CommandPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    cursor: int
+    cmd_id: str
+    station_id: str
+    locker_id: str | None
+    op: str
+    payload: dict[str, Any]
+    issued_by: str
+    reason: str | None
+    issued_at: float
+    expires_at: float
+    status: str
+    ack_ok: bool | None
+    ack_err: str | None
+    ack_at: float | None
+
+
+class CodeResend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    station: str = Field(pattern=STATION_ID)
+    phone: str = Field(pattern=K.PHONE_RE.pattern)
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class ReasonBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class AlarmPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    station_id: str
+    locker_id: str
+    c: int | None
+    kind: str
+    at: float
+    acked: bool
+    acked_by: str | None
+    acked_at: float | None
+
+
+class FlagPublic(BaseModel):
+    id: int
+    ref: str
+    waybill: str | None
+    carrier: str | None
+    station_id: str
+    kind: str
+    at: float
+    evidence: dict[str, Any]
+    resolved: bool
+
+
+# ---- carrier API -----------------------------------------------------------------------------
+
+class ManifestParcel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    waybill: str = Field(pattern=r"^[A-Za-z0-9-]{4,64}$")
+    station: str = Field(pattern=STATION_ID)
+    phone: str = Field(pattern=K.PHONE_RE.pattern)
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    direction: Literal["inbound", "outbound"] = "inbound"
+    produce: bool = False
+    size: Size | None = None
+    fee_cents: int = Field(default=0, ge=0, le=1_000_000)
+    fee_reason: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    manifest_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    parcels: list[ManifestParcel] = Field(min_length=1, max_length=1000)
+
+
+class ManifestResult(BaseModel):
+    manifest_id: str
+    created: int
+    existing: int
+    refs: list[str]
+
+
+class SignedReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    at: float | None = Field(default=None, ge=0, le=1e11)
+
+
+class SignedResult(BaseModel):
+    waybill: str
+    status: str
+    flagged: bool
+    missing: list[str]
+
+
+class CarrierParcelPublic(BaseModel):
+    waybill: str | None
+    ref: str
+    station_id: str
+    direction: str
+    status: str
+    deposited_at: float | None
+    picked_up_at: float | None
+    fee_cents: int
+    fee_reason: str | None
+    timeline: list[ParcelEventPublic]

@@ -1,7 +1,8 @@
-"""Idempotent seeding of a station and its lockers (used by the demo)."""
+"""Seeding for the demo: one station with lockers (idempotent), an example county, staff accounts."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .crud import add_locker, create_station, hash_key
@@ -32,3 +33,110 @@ def seed_station(session: Session, *, station_id: str, name: str, api_key: str, 
                                         state="empty", door="closed", occ=False))
     session.commit()
     return station
+
+
+TOWN_SYLLABLES = ("青石", "柳河", "白沙", "东岭", "南坪", "西庄", "北塘", "梨花", "松林", "杏坝", "桃源", "龙泉",
+                  "金山", "石门", "荷塘", "枫桥")
+VILLAGE_SYLLABLES = ("上", "下", "前", "后", "东", "西", "南", "北", "大", "小", "新", "老", "高", "中")
+VILLAGE_ROOTS = ("王家", "李家", "张庄", "刘湾", "陈岗", "杨坪", "赵沟", "周塘", "吴岭", "孙坝", "马营", "胡桥",
+                 "朱村", "郭庄", "何湾", "罗坪", "梁家", "宋岭", "郑沟", "谢庄", "韩坝", "唐村", "冯岗", "于家",
+                 "董庄", "萧湾", "程岭", "曹坪", "袁家")
+
+
+def seed_county(session: Session, *, towns: int = 12, villages: int = 400, coverage: float = 0.75,
+                parcels_per_station_day: float = 1.0, days: int = 30, seed: int = 7,
+                now: float | None = None) -> dict[str, int]:
+    """A fictional example county (names marked 示例) with stations and a month of parcels, for demos and tests.
+
+    Deterministic for a given seed; parcels are bulk-inserted. Returns counts of what was created.
+    """
+    import random
+    import time as _time
+
+    from sqlalchemy import insert
+
+    from .models import District, Parcel, Town, Village
+
+    rng = random.Random(seed)
+    now = _time.time() if now is None else now
+    district = District(name=f"示例县{seed}")
+    session.add(district)
+    session.flush()
+    town_rows = []
+    for i in range(towns):
+        town = Town(name=f"示例{TOWN_SYLLABLES[i % len(TOWN_SYLLABLES)]}镇{'' if i < len(TOWN_SYLLABLES) else i}",
+                    district_id=district.id)
+        session.add(town)
+        town_rows.append(town)
+    session.flush()
+    village_rows = []
+    names: set[tuple[int, str]] = set()
+    for i in range(villages):
+        town = town_rows[i % towns]
+        while True:
+            name = rng.choice(VILLAGE_SYLLABLES) + rng.choice(VILLAGE_ROOTS) + "村"
+            if (town.id, name) not in names:
+                break
+            name = f"{name}{i}"
+            if (town.id, name) not in names:
+                break
+        names.add((town.id, name))
+        village_rows.append({"name": name, "town_id": town.id, "distance_km": round(rng.uniform(0.5, 45.0), 1),
+                             "population": rng.randint(300, 4000)})
+    session.execute(insert(Village), village_rows)
+    vids = session.scalars(select(Village.id).where(Village.town_id.in_([t.id for t in town_rows]))
+                           .order_by(Village.id)).all()
+    kinds = ("village_shop", "party_service_centre", "postal_point")
+    station_rows = []
+    for n, vid in enumerate(vids):
+        if rng.random() > coverage:
+            continue
+        station_rows.append({"id": f"ex{seed}-{n:04d}", "name": f"示例站点{n:04d}", "kind": rng.choice(kinds),
+                             "village_id": vid, "api_key_hash": hash_key(f"example-{seed}-{n}-{rng.random()}"),
+                             "active": rng.random() > 0.03, "created_at": now - days * 86400})
+    session.execute(insert(Station), station_rows)
+    carriers = ("EMS", "SF", "ZTO", "YTO", "STO", "YUNDA", "JT", "JD")
+    parcel_rows = []
+    k = 0
+    for st in station_rows:
+        count = int(parcels_per_station_day * days * rng.uniform(0.2, 1.8))
+        for _ in range(count):
+            k += 1
+            created = now - rng.uniform(0, days * 86400)
+            outbound = rng.random() < 0.18
+            deposited = created + rng.uniform(600, 6 * 3600)
+            # most parcels are fetched within a day; a few wait past the 7-day limit
+            wait = rng.expovariate(1 / (20 * 3600)) if rng.random() > 0.04 else rng.uniform(7 * 86400, 9 * 86400)
+            status, picked, overdue_at = "picked_up", deposited + wait, None
+            if wait > 7 * 86400 and deposited + 7 * 86400 <= now:
+                status, picked, overdue_at = "overdue", None, deposited + 7 * 86400
+            elif picked > now:
+                status, picked = "notified", None
+            if outbound:
+                status, picked, overdue_at, deposited = "picked_up", created + rng.uniform(3600, 30000), None, created
+            parcel_rows.append({
+                "ref": f"ex{seed}-{k:07d}", "waybill": f"EX{seed}{k:09d}", "carrier": rng.choice(carriers),
+                "direction": "outbound" if outbound else "inbound", "phone": f"139{rng.randint(0, 99999999):08d}",
+                "station_id": st["id"], "locker_id": None, "compartment": None, "size": rng.choice("SML"),
+                "status": status, "created_at": created, "updated_at": picked or deposited,
+                "deposited_at": min(deposited, now), "picked_up_at": picked, "fee_cents": 0, "fee_reason": None,
+                "produce": outbound and rng.random() < 0.6, "reminders": 0, "overdue_at": overdue_at})
+    for i in range(0, len(parcel_rows), 2000):
+        session.execute(insert(Parcel), parcel_rows[i:i + 2000])
+    session.commit()
+    return {"towns": towns, "villages": len(vids), "stations": len(station_rows), "parcels": len(parcel_rows)}
+
+
+def seed_user(session: Session, *, username: str, password: str, role: str, display_name: str | None = None,
+              station_id: str | None = None, carrier_code: str | None = None) -> None:
+    """Create a staff account if missing (the demo's logins). Caller commits."""
+    import time as _time
+
+    from .auth import hash_secret
+    from .models import User
+
+    if session.scalar(select(User.id).where(User.username == username)) is None:
+        session.add(User(username=username, display_name=display_name or username, password_hash=hash_secret(password),
+                         role=role, station_id=station_id, carrier_code=carrier_code, active=True,
+                         created_at=_time.time()))
+        session.flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 from typing import Literal
@@ -31,6 +33,28 @@ class Settings(BaseSettings):
     dead_letter_max_rows: int = Field(default=100_000, ge=10)
     page_refresh_seconds: int = Field(default=5, ge=1, le=3600)
     migrate_on_start: bool = True
+    jwt_secret: str | None = Field(default=None, min_length=32)
+    jwt_minutes: int = Field(default=480, ge=1, le=10080)
+    cookie_secure: bool = False
+    influx_url: str | None = None
+    influx_token: str = ""
+    influx_org: str = "-"
+    influx_bucket: str = "jincun/autogen"
+    influx_query_url: str | None = None
+    influx_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    influx_flush_ms: int = Field(default=1000, ge=10)
+    overdue_days: int = Field(default=7, ge=1, le=60)
+    reminder_hours: tuple[int, int] = (24, 48)
+    sweep_seconds: float = Field(default=60.0, gt=0)
+    webhook_retry_seconds: float = Field(default=5.0, gt=0)
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    stale_seconds: int = Field(default=300, ge=10)
+    open_limit_per_minute: int = Field(default=3, ge=1)
+    open_limit_per_day: int = Field(default=20, ge=1)
+    operator_open_limit_per_hour: int = Field(default=10, ge=1)
+    command_ttl_seconds: int = Field(default=300, ge=10)
+    otp_ttl_seconds: int = Field(default=300, ge=30)
+    otp_limit_per_hour: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
@@ -39,6 +63,9 @@ class Settings(BaseSettings):
                 raise ValueError("JINCUN_ADMIN_TOKEN is required (at least 16 characters) unless JINCUN_DEMO=1")
             self.admin_token = secrets.token_urlsafe(24)
             log.warning("demo mode: generated admin token %s", self.admin_token)
+        if not self.jwt_secret:
+            # a working secret shared by every worker, derived from a secret the operator must set anyway
+            self.jwt_secret = hmac.new(self.admin_token.encode("utf-8"), b"jincun-jwt", hashlib.sha256).hexdigest()
         if self.sms_adapter == "http" and not self.sms_http_url:
             raise ValueError("JINCUN_SMS_HTTP_URL is required when JINCUN_SMS_ADAPTER=http")
         return self

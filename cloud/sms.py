@@ -70,48 +70,49 @@ def sms_text(*, waybill: str, carrier: str, station: str, locker: str, c: int | 
 
 
 def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters: Counters, *,
-                    limit: int = 100, max_failures: int = 3) -> int:
-    """Send queued messages one by one; returns how many were sent.
+                    limit: int = 500, max_failures: int = 3, chunk: int = 50) -> int:
+    """Send queued messages; returns how many were sent.
 
-    A failed message stays queued (until NOTIFY_MAX_ATTEMPTS) and goes behind messages tried less often,
-    so one bad number cannot hold up the rest; after `max_failures` failures the carrier is assumed
-    down and the round ends.
+    Messages are claimed `chunk` at a time (SKIP LOCKED on PostgreSQL, so two workers never send the same
+    one) and their results committed together. A failed message stays queued (until NOTIFY_MAX_ATTEMPTS) and
+    goes behind messages tried less often, so one bad number cannot hold up the rest; after `max_failures`
+    failures the carrier is assumed down and the round ends.
     """
     sent = failures = 0
     tried: set[int] = set()
-    for _ in range(limit):
+    while len(tried) < limit:
         with factory() as session:
             stmt = (select(Notification).where(Notification.status == "queued")
-                    .order_by(Notification.attempts, Notification.id).limit(1))
+                    .order_by(Notification.attempts, Notification.id).limit(min(chunk, limit - len(tried))))
             if tried:
                 stmt = stmt.where(Notification.id.not_in(tried))
             if session.get_bind().dialect.name == "postgresql":
-                # two workers must not send the same message twice
                 stmt = stmt.with_for_update(skip_locked=True)
-            msg = session.scalars(stmt).first()
-            if msg is None:
+            batch = session.scalars(stmt).all()
+            if not batch:
                 return sent
-            tried.add(msg.id)
-            msg.attempts += 1
-            try:
-                notifier.send(msg.phone, msg.text)
-            except NotifierError as exc:
-                msg.last_error = str(exc)[:500]
-                if msg.attempts >= NOTIFY_MAX_ATTEMPTS:
-                    msg.status = "failed"
-                    counters.inc("sms_failed")
-                counters.inc("sms_errors")
-                log.warning("SMS %s to %s not sent (attempt %d): %s", msg.id, msg.phone, msg.attempts, exc)
-                session.commit()
-                failures += 1
-                if failures >= max_failures:
-                    return sent
-                continue
-            msg.status = "sent"
-            msg.sent_at = time.time()
+            for msg in batch:
+                tried.add(msg.id)
+                msg.attempts += 1
+                try:
+                    notifier.send(msg.phone, msg.text)
+                except NotifierError as exc:
+                    msg.last_error = str(exc)[:500]
+                    if msg.attempts >= NOTIFY_MAX_ATTEMPTS:
+                        msg.status = "failed"
+                        counters.inc("sms_failed")
+                    counters.inc("sms_errors")
+                    log.warning("SMS %s to %s not sent (attempt %d): %s", msg.id, msg.phone, msg.attempts, exc)
+                    failures += 1
+                    if failures >= max_failures:
+                        session.commit()
+                        return sent
+                    continue
+                msg.status = "sent"
+                msg.sent_at = time.time()
+                counters.inc("sms_sent")
+                sent += 1
             session.commit()
-            counters.inc("sms_sent")
-            sent += 1
     return sent
 
 

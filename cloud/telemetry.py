@@ -1,4 +1,4 @@
-"""TelemetryStore port and its bounded SQL adapter (an InfluxDB adapter can sit beside it)."""
+"""TelemetryStore port and its bounded SQL adapter (the InfluxDB adapter is in telemetry_influx.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,46 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from .counters import Counters
-from .models import Telemetry
+from .models import Telemetry, TelemetryPoint
+from .storage import bulk_insert
+
+BUFFER = "jc_telemetry"
 
 FIELDS = ("rssi", "vin", "temp", "heap", "outbox", "up")
+SERIES_FIELDS = ("rssi", "vin", "temp", "outbox")
+POINT_MEASUREMENTS = ("door", "occupancy", "link")
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryPointSample:
+    """A door (1 open), occupancy (1 occupied) or gateway-link (1 online) point."""
+
+    measurement: str
+    station_id: str
+    locker_id: str | None
+    c: int | None
+    at: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """Mean of one health field over one time bucket."""
+
+    at: float
+    value: float
+
+
+def bucket_means(rows: list[tuple[float, float | None]], *, since: float, bucket: float) -> list[SeriesPoint]:
+    """Average (time, value) rows into buckets of `bucket` seconds starting at `since` (empty buckets skipped)."""
+    sums: dict[int, list[float]] = {}
+    for at, value in rows:
+        if value is None or at < since:
+            continue
+        slot = sums.setdefault(int((at - since) // bucket), [0.0, 0])
+        slot[0] += value
+        slot[1] += 1
+    return [SeriesPoint(at=since + k * bucket, value=round(v[0] / v[1], 3)) for k, v in sorted(sums.items())]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +75,19 @@ class TelemetryStore(Protocol):
     def history(self, session: Session, *, station_id: str, locker_id: str,
                 limit: int = 500) -> list[TelemetrySample]: ...
 
+    def record_point(self, session: Session, point: TelemetryPointSample) -> None: ...
+
+    def series(self, session: Session, *, station_id: str, locker_id: str, field: str, since: float,
+               bucket: float) -> list[SeriesPoint]: ...
+
+    def close(self) -> None: ...
+
+    def begin_batch(self, session: Session) -> None: ...
+
+    def write_batch(self, session: Session) -> None: ...
+
+    def drop_batch(self, session: Session) -> None: ...
+
 
 class SqlTelemetryStore:
     """Telemetry in the `telemetry` table, bounded by age and by rows per locker."""
@@ -46,12 +96,52 @@ class SqlTelemetryStore:
         self.retention = retention_days * 86400
         self.max_rows = max_rows_per_locker
         self.counters = counters
+        self._points = 0
+        self._slack = max(1, max_rows_per_locker // 10)
+        self._since_prune: dict[tuple[str, str], int] = {}
 
     def record(self, session: Session, sample: TelemetrySample) -> None:
-        session.add(Telemetry(station_id=sample.station_id, locker_id=sample.locker_id, at=sample.at,
-                              **{k: getattr(sample, k) for k in FIELDS}))
-        session.flush()
-        self._prune(session, sample.station_id, sample.locker_id)
+        row = {"station_id": sample.station_id, "locker_id": sample.locker_id, "at": sample.at,
+               **{k: getattr(sample, k) for k in FIELDS}}
+        buf = session.info.get(BUFFER)
+        if buf is not None:
+            buf["health"].append(row)
+        else:
+            session.add(Telemetry(**row))
+        # pruning costs three queries: do it every `slack` samples of a locker, so a locker holds at most
+        # max_rows + slack rows; the cadence counter is only a schedule, no other worker needs it
+        key = (sample.station_id, sample.locker_id)
+        n = self._since_prune.get(key, 0) + 1
+        if n >= self._slack:
+            if buf is not None:
+                buf["prune"].add(key)
+            else:
+                session.flush()
+                self._prune(session, sample.station_id, sample.locker_id)
+            n = 0
+        if len(self._since_prune) > 100_000:
+            self._since_prune.clear()
+        self._since_prune[key] = n
+
+    @staticmethod
+    def begin_batch(session: Session) -> None:
+        """Collect this session's samples and points until write_batch (one insert per table)."""
+        session.info[BUFFER] = {"health": [], "points": [], "prune": set()}
+
+    def write_batch(self, session: Session) -> None:
+        """Insert what begin_batch collected, then prune the lockers that are due."""
+        buf = session.info.pop(BUFFER, None)
+        if not buf:
+            return
+        bulk_insert(session, Telemetry.__table__, buf["health"])
+        bulk_insert(session, TelemetryPoint.__table__, buf["points"])
+        for station_id, locker_id in sorted(buf["prune"]):
+            self._prune(session, station_id, locker_id)
+
+    @staticmethod
+    def drop_batch(session: Session) -> None:
+        """Forget what was collected (the batch was rolled back)."""
+        session.info.pop(BUFFER, None)
 
     def _prune(self, session: Session, station_id: str, locker_id: str) -> None:
         mine = (Telemetry.station_id == station_id) & (Telemetry.locker_id == locker_id)
@@ -64,6 +154,47 @@ class SqlTelemetryStore:
                 dropped += session.execute(delete(Telemetry).where(mine, Telemetry.id <= cutoff)).rowcount
         if dropped:
             self.counters.inc("telemetry_pruned", dropped)
+
+    def record_point(self, session: Session, point: TelemetryPointSample) -> None:
+        row = {"measurement": point.measurement, "station_id": point.station_id, "locker_id": point.locker_id,
+               "c": point.c, "at": point.at, "value": point.value}
+        buf = session.info.get(BUFFER)
+        if buf is not None:
+            buf["points"].append(row)
+        else:
+            session.add(TelemetryPoint(**row))
+        # prune now and then rather than on every point: door points come in bursts
+        self._points += 1
+        if self._points % 2000 == 0:
+            self.prune_points(session)
+
+    def prune_points(self, session: Session) -> int:
+        """Drop points past retention, and the oldest beyond the row cap."""
+        session.flush()
+        dropped = session.execute(delete(TelemetryPoint).where(
+            TelemetryPoint.at < time.time() - self.retention)).rowcount
+        cap = self.max_rows * 100
+        count = session.scalar(select(func.count()).select_from(TelemetryPoint)) or 0
+        if count > cap:
+            cutoff = session.scalar(select(TelemetryPoint.id).order_by(TelemetryPoint.id.desc()).offset(cap).limit(1))
+            if cutoff is not None:
+                dropped += session.execute(delete(TelemetryPoint).where(TelemetryPoint.id <= cutoff)).rowcount
+        if dropped:
+            self.counters.inc("telemetry_points_pruned", dropped)
+        return dropped
+
+    def series(self, session: Session, *, station_id: str, locker_id: str, field: str, since: float,
+               bucket: float) -> list[SeriesPoint]:
+        if field not in SERIES_FIELDS:
+            raise ValueError(f"no series for {field}")
+        column = getattr(Telemetry, field)
+        rows = session.execute(select(Telemetry.at, column).where(
+            Telemetry.station_id == station_id, Telemetry.locker_id == locker_id, Telemetry.at >= since)
+            .order_by(Telemetry.at).limit(self.max_rows)).all()
+        return bucket_means([(r[0], r[1]) for r in rows], since=since, bucket=bucket)
+
+    def close(self) -> None:
+        """Nothing to flush: rows are part of the ingest transaction."""
 
     def history(self, session: Session, *, station_id: str, locker_id: str,
                 limit: int = 500) -> list[TelemetrySample]:

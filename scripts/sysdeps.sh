@@ -7,8 +7,8 @@ want="${1:-test}"
 need_cmds=(python3)
 need_pkgs=(python3-venv)
 if [ "$want" = test ]; then
-  need_cmds+=(mosquitto mosquitto_passwd pg_ctlcluster psql npm rsvg-convert)
-  need_pkgs+=(mosquitto mosquitto-clients postgresql postgresql npm librsvg2-bin)
+  need_cmds+=(mosquitto mosquitto_passwd pg_ctlcluster psql npm rsvg-convert chromium influxd)
+  need_pkgs+=(mosquitto mosquitto-clients postgresql postgresql npm librsvg2-bin chromium influxdb)
 fi
 
 missing=()
@@ -16,6 +16,9 @@ for i in "${!need_cmds[@]}"; do
   command -v "${need_cmds[$i]}" >/dev/null 2>&1 || [ -x "/usr/sbin/${need_cmds[$i]}" ] || [ -x "/usr/bin/${need_cmds[$i]}" ] || missing+=("${need_pkgs[$i]}")
 done
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ "$want" = test ] && ! fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy"; then
+  missing+=(fonts-wqy-microhei)  # Chinese glyphs for the browser tests' screenshots
+fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 
 if [ ${#missing[@]} -gt 0 ]; then

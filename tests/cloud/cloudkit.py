@@ -95,3 +95,26 @@ def parcel_record(seq: int, ref: str, *, c: int = 2, locker: str = "l1", waybill
 
 def code_record(seq: int, ref: str, code: str, *, locker: str = "l1", phone: str = "13800138000") -> dict:
     return gw(seq, "code", {"ref": ref, "locker": locker, "phone": phone, "code": code, "exp_ts": 1764960000})
+
+
+# ---- staff and carrier helpers ---------------------------------------------------------------
+
+PASSWORD = "correct-horse-battery"
+
+
+def add_user(client: TestClient, username: str, role: str, **extra) -> dict:
+    resp = client.post("/api/v1/users", headers=admin_headers(),
+                       json={"username": username, "display_name": username, "password": PASSWORD, "role": role,
+                             **extra})
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, str]:
+    resp = client.post("/api/v1/auth/login", data={"username": username, "password": password})
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+def gw_headers(key: str = STATION_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

@@ -17,7 +17,7 @@ def test_admin_and_read_routes_need_the_admin_token(cloud):
         assert cloud.client.get(path, headers={"Authorization": "Bearer fengjia-station-key-0001"}).status_code == 403
     resp = cloud.client.post("/api/v1/admin/stations", json={"id": "x", "name": "x", "api_key": "k" * 20},
                              headers={"Authorization": "Bearer wrong-token-wrong-token"})
-    assert resp.status_code == 403
+    assert resp.status_code == 401
 
 
 def test_station_and_locker_registration(cloud):

@@ -11,7 +11,9 @@ from cloud.models import Base, Carrier
 from cloud.storage import make_engine, make_sessionmaker
 
 TABLES = {"districts", "towns", "villages", "stations", "lockers", "compartments", "carriers", "parcels",
-          "parcel_events", "pickup_codes", "events", "dead_letters", "alarms", "telemetry", "notifications"}
+          "parcel_events", "pickup_codes", "events", "dead_letters", "alarms", "telemetry", "notifications",
+          "users", "api_clients", "couriers", "recipients", "commands", "rate_hits", "leases", "audit_log",
+          "signoff_flags", "webhook_deliveries", "otp_codes", "telemetry_points"}
 
 
 def test_upgrade_creates_schema_and_seeds_carriers(db_url):
@@ -21,7 +23,7 @@ def test_upgrade_creates_schema_and_seeds_carriers(db_url):
         insp = inspect(engine)
         assert TABLES <= set(insp.get_table_names())
         uniques = {u["name"]: u["column_names"] for u in insp.get_unique_constraints("events")}
-        assert uniques["uq_events_item"] == ["station_id", "src", "boot", "seq", "kind"]
+        assert uniques["uq_events_item"] == ["station_id", "src", "boot", "seq", "kind", "month"]
         with make_sessionmaker(engine)() as session:
             codes = set(session.scalars(select(Carrier.code)).all())
             assert codes == {"EMS", "SF", "ZTO", "YTO", "STO", "YUNDA", "JT", "JD"}

@@ -1,0 +1,355 @@
+"""`jincun bench cloud`: one uvicorn worker on PostgreSQL; batched gateway ingest, then code and parcel
+lookups at a fixed request rate. The last line printed is one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("JINCUN_BENCH_PG", "postgresql+psycopg://jincun:jincun@127.0.0.1:5432/postgres")
+COMPS = 12
+LOCKERS = ("l1", "l2")
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer")
+
+
+class Station:
+    """Generates one station's outbox as a gateway would send it."""
+
+    def __init__(self, sid: str, rng: random.Random) -> None:
+        self.sid, self.rng, self.key = sid, rng, f"bench-key-{sid}-{secrets.token_hex(8)}"
+        self.gw_seq = 0
+        self.evt_seq = {lid: 0 for lid in LOCKERS}
+        self.boot = {lid: secrets.token_hex(4) for lid in LOCKERS}
+        self.occupied: dict[tuple[str, int], str] = {}
+        self.codes: list[tuple[str, str]] = []     # (code, ref)
+        self.refs: list[str] = []
+
+    def _gw(self, kind: str, body: dict, src: str = "gw") -> dict:
+        self.gw_seq += 1
+        return {"src": src, "boot": "gwepoch1", "seq": self.gw_seq, "kind": kind, "rx": time.time(), "body": body}
+
+    def _evt(self, lid: str, type_: str, **fields) -> dict:
+        self.evt_seq[lid] += 1
+        seq, boot = self.evt_seq[lid], self.boot[lid]
+        body = {"v": 1, "boot": boot, "seq": seq, "ts": int(time.time()), "mono": seq * 1000, "type": type_,
+                **fields}
+        return {"src": lid, "boot": boot, "seq": seq, "kind": "evt", "rx": time.time(), "body": body}
+
+    def births(self) -> list[dict]:
+        comps = [{"n": n, "size": "SML"[(n - 1) % 3], "st": "empty", "door": "closed", "occ": False}
+                 for n in range(1, COMPS + 1)]
+        return [self._gw("birth", {"v": 1, "boot": self.boot[lid], "fw": "0.1.0", "seq": 0, "ts": int(time.time()),
+                                   "mono": 1, "comps": comps, "outbox": 0, "vault": 0}, src=lid) for lid in LOCKERS]
+
+    def items(self, n: int) -> list[dict]:
+        """About n items: door cycles, telemetry, deposits with their parcel and code records, pickups."""
+        out: list[dict] = []
+        rng = self.rng
+        while len(out) < n:
+            lid = rng.choice(LOCKERS)
+            c = rng.randint(1, COMPS)
+            roll = rng.random()
+            if roll < 0.25:
+                out.append(self._gw("tele", {"v": 1, "boot": self.boot[lid], "ts": int(time.time()), "mono": 5,
+                                             "up": 100, "heap": 40000, "rssi": rng.randint(-90, -40),
+                                             "vin": round(rng.uniform(11.5, 12.6), 2),
+                                             "temp": round(rng.uniform(5, 45), 1), "outbox": rng.randint(0, 3),
+                                             "fw": "0.1.0"}, src=lid))
+            elif (lid, c) in self.occupied:
+                ref = self.occupied.pop((lid, c))
+                out += [self._evt(lid, "code_ok", cs=[c]), self._evt(lid, "lock", c=c, why="pickup"),
+                        self._evt(lid, "door", c=c, open=True), self._evt(lid, "door", c=c, open=False),
+                        self._evt(lid, "pickup", c=c, ref=ref)]
+            else:
+                ref = f"b{uuid.uuid4().hex[:20]}"
+                phone = f"139{rng.randint(0, 99999999):08d}"
+                code = f"{rng.randint(0, 999999):06d}"
+                out += [self._gw("parcel", {"ref": ref, "waybill": f"YT{rng.randint(10**11, 10**12)}",
+                                            "carrier": rng.choice(("YTO", "ZTO", "SF", "JD")), "phone": phone,
+                                            "locker": lid, "c": c, "size": "M"}),
+                        self._evt(lid, "lock", c=c, why="deposit"), self._evt(lid, "door", c=c, open=True),
+                        self._evt(lid, "door", c=c, open=False), self._evt(lid, "deposit", c=c, ref=ref),
+                        self._gw("code", {"ref": ref, "locker": lid, "phone": phone, "code": code,
+                                          "exp_ts": int(time.time()) + 7 * 86400})]
+                self.occupied[(lid, c)] = ref
+                self.codes.append((code, ref))
+                self.refs.append(ref)
+        return out
+
+
+def _create_db() -> tuple[str, str]:
+    from sqlalchemy import create_engine
+    name = f"jincun_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
+
+
+def _drop_db(name: str) -> None:
+    from sqlalchemy import create_engine
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+async def _ingest(base: str, batches: list[tuple[Station, list[dict]]], senders: int) -> tuple[int, float, int]:
+    queue: asyncio.Queue = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+    applied = errors = 0
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        nonlocal applied, errors
+        while not queue.empty():
+            st, items = queue.get_nowait()
+            body = {"station": st.sid, "batch": secrets.token_hex(6), "items": items}
+            resp = await client.post("/api/v1/gateway/ingest", json=body,
+                                     headers={"Authorization": f"Bearer {st.key}"})
+            if resp.status_code != 200:
+                errors += 1
+                continue
+            data = resp.json()
+            applied += data["applied"]
+            errors += data["rejected"]
+
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(sender(client) for _ in range(senders)))
+        return applied, time.perf_counter() - t0, errors
+
+
+class _Conn:
+    """A minimal keep-alive HTTP/1.1 GET client: the load generator must cost far less than the server."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port, self.token = host, port, token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
+                          f"\r\n".encode())
+        await self.writer.drain()
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _lookups(base: str, token: str, stations: list[Station], rate: float, seconds: float,
+                   seed: int, conns: int = 64) -> tuple[list[float], int, int]:
+    """Open loop: request i is due at t0 + i/rate and its latency counts from then (no coordinated omission)."""
+    from urllib.parse import quote, urlparse
+    rng = random.Random(seed)
+    url = urlparse(base)
+    pool: asyncio.Queue[_Conn] = asyncio.Queue()
+    for _ in range(conns):
+        pool.put_nowait(_Conn(url.hostname or "127.0.0.1", url.port or 80, token))
+    lat: list[float] = []
+    bad = 0
+    total = int(rate * seconds)
+    t0 = time.perf_counter() + 0.2
+
+    async def one(i: int) -> None:
+        nonlocal bad
+        due = t0 + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        st = rng.choice(stations)
+        if i % 2 == 0 and st.codes:
+            code, _ref = rng.choice(st.codes)
+            path = f"/api/v1/codes/lookup?station={quote(st.sid)}&code={code}"
+        else:
+            path = f"/api/v1/parcels/{quote(rng.choice(st.refs))}"
+        conn = await pool.get()
+        try:
+            ok = await conn.get(path) == 200
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            conn.close()
+            conn = _Conn(conn.host, conn.port, conn.token)
+            ok = False
+        finally:
+            pool.put_nowait(conn)
+        if not ok:
+            bad += 1
+        lat.append((time.perf_counter() - due) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(total)))
+    elapsed = time.perf_counter() - t0
+    while not pool.empty():
+        pool.get_nowait().close()
+    return lat, bad, int(total / elapsed) if elapsed > 0 else 0
+
+
+def _db_cpu_seconds(url: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends serving this database (same host, from /proc)."""
+    from sqlalchemy import create_engine, text
+    name = url.rsplit("/", 1)[1]
+    eng = create_engine(PG_ADMIN_URL)
+    try:
+        with eng.connect() as conn:
+            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": name}).scalars().all()
+    finally:
+        eng.dispose()
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _p(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 2) if s else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; prints progress, then one JSON object as the last line."""
+    ap = argparse.ArgumentParser(prog="jincun bench cloud", description=__doc__)
+    ap.add_argument("--pg-url", help="PostgreSQL URL to use (default: a fresh database, dropped afterwards)")
+    ap.add_argument("--stations", type=int, default=40)
+    ap.add_argument("--events", type=int, default=100_000, help="ingest items to send in total")
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--senders", type=int, default=8, help="concurrent gateways sending")
+    ap.add_argument("--lookup-rate", type=float, default=500.0)
+    ap.add_argument("--lookup-seconds", type=float, default=10.0)
+    ap.add_argument("--influx-url", help="InfluxDB 2.x-compatible write URL (telemetry store); default SQL")
+    ap.add_argument("--influx-query-url", help="InfluxQL /query base URL if not the write URL")
+    ap.add_argument("--influx-bucket", default="jincun/autogen")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--settle", type=float, default=5.0, help="seconds between ingest and lookups")
+    args = ap.parse_args(argv)
+
+    created = None
+    url = args.pg_url
+    if url is None:
+        url, created = _create_db()
+    token = secrets.token_urlsafe(24)
+    port = _free_port()
+    env = dict(os.environ, JINCUN_ADMIN_TOKEN=token, JINCUN_DATABASE_URL=url, PYTHONPATH=str(REPO),
+               JINCUN_LOG_LEVEL="WARNING", JINCUN_SMS_RETRY_SECONDS="3600")
+    if args.influx_url:
+        env.update(JINCUN_INFLUX_URL=args.influx_url, JINCUN_INFLUX_BUCKET=args.influx_bucket)
+        if args.influx_query_url:
+            env["JINCUN_INFLUX_QUERY_URL"] = args.influx_query_url
+    log = tempfile.NamedTemporaryFile(prefix="jincun-bench-cloud-", suffix=".log", delete=False)
+    proc = subprocess.Popen([sys.executable, "-c", f"import cloud; cloud.serve('127.0.0.1', {port})"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tempfile.gettempdir())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{base}/api/v1/health")
+        rng = random.Random(args.seed)
+        stations = [Station(f"bench-{i:04d}", rng) for i in range(args.stations)]
+        admin = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=admin, timeout=60) as c:
+            for st in stations:
+                c.post("/api/v1/admin/stations", json={"id": st.sid, "name": f"测试站{st.sid}",
+                                                       "api_key": st.key}).raise_for_status()
+                for lid in LOCKERS:
+                    c.post(f"/api/v1/admin/stations/{st.sid}/lockers", json={
+                        "id": lid, "comps": [{"n": n, "size": "SML"[(n - 1) % 3]} for n in range(1, COMPS + 1)]
+                    }).raise_for_status()
+        batches = [(st, st.births()) for st in stations]
+        per_station = max(1, args.events // (args.batch * len(stations)))
+        for _ in range(per_station):
+            for st in stations:
+                batches.append((st, st.items(args.batch)[: args.batch]))
+        warm, batches = batches[: len(stations)], batches[len(stations):]
+        asyncio.run(_ingest(base, warm, 1))
+        n_items = sum(len(b[1]) for b in batches)
+        print(f"ingest: {n_items} items in {len(batches)} batches of {args.batch}, {args.senders} senders",
+              file=sys.stderr)
+        db_before = _db_cpu_seconds(url)
+        applied, secs, errors = asyncio.run(_ingest(base, batches, args.senders))
+        db_cpu = max(0.0, _db_cpu_seconds(url) - db_before)
+        eps = applied / secs if secs else 0.0
+        print(f"ingest: {applied} applied in {secs:.1f} s = {eps:.0f} events/s ({errors} errors); "
+              f"PostgreSQL used {db_cpu:.1f} CPU s", file=sys.stderr)
+        # the items were cut at batch size: drop refs whose records did not make it into a batch
+        for st in stations:
+            st.codes = st.codes[:-3] or st.codes
+            st.refs = st.refs[:-3] or st.refs
+        # lookups are measured once the SMS outbox the ingest filled has been sent (steady state)
+        last, deadline = -1, time.monotonic() + 120
+        while time.monotonic() < deadline:
+            sent = httpx.get(f"{base}/api/v1/health", timeout=30).json()["counters"].get("sms_sent", 0)
+            if sent == last:
+                break
+            last = sent
+            time.sleep(2)
+        time.sleep(args.settle)
+        lat, bad, achieved = asyncio.run(_lookups(base, token, stations, args.lookup_rate, args.lookup_seconds,
+                                                  args.seed))
+        print(f"lookups: {len(lat)} at {args.lookup_rate:.0f}/s (achieved {achieved}/s), p50 {_p(lat, .5)} ms, "
+              f"p99 {_p(lat, .99)} ms, {bad} not 200", file=sys.stderr)
+        result = {"ingest_events_per_s": round(eps), "lookup_p99_ms": _p(lat, 0.99),
+                  "lookup_rate": args.lookup_rate, "lookup_p50_ms": _p(lat, 0.5), "lookup_errors": bad,
+                  "ingest_items": applied, "ingest_errors": errors,
+                  "db_cpu_s_per_10k_events": round(db_cpu / applied * 10_000, 2) if applied else None, "batch": args.batch, "senders": args.senders,
+                  "stations": args.stations, "workers": 1, "database": "postgresql",
+                  "telemetry": "influxdb" if args.influx_url else "sql"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if created:
+            _drop_db(created)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""Who is calling: staff (password + JWT, bearer or cookie), the admin token, carrier API keys, recipients.
+
+Permissions are checked per route with `allow(*roles)`; every decision reads the database, never process
+memory, so any worker can serve any request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, HTTPException, Request
+from pwdlib import PasswordHash
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .constants import ROLES
+from .deps import ServicesDep
+from .models import ApiClient, Station, User
+from .storage import SessionDep
+
+log = logging.getLogger("jincun.cloud.auth")
+PASSWORDS = PasswordHash.recommended()
+STAFF_COOKIE = "jc_staff"
+RECIPIENT_COOKIE = "jc_recipient"
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    name: str
+    role: str
+    user_id: int | None = None
+    station_id: str | None = None
+    carrier_code: str | None = None
+    client_id: int | None = None
+
+
+def hash_secret(secret: str) -> str:
+    """argon2 hash of a password or PIN."""
+    return PASSWORDS.hash(secret)
+
+
+def verify_secret(secret: str, hashed: str) -> bool:
+    """Check a password or PIN against its hash."""
+    return PASSWORDS.verify(secret, hashed)
+
+
+def key_hash(api_key: str) -> str:
+    """Stored form of a high-entropy API key (a fast hash is enough for random keys)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def make_token(secret: str, *, sub: str, role: str, minutes: int, **claims) -> str:
+    """A signed JWT for a staff member or a recipient."""
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "role": role, "iat": now, "exp": now + minutes * 60, **claims}, secret,
+                      algorithm=ALGORITHM)
+
+
+def read_token(secret: str, token: str) -> dict | None:
+    """The claims of a valid token, or None."""
+    try:
+        return jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "role"]})
+    except jwt.PyJWTError:
+        return None
+
+
+def authenticate_user(session: Session, username: str, password: str) -> User | None:
+    """The active user with this password, or None."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.active:
+        # spend the same time as a real check, so a missing name is not told apart by timing
+        PASSWORDS.verify(password, _DUMMY_HASH)
+        return None
+    return user if verify_secret(password, user.password_hash) else None
+
+
+_DUMMY_HASH = PASSWORDS.hash("not-a-password")
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer ") and header[7:].strip():
+        return header[7:].strip()
+    return None
+
+
+def principal_from_request(request: Request, session: Session, services) -> Principal | None:
+    """Resolve the caller from the bearer token (admin token, JWT, carrier key) or the staff cookie."""
+    settings = services.settings
+    token = _bearer(request)
+    if token is not None:
+        if hmac.compare_digest(token.encode("utf-8"), (settings.admin_token or "").encode("utf-8")):
+            return Principal(name="admin-token", role="admin")
+        claims = read_token(settings.jwt_secret, token)
+        if claims is not None:
+            return _staff(session, claims)
+        station = session.scalar(select(Station).where(Station.api_key_hash == key_hash(token)))
+        if station is not None:
+            return Principal(name=f"gateway-{station.id}", role="gateway", station_id=station.id)
+        client = session.scalar(select(ApiClient).where(ApiClient.key_hash == key_hash(token),
+                                                        ApiClient.active.is_(True)))
+        if client is not None:
+            return Principal(name=f"client-{client.id}", role="carrier_client", carrier_code=client.carrier_code,
+                             client_id=client.id)
+        services.counters.inc("auth_failures")
+        return None
+    cookie = request.cookies.get(STAFF_COOKIE)
+    if cookie:
+        claims = read_token(settings.jwt_secret, cookie)
+        if claims is not None:
+            return _staff(session, claims)
+    return None
+
+
+def _staff(session: Session, claims: dict) -> Principal | None:
+    if claims.get("role") not in ROLES or claims.get("role") in ("gateway", "carrier_client", "recipient"):
+        return None
+    user = session.get(User, int(claims["uid"])) if str(claims.get("uid", "")).isdigit() else None
+    if user is None or not user.active or user.username != claims["sub"]:
+        return None
+    return Principal(name=user.username, role=user.role, user_id=user.id, station_id=user.station_id,
+                     carrier_code=user.carrier_code)
+
+
+def allow(*roles: str):
+    """A dependency that admits only the given roles (401 without credentials, 403 with the wrong role)."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {unknown}")
+
+    def check(request: Request, session: SessionDep, services: ServicesDep) -> Principal:
+        who = principal_from_request(request, session, services)
+        if who is None:
+            raise HTTPException(401, "log in or send Authorization: Bearer <token>",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if who.role not in roles:
+            services.counters.inc("auth_forbidden")
+            raise HTTPException(403, f"role {who.role} may not do this (needs one of {', '.join(roles)})")
+        return who
+
+    return check
+
+
+def recipient_phone(request: Request, services) -> str | None:
+    """The phone of a logged-in recipient (cookie), or None."""
+    cookie = request.cookies.get(RECIPIENT_COOKIE)
+    if not cookie:
+        return None
+    claims = read_token(services.settings.jwt_secret, cookie)
+    if claims is None or claims.get("role") != "recipient":
+        return None
+    return claims["sub"]
+
+
+STAFF_READ = ("admin", "county_official", "maintenance", "station_agent")
+OPS = ("admin", "maintenance")
+OPS_VIEW = ("admin", "maintenance", "station_agent")
+STATS = ("admin", "county_official")
+Staff = Annotated[Principal, Depends(allow(*STAFF_READ))]

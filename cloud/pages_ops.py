@@ -1,0 +1,361 @@
+"""Staff pages (login, maintenance dashboard, locker detail, county statistics) and the villager's phone page.
+
+Staff pages use the JWT in an HttpOnly SameSite=Lax cookie, so a form posted from another site carries no
+credentials; the phone page uses a separate recipient cookie issued after an SMS one-time code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from . import commands, crud, lifecycle, stats
+from . import constants as K
+from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, Principal, authenticate_user, make_token,
+                   principal_from_request, recipient_phone)
+from .deps import ServicesDep
+from .errors import CommandRefused, NotFound
+from .models import Alarm, Command, Notification, OtpCode, Parcel, PickupCode, Recipient
+from .pages import _render
+from .ratelimit import hit
+from .schemas import RecipientUpdate
+from .storage import SessionDep
+
+log = logging.getLogger("jincun.cloud.pages")
+router = APIRouter(include_in_schema=False)
+
+
+def _lang_q(request: Request) -> str:
+    return "?lang=en" if request.query_params.get("lang") == "en" else ""
+
+
+def _staff(request: Request, session, services, roles: tuple[str, ...]) -> Principal | Response:
+    who = principal_from_request(request, session, services)
+    if who is None or who.role not in roles:
+        target = quote(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+    return who
+
+
+# ---- login -----------------------------------------------------------------------------------
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, services: ServicesDep) -> HTMLResponse:
+    return _render(request, "login.html", services, error=None, next=request.query_params.get("next", "/ops"))
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login_submit(request: Request, session: SessionDep, services: ServicesDep,
+                 username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=128)],
+                 next: Annotated[str, Form(max_length=500)] = "/ops") -> Response:
+    if not hit(session, f"login:{username}:600", limit=10, window=600):
+        session.commit()
+        return _render(request, "login.html", services, status_code=429, error="too_many", next=next)
+    user = authenticate_user(session, username, password)
+    session.commit()
+    if user is None:
+        services.counters.inc("login_failures")
+        return _render(request, "login.html", services, status_code=401, error="login_failed", next=next)
+    token = make_token(services.settings.jwt_secret, sub=user.username, role=user.role, uid=user.id,
+                       minutes=services.settings.jwt_minutes)
+    # only local paths, so the login form cannot be used to bounce to another site
+    target = next if next.startswith("/") and not next.startswith("//") else "/ops"
+    resp = RedirectResponse(target, status_code=303)
+    resp.set_cookie(STAFF_COOKIE, token, httponly=True, samesite="lax", secure=services.settings.cookie_secure,
+                    max_age=services.settings.jwt_minutes * 60)
+    return resp
+
+
+@router.post("/logout")
+def logout() -> Response:
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(STAFF_COOKIE)
+    return resp
+
+
+# ---- maintenance -----------------------------------------------------------------------------
+
+def locker_health(locker, now: float, stale_after: int) -> str:
+    """online, offline or stale: online by status but not heard from for `stale_after` seconds."""
+    if locker.online == "lost":
+        return "offline"
+    if locker.online == "unknown" or locker.last_seen is None:
+        return "unknown"
+    return "stale" if now - locker.last_seen > stale_after else "online"
+
+
+@router.get("/ops", response_class=HTMLResponse)
+def ops(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    who = _staff(request, session, services, OPS_VIEW)
+    if isinstance(who, Response):
+        return who
+    stations = crud.list_stations(session)
+    if who.role == "station_agent":
+        stations = [s for s in stations if s.id == who.station_id]
+    ids = {s.id for s in stations}
+    alarms = [a for a in session.scalars(select(Alarm).where(Alarm.acked.is_(False))
+                                         .order_by(Alarm.at.desc()).limit(200)).all() if a.station_id in ids]
+    rollouts = session.scalars(select(Command).where(Command.op == "fw_rollout").order_by(Command.cursor.desc())
+                               .limit(20)).all()
+    now = time.time()
+    health = {(s.id, lk.id): locker_health(lk, now, services.settings.stale_seconds)
+              for s in stations for lk in s.lockers}
+    return _render(request, "ops.html", services, who=who, stations=stations, alarms=alarms, health=health,
+                   rollouts=[r for r in rollouts if r.station_id in ids], msg=request.query_params.get("msg"),
+                   err=request.query_params.get("err"))
+
+
+def svg_chart(points, *, since: float, span: float, unit: str, width: int = 320, height: int = 110) -> str:
+    """A small inline SVG line chart of (at, value) points over [since, since + span]."""
+    if not points:
+        return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img"><text x="8" y="{height // 2}">'
+                f'—</text></svg>')
+    values = [p.value for p in points]
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 1, hi + 1
+    pad = 18
+
+    def xy(p) -> str:
+        x = pad + (p.at - since) / span * (width - 2 * pad)
+        y = height - pad - (p.value - lo) / (hi - lo) * (height - 2 * pad)
+        return f"{x:.1f},{y:.1f}"
+
+    line = " ".join(xy(p) for p in points)
+    return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img">'
+            f'<text x="2" y="12">{hi:g}{unit}</text><text x="2" y="{height - 4}">{lo:g}{unit}</text>'
+            f'<polyline points="{line}"/></svg>')
+
+
+CHART_FIELDS = (("rssi", "rssi", " dBm"), ("vin", "voltage", " V"), ("temp", "temperature", " °C"),
+                ("outbox", "outbox", ""))
+
+
+@router.get("/ops/{station_id}/{locker_id}", response_class=HTMLResponse)
+def locker_page(station_id: str, locker_id: str, request: Request, session: SessionDep,
+                services: ServicesDep) -> Response:
+    who = _staff(request, session, services, OPS_VIEW)
+    if isinstance(who, Response):
+        return who
+    found = [s for s in crud.list_stations(session, station_id=station_id)
+             if who.role != "station_agent" or s.id == who.station_id]
+    locker = next((lk for s in found for lk in s.lockers if lk.id == locker_id), None)
+    if locker is None:
+        return _render(request, "ops_locker.html", services, status_code=404, station=None, locker=None,
+                       charts={}, who=who, health="unknown", commands=[])
+    now = time.time()
+    store = services.ingestor.telemetry
+    charts = {}
+    for span_name, span, bucket in (("health_24h", 86400, 900), ("health_7d", 7 * 86400, 3 * 3600)):
+        since = now - span
+        charts[span_name] = [(label, svg_chart(store.series(session, station_id=station_id, locker_id=locker_id,
+                                                            field=field, since=since, bucket=bucket),
+                                               since=since, span=span, unit=unit))
+                             for field, label, unit in CHART_FIELDS]
+    cmds = session.scalars(select(Command).where(Command.station_id == station_id, Command.locker_id == locker_id)
+                           .order_by(Command.cursor.desc()).limit(20)).all()
+    return _render(request, "ops_locker.html", services, station=found[0], locker=locker, charts=charts, who=who,
+                   health=locker_health(locker, now, services.settings.stale_seconds), commands=cmds,
+                   msg=request.query_params.get("msg"), err=request.query_params.get("err"))
+
+
+@router.post("/ops/alarms/{alarm_id}/ack")
+def ops_ack(alarm_id: int, request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    who = _staff(request, session, services, OPS_VIEW)
+    if isinstance(who, Response):
+        return who
+    alarm = session.get(Alarm, alarm_id)
+    if alarm is not None and not alarm.acked and (who.role != "station_agent" or alarm.station_id == who.station_id):
+        alarm.acked, alarm.acked_by, alarm.acked_at = True, who.name, time.time()
+        commands.audit(session, who, "alarm_ack", f"{alarm.station_id}/{alarm.locker_id}/{alarm.id}", None)
+        session.commit()
+    return RedirectResponse(f"/ops{_lang_q(request)}", status_code=303)
+
+
+@router.post("/ops/{station_id}/{locker_id}/command")
+def ops_command(station_id: str, locker_id: str, request: Request, session: SessionDep, services: ServicesDep,
+                op: Annotated[str, Form(max_length=16)], c: Annotated[int | None, Form(ge=1, le=32)] = None,
+                reason: Annotated[str, Form(max_length=200)] = "") -> Response:
+    who = _staff(request, session, services, OPS_VIEW)
+    if isinstance(who, Response):
+        return who
+    back = f"/ops/{station_id}/{locker_id}"
+    sep = "&" if _lang_q(request) else "?"
+    if op not in ("open", "disable", "enable", "rebirth"):
+        return RedirectResponse(f"{back}{_lang_q(request)}{sep}err=bad_command", status_code=303)
+    try:
+        cmd = commands.issue(session, services.settings, who, station_id=station_id, op=op, locker=locker_id,
+                             c=c if op != "rebirth" else None, reason=reason or None)
+    except (CommandRefused, NotFound) as exc:
+        session.commit()
+        services.counters.inc("commands_refused")
+        return RedirectResponse(f"{back}{_lang_q(request)}{sep}err={quote(str(exc))}", status_code=303)
+    session.commit()
+    return RedirectResponse(f"{back}{_lang_q(request)}{sep}msg={cmd.cmd_id}", status_code=303)
+
+
+# ---- statistics ------------------------------------------------------------------------------
+
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    who = _staff(request, session, services, STATS)
+    if isinstance(who, Response):
+        return who
+    by = request.query_params.get("by", "town")
+    by = by if by in ("town", "village", "carrier") else "town"
+    vols = stats.volumes(session, by=by, days=7)
+    days = sorted({r["day"] for r in vols})
+    pivot: dict[str, dict[str, tuple[int, int]]] = {}
+    for r in vols:
+        pivot.setdefault(r[by], {})[r["day"]] = (r["inbound"], r["outbound"])
+    # the page shows the 20 busiest groups; the export has them all
+    ranked = sorted(pivot.items(), key=lambda kv: -sum(a + b for a, b in kv[1].values()))[:20]
+    times = stats.pickup_times(session)
+    peak = max((r["parcels"] for r in times), default=0) or 1
+    return _render(request, "stats.html", services, who=who, coverage=stats.coverage(session), days=days,
+                   pivot=ranked, by=by, pickup=times, peak=peak, overdue=stats.overdue(session),
+                   flags=stats.flags(session, limit=50), subsidy=stats.subsidy(session, limit=20),
+                   produce=stats.produce(session)[:15], carriers=crud.carrier_names(session))
+
+
+# ---- phone page ------------------------------------------------------------------------------
+
+def _otp_hash(services, phone: str, code: str) -> str:
+    return hmac.new(services.settings.jwt_secret.encode(), f"otp:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+@router.get("/m", response_class=HTMLResponse)
+def phone_home(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    phone = recipient_phone(request, services)
+    if phone is None:
+        return _render(request, "phone_login.html", services, phone="", sent=False, error=None)
+    parcels = session.scalars(select(Parcel).where(Parcel.phone == phone).order_by(Parcel.updated_at.desc())
+                              .limit(50)).all()
+    codes = session.scalars(select(PickupCode).where(PickupCode.phone == phone, PickupCode.used.is_(False))).all()
+    code_of = {ref: c.code for c in codes for ref in c.refs}
+    rec = session.get(Recipient, phone)
+    return _render(request, "phone.html", services, phone=phone, parcels=parcels, code_of=code_of, rec=rec,
+                   msg=request.query_params.get("msg"), carriers=crud.carrier_names(session))
+
+
+@router.post("/m/otp", response_class=HTMLResponse)
+def phone_otp(request: Request, session: SessionDep, services: ServicesDep,
+              phone: Annotated[str, Form(max_length=24)]) -> Response:
+    phone = phone.strip()
+    if not K.PHONE_RE.match(phone):
+        return _render(request, "phone_login.html", services, status_code=422, phone="", sent=False,
+                       error="code_wrong")
+    if not hit(session, f"otp:{phone}:3600", limit=services.settings.otp_limit_per_hour, window=3600):
+        session.commit()
+        return _render(request, "phone_login.html", services, status_code=429, phone=phone, sent=False,
+                       error="too_many")
+    code = f"{secrets.randbelow(10**6):06d}"
+    session.add(OtpCode(phone=phone, code_hash=_otp_hash(services, phone, code), attempts=0, used=False,
+                        expires_at=time.time() + services.settings.otp_ttl_seconds))
+    session.add(Notification(phone=phone, status="queued", attempts=0, created_at=time.time(),
+                             text=f"【进村】查件验证码 {code}，5分钟内有效。请勿告诉他人。"))
+    session.commit()
+    from .sms import deliver_pending_logged
+    deliver_pending_logged(services.sessionmaker, services.notifier, services.counters)
+    return _render(request, "phone_login.html", services, phone=phone, sent=True, error=None)
+
+
+@router.post("/m/login", response_class=HTMLResponse)
+def phone_login(request: Request, session: SessionDep, services: ServicesDep,
+                phone: Annotated[str, Form(max_length=24)], code: Annotated[str, Form(max_length=12)]) -> Response:
+    phone = phone.strip()
+    otp = session.scalar(select(OtpCode).where(OtpCode.phone == phone, OtpCode.used.is_(False),
+                                               OtpCode.expires_at > time.time()).order_by(OtpCode.id.desc()).limit(1))
+    ok = otp is not None and otp.attempts < 5 and hmac.compare_digest(otp.code_hash,
+                                                                       _otp_hash(services, phone, code.strip()))
+    if otp is not None:
+        otp.attempts += 1
+        otp.used = otp.used or ok or otp.attempts >= 5
+    session.commit()
+    if not ok:
+        services.counters.inc("otp_failures")
+        return _render(request, "phone_login.html", services, status_code=401, phone=phone, sent=True,
+                       error="code_wrong")
+    token = make_token(services.settings.jwt_secret, sub=phone, role="recipient", minutes=60 * 24 * 7)
+    resp = RedirectResponse(f"/m{_lang_q(request)}", status_code=303)
+    resp.set_cookie(RECIPIENT_COOKIE, token, httponly=True, samesite="lax", secure=services.settings.cookie_secure,
+                    max_age=7 * 86400)
+    return resp
+
+
+def _me(request: Request, services) -> Principal | None:
+    phone = recipient_phone(request, services)
+    return Principal(name=f"recipient-{phone}", role="recipient") if phone else None
+
+
+@router.post("/m/consent")
+def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
+                  consent: Annotated[str, Form(pattern="^(granted|refused)$")],
+                  door_help: Annotated[bool, Form()] = False) -> Response:
+    who = _me(request, services)
+    if who is None:
+        return RedirectResponse("/m", status_code=303)
+    from .routes_staff import set_recipient
+    set_recipient(session, who, who.name.removeprefix("recipient-"),
+                  RecipientUpdate(consent=consent, door_help=door_help))
+    session.commit()
+    sep = "&" if _lang_q(request) else "?"
+    return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=done", status_code=303)
+
+
+@router.post("/m/code")
+def phone_new_code(request: Request, session: SessionDep, services: ServicesDep,
+                   station: Annotated[str, Form(max_length=32)]) -> Response:
+    who = _me(request, services)
+    if who is None:
+        return RedirectResponse("/m", status_code=303)
+    phone = who.name.removeprefix("recipient-")
+    sep = "&" if _lang_q(request) else "?"
+    if not hit(session, f"recode:{phone}:86400", limit=3, window=86400):
+        session.commit()
+        return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=too_many", status_code=303)
+    try:
+        lifecycle.replacement_code(session, services.settings, who, station_id=station, phone=phone,
+                                   reason="recipient asked on the phone page")
+    except (CommandRefused, NotFound):
+        session.rollback()
+        return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=no_my_parcels", status_code=303)
+    session.commit()
+    from .sms import deliver_pending_logged
+    deliver_pending_logged(services.sessionmaker, services.notifier, services.counters)
+    return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=new_code_sent", status_code=303)
+
+
+@router.post("/m/parcels/{ref}/not-received")
+def phone_not_received(ref: str, request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    who = _me(request, services)
+    if who is None:
+        return RedirectResponse("/m", status_code=303)
+    phone = who.name.removeprefix("recipient-")
+    parcel = session.scalar(select(Parcel).where(Parcel.ref == ref, Parcel.phone == phone))
+    sep = "&" if _lang_q(request) else "?"
+    if parcel is None:
+        return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=no_my_parcels", status_code=303)
+    lifecycle.raise_flag(session, parcel, K.FLAG_NOT_RECEIVED, extra={"reported_by": phone,
+                                                                      "reported_at": time.time()})
+    commands.audit(session, who, "not_received", ref, None)
+    session.commit()
+    services.counters.inc("signoff_flags")
+    return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=reported", status_code=303)
+
+
+@router.post("/m/logout")
+def phone_logout() -> Response:
+    resp = RedirectResponse("/m", status_code=303)
+    resp.delete_cookie(RECIPIENT_COOKIE)
+    return resp
+

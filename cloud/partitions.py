@@ -1,0 +1,57 @@
+"""Monthly partitions of the PostgreSQL `events` table (SQLite keeps one plain table)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import Connection, Engine, text
+
+log = logging.getLogger("jincun.cloud.partitions")
+
+# partitions live in their own schema so the public schema shows only the parent table
+PARTS_SCHEMA = "events_parts"
+
+
+def month_of(ts: float) -> int:
+    """yyyymm of a Unix time in UTC: the partition key of an event."""
+    t = time.gmtime(ts)
+    return t.tm_year * 100 + t.tm_mon
+
+
+def _shift(month: int, n: int) -> int:
+    y, m = divmod(month // 100 * 12 + month % 100 - 1 + n, 12)
+    return y * 100 + m + 1
+
+
+def create_month_partitions(conn: Connection, *, back: int, ahead: int, now: float | None = None) -> int:
+    """Create missing monthly partitions around `now`; returns how many were created."""
+    current = month_of(now or time.time())
+    existing = set(conn.execute(text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'")).scalars())
+    made = 0
+    for n in range(-back, ahead + 1):
+        lo = _shift(current, n)
+        name = f"events_{lo}"
+        if name in existing:
+            continue
+        has_default = "events_default" in existing
+        if has_default and conn.execute(text(
+                f"SELECT 1 FROM {PARTS_SCHEMA}.events_default WHERE month = :m LIMIT 1"), {"m": lo}).first():
+            # rows of that month already sit in the default partition; leave them there
+            log.warning("month %s has rows in the default partition; no partition created", lo)
+            continue
+        conn.execute(text(f"CREATE TABLE {PARTS_SCHEMA}.{name} PARTITION OF events "
+                          f"FOR VALUES FROM ({lo}) TO ({_shift(lo, 1)})"))
+        made += 1
+    return made
+
+
+def ensure_partitions(engine: Engine, *, ahead: int = 3) -> int:
+    """Create the coming months' partitions (PostgreSQL only; called at start-up)."""
+    if engine.dialect.name != "postgresql":
+        return 0
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(724001)"))
+        return create_month_partitions(conn, back=0, ahead=ahead)

@@ -1,0 +1,355 @@
+"""Staff HTTP API: login, users, carriers and their clients and couriers, recipients, alarms, commands,
+parcels' return flow, sign-off flags and county statistics (with CSV/XLSX export)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from . import commands, crud, lifecycle, lookups, stats
+from . import constants as K
+from .auth import OPS_VIEW, STATS, Principal, allow, authenticate_user, hash_secret, key_hash, \
+    make_token
+from .deps import ServicesDep
+from .errors import CommandRefused, NotFound
+from .models import (Alarm, ApiClient, AuditEntry, Carrier, Command, Courier, Recipient, SignoffFlag,
+                     Station, User)
+from .ratelimit import hit
+from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeResend,
+                      CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic, ParcelPublic,
+                      ReasonBody, RecipientPublic, RecipientUpdate, TokenPublic, UserCreate, UserPublic)
+from .storage import SessionDep
+
+log = logging.getLogger("jincun.cloud.staff")
+router = APIRouter(prefix=K.API_PREFIX)
+PhonePath = Annotated[str, Path(pattern=K.PHONE_RE.pattern)]
+StationQ = Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,32}$")]
+
+
+def _refuse(exc: CommandRefused | NotFound) -> HTTPException:
+    if isinstance(exc, NotFound):
+        return HTTPException(404, str(exc))
+    return HTTPException(exc.status_code, exc.detail)
+
+
+@router.post("/auth/login", response_model=TokenPublic, tags=["auth"])
+def login(username: Annotated[str, Form(min_length=1, max_length=64)],
+          password: Annotated[str, Form(min_length=1, max_length=128)],
+          session: SessionDep, services: ServicesDep) -> TokenPublic:
+    """Exchange a staff password for a JWT (OAuth2 password form); 10 tries per name per 10 minutes."""
+    if not hit(session, f"login:{username}:600", limit=10, window=600):
+        session.commit()
+        raise HTTPException(429, "too many login attempts; wait 10 minutes")
+    user = authenticate_user(session, username, password)
+    session.commit()
+    if user is None:
+        services.counters.inc("login_failures")
+        raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"})
+    token = make_token(services.settings.jwt_secret, sub=user.username, role=user.role, uid=user.id,
+                       minutes=services.settings.jwt_minutes)
+    return TokenPublic(access_token=token, role=user.role)
+
+
+@router.get("/auth/me", response_model=dict, tags=["auth"])
+def me(who: Annotated[Principal, Depends(allow(*K.ROLES))]) -> dict:
+    """Who the credentials belong to."""
+    return {"name": who.name, "role": who.role, "station_id": who.station_id, "carrier_code": who.carrier_code}
+
+
+@router.post("/users", status_code=201, response_model=UserPublic, tags=["users"])
+def create_user(data: UserCreate, session: SessionDep,
+                who: Annotated[Principal, Depends(allow("admin"))]) -> User:
+    """Create a staff account (admin only)."""
+    if data.role == "station_agent" and not data.station_id:
+        raise HTTPException(422, "a station agent needs station_id")
+    if data.role == "courier" and not data.carrier_code:
+        raise HTTPException(422, "a courier needs carrier_code")
+    if data.carrier_code and session.get(Carrier, data.carrier_code) is None:
+        raise HTTPException(422, f"unknown carrier {data.carrier_code}")
+    if data.station_id and session.get(Station, data.station_id) is None:
+        raise HTTPException(422, f"unknown station {data.station_id}")
+    if session.scalar(select(User.id).where(User.username == data.username)) is not None:
+        raise HTTPException(409, f"user {data.username} exists already")
+    user = User(username=data.username, display_name=data.display_name, password_hash=hash_secret(data.password),
+                role=data.role, station_id=data.station_id, carrier_code=data.carrier_code, active=True,
+                created_at=time.time())
+    session.add(user)
+    commands.audit(session, who, "user_created", data.username, None, role=data.role)
+    session.commit()
+    return user
+
+
+@router.get("/carriers", response_model=list[CarrierPublic], tags=["carriers"])
+def list_carriers(session: SessionDep, _who: Annotated[Principal, Depends(allow(*K.STAFF_ROLES))]) -> list:
+    """Every carrier."""
+    return list(session.scalars(select(Carrier).order_by(Carrier.code)).all())
+
+
+@router.post("/carriers", status_code=201, response_model=CarrierPublic, tags=["carriers"])
+def add_carrier(data: CarrierCreate, session: SessionDep,
+                who: Annotated[Principal, Depends(allow("admin"))]) -> Carrier:
+    """Add a carrier beyond the seeded ones."""
+    if session.get(Carrier, data.code) is not None:
+        raise HTTPException(409, f"carrier {data.code} exists already")
+    carrier = Carrier(code=data.code, name_zh=data.name_zh, name_en=data.name_en)
+    session.add(carrier)
+    commands.audit(session, who, "carrier_added", data.code)
+    session.commit()
+    return carrier
+
+
+@router.post("/carriers/{code}/clients", status_code=201, response_model=ApiClientCreated, tags=["carriers"])
+def add_api_client(code: Annotated[str, Path(pattern=r"^[A-Z0-9_]{1,16}$")], data: ApiClientCreate,
+                   session: SessionDep, who: Annotated[Principal, Depends(allow("admin"))]) -> ApiClientCreated:
+    """Create a carrier API client; the key and webhook secret are shown once."""
+    if session.get(Carrier, code) is None:
+        raise HTTPException(404, f"no carrier {code}")
+    api_key = "ck_" + secrets.token_urlsafe(32)
+    secret = secrets.token_urlsafe(32) if data.webhook_url else None
+    client = ApiClient(name=data.name, key_hash=key_hash(api_key), carrier_code=code, webhook_url=data.webhook_url,
+                       webhook_secret=secret, active=True, created_at=time.time())
+    session.add(client)
+    session.flush()
+    commands.audit(session, who, "api_client_created", f"{code}/{client.id}")
+    session.commit()
+    return ApiClientCreated(id=client.id, carrier_code=code, api_key=api_key, webhook_secret=secret)
+
+
+@router.post("/carriers/{code}/couriers", status_code=201, response_model=CourierPublic, tags=["carriers"])
+def add_courier(code: Annotated[str, Path(pattern=r"^[A-Z0-9_]{1,16}$")], data: CourierCreate,
+                session: SessionDep, who: Annotated[Principal, Depends(allow("admin", "station_agent"))]) -> Courier:
+    """Register a courier with a PIN and the stations they may use."""
+    if session.get(Carrier, code) is None:
+        raise HTTPException(404, f"no carrier {code}")
+    unknown = [s for s in data.stations if session.get(Station, s) is None]
+    if unknown:
+        raise HTTPException(422, f"unknown stations {unknown}")
+    if session.scalar(select(Courier.id).where(Courier.phone == data.phone)) is not None:
+        raise HTTPException(409, f"a courier with phone {data.phone} exists already")
+    courier = Courier(carrier_code=code, name=data.name, phone=data.phone, pin_hash=hash_secret(data.pin),
+                      stations=sorted(set(data.stations)), active=True)
+    session.add(courier)
+    commands.audit(session, who, "courier_added", f"{code}/{data.phone}")
+    session.commit()
+    return courier
+
+
+@router.get("/recipients/{phone}", response_model=RecipientPublic, tags=["recipients"])
+def get_recipient(phone: PhonePath, session: SessionDep,
+                  _who: Annotated[Principal, Depends(allow("admin", "station_agent", "maintenance"))]) -> Recipient:
+    """A recipient's consent and door-to-door need."""
+    rec = session.get(Recipient, phone)
+    if rec is None:
+        raise HTTPException(404, f"no recipient {phone}")
+    return rec
+
+
+@router.put("/recipients/{phone}", response_model=RecipientPublic, tags=["recipients"])
+def put_recipient(phone: PhonePath, data: RecipientUpdate, session: SessionDep,
+                  who: Annotated[Principal, Depends(allow("admin", "station_agent"))]) -> Recipient:
+    """Record a recipient's name, consent (e.g. signed on paper at the station) or door-to-door need."""
+    rec = set_recipient(session, who, phone, data)
+    session.commit()
+    return rec
+
+
+def set_recipient(session, who: Principal, phone: str, data: RecipientUpdate) -> Recipient:
+    """Create or update a recipient; consent changes are audited. Caller commits."""
+    now = time.time()
+    rec = session.get(Recipient, phone)
+    if rec is None:
+        rec = Recipient(phone=phone, consent="unknown", door_help=False, updated_at=now)
+        session.add(rec)
+    if data.name is not None:
+        rec.name = data.name
+    if data.door_help is not None:
+        rec.door_help = data.door_help
+    if data.consent is not None and data.consent != rec.consent:
+        commands.audit(session, who, "consent", phone, None, before=rec.consent, after=data.consent)
+        rec.consent, rec.consent_at = data.consent, now
+    rec.updated_at = now
+    session.flush()
+    return rec
+
+
+@router.get("/alarms", response_model=list[AlarmPublic], tags=["maintenance"])
+def list_alarms(session: SessionDep, who: Annotated[Principal, Depends(allow(*OPS_VIEW))],
+                station: StationQ = None, open_only: bool = True,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list:
+    """Alarms, newest first (a station agent sees only their station)."""
+    stmt = select(Alarm).order_by(Alarm.at.desc(), Alarm.id.desc()).limit(limit)
+    if who.role == "station_agent":
+        station = who.station_id
+    if station:
+        stmt = stmt.where(Alarm.station_id == station)
+    if open_only:
+        stmt = stmt.where(Alarm.acked.is_(False))
+    return list(session.scalars(stmt).all())
+
+
+@router.post("/alarms/{alarm_id}/ack", response_model=AlarmPublic, tags=["maintenance"])
+def ack_alarm(alarm_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep,
+              who: Annotated[Principal, Depends(allow(*OPS_VIEW))]) -> Alarm:
+    """Acknowledge an alarm (idempotent; audited)."""
+    alarm = session.get(Alarm, alarm_id)
+    if alarm is None or (who.role == "station_agent" and alarm.station_id != who.station_id):
+        raise HTTPException(404, f"no alarm {alarm_id}")
+    if not alarm.acked:
+        alarm.acked, alarm.acked_by, alarm.acked_at = True, who.name, time.time()
+        commands.audit(session, who, "alarm_ack", f"{alarm.station_id}/{alarm.locker_id}/{alarm.id}", None,
+                       kind=alarm.kind)
+        session.commit()
+    return alarm
+
+
+@router.post("/commands", status_code=201, response_model=CommandPublic, tags=["maintenance"])
+def send_command(data: CommandCreate, session: SessionDep, services: ServicesDep,
+                 who: Annotated[Principal, Depends(allow(*OPS_VIEW))]) -> Command:
+    """Queue a downlink command: remote open (role, reason, rate limit, audit), disable/enable, rebirth,
+    firmware roll-out or a gateway setting."""
+    extra: dict = {}
+    if data.op == "fw_rollout":
+        if not (data.version and data.url and data.sha256):
+            raise HTTPException(422, "fw_rollout needs version, url and sha256")
+        extra = {"version": data.version, "url": data.url, "sha256": data.sha256, "lockers": data.lockers or []}
+    elif data.op == "config":
+        if data.key is None:
+            raise HTTPException(422, "config needs key and value")
+        extra = {"key": data.key, "value": data.value}
+    elif data.op == "rebirth" and not data.locker:
+        raise HTTPException(422, "rebirth needs a locker")
+    try:
+        cmd = commands.issue(session, services.settings, who, station_id=data.station, op=data.op,
+                             locker=data.locker, c=data.c, reason=data.reason, extra=extra)
+    except (CommandRefused, NotFound) as exc:
+        session.commit()  # keep the audit line of a refused open
+        services.counters.inc("commands_refused")
+        raise _refuse(exc) from exc
+    session.commit()
+    services.counters.inc(f"commands_{data.op}")
+    return cmd
+
+
+@router.get("/commands", response_model=list[CommandPublic], tags=["maintenance"])
+def list_commands(session: SessionDep, who: Annotated[Principal, Depends(allow(*OPS_VIEW))],
+                  station: StationQ = None, op: Annotated[str | None, Query(max_length=16)] = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list:
+    """Commands with their acknowledgement, newest first (firmware roll-out status: op=fw_rollout)."""
+    stmt = select(Command).order_by(Command.cursor.desc()).limit(limit)
+    if who.role == "station_agent":
+        station = who.station_id
+    if station:
+        stmt = stmt.where(Command.station_id == station)
+    if op:
+        stmt = stmt.where(Command.op == op)
+    return list(session.scalars(stmt).all())
+
+
+@router.post("/codes/resend", status_code=201, response_model=dict, tags=["parcels"])
+def resend_code(data: CodeResend, session: SessionDep, services: ServicesDep,
+                who: Annotated[Principal, Depends(allow(*OPS_VIEW))]) -> dict:
+    """Issue a replacement pickup code (leaked code, lost SMS); goes down as `code_sync`."""
+    try:
+        _code, cmds = lifecycle.replacement_code(session, services.settings, who, station_id=data.station,
+                                                 phone=data.phone, reason=data.reason)
+    except (CommandRefused, NotFound) as exc:
+        raise _refuse(exc) from exc
+    session.commit()
+    return {"commands": [c.cmd_id for c in cmds]}
+
+
+@router.get("/codes/lookup", response_model=list[ParcelPublic], tags=["parcels"])
+async def lookup_code(request: Request, services: ServicesDep,
+                      station: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,32}$")],
+                      code: Annotated[str, Query(pattern=r"^[0-9]{6}$")]) -> JSONResponse:
+    """The parcels a live pickup code opens at a station (a villager calling the station with their code)."""
+    who = await lookups.authorize(request, services, OPS_VIEW)
+    if who.role == "station_agent" and who.station_id != station:
+        raise HTTPException(403, "a station agent looks up codes of their own station only")
+    return JSONResponse(await lookups.read(services, lookups.parcels_by_code, station, code))
+
+
+@router.post("/parcels/{ref}/return", response_model=ParcelPublic, tags=["parcels"])
+def return_parcel(ref: Annotated[str, Path(pattern=K.REF_RE.pattern)], data: ReasonBody, session: SessionDep,
+                  who: Annotated[Principal, Depends(allow("admin", "station_agent", "courier"))]) -> ParcelPublic:
+    """Close the return flow of an overdue parcel."""
+    try:
+        lifecycle.mark_returned(session, who, ref=ref, reason=data.reason)
+    except (CommandRefused, NotFound) as exc:
+        raise _refuse(exc) from exc
+    session.commit()
+    return crud.get_parcel(session, ref=ref)
+
+
+@router.post("/parcels/{ref}/door", response_model=ParcelPublic, tags=["parcels"])
+def deliver_to_door(ref: Annotated[str, Path(pattern=K.REF_RE.pattern)], data: ReasonBody, session: SessionDep,
+                    who: Annotated[Principal, Depends(allow("admin", "station_agent", "courier"))]) -> ParcelPublic:
+    """Record a door-to-door delivery (recipients who need help); audited."""
+    try:
+        lifecycle.deliver_door(session, who, ref=ref, reason=data.reason)
+    except (CommandRefused, NotFound) as exc:
+        raise _refuse(exc) from exc
+    session.commit()
+    return crud.get_parcel(session, ref=ref)
+
+
+@router.get("/flags", response_model=list[FlagPublic], tags=["statistics"])
+def list_flags(session: SessionDep, _who: Annotated[Principal, Depends(allow(*STATS, "maintenance"))]) -> list:
+    """Fake sign-off flags with their locker evidence."""
+    return [FlagPublic(**{k: v for k, v in r.items() if k != "missing"}) for r in stats.flags(session)]
+
+
+@router.post("/flags/{flag_id}/resolve", response_model=dict, tags=["statistics"])
+def resolve_flag(flag_id: Annotated[int, Path(ge=1, le=2**31 - 1)], data: ReasonBody, session: SessionDep,
+                 who: Annotated[Principal, Depends(allow(*STATS))]) -> dict:
+    """Close a flag after checking it (audited)."""
+    flag = session.get(SignoffFlag, flag_id)
+    if flag is None:
+        raise HTTPException(404, f"no flag {flag_id}")
+    flag.resolved = True
+    commands.audit(session, who, "flag_resolved", str(flag_id), data.reason)
+    session.commit()
+    return {"id": flag_id, "resolved": True}
+
+
+Table = Literal["coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce"]
+By = Literal["village", "town", "carrier"]
+
+
+@router.get("/stats/{name}", response_model=list[dict], tags=["statistics"])
+def stats_table(name: Table, session: SessionDep, _who: Annotated[Principal, Depends(allow(*STATS))],
+                by: By = "town", days: Annotated[int, Query(ge=1, le=366)] = 30) -> list:
+    """One county statistics table as JSON."""
+    return stats.table(session, name, by=by, days=days) if name == "volumes" else \
+        stats.table(session, name, **({} if name in ("coverage", "flags") else {"days": days}))
+
+
+@router.get("/stats/{name}/export", tags=["statistics"],
+            responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument."
+                                                            "spreadsheetml.sheet": {}}}})
+def stats_export(name: Table, session: SessionDep, _who: Annotated[Principal, Depends(allow(*STATS))],
+                 fmt: Literal["csv", "xlsx"] = "csv", by: By = "town",
+                 days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
+    """A statistics table as CSV or XLSX."""
+    rows = stats_table(name, session, _who, by=by, days=days)
+    if fmt == "csv":
+        return Response(stats.to_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return Response(stats.to_xlsx(rows, name),
+                    media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+
+
+@router.get("/audit", response_model=list[dict], tags=["users"])
+def audit_log(session: SessionDep, _who: Annotated[Principal, Depends(allow("admin"))],
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list:
+    """The audit log, newest first."""
+    rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)).all()
+    return [{"at": r.at, "actor": r.actor, "role": r.role, "action": r.action, "target": r.target,
+             "reason": r.reason, "detail": r.detail} for r in rows]

@@ -1,0 +1,193 @@
+"""County statistics (coverage, volumes, pickup times, overdue rate, flags, subsidy ranking, farm produce)
+and their CSV / XLSX export. Days are China Standard Time calendar days."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Integer, and_, cast, func, select
+from sqlalchemy.orm import Session
+
+from .models import Carrier, Parcel, SignoffFlag, Station, Town, Village
+
+CST = timezone(timedelta(hours=8))
+PICKUP_BUCKETS = ((0, 2), (2, 6), (6, 12), (12, 24), (24, 48), (48, 72), (72, None))
+TABLES = ("coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce")
+
+
+def _day(session: Session, column):
+    """SQL for the CST day number of a Unix-time column (days since 1970-01-01 CST)."""
+    shifted = (column + 8 * 3600) / 86400
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.floor(shifted), Integer)
+    return cast(shifted, Integer)  # SQLite truncates toward zero, which is floor for these positive times
+
+
+def day_label(day: int) -> str:
+    """yyyy-mm-dd of a CST day number."""
+    return (datetime(1970, 1, 1, tzinfo=CST) + timedelta(days=day)).strftime("%Y-%m-%d")
+
+
+def _covered_village_ids(session: Session) -> set[int]:
+    return set(session.scalars(select(Station.village_id).where(Station.active.is_(True),
+                                                                Station.village_id.is_not(None))).all())
+
+
+def coverage(session: Session) -> list[dict[str, Any]]:
+    """Per town: villages with an active service point / all villages."""
+    covered = _covered_village_ids(session)
+    towns = {t.id: t.name for t in session.scalars(select(Town)).all()}
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for vid, town_id in session.execute(select(Village.id, Village.town_id)).all():
+        row = counts[towns.get(town_id, "—")]
+        row[0] += 1
+        row[1] += vid in covered
+    return [{"town": town, "villages": n, "covered": c, "uncovered": n - c,
+             "coverage": round(c / n, 4) if n else 0.0} for town, (n, c) in sorted(counts.items())]
+
+
+def _period(days: int, now: float | None) -> float:
+    return (time.time() if now is None else now) - days * 86400
+
+
+def volumes(session: Session, *, by: str = "town", days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
+    """Daily parcel volumes in and out, grouped by village, town or carrier."""
+    day = _day(session, Parcel.created_at)
+    if by == "carrier":
+        key = Parcel.carrier
+        stmt = select(day, key, Parcel.direction, func.count()).select_from(Parcel)
+    elif by in ("village", "town"):
+        key = Village.name if by == "village" else Town.name
+        stmt = (select(day, key, Parcel.direction, func.count()).select_from(Parcel)
+                .join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
+                .outerjoin(Town, Town.id == Village.town_id))
+    else:
+        raise ValueError("by must be village, town or carrier")
+    stmt = stmt.where(Parcel.created_at >= _period(days, now)).group_by(day, key, Parcel.direction)
+    rows: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: {"inbound": 0, "outbound": 0})
+    for d, k, direction, n in session.execute(stmt).all():
+        rows[(d, k or "—")][direction] += n
+    return [{"day": day_label(d), by: k, "inbound": v["inbound"], "outbound": v["outbound"]}
+            for (d, k), v in sorted(rows.items())]
+
+
+def pickup_times(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
+    """How long picked-up parcels waited in the locker, in hour buckets."""
+    wait = (Parcel.picked_up_at - Parcel.deposited_at) / 3600.0
+    out = []
+    base = and_(Parcel.picked_up_at.is_not(None), Parcel.deposited_at.is_not(None),
+                Parcel.picked_up_at >= _period(days, now))
+    total = session.scalar(select(func.count()).select_from(Parcel).where(base)) or 0
+    for lo, hi in PICKUP_BUCKETS:
+        cond = [base, wait >= lo] + ([wait < hi] if hi is not None else [])
+        n = session.scalar(select(func.count()).select_from(Parcel).where(*cond)) or 0
+        out.append({"hours": f"{lo}-{hi}" if hi is not None else f"{lo}+", "parcels": n,
+                    "share": round(n / total, 4) if total else 0.0})
+    return out
+
+
+def overdue(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
+    """Overdue rate per town: parcels that went overdue / parcels deposited in the period."""
+    since = _period(days, now)
+    stmt = (select(Town.name, func.count(), func.count(Parcel.overdue_at)).select_from(Parcel)
+            .join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
+            .outerjoin(Town, Town.id == Village.town_id)
+            .where(Parcel.deposited_at.is_not(None), Parcel.deposited_at >= since).group_by(Town.name))
+    rows = [{"town": t or "—", "deposited": n, "overdue": o, "overdue_rate": round(o / n, 4) if n else 0.0}
+            for t, n, o in session.execute(stmt).all()]
+    total = sum(r["deposited"] for r in rows)
+    late = sum(r["overdue"] for r in rows)
+    rows.sort(key=lambda r: r["town"])
+    rows.append({"town": "合计/total", "deposited": total, "overdue": late,
+                 "overdue_rate": round(late / total, 4) if total else 0.0})
+    return rows
+
+
+def flags(session: Session, *, limit: int = 500) -> list[dict[str, Any]]:
+    """Fake sign-off flags, newest first."""
+    rows = session.execute(select(SignoffFlag, Parcel).join(Parcel, Parcel.id == SignoffFlag.parcel_id)
+                           .order_by(SignoffFlag.at.desc()).limit(limit)).all()
+    return [{"id": f.id, "ref": p.ref, "waybill": p.waybill, "carrier": p.carrier, "station_id": p.station_id,
+             "kind": f.kind, "at": f.at, "missing": ",".join(f.evidence.get("missing", [])),
+             "evidence": f.evidence, "resolved": f.resolved} for f, p in rows]
+
+
+def subsidy(session: Session, *, days: int = 30, limit: int = 50, now: float | None = None) -> list[dict[str, Any]]:
+    """Remote, low-volume villages first: score = distance to the town (km) / (1 + parcels a day)."""
+    since = _period(days, now)
+    volume = dict(session.execute(
+        select(Station.village_id, func.count(Parcel.id)).select_from(Parcel)
+        .join(Station, Station.id == Parcel.station_id).where(Parcel.created_at >= since)
+        .group_by(Station.village_id)).all())
+    covered = _covered_village_ids(session)
+    towns = {t.id: t.name for t in session.scalars(select(Town)).all()}
+    out = []
+    for v in session.scalars(select(Village)).all():
+        per_day = volume.get(v.id, 0) / days
+        distance = v.distance_km or 0.0
+        out.append({"village": v.name, "town": towns.get(v.town_id, "—"), "distance_km": distance,
+                    "parcels_per_day": round(per_day, 2), "covered": v.id in covered,
+                    "score": round(distance / (1.0 + per_day), 3)})
+    out.sort(key=lambda r: (-r["score"], r["village"]))
+    return out[:limit]
+
+
+def produce(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
+    """Farm-produce outbound parcels (寄件) per town and carrier in the period."""
+    stmt = (select(Town.name, Parcel.carrier, func.count()).select_from(Parcel)
+            .join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
+            .outerjoin(Town, Town.id == Village.town_id)
+            .where(Parcel.direction == "outbound", Parcel.produce.is_(True), Parcel.created_at >= _period(days, now))
+            .group_by(Town.name, Parcel.carrier))
+    return sorted(({"town": t or "—", "carrier": c or "—", "parcels": n} for t, c, n in session.execute(stmt).all()),
+                  key=lambda r: (-r["parcels"], r["town"]))
+
+
+def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
+    """One statistics table by name (see TABLES)."""
+    if name == "coverage":
+        return coverage(session)
+    if name == "volumes":
+        return volumes(session, **kw)
+    if name == "flags":
+        return [{k: v for k, v in r.items() if k != "evidence"} for r in flags(session)]
+    fn = {"pickup_times": pickup_times, "overdue": overdue, "subsidy": subsidy, "produce": produce}.get(name)
+    if fn is None:
+        raise ValueError(f"unknown table {name}")
+    return fn(session, **{k: v for k, v in kw.items() if k != "by"})
+
+
+def carriers(session: Session) -> dict[str, str]:
+    """Carrier code -> Chinese name."""
+    return {c.code: c.name_zh for c in session.scalars(select(Carrier)).all()}
+
+
+def to_csv(rows: list[dict[str, Any]]) -> bytes:
+    """UTF-8 CSV with a BOM so spreadsheet programs read the Chinese names right."""
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(rows)
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def to_xlsx(rows: list[dict[str, Any]], title: str) -> bytes:
+    """One worksheet with a header row."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = title[:31]
+    if rows:
+        ws.append(list(rows[0].keys()))
+        for r in rows:
+            ws.append([v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for v in r.values()])
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()

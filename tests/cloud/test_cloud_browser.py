@@ -1,0 +1,182 @@
+"""The pages in real headless Chromium: maintenance dashboard, locker detail, statistics, phone page."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from cloudkit import ADMIN, PASSWORD, STATION, STATION_KEY, birth, empty_comps, evt, parcel_record, code_record
+
+from simulator.net import free_port, wait_port
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+SHOTS = Path(os.environ.get("JINCUN_SCREENSHOTS", "")) if os.environ.get("JINCUN_SCREENSHOTS") else None
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A uvicorn cloud with a county, a station with live lockers, staff and a parcel."""
+    port = free_port()
+    env = dict(os.environ, JINCUN_ADMIN_TOKEN=ADMIN, JINCUN_DATABASE_URL=f"sqlite:///{tmp_path}/c.db",
+               PYTHONPATH=str(REPO), JINCUN_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([sys.executable, "-c", f"import cloud; cloud.serve('127.0.0.1', {port})"],
+                            cwd=tmp_path, env=env, stdout=(tmp_path / "cloud.log").open("wb"),
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_port("127.0.0.1", port, timeout=30)
+        base = f"http://127.0.0.1:{port}"
+        fill(base, tmp_path)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def fill(base: str, tmp_path: Path) -> None:
+    h = {"Authorization": f"Bearer {ADMIN}"}
+    with httpx.Client(base_url=base, headers=h, timeout=30) as c:
+        c.post("/api/v1/admin/stations", json={"id": STATION, "name": "冯家村便民店", "kind": "village_shop",
+                                               "village": "冯家村", "town": "临泽镇", "api_key": STATION_KEY})
+        for lid in ("l1", "l2"):
+            c.post(f"/api/v1/admin/stations/{STATION}/lockers",
+                   json={"id": lid, "comps": [{"n": i, "size": "SML"[(i - 1) % 3]} for i in range(1, 13)]})
+        for user, role in (("ops-li", "maintenance"), ("county-wang", "county_official")):
+            c.post("/api/v1/users", json={"username": user, "display_name": user, "password": PASSWORD, "role": role})
+        now = time.time()
+        comps = empty_comps(12)
+        comps[6].update(st="disabled")
+        comps[9].update(st="fault")
+        items = [birth(0, comps, item_seq=1, rx=now - 3 * 86400), parcel_record(1, "p-web1", c=2)]
+        items += [{"src": "l1", "boot": "a1b2c3d4", "seq": 100 + i, "kind": "tele", "rx": now - 3 * 86400 + i * 3600,
+                   "body": {"v": 1, "boot": "5f0c3a9e", "ts": 0, "mono": i, "rssi": -55 - (i % 12),
+                            "vin": round(12.2 - (i % 24) / 40, 2), "temp": 18 + (i % 24) / 2, "outbox": i % 3,
+                            "fw": "0.1.0"}} for i in range(72)]
+        items += [evt(1, "deposit", c=2, ref="p-web1", ts=int(now - 3600), rx=now - 3600),
+                  code_record(2, "p-web1", "482913"), evt(2, "alarm", kind="door_ajar", c=5, ts=int(now - 600)),
+                  evt(3, "alarm", kind="lock_jam", c=10, ts=int(now - 300), rx=now - 300),
+                  {"src": "l1", "boot": "a1b2c3d4", "seq": 999, "kind": "tele", "rx": time.time(),
+                   "body": {"v": 1, "boot": "5f0c3a9e", "ts": 0, "mono": 1, "rssi": -58, "vin": 12.1, "temp": 21.5,
+                            "outbox": 0, "fw": "0.1.0"}}]
+        r = c.post("/api/v1/gateway/ingest", json={"station": STATION, "batch": "w1", "items": items},
+                   headers={"Authorization": f"Bearer {STATION_KEY}"})
+        assert r.json()["rejected"] == 0, r.text
+    # a small example county for the statistics page
+    from cloud.seed import seed_county
+    from cloud.storage import make_engine, make_sessionmaker
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    with make_sessionmaker(engine)() as session:
+        seed_county(session, towns=12, villages=400, parcels_per_station_day=0.5, days=30)
+    engine.dispose()
+
+
+def shot(page, name: str, tmp_path: Path) -> Path:
+    path = (SHOTS or tmp_path) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    return path
+
+
+@pytest.fixture
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def staff_login(page, base: str, user: str, next_path: str) -> None:
+    page.goto(f"{base}{next_path}")
+    assert "/login" in page.url
+    page.fill("#username", user)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_load_state()
+
+
+def test_maintenance_dashboard_in_chromium(served, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    staff_login(page, served, "ops-li", "/ops")
+    assert page.url.endswith("/ops")
+    assert page.locator("#page-title").inner_text().startswith("运维看板")
+    assert page.locator("tr.alarm").count() == 2
+    row = page.locator(f"#row-{STATION}-l1")
+    assert row.get_attribute("data-health") == "online" and "0.1.0" in row.inner_text()
+    assert page.locator(f"#row-{STATION}-l2").get_attribute("data-health") == "unknown"
+    shot(page, "ops-dashboard-zh", tmp_path)
+    page.locator("tr.alarm .ack-btn").first.click()
+    page.wait_for_load_state()
+    assert page.locator("tr.alarm").count() == 1
+
+    page.click(f"#row-{STATION}-l1 a.details")
+    page.wait_for_load_state()
+    assert page.locator("#comp-2").get_attribute("data-state") == "occupied"
+    assert page.locator("#comp-7").get_attribute("data-state") == "disabled"
+    assert page.locator("#charts-health_24h polyline").count() == 4
+    assert page.locator("#charts-health_7d polyline").count() == 4
+    page.select_option("#op", "open")
+    page.select_option("#c", "5")
+    page.fill("#reason", "门卡住了")
+    page.click("#action-send")
+    page.wait_for_load_state()
+    assert re.fullmatch(r"k-[0-9a-f]{16}", page.locator("#cmd-ok").inner_text())
+    shot(page, "ops-locker-zh", tmp_path)
+    page.select_option("#op", "open")
+    page.fill("#reason", "")
+    page.click("#action-send")
+    page.wait_for_load_state()
+    assert "needs a reason" in page.locator("#cmd-err").inner_text()
+
+    page.goto(f"{served}/ops/{STATION}/l1?lang=en")
+    assert "Remote open" in page.content() and "Last 7 days" in page.content()
+    shot(page, "ops-locker-en", tmp_path)
+
+
+def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    staff_login(page, served, "county-wang", "/stats")
+    assert page.locator("tr.coverage-row").count() >= 12
+    assert page.locator("tr.subsidy-row").count() == 20
+    shot(page, "stats-zh", tmp_path)
+    with page.expect_download() as dl:
+        page.click("#coverage a:has-text('XLSX')")
+    assert dl.value.suggested_filename == "coverage.xlsx"
+    page.goto(f"{served}/stats?lang=en&by=carrier")
+    assert "Village coverage" in page.content() and "SF Express" in page.content()
+    # a maintenance login may not see statistics
+    other = browser.new_page()
+    staff_login(other, served, "ops-li", "/stats")
+    assert "/login" in other.url
+
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.goto(f"{served}/m")
+    phone.fill("#phone", "13800138000")
+    phone.click("#otp-send")
+    phone.wait_for_load_state()
+    sms = httpx.get(f"{served}/api/v1/notifications", params={"phone": "13800138000"},
+                    headers={"Authorization": f"Bearer {ADMIN}"}).json()[0]["text"]
+    phone.fill("#code", re.search(r"验证码 (\d{6})", sms).group(1))
+    phone.click("#code-submit")
+    phone.wait_for_load_state()
+    assert phone.locator("#parcel-p-web1 .big-code").inner_text() == "482913"
+    phone.click("#consent-grant")
+    phone.wait_for_load_state()
+    assert phone.locator("#consent-state").inner_text() == "已同意"
+    shot(phone, "phone-zh", tmp_path)

@@ -1,0 +1,64 @@
+"""County statistics over an example county, their JSON, CSV and XLSX forms."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from cloudkit import admin_headers
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from cloud import stats
+from cloud.models import Parcel, Station
+from cloud.seed import seed_county
+
+
+def test_county_statistics(cloud):
+    factory = cloud.client.app.state.sessionmaker
+    now = time.time()
+    with factory() as session:
+        made = seed_county(session, towns=12, villages=400, parcels_per_station_day=0.3, days=30, now=now)
+        assert made["villages"] == 400 and made["towns"] == 12 and made["stations"] > 250
+        covered_expected = session.scalar(select(func.count(func.distinct(Station.village_id)))
+                                          .where(Station.active.is_(True), Station.id.like("ex7-%")))
+    c = cloud.client
+    cov = c.get("/api/v1/stats/coverage", headers=admin_headers()).json()
+    example = [r for r in cov if r["town"].startswith("示例")]
+    assert len(example) == 12 and sum(r["villages"] for r in example) == 400
+    assert sum(r["covered"] for r in example) == covered_expected
+    assert all(0 < r["coverage"] < 1 and r["covered"] + r["uncovered"] == r["villages"] for r in example)
+
+    with factory() as session:
+        total = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.created_at >= now - 30 * 86400))
+        outbound = session.scalar(select(func.count()).select_from(Parcel).where(
+            Parcel.direction == "outbound", Parcel.produce.is_(True)))
+        late = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.overdue_at.is_not(None)))
+    for by in ("town", "village", "carrier"):
+        rows = c.get("/api/v1/stats/volumes", params={"by": by, "days": 30}, headers=admin_headers()).json()
+        assert sum(r["inbound"] + r["outbound"] for r in rows) == total, by
+    times = c.get("/api/v1/stats/pickup_times", headers=admin_headers()).json()
+    assert [r["hours"] for r in times][0] == "0-2" and abs(sum(r["share"] for r in times) - 1) < 0.01
+    od = c.get("/api/v1/stats/overdue", headers=admin_headers()).json()
+    assert od[-1]["overdue"] == late and 0 < od[-1]["overdue_rate"] < 0.2
+    prod = c.get("/api/v1/stats/produce", headers=admin_headers()).json()
+    assert sum(r["parcels"] for r in prod) == outbound > 0
+    sub = c.get("/api/v1/stats/subsidy", headers=admin_headers()).json()
+    assert sub[0]["score"] >= sub[-1]["score"] and sub[0]["distance_km"] > 20
+
+    csv = c.get("/api/v1/stats/coverage/export", params={"fmt": "csv"}, headers=admin_headers())
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.content.decode("utf-8-sig").splitlines()
+    assert lines[0] == "town,villages,covered,uncovered,coverage" and len(lines) == len(cov) + 1
+    xlsx = c.get("/api/v1/stats/volumes/export", params={"fmt": "xlsx", "by": "carrier"}, headers=admin_headers())
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == ("day", "carrier", "inbound", "outbound")
+    assert sum(r[2] + r[3] for r in rows[1:]) == total
+    assert c.get("/api/v1/stats/nonsense", headers=admin_headers()).status_code == 422
+    assert c.get("/api/v1/stats/volumes", params={"by": "planet"}, headers=admin_headers()).status_code == 422
+    assert c.get("/api/v1/stats/volumes", params={"days": 0}, headers=admin_headers()).status_code == 422
+
+
+def test_day_label():
+    assert stats.day_label(0) == "1970-01-01"
