@@ -19,7 +19,7 @@ MAX_GW_BODY_BYTES = 2048
 
 GATEWAY_SRC = "gw"
 LOCKER_KINDS = ("evt", "birth", "status", "tele")
-GATEWAY_KINDS = ("parcel", "code")
+GATEWAY_KINDS = ("parcel", "code", "gw_tele", "outbound", "handover", "fault_report")
 ITEM_KINDS = LOCKER_KINDS + GATEWAY_KINDS
 
 STATION_ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
@@ -34,6 +34,19 @@ PHONE_RE = re.compile(r"^\+?[0-9]{5,20}$")
 # couriers type these on the gateway: any printable text without control characters
 FREE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 MAX_WAYBILL, MAX_CARRIER = 64, 32
+
+# station records (§5.1): gw_tele, outbound, handover, fault_report
+UPLINK_STATES = ("up", "down")
+MAX_GW_COUNTERS = 64  # counters one gw_tele may carry
+MAX_COUNTER_NAME = 40
+MAX_SENDER_NAME, MAX_DEST, MAX_PRODUCE, MAX_FEE_REASON = 64, 120, 40, 64
+MAX_WEIGHT_G = 100_000
+MAX_FEE_CENTS = 10_000_000
+MAX_FAULT_TEXT = 300
+HANDOVER_HOW = ("door_to_door",)
+AGENT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+FAULT_REPORT_KIND = "fault_report"
+GW_POINT_MEASUREMENTS = ("gw_outbox", "gw_lag", "gw_uplink")
 
 SEQ_MAX = 2**31 - 1
 ITEM_SEQ_MAX = 2**62
@@ -51,8 +64,10 @@ STATION_KINDS = ("village_shop", "party_service_centre", "postal_point", "town_s
 LOCKER_ONLINE_STATES = ("online", "lost", "unknown")
 
 # parcel lifecycle; RANK orders the forward-only part of it
-PARCEL_STATUSES = ("preadvised", "deposited", "notified", "picked_up", "overdue", "returned", "delivered_door")
-PARCEL_RANK = {"preadvised": 0, "deposited": 1, "notified": 2, "overdue": 3, "picked_up": 4,
+PARCEL_STATUSES = ("preadvised", "deposited", "notified", "picked_up", "overdue", "returned", "delivered_door",
+                   "taken_in")
+# taken_in: an outbound parcel (寄件) accepted at the station counter
+PARCEL_RANK = {"taken_in": 0, "preadvised": 0, "deposited": 1, "notified": 2, "overdue": 3, "picked_up": 4,
                "returned": 4, "delivered_door": 4}
 DIRECTIONS = ("inbound", "outbound")
 

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from . import constants as K
 from .counters import Counters
 from .errors import ItemRejected
-from .models import (Alarm, Carrier, Compartment, DeadLetter, Event, Locker, Notification, Parcel, ParcelEvent,
-                     PickupCode, Recipient, Station)
+from .models import (Alarm, Carrier, Compartment, DeadLetter, Event, GatewayHealth, Locker, Notification, Parcel,
+                     ParcelEvent, PickupCode, Recipient, Station)
 from .partitions import month_of
 from .protocol import Batch, Item, item_key, parse_item
 from .webhooks import enqueue_status
@@ -38,6 +38,11 @@ def _insert(session: Session, model):
         return sqlite.insert(model.__table__)
     raise NotImplementedError(f"database {name} is not supported")
 
+
+# kinds whose body names an inbound parcel that may arrive before its parcel record
+_STUB_KINDS = ("evt", "parcel", "code", "handover")
+# parcel statuses after which a pickup code has nothing left to open
+_DONE_STATUSES = ("picked_up", "delivered_door", "returned")
 
 # rows a batch pass only writes (never reads back), inserted together at its end
 ROWS = "jc_rows"
@@ -178,6 +183,9 @@ class Ingestor:
                     and (it.body["waybill"].strip(), (it.body.get("carrier") or "").strip().upper()) in candidates}
         for it in items:
             ref = it.body.get("ref")
+            # an outbound record creates its own parcel (direction outbound), not an inbound stub
+            if it.kind not in _STUB_KINDS:
+                continue
             if not isinstance(ref, str) or ref not in ctx.absent or ref in stubs or ref in adopting:
                 continue
             locker = it.src if it.kind == "evt" else it.body.get("locker")
@@ -317,7 +325,9 @@ class Ingestor:
 
     def _effect(self, session: Session, station: Station, item: Item) -> None:
         handler = {"birth": self._birth, "status": self._status, "evt": self._evt, "tele": self._tele,
-                   "parcel": self._parcel_record, "code": self._code_record}[item.kind]
+                   "parcel": self._parcel_record, "code": self._code_record, "gw_tele": self._gw_tele,
+                   "outbound": self._outbound, "handover": self._handover,
+                   "fault_report": self._fault_report}[item.kind]
         handler(session, station, item)
 
     def _locker(self, session: Session, station_id: str, locker_id: str) -> Locker:
@@ -537,7 +547,7 @@ class Ingestor:
         for code in codes:
             if ref not in code.refs:
                 continue
-            if all(s == "picked_up" for s in self._statuses(session, list(code.refs)).values()):
+            if all(s in _DONE_STATUSES for s in self._statuses(session, list(code.refs)).values()):
                 code.used = True
 
     def _own_parcel(self, session: Session, station: Station, ref: str, locker_id: str | None,
@@ -642,6 +652,87 @@ class Ingestor:
             buffered["notifications"].append(row)
         else:
             session.add(Notification(**row))
+
+    # ---- station records (gw_tele, outbound, handover, fault_report) ---------------------------
+
+    def _gw_tele(self, session: Session, station: Station, item: Item) -> None:
+        """Latest gateway health on the station (newest rx wins) plus a point series in the telemetry store."""
+        body = item.body
+        values = {"at": item.rx, "outbox_depth": body["outbox_depth"], "oldest_unsent_s": body.get("oldest_unsent_s"),
+                  "uplink": body["uplink"], "lockers_online": body["lockers_online"],
+                  "lockers_total": body["lockers_total"], "cpu_temp": body.get("cpu_temp"), "up_s": body["up_s"],
+                  "counters": dict(body.get("counters") or {})}
+        held = session.get(GatewayHealth, station.id)
+        if held is None:
+            session.add(GatewayHealth(station_id=station.id, **values))
+            session.flush()
+        elif item.rx >= held.at:
+            for k, v in values.items():
+                setattr(held, k, v)
+        else:
+            # an older report replayed late still goes into the history, not over the latest values
+            self.counters.inc("stale_gw_tele")
+        lag = body.get("oldest_unsent_s")
+        for measurement, value in (("gw_outbox", body["outbox_depth"]), ("gw_lag", lag),
+                                   ("gw_uplink", 1.0 if body["uplink"] == "up" else 0.0)):
+            if value is not None:
+                self.telemetry.record_point(session, TelemetryPointSample(
+                    measurement=measurement, station_id=station.id, locker_id=None, c=None, at=item.rx,
+                    value=float(value)))
+
+    def _outbound(self, session: Session, station: Station, item: Item) -> None:
+        """A parcel sent from the village (寄件): direction outbound, fee with its reason, produce for statistics."""
+        body = item.body
+        ctx = self._ctx(session)
+        ref = body["ref"]
+        existing = ctx.parcels.get(ref) if ref in ctx.parcels else (
+            None if ref in ctx.absent else session.scalar(select(Parcel).where(Parcel.ref == ref)))
+        if existing is not None:
+            raise ItemRejected(K.E_BAD_FIELD, f"ref {ref} is already used by another parcel")
+        carrier = body["carrier"].strip()
+        if carrier.upper() in ctx.carriers:
+            carrier = carrier.upper()
+        produce = (body.get("produce") or "").strip()
+        now = time.time()
+        parcel = Parcel(ref=ref, station_id=station.id, direction="outbound", carrier=carrier,
+                        phone=body["sender_phone"], sender_name=body["sender_name"].strip(), dest=body["dest"].strip(),
+                        weight_g=body["weight_g"], fee_cents=body["fee_cents"],
+                        fee_reason=(body.get("fee_reason") or "").strip() or None, produce=bool(produce),
+                        produce_name=produce or None, status="taken_in", reminders=0, created_at=item.rx,
+                        updated_at=now)
+        session.add(parcel)
+        session.flush()
+        ctx.parcels[ref] = parcel
+        ctx.absent.discard(ref)
+        if body["fee_cents"]:
+            self.counters.inc("outbound_fees_recorded")
+        self._advance(session, parcel, "taken_in", item.rx, f"gw/{item.boot}/{item.seq} outbound")
+
+    def _handover(self, session: Session, station: Station, item: Item) -> None:
+        """Door-to-door delivery by the village agent: delivered_door in the timeline, with who and when."""
+        body = item.body
+        parcel, _ = self._own_parcel(session, station, body["ref"], None, None, item.rx)
+        if parcel.direction == "outbound":
+            raise ItemRejected(K.E_BAD_FIELD, f"parcel {parcel.ref} is outbound; only inbound parcels are handed over")
+        # kept on a stub either way; worth a look when neither a parcel record nor a deposit came first
+        if parcel.waybill is None and parcel.phone is None and parcel.deposited_at is None:
+            self.counters.inc("handover_unknown_parcel")
+            log.warning("%s: handover of parcel %s the cloud had no record of", station.id, parcel.ref)
+        self._advance(session, parcel, "delivered_door", float(body["at"]),
+                      f"{body['how']} by {body['by']}"[:64])
+        self._use_codes(session, station.id, parcel.ref, parcel.phone)
+
+    def _fault_report(self, session: Session, station: Station, item: Item) -> None:
+        """A villager's fault report becomes an alarm the maintenance dashboard shows until acknowledged."""
+        body = item.body
+        locker = self._locker(session, station.id, body["locker"])
+        c = body.get("c")
+        if c is not None and self._comp(session, locker, c) is None:
+            raise ItemRejected(K.E_NO_SUCH_COMPARTMENT, f"locker {locker.id} has no compartment {c}")
+        session.add(Alarm(station_id=station.id, locker_id=locker.id, c=c, kind=K.FAULT_REPORT_KIND,
+                          at=float(body["at"]), acked=False, phone=body.get("phone") or None,
+                          text=body["text"].strip()))
+        self.counters.inc("fault_reports")
 
 
 def advance(session: Session, parcel: Parcel, status: str, at: float, source: str) -> None:

@@ -145,6 +145,11 @@ class Parcel(Base):
     overdue_at: Mapped[float | None] = mapped_column(Float)
     returned_at: Mapped[float | None] = mapped_column(Float)
     carrier_signed_at: Mapped[float | None] = mapped_column(Float)
+    # outbound (寄件) parcels taken in at a station
+    sender_name: Mapped[str | None] = mapped_column(String(64))
+    dest: Mapped[str | None] = mapped_column(String(120))
+    weight_g: Mapped[int | None] = mapped_column(Integer)
+    produce_name: Mapped[str | None] = mapped_column(String(40))
 
 
 class ParcelEvent(Base):
@@ -213,7 +218,7 @@ class DeadLetter(Base):
 
 
 class Alarm(Base):
-    """A locker alarm awaiting acknowledgement."""
+    """A locker alarm or a villager's fault report (kind `fault_report`) awaiting acknowledgement."""
 
     __tablename__ = "alarms"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -225,6 +230,24 @@ class Alarm(Base):
     acked: Mapped[bool] = mapped_column(Boolean, default=False)
     acked_by: Mapped[str | None] = mapped_column(String(64))
     acked_at: Mapped[float | None] = mapped_column(Float)
+    phone: Mapped[str | None] = mapped_column(String(24))
+    text: Mapped[str | None] = mapped_column(String(300))
+
+
+class GatewayHealth(Base):
+    """The latest health a station's gateway reported about itself (gw_tele); history is in the telemetry store."""
+
+    __tablename__ = "gateway_health"
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"), primary_key=True)
+    at: Mapped[float] = mapped_column(Float)
+    outbox_depth: Mapped[int] = mapped_column(BigInteger)
+    oldest_unsent_s: Mapped[float | None] = mapped_column(Float)
+    uplink: Mapped[str] = mapped_column(String(8))
+    lockers_online: Mapped[int] = mapped_column(Integer)
+    lockers_total: Mapped[int] = mapped_column(Integer)
+    cpu_temp: Mapped[float | None] = mapped_column(Float)
+    up_s: Mapped[int] = mapped_column(BigInteger)
+    counters: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Telemetry(Base):

@@ -24,7 +24,7 @@ from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, Principal, a
                    principal_from_request, recipient_phone)
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
-from .models import Alarm, Command, Notification, OtpCode, Parcel, PickupCode, Recipient
+from .models import Alarm, Command, GatewayHealth, Notification, OtpCode, Parcel, PickupCode, Recipient
 from .pages import _render
 from .ratelimit import hit
 from .schemas import RecipientUpdate
@@ -93,6 +93,13 @@ def locker_health(locker, now: float, stale_after: int) -> str:
     return "stale" if now - locker.last_seen > stale_after else "online"
 
 
+def gateway_state(report: GatewayHealth | None, now: float, stale_after: int) -> str:
+    """online, stale (no gateway report for `stale_after` seconds) or unknown (never reported)."""
+    if report is None:
+        return "unknown"
+    return "stale" if now - report.at > stale_after else "online"
+
+
 @router.get("/ops", response_class=HTMLResponse)
 def ops(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     who = _staff(request, session, services, OPS_VIEW)
@@ -109,7 +116,12 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     now = time.time()
     health = {(s.id, lk.id): locker_health(lk, now, services.settings.stale_seconds)
               for s in stations for lk in s.lockers}
+    reports = {g.station_id: g for g in session.scalars(select(GatewayHealth).where(
+        GatewayHealth.station_id.in_(ids))).all()} if ids else {}
+    gateways = [(s, reports.get(s.id), gateway_state(reports.get(s.id), now, services.settings.stale_seconds))
+                for s in stations]
     return _render(request, "ops.html", services, who=who, stations=stations, alarms=alarms, health=health,
+                   gateways=gateways,
                    rollouts=[r for r in rollouts if r.station_id in ids], msg=request.query_params.get("msg"),
                    err=request.query_params.get("err"))
 

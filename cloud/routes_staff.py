@@ -18,11 +18,12 @@ from .auth import OPS_VIEW, STATS, Principal, allow, authenticate_user, hash_sec
     make_token
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
-from .models import (Alarm, ApiClient, AuditEntry, Carrier, Command, Courier, Recipient, SignoffFlag,
-                     Station, User)
+from .models import (Alarm, ApiClient, AuditEntry, Carrier, Command, Courier, GatewayHealth, Recipient,
+                     SignoffFlag, Station, User)
 from .ratelimit import hit
 from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeResend,
-                      CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic, ParcelPublic,
+                      CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic, GatewayHealthPublic,
+                      ParcelPublic,
                       ReasonBody, RecipientPublic, RecipientUpdate, TokenPublic, UserCreate, UserPublic)
 from .storage import SessionDep
 
@@ -191,6 +192,18 @@ def list_alarms(session: SessionDep, who: Annotated[Principal, Depends(allow(*OP
     if open_only:
         stmt = stmt.where(Alarm.acked.is_(False))
     return list(session.scalars(stmt).all())
+
+
+@router.get("/gateways", response_model=list[GatewayHealthPublic], tags=["maintenance"])
+def list_gateways(session: SessionDep, services: ServicesDep,
+                  who: Annotated[Principal, Depends(allow(*OPS_VIEW))]) -> list[GatewayHealthPublic]:
+    """The latest health each station's gateway reported (a station agent sees only their station)."""
+    stmt = select(GatewayHealth).order_by(GatewayHealth.station_id)
+    if who.role == "station_agent":
+        stmt = stmt.where(GatewayHealth.station_id == who.station_id)
+    now = time.time()
+    return [GatewayHealthPublic.model_validate(g).model_copy(
+        update={"stale": now - g.at > services.settings.stale_seconds}) for g in session.scalars(stmt).all()]
 
 
 @router.post("/alarms/{alarm_id}/ack", response_model=AlarmPublic, tags=["maintenance"])

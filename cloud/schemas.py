@@ -331,6 +331,25 @@ class AlarmPublic(BaseModel):
     acked: bool
     acked_by: str | None
     acked_at: float | None
+    phone: str | None = None
+    text: str | None = None
+
+
+class GatewayHealthPublic(BaseModel):
+    """The latest health a station's gateway reported (gw_tele), and whether it is stale."""
+
+    model_config = ConfigDict(from_attributes=True)
+    station_id: str
+    at: float
+    outbox_depth: int
+    oldest_unsent_s: float | None
+    uplink: str
+    lockers_online: int
+    lockers_total: int
+    cpu_temp: float | None
+    up_s: int
+    counters: dict[str, int]
+    stale: bool = False
 
 
 class FlagPublic(BaseModel):

@@ -139,13 +139,14 @@ def subsidy(session: Session, *, days: int = 30, limit: int = 50, now: float | N
 
 def produce(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
     """Farm-produce outbound parcels (寄件) per town and carrier in the period."""
-    stmt = (select(Town.name, Parcel.carrier, func.count()).select_from(Parcel)
+    stmt = (select(Town.name, Parcel.carrier, func.count(), func.sum(Parcel.weight_g)).select_from(Parcel)
             .join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
             .outerjoin(Town, Town.id == Village.town_id)
             .where(Parcel.direction == "outbound", Parcel.produce.is_(True), Parcel.created_at >= _period(days, now))
             .group_by(Town.name, Parcel.carrier))
-    return sorted(({"town": t or "—", "carrier": c or "—", "parcels": n} for t, c, n in session.execute(stmt).all()),
-                  key=lambda r: (-r["parcels"], r["town"]))
+    # weight is known for parcels taken in at a station terminal; older rows have none
+    return sorted(({"town": t or "—", "carrier": c or "—", "parcels": n, "weight_kg": round((w or 0) / 1000, 1)}
+                   for t, c, n, w in session.execute(stmt).all()), key=lambda r: (-r["parcels"], r["town"]))
 
 
 def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
