@@ -11,6 +11,8 @@ from . import const as C
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
                      UnknownParcel)
 
+from .terminal import create_router
+
 if TYPE_CHECKING:
     from .app import Gateway
 
@@ -26,6 +28,7 @@ class DepositIn(BaseModel):
 def create_app(gw: "Gateway") -> FastAPI:
     """The FastAPI app bound to one running gateway."""
     app = FastAPI(title="jincun station gateway", docs_url=None, redoc_url=None)
+    app.include_router(create_router(gw))
 
     @app.post("/api/v1/deposits", status_code=201)
     async def new_deposit(req: DepositIn) -> dict:

@@ -12,7 +12,11 @@ from typing import Awaitable, Callable
 import httpx
 import uvicorn
 
+from . import const as C
 from .api import create_app
+from .boardlocker import BoardLocker
+from .broker_audit import BrokerAudit
+from .consent import CloudConsent, ConsentPort
 from .codes import Codes
 from .config import StationConfig, load_config
 from .counters import Counters
@@ -20,7 +24,8 @@ from .deposits import Deposits
 from .downlink import Downlink
 from .errors import GatewayError
 from .lockerlink import LockerLink
-from .outbox import Outbox
+from .outbox import Outbox, Record
+from .scanner_serial import Scanner
 from .uplink import Uplink
 
 log = logging.getLogger("jincun.gateway")
@@ -34,8 +39,11 @@ STABLE_S = 60.0
 class Gateway:
     """All parts of one station gateway, sharing one outbox and one set of counters."""
 
-    def __init__(self, cfg: StationConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, cfg: StationConfig, *, transport: httpx.AsyncBaseTransport | None = None,
+                 consent: ConsentPort | None = None) -> None:
         self.cfg = cfg
+        self.started = time.time()
+        self.sessions = None
         self.counters = Counters()
         for name in HEALTH_COUNTERS:
             self.counters.inc(name, 0)
@@ -48,18 +56,68 @@ class Gateway:
         self.codes = Codes(cfg, self.outbox, self.link, self.counters)
         self.deposits = Deposits(self.outbox, self.link, self.codes, self.counters)
         self.link.event_handlers += [self.deposits.on_event, self.codes.on_event]
+        self.link.handled_types = {"deposit", "deposit_void", "pickup"}
         self.link.birth_handlers += [self.deposits.on_birth, self.codes.on_birth]
         self.uplink = Uplink(cfg.station, cfg.cloud, self.outbox, self.counters, transport=transport)
         self.downlink = Downlink(cfg, self.outbox, self.link, self.codes, self.counters, transport=transport)
+        self.boards = {b.id: BoardLocker(b, self.link, self.outbox, self.counters) for b in cfg.boards}
+        self.link.local.update(self.boards)
+        self.audit = (BrokerAudit(cfg.mqtt.audit_log, cfg.station, self.counters)
+                      if cfg.mqtt.audit_log else None)
+        self.scanner = Scanner(cfg.scanner.port, self.counters, baud=cfg.scanner.baud) if cfg.scanner else None
+        self.consent: ConsentPort = consent or CloudConsent(cfg.cloud, self.outbox, self.counters,
+                                                            cache_s=cfg.terminal.consent_cache_s, transport=transport)
         self.app = create_app(self)
 
     async def open(self) -> None:
         await self.outbox.open()
         await self.link.load()
+        await self.downlink.load_overrides()
 
     async def close(self) -> None:
         await self.link.drain()
+        for b in self.boards.values():
+            await b.close()
+        if self.scanner:
+            await self.scanner.close()
+        if self.audit:
+            self.audit.close()
         await self.outbox.close()
+
+    def tele_body(self, st: dict) -> dict:
+        """The gateway's own health as a gw_tele record body (§5.1)."""
+        oldest = None if st["oldest_rx"] is None else max(0.0, round(time.time() - st["oldest_rx"], 1))
+        keep = ("rejected_payloads", "unknown_lockers", "seq_gaps", "lockers_lost", "dropped_tele", "dropped_state",
+                "dropped_events", "disk_full", "outbox_refused", "uplink_failures", "task_restarts", "cmd_timeouts",
+                "downlink_rate_limited", "pin_failures", "board_poll_failures")
+        snap = self.counters.snapshot()
+        return {"outbox_depth": st["depth"], "oldest_unsent_s": oldest, "uplink": "up" if self.uplink.up else "down",
+                "broker": "up" if self.link.connected.is_set() else "down",
+                "lockers_online": self.link.online_count(), "lockers_total": len(self.link.lockers),
+                "cpu_temp": cpu_temp(), "up_s": int(time.time() - self.started),
+                "counters": {k: snap.get(k, 0) for k in keep}}
+
+    async def tele_loop(self) -> None:
+        """Put the gateway's own health into the outbox every gateway.tele_s seconds."""
+        while True:
+            await asyncio.sleep(self.cfg.gateway.tele_s)
+            body = self.tele_body(await self.outbox.stats())
+            try:
+                await self.outbox.append(Record(src=C.SRC_GATEWAY, kind=C.KIND_GW_TELE, body=body))
+            except GatewayError as exc:
+                self.counters.inc("dropped_gw_tele")
+                log.warning("gateway telemetry not stored: %s", exc)
+
+    async def time_loop(self) -> None:
+        """Give every online locker the time again every gateway.time_s seconds (births get it at once)."""
+        while True:
+            await asyncio.sleep(self.cfg.gateway.time_s)
+            for ls in list(self.link.lockers.values()):
+                if ls.online and ls.id not in self.boards:
+                    try:
+                        await self.link.send_command(ls.id, "time", ts=int(time.time()), wait=False)
+                    except GatewayError as exc:
+                        log.warning("time to %s not sent: %s", ls.id, exc)
 
     async def health(self) -> dict:
         st = await self.outbox.stats()
@@ -77,8 +135,21 @@ class Gateway:
             "uplink_last_ok": self.uplink.last_ok,
             "uplink_error": self.uplink.last_error,
             "downlink_error": self.downlink.last_error,
+            "lockers_total": len(self.link.lockers),
+            "cpu_temp": cpu_temp(),
+            "boards": {b.id: b.online for b in self.boards.values()},
+            "acl_refusals": list(self.audit.recent)[-10:] if self.audit else None,
             "counters": self.counters.snapshot(),
         }
+
+
+def cpu_temp(path: str = "/sys/class/thermal/thermal_zone0/temp") -> float | None:
+    """The SoC temperature in degrees C (Raspberry Pi thermal zone), None where there is none."""
+    try:
+        with open(path, encoding="ascii") as f:
+            return round(int(f.read().strip()) / 1000, 1)
+    except (OSError, ValueError):
+        return None
 
 
 async def supervise(name: str, factory: Callable[[], Awaitable[None]], counters: Counters,
@@ -113,9 +184,10 @@ class _Server(uvicorn.Server):
 
 
 async def run(cfg: StationConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-              stop: asyncio.Event | None = None, started: Callable[[Gateway], None] | None = None) -> None:
+              stop: asyncio.Event | None = None, started: Callable[[Gateway], None] | None = None,
+              consent: ConsentPort | None = None) -> None:
     """Run the gateway until `stop` is set or SIGTERM/SIGINT arrives, then shut down cleanly."""
-    gw = Gateway(cfg, transport=transport)
+    gw = Gateway(cfg, transport=transport, consent=consent)
     await gw.open()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -129,7 +201,14 @@ async def run(cfg: StationConfig, *, transport: httpx.AsyncBaseTransport | None 
     server = _Server(uvicorn.Config(gw.app, host=cfg.gateway.http.host, port=cfg.gateway.http.port,
                                     log_level="warning", lifespan="off", access_log=False))
     tasks = [asyncio.create_task(supervise(n, f, gw.counters), name=n) for n, f in (
-        ("lockerlink", gw.link.run), ("uplink", gw.uplink.run), ("codes-sync", gw.codes.sync_loop))]
+        ("lockerlink", gw.link.run), ("uplink", gw.uplink.run), ("codes-sync", gw.codes.sync_loop),
+        ("gw-tele", gw.tele_loop), ("time", gw.time_loop))]
+    tasks += [asyncio.create_task(supervise(f"board-{b.id}", b.run, gw.counters), name=f"board-{b.id}")
+              for b in gw.boards.values()]
+    if gw.audit:
+        tasks.append(asyncio.create_task(supervise("broker-audit", gw.audit.run, gw.counters), name="broker-audit"))
+    if gw.scanner:
+        tasks.append(asyncio.create_task(supervise("scanner", gw.scanner.run, gw.counters), name="scanner"))
     if cfg.cloud.downlink:
         tasks.append(asyncio.create_task(supervise("downlink", gw.downlink.run, gw.counters), name="downlink"))
 

@@ -42,7 +42,10 @@ def broker_body(cfg: StationConfig, out_dir: Path, *, run_as: str | None = None)
     run_as: the user a root-started broker switches to (mosquitto's default is `mosquitto`, which must
     be able to read out_dir).
     """
-    # A locker may fall behind by a whole day's events while the gateway is down; keep them queued.
+    # The gateway's session queues what arrives while it restarts or falls behind a burst: 200,000
+    # messages of at most a few hundred bytes (mosquitto's default of 1,000 drops the rest silently).
+    # 500 messages in flight to one client: with mosquitto's 20 the gateway's intake was bound by
+    # round trips, not by CPU. Lockers get few messages, so the window costs them nothing.
     return (
         (f"user {run_as}\n" if run_as else "")
         +
@@ -53,13 +56,34 @@ def broker_body(cfg: StationConfig, out_dir: Path, *, run_as: str | None = None)
         "persistence true\n"
         "autosave_interval 30\n"
         "autosave_on_changes false\n"
-        "max_queued_messages 20000\n"
-        "max_inflight_messages 20\n"
+        "max_queued_messages 200000\n"
+        "max_inflight_messages 500\n"
         "max_packet_size 8192\n"
         "set_tcp_nodelay true\n"
         "log_type error\nlog_type warning\nlog_type notice\n"
         "connection_messages true\n"
+        + audit_lines(cfg)
     )
+
+
+def audit_lines(cfg: StationConfig) -> str:
+    """Send the broker log to the file the gateway follows, at debug level, where ACL refusals show.
+
+    Debug logs two short lines per message: at a station's load (events and minute telemetry) that is
+    a few KB a minute, kept on tmpfs.
+    """
+    if cfg.mqtt.audit_log is None:
+        return ""
+    return f"log_dest file {cfg.mqtt.audit_log}\nlog_type information\nlog_type debug\n"
+
+
+def tls_lines(cfg: StationConfig) -> str:
+    """A second listener with TLS for lockers, when `mqtt.tls` is set."""
+    t = cfg.mqtt.tls
+    if t is None:
+        return ""
+    return (f"listener {t.port}\ncafile {t.cafile}\ncertfile {t.certfile}\nkeyfile {t.keyfile}\n"
+            f"require_certificate {'true' if t.require_certificate else 'false'}\ntls_version tlsv1.2\n")
 
 
 def write_auth_files(cfg: StationConfig, out_dir: str | Path) -> Path:
@@ -107,9 +131,10 @@ def write_broker_config(cfg: StationConfig, out_dir: str | Path, *, listener: bo
         run_as = broker_user(out)
     head = ""
     if listener:
-        head = f"listener {cfg.mqtt.port} {cfg.mqtt.host}\npersistence_location {out}/\n"
+        head = f"listener {cfg.mqtt.port} {cfg.mqtt.listen}\npersistence_location {out}/\n"
     conf = out / "mosquitto.conf"
-    conf.write_text(head + broker_body(cfg, out, run_as=run_as), encoding="utf-8")
+    conf.write_text(head + broker_body(cfg, out, run_as=run_as) + (tls_lines(cfg) if listener else ""),
+                    encoding="utf-8")
     return conf
 
 

@@ -46,7 +46,7 @@ class Codes:
         self.link = link
         self.counters = counters
         self.ttl = cfg.gateway.code_ttl_s
-        self._secrets = {lk.id: lk.secret.lower() for lk in cfg.lockers}
+        self._secrets = {lk.id: lk.secret.lower() for lk in cfg.all_lockers()}
         self._push_lock: dict[str, asyncio.Lock] = {}
         outbox.add_schema(CODES_SCHEMA)
 
@@ -169,6 +169,13 @@ class Codes:
                     await self.sync(ls.id)
 
     async def on_birth(self, locker: str) -> None:
+        ls = self.link.lockers.get(locker)
+        if ls is not None and ls.vault == 0:
+            # the locker holds no codes (a wiped flash, a lock board after a gateway restart): push them all again
+            n = await self.outbox.run(lambda conn: conn.execute(
+                "UPDATE codes SET synced=0 WHERE state='active' AND locker=? AND synced=1", (locker,)).rowcount)
+            if n:
+                self.counters.inc("codes_resent", n)
         await self.sync(locker)
 
     async def on_event(self, locker: str, evt: dict) -> None:

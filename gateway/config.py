@@ -32,11 +32,11 @@ class HttpConfig(_Model):
 
 
 class OutboxLimits(_Model):
-    max_rows: int = Field(200_000, ge=10)
+    max_rows: int = Field(2_000_000, ge=10)  # two busy days (a busy station records ~1M events a day)
     tele_max_age_s: float = Field(3 * 86400, gt=0)
     mem_queue_max: int = Field(10_000, ge=1)
     retry_s: float = Field(1.0, gt=0)
-    max_db_mb: float | None = Field(1024, gt=0)
+    max_db_mb: float | None = Field(2048, gt=0)
 
 
 class GatewayConfig(_Model):
@@ -45,7 +45,19 @@ class GatewayConfig(_Model):
     http: HttpConfig = HttpConfig()
     code_ttl_s: int = Field(604800, ge=60, le=90 * 86400)
     cmd_timeout_s: float = Field(5.0, gt=0)
+    tele_s: float = Field(60.0, gt=0)  # how often the gateway's own health goes up as gw_tele
+    time_s: float = Field(3600.0, gt=0)  # how often online lockers get the time again
     outbox: OutboxLimits = OutboxLimits()
+
+
+class TlsConfig(_Model):
+    """TLS for the lockers' listener (optional: the station LAN is a closed network)."""
+
+    port: int = Field(8883, ge=1, le=65535)
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = False
 
 
 class MqttConfig(_Model):
@@ -53,6 +65,10 @@ class MqttConfig(_Model):
     port: int = Field(1883, ge=1, le=65535)
     username: str = "gateway"
     password: str
+    # the broker's log file, followed for ACL refusals (broker_audit.py); None: not watched
+    audit_log: Path | None = None
+    tls: TlsConfig | None = None
+    listen: str = "0.0.0.0"  # the broker's plain listener: the station LAN, where the lockers are
 
     _check = field_validator("password")(classmethod(lambda cls, v: _secret(v)))
 
@@ -69,6 +85,10 @@ class CloudConfig(_Model):
     downlink_wait_s: int = Field(25, ge=0, le=C.DOWNLINK_WAIT_MAX_S)
     remote_open_per_min: int = Field(C.REMOTE_OPEN_PER_MIN, ge=0, le=C.REMOTE_OPEN_PER_MIN)
     remote_open_per_day: int = Field(C.REMOTE_OPEN_PER_DAY, ge=0, le=C.REMOTE_OPEN_PER_DAY)
+    remote_open_per_operator_day: int = Field(C.REMOTE_OPEN_PER_OPERATOR_DAY, ge=0,
+                                              le=C.REMOTE_OPEN_PER_OPERATOR_DAY)
+    linger_s: float = Field(0.05, ge=0, le=5)  # gather a burst into one batch before sending
+    catchup_per_s: float = Field(2000.0, gt=0)  # records/s sent while a backlog drains after an outage
 
     _check = field_validator("api_key")(classmethod(lambda cls, v: _secret(v)))
 
@@ -94,29 +114,108 @@ class LockerConfig(_Model):
         return self
 
 
+class BoardCompConfig(CompConfig):
+    lock: int | None = Field(None, ge=1, le=16)  # lock number on the board; default: the compartment number
+
+
+class BoardConfig(_Model):
+    """A plain RS-485 lock board run by the gateway as one locker (see boardlocker.py)."""
+
+    id: Id
+    port: str = Field(min_length=1)  # a device (/dev/ttyUSB0) or any pyserial URL
+    baud: int = Field(19200, ge=1200, le=115200)
+    addr: int = Field(0, ge=0, le=0x1F)
+    model: str = "kr-cu16"
+    secret: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    poll_s: float = Field(0.25, gt=0, le=10)
+    timeout_s: float = Field(0.3, gt=0, le=5)
+    comps: list[BoardCompConfig] = Field(min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _check(self):
+        from .lockboard_codec import MODELS
+        if self.model not in MODELS:
+            raise ValueError(f"board {self.id}: unknown model {self.model!r} (known: {', '.join(MODELS)})")
+        ns = [c.n for c in self.comps]
+        locks = [c.lock or c.n for c in self.comps]
+        if len(ns) != len(set(ns)) or len(locks) != len(set(locks)):
+            raise ValueError(f"board {self.id}: compartment or lock numbers repeat")
+        if max(locks) > 16:
+            raise ValueError(f"board {self.id}: a board has 16 locks")
+        return self
+
+
+class ScannerConfig(_Model):
+    port: str = Field(min_length=1)  # the scanner's CDC-ACM device, e.g. /dev/ttyACM0
+    baud: int = Field(9600, ge=1200, le=115200)
+
+
+class TerminalUser(_Model):
+    id: Id
+    name: str = Field(min_length=1, max_length=40)
+    role: Literal["courier", "agent"]
+    carrier: str = Field("", max_length=32)
+    pin_hash: str = Field(pattern=r"^pbkdf2_sha256\$[0-9]+\$[0-9a-f]+\$[0-9a-f]{64}$")
+
+
+class FeeRule(_Model):
+    first_kg_cents: int = Field(800, ge=0)
+    extra_kg_cents: int = Field(200, ge=0)
+    produce_discount_pct: int = Field(0, ge=0, le=100)
+
+
+class TerminalConfig(_Model):
+    """The station terminal: who may log in, who needs parcels brought home, how outbound is charged."""
+
+    users: list[TerminalUser] = []
+    assist_phones: list[Annotated[str, Field(pattern=r"^\+?[0-9]{5,20}$")]] = Field([], max_length=5000)
+    carriers: list[str] = ["中国邮政", "顺丰", "中通", "圆通", "申通", "韵达", "极兔", "京东"]
+    fees: dict[str, FeeRule] = {}
+    session_s: int = Field(1800, ge=60, le=86400)
+    consent_cache_s: int = Field(7 * 86400, ge=60)
+    # offline and not cached: "ask" lets the courier record that the recipient agreed by phone
+    consent_offline: Literal["ask", "refuse"] = "ask"
+
+
 class StationConfig(_Model):
     station: Id
     name: str = ""
     gateway: GatewayConfig = GatewayConfig()
     mqtt: MqttConfig
     cloud: CloudConfig
-    lockers: list[LockerConfig] = Field(min_length=1)
+    boards: list[BoardConfig] = Field(default_factory=list)
+    lockers: list[LockerConfig] = Field(default_factory=list)
+    scanner: ScannerConfig | None = None
+    terminal: TerminalConfig = TerminalConfig()
+
+    @field_validator("lockers")
+    @classmethod
+    def _some_locker(cls, v, info):
+        if not v and not info.data.get("boards"):
+            raise ValueError("a station needs at least one locker or lock board")
+        return v
 
     @model_validator(mode="after")
     def _unique_lockers(self):
-        ids = [lk.id for lk in self.lockers]
+        ids = [lk.id for lk in self.lockers] + [b.id for b in self.boards]
         if len(ids) != len(set(ids)):
             raise ValueError("locker ids repeat")
         if self.mqtt.username in ids:
             raise ValueError("the gateway's MQTT username must differ from every locker id")
+        users = [u.id for u in self.terminal.users]
+        if len(users) != len(set(users)):
+            raise ValueError("terminal user ids repeat")
         return self
 
-    def locker(self, locker_id: str) -> LockerConfig | None:
-        """The configured locker with this id, or None."""
-        for lk in self.lockers:
+    def locker(self, locker_id: str) -> LockerConfig | BoardConfig | None:
+        """The configured locker or lock board with this id, or None."""
+        for lk in [*self.lockers, *self.boards]:
             if lk.id == locker_id:
                 return lk
         return None
+
+    def all_lockers(self) -> list[LockerConfig | BoardConfig]:
+        return [*self.lockers, *self.boards]
 
 
 def parse_config(data: dict, base: Path | None = None) -> StationConfig:

@@ -58,7 +58,9 @@ INGEST_PATH = "/api/v1/gateway/ingest"
 INGEST_MAX_ITEMS = 500
 INGEST_MAX_BYTES = 1024 * 1024
 RESULT_DONE = ("applied", "duplicate", "rejected")
-GW_KINDS = ("parcel", "code")
+KIND_PARCEL, KIND_CODE, KIND_GW_TELE = "parcel", "code", "gw_tele"
+KIND_OUTBOUND, KIND_HANDOVER, KIND_FAULT_REPORT = "outbound", "handover", "fault_report"
+GW_KINDS = (KIND_PARCEL, KIND_CODE, KIND_GW_TELE, KIND_OUTBOUND, KIND_HANDOVER, KIND_FAULT_REPORT)
 LOCKER_KINDS = ("evt", "birth", "status", "tele")
 
 # cloud -> gateway downlink (§5.2, §5.3)
@@ -69,3 +71,14 @@ DOWNLINK_OPS = ("open", "disable", "enable", "code_sync", "rebirth", "fw_rollout
 DOWNLINK_ERRORS = ("expired", "rate_limited", "unknown_locker", "busy", "offline", "bad_command")
 REMOTE_OPEN_PER_MIN = 3
 REMOTE_OPEN_PER_DAY = 20
+REMOTE_OPEN_PER_OPERATOR_DAY = 10
+REMOTE_OPEN_PER_LOCKER_HOUR = 2
+# settings a `config` command may change, with their bounds (nothing that weakens a limit above)
+REMOTE_SETTABLE = {
+    "gateway.tele_s": (10.0, 3600.0),
+    "gateway.time_s": (60.0, 86400.0),
+    "cloud.catchup_per_s": (10.0, 100000.0),
+    "cloud.remote_open_per_min": (0, REMOTE_OPEN_PER_MIN),
+    "cloud.remote_open_per_day": (0, REMOTE_OPEN_PER_DAY),
+    "terminal.assist_phones": None,
+}

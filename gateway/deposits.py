@@ -61,7 +61,8 @@ class Deposits:
             raise NoCompartment(f"no free compartment of size {size} or larger")
         return best[1], best[2], best[3]
 
-    async def request(self, waybill: str, phone: str, carrier: str, size: str, locker: str | None = None) -> dict:
+    async def request(self, waybill: str, phone: str, carrier: str, size: str, locker: str | None = None, *,
+                      courier: str | None = None, consent: str | None = None) -> dict:
         """Open a free compartment for a parcel; returns {"ref","locker","c","size"}."""
         if size not in SIZE_RANK:
             raise NoCompartment(f"unknown size {size!r}")
@@ -72,6 +73,10 @@ class Deposits:
             now = time.time()
             body = {"ref": ref, "waybill": waybill, "carrier": carrier, "phone": phone, "locker": lk, "c": c,
                     "size": csize}
+            if courier:
+                body["courier"] = courier
+            if consent:
+                body["consent"] = consent  # how the recipient's consent to locker delivery is known
 
             def record(conn: sqlite3.Connection) -> None:
                 conn.execute("INSERT INTO parcels VALUES (?,?,?,?,?,?,?, 'opening', ?, ?)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
@@ -27,10 +28,23 @@ CREATE TABLE IF NOT EXISTS downlink (
     executed INTEGER NOT NULL, acked INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS downlink_open ON downlink (op, executed, at);
+CREATE TABLE IF NOT EXISTS remote_opens (at REAL NOT NULL, by TEXT NOT NULL, locker TEXT NOT NULL, c INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS remote_opens_at ON remote_opens (at);
+CREATE TABLE IF NOT EXISTS fw_offers (
+    version TEXT PRIMARY KEY, url TEXT NOT NULL, sha256 TEXT NOT NULL, lockers TEXT NOT NULL, at REAL NOT NULL
+);
 """
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_VERSION = re.compile(r"^[0-9A-Za-z.+-]{1,32}$")
+_PHONE = re.compile(r"^\+?[0-9]{5,20}$")
 KEEP_RESULTS = 10_000
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CODE = re.compile(r"^[0-9]{6}$")
+
+
+def apply_setting(cfg: StationConfig, key: str, value) -> None:
+    section, name = key.split(".")
+    setattr(getattr(cfg, section), name, value)
 
 
 class BadCommand(Exception):
@@ -142,8 +156,14 @@ class Downlink:
         exp = cmd.get("expires_at")
         if isinstance(exp, (int, float)) and not isinstance(exp, bool) and exp < now:
             raise BadCommand("expired")
-        if op not in C.DOWNLINK_OPS or op in ("fw_rollout", "config"):
-            raise BadCommand("bad_command")  # not served by this release
+        if op not in C.DOWNLINK_OPS:
+            raise BadCommand("bad_command")
+        if op == "config":
+            await self._config(cmd)
+            return
+        if op == "fw_rollout":
+            await self._fw_rollout(cmd)
+            return
         locker = cmd.get("locker")
         if not isinstance(locker, str) or locker not in self.link.lockers:
             raise BadCommand("unknown_locker")
@@ -162,8 +182,11 @@ class Downlink:
                 by, why = cmd.get("by"), cmd.get("why")
                 if not (isinstance(by, str) and by and isinstance(why, str) and why):
                     raise BadCommand("bad_command")
-                await self._open_allowed(now)
+                await self._open_allowed(now, by[:64], locker, c)
                 ack = await self.link.send_command(locker, "open", c=c, by=by[:64], why=why[:200])
+                if ack and ack.get("ok"):
+                    await self.outbox.run(lambda conn: conn.execute(
+                        "INSERT INTO remote_opens VALUES (?,?,?,?)", (now, by[:64], locker, c)))
             else:
                 ack = await self.link.send_command(locker, op, c=c)
         except (LockerOffline, CommandTimeout):
@@ -173,14 +196,61 @@ class Downlink:
         if not ack or not ack.get("ok"):
             raise BadCommand("busy" if (ack or {}).get("err") in ("busy", "full") else "bad_command")
 
-    async def _open_allowed(self, now: float) -> None:
-        c = self.cfg.cloud
-        minute, day = await self.outbox.query(lambda conn: conn.execute(
-            "SELECT SUM(at > ?), COUNT(*) FROM downlink WHERE op='open' AND executed=1 AND at > ?",
-            (now - 60, now - 86400)).fetchone())
-        if (minute or 0) >= c.remote_open_per_min or (day or 0) >= c.remote_open_per_day:
-            log.warning("remote open refused by the station's own limit (%s this minute, %s today)", minute, day)
+    async def _open_allowed(self, now: float, by: str, locker: str, c: int) -> None:
+        """The station's own ceiling on remote opens, whatever the cloud allowed: per station a minute and a
+        day, per operator a day, per compartment an hour."""
+        lim = self.cfg.cloud
+        minute, day, op_day, comp_hour = await self.outbox.query(lambda conn: conn.execute(
+            "SELECT SUM(at > ?), COUNT(*), SUM(by = ?), SUM(locker = ? AND c = ? AND at > ?) "
+            "FROM remote_opens WHERE at > ?", (now - 60, by, locker, c, now - 3600, now - 86400)).fetchone())
+        if ((minute or 0) >= lim.remote_open_per_min or (day or 0) >= lim.remote_open_per_day
+                or (op_day or 0) >= lim.remote_open_per_operator_day
+                or (comp_hour or 0) >= C.REMOTE_OPEN_PER_LOCKER_HOUR):
+            self.counters.inc("remote_open_refused")
+            log.warning("remote open of %s/%s by %s refused by the station's own limit (%s this minute, %s today, "
+                        "%s by this operator today, %s of this compartment this hour)", locker, c, by, minute, day,
+                        op_day, comp_hour)
             raise BadCommand("rate_limited")
+
+    async def _config(self, cmd: dict) -> None:
+        """Change one setting the gateway lists as remotely settable (const.REMOTE_SETTABLE), within its bounds."""
+        key, value = cmd.get("key"), cmd.get("value")
+        if key not in C.REMOTE_SETTABLE:
+            raise BadCommand("bad_command")
+        bounds = C.REMOTE_SETTABLE[key]
+        if bounds is None:
+            if not (isinstance(value, list) and len(value) <= 5000
+                    and all(isinstance(p, str) and _PHONE.match(p) for p in value)):
+                raise BadCommand("bad_command")
+        elif not (isinstance(value, (int, float)) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]):
+            raise BadCommand("bad_command")
+        apply_setting(self.cfg, key, value)
+        await self.outbox.run(lambda conn: conn.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (f"config:{key}", json.dumps(value))))
+        log.info("setting %s changed by the cloud", key)
+
+    async def load_overrides(self) -> None:
+        """Re-apply settings changed by `config` commands (call after the outbox is open)."""
+        rows = await self.outbox.query(lambda conn: conn.execute(
+            "SELECT key, value FROM meta WHERE key LIKE 'config:%'").fetchall())
+        for key, value in rows:
+            if key[7:] in C.REMOTE_SETTABLE:
+                apply_setting(self.cfg, key[7:], json.loads(value))
+
+    async def _fw_rollout(self, cmd: dict) -> None:
+        """Hold a firmware offer at the station; contract v1 has no locker-side OTA op, so it waits here."""
+        version, url, sha, lockers = cmd.get("version"), cmd.get("url"), cmd.get("sha256"), cmd.get("lockers")
+        if not (isinstance(version, str) and _VERSION.match(version) and isinstance(url, str)
+                and url.startswith("https://") and len(url) <= 500 and isinstance(sha, str) and _SHA.match(sha)
+                and isinstance(lockers, list) and lockers and all(isinstance(x, str) for x in lockers)):
+            raise BadCommand("bad_command")
+        if any(x not in self.link.lockers for x in lockers):
+            raise BadCommand("unknown_locker")
+        await self.outbox.run(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO fw_offers VALUES (?,?,?,?,?)", (version, url, sha, json.dumps(lockers),
+                                                                    time.time())))
+        self.counters.inc("fw_offers")
 
     async def _code_sync(self, cmd: dict, locker: str, comps: dict) -> None:
         phone, code, cs, exp_ts = cmd.get("phone"), cmd.get("code"), cmd.get("cs"), cmd.get("exp_ts")

@@ -10,7 +10,7 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 import aiomqtt
 
@@ -29,8 +29,9 @@ CREATE TABLE IF NOT EXISTS links (locker TEXT PRIMARY KEY, boot TEXT NOT NULL, a
 """
 MAX_PENDING_CMDS = 256
 MAX_INFLIGHT_EVENTS = 5000
-INCOMING_QUEUE_MAX = 20000
+INCOMING_QUEUE_MAX = 100_000
 REBIRTH_MIN_INTERVAL_S = 2.0
+PUBLISH_TIMEOUT_S = 3.0
 BIRTH_GRACE_S = 1.0
 
 
@@ -66,11 +67,35 @@ class LockerState:
     max_seq: int = 0
     committed: set[int] = field(default_factory=set)
     last_rebirth: float = 0.0
+    vault: int | None = None
 
     def view(self) -> dict:
         return {"id": self.id, "online": self.online, "boot": self.boot, "fw": self.fw,
                 "synced": self.birth_at is not None, "last_seen": self.last_seen,
                 "acked_seq": self.acked, "comps": [c.view() for c in sorted(self.comps.values(), key=lambda c: c.n)]}
+
+
+class _DropCounter(logging.Handler):
+    """Counts the messages aiomqtt discards when its incoming queue is full (it only logs them)."""
+
+    def __init__(self, counters: Counters) -> None:
+        super().__init__(logging.WARNING)
+        self.counters = counters
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Message queue is full"):
+            # the lockers re-send what was not eacked, so this costs time, not data
+            self.counters.inc("mqtt_incoming_dropped")
+
+
+class LocalLocker(Protocol):
+    """A locker the gateway runs itself (a lock board): commands are calls, eacks are calls."""
+
+    online: bool
+
+    async def command(self, op: str, fields: dict) -> dict: ...
+
+    def eack(self, boot: str, seq: int) -> None: ...
 
 
 EventHandler = Callable[[str, dict], Awaitable[None]]
@@ -86,7 +111,8 @@ class LockerLink:
         self.outbox = outbox
         self.counters = counters
         self.lockers = {lk.id: LockerState(lk.id, {c.n: Comp(c.n, c.size) for c in lk.comps})
-                        for lk in cfg.lockers}
+                        for lk in cfg.all_lockers()}
+        self.local: dict[str, LocalLocker] = {}
         self.event_handlers: list[EventHandler] = []
         self.birth_handlers: list[BirthHandler] = []
         self.connected = asyncio.Event()
@@ -95,7 +121,15 @@ class LockerLink:
         self._pending_locker: dict[str, str] = {}
         self._tasks: set[asyncio.Task] = set()
         self._links: dict[str, tuple[str, int]] = {}
-        self._inflight = asyncio.Semaphore(MAX_INFLIGHT_EVENTS)
+        self._inflight_n = 0
+        self._inflight_free = asyncio.Event()
+        # event types the handlers act on (None: all); the rest need no handler task
+        self.handled_types: set[str] | None = None
+        self._eack_flushers: set[str] = set()
+        # a logger of this link's own (not registered globally), so its drop counter dies with the link
+        self._mqtt_log = logging.Logger("jincun.gateway.mqtt")
+        self._mqtt_log.parent = log
+        self._mqtt_log.addHandler(_DropCounter(counters))
         outbox.add_schema(LINK_SCHEMA)
 
     # ---- lifecycle ----
@@ -109,7 +143,7 @@ class LockerLink:
         """Connect, subscribe and handle messages until cancelled; raises on a lost connection."""
         m = self.cfg.mqtt
         client = aiomqtt.Client(m.host, m.port, username=m.username, password=m.password,
-                                identifier=f"{self.station}-gateway", clean_session=False,
+                                identifier=f"{self.station}-gateway", clean_session=False, logger=self._mqtt_log,
                                 max_queued_incoming_messages=INCOMING_QUEUE_MAX, keepalive=30)
         try:
             async with client:
@@ -129,7 +163,8 @@ class LockerLink:
                     fut.set_exception(LockerOffline("gateway lost the station broker"))
             for lk in self.lockers.values():
                 # without the broker the gateway cannot know; the retained status re-arms it on reconnect
-                lk.online = False
+                if lk.id not in self.local:
+                    lk.online = False
 
     async def drain(self, timeout: float = 2.0) -> None:
         """Let the background work started by messages finish, then cancel what is left.
@@ -180,7 +215,23 @@ class LockerLink:
                 await self._quarantine(ls, payload)
             return
         ls.last_seen = time.time()
+        if t.kind == "evt":
+            # stored as received: the locker's own bytes go to the cloud, and nothing is encoded again
+            await self._on_evt(ls, body, raw=payload.decode("utf-8"))
+            return
         await getattr(self, f"_on_{t.kind}")(ls, body)
+
+    async def handle_local(self, locker: str, kind: str, body: dict) -> None:
+        """A message from a locker the gateway runs itself, checked like one that came over MQTT."""
+        ls = self.lockers[locker]
+        try:
+            body = protocol.decode(kind, json.dumps(body, separators=(",", ":")).encode())
+        except ProtocolError as exc:
+            self.counters.inc("rejected_payloads")
+            log.error("local locker %s made a bad %s: %s", locker, kind, exc)
+            return
+        ls.last_seen = time.time()
+        await getattr(self, f"_on_{kind}")(ls, body)
 
     def _set_ev_boot(self, ls: LockerState, boot: str, guess_acked: int) -> None:
         stored = self._links.get(ls.id)
@@ -206,7 +257,7 @@ class LockerLink:
         self.counters.inc("quarantined_events")
         await self._on_evt(ls, obj, valid=False)
 
-    async def _on_evt(self, ls: LockerState, evt: dict, valid: bool = True) -> None:
+    async def _on_evt(self, ls: LockerState, evt: dict, valid: bool = True, raw: str | None = None) -> None:
         boot, seq = evt["boot"], evt["seq"]
         if boot != ls.ev_boot:
             # a locker re-sends its oldest unacked event first, so one seen without a birth starts there
@@ -215,7 +266,9 @@ class LockerLink:
                 self._rebirth(ls, "events from a boot without a birth")
         if seq <= ls.acked:
             self.counters.inc("evt_duplicates")
-            self._spawn(self._publish_eack(ls.id, boot, ls.acked), "eack")
+            saved = self._links.get(ls.id)
+            if saved and saved[0] == boot:
+                self._spawn(self._publish_eack(ls.id, boot, saved[1]), "eack")
             return
         if seq > max(ls.max_seq, ls.acked) + 1:
             self.counters.inc("seq_gaps")
@@ -223,44 +276,71 @@ class LockerLink:
             self._rebirth(ls, "seq gap")
         ls.max_seq = max(ls.max_seq, seq)
         try:
-            fut = self.outbox.submit(Record(src=ls.id, kind="evt", body=evt, boot=boot, seq=seq))
+            fut = self.outbox.submit(Record(src=ls.id, kind="evt", body=evt, boot=boot, seq=seq, raw=raw))
         except OutboxError as exc:
             # not acked, so the locker keeps it in flash and re-sends
             self.counters.inc("evt_not_stored")
             log.error("event %s/%s/%s refused: %s", ls.id, boot, seq, exc)
             return
-        await self._inflight.acquire()
-        self._spawn(self._after_evt(ls, evt, fut, valid), "event commit")
+        while self._inflight_n >= MAX_INFLIGHT_EVENTS:
+            # back-pressure: stop taking messages; the broker queues them meanwhile
+            self._inflight_free.clear()
+            await self._inflight_free.wait()
+        self._inflight_n += 1
+        fut.add_done_callback(lambda f: self._evt_done(ls, evt, valid, f))
 
-    async def _after_evt(self, ls: LockerState, evt: dict, fut: asyncio.Future, valid: bool = True) -> None:
+    def _evt_done(self, ls: LockerState, evt: dict, valid: bool, fut: asyncio.Future) -> None:
+        """The event's commit finished: apply it, advance the eack watermark, call the handlers.
+
+        A done-callback rather than a task per event: at thousands of events a second the task
+        machinery was most of the gateway's CPU.
+        """
+        self._inflight_n -= 1
+        if self._inflight_n < MAX_INFLIGHT_EVENTS:
+            self._inflight_free.set()
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self.counters.inc("evt_not_stored")
+            log.error("event %s/%s/%s not stored, locker will re-send: %s", ls.id, evt["boot"], evt["seq"], exc)
+            return
+        boot, seq = evt["boot"], evt["seq"]
+        new = fut.result() and valid
+        if new:
+            self._apply(ls, evt)
+        else:
+            self.counters.inc("evt_duplicates")
+        if ls.ev_boot == boot and seq > ls.acked:
+            ls.committed.add(seq)
+            hi = ls.acked
+            while hi + 1 in ls.committed:
+                hi += 1
+                ls.committed.discard(hi)
+            if hi > ls.acked:
+                ls.acked = hi
+                self._kick_eack(ls)
+        if new and (self.handled_types is None or evt["type"] in self.handled_types):
+            for h in self.event_handlers:
+                self._spawn(h(ls.id, evt), f"event handler for {evt['type']}")
+
+    def _kick_eack(self, ls: LockerState) -> None:
+        # one watermark write and one eack per locker per commit group, not per event: under load the
+        # flusher finds many events acked at once
+        if ls.id not in self._eack_flushers:
+            self._eack_flushers.add(ls.id)
+            self._spawn(self._flush_eacks(ls), "eack")
+
+    async def _flush_eacks(self, ls: LockerState) -> None:
         try:
-            try:
-                new = await fut
-            except OutboxError as exc:
-                self.counters.inc("evt_not_stored")
-                log.error("event %s/%s/%s not stored, locker will re-send: %s", ls.id, evt["boot"], evt["seq"], exc)
-                return
-            boot, seq = evt["boot"], evt["seq"]
-            new = new and valid
-            if new:
-                self._apply(ls, evt)
-            else:
-                self.counters.inc("evt_duplicates")
-            if ls.ev_boot == boot and seq > ls.acked:
-                ls.committed.add(seq)
-                hi = ls.acked
-                while hi + 1 in ls.committed:
-                    hi += 1
-                    ls.committed.discard(hi)
-                if hi > ls.acked:
-                    ls.acked = hi
-                    await self._save_link(ls.id, boot, hi)
-                    await self._publish_eack(ls.id, boot, hi)
-            if new:
-                for h in self.event_handlers:
-                    self._spawn(h(ls.id, evt), f"event handler for {evt['type']}")
+            while True:
+                boot, hi = ls.ev_boot, ls.acked
+                if boot is None or self._links.get(ls.id) == (boot, hi):
+                    return
+                await self._save_link(ls.id, boot, hi)
+                await self._publish_eack(ls.id, boot, hi)
         finally:
-            self._inflight.release()
+            self._eack_flushers.discard(ls.id)
 
     async def _save_link(self, locker: str, boot: str, acked: int) -> None:
         # persisted before the eack goes out, so a restarted gateway never waits for events the locker deleted
@@ -284,11 +364,14 @@ class LockerLink:
             comp.st, comp.occ, comp.ref = "empty", False, None
         elif t == "state":
             comp.st = evt["st"]
+        elif t == "alarm" and evt["kind"] == "lock_jam":
+            comp.st = "fault"  # the controller takes a jammed compartment out of service itself
 
     async def _on_birth(self, ls: LockerState, b: dict) -> None:
         ls.online = True
         ls.boot = b["boot"]
         ls.fw = b["fw"]
+        ls.vault = b.get("vault")
         ls.birth_at = time.time()
         for c in b["comps"]:
             comp = ls.comps.get(c["n"])
@@ -376,11 +459,17 @@ class LockerLink:
         if client is None:
             raise LockerOffline("gateway is not connected to the station broker")
         try:
-            await client.publish(protocol.build_topic(self.station, locker, kind), payload, qos=1)
+            # a short wait: a publish caught in a broker restart must not hold the eack flusher for long
+            await client.publish(protocol.build_topic(self.station, locker, kind), payload, qos=1,
+                                 timeout=PUBLISH_TIMEOUT_S)
         except aiomqtt.MqttError as exc:
             raise LockerOffline(f"publish failed: {exc}") from exc
 
     async def _publish_eack(self, locker: str, boot: str, seq: int) -> None:
+        local = self.local.get(locker)
+        if local is not None:
+            local.eack(boot, seq)
+            return
         try:
             await self._publish(locker, "eack", protocol.encode_eack(boot, seq))
             self.counters.inc("eacks_sent")
@@ -400,6 +489,11 @@ class LockerLink:
             raise LockerError("too many commands waiting for acks")
         cmd_id = "g" + secrets.token_hex(8)
         payload = protocol.encode_cmd(cmd_id, op, **fields)
+        local = self.local.get(locker)
+        if local is not None:
+            self.counters.inc("cmds_sent")
+            ack = {"v": 1, "id": cmd_id, **await local.command(op, fields)}
+            return ack if wait else None
         if not wait:
             await self._publish(locker, "cmd", payload)
             return None

@@ -50,6 +50,7 @@ class Record:
     rx: float = field(default_factory=time.time)
     id: int | None = None
     auto: bool = False
+    raw: str | None = None  # the stored JSON of body, when read without decoding
 
     def __post_init__(self) -> None:
         if self.seq is None:
@@ -259,6 +260,10 @@ class Outbox:
         self._enforce_bounds(conn)
         conn.execute("COMMIT")
 
+    def insert_in_tx(self, conn: sqlite3.Connection, rec: Record) -> bool:
+        """Store a record inside a transaction run by run(); False if its key is already held."""
+        return self._insert(conn, rec)
+
     def _insert(self, conn: sqlite3.Connection, rec: Record) -> bool:
         if rec.auto:
             # numbered inside the transaction, so a rolled-back attempt never leaves a gap or a reuse
@@ -268,7 +273,7 @@ class Outbox:
         cur = conn.execute(
             "INSERT OR IGNORE INTO outbox (src, boot, seq, kind, rx, body) VALUES (?,?,?,?,?,?)",
             (rec.src, rec.boot, rec.seq, rec.kind, rec.rx,
-             json.dumps(rec.body, separators=(",", ":"), ensure_ascii=False)))
+             rec.raw if rec.raw is not None else json.dumps(rec.body, separators=(",", ":"), ensure_ascii=False)))
         if cur.rowcount == 0:
             self.counters.inc("outbox_duplicates")
             return False
@@ -326,11 +331,15 @@ class Outbox:
 
     # ---- reads and acks ----
 
-    async def read_batch(self, limit: int, max_bytes: int = C.INGEST_MAX_BYTES) -> list[Record]:
-        """The oldest records in order, at most `limit` of them and about `max_bytes` of JSON."""
-        return await self._call(self._read_sync, limit, max_bytes)
+    async def read_batch(self, limit: int, max_bytes: int = C.INGEST_MAX_BYTES, *, decode: bool = True
+                         ) -> list[Record]:
+        """The oldest records in order, at most `limit` of them and about `max_bytes` of JSON.
 
-    def _read_sync(self, limit: int, max_bytes: int) -> list[Record]:
+        decode=False leaves body None and the stored JSON in raw, for the uplink to send as it is.
+        """
+        return await self._call(self._read_sync, limit, max_bytes, decode)
+
+    def _read_sync(self, limit: int, max_bytes: int, decode: bool = True) -> list[Record]:
         assert self._conn is not None
         out: list[Record] = []
         size = 0
@@ -339,7 +348,8 @@ class Outbox:
             size += len(body) + 100
             if out and size > max_bytes:
                 break
-            out.append(Record(src=src, kind=kind, body=json.loads(body), boot=boot, seq=seq, rx=rx, id=rid))
+            out.append(Record(src=src, kind=kind, body=json.loads(body) if decode else None, boot=boot, seq=seq,
+                              rx=rx, id=rid, raw=None if decode else body))
         return out
 
     async def delete(self, ids: list[int]) -> int:

@@ -23,3 +23,25 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+class PortPool:
+    """Listening ports handed out below the kernel's ephemeral range, so that none of the thousands of
+    outgoing connections of a county run can take a port before its server binds it."""
+
+    LOW, HIGH = 10000, 32000
+
+    def __init__(self, seed: int | None = None) -> None:
+        import random
+        self.next = random.Random(seed).randrange(self.LOW, self.HIGH - 5000)
+
+    def take(self) -> int:
+        while self.next < self.HIGH:
+            port, self.next = self.next, self.next + 1
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+        raise OSError("no free listening port left below the ephemeral range")

@@ -34,7 +34,8 @@ def free_port() -> int:
 
 
 def make_config(tmp_path: Path, mqtt_port: int = 1883, cloud_url: str = "http://127.0.0.1:9", *,
-                extra_locker: bool = False, cloud: dict | None = None, **gateway) -> StationConfig:
+                extra_locker: bool = False, cloud: dict | None = None, top: dict | None = None,
+                **gateway) -> StationConfig:
     data = {
         "station": STATION, "name": "示例村服务站",
         "gateway": {"db": str(tmp_path / "gateway.db"), "http": {"port": 0}, "cmd_timeout_s": 3.0, **gateway},
@@ -48,6 +49,7 @@ def make_config(tmp_path: Path, mqtt_port: int = 1883, cloud_url: str = "http://
              "comps": [{"n": 1, "size": "M"}]},
         ] + ([{"id": "l3", "secret": SECRET_L2, "mqtt_password": "l3-pass-1234", "comps": [{"n": 1, "size": "M"}]}]
              if extra_locker else []),
+        **(top or {}),
     }
     return parse_config(data)
 
@@ -189,9 +191,10 @@ def lockers():
 class RunningGateway:
     """gateway.app.run() in a task of the test's event loop, stopped by the fixture."""
 
-    def __init__(self, cfg, transport=None):
+    def __init__(self, cfg, transport=None, consent=None):
         self.cfg = cfg
         self.transport = transport
+        self.consent = consent
         self.stop = asyncio.Event()
         self.gw = None
         self.task = None
@@ -200,7 +203,7 @@ class RunningGateway:
         from gateway.app import run
         self.stop = asyncio.Event()
         ready = asyncio.get_running_loop().create_future()
-        self.task = asyncio.create_task(run(self.cfg, transport=self.transport, stop=self.stop,
+        self.task = asyncio.create_task(run(self.cfg, transport=self.transport, stop=self.stop, consent=self.consent,
                                             started=lambda gw: ready.set_result(gw)))
         done, _ = await asyncio.wait([ready, self.task], timeout=10, return_when=asyncio.FIRST_COMPLETED)
         if self.task in done:

@@ -114,3 +114,56 @@ async def test_cloud_commands_are_checked_executed_once_and_acked(station, locke
         await rg.close()
         server.should_exit = True
         await asyncio.wait_for(srv, 10)
+
+
+async def test_mass_remote_open_is_impossible_and_config_is_bounded(station, lockers, tmp_path):
+    cfg0, broker = station
+    q = CommandQueue()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(q.app, host="127.0.0.1", port=port, log_level="warning"))
+    srv = asyncio.create_task(server.serve())
+    await until(lambda: server.started)
+    cfg = make_config(tmp_path, broker.port, cloud_url=f"http://127.0.0.1:{port}", cloud={"downlink_wait_s": 2})
+    rg = RunningGateway(cfg)
+    gw = await rg.start()
+    try:
+        l1 = lockers(broker.port, "l1").connect()
+        l1.online()
+        l1.birth()
+        await until(lambda: gw.link.lockers["l1"].birth_at)
+        # a compromised cloud queues an open of every compartment by many operators at once
+        ids = []
+        for i in range(60):
+            ids.append(f"m-{i}")
+            q.add(f"m-{i}", "open", locker="l1", c=1 + i % 3, by=f"ops-{i % 7}", why="mass open")
+        await until(lambda: all(k in q.acks for k in ids), timeout=20, what="every mass-open command acked")
+        opened = [c for c in l1.cmds if c["op"] == "open"]
+        assert len(opened) == 3, "at most three remote opens a minute, whatever the cloud sends"
+        assert sum(1 for k in ids if q.acks[k][0]["ok"]) == 3
+        assert {q.acks[k][0].get("err") for k in ids if not q.acks[k][0]["ok"]} == {"rate_limited"}
+        assert gw.counters["remote_open_refused"] == 57
+
+        # a setting the gateway lists as remotely settable changes within bounds; anything else is refused
+        q.add("s-1", "config", key="gateway.tele_s", value=30)
+        q.add("s-2", "config", key="cloud.remote_open_per_min", value=50)
+        q.add("s-3", "config", key="mqtt.password", value="x" * 12)
+        q.add("s-4", "config", key="terminal.assist_phones", value=["13700000007"])
+        q.add("f-1", "fw_rollout", version="0.2.0", url="https://fw.example.cn/0.2.0.bin", sha256="ab" * 32,
+              lockers=["l1"])
+        q.add("f-2", "fw_rollout", version="0.2.1", url="https://fw.example.cn/0.2.1.bin", sha256="ab" * 32,
+              lockers=["l1", "l7"])
+        await until(lambda: all(k in q.acks for k in ("s-1", "s-2", "s-3", "s-4", "f-1", "f-2")), timeout=10)
+        err = {k: q.acks[k][0].get("err") for k in ("s-1", "s-2", "s-3", "s-4", "f-1", "f-2")}
+        assert err == {"s-1": None, "s-2": "bad_command", "s-3": "bad_command", "s-4": None, "f-1": None,
+                       "f-2": "unknown_locker"}
+        assert gw.cfg.gateway.tele_s == 30 and gw.cfg.cloud.remote_open_per_min == 3
+        assert gw.cfg.terminal.assist_phones == ["13700000007"]
+        await rg.close()
+        rg.cfg = make_config(tmp_path, broker.port, cloud_url=f"http://127.0.0.1:{port}",
+                             cloud={"downlink_wait_s": 2})
+        gw = await rg.start()
+        assert gw.cfg.gateway.tele_s == 30, "a remote setting survives a restart"
+    finally:
+        await rg.close()
+        server.should_exit = True
+        await asyncio.wait_for(srv, 10)

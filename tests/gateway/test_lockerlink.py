@@ -54,7 +54,7 @@ async def test_events_stored_once_and_acked_cumulatively(gateway, lockers):
 
 async def test_eack_only_after_the_event_is_durable(station, lockers, tmp_path):
     cfg0, broker = station
-    cfg = make_config(tmp_path, broker.port, outbox={"max_db_mb": 0.07, "retry_s": 0.05})
+    cfg = make_config(tmp_path, broker.port, outbox={"max_db_mb": 0.09, "retry_s": 0.05})
     rg = RunningGateway(cfg)
     gw = await rg.start()
     try:

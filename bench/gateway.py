@@ -1,0 +1,368 @@
+"""jincun bench gateway: lockers -> real Mosquitto -> gateway (own process) -> durable outbox -> counting sink.
+
+Simulated lockers are plain paho clients in worker processes, publishing events at a stepped rate. The
+sink is an ingest endpoint that records every (locker, boot, seq). The last line printed is one JSON
+object: max_zero_loss_rate, cpu_s_per_1k, p99_ms, lost, duplicates, steps, and (with --day) the drain
+of a day's backlog buffered with the uplink down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+STATION = "bench-01"
+REPO = Path(__file__).resolve().parents[1]
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+class Sink:
+    """The cloud's ingest as a counter: every (src, boot, seq) it is sent, how often, and in what order."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple, int] = {}
+        self.order_ok = True
+        self.last: dict[str, tuple] = {}
+        self.items = 0
+        self.down = False
+        self.lock = threading.Lock()
+        sink = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):  # downlink long-poll: nothing for this station
+                time.sleep(1)
+                self._send(200, {"commands": [], "cursor": 0})
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(n))
+                if sink.down:
+                    self._send(503, {"error": "down"})
+                    return
+                results = []
+                with sink.lock:
+                    for it in body.get("items", []):
+                        key = (it["src"], it["boot"], it["seq"])
+                        if it["kind"] == "evt":
+                            prev = sink.last.get(it["src"])
+                            if prev is not None and prev[0] == it["boot"] and it["seq"] <= prev[1] \
+                                    and key not in sink.seen:
+                                sink.order_ok = False
+                            sink.last[it["src"]] = (it["boot"], it["seq"])
+                        dup = key in sink.seen
+                        sink.seen[key] = sink.seen.get(key, 0) + 1
+                        sink.items += 1
+                        results.append({"src": key[0], "boot": key[1], "seq": key[2],
+                                        "status": "duplicate" if dup else "applied"})
+                self._send(200, {"batch": body.get("batch"), "results": results})
+
+            def _send(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def evt_keys(self) -> dict[tuple, int]:
+        with self.lock:
+            return {k: v for k, v in self.seen.items() if k[0] != "gw" and isinstance(k[2], int) and k[1] != "x"}
+
+
+def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq: dict, out: mp.Queue) -> None:
+    """Worker process: each locker publishes its events at rate/len(lockers) per second, QoS 1."""
+    import paho.mqtt.client as mqtt
+    per = rate / len(lockers)
+    sent_at: dict[tuple, float] = {}
+    lat: list[float] = []
+    lock = threading.Lock()
+    clients = []
+    for lk in lockers:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{STATION}-{lk}")
+        c.username_pw_set(lk, f"{lk}-bench-pass")
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(0)
+
+        def on_msg(client, userdata, msg, lk=lk):
+            e = json.loads(msg.payload)
+            now = time.monotonic()
+            with lock:
+                for s in range(userdata["eacked"] + 1, e["seq"] + 1):
+                    t0 = sent_at.pop((lk, s), None)
+                    if t0 is not None:
+                        lat.append((now - t0) * 1000)
+                userdata["eacked"] = max(userdata["eacked"], e["seq"])
+        c.user_data_set({"eacked": boot_seq[lk][1]})
+        c.on_message = on_msg
+        c.connect("127.0.0.1", port, keepalive=30)
+        c.subscribe(f"jc/v1/{STATION}/{lk}/eack", qos=1)
+        c.loop_start()
+        clients.append((lk, c))
+    time.sleep(0.3)
+    seqs = {lk: boot_seq[lk][1] for lk in lockers}
+    infos: dict = {}
+    start = time.monotonic()
+    n = 0
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if now - start >= secs:
+            break
+        due = int((now - start) * per) + 1
+        while n < due:
+            n += 1
+            for lk, c in clients:
+                seqs[lk] += 1
+                s = seqs[lk]
+                body = json.dumps({"v": 1, "boot": boot_seq[lk][0], "seq": s, "ts": int(time.time()),
+                                   "mono": s, "type": "door", "c": 1, "open": s % 2 == 0}, separators=(",", ":"))
+                with lock:
+                    sent_at[(lk, s)] = time.monotonic()
+                infos[lk] = c.publish(f"jc/v1/{STATION}/{lk}/evt", body, qos=1)
+                sent += 1
+        time.sleep(0.002)
+    elapsed = time.monotonic() - start
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with lock:
+            if not sent_at:
+                break
+        time.sleep(0.1)
+    # every publish handed to the broker (PUBACK) before disconnecting, which would discard paho's queue
+    unpublished = 0
+    for lk, info in infos.items():
+        try:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        except (RuntimeError, ValueError):
+            pass
+        unpublished += not info.is_published()
+    for _, c in clients:
+        c.disconnect()
+        c.loop_stop()
+    with lock:
+        out.put({"sent": sent, "elapsed": elapsed, "lat": lat, "unacked": len(sent_at), "seqs": seqs,
+                 "unpublished_clients": unpublished})
+
+
+def proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / CLK
+
+
+class Bench:
+    def __init__(self, work: Path, lockers: int, profile: str | None = None) -> None:
+        self.work = work
+        self.ids = [f"l{i}" for i in range(1, lockers + 1)]
+        self.boot_seq = {lk: (secrets.token_hex(4), 0) for lk in self.ids}
+        self.sink = Sink()
+        self.mqtt_port = free_port()
+        self.http_port = free_port()
+        self.cfg_path = work / "station.json"
+        self.cfg_path.write_text(json.dumps({
+            "station": STATION,
+            "gateway": {"db": str(work / "gw.db"), "http": {"port": self.http_port}, "tele_s": 5,
+                        "outbox": {"max_rows": 3_000_000, "max_db_mb": 4096}},
+            "mqtt": {"host": "127.0.0.1", "port": self.mqtt_port, "username": "gateway", "password": "gw-bench-pass"},
+            "cloud": {"url": f"http://127.0.0.1:{self.sink.port}", "api_key": "bench-station-key", "poll_s": 0.05,
+                      "backoff_min_s": 0.05, "backoff_max_s": 1.0, "catchup_per_s": 100000, "downlink": False},
+            "lockers": [{"id": lk, "secret": "00" * 32, "mqtt_password": f"{lk}-bench-pass",
+                         "comps": [{"n": 1, "size": "M"}]} for lk in self.ids],
+        }))
+        from gateway.broker import write_broker_config
+        from gateway.config import load_config
+        conf = write_broker_config(load_config(self.cfg_path), work / "broker", run_as=None)
+        if os.geteuid() == 0:
+            import pwd
+            text = conf.read_text().replace("persistence true", f"user {pwd.getpwuid(0).pw_name}\npersistence true")
+            conf.write_text(text)
+        self.broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+        wait_port(self.mqtt_port)
+        prof = ["-m", "cProfile", "-o", profile] if profile else []
+        self.gw = subprocess.Popen([sys.executable, *prof, "-m", "gateway", str(self.cfg_path)], cwd=REPO,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.http_port, 30)
+        time.sleep(1.0)
+
+    def run_step(self, rate: float, secs: float, procs: int) -> dict:
+        before = set(self.sink.evt_keys())
+        cpu0 = proc_cpu(self.gw.pid)
+        q: mp.Queue = mp.Queue()
+        groups = [self.ids[i::procs] for i in range(procs)]
+        ps = [mp.Process(target=publisher, args=(self.mqtt_port, g, rate * len(g) / len(self.ids), secs,
+                                                 self.boot_seq, q)) for g in groups]
+        for p in ps:
+            p.start()
+        res = [q.get(timeout=secs + 120) for _ in ps]
+        for p in ps:
+            p.join(10)
+        sent = sum(r["sent"] for r in res)
+        for r in res:
+            for lk, s in r["seqs"].items():
+                self.boot_seq[lk] = (self.boot_seq[lk][0], s)
+        want = {(lk, self.boot_seq[lk][0], s) for lk in self.ids for s in range(1, self.boot_seq[lk][1] + 1)}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            got = self.sink.evt_keys()
+            if want <= set(got):
+                break
+            time.sleep(0.2)
+        cpu = proc_cpu(self.gw.pid) - cpu0
+        got = self.sink.evt_keys()
+        new = set(got) - before
+        lost = len(want - set(got))
+        dups = sum(got[k] - 1 for k in new)
+        lat = sorted(x for r in res for x in r["lat"])
+        p99 = lat[int(len(lat) * 0.99) - 1] if lat else None
+        elapsed = max(r["elapsed"] for r in res)
+        gw = self.gateway_counters()
+        return {"rate": rate, "sent": sent, "achieved": round(sent / elapsed), "lost": lost, "duplicates": dups,
+                "publisher_backlog_left": sum(r["unpublished_clients"] for r in res), "gateway": gw,
+                "cpu_s_per_1k": round(cpu / max(1, sent) * 1000, 4), "p99_ms": round(p99, 1) if p99 else None,
+                "order_ok": self.sink.order_ok}
+
+    def gateway_counters(self) -> dict:
+        """The gateway's own count of what it could not take (from /health)."""
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health", timeout=5) as r:
+                c = json.loads(r.read())["counters"]
+        except (OSError, ValueError, KeyError) as exc:
+            return {"error": str(exc)}
+        return {k: c.get(k, 0) for k in ("mqtt_incoming_dropped", "seq_gaps", "evt_not_stored", "dropped_events")}
+
+    def day(self, events: int, rate: float, procs: int) -> dict:
+        """Buffer `events` with the uplink down, then bring it up and time the drain."""
+        self.sink.down = True
+        step = self.run_step_down(events, rate, procs)
+        self.sink.down = False
+        t0 = time.monotonic()
+        want = {(lk, self.boot_seq[lk][0], s) for lk in self.ids for s in range(1, self.boot_seq[lk][1] + 1)}
+        last, last_change = -1, t0
+        while time.monotonic() - t0 < 3600 and time.monotonic() - last_change < 60:
+            n = len(self.sink.evt_keys())
+            if want <= set(self.sink.evt_keys()):
+                break
+            if n != last:
+                last, last_change = n, time.monotonic()
+            time.sleep(0.5)
+        drain = time.monotonic() - t0
+        got = self.sink.evt_keys()
+        return {"events": step["sent"], "buffer_rate": step["achieved"], "drain_s": round(drain, 1),
+                "drain_rate": round(step["sent"] / drain), "lost": len(want - set(got)),
+                "duplicates": sum(v - 1 for v in got.values()), "in_order": self.sink.order_ok}
+
+    def run_step_down(self, events: int, rate: float, procs: int) -> dict:
+        secs = events / rate
+        q: mp.Queue = mp.Queue()
+        groups = [self.ids[i::procs] for i in range(procs)]
+        ps = [mp.Process(target=publisher, args=(self.mqtt_port, g, rate * len(g) / len(self.ids), secs,
+                                                 self.boot_seq, q)) for g in groups]
+        for p in ps:
+            p.start()
+        res = [q.get(timeout=secs + 300) for _ in ps]
+        for p in ps:
+            p.join(10)
+        for r in res:
+            for lk, s in r["seqs"].items():
+                self.boot_seq[lk] = (self.boot_seq[lk][0], s)
+        elapsed = max(r["elapsed"] for r in res)
+        sent = sum(r["sent"] for r in res)
+        return {"sent": sent, "achieved": round(sent / elapsed)}
+
+    def close(self) -> None:
+        for p in (self.gw, self.broker):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        self.sink.server.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="jincun bench gateway", description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="1000,2000,4000,6000,8000,10000", help="events/s steps")
+    ap.add_argument("--hold", type=float, default=20.0, help="seconds per step")
+    ap.add_argument("--lockers", type=int, default=16)
+    ap.add_argument("--procs", type=int, default=2, help="publisher processes")
+    ap.add_argument("--day", type=int, default=1_000_000,
+                    help="then buffer this many events with the uplink down and time the drain (0: skip)")
+    ap.add_argument("--day-rate", type=float, default=3000)
+    ap.add_argument("--keep-up-ms", type=float, default=1000.0,
+                    help="a step is held only if p99 publish-to-durable stays under this")
+    ap.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, stats into FILE")
+    args = ap.parse_args(argv)
+    if not shutil.which("mosquitto"):
+        print("mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the broker and gateway are stopped too
+    work = Path(tempfile.mkdtemp(prefix="jc-bench-"))
+    bench = Bench(work, args.lockers, args.profile)
+    steps = []
+    try:
+        for rate in [float(r) for r in args.rates.split(",")]:
+            st = bench.run_step(rate, args.hold, args.procs)
+            st["kept_up"] = st["p99_ms"] is not None and st["p99_ms"] <= args.keep_up_ms
+            steps.append(st)
+            print(json.dumps(st), flush=True)
+            if st["lost"] or st["duplicates"] or st["achieved"] < rate * 0.95:
+                break
+        clean = [s for s in steps if not s["lost"] and not s["duplicates"] and s["achieved"] >= s["rate"] * 0.95]
+        # "held" means the gateway kept pace: a rate it only survives by queueing in the broker is not held
+        ok = [s for s in clean if s["kept_up"]]
+        best = ok[-1] if ok else steps[0]
+        out = {"max_zero_loss_rate": best["rate"] if ok else 0, "cpu_s_per_1k": best["cpu_s_per_1k"],
+               "p99_ms": best["p99_ms"], "lost": sum(s["lost"] for s in steps),
+               "duplicates": sum(s["duplicates"] for s in steps),
+               "max_buffered_rate": clean[-1]["rate"] if clean else 0, "steps": steps}
+        if args.day:
+            out["day"] = bench.day(args.day, args.day_rate, args.procs)
+            out["lost"] += out["day"]["lost"]
+        print(json.dumps(out), flush=True)
+        return 0
+    finally:
+        bench.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+#!/bin/sh
+# Install the jincun station gateway on Raspberry Pi OS (Debian bookworm): packages, a service user,
+# a virtualenv, the station's Mosquitto config and two systemd units. Run as root from a checkout:
+#   sudo gateway/deploy/install.sh /path/to/station.json
+# Re-running it upgrades the code and rewrites the broker config; the outbox database is kept.
+set -eu
+
+STATION_JSON=${1:?usage: install.sh /path/to/station.json}
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+PREFIX=/opt/jincun
+ETC=/etc/jincun
+VAR=/var/lib/jincun
+
+[ "$(id -u)" -eq 0 ] || { echo "run as root (sudo)" >&2; exit 1; }
+
+apt-get update -q
+apt-get install -y -q mosquitto python3 python3-venv logrotate
+
+id jincun >/dev/null 2>&1 || useradd --system --home-dir "$VAR" --shell /usr/sbin/nologin jincun
+usermod -a -G dialout jincun
+
+install -d -m 0755 "$PREFIX" "$ETC"
+install -d -m 0750 -o jincun -g jincun "$VAR"
+rm -rf "$PREFIX/src.new"
+cp -a "$SRC" "$PREFIX/src.new"
+rm -rf "$PREFIX/src" && mv "$PREFIX/src.new" "$PREFIX/src"
+[ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
+"$PREFIX/venv/bin/pip" install -q --upgrade pip
+"$PREFIX/venv/bin/pip" install -q "$PREFIX/src"
+
+install -m 0640 -o root -g jincun "$STATION_JSON" "$ETC/station.json"
+# the gateway's outbox lives under /var/lib/jincun whatever the config says about a relative path
+cd "$VAR"
+"$PREFIX/venv/bin/jincun" gateway init --config "$ETC/station.json" --out "$ETC/mosquitto"
+chown -R mosquitto:mosquitto "$ETC/mosquitto"
+chmod 0750 "$ETC/mosquitto"
+
+install -m 0644 "$SRC/gateway/deploy/jincun-mosquitto.service" /etc/systemd/system/
+install -m 0644 "$SRC/gateway/deploy/jincun-gateway.service" /etc/systemd/system/
+install -m 0644 "$SRC/gateway/deploy/jincun-mosquitto.logrotate" /etc/logrotate.d/jincun-mosquitto
+
+# the distribution's broker would hold port 1883; the station runs its own
+systemctl disable --now mosquitto.service 2>/dev/null || true
+systemctl daemon-reload
+systemctl enable --now jincun-mosquitto.service
+systemctl enable --now jincun-gateway.service
+systemctl restart jincun-mosquitto.service jincun-gateway.service
+echo "installed; health: curl -s http://127.0.0.1:\$(python3 -c 'import json;print(json.load(open(\"$ETC/station.json\")).get(\"gateway\",{}).get(\"http\",{}).get(\"port\",8100))')/health"
