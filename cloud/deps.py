@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .counters import Counters
 from .ingest import Ingestor
 from .settings import Settings
-from .sms import Notifier
+from .sms import DispatchGate, Notifier
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Services:
     counters: Counters
     ingestor: Ingestor
     notifier: Notifier
+    sms_gate: DispatchGate = field(default_factory=DispatchGate)
 
 
 def get_services(request: Request) -> Services:

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
@@ -23,7 +25,7 @@ from .partitions import month_of
 from .protocol import Batch, Item, item_key, parse_item
 from .webhooks import enqueue_status
 from .sms import sms_text
-from .storage import bulk_insert
+from .storage import bulk_insert, one_of, write_set_based
 from .telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
 
 log = logging.getLogger("jincun.cloud.ingest")
@@ -53,6 +55,22 @@ _PG_EVENTS_INSERT = text(
     "CAST(:src AS text[]), CAST(:boot AS text[]), CAST(:seq AS bigint[]), CAST(:kind AS text[]), "
     "CAST(:month AS integer[]), CAST(:type AS text[]), CAST(:ts AS double precision[]), "
     "CAST(:rx AS double precision[]), CAST(:body AS text[])) AS u(src, boot, seq, kind, month, type, ts, rx, body) "
+    "ON CONFLICT (station_id, src, boot, seq, kind, month) DO NOTHING RETURNING src, boot, seq, kind, month")
+
+
+def _json_text(body: Any) -> str:
+    """Compact JSON text of a validated body; the stdlib writes what orjson refuses (big ints, lone surrogates)."""
+    try:
+        return orjson.dumps(body).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(body, ensure_ascii=False)
+
+
+_PG_EVENTS_INSERT_JSON = text(
+    "INSERT INTO events (station_id, src, boot, seq, kind, month, type, ts, rx, body) "
+    "SELECT :station, u.src, u.boot, u.seq, u.kind, u.month, u.type, u.ts, u.rx, u.body "
+    "FROM json_to_recordset(CAST(:rows AS json)) AS u(src text, boot text, seq bigint, kind text, month integer, "
+    "type text, ts double precision, rx double precision, body json) "
     "ON CONFLICT (station_id, src, boot, seq, kind, month) DO NOTHING RETURNING src, boot, seq, kind, month")
 
 
@@ -158,6 +176,8 @@ class Ingestor:
                         statuses.append(K.APPLIED)
                     else:
                         statuses.append(K.DUPLICATE)
+                # the rows the effects changed, one statement per table and shape instead of one per row
+                write_set_based(session, (Compartment, Locker, Parcel, PickupCode))
                 session.flush()
                 self.telemetry.write_batch(session)
                 buffered = session.info.pop(ROWS)
@@ -167,6 +187,10 @@ class Ingestor:
             # the savepoint is rolled back: nothing of this pass remains; the per-item path sorts it out
             self.telemetry.drop_batch(session)
             session.info.pop(ROWS, None)
+            # rows written set-based were marked clean in memory: read them again, the savepoint undid them
+            for obj in list(session.identity_map.values()):
+                if isinstance(obj, (Compartment, Locker, Parcel, PickupCode)):
+                    session.expire(obj)
             self.counters.inc("ingest_slow_batches")
             log.info("batch from %s applied item by item: %s", station.id, exc)
             return None
@@ -196,7 +220,7 @@ class Ingestor:
         if not stubs:
             return
         bulk_insert(session, Parcel.__table__, list(stubs.values()), skip_existing=True)
-        for parcel in session.scalars(select(Parcel).where(Parcel.ref.in_(list(stubs)))).all():
+        for parcel in session.scalars(select(Parcel).where(one_of(session, Parcel.ref, stubs))).all():
             ctx.parcels[parcel.ref] = parcel
             ctx.absent.discard(parcel.ref)
             ctx.stubbed.add(parcel.ref)
@@ -205,12 +229,20 @@ class Ingestor:
     def _insert_events(session: Session, station_id: str, rows: list[dict[str, Any]]) -> set[tuple]:
         """Insert the batch's ledger rows, skipping ones already held; returns the keys inserted."""
         if session.get_bind().dialect.name == "postgresql":
-            # one statement with array parameters: the SQL text never changes, so nothing is re-parsed
+            # one statement, one JSON document: the SQL text never changes, so nothing is re-parsed
+            try:
+                doc = orjson.dumps(rows).decode("utf-8")
+            except orjson.JSONEncodeError:
+                doc = None
+            if doc is not None:
+                result = session.execute(_PG_EVENTS_INSERT_JSON, {"station": station_id, "rows": doc})
+                return {tuple(r) for r in result.all()}
+            # values orjson cannot write (integers beyond 64 bits, lone surrogates): one array per column
             cols = {name: [r[name] for r in rows] for name in ("src", "boot", "seq", "kind", "month", "type")}
             # one element type per array: psycopg refuses lists mixing int and float
             cols["ts"] = [None if r["ts"] is None else float(r["ts"]) for r in rows]
             cols["rx"] = [float(r["rx"]) for r in rows]
-            cols["body"] = [json.dumps(r["body"], ensure_ascii=False) for r in rows]
+            cols["body"] = [_json_text(r["body"]) for r in rows]
             result = session.execute(_PG_EVENTS_INSERT, {"station": station_id, **cols})
             return {tuple(r) for r in result.all()}
         table = Event.__table__
@@ -231,23 +263,28 @@ class Ingestor:
         ctx.loaded = set(ctx.lockers)
         refs = {it.body["ref"] for it in items if isinstance(it.body.get("ref"), str)}
         if refs:
-            for parcel in session.scalars(select(Parcel).where(Parcel.ref.in_(refs))).all():
+            for parcel in session.scalars(select(Parcel).where(one_of(session, Parcel.ref, refs))).all():
                 ctx.parcels[parcel.ref] = parcel
             ctx.absent = refs - set(ctx.parcels)
         records = [it.body for it in items if it.kind in K.GATEWAY_KINDS]
         waybills = {b["waybill"].strip() for b in records if isinstance(b.get("waybill"), str)}
         if waybills:
             ctx.preadvised = {(p.waybill, p.carrier): p for p in session.scalars(select(Parcel).where(
-                Parcel.station_id == station_id, Parcel.waybill.in_(waybills), Parcel.status == "preadvised",
+                Parcel.station_id == station_id, one_of(session, Parcel.waybill, waybills), Parcel.status == "preadvised",
                 Parcel.locker_id.is_(None))).all()}
         phones = {b["phone"] for b in records if isinstance(b.get("phone"), str)}
         if phones:
-            found = {r.phone: r for r in session.scalars(select(Recipient).where(Recipient.phone.in_(phones))).all()}
+            found = {r.phone: r for r in session.scalars(select(Recipient).where(one_of(session, Recipient.phone, phones))).all()}
             ctx.recipients = {ph: found.get(ph) for ph in phones}
-            for ph in phones:
+        # pickups and handovers use up the codes of their parcel's recipient: load those codes with the rest
+        code_phones = phones | {p.phone for it in items if it.kind in ("evt", "handover")
+                                and isinstance(ref := it.body.get("ref"), str)
+                                and (p := ctx.parcels.get(ref)) is not None and p.phone}
+        if code_phones:
+            for ph in code_phones:
                 ctx.codes[(station_id, ph)] = []
             for code in session.scalars(select(PickupCode).where(PickupCode.station_id == station_id,
-                                                                 PickupCode.phone.in_(phones),
+                                                                 one_of(session, PickupCode.phone, code_phones),
                                                                  PickupCode.used.is_(False))).all():
                 ctx.codes[(station_id, code.phone)].append(code)
         ctx.carriers = {c.code: c for c in session.scalars(select(Carrier)).all()}
@@ -535,7 +572,7 @@ class Ingestor:
         out = {r: ctx.parcels[r].status for r in refs if r in ctx.parcels}
         rest = [r for r in refs if r not in out]
         if rest:
-            out.update(session.execute(select(Parcel.ref, Parcel.status).where(Parcel.ref.in_(rest))).all())
+            out.update(session.execute(select(Parcel.ref, Parcel.status).where(one_of(session, Parcel.ref, rest))).all())
         return out
 
     def _use_codes(self, session: Session, station_id: str, ref: str, phone: str | None = None) -> None:
@@ -606,7 +643,12 @@ class Ingestor:
         parcel.updated_at = time.time()
         if created or not session.scalar(select(ParcelEvent.id).where(ParcelEvent.parcel_id == parcel.id,
                                                                       ParcelEvent.status == "preadvised")):
-            session.add(ParcelEvent(parcel_id=parcel.id, status="preadvised", at=item.rx, source="gw/parcel"))
+            row = {"parcel_id": parcel.id, "status": "preadvised", "at": item.rx, "source": "gw/parcel"}
+            buffered = session.info.get(ROWS)
+            if buffered is not None:
+                buffered["parcel_events"].append(row)
+            else:
+                session.add(ParcelEvent(**row))
 
     def _keep_code(self, session: Session, station_id: str, body: dict, ref: str, locker_id: str | None) -> None:
         """One live code per recipient per station: the same code gains the parcel, a new one supersedes."""

@@ -23,21 +23,25 @@ _E = ParcelEvent.__table__
 _C = PickupCode.__table__
 
 
-def _with_timeline(conn: Connection, rows: list) -> list[dict[str, Any]]:
-    if not rows:
-        return []
-    ids = [r.id for r in rows]
-    events: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    for e in conn.execute(select(_E.c.parcel_id, _E.c.status, _E.c.at, _E.c.source)
-                          .where(_E.c.parcel_id.in_(ids)).order_by(_E.c.id)):
-        events[e.parcel_id].append({"status": e.status, "at": e.at, "source": e.source})
-    return [{**{c: getattr(r, c) for c in PARCEL_COLS}, "timeline": events[r.id]} for r in rows]
+def _with_timeline(conn: Connection, where) -> list[dict[str, Any]]:
+    """Parcels matching `where`, each with its timeline, in one round trip (parcels joined to their events)."""
+    stmt = (select(_P.c.id, *(_P.c[c] for c in PARCEL_COLS), _E.c.status.label("e_status"), _E.c.at.label("e_at"),
+                   _E.c.source.label("e_source"))
+            .select_from(_P.outerjoin(_E, _E.c.parcel_id == _P.c.id)).where(where).order_by(_P.c.ref, _E.c.id))
+    out: dict[int, dict[str, Any]] = {}
+    for r in conn.execute(stmt):
+        parcel = out.get(r.id)
+        if parcel is None:
+            parcel = out[r.id] = {**{c: getattr(r, c) for c in PARCEL_COLS}, "timeline": []}
+        if r.e_status is not None:
+            parcel["timeline"].append({"status": r.e_status, "at": r.e_at, "source": r.e_source})
+    return list(out.values())
 
 
 def parcel_by_ref(conn: Connection, ref: str) -> dict[str, Any] | None:
     """One parcel with its timeline, or None."""
-    row = conn.execute(select(_P.c.id, *(_P.c[c] for c in PARCEL_COLS)).where(_P.c.ref == ref)).first()
-    return _with_timeline(conn, [row])[0] if row is not None else None
+    found = _with_timeline(conn, _P.c.ref == ref)
+    return found[0] if found else None
 
 
 def parcels_by_code(conn: Connection, station: str, code: str) -> list[dict[str, Any]]:
@@ -48,9 +52,7 @@ def parcels_by_code(conn: Connection, station: str, code: str) -> list[dict[str,
         refs.update(r)
     if not refs:
         return []
-    rows = conn.execute(select(_P.c.id, *(_P.c[c] for c in PARCEL_COLS)).where(_P.c.ref.in_(sorted(refs)))
-                        .order_by(_P.c.ref)).all()
-    return _with_timeline(conn, list(rows))
+    return _with_timeline(conn, _P.c.ref.in_(sorted(refs)))
 
 
 async def authorize(request: Request, services, roles: tuple[str, ...]) -> Principal:
@@ -74,7 +76,13 @@ async def authorize(request: Request, services, roles: tuple[str, ...]) -> Princ
 
 async def read(services, fn, *args):
     """Run a Core read in one worker thread on a pooled connection."""
+    engine = services.sessionmaker.kw["bind"]
+
     def run():
-        with services.sessionmaker.kw["bind"].connect() as conn:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                # each read stands alone (as it would under READ COMMITTED), with no BEGIN and ROLLBACK
+                # round trips around it
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             return fn(conn, *args)
     return await anyio.to_thread.run_sync(run)

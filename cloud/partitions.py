@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import logging
 import time
 
@@ -13,10 +14,22 @@ log = logging.getLogger("jincun.cloud.partitions")
 PARTS_SCHEMA = "events_parts"
 
 
+# (start, end, yyyymm) of the month last asked about: nearly every item of a batch falls in it
+_last_month: tuple[float, float, int] = (0.0, 0.0, 0)
+
+
 def month_of(ts: float) -> int:
     """yyyymm of a Unix time in UTC: the partition key of an event."""
+    global _last_month
+    start, end, month = _last_month
+    if start <= ts < end:
+        return month
     t = time.gmtime(ts)
-    return t.tm_year * 100 + t.tm_mon
+    month = t.tm_year * 100 + t.tm_mon
+    nxt = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    _last_month = (float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))),
+                   float(calendar.timegm((*nxt, 1, 0, 0, 0))), month)
+    return month
 
 
 def _shift(month: int, n: int) -> int:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from . import constants as K
 from .errors import BatchRejected, ItemRejected
@@ -91,6 +94,28 @@ def _c(d: dict, *, required: bool = True) -> int | None:
 
 def _compact_len(obj: Any) -> int:
     return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+# the longest text Python gives a finite float, less the shortest orjson gives one ("0.0")
+_FLOAT_SLACK = 24 - 3
+
+
+def _within(obj: Any, limit: int) -> bool:
+    """Whether the compact JSON of `obj` (as `_compact_len` counts it) is at most `limit` bytes.
+
+    orjson writes the same text as the stdlib except for floats (exponent format) and non-finite floats
+    (null instead of Infinity); every float it writes holds a '.' or an 'e', so counting those bounds
+    the difference. Only when that bound does not settle it is the exact length computed.
+    """
+    try:
+        text = orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return _compact_len(obj) <= limit
+    if b"null" not in text:
+        marks = text.count(b".") + text.count(b"e") + text.count(b"E")
+        if len(text) + _FLOAT_SLACK * marks <= limit:
+            return True
+    return _compact_len(obj) <= limit
 
 
 def _envelope(obj: Any, kind: str) -> dict:
@@ -187,7 +212,7 @@ _CHECKS = {"evt": _check_evt, "birth": _check_birth, "status": _check_status, "t
 def validate_locker_payload(kind: str, payload: Any, *, size: int | None = None) -> dict:
     """Check a locker payload already parsed from JSON; `size` is its byte length if known."""
     limit = K.MAX_PAYLOAD_BYTES[kind]
-    if (size if size is not None else _compact_len(payload)) > limit:
+    if (size > limit) if size is not None else not _within(payload, limit):
         raise ItemRejected(K.E_TOO_LARGE, f"{kind} payload is over {limit} bytes")
     body = _envelope(payload, kind)
     _CHECKS[kind](body)
@@ -301,7 +326,7 @@ _GW_CHECKS = {"parcel": _check_parcel, "code": _check_code, "gw_tele": _check_gw
 
 def validate_gateway_record(kind: str, body: Any) -> dict:
     """Check the body of a gateway record (§5.1 table: parcel, code, gw_tele, outbound, handover, fault_report)."""
-    if _compact_len(body) > K.MAX_GW_BODY_BYTES:
+    if not _within(body, K.MAX_GW_BODY_BYTES):
         raise ItemRejected(K.E_TOO_LARGE, f"{kind} body is over {K.MAX_GW_BODY_BYTES} bytes")
     if not isinstance(body, dict):
         raise ItemRejected(K.E_NOT_OBJECT, f"{kind} body must be a JSON object")
@@ -356,14 +381,32 @@ def _non_finite(name: str) -> str:
     return f"<{name}>"
 
 
+_SLOW = object()
+# orjson reads integers beyond 64 bits as floats; such a batch takes the exact (stdlib) path
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _loads_fast(data: bytes) -> Any:
+    """orjson for the common batch; _SLOW when the stdlib parser must judge it (NaN, lone surrogates, big ints)."""
+    if _LONG_DIGITS.search(data):
+        return _SLOW
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        # the stdlib parser decides: it keeps NaN/Infinity as text for a per-item answer, or refuses the batch
+        return _SLOW
+
+
 def decode_batch(data: bytes) -> Batch:
     """Decode a batch envelope; refuses the whole batch with an HTTP status when it is unusable."""
     if len(data) > K.MAX_BATCH_BYTES:
         raise BatchRejected(413, f"batch is over {K.MAX_BATCH_BYTES} bytes")
-    try:
-        obj = json.loads(data.decode("utf-8"), parse_constant=_non_finite)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BatchRejected(422, "batch is not UTF-8 JSON") from exc
+    obj = _loads_fast(data)
+    if obj is _SLOW:
+        try:
+            obj = json.loads(data.decode("utf-8"), parse_constant=_non_finite)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BatchRejected(422, "batch is not UTF-8 JSON") from exc
     if not isinstance(obj, dict):
         raise BatchRejected(422, "batch must be a JSON object")
     station, batch, items = obj.get("station"), obj.get("batch"), obj.get("items")

@@ -8,8 +8,9 @@ import time
 from typing import Annotated
 
 import anyio
+import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,7 +24,6 @@ from .models import Courier, Recipient, Station
 from .protocol import decode_batch
 from .schemas import (CommandAck, CommandAckResult, CommandsPage, ConsentPublic, CourierCheck, CourierLogin,
                       IngestResponse)
-from .sms import deliver_pending_logged
 from .storage import SessionDep
 
 log = logging.getLogger("jincun.cloud.gateway")
@@ -77,9 +77,13 @@ def ingest(session: SessionDep, services: ServicesDep, background: BackgroundTas
         raise HTTPException(503, "database unavailable; nothing was applied, send the batch again") from exc
     counters.inc("ingest_batches")
     if queued_sms:
-        background.add_task(deliver_pending_logged, services.sessionmaker, services.notifier, counters)
+        background.add_task(services.sms_gate.run, services.sessionmaker, services.notifier, counters)
     # returned as built: `error` appears only on rejected items, src/boot/seq always (null if unreadable)
-    return JSONResponse(response)
+    try:
+        return Response(orjson.dumps(response), media_type="application/json")
+    except orjson.JSONEncodeError:
+        # a key echoed from a raw item that orjson cannot write (an integer beyond 64 bits)
+        return JSONResponse(response)
 
 
 def _station_for_key(session, services, token: str, station_id: str | None = None) -> Station:

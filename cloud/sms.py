@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Protocol
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -79,41 +80,71 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
     failures the carrier is assumed down and the round ends.
     """
     sent = failures = 0
-    tried: set[int] = set()
-    while len(tried) < limit:
+    tried = 0
+    retry_later: list[int] = []
+    table = Notification.__table__
+    while tried < limit:
         with factory() as session:
-            stmt = (select(Notification).where(Notification.status == "queued")
-                    .order_by(Notification.attempts, Notification.id).limit(min(chunk, limit - len(tried))))
-            if tried:
-                stmt = stmt.where(Notification.id.not_in(tried))
+            # Core rows, not ORM objects: the dispatcher runs beside the ingest in the same worker
+            stmt = (select(table.c.id, table.c.phone, table.c.text, table.c.attempts)
+                    .where(table.c.status == "queued")
+                    .order_by(table.c.attempts, table.c.id).limit(min(chunk, limit - tried)))
+            if retry_later:
+                # sent ones are no longer queued; only failed ones must be kept out of this round
+                stmt = stmt.where(table.c.id.not_in(retry_later))
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
-            batch = session.scalars(stmt).all()
+            batch = session.execute(stmt).all()
             if not batch:
                 return sent
+            results: list[dict] = []
+            stop = False
             for msg in batch:
-                tried.add(msg.id)
-                msg.attempts += 1
+                tried += 1
+                attempts = msg.attempts + 1
                 try:
                     notifier.send(msg.phone, msg.text)
                 except NotifierError as exc:
-                    msg.last_error = str(exc)[:500]
-                    if msg.attempts >= NOTIFY_MAX_ATTEMPTS:
-                        msg.status = "failed"
+                    failed = attempts >= NOTIFY_MAX_ATTEMPTS
+                    results.append({"nid": msg.id, "n_status": "failed" if failed else "queued",
+                                    "n_attempts": attempts, "n_sent_at": None, "n_error": str(exc)[:500]})
+                    if failed:
                         counters.inc("sms_failed")
                     counters.inc("sms_errors")
-                    log.warning("SMS %s to %s not sent (attempt %d): %s", msg.id, msg.phone, msg.attempts, exc)
+                    log.warning("SMS %s to %s not sent (attempt %d): %s", msg.id, msg.phone, attempts, exc)
+                    retry_later.append(msg.id)
                     failures += 1
                     if failures >= max_failures:
-                        session.commit()
-                        return sent
+                        stop = True
+                        break
                     continue
-                msg.status = "sent"
-                msg.sent_at = time.time()
+                results.append({"nid": msg.id, "n_status": "sent", "n_attempts": attempts, "n_sent_at": time.time(),
+                                "n_error": _KEEP})
                 counters.inc("sms_sent")
                 sent += 1
+            _record(session, results)
             session.commit()
+            if stop:
+                return sent
     return sent
+
+
+_KEEP = object()
+
+
+def _record(session: Session, results: list[dict]) -> None:
+    """Write the outcome of a chunk: one statement per kind of outcome, run for all its messages."""
+    table = Notification.__table__
+    ok = [r for r in results if r["n_error"] is _KEEP]
+    bad = [r for r in results if r["n_error"] is not _KEEP]
+    if ok:
+        session.execute(update(table).where(table.c.id == bindparam("nid")).values(
+            status=bindparam("n_status"), attempts=bindparam("n_attempts"), sent_at=bindparam("n_sent_at")),
+            [{k: v for k, v in r.items() if k != "n_error"} for r in ok])
+    if bad:
+        session.execute(update(table).where(table.c.id == bindparam("nid")).values(
+            status=bindparam("n_status"), attempts=bindparam("n_attempts"), last_error=bindparam("n_error")),
+            [{k: v for k, v in r.items() if k != "n_sent_at"} for r in bad])
 
 
 def deliver_pending_logged(factory: sessionmaker[Session], notifier: Notifier, counters: Counters) -> None:
@@ -123,3 +154,37 @@ def deliver_pending_logged(factory: sessionmaker[Session], notifier: Notifier, c
     except SQLAlchemyError as exc:
         counters.inc("sms_dispatch_errors")
         log.error("SMS dispatch failed on the database: %s", exc)
+
+
+class DispatchGate:
+    """At most one outbox dispatch at a time per process; a request made meanwhile makes it run once more.
+
+    Every ingest batch that queues SMS asks for a dispatch; without the gate, concurrent batches would run
+    as many dispatchers, each claiming and committing the same outbox chunk by chunk, competing with the
+    ingest for the worker's CPU and connections.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+
+    def run(self, factory: sessionmaker[Session], notifier: Notifier, counters: Counters) -> None:
+        """Dispatch now, or leave it to the dispatch already running (which then goes round again)."""
+        with self._lock:
+            if self._running:
+                self._again = True
+                counters.inc("sms_dispatch_coalesced")
+                return
+            self._running = True
+        try:
+            while True:
+                self._again = False
+                deliver_pending_logged(factory, notifier, counters)
+                with self._lock:
+                    if not self._again:
+                        self._running = False
+                        return
+        finally:
+            with self._lock:
+                self._running = False

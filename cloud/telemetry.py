@@ -137,6 +137,8 @@ class SqlTelemetryStore:
         bulk_insert(session, TelemetryPoint.__table__, buf["points"])
         for station_id, locker_id in sorted(buf["prune"]):
             self._prune(session, station_id, locker_id)
+        if buf.get("prune_points"):
+            self.prune_points(session)
 
     @staticmethod
     def drop_batch(session: Session) -> None:
@@ -166,7 +168,10 @@ class SqlTelemetryStore:
         # prune now and then rather than on every point: door points come in bursts
         self._points += 1
         if self._points % 2000 == 0:
-            self.prune_points(session)
+            if buf is not None:
+                buf["prune_points"] = True
+            else:
+                self.prune_points(session)
 
     def prune_points(self, session: Session) -> int:
         """Drop points past retention, and the oldest beyond the row cap."""
@@ -174,7 +179,12 @@ class SqlTelemetryStore:
         dropped = session.execute(delete(TelemetryPoint).where(
             TelemetryPoint.at < time.time() - self.retention)).rowcount
         cap = self.max_rows * 100
-        count = session.scalar(select(func.count()).select_from(TelemetryPoint)) or 0
+        # ids only grow: while the id span is within the cap, so is the row count, and the index answers the
+        # span without counting the whole table
+        lo, hi = session.execute(select(func.min(TelemetryPoint.id), func.max(TelemetryPoint.id))).one()
+        count = 0
+        if hi is not None and hi - lo + 1 > cap:
+            count = session.scalar(select(func.count()).select_from(TelemetryPoint)) or 0
         if count > cap:
             cutoff = session.scalar(select(TelemetryPoint.id).order_by(TelemetryPoint.id.desc()).offset(cap).limit(1))
             if cutoff is not None:
