@@ -56,7 +56,7 @@ class Gateway:
         self.codes = Codes(cfg, self.outbox, self.link, self.counters)
         self.deposits = Deposits(self.outbox, self.link, self.codes, self.counters)
         self.link.event_handlers += [self.deposits.on_event, self.codes.on_event]
-        self.link.handled_types = {"deposit", "deposit_void", "pickup"}
+        self.link.handled_types = {"deposit", "deposit_void", "pickup", "fw"}
         self.link.birth_handlers += [self.deposits.on_birth, self.codes.on_birth]
         self.uplink = Uplink(cfg.station, cfg.cloud, self.outbox, self.counters, transport=transport)
         self.downlink = Downlink(cfg, self.outbox, self.link, self.codes, self.counters, transport=transport)
@@ -73,8 +73,10 @@ class Gateway:
         await self.outbox.open()
         await self.link.load()
         await self.downlink.load_overrides()
+        await self.downlink.rollouts.resume()
 
     async def close(self) -> None:
+        await self.downlink.rollouts.close()
         await self.link.drain()
         for b in self.boards.values():
             await b.close()
@@ -89,7 +91,8 @@ class Gateway:
         oldest = None if st["oldest_rx"] is None else max(0.0, round(time.time() - st["oldest_rx"], 1))
         keep = ("rejected_payloads", "unknown_lockers", "seq_gaps", "lockers_lost", "dropped_tele", "dropped_state",
                 "dropped_events", "disk_full", "outbox_refused", "uplink_failures", "task_restarts", "cmd_timeouts",
-                "downlink_rate_limited", "pin_failures", "board_poll_failures")
+                "downlink_rate_limited", "pin_failures", "board_poll_failures", "fwreq_refused",
+                "fw_rollouts_failed")
         snap = self.counters.snapshot()
         return {"outbox_depth": st["depth"], "oldest_unsent_s": oldest, "uplink": "up" if self.uplink.up else "down",
                 "broker": "up" if self.link.connected.is_set() else "down",

@@ -39,6 +39,17 @@ class OutboxLimits(_Model):
     max_db_mb: float | None = Field(2048, gt=0)
 
 
+class FirmwareConfig(_Model):
+    """Firmware roll-outs (§5.2 `fw_rollout`): where archives are kept, how many lockers update at once."""
+
+    # archives by sha256 (`{sha256}.tar.gz`); one placed here by hand is used without a download.
+    # None: `firmware/` next to the database
+    dir: Path | None = None
+    parallel: int = Field(1, ge=1, le=8)  # lockers updating at the same time
+    locker_timeout_s: float = Field(600.0, gt=0)  # offer to final `fw` event, per locker
+    max_archive_mb: float = Field(4.0, gt=0, le=64)
+
+
 class GatewayConfig(_Model):
     db: Path = Path("var/gateway.db")
     epoch: str | None = Field(None, pattern=C.BOOT_RE)
@@ -48,6 +59,13 @@ class GatewayConfig(_Model):
     tele_s: float = Field(60.0, gt=0)  # how often the gateway's own health goes up as gw_tele
     time_s: float = Field(3600.0, gt=0)  # how often online lockers get the time again
     outbox: OutboxLimits = OutboxLimits()
+    firmware: FirmwareConfig = FirmwareConfig()
+
+    @model_validator(mode="after")
+    def _firmware_dir(self) -> "GatewayConfig":
+        if self.firmware.dir is None:
+            self.firmware = self.firmware.model_copy(update={"dir": self.db.parent / "firmware"})
+        return self
 
 
 class TlsConfig(_Model):

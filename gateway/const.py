@@ -13,7 +13,7 @@ SEQ_MAX = 2**31 - 1
 COMP_MIN, COMP_MAX = 1, 32
 
 # topic kinds, by direction
-UP_KINDS = ("birth", "status", "evt", "tele", "ack")
+UP_KINDS = ("birth", "status", "evt", "tele", "ack", "fwreq")
 DOWN_KINDS = ("cmd", "eack")
 KINDS = UP_KINDS + DOWN_KINDS
 
@@ -25,6 +25,7 @@ LIMITS = {
     "tele": 1024,
     "cmd": 1024,
     "eack": 1024,
+    "fwreq": 512,
 }
 
 SIZES = ("S", "M", "L")
@@ -33,13 +34,27 @@ STATUS_STATES = ("online", "lost")
 
 EVT_TYPES = (
     "door", "lock", "deposit", "deposit_void", "pickup",
-    "code_ok", "code_bad", "lockout", "alarm", "state",
+    "code_ok", "code_bad", "lockout", "alarm", "state", "courier", "fw",
 )
 LOCK_WHY = ("deposit", "pickup", "remote", "courier")
 ALARM_KINDS = ("door_ajar", "forced_open", "lock_jam", "occupancy_mismatch", "sensor_fault", "lockout")
 
-CMD_OPS = ("deposit", "code_put", "code_del", "open", "disable", "enable", "time", "rebirth")
-ACK_ERRORS = ("bad_request", "unknown_op", "no_such_compartment", "busy", "full")
+CMD_OPS = ("deposit", "code_put", "code_del", "open", "disable", "enable", "time", "rebirth",
+           "courier_put", "fw_offer", "fw_chunk", "fw_abort")
+ACK_ERRORS = ("bad_request", "unknown_op", "no_such_compartment", "busy", "full", "bad_mac", "no_space")
+
+# firmware update (§3.7)
+FW_VER_RE = r"^[A-Za-z0-9_.-]{1,24}$"
+FW_PATH_RE = r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,63}$"
+FW_MANIFEST = "@manifest"
+FW_CHUNK_MAX = 512
+FW_FILES_MAX = 40
+FW_MSIZE_MAX = 1 << 16
+FW_FILE_MAX = 1 << 24
+FW_RESULTS = ("staged", "ok", "rolled_back", "bad_mac", "bad_hash", "no_space", "timeout")
+# a locker's last word on one update: everything but `staged`
+FW_FINAL = ("ok", "rolled_back", "bad_mac", "bad_hash", "no_space", "timeout")
+COURIER_MSG_PREFIX = b"courier:"
 
 # protocol error categories (tests/vectors)
 E_TOO_LARGE = "too_large"

@@ -17,6 +17,7 @@ from .codes import CodeClash, Codes
 from .config import StationConfig
 from .counters import Counters
 from .errors import CommandTimeout, LockerError, LockerOffline, UplinkError
+from .fwrollout import Rollouts
 from .lockerlink import LockerLink
 from .outbox import Outbox
 
@@ -30,12 +31,9 @@ CREATE TABLE IF NOT EXISTS downlink (
 CREATE INDEX IF NOT EXISTS downlink_open ON downlink (op, executed, at);
 CREATE TABLE IF NOT EXISTS remote_opens (at REAL NOT NULL, by TEXT NOT NULL, locker TEXT NOT NULL, c INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS remote_opens_at ON remote_opens (at);
-CREATE TABLE IF NOT EXISTS fw_offers (
-    version TEXT PRIMARY KEY, url TEXT NOT NULL, sha256 TEXT NOT NULL, lockers TEXT NOT NULL, at REAL NOT NULL
-);
 """
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-_VERSION = re.compile(r"^[0-9A-Za-z.+-]{1,32}$")
+_VERSION = re.compile(C.FW_VER_RE)  # what a locker accepts (§3.7)
 _PHONE = re.compile(r"^\+?[0-9]{5,20}$")
 KEEP_RESULTS = 10_000
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -49,6 +47,10 @@ def apply_setting(cfg: StationConfig, key: str, value) -> None:
 
 class BadCommand(Exception):
     """A cloud command this gateway will not execute; args[0] is the §5.3 error code."""
+
+
+class Deferred(Exception):
+    """A command that runs on in the background (a firmware roll-out) and is acked when it ends."""
 
 
 class Downlink:
@@ -65,6 +67,7 @@ class Downlink:
         self._delay = cfg.cloud.backoff_min_s
         self.last_error: str | None = None
         outbox.add_schema(DOWNLINK_SCHEMA)
+        self.rollouts = Rollouts(cfg, outbox, link, counters, transport=transport)
 
     async def run(self) -> None:
         """Poll, execute and ack forever; a failing cloud only delays."""
@@ -136,10 +139,15 @@ class Downlink:
         op = cmd.get("op") if isinstance(cmd.get("op"), str) else "?"
         executed = 0
         try:
+            if op == "fw_rollout" and self.rollouts.running(cmd_id):
+                raise Deferred()
             await self._execute(cmd, op)
             executed, result = 1, {"ok": True}
         except BadCommand as exc:
             result = {"ok": False, "err": exc.args[0]}
+        except Deferred:
+            # the roll-out stores its own result when it ends; the ack goes then
+            return {"ok": True, "pending": True}
         self.counters.inc("downlink_ok" if result["ok"] else f"downlink_{result['err']}")
         log.info("cloud command %s %s: %s", cmd_id, op, result)
 
@@ -239,18 +247,19 @@ class Downlink:
                 apply_setting(self.cfg, key[7:], json.loads(value))
 
     async def _fw_rollout(self, cmd: dict) -> None:
-        """Hold a firmware offer at the station; contract v1 has no locker-side OTA op, so it waits here."""
-        version, url, sha, lockers = cmd.get("version"), cmd.get("url"), cmd.get("sha256"), cmd.get("lockers")
+        """Check a firmware roll-out and start it in the background (fwrollout.py); raises Deferred."""
+        version, url, sha, lockers = cmd.get("version"), cmd.get("url"), cmd.get("sha256"), cmd.get("lockers", [])
+        # plain http is allowed: the sha256 from the authenticated command channel pins the archive
         if not (isinstance(version, str) and _VERSION.match(version) and isinstance(url, str)
-                and url.startswith("https://") and len(url) <= 500 and isinstance(sha, str) and _SHA.match(sha)
-                and isinstance(lockers, list) and lockers and all(isinstance(x, str) for x in lockers)):
+                and url.startswith(("https://", "http://")) and len(url) <= 500 and isinstance(sha, str)
+                and _SHA.match(sha) and isinstance(lockers, list) and all(isinstance(x, str) for x in lockers)):
             raise BadCommand("bad_command")
         if any(x not in self.link.lockers for x in lockers):
             raise BadCommand("unknown_locker")
-        await self.outbox.run(lambda conn: conn.execute(
-            "INSERT OR REPLACE INTO fw_offers VALUES (?,?,?,?,?)", (version, url, sha, json.dumps(lockers),
-                                                                    time.time())))
-        self.counters.inc("fw_offers")
+        if any(x not in self.rollouts.mqtt_lockers() for x in lockers):
+            raise BadCommand("bad_command")  # a lock board has no firmware of its own
+        await self.rollouts.start(cmd["id"], version, url, sha, list(dict.fromkeys(lockers)))
+        raise Deferred()
 
     async def _code_sync(self, cmd: dict, locker: str, comps: dict) -> None:
         phone, code, cs, exp_ts = cmd.get("phone"), cmd.get("code"), cmd.get("cs"), cmd.get("exp_ts")
@@ -268,9 +277,12 @@ class Downlink:
 
     async def _ack_pending(self, client: httpx.AsyncClient) -> None:
         rows = await self.outbox.query(lambda conn: conn.execute(
-            "SELECT id, ok, err, at FROM downlink WHERE acked=0 ORDER BY at LIMIT 100").fetchall())
-        for cmd_id, ok, err, at in rows:
+            "SELECT d.id, d.ok, d.err, d.at, r.results FROM downlink d LEFT JOIN fw_rollouts r ON r.id = d.id "
+            "WHERE d.acked=0 ORDER BY d.at LIMIT 100").fetchall())
+        for cmd_id, ok, err, at, results in rows:
             body = {"ok": bool(ok), "at": int(at), **({"err": err} if err else {})}
+            if results is not None:
+                body["results"] = json.loads(results)  # per locker, for a firmware roll-out
             try:
                 await self._get_json(client, "POST", C.COMMAND_ACK_PATH.format(id=cmd_id), json=body)
             except UplinkError as exc:

@@ -19,6 +19,7 @@ from . import protocol
 from .config import StationConfig
 from .counters import Counters
 from .errors import CommandTimeout, LockerError, LockerOffline, OutboxError, ProtocolError
+from .fwserve import FwServe, FwServeError
 from .outbox import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.lockerlink")
@@ -126,6 +127,8 @@ class LockerLink:
         # event types the handlers act on (None: all); the rest need no handler task
         self.handled_types: set[str] | None = None
         self._eack_flushers: set[str] = set()
+        # the firmware set each locker is downloading now (fwreqs of other lockers are refused)
+        self.fw_servers: dict[str, FwServe] = {}
         # a logger of this link's own (not registered globally), so its drop counter dies with the link
         self._mqtt_log = logging.Logger("jincun.gateway.mqtt")
         self._mqtt_log.parent = log
@@ -417,6 +420,30 @@ class LockerLink:
 
     async def _on_tele(self, ls: LockerState, t: dict) -> None:
         self._store(ls, "tele", t)
+
+    async def _on_fwreq(self, ls: LockerState, req: dict) -> None:
+        """Answer a chunk request with one `fw_chunk` command; the locker's next fwreq is its ack."""
+        srv = self.fw_servers.get(ls.id)
+        if srv is None:
+            self.counters.inc("fwreq_refused")
+            log.warning("fwreq from %s with no update on offer (version %s)", ls.id, req["ver"])
+            return
+        try:
+            payload = srv.answer(json.dumps(req, separators=(",", ":")).encode(), cmd_id="f" + secrets.token_hex(8))
+        except FwServeError as exc:
+            # the locker asks again, gives up after 10 tries and reports `timeout`
+            self.counters.inc("fwreq_refused")
+            log.warning("fwreq from %s refused: %s", ls.id, exc)
+            return
+        self._spawn(self._publish_chunk(ls.id, payload), "fw_chunk")
+
+    async def _publish_chunk(self, locker: str, payload: bytes) -> None:
+        try:
+            await self._publish(locker, "cmd", payload)
+            self.counters.inc("fw_chunks_sent")
+        except LockerOffline as exc:
+            self.counters.inc("fw_chunks_failed")
+            log.warning("fw_chunk to %s not sent: %s", locker, exc)
 
     async def _on_ack(self, ls: LockerState, a: dict) -> None:
         fut = self._pending.pop(a["id"], None)

@@ -17,6 +17,8 @@ _BOOT = re.compile(C.BOOT_RE)
 _CMD_ID = re.compile(C.CMD_ID_RE)
 _REF = re.compile(C.REF_RE)
 _HASH = re.compile(C.HASH_RE)
+_FW_VER = re.compile(C.FW_VER_RE)
+_FW_PATH = re.compile(C.FW_PATH_RE)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,11 @@ def _check_evt(p: dict) -> None:
     elif t == "state":
         _comp(p)
         _str(p, "st", choices=C.COMP_STATES)
+    elif t == "courier":
+        _comp_list(p, "cs")
+    elif t == "fw":
+        _str(p, "ver", pattern=_FW_VER)
+        _str(p, "result", choices=C.FW_RESULTS)
 
 
 def _check_birth(p: dict) -> None:
@@ -209,6 +216,55 @@ def _check_cmd(p: dict) -> None:
         _comp(p)
     elif op == "time":
         _int(p, "ts", 0, _TS_MAX)
+    elif op == "courier_put":
+        _str(p, "h", pattern=_HASH)
+        deps = _req(p, "deps")
+        if not isinstance(deps, list) or not 1 <= len(deps) <= C.COMP_MAX:
+            raise _bad("deps must be a non-empty list of deposits")
+        for d in deps:
+            if not isinstance(d, dict):
+                raise _bad("deps holds a non-object")
+            _comp(d)
+            _str(d, "ref", pattern=_REF)
+        _int(p, "exp", 1, C.SEQ_MAX)
+    elif op == "fw_offer":
+        _str(p, "ver", pattern=_FW_VER)
+        _str(p, "mac", pattern=_HASH)
+        if "files" in p:
+            files = p["files"]
+            if not isinstance(files, list) or not 1 <= len(files) <= C.FW_FILES_MAX:
+                raise _bad(f"files must be a list of 1 to {C.FW_FILES_MAX} files")
+            for f in files:
+                if not isinstance(f, dict):
+                    raise _bad("files holds a non-object")
+                _fw_path(f, "path")
+                _int(f, "size", 0, C.FW_FILE_MAX)
+                _str(f, "sha256", pattern=_HASH)
+        else:
+            _int(p, "msize", 1, C.FW_MSIZE_MAX)
+    elif op == "fw_chunk":
+        _str(p, "ver", pattern=_FW_VER)
+        _fw_path(p, "file", manifest=True)
+        _int(p, "off", 0, C.FW_FILE_MAX)
+        _str(p, "data", max_len=(C.FW_CHUNK_MAX + 2) // 3 * 4)
+    elif op == "fw_abort":
+        _str(p, "ver", pattern=_FW_VER)
+
+
+def _fw_path(d: dict, name: str, *, manifest: bool = False) -> None:
+    """A relative app-file path (§3.7): no leading slash, no `..`, no `//`."""
+    v = _req(d, name)
+    if manifest and v == C.FW_MANIFEST:
+        return
+    if not isinstance(v, str) or not _FW_PATH.match(v) or ".." in v or "//" in v:
+        raise _bad(f"{name} must be a relative app-file path")
+
+
+def _check_fwreq(p: dict) -> None:
+    _str(p, "ver", pattern=_FW_VER)
+    _fw_path(p, "file", manifest=True)
+    _int(p, "off", 0, C.FW_FILE_MAX)
+    _int(p, "len", 1, C.FW_CHUNK_MAX)
 
 
 def _check_eack(p: dict) -> None:
@@ -218,7 +274,7 @@ def _check_eack(p: dict) -> None:
 
 _CHECKS = {
     "evt": _check_evt, "birth": _check_birth, "status": _check_status, "tele": _check_tele,
-    "ack": _check_ack, "cmd": _check_cmd, "eack": _check_eack,
+    "ack": _check_ack, "cmd": _check_cmd, "eack": _check_eack, "fwreq": _check_fwreq,
 }
 
 
@@ -256,6 +312,12 @@ def encode_cmd(cmd_id: str, op: str, **fields: Any) -> bytes:
 def encode_eack(boot: str, seq: int) -> bytes:
     """Encode a cumulative event ack (§3.6)."""
     return encode("eack", {"v": C.VERSION, "boot": boot, "seq": seq})
+
+
+def courier_hash(secret_hex: str, pin: str) -> str:
+    """h = hex(HMAC-SHA256(device_secret, "courier:" + pin)) (§4.1)."""
+    return hmac.new(bytes.fromhex(secret_hex), C.COURIER_MSG_PREFIX + pin.encode("ascii"),
+                    hashlib.sha256).hexdigest()
 
 
 def code_hash(secret_hex: str, code: str) -> str:

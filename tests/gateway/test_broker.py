@@ -15,6 +15,7 @@ def test_acl_is_deny_by_default_and_names_every_locker(tmp_path):
     assert "pattern" not in text and "topic #" not in text
     assert f"user l2\ntopic write jc/v1/{STATION}/l2/birth" in text
     assert f"topic read jc/v1/{STATION}/l1/cmd" in text
+    assert f"topic write jc/v1/{STATION}/l1/fwreq" in text and f"topic read jc/v1/{STATION}/l1/fwreq" not in text
     assert password_line("u", "p", salt=b"0" * 12).startswith("u:$7$101$")
 
 

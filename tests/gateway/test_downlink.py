@@ -148,14 +148,17 @@ async def test_mass_remote_open_is_impossible_and_config_is_bounded(station, loc
         q.add("s-2", "config", key="cloud.remote_open_per_min", value=50)
         q.add("s-3", "config", key="mqtt.password", value="x" * 12)
         q.add("s-4", "config", key="terminal.assist_phones", value=["13700000007"])
-        q.add("f-1", "fw_rollout", version="0.2.0", url="https://fw.example.cn/0.2.0.bin", sha256="ab" * 32,
-              lockers=["l1"])
+        # nothing listens there: the download fails, no locker is offered anything
+        q.add("f-1", "fw_rollout", version="0.2.0", url=f"http://127.0.0.1:{free_port()}/0.2.0.tar.gz",
+              sha256="ab" * 32, lockers=["l1"])
         q.add("f-2", "fw_rollout", version="0.2.1", url="https://fw.example.cn/0.2.1.bin", sha256="ab" * 32,
               lockers=["l1", "l7"])
         await until(lambda: all(k in q.acks for k in ("s-1", "s-2", "s-3", "s-4", "f-1", "f-2")), timeout=10)
         err = {k: q.acks[k][0].get("err") for k in ("s-1", "s-2", "s-3", "s-4", "f-1", "f-2")}
-        assert err == {"s-1": None, "s-2": "bad_command", "s-3": "bad_command", "s-4": None, "f-1": None,
+        assert err == {"s-1": None, "s-2": "bad_command", "s-3": "bad_command", "s-4": None, "f-1": "offline",
                        "f-2": "unknown_locker"}
+        assert q.acks["f-1"][0]["results"] == {"l1": "not_offered"}
+        assert not [c for c in l1.cmds if c["op"] == "fw_offer"]
         assert gw.cfg.gateway.tele_s == 30 and gw.cfg.cloud.remote_open_per_min == 3
         assert gw.cfg.terminal.assist_phones == ["13700000007"]
         await rg.close()

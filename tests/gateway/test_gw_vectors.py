@@ -1,5 +1,6 @@
 """The gateway codec against the normative vectors in tests/vectors/."""
 
+import hashlib
 import json
 
 import pytest
@@ -50,3 +51,34 @@ def test_encoders_refuse_what_the_locker_would_refuse():
     with pytest.raises(ProtocolError):
         protocol.encode_cmd("c-1", "deposit", c=2)
     assert json.loads(protocol.encode_eack("5f0c3a9e", 17)) == {"v": 1, "boot": "5f0c3a9e", "seq": 17}
+
+
+FW = json.loads((VECTORS / "fwupdate.json").read_text())
+
+
+@pytest.mark.parametrize("case", FW["payloads"], ids=[c["name"] for c in FW["payloads"]])
+def test_fwupdate_payload(case):
+    data = case["payload"].encode("utf-8")
+    if case["valid"]:
+        assert protocol.decode(case["kind"], data)["v"] == 1
+    else:
+        with pytest.raises(ProtocolError) as exc:
+            protocol.decode(case["kind"], data)
+        assert exc.value.code == case["error"]
+
+
+@pytest.mark.parametrize("case", FW["pins"], ids=[c["pin"] for c in FW["pins"]])
+def test_courier_pin_hash(case):
+    assert protocol.courier_hash(case["secret"], case["pin"]) == case["h"]
+
+
+# the vector names the files by size and hash; these are their contents
+_CONTENTS = {hashlib.sha256(b).hexdigest(): b for b in (b"", b"hello", b'FW = "0.2.0"\n')}
+
+
+@pytest.mark.parametrize("case", FW["macs"], ids=[c["ver"] for c in FW["macs"]])
+def test_firmware_manifest_and_mac(case):
+    from gateway.fwserve import FirmwareSet
+    fwset = FirmwareSet(case["ver"], {f["path"]: _CONTENTS[f["sha256"]] for f in case["files"]})
+    assert fwset.manifest() == case["manifest"]
+    assert fwset.mac(case["secret"]) == case["mac"]
