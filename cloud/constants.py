@@ -57,7 +57,9 @@ DOOR_STATES = ("open", "closed")
 STATUS_STATES = ("online", "lost")
 LOCK_WHY = ("deposit", "pickup", "remote", "courier")
 ALARM_KINDS = ("door_ajar", "forced_open", "lock_jam", "occupancy_mismatch", "sensor_fault", "lockout")
-EVT_TYPES = ("door", "lock", "deposit", "deposit_void", "pickup", "code_ok", "code_bad", "lockout", "alarm", "state")
+EVT_TYPES = ("door", "lock", "deposit", "deposit_void", "pickup", "code_ok", "code_bad", "lockout", "alarm", "state",
+             "courier", "fw")
+FW_RESULTS = ("staged", "ok", "rolled_back", "bad_mac", "bad_hash", "no_space", "timeout")  # protocol §3.7
 MAX_STR = 64  # longest free-text field accepted inside a payload (fw, why, reset, ...)
 
 STATION_KINDS = ("village_shop", "party_service_centre", "postal_point", "town_station", "district_hub")

@@ -142,7 +142,10 @@ def _check_evt(p: dict) -> None:
     elif kind in ("deposit", "deposit_void", "pickup"):
         _c(p)
         _str(p, "ref", K.REF_RE)
-    elif kind == "code_ok":
+    elif kind == "fw":
+        _str(p, "ver")
+        _str(p, "result", choices=K.FW_RESULTS)
+    elif kind in ("code_ok", "courier"):
         cs = p.get("cs")
         if not isinstance(cs, list) or not all(_is_int(c) and K.COMPARTMENT_MIN <= c <= K.COMPARTMENT_MAX
                                               for c in cs) or len(cs) > K.COMPARTMENT_MAX:

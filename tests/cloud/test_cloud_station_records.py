@@ -301,3 +301,19 @@ def test_ops_page_shows_gateway_health_and_fault_report(cloud):
     assert done.status_code == 303
     after = cloud.client.get("/ops", headers=admin_headers()).text
     assert "5号格口门锁坏了" not in after[after.index('id="alarms"'):after.index('id="gateways"')]
+
+
+# ---- firmware update and courier events (protocol §3.7, §4.1) ---------------------------------
+
+def test_firmware_and_courier_events_are_held_and_bad_ones_refused(cloud):
+    resp = cloud.ingest([birth(0, empty_comps(12)),
+                         evt(1, "courier", cs=[2, 5]),
+                         evt(2, "fw", ver="0.2.0", result="staged"),
+                         evt(3, "fw", ver="0.2.0", result="exploded"),
+                         evt(4, "courier", cs=["two"])])
+    assert _statuses(resp) == ["applied", "applied", "applied", "rejected", "rejected"]
+    assert all(e.startswith("bad_field") for e in _errors(resp)[3:])
+    keys = {tuple(k) for k in cloud.admin_get("/api/v1/admin/ledger", station=STATION)["events"]}
+    assert {("l1", "5f0c3a9e", 1), ("l1", "5f0c3a9e", 2)} <= keys
+    with _session(cloud) as s:
+        assert s.query(DeadLetter).count() == 2
