@@ -47,10 +47,10 @@ def cmd_gateway_init(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_run(args: argparse.Namespace) -> int:
-    """Run a simulator scenario."""
-    from simulator.demo import run_demo
+    """Run a simulator scenario; its own options follow the scenario file."""
+    from simulator.runner import main as run_scenario_main
 
-    return run_demo(headless=True, duration=args.duration, port=args.port, workdir=args.workdir)
+    return int(run_scenario_main(args.rest) or 0)
 
 
 def cmd_firmware_check(args: argparse.Namespace) -> int:
@@ -134,11 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     gi.set_defaults(fn=cmd_gateway_init)
 
     s = sub.add_parser("sim", help="the simulator").add_subparsers(dest="sub", required=True)
-    sr = s.add_parser("run", help="run a scenario")
-    sr.add_argument("scenario", nargs="?", default=None)
-    sr.add_argument("--duration", type=float, default=60.0)
-    sr.add_argument("--port", type=int, default=0)
-    sr.add_argument("--workdir", default=None)
+    sr = s.add_parser("run", help="run a scenario: SCENARIO.yaml [--duration S --runtime micropython|cpython ...]",
+                      add_help=False)
+    sr.add_argument("rest", nargs="*")
     sr.set_defaults(fn=cmd_sim_run)
 
     f = sub.add_parser("firmware", help="the locker controller firmware").add_subparsers(dest="sub", required=True)
@@ -172,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `sim run` and `bench NAME` hand everything after them, as typed, to their own parsers.
+    if argv[:2] == ["sim", "run"]:
+        return cmd_sim_run(argparse.Namespace(rest=argv[2:]))
+    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
+        return cmd_bench(argparse.Namespace(name=argv[1], rest=argv[2:]))
     args = build_parser().parse_args(argv)
     return int(args.fn(args) or 0)
 

@@ -1,0 +1,649 @@
+"""`jincun sim run scenario.yaml`: play a scenario against a simulated county and report the ledger.
+
+Live progress with rich; at the end a summary and, as the last line, one JSON object with the ledger's
+counts. Exit status 0 when nothing was lost, duplicated, late or unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from simulator import intruder
+from simulator.cluster import AGENT_PIN, Cluster, ClusterError, StationSpec
+from simulator.county import make_county, pick
+from simulator.ledger import Ledger, LedgerError, Window
+from simulator.people import Action, Parcel, elderly_phones, make_plan, pickup_hour
+from simulator.scenario import Fault, Scenario, ScenarioError, load_scenario
+
+log = logging.getLogger("jincun.sim")
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SCENARIO = REPO / "simulator" / "scenarios" / "normal-day.yaml"
+CLEAN_KEYS = ("lost", "duplicates", "late", "unexpected")
+FAULT_GRACE_S = 20.0  # after a fault ends, reconnects and backoff may still hold events back this long
+DEPOSIT_TIMEOUT_S = 20.0
+WARMUP_MAX_S = 180.0
+POWER_CUT_WAIT_S = 4.0
+LOG_EVERY_S = 15.0
+
+
+@dataclass
+class Tally:
+    n: dict[str, int] = field(default_factory=dict)
+
+    def inc(self, k: str, by: int = 1) -> None:
+        self.n[k] = self.n.get(k, 0) + by
+
+
+class Play:
+    """Plays one scenario against a running cluster."""
+
+    def __init__(self, sc: Scenario, cl: Cluster, plan: list[Action], console: Console, live: bool) -> None:
+        self.sc = sc
+        self.cl = cl
+        self.plan = plan
+        self.console = console
+        self.live = live
+        self.rng = random.Random(sc.seed * 31 + 7)
+        self.t = Tally()
+        self.ledger = Ledger(cl.db_url, late_s=sc.late_s)
+        self.windows: list[Window] = []
+        self.parcels: list[Parcel] = []
+        self.tasks: set[asyncio.Task] = set()
+        self.station_lock: dict[str, asyncio.Lock] = {s.id: asyncio.Lock() for s in cl.stations}
+        self.lockers_of = {s.id: s.lockers for s in cl.stations}
+        self.cut_next: dict[str, float] = {}
+        self.ajar_next: set[str] = set()
+        self.agent_tokens: dict[str, str] = {}
+        self.active: dict[str, int] = {}
+        self.depth = 0
+        self.peak_depth = 0
+        self.uplinks_down = 0
+        self.intrusions: list[dict] = []
+        self.ledger_files = {lk: (self.cl.locker_station[lk], self.cl.locker_dir(lk) / "ledger.jsonl")
+                             for lk in self.cl.locker_station}
+
+    # ---- clock -------------------------------------------------------------------------------------------
+    def now_h(self) -> float:
+        return self.sc.sim_h(time.monotonic() - self.t0)
+
+    async def until_h(self, h: float) -> None:
+        delay = self.sc.real_t(h) - (time.monotonic() - self.t0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self.t.inc("people_errors")
+            log.warning("a simulated person gave up: %s: %s", type(exc).__name__, exc)
+
+    # ---- main --------------------------------------------------------------------------------------------
+    async def run(self) -> dict:
+        self.http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200))
+        await self.cl.connect()
+        await self.cl.wait_online(60 + self.cl.n_controllers * 0.1)
+        await self._settle(WARMUP_MAX_S)
+        self.t0 = time.monotonic()
+        self.wall0 = time.time()
+        end = self.sc.run_seconds
+        monitor = asyncio.create_task(self._monitor())
+        try:
+            self.spawn(self._faults())
+            for a in self.plan:
+                await self.until_h(a.at_h)
+                self.spawn(self._act(a))
+            while time.monotonic() - self.t0 < end:
+                await asyncio.sleep(0.2)
+            self.phase = "draining"
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self._restore()
+            drained = await self._drain()
+        finally:
+            monitor.cancel()
+            await asyncio.gather(monitor, return_exceptions=True)
+            await self.http.aclose()
+        return await self._result(drained)
+
+    phase = "running"
+
+    async def _settle(self, limit: float) -> None:
+        """Let the births of a cold start reach the cloud before the day begins, so the day starts calm."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            depth = sum(g["depth"] for g in (await self.cl.gateways_summary()).values())
+            if depth <= max(20, len(self.cl.stations) // 5):
+                return
+            await asyncio.sleep(1)
+        self.console.log(f"gateway outboxes still hold {depth} records after {limit:.0f} s of warm-up")
+
+    async def _act(self, a: Action) -> None:
+        if a.kind == "visit":
+            await self._visit(a)
+        elif a.kind == "outbound":
+            await self._outbound(a)
+        elif a.kind == "guess":
+            await self._guess(a)
+        elif a.kind == "impersonate":
+            await self._impersonate(a)
+
+    # ---- couriers ----------------------------------------------------------------------------------------
+    async def _visit(self, a: Action) -> None:
+        async with self.station_lock[a.station]:  # one courier at a time in front of a locker bank
+            for p in a.parcels:
+                self.parcels.append(p)
+                await self._deposit(p)
+
+    async def _deposit(self, p: Parcel) -> None:
+        url = self.cl.gateway_url(p.station)
+        try:
+            r = await self.http.post(f"{url}/api/v1/deposits", json={
+                "waybill": p.waybill, "phone": p.phone, "carrier": p.carrier, "size": p.size})
+        except httpx.HTTPError as exc:
+            p.outcome = "gateway_unreachable"
+            self.t.inc("deposits_failed")
+            log.warning("gateway %s unreachable: %s", p.station, exc)
+            return
+        if r.status_code == 409:
+            p.outcome = "no_room"
+            self.t.inc("deposits_no_room")
+            return
+        if r.status_code != 201:
+            p.outcome = f"refused_{r.status_code}"
+            self.t.inc("deposits_refused")
+            return
+        d = r.json()
+        p.ref, p.locker, p.c = d["ref"], d["locker"], d["c"]
+        cut = self.cut_next.pop(p.station, None)
+        if cut is not None:
+            await self._deposit_with_power_cut(p, cut)
+        else:
+            res = await self.cl.ctl(p.locker, "fill", c=p.c, hold_ms=300)
+            if not res.get("opened"):
+                p.outcome = "door_did_not_open"
+                self.t.inc("deposits_jammed")
+                return
+        state = await self._deposit_state(p)
+        if state != "deposited":
+            p.outcome = f"deposit_{state}"
+            self.t.inc("deposits_unconfirmed")
+            return
+        p.deposited_h = self.now_h()
+        p.outcome = "deposited"
+        self.t.inc("deposits_ok")
+        if p.pickup_delay_h is not None:
+            self.spawn(self._collect(p))
+        else:
+            self.t.inc("never_collected")
+
+    async def _deposit_with_power_cut(self, p: Parcel, off_s: float) -> None:
+        """The controller loses power while the courier has the door open; he finishes anyway."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            st = await self.cl.ctl(p.locker, "state")
+            if st["doors"].get(str(p.c)):
+                break
+            await asyncio.sleep(0.05)
+        await self.cl.ctl(p.locker, "power", on=False)
+        self.t.inc("power_cuts")
+        await asyncio.sleep(0.3)
+        await self.cl.ctl(p.locker, "occ", c=p.c, v=True)
+        await self.cl.ctl(p.locker, "door", c=p.c, open=False)
+        await asyncio.sleep(max(1.0, off_s))
+        await self.cl.ctl(p.locker, "power", on=True)
+
+    async def _plain_power_cut(self, station: str) -> None:
+        """No courier came: the power fails at a quiet locker."""
+        lk = self.rng.choice(self.lockers_of[station])
+        await self.cl.ctl(lk, "power", on=False)
+        self.t.inc("power_cuts")
+        await asyncio.sleep(2.0)
+        await self.cl.ctl(lk, "power", on=True)
+
+    async def _deposit_state(self, p: Parcel) -> str:
+        url = f"{self.cl.gateway_url(p.station)}/api/v1/deposits/{p.ref}"
+        deadline = time.monotonic() + DEPOSIT_TIMEOUT_S
+        state = "unknown"
+        while time.monotonic() < deadline:
+            try:
+                r = await self.http.get(url)
+                state = r.json().get("state", "unknown") if r.status_code == 200 else state
+            except (httpx.HTTPError, ValueError):
+                pass
+            if state in ("deposited", "void"):
+                return state
+            await asyncio.sleep(0.2)
+        return state
+
+    # ---- villagers -----------------------------------------------------------------------------------------
+    async def _collect(self, p: Parcel) -> None:
+        while (got := self.cl.sms.code(p.waybill)) is None:
+            await asyncio.sleep(0.5)
+        p.code = got[0]
+        p.sms_h = self.sc.sim_h(got[1] - self.wall0)
+        self.t.inc("sms_received")
+        await self.until_h(pickup_hour(max(p.sms_h, p.deposited_h or 0), p.pickup_delay_h))
+        async with self.station_lock[p.station]:
+            if p.elderly:
+                await self._door_to_door(p)
+            else:
+                await self._pickup(p)
+
+    async def _pickup(self, p: Parcel) -> None:
+        leave = 0
+        if p.leave_open or p.station in self.ajar_next:
+            self.ajar_next.discard(p.station)
+            leave = (self.sc.firmware_ajar_s + 3) * 1000
+            self.t.inc("doors_left_open")
+        for attempt in range(4):
+            if p.typo and attempt == 0:
+                wrong = p.code[:5] + str((int(p.code[5]) + 1 + self.rng.randrange(8)) % 10)
+                await self.cl.ctl(p.locker, "keys", keys=wrong + "#", ms_per_key=p.ms_per_key)
+                self.t.inc("typos")
+                await asyncio.sleep(0.5)
+            res = await self.cl.ctl(p.locker, "collect", keys=p.code + "#", ms_per_key=p.ms_per_key,
+                                    leave_open_ms=leave, timeout=60 + leave / 1000)
+            if p.c in res["opened"]:
+                p.picked_h = self.now_h()
+                p.outcome = "picked_up"
+                self.t.inc("pickups_ok")
+                return
+            st = await self.cl.ctl(p.locker, "state")
+            wait = (st.get("lock_left") or 0) + 2  # a keypad locked out by a guesser: come back later
+            self.t.inc("pickup_retries")
+            await asyncio.sleep(wait)
+        p.outcome = "pickup_failed"
+        self.t.inc("pickups_failed")
+
+    async def _agent(self, station: str) -> str:
+        if station not in self.agent_tokens:
+            r = await self.http.post(f"{self.cl.gateway_url(station)}/api/v1/terminal/login", json={"pin": AGENT_PIN})
+            r.raise_for_status()
+            self.agent_tokens[station] = r.json()["token"]
+        return self.agent_tokens[station]
+
+    async def _door_to_door(self, p: Parcel) -> None:
+        """The village agent takes the parcel out for an elderly villager and brings it to the door."""
+        tok = await self._agent(p.station)
+        r = await self.http.post(f"{self.cl.gateway_url(p.station)}/api/v1/terminal/handover", json={"ref": p.ref},
+                                 headers={"Authorization": f"Bearer {tok}"})
+        if r.status_code != 200:
+            p.outcome = f"handover_{r.status_code}"
+            self.t.inc("handovers_failed")
+            return
+        res = await self.cl.ctl(p.locker, "fill", c=p.c, parcel=False, hold_ms=300)
+        p.outcome = "door_to_door" if res.get("opened") else "handover_door_stuck"
+        p.picked_h = self.now_h()
+        self.t.inc("door_to_door" if res.get("opened") else "handovers_failed")
+
+    async def _outbound(self, a: Action) -> None:
+        tok = await self._agent(a.station)
+        i = a.info
+        r = await self.http.post(f"{self.cl.gateway_url(a.station)}/api/v1/terminal/outbound", json={
+            "carrier": i["carrier"], "sender_phone": i["phone"], "sender_name": "示例农户", "dest": "示例市农产品市场",
+            "weight_g": i["weight_g"], "produce": i["produce"]}, headers={"Authorization": f"Bearer {tok}"})
+        self.t.inc("outbound_ok" if r.status_code == 201 else "outbound_refused")
+
+    # ---- bad actors --------------------------------------------------------------------------------------
+    async def _guess(self, a: Action) -> None:
+        rng = random.Random(a.info["seed"])
+        lk = rng.choice(self.lockers_of[a.station])
+        for _ in range(a.info["guesses"]):
+            await self.cl.ctl(lk, "keys", keys=f"{rng.randrange(10**6):06d}#", ms_per_key=120)
+            self.t.inc("codes_guessed")
+            await asyncio.sleep(0.3)
+
+    async def _impersonate(self, a: Action) -> None:
+        lockers = self.lockers_of[a.station]
+        victim = lockers[0]
+        cfg = self.cl.station_cfgs[a.station]
+        clone = next(lk for lk in cfg["lockers"] if lk["id"] == lockers[-1])
+        res = await asyncio.to_thread(intruder.attack, "127.0.0.1", self.cl.mqtt_port, a.station, victim,
+                                      (clone["id"], clone["mqtt_password"]))
+        self.intrusions.append(res)
+        self.t.inc("impersonations")
+        self.t.inc("impersonations_refused" if res["guessed_password_refused"] else "impersonations_admitted")
+
+    # ---- faults ------------------------------------------------------------------------------------------
+    def _stations_for(self, f: Fault) -> list[str]:
+        ids = [s.id for s in self.cl.stations]
+        if f.stations == "all":
+            return ids
+        return self.rng.sample(ids, min(len(ids), f.stations))
+
+    async def _faults(self) -> None:
+        for f in sorted(self.sc.faults, key=lambda f: f.at):
+            await self.until_h(f.at)
+            self.spawn(self._fault(f))
+
+    async def _fault(self, f: Fault) -> None:
+        sts = self._stations_for(f)
+        dur = self.sc.real_s(f.duration)
+        now = time.monotonic() - self.t0 + self.wall0
+        self.active[f.kind] = self.active.get(f.kind, 0) + 1
+        self.t.inc(f"fault_{f.kind}")
+        scope = None if f.stations == "all" or f.kind == "broker_restart" else set(sts)
+        try:
+            if f.kind == "uplink_down":
+                self.windows.append(Window(f.kind, scope, now, now + dur))
+                await asyncio.gather(*(self.cl.gw(s, "uplink", up=False) for s in sts))
+                self.console.log(f"uplink down at {len(sts)} station(s) for {f.duration / 3600:g} h")
+                await asyncio.sleep(dur)
+                await asyncio.gather(*(self.cl.gw(s, "uplink", up=True) for s in sts))
+                self.console.log(f"uplink up again at {len(sts)} station(s)")
+            elif f.kind == "broker_restart":
+                for i in range(f.count):
+                    t = time.monotonic() - self.t0 + self.wall0
+                    self.windows.append(Window(f.kind, None, t, t + 5))
+                    await asyncio.to_thread(self.cl.restart_broker, kill=bool(i % 2))
+                    self.t.inc("broker_restarts")
+                    if i + 1 < f.count:
+                        await asyncio.sleep(self.sc.real_s(f.every))
+            elif f.kind == "disk_full":
+                self.windows.append(Window(f.kind, scope, now, now + dur))
+                await asyncio.gather(*(self.cl.gw(s, "disk_full", on=True) for s in sts))
+                await asyncio.sleep(dur)
+                await asyncio.gather(*(self.cl.gw(s, "disk_full", on=False) for s in sts))
+            elif f.kind == "power_cut":
+                self.windows.append(Window(f.kind, scope, now, now + dur + 30))
+                for s in sts:
+                    self.cut_next[s] = max(1.0, dur)
+                await asyncio.sleep(POWER_CUT_WAIT_S)  # hoping to catch a courier with a door open
+                await asyncio.gather(*(self._plain_power_cut(s) for s in sts if self.cut_next.pop(s, None)))
+            elif f.kind == "wifi_flap":
+                self.windows.append(Window(f.kind, scope, now, now + dur))
+                await self._each_locker(sts, "flap", ms=int(dur * 1000), period_ms=int(f.period_s * 1000))
+                await asyncio.sleep(dur)
+            elif f.kind == "clock_skew":
+                await self._each_locker(sts, "skew", s=f.seconds)
+            elif f.kind == "voltage_sag":
+                await self._each_locker(sts, "sag", v=f.volts, ms=int(max(dur, 1) * 1000))
+            elif f.kind == "door_ajar":
+                self.ajar_next.update(sts)
+            elif f.kind in ("lock_jam", "sensor_fault", "forced_open"):
+                await asyncio.gather(*(self._board_fault(f, s, dur) for s in sts))
+        finally:
+            self.active[f.kind] -= 1
+
+    async def _each_locker(self, sts: list[str], op: str, **kw) -> None:
+        await asyncio.gather(*(self.cl.ctl(lk, op, **kw) for s in sts for lk in self.lockers_of[s]))
+
+    async def _board_fault(self, f: Fault, station: str, dur: float) -> None:
+        lk = self.rng.choice(self.lockers_of[station])
+        st = await self.cl.ctl(lk, "state")
+        comps = st.get("comps") or []
+        if f.kind == "forced_open":
+            c = self.rng.choice(comps)["n"]
+            await self.cl.ctl(lk, "door", c=c, open=True)  # a crowbar: the door opens with no lock pulse
+            await asyncio.sleep(1.0)
+            await self.cl.ctl(lk, "door", c=c, open=False)
+            return
+        empty = [x["n"] for x in comps if x["st"] == "empty"] or [comps[0]["n"]]
+        c = self.rng.choice(empty)
+        if f.kind == "lock_jam":
+            await self.cl.ctl(lk, "jam", c=c, v=True)
+            await asyncio.sleep(max(dur, 1))
+            await self.cl.ctl(lk, "jam", c=c, v=False)  # maintenance frees the bolt
+        else:
+            await self.cl.ctl(lk, "occ", c=c, v=None)
+            await asyncio.sleep(max(dur, 1))
+            await self.cl.ctl(lk, "occ", c=c, v=False)
+
+    async def _restore(self) -> None:
+        """The run is over: every link and disk works again, so what was held back can drain."""
+        for s in self.cl.stations:
+            await self.cl.gw(s.id, "uplink", up=True)
+        for s in list(self.cut_next):
+            self.cut_next.pop(s)
+        summ = await self.cl.controllers_summary()
+        for lk, (on, *_rest) in summ.items():
+            if not on:
+                await self.cl.ctl(lk, "power", on=True)
+        for s in self.cl.stations:
+            await self.cl.gw(s.id, "disk_full", on=False)
+
+    async def _drain(self) -> bool:
+        deadline = time.monotonic() + self.sc.drain_timeout_s
+        while time.monotonic() < deadline:
+            await asyncio.gather(*(h.call("flush") for h in self.cl.hosts))
+            summ = await self.cl.controllers_summary()
+            gws = await self.cl.gateways_summary()
+            self.ledger.read_producers(self.ledger_files)
+            await asyncio.to_thread(self.ledger.poll_cloud)
+            if (all(v[2] == 0 for v in summ.values()) and all(g["depth"] == 0 for g in gws.values())
+                    and self.ledger.pending() == 0):
+                return True
+            await asyncio.sleep(1)
+        return False
+
+    # ---- progress ----------------------------------------------------------------------------------------
+    async def _monitor(self) -> None:
+        live = Live(self._table(), console=self.console, refresh_per_second=2, transient=False) if self.live else None
+        if live:
+            live.start()
+        last = logged = 0.0
+        try:
+            while True:
+                if time.monotonic() - last > 2:
+                    last = time.monotonic()
+                    try:
+                        gws = await self.cl.gateways_summary()
+                        self.depth = sum(g["depth"] for g in gws.values())
+                        self.peak_depth = max(self.peak_depth, self.depth)
+                        self.uplinks_down = sum(1 for g in gws.values() if not g["link_up"])
+                        self.ledger.read_producers(self.ledger_files)
+                        await asyncio.to_thread(self.ledger.poll_cloud)
+                    except (ClusterError, LedgerError, OSError) as exc:
+                        log.warning("progress sample failed: %s", exc)
+                if live:
+                    live.update(self._table())
+                elif time.monotonic() - logged > LOG_EVERY_S:
+                    logged = time.monotonic()
+                    self.console.log(self._line())
+                await asyncio.sleep(0.5)
+        finally:
+            if live:
+                live.update(self._table())
+                live.stop()
+
+    def _line(self) -> str:
+        h = self.now_h() if hasattr(self, "t0") else self.sc.start_h
+        n = self.t.n
+        return (f"{int(h % 24):02d}:{int(h * 60 % 60):02d} deposited {n.get('deposits_ok', 0)} collected "
+                f"{n.get('pickups_ok', 0)} events {len(self.ledger.produced)}/{len(self.ledger.seen)} in cloud, "
+                f"outboxes {self.depth}, uplinks down {self.uplinks_down}, "
+                f"faults {','.join(k for k, v in self.active.items() if v) or '-'}")
+
+    def _table(self) -> Table:
+        h = self.now_h() if hasattr(self, "t0") else self.sc.start_h
+        tb = Table(title=f"{self.sc.name}: day {int(h // 24) + 1} {int(h % 24):02d}:{int(h * 60 % 60):02d}"
+                   f"  ({self.phase})", show_header=False)
+        n = self.t.n
+        alarms = sum(1 for v in self.ledger.produced.values() if v[1] == "alarm")
+        rows = [
+            ("stations / controllers", f"{len(self.cl.stations)} / {self.cl.n_controllers} ({self.cl.runtime})"),
+            ("deposited / collected / door-to-door",
+             f"{n.get('deposits_ok', 0)} / {n.get('pickups_ok', 0)} / {n.get('door_to_door', 0)}"),
+            ("no room / typos / guesses", f"{n.get('deposits_no_room', 0)} / {n.get('typos', 0)} / "
+                                          f"{n.get('codes_guessed', 0)}"),
+            ("events produced / in cloud", f"{len(self.ledger.produced)} / {len(self.ledger.seen)}"),
+            ("alarms", str(alarms)),
+            ("gateway outboxes (peak)", f"{self.depth} ({self.peak_depth})"),
+            ("uplinks down", str(self.uplinks_down)),
+            ("faults active", ", ".join(k for k, v in self.active.items() if v) or "-"),
+        ]
+        for k, v in rows:
+            tb.add_row(k, v)
+        return tb
+
+    # ---- result ------------------------------------------------------------------------------------------
+    async def _result(self, drained: bool) -> dict:
+        self.ledger.read_producers(self.ledger_files)
+        await asyncio.to_thread(self.ledger.poll_cloud)
+        counts = await asyncio.to_thread(self.ledger.counts, self.windows, FAULT_GRACE_S)
+        statuses = await asyncio.to_thread(self.ledger.parcel_statuses)
+        await self.cl.disconnect()
+        n = self.t.n
+        res = {
+            "scenario": self.sc.name, "runtime": self.cl.runtime, "stations": len(self.cl.stations),
+            "controllers": self.cl.n_controllers,
+            "deposited": n.get("deposits_ok", 0), "picked_up": n.get("pickups_ok", 0),
+            **counts, "drained": drained, "clean": drained and all(counts[k] == 0 for k in CLEAN_KEYS),
+            "door_to_door": n.get("door_to_door", 0), "never_collected": n.get("never_collected", 0),
+            "no_room": n.get("deposits_no_room", 0), "typos": n.get("typos", 0),
+            "codes_guessed": n.get("codes_guessed", 0), "outbound": n.get("outbound_ok", 0),
+            "impersonations_refused": n.get("impersonations_refused", 0),
+            "impersonations_admitted": n.get("impersonations_admitted", 0),
+            "people_errors": n.get("people_errors", 0),
+            "sms": self.cl.sms.count if self.cl.sms else 0, "peak_gateway_outbox": self.peak_depth,
+            "catch_up": self.ledger.catch_up(self.windows), "cloud_parcels": statuses,
+            "counters": dict(sorted(n.items())), "real_seconds": round(time.monotonic() - self.t0, 1),
+        }
+        res["timeline"] = self.timeline()
+        res["cpu_s"] = {**self.cl.cpu_seconds(), "runner": round(sum(os.times()[:2]), 1)}
+        self.ledger.close()
+        return res
+
+    def timeline(self) -> dict:
+        """Per simulated hour: events produced, events reaching the cloud, pickups, alarms by kind."""
+        hours: dict[int, dict] = {}
+
+        def slot(at: float) -> dict:
+            h = int(self.sc.sim_h(at - self.wall0))
+            return hours.setdefault(h, {"events": 0, "in_cloud": 0, "pickups": 0, "alarms": {}})
+
+        for key, (at, typ, kind) in self.ledger.produced.items():
+            s = slot(at)
+            s["events"] += 1
+            if typ == "pickup":
+                s["pickups"] += 1
+            elif typ == "alarm":
+                s["alarms"][kind or "?"] = s["alarms"].get(kind or "?", 0) + 1
+            seen = self.ledger.seen.get(key)
+            if seen is not None:
+                slot(seen)["in_cloud"] += 1
+        return {"start_h": self.sc.start_h, "hours": {str(h): hours[h] for h in sorted(hours)},
+                "faults": [{"kind": w.kind, "from_h": round(self.sc.sim_h(w.start - self.wall0), 2),
+                            "to_h": round(self.sc.sim_h(w.end - self.wall0), 2)} for w in self.windows]}
+
+
+def build(sc: Scenario, workdir: Path, *, cloud_port: int = 0, database_url: str | None = None
+          ) -> tuple[Cluster, list[Action]]:
+    """The county slice, its people's plan and an unstarted cluster for a scenario."""
+    county = make_county(sc.county_seed)
+    villages = pick(county, sc.stations, seed=sc.seed, order=sc.pick)
+    stations = [(v.id, v.volume) for v in villages]
+    plan = make_plan(sc, stations)
+    assist = elderly_phones(plan)
+    specs = []
+    for v in villages:
+        m = v.lockers if sc.controllers_per_station == "auto" else sc.controllers_per_station
+        specs.append(StationSpec(v.id, v.name, v.town, [f"{v.id}-l{i + 1}" for i in range(m)],
+                                 assist.get(v.id, [])))
+    cl = Cluster(workdir, specs, runtime=sc.runtime, comps=sc.comps, controllers_per_host=sc.controllers_per_host,
+                 gateways_per_host=sc.gateways_per_host, database_url=database_url, cloud_port=cloud_port,
+                 tele_s=sc.tele_s, ajar_s=sc.firmware_ajar_s, seed=sc.seed,
+                 hw={"jam_p": sc.hardware.jam_p, "occ_fault_p": sc.hardware.occ_fault_p, "rssi": sc.hardware.rssi,
+                     "vin": sc.hardware.vin})
+    return cl, plan
+
+
+def run_scenario(sc: Scenario, workdir: Path, *, cloud_port: int = 0, database_url: str | None = None,
+                 live: bool = True, console: Console | None = None) -> dict:
+    """Start the county, play the scenario, drain, and return the result (ledger counts and more)."""
+    console = console or Console(stderr=True)
+    cl, plan = build(sc, workdir, cloud_port=cloud_port, database_url=database_url)
+    visits = sum(len(a.parcels) for a in plan if a.kind == "visit")
+    console.log(f"{sc.name}: {len(cl.stations)} stations, {cl.n_controllers} controllers ({sc.runtime}), "
+                f"{visits} parcels planned, {sc.hours:g} simulated hours in {sc.run_seconds:.0f} s; "
+                f"workdir {cl.workdir}")
+    cl.start(progress=lambda m: console.log(f"starting {m}"))
+    try:
+        result = asyncio.run(Play(sc, cl, plan, console, live).run())
+    finally:
+        cl.stop()
+    (cl.workdir / "result.json").write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    return result
+
+
+def summary(res: dict, console: Console) -> None:
+    tb = Table(title=f"{res['scenario']}: {'CLEAN' if res['clean'] else 'NOT CLEAN'}")
+    tb.add_column("what")
+    tb.add_column("count", justify="right")
+    for k in ("stations", "controllers", "deposited", "picked_up", "door_to_door", "never_collected", "no_room",
+              "outbound", "typos", "codes_guessed", "impersonations_refused", "events_sent", "events_in_cloud",
+              "lost", "duplicates", "late", "delayed_by_faults", "unexpected", "peak_gateway_outbox",
+              "real_seconds"):
+        tb.add_row(k, str(res.get(k)))
+    console.print(tb)
+    for c in res.get("catch_up", []):
+        if c["events_held"]:
+            console.print(f"catch-up after a {c['outage_s']} s outage at {c['stations']}: {c['events_held']} "
+                          f"events held, {c['arrived']} in the cloud, the last {c['catch_up_s']} s after the "
+                          f"link returned")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `jincun sim run`."""
+    ap = argparse.ArgumentParser(prog="jincun sim run", description="run a county scenario on this machine")
+    ap.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO))
+    ap.add_argument("--duration", type=float, help="real seconds for the scenario's simulated hours")
+    ap.add_argument("--port", type=int, default=0, help="cloud port (default: a free one)")
+    ap.add_argument("--workdir", help="where processes keep their files (default: var/sim-*)")
+    ap.add_argument("--runtime", choices=("micropython", "cpython"))
+    ap.add_argument("--stations", type=int, help="override the number of stations")
+    ap.add_argument("--database-url", help="cloud database (default: SQLite in the workdir)")
+    ap.add_argument("--no-live", action="store_true", help="no live progress table")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=True)
+    try:
+        sc = load_scenario(args.scenario, runtime=args.runtime, stations=args.stations)
+        if args.duration:
+            sc = sc.model_copy(update={"day_seconds": args.duration * 24 / sc.hours})
+    except ScenarioError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.workdir:
+        workdir = Path(args.workdir)
+    else:
+        (REPO / "var").mkdir(exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix=f"sim-{sc.name}-", dir=REPO / "var"))
+    try:
+        res = run_scenario(sc, workdir, cloud_port=args.port, database_url=args.database_url,
+                           live=not args.no_live and console.is_terminal, console=console)
+    except (ClusterError, LedgerError) as exc:
+        print(f"simulation failed: {exc}", file=sys.stderr)
+        return 1
+    summary(res, console)
+    keys = ("scenario", "stations", "controllers", "deposited", "picked_up", "events_sent", "events_in_cloud",
+            "lost", "duplicates", "late", "delayed_by_faults", "unexpected", "drained", "clean")
+    print(json.dumps({k: res[k] for k in keys}, ensure_ascii=False), flush=True)
+    return 0 if res["clean"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
