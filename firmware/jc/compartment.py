@@ -188,6 +188,10 @@ class Compartment:
                 self._set(K.ST_OCCUPIED)  # parcel still inside: the code stays valid
         elif self.opening_done == "remote" and self.st == K.ST_FAULT:
             self._set(K.ST_OCCUPIED if (occ and self.ref) else K.ST_EMPTY, self.ref if occ else None)
+        elif self.opening_done == "remote" and self.st == K.ST_OCCUPIED and occ is False:
+            # staff opened it and took the parcel out (door-to-door delivery, return): a release, not a mismatch
+            self._set(K.ST_EMPTY, None)
+            ev.append((K.T_STATE, {"c": self.n, "st": K.ST_EMPTY}))
         elif self.st == K.ST_OCCUPIED and occ is False or self.st == K.ST_EMPTY and occ:
             ev.append((K.T_ALARM, {"kind": K.A_OCC_MISMATCH, "c": self.n}))
         self.opening_done = None

@@ -396,9 +396,15 @@ class Session:
         for ev in self.waiters.values():
             ev.set()
         self.waiters = {}
+        w = self.writer
         try:
-            if self.writer:
-                self.writer.close()
+            if w:
+                w.close()
+                # MicroPython's Stream.close() leaves the socket open (only wait_closed() closes it), and an open
+                # socket keeps the broker from publishing our last will until the keepalive runs out.
+                sock = getattr(w, "s", None)
+                if sock is not None:
+                    sock.close()
         except OSError:
             pass
         self.closed.set()

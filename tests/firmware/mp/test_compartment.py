@@ -81,6 +81,30 @@ def test_fake_sign_off_is_void():
     true(("alarm", "occupancy_mismatch") in r.types())
 
 
+def test_remote_open_that_takes_the_parcel_out_releases_it():
+    r = Rig()
+    r.run(500)
+    c = r.comps[2]
+    c.request("deposit", "p-3")
+    r.drv.pulse(2)
+    r.run(300)
+    r.occ[2] = True
+    r.door[2] = False
+    r.run(1000)
+    eq(c.st, "occupied")
+    r.events = []
+    eq(c.request("remote"), None)  # the village agent takes it for door-to-door delivery
+    r.drv.pulse(2)
+    r.run(300)
+    r.occ[2] = False
+    r.door[2] = False
+    r.run(1000)
+    eq(c.st, "empty")
+    eq(c.ref, None)
+    true(("state", None) in r.types())
+    true(("alarm", "occupancy_mismatch") not in r.types())
+
+
 def test_forced_open_and_door_ajar():
     r = Rig()
     r.run(500)
