@@ -274,9 +274,12 @@ class LockerLink:
                 self._spawn(self._publish_eack(ls.id, boot, saved[1]), "eack")
             return
         if seq > max(ls.max_seq, ls.acked) + 1:
+            # Events are stored in order per locker: one past a gap waits in the locker's flash, which sends
+            # everything unacknowledged again, oldest first, when asked for a rebirth (or when no eack comes).
             self.counters.inc("seq_gaps")
             log.warning("locker %s boot %s: seq gap %d -> %d", ls.id, boot, max(ls.max_seq, ls.acked), seq)
             self._rebirth(ls, "seq gap")
+            return
         ls.max_seq = max(ls.max_seq, seq)
         try:
             fut = self.outbox.submit(Record(src=ls.id, kind="evt", body=evt, boot=boot, seq=seq, raw=raw))

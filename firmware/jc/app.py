@@ -470,6 +470,10 @@ class App:
             return None
         if op == K.OP_REBIRTH:
             self.want_birth = True
+            # the gateway asks after a seq gap: send every unacknowledged event again, oldest first, now
+            for r in self.outbox.recs:
+                r.sent = False
+            self.last_eack_ms = self.clock.ms()
             self.wake.set()
             return None
         return K.ERR_UNKNOWN_OP

@@ -131,9 +131,11 @@ async def test_seq_gap_asks_for_a_rebirth_and_waits_for_the_missing_event(gatewa
     assert gateway.gw.counters["seq_gaps"] == 1
     await asyncio.sleep(0.3)
     assert l1.acked() == 1, "eack is cumulative: it must not cover the missing seq 2"
-    l1.evt("door", seq=2, c=1, open=True)
+    assert [r.seq for r in await gateway.outbox_rows("evt")] == [1], "nothing past the gap is stored"
+    l1.evt("door", seq=2, c=1, open=True)  # the locker sends its unacked events again, oldest first
+    l1.evt("door", seq=3, c=1, open=False)
     await until(lambda: l1.acked() == 3, what="eack 3 once the gap is filled")
-    assert sorted(r.seq for r in await gateway.outbox_rows("evt")) == [1, 2, 3]
+    assert [r.seq for r in await gateway.outbox_rows("evt")] == [1, 2, 3], "stored in order"
 
 
 async def test_last_will_marks_the_locker_offline(gateway, lockers):
