@@ -11,12 +11,10 @@ import json
 import time
 
 try:
-    from jc.hal import Hal
-except ImportError:  # imported for its constants by a CPython tool without the firmware on the path
-    Hal = object
+    from jc.hal_sim import SimBoard
+except ImportError:  # imported by a CPython tool without the firmware on the path
+    SimBoard = object
 
-SPRING_MS = 30  # an unjammed door springs open this long after its coil is energised
-MIN_OPEN_MS = 200  # nobody closes a door faster than this
 BUSY_MS = 3000  # after any input change the board is ticked fast until debounce and settle are over
 LEDGER_FLUSH = 32
 
@@ -47,23 +45,12 @@ def wall():
         return time.time()
 
 
-class BoardSim(Hal):
+class BoardSim(SimBoard):
     """One simulated board. `hw` holds the fault model: jam_p, occ_fault_p, vin, rssi."""
 
     def __init__(self, cfg, ledger_path, hw=None, log=None):
+        super().__init__(cfg)
         hw = hw or {}
-        ns = [c["n"] for c in cfg["comps"]]
-        self.coils = {n: False for n in ns}
-        self.doors = {n: False for n in ns}
-        self.occupied = {n: False for n in ns}
-        self.jammed = {n: False for n in ns}
-        self.spring_at = {}
-        self.opened_at = {}
-        self.close_at = {}
-        self.keybuf = ""
-        self.text = ""
-        self.led = "off"
-        self.app = None
         self.rng = Rng(hw.get("seed", 1))
         self.jam_p = hw.get("jam_p", 0.0)
         self.occ_fault_p = hw.get("occ_fault_p", 0.0)
@@ -87,43 +74,11 @@ class BoardSim(Hal):
     async def start(self, app):
         self.app = app
 
-    def lock(self, n, on):
-        self.coils[n] = on
-        self._touch()
-        if on:
-            if not self.jammed[n] and self.jam_p and self.rng.random() < self.jam_p:
-                self.jammed[n] = True  # the bolt sticks; it stays stuck until maintenance clears it
-                self.jams += 1
-            if not self.jammed[n]:
-                self.spring_at[n] = time.ticks_add(time.ticks_ms(), SPRING_MS)
-
-    def all_locks_off(self):
-        for n in self.coils:
-            self.coils[n] = False
-
-    def door(self, n):
-        now = time.ticks_ms()
-        t = self.spring_at.get(n)
-        if t is not None and time.ticks_diff(now, t) >= 0:
-            del self.spring_at[n]
-            self.set_door(n, True)
-        t = self.close_at.get(n)
-        if t is not None and time.ticks_diff(now, t) >= 0:
-            del self.close_at[n]
-            self.doors[n] = False
-        return self.doors[n]
-
-    def occ(self, n):
-        return self.occupied[n]
-
-    def keys(self):
-        k = self.keybuf
-        self.keybuf = ""
-        return k
-
-    def show(self, text, led):
-        self.text = text
-        self.led = led
+    def _sticks(self, n):
+        if self.jam_p and self.rng.random() < self.jam_p:
+            self.jams += 1
+            return True
+        return False
 
     async def net_up(self):
         return self.wifi_ok()
@@ -171,21 +126,6 @@ class BoardSim(Hal):
             if self.coils[n] or self.doors[n]:
                 return True
         return time.ticks_diff(time.ticks_ms(), self.changed_at) < BUSY_MS
-
-    def set_door(self, n, is_open):
-        now = time.ticks_ms()
-        self._touch()
-        if is_open:
-            self.close_at.pop(n, None)
-            if not self.doors[n]:
-                self.doors[n] = True
-                self.opened_at[n] = now
-        elif self.doors[n]:
-            t = time.ticks_add(self.opened_at.get(n, now), MIN_OPEN_MS)
-            if time.ticks_diff(now, t) >= 0:
-                self.doors[n] = False
-            else:
-                self.close_at[n] = t
 
     def set_occ(self, n, v):
         """A person puts in or takes out a parcel; the sensor may fault with occ_fault_p (reads None)."""

@@ -20,11 +20,10 @@ def _reset_cause():
         return "power"
 
 
-class SimHal(Hal):
-    def __init__(self, cfg, log=None):
-        sim = cfg.get("sim") or {}
-        self.port = sim.get("port", 0)
-        self.ledger_path = sim.get("ledger", "../ledger.jsonl")
+class SimBoard(Hal):
+    """Compartment physics shared by the simulated boards: a coil springs its door open, people close it."""
+
+    def __init__(self, cfg):
         ns = [c["n"] for c in cfg["comps"]]
         self.coils = {n: False for n in ns}
         self.doors = {n: False for n in ns}
@@ -37,33 +36,35 @@ class SimHal(Hal):
         self.text = ""
         self.led = "off"
         self.app = None
-        self.server = None
         self.max_coils = 0
-        self.wifi = True
-        self.feeds = 0
-        self.reset = _reset_cause()
-        self._log = log or (lambda *a: None)
 
-    async def start(self, app):
-        self.app = app
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
-        self._log("sim", "control channel on port", self.port)
+    def _touch(self):
+        """Called on every input change; a board that ticks slowly when idle wakes here."""
 
-    # ---- board ----
+    def _sticks(self, n):
+        """Whether the bolt of n jams as it is energised; a fault model overrides this."""
+        return False
+
     def lock(self, n, on):
         self.coils[n] = on
-        energised = sum(1 for v in self.coils.values() if v)
-        if energised > self.max_coils:
-            self.max_coils = energised
-        if on and not self.jammed[n]:
-            self.spring_at[n] = time.ticks_add(time.ticks_ms(), SPRING_MS)
+        self._touch()
+        if on:
+            energised = sum(1 for v in self.coils.values() if v)
+            if energised > self.max_coils:
+                self.max_coils = energised
+            if not self.jammed[n] and self._sticks(n):
+                self.jammed[n] = True  # the bolt sticks; it stays stuck until maintenance clears it
+            if not self.jammed[n]:
+                self.spring_at[n] = time.ticks_add(time.ticks_ms(), SPRING_MS)
 
     def all_locks_off(self):
         for n in self.coils:
             self.coils[n] = False
 
-    def _set_door(self, n, is_open):
+    def set_door(self, n, is_open):
+        """A person opens or closes door n; a close sooner than MIN_OPEN_MS after opening waits for it."""
         now = time.ticks_ms()
+        self._touch()
         if is_open:
             self.close_at.pop(n, None)
             if not self.doors[n]:
@@ -81,7 +82,7 @@ class SimHal(Hal):
         t = self.spring_at.get(n)
         if t is not None and time.ticks_diff(now, t) >= 0:
             del self.spring_at[n]
-            self._set_door(n, True)
+            self.set_door(n, True)
         t = self.close_at.get(n)
         if t is not None and time.ticks_diff(now, t) >= 0:
             del self.close_at[n]
@@ -99,6 +100,24 @@ class SimHal(Hal):
     def show(self, text, led):
         self.text = text
         self.led = led
+
+
+class SimHal(SimBoard):
+    def __init__(self, cfg, log=None):
+        super().__init__(cfg)
+        sim = cfg.get("sim") or {}
+        self.port = sim.get("port", 0)
+        self.ledger_path = sim.get("ledger", "../ledger.jsonl")
+        self.server = None
+        self.wifi = True
+        self.feeds = 0
+        self.reset = _reset_cause()
+        self._log = log or (lambda *a: None)
+
+    async def start(self, app):
+        self.app = app
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self._log("sim", "control channel on port", self.port)
 
     def health(self):
         return {"rssi": -55 if self.wifi else -100, "vin": 12.0, "temp": 35.0, "reset": self.reset}
@@ -147,7 +166,7 @@ class SimHal(Hal):
         if op == "keys":
             self.keybuf += str(req["keys"])
         elif op == "door":
-            self._set_door(int(req["c"]), bool(req["open"]))
+            self.set_door(int(req["c"]), bool(req["open"]))
         elif op == "occ":
             v = req["v"]
             self.occupied[int(req["c"])] = None if v is None else bool(v)
