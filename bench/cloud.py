@@ -9,12 +9,16 @@ import json
 import os
 import random
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 
@@ -41,6 +45,116 @@ def _wait_http(url: str, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer")
+
+
+class _Influx:
+    """An InfluxDB server of its own for the run (the `influxd` on PATH), in a temporary directory.
+
+    influxdb-client writes to `/api/v2/write?bucket=db/rp`, which InfluxDB 1.8 and later serve; for an older
+    server (Debian ships 1.6) a relay in this process passes the line protocol on to `/write?db=&rp=`.
+    """
+
+    def __init__(self, db: str = "jincun") -> None:
+        self.dir = tempfile.mkdtemp(prefix="jincun-bench-influx-")
+        http_port, rpc_port = _free_port(), _free_port()
+        conf = Path(self.dir) / "influxdb.conf"
+        conf.write_text(f"""
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{self.dir}/meta"
+[data]
+  dir = "{self.dir}/data"
+  wal-dir = "{self.dir}/wal"
+  query-log-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{http_port}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+""")
+        self.log = open(Path(self.dir) / "influxd.log", "wb")
+        self.proc = subprocess.Popen(["influxd", "-config", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{http_port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 204:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"influxd did not answer /ping (log: {self.dir}/influxd.log)")
+            time.sleep(0.1)
+        httpx.post(f"{self.url}/query", params={"q": f"CREATE DATABASE {db}"}, timeout=10).raise_for_status()
+        self.relay = self._relay(self.url)
+        self.write_url = f"http://127.0.0.1:{self.relay.server_port}"
+
+    @staticmethod
+    def _relay(target: str) -> ThreadingHTTPServer:
+        client = httpx.Client(base_url=target, timeout=30)
+        precision = {"ns": "n", "us": "u", "ms": "ms", "s": "s"}
+
+        class Relay(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802 - http.server naming
+                url = urlparse(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if url.path == "/api/v2/write":
+                    qs = parse_qs(url.query)
+                    db, _, rp = qs.get("bucket", [""])[0].partition("/")
+                    params = {"db": db, "precision": precision.get(qs.get("precision", ["ns"])[0], "n")}
+                    if rp:
+                        params["rp"] = rp
+                    resp = client.post("/write", params=params, content=body)
+                    status, content = resp.status_code, resp.content
+                else:
+                    status, content = 404, b""
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    def points(self, db: str = "jincun") -> int:
+        """Points held, summed over the measurements (to check the telemetry arrived)."""
+        total = 0
+        resp = httpx.get(f"{self.url}/query", params={"db": db, "q": "SHOW MEASUREMENTS"}, timeout=30).json()
+        for series in resp["results"][0].get("series", []):
+            for (name,) in series["values"]:
+                r = httpx.get(f"{self.url}/query", params={"db": db, "q": f'SELECT count(*) FROM "{name}"'},
+                              timeout=60).json()["results"][0]
+                for s in r.get("series", []):
+                    total += max(v for v in s["values"][0][1:] if v is not None)
+        return total
+
+    def cpu_seconds(self) -> float:
+        return _proc_cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        relay = getattr(self, "relay", None)
+        if relay is not None:
+            relay.shutdown()
+            relay.server_close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Station:
@@ -273,14 +387,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--senders", type=int, default=8, help="concurrent gateways sending")
     ap.add_argument("--lookup-rate", type=float, default=500.0)
     ap.add_argument("--lookup-seconds", type=float, default=10.0)
-    ap.add_argument("--influx-url", help="InfluxDB 2.x-compatible write URL (telemetry store); default SQL")
+    ap.add_argument("--telemetry", choices=("auto", "sql", "influxdb"), default="auto",
+                    help="telemetry store: influxdb (a server of the run's own, started and stopped here), sql, or "
+                         "auto: influxdb when `influxd` is installed, else sql")
+    ap.add_argument("--influx-url", help="InfluxDB 2.x-compatible write URL of a running server (telemetry store)")
     ap.add_argument("--influx-query-url", help="InfluxQL /query base URL if not the write URL")
     ap.add_argument("--influx-bucket", default="jincun/autogen")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--settle", type=float, default=5.0, help="seconds between ingest and lookups")
     args = ap.parse_args(argv)
 
-    created = None
+    created = influx = None
     url = args.pg_url
     if url is None:
         url, created = _create_db()
@@ -288,6 +405,16 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port()
     env = dict(os.environ, JINCUN_ADMIN_TOKEN=token, JINCUN_DATABASE_URL=url, PYTHONPATH=str(REPO),
                JINCUN_LOG_LEVEL="WARNING", JINCUN_SMS_RETRY_SECONDS="3600")
+    use_influx = bool(args.influx_url) or args.telemetry == "influxdb" or (
+        args.telemetry == "auto" and shutil.which("influxd") is not None)
+    if use_influx and not args.influx_url:
+        try:
+            influx = _Influx()
+        except Exception:
+            if created:
+                _drop_db(created)
+            raise
+        args.influx_url, args.influx_query_url, args.influx_bucket = influx.write_url, influx.url, "jincun/autogen"
     if args.influx_url:
         env.update(JINCUN_INFLUX_URL=args.influx_url, JINCUN_INFLUX_BUCKET=args.influx_bucket)
         if args.influx_query_url:
@@ -320,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingest: {n_items} items in {len(batches)} batches of {args.batch}, {args.senders} senders",
               file=sys.stderr)
         db_before, cloud_before = _db_cpu_seconds(url), _proc_cpu_seconds(proc.pid)
+        influx_before = influx.cpu_seconds() if influx else 0.0
         applied, secs, errors = asyncio.run(_ingest(base, batches, args.senders))
         db_cpu = max(0.0, _db_cpu_seconds(url) - db_before)
         cloud_cpu = _proc_cpu_seconds(proc.pid) - cloud_before
@@ -328,6 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingest: {applied} applied in {secs:.1f} s = {eps:.0f} events/s ({errors} errors); "
               f"PostgreSQL used {db_cpu:.1f} CPU s, the cloud worker {cloud_cpu:.1f} CPU s; load average {load:.1f}",
               file=sys.stderr)
+        influx_cpu = influx_points = None
+        if influx:
+            # the batcher sends within its flush interval: wait for it, then count what arrived
+            time.sleep(2.0)
+            influx_cpu = influx.cpu_seconds() - influx_before
+            influx_points = influx.points()
+            print(f"telemetry: InfluxDB holds {influx_points} points and used {influx_cpu:.1f} CPU s",
+                  file=sys.stderr)
         # the items were cut at batch size: drop refs whose records did not make it into a batch
         for st in stations:
             st.codes = st.codes[:-3] or st.codes
@@ -352,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
                   "cloud_cpu_s_per_10k_events": round(cloud_cpu / applied * 10_000, 2) if applied else None,
                   "load_average": round(load, 1), "batch": args.batch, "senders": args.senders,
                   "stations": args.stations, "workers": 1, "database": "postgresql",
-                  "telemetry": "influxdb" if args.influx_url else "sql"}
+                  "telemetry": "influxdb" if args.influx_url else "sql",
+                  "influx_cpu_s_per_10k_events": round(influx_cpu / applied * 10_000, 2)
+                  if influx_cpu is not None and applied else None, "influx_points": influx_points}
     finally:
         proc.terminate()
         try:
@@ -362,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait()
         if created:
             _drop_db(created)
+        if influx:
+            influx.stop()
     print(json.dumps(result))
     return 0
 

@@ -25,7 +25,8 @@ from .partitions import month_of
 from .protocol import Batch, Item, item_key, parse_item
 from .webhooks import enqueue_status
 from .sms import sms_text
-from .storage import bulk_insert, one_of, write_set_based
+from .rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, sql_type, write_rows
+from .storage import bulk_insert, one_of
 from .telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
 
 log = logging.getLogger("jincun.cloud.ingest")
@@ -74,20 +75,73 @@ _PG_EVENTS_INSERT_JSON = text(
     "ON CONFLICT (station_id, src, boot, seq, kind, month) DO NOTHING RETURNING src, boot, seq, kind, month")
 
 
+_STUB_INSERTS: dict[tuple[str, ...], Any] = {}
+
+
+def _stub_insert(names: tuple[str, ...]):
+    """INSERT of stub parcels from one JSON document, skipping refs that exist, returning the rows made."""
+    stmt = _STUB_INSERTS.get(names)
+    if stmt is None:
+        table = Parcel.__table__
+        record = ", ".join(f"{n} {sql_type(table.c[n])}" for n in names)
+        stmt = _STUB_INSERTS[names] = text(
+            f"INSERT INTO parcels ({', '.join(names)}) SELECT {', '.join(names)} FROM json_to_recordset("
+            f"CAST(:rows AS json)) AS u({record}) ON CONFLICT DO NOTHING RETURNING {', '.join(ParcelRow.cols)}")
+    return stmt
+
+
 @dataclass
 class _BatchCache:
-    """Rows one batch looks up repeatedly, held strongly so the session's identity map keeps them."""
+    """Rows one batch looks up repeatedly, as plain rows: one object per table row, however often it is read."""
 
-    lockers: dict[str, Locker] = field(default_factory=dict)
-    comps: dict[tuple[str, int], Compartment] = field(default_factory=dict)
+    lockers: dict[str, Any] = field(default_factory=dict)
+    comps: dict[tuple[str, int], Any] = field(default_factory=dict)
     loaded: set[str] = field(default_factory=set)
-    parcels: dict[str, Parcel] = field(default_factory=dict)
-    codes: dict[tuple[str, str], list[PickupCode]] = field(default_factory=dict)
-    recipients: dict[str, Recipient | None] = field(default_factory=dict)
-    carriers: dict[str, Carrier] = field(default_factory=dict)
+    parcels: dict[str, Any] = field(default_factory=dict)
+    codes: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    recipients: dict[str, Any] = field(default_factory=dict)
+    carriers: dict[str, Any] = field(default_factory=dict)
     absent: set[str] = field(default_factory=set)
     stubbed: set[str] = field(default_factory=set)
-    preadvised: dict[tuple[str, str], Parcel] | None = None
+    preadvised: dict[tuple[str, str], Any] | None = None
+    # every row read (by table and primary key) and every row made, so one write finds all changes
+    held: dict[tuple, PlainRow] = field(default_factory=dict)
+    fresh: list[PlainRow] = field(default_factory=list)
+
+    def adopt(self, cls: type[PlainRow], values) -> Any:
+        """The batch's object for a row read from the database (the one already held, if any)."""
+        row = cls.loaded(values)
+        key = (cls, *(getattr(row, k) for k in cls.keys))
+        held = self.held.get(key)
+        if held is not None:
+            return held
+        self.held[key] = row
+        return row
+
+    def forget(self, row: PlainRow) -> None:
+        """Drop a written row whose table row SQL changed since: the next read loads it afresh."""
+        self.held.pop((type(row), *(getattr(row, k) for k in row.keys)), None)
+
+    def write(self, session: Session, *, keep_new: bool) -> None:
+        """Write the changes of every row held or made; with `keep_new` new rows stay usable afterwards."""
+        write_rows(session, [*self.held.values(), *self.fresh], keep_new=keep_new)
+        if keep_new:
+            for row in self.fresh:
+                self.held[(type(row), *(getattr(row, k) for k in row.keys))] = row
+        self.fresh = []
+
+
+_HANDLERS = {"birth": "_birth", "status": "_status", "evt": "_evt", "tele": "_tele", "parcel": "_parcel_record",
+             "code": "_code_record", "gw_tele": "_gw_tele", "outbound": "_outbound", "handover": "_handover",
+             "fault_report": "_fault_report"}
+
+
+@dataclass(slots=True)
+class _StationRef:
+    """What the effects read of the station, read once: an ORM attribute read costs on every item."""
+
+    id: str
+    name: str
 
 
 class Ingestor:
@@ -107,6 +161,7 @@ class Ingestor:
         The whole batch is first tried in one pass (one multi-row dedupe insert, then the effects); if any
         item turns out unusable there, the pass is rolled back and the batch is applied item by item.
         """
+        station = _StationRef(id=station.id, name=station.name)
         results: list[dict[str, Any]] = []
         parsed: list[Item | ItemRejected] = []
         for raw in batch.items:
@@ -147,37 +202,37 @@ class Ingestor:
         self._preload(session, station.id, items)
         if not items:
             return []
-        rows, first = [], {}
-        for i, item in enumerate(items):
-            key = (item.src, item.boot, item.seq, item.kind, month_of(item.rx))
+        station_id = station.id
+        keys = [(item.src, item.boot, item.seq, item.kind, month_of(item.rx)) for item in items]
+        rows, row_items, first = [], [], {}
+        for i, (item, key) in enumerate(zip(items, keys)):
             if key in first:
                 continue
             first[key] = i
-            rows.append({"station_id": station.id, "src": item.src, "boot": item.boot, "seq": item.seq,
-                         "kind": item.kind, "month": key[4],
-                         "type": item.body.get("type") if item.kind == "evt" else None,
-                         "ts": item.body.get("ts") if isinstance(item.body.get("ts"), int) else None,
-                         "rx": item.rx, "body": item.body})
+            body = item.body
+            ts = body.get("ts")
+            rows.append({"station_id": station_id, "src": item.src, "boot": item.boot, "seq": item.seq,
+                         "kind": item.kind, "month": key[4], "type": body.get("type") if item.kind == "evt" else None,
+                         "ts": ts if isinstance(ts, int) else None, "rx": item.rx})
+            row_items.append(item)
         try:
             # no autoflush: lookups within the batch go through the per-batch caches, and all row changes
             # are written in one flush at the end, grouped into multi-row statements
             with session.begin_nested(), session.no_autoflush:
                 self.telemetry.begin_batch(session)
                 session.info[ROWS] = {"parcel_events": [], "notifications": []}
-                inserted = self._insert_events(session, station.id, rows)
-                self._stub_parcels(session, station.id, [
-                    it for i, it in enumerate(items)
-                    if (key := (it.src, it.boot, it.seq, it.kind, month_of(it.rx))) in inserted and first[key] == i])
+                inserted = self._insert_events(session, station_id, rows, row_items)
+                fresh = [key in inserted and first[key] == i for i, key in enumerate(keys)]
+                self._stub_parcels(session, station_id, [it for it, new in zip(items, fresh) if new])
                 statuses = []
-                for i, item in enumerate(items):
-                    key = (item.src, item.boot, item.seq, item.kind, month_of(item.rx))
-                    if key in inserted and first[key] == i:
+                for item, new in zip(items, fresh):
+                    if new:
                         self._effect(session, station, item)
                         statuses.append(K.APPLIED)
                     else:
                         statuses.append(K.DUPLICATE)
-                # the rows the effects changed, one statement per table and shape instead of one per row
-                write_set_based(session, (Compartment, Locker, Parcel, PickupCode))
+                # the rows the effects changed, one statement per table instead of one per row
+                self._ctx(session).write(session, keep_new=False)
                 session.flush()
                 self.telemetry.write_batch(session)
                 buffered = session.info.pop(ROWS)
@@ -187,10 +242,7 @@ class Ingestor:
             # the savepoint is rolled back: nothing of this pass remains; the per-item path sorts it out
             self.telemetry.drop_batch(session)
             session.info.pop(ROWS, None)
-            # rows written set-based were marked clean in memory: read them again, the savepoint undid them
-            for obj in list(session.identity_map.values()):
-                if isinstance(obj, (Compartment, Locker, Parcel, PickupCode)):
-                    session.expire(obj)
+            # the plain rows of this pass are dropped with its cache: the per-item path reads them afresh
             self.counters.inc("ingest_slow_batches")
             log.info("batch from %s applied item by item: %s", station.id, exc)
             return None
@@ -219,25 +271,51 @@ class Ingestor:
                           "reminders": 0, "created_at": now, "updated_at": now}
         if not stubs:
             return
-        bulk_insert(session, Parcel.__table__, list(stubs.values()), skip_existing=True)
-        for parcel in session.scalars(select(Parcel).where(one_of(session, Parcel.ref, stubs))).all():
+        rows = list(stubs.values())
+        got: list = []
+        doc = None
+        if session.get_bind().dialect.name == "postgresql":
+            try:
+                doc = orjson.dumps(rows).decode("utf-8")
+            except orjson.JSONEncodeError:
+                doc = None
+        if doc is not None:
+            # the stubs come back from the insert itself; only refs another transaction took meanwhile are read
+            got = session.execute(_stub_insert(tuple(rows[0])), {"rows": doc}).all()
+            rest = set(stubs) - {r.ref for r in got}
+        else:
+            bulk_insert(session, Parcel.__table__, rows, skip_existing=True)
+            rest = set(stubs)
+        if rest:
+            got += session.execute(ParcelRow.select().where(one_of(session, Parcel.ref, rest))).all()
+        for row in got:
+            parcel = ctx.adopt(ParcelRow, row)
             ctx.parcels[parcel.ref] = parcel
             ctx.absent.discard(parcel.ref)
             ctx.stubbed.add(parcel.ref)
 
     @staticmethod
-    def _insert_events(session: Session, station_id: str, rows: list[dict[str, Any]]) -> set[tuple]:
-        """Insert the batch's ledger rows, skipping ones already held; returns the keys inserted."""
+    def _insert_events(session: Session, station_id: str, rows: list[dict[str, Any]], items: list[Item]) -> set[tuple]:
+        """Insert the batch's ledger rows (`items` gives each row's body), skipping ones already held; returns
+        the keys inserted."""
         if session.get_bind().dialect.name == "postgresql":
-            # one statement, one JSON document: the SQL text never changes, so nothing is re-parsed
-            try:
-                doc = orjson.dumps(rows).decode("utf-8")
-            except orjson.JSONEncodeError:
-                doc = None
+            # one statement, one JSON document: the SQL text never changes, so nothing is re-parsed. A body
+            # validation already wrote out is not written again: each row's text is closed with it
+            doc = None
+            if all(it.text is not None for it in items):
+                doc = (b"[" + b",".join(orjson.dumps(r)[:-1] + b',"body":' + it.text + b"}" for r, it in zip(rows, items))
+                       + b"]").decode("utf-8")
+            else:
+                rows = [{**r, "body": it.body} for r, it in zip(rows, items)]
+                try:
+                    doc = orjson.dumps(rows).decode("utf-8")
+                except orjson.JSONEncodeError:
+                    doc = None
             if doc is not None:
                 result = session.execute(_PG_EVENTS_INSERT_JSON, {"station": station_id, "rows": doc})
                 return {tuple(r) for r in result.all()}
             # values orjson cannot write (integers beyond 64 bits, lone surrogates): one array per column
+            rows = [r if "body" in r else {**r, "body": it.body} for r, it in zip(rows, items)]
             cols = {name: [r[name] for r in rows] for name in ("src", "boot", "seq", "kind", "month", "type")}
             # one element type per array: psycopg refuses lists mixing int and float
             cols["ts"] = [None if r["ts"] is None else float(r["ts"]) for r in rows]
@@ -249,32 +327,37 @@ class Ingestor:
         stmt = (_insert(session, Event)
                 .on_conflict_do_nothing(index_elements=["station_id", "src", "boot", "seq", "kind", "month"])
                 .returning(table.c.src, table.c.boot, table.c.seq, table.c.kind, table.c.month))
+        rows = [{**r, "body": it.body} for r, it in zip(rows, items)]
         return {tuple(r) for r in session.execute(stmt, rows).all()}
 
     def _preload(self, session: Session, station_id: str, items: list[Item]) -> _BatchCache:
         """Load once per batch what events look up again and again: lockers, compartments, parcels, carriers."""
         ctx = _BatchCache()
-        for lk in session.scalars(select(Locker).where(Locker.station_id == station_id)
-                                  .execution_options(populate_existing=True)).all():
+        session.info["jc"] = ctx
+        for row in session.execute(LockerRow.select().where(Locker.station_id == station_id)):
+            lk = ctx.adopt(LockerRow, row)
             ctx.lockers[lk.id] = lk
-        for comp in session.scalars(select(Compartment).where(Compartment.station_id == station_id)
-                                    .execution_options(populate_existing=True)).all():
+        for row in session.execute(CompartmentRow.select().where(Compartment.station_id == station_id)):
+            comp = ctx.adopt(CompartmentRow, row)
             ctx.comps[(comp.locker_id, comp.n)] = comp
         ctx.loaded = set(ctx.lockers)
         refs = {it.body["ref"] for it in items if isinstance(it.body.get("ref"), str)}
         if refs:
-            for parcel in session.scalars(select(Parcel).where(one_of(session, Parcel.ref, refs))).all():
+            for row in session.execute(ParcelRow.select().where(one_of(session, Parcel.ref, refs))):
+                parcel = ctx.adopt(ParcelRow, row)
                 ctx.parcels[parcel.ref] = parcel
             ctx.absent = refs - set(ctx.parcels)
         records = [it.body for it in items if it.kind in K.GATEWAY_KINDS]
         waybills = {b["waybill"].strip() for b in records if isinstance(b.get("waybill"), str)}
         if waybills:
-            ctx.preadvised = {(p.waybill, p.carrier): p for p in session.scalars(select(Parcel).where(
-                Parcel.station_id == station_id, one_of(session, Parcel.waybill, waybills), Parcel.status == "preadvised",
-                Parcel.locker_id.is_(None))).all()}
+            ctx.preadvised = {(p.waybill, p.carrier): p for p in (ctx.adopt(ParcelRow, row) for row in session.execute(
+                ParcelRow.select().where(
+                    Parcel.station_id == station_id, one_of(session, Parcel.waybill, waybills),
+                    Parcel.status == "preadvised", Parcel.locker_id.is_(None))))}
         phones = {b["phone"] for b in records if isinstance(b.get("phone"), str)}
         if phones:
-            found = {r.phone: r for r in session.scalars(select(Recipient).where(one_of(session, Recipient.phone, phones))).all()}
+            found = {r.phone: r for r in session.execute(select(Recipient.phone, Recipient.consent).where(
+                one_of(session, Recipient.phone, phones)))}
             ctx.recipients = {ph: found.get(ph) for ph in phones}
         # pickups and handovers use up the codes of their parcel's recipient: load those codes with the rest
         code_phones = phones | {p.phone for it in items if it.kind in ("evt", "handover")
@@ -283,12 +366,12 @@ class Ingestor:
         if code_phones:
             for ph in code_phones:
                 ctx.codes[(station_id, ph)] = []
-            for code in session.scalars(select(PickupCode).where(PickupCode.station_id == station_id,
-                                                                 one_of(session, PickupCode.phone, code_phones),
-                                                                 PickupCode.used.is_(False))).all():
+            for row in session.execute(CodeRow.select().where(PickupCode.station_id == station_id,
+                                                              one_of(session, PickupCode.phone, code_phones),
+                                                              PickupCode.used.is_(False))):
+                code = ctx.adopt(CodeRow, row)
                 ctx.codes[(station_id, code.phone)].append(code)
-        ctx.carriers = {c.code: c for c in session.scalars(select(Carrier)).all()}
-        session.info["jc"] = ctx
+        ctx.carriers = {c.code: c for c in session.execute(select(Carrier.code, Carrier.name_zh))}
         session.info["jc_clients"] = {}
         return ctx
 
@@ -314,6 +397,7 @@ class Ingestor:
                 if session.execute(stmt).first() is None:
                     return K.DUPLICATE
                 self._effect(session, station, item)
+                self._ctx(session).write(session, keep_new=True)
                 session.flush()
         except ItemRejected:
             # the savepoint is rolled back by now; cached rows may be stale
@@ -361,18 +445,17 @@ class Ingestor:
     # ---- effects -------------------------------------------------------------------------------
 
     def _effect(self, session: Session, station: Station, item: Item) -> None:
-        handler = {"birth": self._birth, "status": self._status, "evt": self._evt, "tele": self._tele,
-                   "parcel": self._parcel_record, "code": self._code_record, "gw_tele": self._gw_tele,
-                   "outbound": self._outbound, "handover": self._handover,
-                   "fault_report": self._fault_report}[item.kind]
-        handler(session, station, item)
+        getattr(self, _HANDLERS[item.kind])(session, station, item)
 
     def _locker(self, session: Session, station_id: str, locker_id: str) -> Locker:
         cached = self._ctx(session).lockers.get(locker_id)
         if cached is not None and cached.station_id == station_id:
             return cached
-        locker = session.get(Locker, (station_id, locker_id))
-        if locker is not None:
+        row = session.execute(LockerRow.select().where(Locker.station_id == station_id,
+                                                       Locker.id == locker_id)).first()
+        if row is not None:
+            locker = self._ctx(session).adopt(LockerRow, row)
+            self._ctx(session).lockers[locker.id] = locker
             return locker
         elsewhere = session.scalar(select(Locker.station_id).where(Locker.id == locker_id,
                                                                    Locker.station_id != station_id).limit(1))
@@ -391,11 +474,12 @@ class Ingestor:
         cache = ctx.comps
         if locker.id in ctx.loaded:
             return cache.get((locker.id, n))
-        comp = session.scalar(select(Compartment).where(Compartment.station_id == locker.station_id,
-                                                        Compartment.locker_id == locker.id, Compartment.n == n)
-                              .execution_options(populate_existing=True))
-        if comp is not None:
-            cache[(locker.id, n)] = comp
+        row = session.execute(CompartmentRow.select().where(Compartment.station_id == locker.station_id,
+                                                            Compartment.locker_id == locker.id,
+                                                            Compartment.n == n)).first()
+        if row is None:
+            return None
+        comp = cache[(locker.id, n)] = ctx.adopt(CompartmentRow, row)
         return comp
 
     def _birth(self, session: Session, station: Station, item: Item) -> None:
@@ -410,12 +494,13 @@ class Ingestor:
         locker.snapshot = body
         locker.online = "online"
         locker.status_rx = max(locker.status_rx or 0.0, item.rx)
-        # the rows change below by SQL: cached compartments of this locker are reloaded when next used
-        session.flush()
+        # the rows change below by SQL: what the batch changed so far is written first, and the cached
+        # compartments of this locker are read afresh when next used
         ctx = self._ctx(session)
+        ctx.write(session, keep_new=True)
         ctx.loaded.discard(locker.id)
         for key in [k for k in ctx.comps if k[0] == locker.id]:
-            del ctx.comps[key]
+            ctx.forget(ctx.comps.pop(key))
         for comp in body["comps"]:
             session.execute(_insert(session, Compartment).values(
                 station_id=station.id, locker_id=locker.id, n=comp["n"], size=comp["size"], state=comp["st"],
@@ -535,22 +620,22 @@ class Ingestor:
         ctx = self._ctx(session)
         found = ctx.parcels.get(ref)
         if found is None and ref not in ctx.absent:
-            found = session.scalar(select(Parcel).where(Parcel.ref == ref))
+            row = session.execute(ParcelRow.select().where(Parcel.ref == ref)).first()
+            found = ctx.adopt(ParcelRow, row) if row is not None else None
         if found is not None:
             ctx.parcels[ref] = found
             return found
         now = time.time()
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        parcel = session.scalars(dialect.insert(Parcel).values(
+        table = Parcel.__table__
+        row = session.execute(dialect.insert(table).values(
             ref=ref, station_id=station_id, locker_id=locker_id, compartment=c, status="preadvised",
             direction="inbound", fee_cents=0, created_at=now, updated_at=now,
-        ).on_conflict_do_nothing(index_elements=["ref"]).returning(Parcel)
-            .execution_options(populate_existing=True)).first()
-        if parcel is None:
+        ).on_conflict_do_nothing(index_elements=["ref"]).returning(*table.columns)).first()
+        if row is None:
             # another transaction created it between our look-up and the insert
-            parcel = session.scalars(select(Parcel).where(Parcel.ref == ref)
-                                     .execution_options(populate_existing=True)).one()
-        ctx.parcels[ref] = parcel
+            row = session.execute(ParcelRow.select().where(Parcel.ref == ref)).one()
+        parcel = ctx.parcels[ref] = ctx.adopt(ParcelRow, row)
         ctx.absent.discard(ref)
         return parcel
 
@@ -563,8 +648,8 @@ class Ingestor:
         ctx = self._ctx(session)
         key = (station_id, phone)
         if key not in ctx.codes:
-            ctx.codes[key] = list(session.scalars(select(PickupCode).where(
-                PickupCode.station_id == station_id, PickupCode.phone == phone, PickupCode.used.is_(False))).all())
+            ctx.codes[key] = [ctx.adopt(CodeRow, row) for row in session.execute(CodeRow.select().where(
+                PickupCode.station_id == station_id, PickupCode.phone == phone, PickupCode.used.is_(False)))]
         return ctx.codes[key]
 
     def _statuses(self, session: Session, refs: list[str]) -> dict[str, str]:
@@ -579,8 +664,9 @@ class Ingestor:
         if phone:
             codes = [c for c in self._live_codes(session, station_id, phone) if not c.used]
         else:
-            codes = session.scalars(select(PickupCode).where(PickupCode.station_id == station_id,
-                                                             PickupCode.used.is_(False))).all()
+            ctx = self._ctx(session)
+            codes = [c for c in (ctx.adopt(CodeRow, row) for row in session.execute(CodeRow.select().where(
+                PickupCode.station_id == station_id, PickupCode.used.is_(False)))) if not c.used]
         for code in codes:
             if ref not in code.refs:
                 continue
@@ -608,14 +694,16 @@ class Ingestor:
         if ctx.preadvised is not None:
             pre = ctx.preadvised.pop(key, None)
         else:
-            pre = session.scalar(select(Parcel).where(
+            row = session.execute(ParcelRow.select().where(
                 Parcel.station_id == station_id, Parcel.waybill == key[0], Parcel.carrier == key[1],
-                Parcel.status == "preadvised", Parcel.locker_id.is_(None)).limit(1))
+                Parcel.status == "preadvised", Parcel.locker_id.is_(None)).limit(1)).first()
+            pre = ctx.adopt(ParcelRow, row) if row is not None else None
         if pre is not None:
             ctx.parcels.pop(pre.ref, None)
             ctx.absent.discard(body["ref"])
             pre.ref = body["ref"]
-            session.flush()
+            # written now: a later look-up of the old ref in this batch must not find this parcel
+            ctx.write(session, keep_new=True)
             ctx.parcels[pre.ref] = pre
 
     def _parcel_record(self, session: Session, station: Station, item: Item) -> None:
@@ -633,7 +721,8 @@ class Ingestor:
         if parcel.carrier and parcel.carrier.upper() in ctx.carriers:
             parcel.carrier = parcel.carrier.upper()
         if parcel.phone and parcel.phone not in ctx.recipients:
-            ctx.recipients[parcel.phone] = session.get(Recipient, parcel.phone)
+            ctx.recipients[parcel.phone] = session.execute(select(Recipient.phone, Recipient.consent).where(
+                Recipient.phone == parcel.phone)).first()
         recipient = ctx.recipients.get(parcel.phone) if parcel.phone else None
         if recipient is not None and recipient.consent == "refused":
             # the gateway checks consent before it opens a door; this catches a gateway that did not
@@ -666,10 +755,10 @@ class Ingestor:
             self.counters.inc("codes_superseded")
         statuses = self._statuses(session, carried) if carried else {}
         refs = [r for r in carried if statuses.get(r) in ("deposited", "notified", "overdue") and r != ref] + [ref]
-        code = PickupCode(station_id=station_id, phone=body["phone"], code=body["code"], refs=refs,
-                          exp=body.get("exp_ts"), used=False, created_at=time.time(), locker_id=locker_id,
-                          origin="gateway")
-        session.add(code)
+        code = CodeRow.fresh(station_id=station_id, phone=body["phone"], code=body["code"], refs=refs,
+                             exp=body.get("exp_ts"), used=False, created_at=time.time(), locker_id=locker_id,
+                             origin="gateway")
+        self._ctx(session).fresh.append(code)
         self._live_codes(session, station_id, body["phone"]).append(code)
 
     def _code_record(self, session: Session, station: Station, item: Item) -> None:
@@ -728,7 +817,7 @@ class Ingestor:
         ctx = self._ctx(session)
         ref = body["ref"]
         existing = ctx.parcels.get(ref) if ref in ctx.parcels else (
-            None if ref in ctx.absent else session.scalar(select(Parcel).where(Parcel.ref == ref)))
+            None if ref in ctx.absent else session.scalar(select(Parcel.id).where(Parcel.ref == ref)))
         if existing is not None:
             raise ItemRejected(K.E_BAD_FIELD, f"ref {ref} is already used by another parcel")
         carrier = body["carrier"].strip()
@@ -736,15 +825,15 @@ class Ingestor:
             carrier = carrier.upper()
         produce = (body.get("produce") or "").strip()
         now = time.time()
-        parcel = Parcel(ref=ref, station_id=station.id, direction="outbound", carrier=carrier,
-                        phone=body["sender_phone"], sender_name=body["sender_name"].strip(), dest=body["dest"].strip(),
-                        weight_g=body["weight_g"], fee_cents=body["fee_cents"],
-                        fee_reason=(body.get("fee_reason") or "").strip() or None, produce=bool(produce),
-                        produce_name=produce or None, status="taken_in", reminders=0, created_at=item.rx,
-                        updated_at=now)
-        session.add(parcel)
-        session.flush()
-        ctx.parcels[ref] = parcel
+        parcel = ParcelRow.fresh(
+            ref=ref, station_id=station.id, direction="outbound", carrier=carrier, phone=body["sender_phone"],
+            sender_name=body["sender_name"].strip(), dest=body["dest"].strip(), weight_g=body["weight_g"],
+            fee_cents=body["fee_cents"], fee_reason=(body.get("fee_reason") or "").strip() or None,
+            produce=bool(produce), produce_name=produce or None, status="taken_in", reminders=0, created_at=item.rx,
+            updated_at=now)
+        # stored at once: its timeline rows need its id
+        write_rows(session, [parcel], keep_new=True)
+        parcel = ctx.parcels[ref] = ctx.adopt(ParcelRow, parcel.values())
         ctx.absent.discard(ref)
         if body["fee_cents"]:
             self.counters.inc("outbound_fees_recorded")

@@ -271,6 +271,8 @@ class Notification(Base):
     """The SMS outbox."""
 
     __tablename__ = "notifications"
+    # the dispatcher claims queued messages in (attempts, id) order
+    __table_args__ = (Index("ix_notifications_queue", "status", "attempts", "id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     phone: Mapped[str] = mapped_column(String(24), index=True)
     text: Mapped[str] = mapped_column(Text)

@@ -8,11 +8,10 @@ from typing import Annotated
 
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import ColumnElement, Engine, Table, any_, bindparam, create_engine, event, text
+from sqlalchemy import ColumnElement, Engine, Table, bindparam, create_engine, event, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.attributes import NO_VALUE, instance_state, set_committed_value
 
 
 def make_engine(url: str) -> Engine:
@@ -108,93 +107,15 @@ def bulk_insert(session: Session, table: Table, rows: list[dict], *, skip_existi
 
 
 def one_of(session: Session, column, values) -> ColumnElement[bool]:
-    """`column IN values`; on PostgreSQL `= ANY(array)`, one parameter, so the SQL text is the same for any count.
+    """`column IN values`; on PostgreSQL `IN (SELECT unnest(array))`, one parameter, so the SQL text is the
+    same for any count.
 
     An expanded IN list makes new SQL text for every count of values: the driver parses it afresh each
-    time and the server plans it afresh.
+    time and the server plans it afresh. `= ANY(array)` has one parameter too, but in a prepared (generic)
+    plan the server may test it row by row, each row against every element, over a whole table scan; as a
+    semi-join the values are looked up in the column's index (or hashed).
     """
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return column.in_(select(func.unnest(bindparam(None, values, type_=ARRAY(column.type)))))
     return column.in_(values)
-
-
-_SQL_TYPES: dict[tuple[str, str], str] = {}
-
-
-def _sql_type(column) -> str:
-    key = (column.table.name, column.name)
-    found = _SQL_TYPES.get(key)
-    if found is None:
-        from sqlalchemy.dialects import postgresql
-        found = _SQL_TYPES[key] = column.type.compile(dialect=postgresql.dialect())
-    return found
-
-
-def write_set_based(session: Session, models: tuple[type, ...]) -> int:
-    """Write the changed and new rows of `models` the session holds in a few statements per table.
-
-    Changed rows go out as one `UPDATE … FROM json_to_recordset(…)` per table that writes, row by row,
-    only the columns that row changed (as the unit of work would), after locking the rows in primary-key
-    order (as the unit of work's sorted row-by-row updates do, so concurrent batches cannot deadlock);
-    new rows as one insert per table (their primary keys are not read back, so they leave the session).
-    The rows written are then clean: the following flush has nothing left to write for them.
-    PostgreSQL only (elsewhere the flush does it all); returns the number of rows written.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return 0
-    changes: dict[type, list[tuple[object, tuple[str, ...]]]] = {model: [] for model in models}
-    for obj in list(session.dirty):
-        if not isinstance(obj, models):
-            continue
-        state = instance_state(obj)
-        changed = tuple(k for k, old in state.committed_state.items() if old is NO_VALUE or old != state.dict.get(k))
-        if changed:
-            changes.setdefault(type(obj), []).append((obj, changed))
-    written = 0
-    for model, found in changes.items():
-        if not found:
-            continue
-        table = model.__table__
-        keys = [c.name for c in table.primary_key.columns]
-        cols = sorted({k for _, changed in found for k in changed})
-        bit = {name: 1 << i for i, name in enumerate(cols)}
-        rows = [{**{k: getattr(o, k) for k in keys}, **{k: getattr(o, k) for k in cols},
-                 "jc_mask": sum(bit[k] for k in changed)} for o, changed in found]
-        rows.sort(key=lambda r: tuple(r[k] for k in keys))
-        try:
-            doc = orjson.dumps(rows).decode("utf-8")
-        except orjson.JSONEncodeError:
-            continue  # left to the flush
-        source = (f"json_to_recordset(CAST(:rows AS json)) AS u("
-                  f"{', '.join(f'{name} {_sql_type(table.c[name])}' for name in (*keys, *cols))}, jc_mask bigint)")
-        match = " AND ".join(f"t.{name} = u.{name}" for name in keys)
-        session.execute(text(f"SELECT 1 FROM {table.name} AS t JOIN {source} ON {match} "
-                             f"ORDER BY {', '.join(f't.{k}' for k in keys)} FOR UPDATE OF t"), {"rows": doc})
-        sets = ", ".join(f"{name} = CASE WHEN u.jc_mask & {bit[name]} <> 0 THEN u.{name} ELSE t.{name} END"
-                         for name in cols)
-        session.execute(text(f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {match}"), {"rows": doc})
-        for o, changed in found:
-            for k in changed:
-                set_committed_value(o, k, getattr(o, k))
-        written += len(found)
-    fresh: dict[type, list] = {}
-    for obj in list(session.new):
-        if isinstance(obj, models):
-            fresh.setdefault(type(obj), []).append(obj)
-    for model, objs in fresh.items():
-        table = model.__table__
-        names = [c.name for c in table.columns if not (c.primary_key and c.autoincrement is not False
-                                                       and all(getattr(o, c.name) is None for o in objs))]
-        rows = [{k: getattr(o, k) for k in names} for o in objs]
-        try:
-            doc = orjson.dumps(rows).decode("utf-8")
-        except orjson.JSONEncodeError:
-            continue
-        record = ", ".join(f"{name} {_sql_type(table.c[name])}" for name in names)
-        session.execute(text(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(names)} "
-                             f"FROM json_to_recordset(CAST(:rows AS json)) AS u({record})"), {"rows": doc})
-        for o in objs:
-            session.expunge(o)
-        written += len(objs)
-    return written

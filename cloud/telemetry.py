@@ -20,7 +20,7 @@ SERIES_FIELDS = ("rssi", "vin", "temp", "outbox")
 POINT_MEASUREMENTS = ("door", "occupancy", "link")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TelemetryPointSample:
     """A door (1 open), occupancy (1 occupied) or gateway-link (1 online) point."""
 
@@ -52,7 +52,7 @@ def bucket_means(rows: list[tuple[float, float | None]], *, since: float, bucket
     return [SeriesPoint(at=since + k * bucket, value=round(v[0] / v[1], 3)) for k, v in sorted(sums.items())]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TelemetrySample:
     """Health values of one locker at one time."""
 

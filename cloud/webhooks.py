@@ -32,15 +32,19 @@ def enqueue_status(session: Session, parcel: Parcel, status: str, at: float) -> 
     """Queue a status webhook for every client of the parcel's carrier that has one; returns how many."""
     if not parcel.carrier:
         return 0
-    # within one ingest batch the answer per carrier is looked up once
+    # within one ingest batch the clients with a webhook are looked up once, for all carriers together
     cache = session.info.get("jc_clients")
-    clients = cache.get(parcel.carrier) if cache is not None else None
-    if clients is None:
+    if cache is not None:
+        if not cache:
+            cache[None] = []
+            for client in session.scalars(select(ApiClient).where(ApiClient.active.is_(True),
+                                                                   ApiClient.webhook_url.is_not(None))).all():
+                cache.setdefault(client.carrier_code, []).append(client)
+        clients = cache.get(parcel.carrier, ())
+    else:
         clients = session.scalars(select(ApiClient).where(ApiClient.carrier_code == parcel.carrier,
                                                           ApiClient.active.is_(True),
                                                           ApiClient.webhook_url.is_not(None))).all()
-        if cache is not None:
-            cache[parcel.carrier] = clients
     now = time.time()
     for client in clients:
         session.add(WebhookDelivery(client_id=client.id, status="queued", attempts=0, next_at=now, created_at=now,
@@ -59,7 +63,9 @@ def deliver_due(factory: sessionmaker[Session], counters: Counters, *, base: flo
                 transport: httpx.BaseTransport | None = None, limit: int = 100, now: float | None = None) -> int:
     """POST due deliveries; returns how many were accepted (2xx). Two workers never send the same row."""
     sent = 0
-    with httpx.Client(timeout=10.0, transport=transport) as client:
+    # the client (and its TLS context, costly to build) only once there is something to send
+    client: httpx.Client | None = None
+    try:
         for _ in range(limit):
             with factory() as session:
                 t = time.time() if now is None else now
@@ -82,6 +88,8 @@ def deliver_due(factory: sessionmaker[Session], counters: Counters, *, base: flo
                 stamp = str(int(time.time()))
                 headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: stamp,
                            SIGNATURE_HEADER: sign(target.webhook_secret or "", stamp, body)}
+                if client is None:
+                    client = httpx.Client(timeout=10.0, transport=transport)
                 try:
                     resp = client.post(target.webhook_url, content=body, headers=headers)
                     error = None if resp.status_code // 100 == 2 else f"answered {resp.status_code}"
@@ -102,6 +110,9 @@ def deliver_due(factory: sessionmaker[Session], counters: Counters, *, base: flo
                     log.warning("webhook %s to client %s failed (attempt %d): %s", row.id, row.client_id,
                                 row.attempts, error)
                 session.commit()
+    finally:
+        if client is not None:
+            client.close()
     return sent
 
 
