@@ -34,6 +34,24 @@ class LockerOffline(LockerError):
     """The locker is not connected."""
 
 
+class BrokerError(LockerError):
+    """The station broker refused, dropped or broke the locker link's MQTT session."""
+
+
+class BrokerRefused(BrokerError):
+    """The broker answered CONNECT with a non-zero return code (4: bad user name or password, 5: not
+    authorised), or refused a subscription."""
+
+    def __init__(self, msg: str, code: int | None = None) -> None:
+        super().__init__(msg)
+        self.code = code
+
+
+class MqttProtocolError(BrokerError):
+    """The broker sent bytes that are not valid MQTT 3.1.1 (or a packet over the bound): the session is
+    closed, since the stream cannot be resynchronised."""
+
+
 class CommandTimeout(LockerError):
     """The locker did not ack a command in time."""
 

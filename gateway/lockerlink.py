@@ -10,16 +10,17 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Awaitable, Callable, Protocol
-
-import aiomqtt
 
 from . import const as C
 from . import protocol
 from .config import StationConfig
 from .counters import Counters
-from .errors import CommandTimeout, LockerError, LockerOffline, OutboxError, ProtocolError
+from .errors import BrokerError, CommandTimeout, LockerError, LockerOffline, OutboxError, ProtocolError
 from .fwserve import FwServe, FwServeError
+from .mqtt_client import MqttClient
+from .mqtt_codec import Publish
 from .outbox import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.lockerlink")
@@ -28,9 +29,15 @@ _BOOT = re.compile(C.BOOT_RE)
 LINK_SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (locker TEXT PRIMARY KEY, boot TEXT NOT NULL, acked INTEGER NOT NULL);
 """
+_SAVE_LINK = ("INSERT INTO links VALUES (?,?,?) ON CONFLICT(locker) DO UPDATE SET boot=excluded.boot,"
+              " acked=MAX(CASE WHEN links.boot=excluded.boot THEN links.acked ELSE 0 END, excluded.acked)")
 MAX_PENDING_CMDS = 256
 MAX_INFLIGHT_EVENTS = 5000
-INCOMING_QUEUE_MAX = 100_000
+RESUME_INFLIGHT_EVENTS = MAX_INFLIGHT_EVENTS // 2
+MQTT_KEEPALIVE_S = 30
+# publishes awaiting their PUBACK: eacks are not waited for, and under a burst their PUBACKs queue behind the
+# events the broker is still sending, so the window must hold a few seconds of eacks
+MQTT_MAX_INFLIGHT = 8192
 REBIRTH_MIN_INTERVAL_S = 2.0
 PUBLISH_TIMEOUT_S = 3.0
 BIRTH_GRACE_S = 1.0
@@ -76,19 +83,6 @@ class LockerState:
                 "acked_seq": self.acked, "comps": [c.view() for c in sorted(self.comps.values(), key=lambda c: c.n)]}
 
 
-class _DropCounter(logging.Handler):
-    """Counts the messages aiomqtt discards when its incoming queue is full (it only logs them)."""
-
-    def __init__(self, counters: Counters) -> None:
-        super().__init__(logging.WARNING)
-        self.counters = counters
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("Message queue is full"):
-            # the lockers re-send what was not eacked, so this costs time, not data
-            self.counters.inc("mqtt_incoming_dropped")
-
-
 class LocalLocker(Protocol):
     """A locker the gateway runs itself (a lock board): commands are calls, eacks are calls."""
 
@@ -117,22 +111,31 @@ class LockerLink:
         self.event_handlers: list[EventHandler] = []
         self.birth_handlers: list[BirthHandler] = []
         self.connected = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._client: MqttClient | None = None
         self._pending: dict[str, asyncio.Future] = {}
         self._pending_locker: dict[str, str] = {}
         self._tasks: set[asyncio.Task] = set()
+        # persisted watermarks (boot, acked) as the event loop knows them; the eack last sent per locker
         self._links: dict[str, tuple[str, int]] = {}
+        self._eacked: dict[str, tuple[str, int]] = {}
+        self._eack_topics: dict[str, str] = {}
+        # the outbox writer thread's own view: per locker the highest seq of the boot up to which every
+        # event is committed (only the writer touches it, inside and right after its transactions)
+        self._wm: dict[str, tuple[str, int]] = {}
+        self._wm_staged: dict[str, tuple[str, int]] = {}
+        self._wm_tx = -1
         self._inflight_n = 0
         self._inflight_free = asyncio.Event()
+        # events accepted from the current batch of messages, submitted to the outbox together
+        self._batch_recs: list[Record] = []
+        self._batch_items: list[tuple[LockerState, dict, bool]] = []
+        # evt topics of this station's lockers, so a batch skips topic parsing for all but the first message
+        self._evt_topics: dict[str, LockerState] = {}
         # event types the handlers act on (None: all); the rest need no handler task
         self.handled_types: set[str] | None = None
         self._eack_flushers: set[str] = set()
         # the firmware set each locker is downloading now (fwreqs of other lockers are refused)
         self.fw_servers: dict[str, FwServe] = {}
-        # a logger of this link's own (not registered globally), so its drop counter dies with the link
-        self._mqtt_log = logging.Logger("jincun.gateway.mqtt")
-        self._mqtt_log.parent = log
-        self._mqtt_log.addHandler(_DropCounter(counters))
         outbox.add_schema(LINK_SCHEMA)
 
     # ---- lifecycle ----
@@ -141,26 +144,28 @@ class LockerLink:
         """Read the persisted event watermarks (call after the outbox is open)."""
         rows = await self.outbox.query(lambda conn: conn.execute("SELECT locker, boot, acked FROM links").fetchall())
         self._links = {lk: (boot, acked) for lk, boot, acked in rows}
+        self._wm = dict(self._links)
 
     async def run(self) -> None:
         """Connect, subscribe and handle messages until cancelled; raises on a lost connection."""
         m = self.cfg.mqtt
-        client = aiomqtt.Client(m.host, m.port, username=m.username, password=m.password,
-                                identifier=f"{self.station}-gateway", clean_session=False, logger=self._mqtt_log,
-                                max_queued_incoming_messages=INCOMING_QUEUE_MAX, keepalive=30)
+        # clean_session false: while the gateway restarts or pauses reading, the broker queues for it
+        client = MqttClient(f"{self.station}-gateway", username=m.username, password=m.password,
+                            clean_session=False, keepalive=MQTT_KEEPALIVE_S, on_messages=self.handle_batch,
+                            ack_timeout=PUBLISH_TIMEOUT_S, max_inflight=MQTT_MAX_INFLIGHT)
+        # set before the CONNACK: a persistent session's queued messages may arrive right behind it
+        self._client = client
         try:
-            async with client:
-                self._client = client
-                await client.subscribe(f"{C.PREFIX}/{self.station}/+/+", qos=1)
-                self.connected.set()
-                log.info("locker link connected to %s:%s", m.host, m.port)
-                async for msg in client.messages:
-                    await self.handle(str(msg.topic), bytes(msg.payload or b""))
-        except aiomqtt.MqttError as exc:
-            raise LockerError(f"broker connection: {exc}") from exc
+            await client.connect(m.host, m.port)
+            await client.subscribe([(f"{C.PREFIX}/{self.station}/+/+", 1)])
+            self.connected.set()
+            log.info("locker link connected to %s:%s", m.host, m.port)
+            assert client.closed is not None
+            await client.closed  # raises the BrokerError that ended the session
         finally:
             self.connected.clear()
             self._client = None
+            await client.close()
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(LockerOffline("gateway lost the station broker"))
@@ -196,6 +201,70 @@ class LockerLink:
 
     async def handle(self, topic: str, payload: bytes) -> None:
         """Handle one MQTT message; bad input is counted and dropped, never raised."""
+        self._dispatch(topic, payload)
+        self._flush_batch()
+        while self._inflight_n >= MAX_INFLIGHT_EVENTS:
+            self._inflight_free.clear()
+            await self._inflight_free.wait()
+
+    def handle_batch(self, msgs: list[Publish]) -> None:
+        """Handle every message of one socket read; their events go to the outbox as one submission.
+
+        Called by the MQTT client in data_received, so it must not block: when too many events are in
+        flight to the outbox, the client stops reading and the broker holds the rest.
+        """
+        topics = self._evt_topics
+        decode = protocol.decode
+        recs, items = self._batch_recs, self._batch_items
+        now = time.time()
+        for m in msgs:
+            ls = topics.get(m[0])
+            if ls is None:
+                self._flush_batch()  # keep the outbox in arrival order across kinds
+                self._dispatch(m[0], m[1])
+                continue
+            payload = m[1]
+            try:
+                evt = decode("evt", payload)
+            except ProtocolError:
+                self._flush_batch()
+                self._dispatch(m[0], payload)
+                continue
+            ls.last_seen = now
+            boot, seq = evt["boot"], evt["seq"]
+            if boot == ls.ev_boot and ls.acked < seq == ls.max_seq + 1:
+                # the common case, in order and new: the checks of _accept_evt, inline
+                ls.max_seq = seq
+                recs.append(Record(ls.id, "evt", evt, boot, seq, now, raw=payload.decode()))
+                items.append((ls, evt, True))
+            else:
+                self._accept_evt(ls, evt, raw=payload.decode())
+        self._flush_batch()
+        client = self._client
+        if client is not None and self._inflight_n >= MAX_INFLIGHT_EVENTS and not client.paused:
+            self.counters.inc("link_pauses")
+            client.pause()
+
+    def _flush_batch(self) -> None:
+        recs, items = self._batch_recs, self._batch_items
+        if not recs:
+            return
+        # emptied in place: handle_batch holds these two lists across the flushes it makes
+        recs, items = recs[:], items[:]
+        self._batch_recs.clear()
+        self._batch_items.clear()
+        floors = {ls.id: (ls.ev_boot, ls.acked) for ls in {it[0].id: it[0] for it in items}.values()}
+        try:
+            fut = self.outbox.submit_many(recs, partial(self._stage_watermarks, floors))
+        except OutboxError as exc:
+            # not acked, so the lockers keep them in flash and re-send
+            self.counters.inc("evt_not_stored", len(recs))
+            log.error("%d events refused: %s", len(recs), exc)
+            return
+        self._inflight_n += len(recs)
+        fut.add_done_callback(partial(self._batch_done, items))
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
         try:
             t = protocol.parse_topic(topic)
         except ProtocolError:
@@ -209,20 +278,22 @@ class LockerLink:
             self.counters.inc("unknown_lockers")
             log.warning("dropped %s from unknown locker %r", t.kind, t.locker)
             return
+        if t.kind == "evt":
+            self._evt_topics[topic] = ls
         try:
             body = protocol.decode(t.kind, payload)
         except ProtocolError as exc:
             self.counters.inc("rejected_payloads")
             log.warning("rejected %s from %s: %s", t.kind, t.locker, exc)
             if t.kind == "evt" and exc.code == C.E_BAD_FIELD:
-                await self._quarantine(ls, payload)
+                self._quarantine(ls, payload)
             return
         ls.last_seen = time.time()
         if t.kind == "evt":
             # stored as received: the locker's own bytes go to the cloud, and nothing is encoded again
-            await self._on_evt(ls, body, raw=payload.decode("utf-8"))
+            self._accept_evt(ls, body, raw=payload.decode("utf-8"))
             return
-        await getattr(self, f"_on_{t.kind}")(ls, body)
+        getattr(self, f"_on_{t.kind}")(ls, body)
 
     async def handle_local(self, locker: str, kind: str, body: dict) -> None:
         """A message from a locker the gateway runs itself, checked like one that came over MQTT."""
@@ -234,7 +305,19 @@ class LockerLink:
             log.error("local locker %s made a bad %s: %s", locker, kind, exc)
             return
         ls.last_seen = time.time()
-        await getattr(self, f"_on_{kind}")(ls, body)
+        if kind == "evt":
+            self._accept_evt(ls, body)
+            await self.handle_flush()
+            return
+        self._flush_batch()
+        getattr(self, f"_on_{kind}")(ls, body)
+
+    async def handle_flush(self) -> None:
+        """Submit the accepted events and wait while too many are in flight to the outbox."""
+        self._flush_batch()
+        while self._inflight_n >= MAX_INFLIGHT_EVENTS:
+            self._inflight_free.clear()
+            await self._inflight_free.wait()
 
     def _set_ev_boot(self, ls: LockerState, boot: str, guess_acked: int) -> None:
         stored = self._links.get(ls.id)
@@ -250,7 +333,7 @@ class LockerLink:
             ls.acked = max(0, guess_acked)
         ls.max_seq = ls.acked
 
-    async def _quarantine(self, ls: LockerState, payload: bytes) -> None:
+    def _quarantine(self, ls: LockerState, payload: bytes) -> None:
         """Keep a malformed event that still names its (boot, seq): the locker re-sends it until acked,
         so dropping it would block every later eack. It goes to the cloud, which dead-letters it."""
         obj = json.loads(payload)
@@ -258,9 +341,10 @@ class LockerLink:
         if not (isinstance(boot, str) and _BOOT.match(boot) and type(seq) is int and 1 <= seq <= C.SEQ_MAX):
             return
         self.counters.inc("quarantined_events")
-        await self._on_evt(ls, obj, valid=False)
+        self._accept_evt(ls, obj, valid=False)
 
-    async def _on_evt(self, ls: LockerState, evt: dict, valid: bool = True, raw: str | None = None) -> None:
+    def _accept_evt(self, ls: LockerState, evt: dict, valid: bool = True, raw: str | None = None) -> None:
+        """Check an event against the locker's watermark and add it to the current batch if it is next."""
         boot, seq = evt["boot"], evt["seq"]
         if boot != ls.ev_boot:
             # a locker re-sends its oldest unacked event first, so one seen without a birth starts there
@@ -281,79 +365,166 @@ class LockerLink:
             self._rebirth(ls, "seq gap")
             return
         ls.max_seq = max(ls.max_seq, seq)
-        try:
-            fut = self.outbox.submit(Record(src=ls.id, kind="evt", body=evt, boot=boot, seq=seq, raw=raw))
-        except OutboxError as exc:
-            # not acked, so the locker keeps it in flash and re-sends
-            self.counters.inc("evt_not_stored")
-            log.error("event %s/%s/%s refused: %s", ls.id, boot, seq, exc)
-            return
-        while self._inflight_n >= MAX_INFLIGHT_EVENTS:
-            # back-pressure: stop taking messages; the broker queues them meanwhile
-            self._inflight_free.clear()
-            await self._inflight_free.wait()
-        self._inflight_n += 1
-        fut.add_done_callback(lambda f: self._evt_done(ls, evt, valid, f))
+        self._batch_recs.append(Record(src=ls.id, kind="evt", body=evt, boot=boot, seq=seq, raw=raw))
+        self._batch_items.append((ls, evt, valid))
 
-    def _evt_done(self, ls: LockerState, evt: dict, valid: bool, fut: asyncio.Future) -> None:
-        """The event's commit finished: apply it, advance the eack watermark, call the handlers.
+    def _stage_watermarks(self, floors: dict[str, tuple[str | None, int]], conn: sqlite3.Connection,
+                          recs: list[Record], stored: list[bool]) -> tuple[dict, Callable[[], None]]:
+        """On the outbox writer, in the batch's own transaction: persist each locker's new watermark, so its
+        eack can go out as soon as the batch commits instead of after a second commit.
 
-        A done-callback rather than a task per event: at thousands of events a second the task
-        machinery was most of the gateway's CPU.
+        The watermark grows only through seqs that follow it without a hole, from the last one the writer
+        saw committed or the one the event loop knew when it submitted the batch (both committed or
+        persisted already). A batch whose events follow a failed one finds the hole and persists nothing;
+        the event loop's own tracking and the eack flusher cover that case.
         """
-        self._inflight_n -= 1
+        wm = self._wm
+        if self._wm_tx != self.outbox.tx_serial:
+            # a new transaction: what earlier ones staged is either committed (now in wm) or rolled back
+            self._wm_tx = self.outbox.tx_serial
+            self._wm_staged.clear()
+        staged_before = self._wm_staged
+        cur: dict[str, list] = {}
+        for rec in recs:
+            st = cur.get(rec.src)
+            if st is None or st[0] != rec.boot:
+                # only the boot the event loop is on: an older boot's row must not replace the newer one
+                base = -1
+                fl = floors.get(rec.src)
+                if fl is not None and fl[0] == rec.boot:
+                    base = fl[1]
+                    for w in (wm.get(rec.src), staged_before.get(rec.src)):
+                        if w is not None and w[0] == rec.boot and w[1] > base:
+                            base = w[1]
+                st = cur[rec.src] = [rec.boot, base, base]
+            if st[1] >= 0 and rec.seq == st[1] + 1:
+                st[1] = rec.seq
+        staged = {src: (boot, hi) for src, (boot, hi, start) in cur.items() if hi > start}
+        if staged:
+            conn.executemany(_SAVE_LINK, [(src, boot, hi) for src, (boot, hi) in staged.items()])
+            # later batches of the same transaction build on these
+            staged_before.update(staged)
+        return staged, partial(wm.update, staged)
+
+    def _batch_done(self, items: list[tuple[LockerState, dict, bool]], fut: asyncio.Future) -> None:
+        """A batch's commit finished: apply its events, advance the eack watermarks, call the handlers.
+
+        One done-callback per batch, not a task or future per event: at thousands of events a second the
+        per-event machinery was most of the gateway's CPU.
+        """
+        self._inflight_n -= len(items)
         if self._inflight_n < MAX_INFLIGHT_EVENTS:
             self._inflight_free.set()
+        client = self._client
+        if client is not None and client.paused and self._inflight_n <= RESUME_INFLIGHT_EVENTS:
+            client.resume()
         if fut.cancelled():
             return
         exc = fut.exception()
         if exc is not None:
-            self.counters.inc("evt_not_stored")
-            log.error("event %s/%s/%s not stored, locker will re-send: %s", ls.id, evt["boot"], evt["seq"], exc)
+            self.counters.inc("evt_not_stored", len(items))
+            log.error("%d events not stored, their lockers will re-send: %s", len(items), exc)
             return
-        boot, seq = evt["boot"], evt["seq"]
-        new = fut.result() and valid
-        if new:
-            self._apply(ls, evt)
-        else:
-            self.counters.inc("evt_duplicates")
-        if ls.ev_boot == boot and seq > ls.acked:
-            ls.committed.add(seq)
-            hi = ls.acked
-            while hi + 1 in ls.committed:
-                hi += 1
-                ls.committed.discard(hi)
-            if hi > ls.acked:
-                ls.acked = hi
+        kick: dict[str, LockerState] = {}
+        handled = self.handled_types
+        handlers = self.event_handlers
+        apply = self._apply
+        results, staged = fut.result()
+        for src, (boot, hi) in (staged or {}).items():
+            old = self._links.get(src)
+            if old is None or old[0] != boot or old[1] < hi:
+                self._links[src] = (boot, hi)
+        for (ls, evt, valid), stored in zip(items, results):
+            seq = evt["seq"]
+            new = stored and valid
+            if new:
+                if "c" in evt:
+                    apply(ls, evt)
+            else:
+                self.counters.inc("evt_duplicates")
+            if seq > ls.acked and ls.ev_boot == evt["boot"]:
+                if seq == ls.acked + 1 and not ls.committed:
+                    ls.acked = seq
+                    kick[ls.id] = ls
+                else:
+                    ls.committed.add(seq)
+                    hi = ls.acked
+                    while hi + 1 in ls.committed:
+                        hi += 1
+                        ls.committed.discard(hi)
+                    if hi > ls.acked:
+                        ls.acked = hi
+                        kick[ls.id] = ls
+            if new and handlers and (handled is None or evt["type"] in handled):
+                for h in handlers:
+                    self._spawn(h(ls.id, evt), f"event handler for {evt['type']}")
+        if kick:
+            eacks = [(ls.id, ls.ev_boot, ls.acked) for ls in kick.values() if self._eack_ready(ls)]
+            if eacks:
+                self._send_eacks(eacks)
+            for ls in kick.values():
                 self._kick_eack(ls)
-        if new and (self.handled_types is None or evt["type"] in self.handled_types):
-            for h in self.event_handlers:
-                self._spawn(h(ls.id, evt), f"event handler for {evt['type']}")
+
+    def _eack_ready(self, ls: LockerState) -> bool:
+        """The watermark was written with the events (and no flusher is busy): the eack can go now."""
+        if ls.id in self._eack_flushers or ls.id in self.local:
+            return False
+        saved = self._links.get(ls.id)
+        return saved is not None and saved == (ls.ev_boot, ls.acked) and self._eacked.get(ls.id) != saved
 
     def _kick_eack(self, ls: LockerState) -> None:
         # one watermark write and one eack per locker per commit group, not per event: under load the
         # flusher finds many events acked at once
-        if ls.id not in self._eack_flushers:
-            self._eack_flushers.add(ls.id)
-            self._spawn(self._flush_eacks(ls), "eack")
+        if ls.id in self._eack_flushers or self._eacked.get(ls.id) == (ls.ev_boot, ls.acked):
+            return
+        self._eack_flushers.add(ls.id)
+        self._spawn(self._flush_eacks(ls), "eack")
+
+    def _send_eacks(self, eacks: list[tuple[str, str, int]]) -> None:
+        """Send cumulative eacks, all in one write (one per locker, after a commit)."""
+        client = self._client
+        try:
+            if client is None:
+                raise LockerOffline("gateway is not connected to the station broker")
+            topics = self._eack_topics
+            msgs = []
+            for locker, boot, seq in eacks:
+                topic = topics.get(locker)
+                if topic is None:
+                    topic = topics[locker] = protocol.build_topic(self.station, locker, "eack")
+                # boot and seq come from validated events: the bytes protocol.encode_eack gives, built directly
+                msgs.append((topic, b'{"v":1,"boot":"%s","seq":%d}' % (boot.encode(), seq)))
+            client.publish_nowait(msgs)
+            self.counters.inc("eacks_sent", len(msgs))
+        except LockerError as exc:
+            # the lockers re-send and get the eack then, so these count as done
+            self.counters.inc("eack_failed", len(eacks))
+            log.warning("%d eacks not sent: %s", len(eacks), exc)
+        for locker, boot, seq in eacks:
+            self._eacked[locker] = (boot, seq)
 
     async def _flush_eacks(self, ls: LockerState) -> None:
         try:
             while True:
                 boot, hi = ls.ev_boot, ls.acked
-                if boot is None or self._links.get(ls.id) == (boot, hi):
+                if boot is None or self._eacked.get(ls.id) == (boot, hi):
                     return
-                await self._save_link(ls.id, boot, hi)
+                saved = self._links.get(ls.id)
+                if saved is None or saved[0] != boot or saved[1] < hi:
+                    await self._save_link(ls.id, boot, hi)
                 await self._publish_eack(ls.id, boot, hi)
+                self._eacked[ls.id] = (boot, hi)
         finally:
             self._eack_flushers.discard(ls.id)
 
     async def _save_link(self, locker: str, boot: str, acked: int) -> None:
         # persisted before the eack goes out, so a restarted gateway never waits for events the locker deleted
         def save(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO links VALUES (?,?,?) ON CONFLICT(locker) DO UPDATE SET boot=excluded.boot,"
-                         " acked=MAX(CASE WHEN links.boot=excluded.boot THEN links.acked ELSE 0 END, excluded.acked)",
-                         (locker, boot, acked))
+            conn.execute(_SAVE_LINK, (locker, boot, acked))
+            # every event up to acked is committed (or given up by policy): the writer may build on it
+            w = self._wm.get(locker)
+            if w is None or w[0] != boot or w[1] < acked:
+                self._wm[locker] = (boot, acked)
         await self.outbox.run(save)
         self._links[locker] = (boot, acked)
 
@@ -373,7 +544,7 @@ class LockerLink:
         elif t == "alarm" and evt["kind"] == "lock_jam":
             comp.st = "fault"  # the controller takes a jammed compartment out of service itself
 
-    async def _on_birth(self, ls: LockerState, b: dict) -> None:
+    def _on_birth(self, ls: LockerState, b: dict) -> None:
         ls.online = True
         ls.boot = b["boot"]
         ls.fw = b["fw"]
@@ -396,7 +567,7 @@ class LockerLink:
         for h in self.birth_handlers:
             self._spawn(h(ls.id), "birth handler")
 
-    async def _on_status(self, ls: LockerState, s: dict) -> None:
+    def _on_status(self, ls: LockerState, s: dict) -> None:
         if s["state"] == "online":
             ls.online = True
             if ls.birth_at is None or ls.boot != s["boot"]:
@@ -421,10 +592,10 @@ class LockerLink:
         if ls.online and ls.boot == boot and ls.birth_at is None:
             self._rebirth(ls, "online without a birth")
 
-    async def _on_tele(self, ls: LockerState, t: dict) -> None:
+    def _on_tele(self, ls: LockerState, t: dict) -> None:
         self._store(ls, "tele", t)
 
-    async def _on_fwreq(self, ls: LockerState, req: dict) -> None:
+    def _on_fwreq(self, ls: LockerState, req: dict) -> None:
         """Answer a chunk request with one `fw_chunk` command; the locker's next fwreq is its ack."""
         srv = self.fw_servers.get(ls.id)
         if srv is None:
@@ -448,7 +619,7 @@ class LockerLink:
             self.counters.inc("fw_chunks_failed")
             log.warning("fw_chunk to %s not sent: %s", locker, exc)
 
-    async def _on_ack(self, ls: LockerState, a: dict) -> None:
+    def _on_ack(self, ls: LockerState, a: dict) -> None:
         fut = self._pending.pop(a["id"], None)
         if fut is None:
             self.counters.inc("stray_acks")
@@ -489,10 +660,10 @@ class LockerLink:
         if client is None:
             raise LockerOffline("gateway is not connected to the station broker")
         try:
-            # a short wait: a publish caught in a broker restart must not hold the eack flusher for long
+            # a short wait: a publish caught in a broker restart must not hold its caller for long
             await client.publish(protocol.build_topic(self.station, locker, kind), payload, qos=1,
                                  timeout=PUBLISH_TIMEOUT_S)
-        except aiomqtt.MqttError as exc:
+        except BrokerError as exc:
             raise LockerOffline(f"publish failed: {exc}") from exc
 
     async def _publish_eack(self, locker: str, boot: str, seq: int) -> None:
@@ -500,13 +671,7 @@ class LockerLink:
         if local is not None:
             local.eack(boot, seq)
             return
-        try:
-            await self._publish(locker, "eack", protocol.encode_eack(boot, seq))
-            self.counters.inc("eacks_sent")
-        except LockerOffline as exc:
-            # the locker re-sends and gets the eack then
-            self.counters.inc("eack_failed")
-            log.warning("eack to %s not sent: %s", locker, exc)
+        self._send_eacks([(locker, boot, seq)])
 
     async def send_command(self, locker: str, op: str, *, timeout: float | None = None, wait: bool = True,
                            **fields: Any) -> dict | None:
