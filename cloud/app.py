@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import lifecycle, migrate
+from . import lifecycle, lookups, migrate
 from .partitions import ensure_partitions
 from .ratelimit import acquire_lease
 from .counters import Counters
@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     services = Services(settings=settings, sessionmaker=make_sessionmaker(engine), counters=counters,
                         ingestor=Ingestor(counters=counters, telemetry=telemetry,
                                           dead_letter_max_rows=settings.dead_letter_max_rows),
-                        notifier=notifier)
+                        notifier=notifier, reader=lookups.PgReader.for_url(engine.url))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -119,6 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.info("created %d monthly events partitions", made)
         # objects alive after start-up (modules, mappers, compiled caches) are never garbage: keep the
         # collector from re-scanning them, which shortens the pauses seen as tail latency
+        if services.reader is not None:
+            await services.reader.open()
         gc.collect()
         gc.freeze()
         loops = [asyncio.create_task(_sms_retry_loop(services)), asyncio.create_task(_webhook_loop(services)),
@@ -132,6 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await anyio.to_thread.run_sync(telemetry.close)
+            if services.reader is not None:
+                await services.reader.close()
             if isinstance(notifier, HttpNotifier):
                 notifier.close()
             engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +13,9 @@ from .counters import Counters
 from .ingest import Ingestor
 from .settings import Settings
 from .sms import DispatchGate, Notifier
+
+if TYPE_CHECKING:
+    from .lookups import PgReader
 
 
 @dataclass
@@ -25,24 +28,26 @@ class Services:
     ingestor: Ingestor
     notifier: Notifier
     sms_gate: DispatchGate = field(default_factory=DispatchGate)
+    # the hot lookups on the event loop (PostgreSQL), or None: they run on SQLAlchemy in a thread
+    reader: "PgReader | None" = None
 
 
-def get_services(request: Request) -> Services:
-    """The app's services."""
+async def get_services(request: Request) -> Services:
+    """The app's services (async: FastAPI runs a plain-def dependency in a worker thread, a hop per request)."""
     return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+async def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
     """The token of an `Authorization: Bearer …` header, or 401."""
     if not authorization or not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
         raise HTTPException(401, "missing Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
     return authorization[7:].strip()
 
 
-def require_admin(services: ServicesDep, token: Annotated[str, Depends(bearer)]) -> None:
+async def require_admin(services: ServicesDep, token: Annotated[str, Depends(bearer)]) -> None:
     """Allow only the admin token."""
     expected = services.settings.admin_token or ""
     if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):

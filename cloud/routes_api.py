@@ -84,10 +84,10 @@ async def parcel(ref: Annotated[str, Path(min_length=1, max_length=64)], request
                  services: ServicesDep) -> JSONResponse:
     """One parcel with its timeline."""
     await lookups.authorize(request, services, STAFF_READ)
-    found = await lookups.read(services, lookups.parcel_by_ref, ref)
+    found = await lookups.parcel_by_ref_any(services, ref)
     if found is None:
         raise HTTPException(404, f"no parcel {ref}")
-    return JSONResponse(found)
+    return lookups.json_response(found)
 
 
 @read.get("/notifications", response_model=list[NotificationPublic], tags=["sms"])

@@ -285,7 +285,7 @@ async def lookup_code(request: Request, services: ServicesDep,
     who = await lookups.authorize(request, services, OPS_VIEW)
     if who.role == "station_agent" and who.station_id != station:
         raise HTTPException(403, "a station agent looks up codes of their own station only")
-    return JSONResponse(await lookups.read(services, lookups.parcels_by_code, station, code))
+    return lookups.json_response(await lookups.parcels_by_code_any(services, station, code))
 
 
 @router.post("/parcels/{ref}/return", response_model=ParcelPublic, tags=["parcels"])
