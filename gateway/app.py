@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 from typing import Awaitable, Callable
 
@@ -245,4 +246,8 @@ async def run(cfg: StationConfig, *, transport: httpx.AsyncBaseTransport | None 
 def run_gateway(config_path: str) -> None:
     """Entry point: load station.json and run until a signal."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The outbox writer thread needs the GIL back after every SQLite call; with the default 5 ms switch
+    # interval it waits behind a busy event loop up to 5 ms each time (p99 publish-to-durable at 8,000
+    # events/s: 789 ms with 5 ms, 397 ms with 0.5 ms; docs/gateway.md)
+    sys.setswitchinterval(0.0005)
     asyncio.run(run(load_config(config_path)))
