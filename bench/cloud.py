@@ -14,11 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 
@@ -50,82 +47,17 @@ def _wait_http(url: str, timeout: float = 60.0) -> None:
 class _Influx:
     """An InfluxDB server of its own for the run (the `influxd` on PATH), in a temporary directory.
 
-    influxdb-client writes to `/api/v2/write?bucket=db/rp`, which InfluxDB 1.8 and later serve; for an older
-    server (Debian ships 1.6) a relay in this process passes the line protocol on to `/write?db=&rp=`.
+    Started by the test suite's helper (tests/cloud/influxkit.py), which also holds the one compatibility
+    shim: influxdb-client writes to `/api/v2/write`, which Debian's InfluxDB 1.6 does not serve, so a relay
+    passes the line protocol on to the server's own `/write`; every point lands in the real server.
     """
 
     def __init__(self, db: str = "jincun") -> None:
+        from tests.cloud.influxkit import start_influx
+
         self.dir = tempfile.mkdtemp(prefix="jincun-bench-influx-")
-        http_port, rpc_port = _free_port(), _free_port()
-        conf = Path(self.dir) / "influxdb.conf"
-        conf.write_text(f"""
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-[meta]
-  dir = "{self.dir}/meta"
-[data]
-  dir = "{self.dir}/data"
-  wal-dir = "{self.dir}/wal"
-  query-log-enabled = false
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-[monitor]
-  store-enabled = false
-[continuous_queries]
-  enabled = false
-""")
-        self.log = open(Path(self.dir) / "influxd.log", "wb")
-        self.proc = subprocess.Popen(["influxd", "-config", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{http_port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 204:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"influxd did not answer /ping (log: {self.dir}/influxd.log)")
-            time.sleep(0.1)
-        httpx.post(f"{self.url}/query", params={"q": f"CREATE DATABASE {db}"}, timeout=10).raise_for_status()
-        self.relay = self._relay(self.url)
-        self.write_url = f"http://127.0.0.1:{self.relay.server_port}"
-
-    @staticmethod
-    def _relay(target: str) -> ThreadingHTTPServer:
-        client = httpx.Client(base_url=target, timeout=30)
-        precision = {"ns": "n", "us": "u", "ms": "ms", "s": "s"}
-
-        class Relay(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):  # noqa: N802 - http.server naming
-                url = urlparse(self.path)
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if url.path == "/api/v2/write":
-                    qs = parse_qs(url.query)
-                    db, _, rp = qs.get("bucket", [""])[0].partition("/")
-                    params = {"db": db, "precision": precision.get(qs.get("precision", ["ns"])[0], "n")}
-                    if rp:
-                        params["rp"] = rp
-                    resp = client.post("/write", params=params, content=body)
-                    status, content = resp.status_code, resp.content
-                else:
-                    status, content = 404, b""
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            def log_message(self, *args):
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
+        self.server = start_influx(Path(self.dir), db)
+        self.url, self.write_url, self.proc = self.server.url, self.server.write_url, self.server.proc
 
     def points(self, db: str = "jincun") -> int:
         """Points held, summed over the measurements (to check the telemetry arrived)."""
@@ -143,17 +75,7 @@ bind-address = "127.0.0.1:{rpc_port}"
         return _proc_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
-        relay = getattr(self, "relay", None)
-        if relay is not None:
-            relay.shutdown()
-            relay.server_close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        self.server.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
