@@ -61,7 +61,7 @@ class SimLocker:
     """One simulated locker controller; workdir holds flash/ (the firmware's cwd), ledger.jsonl and firmware.log."""
 
     def __init__(self, workdir: Path, config: dict, *, micropython: str | None = None):
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # the firmware runs in flash/, so paths handed to it are absolute
         self.flash = self.workdir / "flash"
         self.flash.mkdir(parents=True, exist_ok=True)
         self.ledger_path = self.workdir / "ledger.jsonl"

@@ -82,7 +82,7 @@ class Stack:
     sims: dict[str, SimLocker] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.workdir = Path(self.workdir)
+        self.workdir = Path(self.workdir).resolve()  # children run in other folders
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.admin_token = secrets.token_urlsafe(24)
         self.api_key = secrets.token_urlsafe(24)
