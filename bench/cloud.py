@@ -19,17 +19,12 @@ from pathlib import Path
 
 import httpx
 
+from simulator.net import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("JINCUN_BENCH_PG", "postgresql+psycopg://jincun:jincun@127.0.0.1:5432/postgres")
 COMPS = 12
 LOCKERS = ("l1", "l2")
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(url: str, timeout: float = 60.0) -> None:
@@ -324,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if url is None:
         url, created = _create_db()
     token = secrets.token_urlsafe(24)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, JINCUN_ADMIN_TOKEN=token, JINCUN_DATABASE_URL=url, PYTHONPATH=str(REPO),
                JINCUN_LOG_LEVEL="WARNING", JINCUN_SMS_RETRY_SECONDS="3600")
     use_influx = bool(args.influx_url) or args.telemetry == "influxdb" or (

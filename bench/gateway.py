@@ -24,25 +24,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from simulator.net import free_port, wait_port
+
 STATION = "bench-01"
 REPO = Path(__file__).resolve().parents[1]
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
 
 
 class Sink:
@@ -265,29 +253,34 @@ class Bench:
             conf.write_text(text)
         self.broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
-        wait_port(self.mqtt_port)
+        wait_port("127.0.0.1", self.mqtt_port, 15)
         prof = ["-m", "cProfile", "-o", profile] if profile else []
         self.gw = subprocess.Popen([sys.executable, *prof, "-m", "gateway", str(self.cfg_path)], cwd=REPO,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.http_port, 30)
+        wait_port("127.0.0.1", self.http_port, 30)
         time.sleep(1.0)
 
-    def run_step(self, rate: float, secs: float, procs: int) -> dict:
-        before = set(self.sink.evt_keys())
-        cpu0 = proc_cpu(self.gw.pid)
+    def _publish(self, rate: float, secs: float, procs: int, slack: float) -> list[dict]:
+        """Run the lockers for `secs` at `rate` events/s in `procs` processes; their results, seqs advanced."""
         q: mp.Queue = mp.Queue()
         groups = [self.ids[i::procs] for i in range(procs)]
         ps = [mp.Process(target=publisher, args=(self.mqtt_port, g, rate * len(g) / len(self.ids), secs,
                                                  self.boot_seq, q)) for g in groups]
         for p in ps:
             p.start()
-        res = [q.get(timeout=secs + 120) for _ in ps]
+        res = [q.get(timeout=secs + slack) for _ in ps]
         for p in ps:
             p.join(10)
-        sent = sum(r["sent"] for r in res)
         for r in res:
             for lk, s in r["seqs"].items():
                 self.boot_seq[lk] = (self.boot_seq[lk][0], s)
+        return res
+
+    def run_step(self, rate: float, secs: float, procs: int) -> dict:
+        before = set(self.sink.evt_keys())
+        cpu0 = proc_cpu(self.gw.pid)
+        res = self._publish(rate, secs, procs, slack=120)
+        sent = sum(r["sent"] for r in res)
         want = {(lk, self.boot_seq[lk][0], s) for lk in self.ids for s in range(1, self.boot_seq[lk][1] + 1)}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -342,19 +335,7 @@ class Bench:
                 "duplicates": sum(v - 1 for v in got.values()), "in_order": self.sink.order_ok}
 
     def run_step_down(self, events: int, rate: float, procs: int) -> dict:
-        secs = events / rate
-        q: mp.Queue = mp.Queue()
-        groups = [self.ids[i::procs] for i in range(procs)]
-        ps = [mp.Process(target=publisher, args=(self.mqtt_port, g, rate * len(g) / len(self.ids), secs,
-                                                 self.boot_seq, q)) for g in groups]
-        for p in ps:
-            p.start()
-        res = [q.get(timeout=secs + 300) for _ in ps]
-        for p in ps:
-            p.join(10)
-        for r in res:
-            for lk, s in r["seqs"].items():
-                self.boot_seq[lk] = (self.boot_seq[lk][0], s)
+        res = self._publish(rate, events / rate, procs, slack=300)
         elapsed = max(r["elapsed"] for r in res)
         sent = sum(r["sent"] for r in res)
         return {"sent": sent, "achieved": round(sent / elapsed)}

@@ -66,6 +66,7 @@ def _sweep_once(services: Services, holder: str) -> None:
             return
         done = lifecycle.sweep(session, services.settings)
         session.commit()
+    services.counters.inc("sweeps")
     if done["reminders"] or done["overdue"]:
         log.info("sweep: %d reminders queued, %d parcels overdue", done["reminders"], done["overdue"])
         services.counters.inc("reminders_queued", done["reminders"])

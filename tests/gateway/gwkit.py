@@ -9,6 +9,7 @@ import pwd
 import queue
 import secrets
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -99,6 +100,8 @@ class PahoLocker:
         self.c.will_set(f"{self.base}/status", json.dumps({"v": 1, "state": "lost"}), qos=1, retain=True)
         self.c.on_message = self._on_message
         self.c.on_connect = self._on_connect
+        self.c.on_subscribe = self._on_subscribe
+        self.suback = threading.Event()
         self.port = port
 
     def _on_connect(self, client, userdata, flags, rc, props=None):
@@ -107,6 +110,9 @@ class PahoLocker:
         if self.subscribed and not rc.is_failure:
             # paho reconnects by itself; like the firmware, subscribe again on every connect
             client.subscribe([(f"{self.base}/cmd", 1), (f"{self.base}/eack", 1)])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, props=None):
+        self.suback.set()
 
     def _on_message(self, client, userdata, msg):
         body = json.loads(msg.payload)
@@ -132,6 +138,9 @@ class PahoLocker:
             r = self.c.subscribe([(f"{self.base}/cmd", 1), (f"{self.base}/eack", 1)])
             assert r[0] == mqtt.MQTT_ERR_SUCCESS
             self.subscribed = True
+            if wait:
+                # a command or eack sent before the broker's SUBACK would not reach this locker
+                assert self.suback.wait(5), f"locker {self.locker}: no SUBACK"
         return self
 
     def pub(self, kind: str, payload, *, qos: int = 1, retain: bool = False, topic: str | None = None) -> None:
