@@ -24,6 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import orjson
+
 from simulator.net import free_port, wait_port
 
 STATION = "bench-01"
@@ -46,6 +48,8 @@ class Sink:
         sink = self
 
         class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the cloud's server does
+
             def log_message(self, *a):
                 pass
 
@@ -55,7 +59,7 @@ class Sink:
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(n))
+                body = orjson.loads(self.rfile.read(n))
                 if sink.down:
                     self._send(503, {"error": "down"})
                     return
@@ -77,7 +81,7 @@ class Sink:
                 self._send(200, {"batch": body.get("batch"), "results": results})
 
             def _send(self, code, obj):
-                data = json.dumps(obj).encode()
+                data = orjson.dumps(obj)
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -295,11 +299,12 @@ class Bench:
         dups = sum(got[k] - 1 for k in new)
         lat = sorted(x for r in res for x in r["lat"])
         p99 = lat[int(len(lat) * 0.99) - 1] if lat else None
+        p50 = lat[len(lat) // 2] if lat else None
         elapsed = max(r["elapsed"] for r in res)
         gw = self.gateway_counters()
         return {"rate": rate, "sent": sent, "achieved": round(sent / elapsed), "lost": lost, "duplicates": dups,
                 "publisher_backlog_left": sum(r["unpublished_clients"] for r in res), "gateway": gw,
-                "cpu_s_per_1k": round(cpu / max(1, sent) * 1000, 4), "p99_ms": round(p99, 1) if p99 else None,
+                "cpu_s_per_1k": round(cpu / max(1, sent) * 1000, 4), "p50_ms": round(p50, 1) if p50 else None, "p99_ms": round(p99, 1) if p99 else None,
                 "order_ok": self.sink.order_ok}
 
     def gateway_counters(self) -> dict:

@@ -40,6 +40,7 @@ MQTT_KEEPALIVE_S = 30
 MQTT_MAX_INFLIGHT = 8192
 REBIRTH_MIN_INTERVAL_S = 2.0
 PUBLISH_TIMEOUT_S = 3.0
+EACK_INTERVAL_S = 0.02  # under load, eacks go out in rounds at most this often (one per locker a round)
 BIRTH_GRACE_S = 1.0
 
 
@@ -119,6 +120,10 @@ class LockerLink:
         self._links: dict[str, tuple[str, int]] = {}
         self._eacked: dict[str, tuple[str, int]] = {}
         self._eack_topics: dict[str, str] = {}
+        # eacks waiting for the next round (see _queue_eacks)
+        self._eack_due: dict[str, tuple[str, int]] = {}
+        self._eack_timer: asyncio.TimerHandle | None = None
+        self._eack_last = 0.0
         # the outbox writer thread's own view: per locker the highest seq of the boot up to which every
         # event is committed (only the writer touches it, inside and right after its transactions)
         self._wm: dict[str, tuple[str, int]] = {}
@@ -157,7 +162,9 @@ class LockerLink:
         self._client = client
         try:
             await client.connect(m.host, m.port)
-            await client.subscribe([(f"{C.PREFIX}/{self.station}/+/+", 1)])
+            # the kinds lockers send, not a wildcard: the gateway's own commands and eacks are not echoed
+            # back to it (the ACL lets a locker write nothing else)
+            await client.subscribe([(f"{C.PREFIX}/{self.station}/+/{k}", 1) for k in C.UP_KINDS])
             self.connected.set()
             log.info("locker link connected to %s:%s", m.host, m.port)
             assert client.closed is not None
@@ -262,6 +269,7 @@ class LockerLink:
             log.error("%d events refused: %s", len(recs), exc)
             return
         self._inflight_n += len(recs)
+        fut._t0 = time.perf_counter()
         fut.add_done_callback(partial(self._batch_done, items))
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
@@ -368,10 +376,11 @@ class LockerLink:
         self._batch_recs.append(Record(src=ls.id, kind="evt", body=evt, boot=boot, seq=seq, raw=raw))
         self._batch_items.append((ls, evt, valid))
 
-    def _stage_watermarks(self, floors: dict[str, tuple[str | None, int]], conn: sqlite3.Connection,
+    def _stage_watermarks(self, floors: dict[str, tuple[str | None, int]],
                           recs: list[Record], stored: list[bool]) -> tuple[dict, Callable[[], None]]:
-        """On the outbox writer, in the batch's own transaction: persist each locker's new watermark, so its
-        eack can go out as soon as the batch commits instead of after a second commit.
+        """On the outbox writer, in the batch's own transaction: persist each locker's new watermark (written
+        once per transaction, just before the commit), so its eack can go out as soon as the batch commits
+        instead of after a second commit.
 
         The watermark grows only through seqs that follow it without a hole, from the last one the writer
         saw committed or the one the event loop knew when it submitted the batch (both committed or
@@ -401,10 +410,14 @@ class LockerLink:
                 st[1] = rec.seq
         staged = {src: (boot, hi) for src, (boot, hi, start) in cur.items() if hi > start}
         if staged:
-            conn.executemany(_SAVE_LINK, [(src, boot, hi) for src, (boot, hi) in staged.items()])
-            # later batches of the same transaction build on these
+            # later batches of the same transaction build on these, and the newest per locker is written
+            # once, just before the commit, however many batches the transaction holds
             staged_before.update(staged)
+            self.outbox.before_commit("links", self._write_staged)
         return staged, partial(wm.update, staged)
+
+    def _write_staged(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(_SAVE_LINK, [(src, boot, hi) for src, (boot, hi) in self._wm_staged.items()])
 
     def _batch_done(self, items: list[tuple[LockerState, dict, bool]], fut: asyncio.Future) -> None:
         """A batch's commit finished: apply its events, advance the eack watermarks, call the handlers.
@@ -430,6 +443,12 @@ class LockerLink:
         handlers = self.event_handlers
         apply = self._apply
         results, staged = fut.result()
+        global _LAT
+        try: _LAT
+        except NameError: _LAT=[]
+        _LAT.append((time.perf_counter()-fut._t0)*1000)
+        if len(_LAT)>=2000:
+            _LAT.sort(); open('/tmp/gwlat.txt','a').write('batch->commit p50 %.1f p90 %.1f p99 %.1f\n'%(_LAT[1000],_LAT[1800],_LAT[1980])); _LAT.clear()
         for src, (boot, hi) in (staged or {}).items():
             old = self._links.get(src)
             if old is None or old[0] != boot or old[1] < hi:
@@ -461,7 +480,7 @@ class LockerLink:
         if kick:
             eacks = [(ls.id, ls.ev_boot, ls.acked) for ls in kick.values() if self._eack_ready(ls)]
             if eacks:
-                self._send_eacks(eacks)
+                self._queue_eacks(eacks)
             for ls in kick.values():
                 self._kick_eack(ls)
 
@@ -479,6 +498,32 @@ class LockerLink:
             return
         self._eack_flushers.add(ls.id)
         self._spawn(self._flush_eacks(ls), "eack")
+
+    def _queue_eacks(self, eacks: list[tuple[str, str, int]]) -> None:
+        """Eacks after a commit: sent at once if none went out in the last EACK_INTERVAL_S, else with the
+        next round. Under load commits come hundreds of times a second; an eack per locker per commit was a
+        third of the broker's messages, and being cumulative, one per round says the same."""
+        due = self._eack_due
+        for locker, boot, seq in eacks:
+            due[locker] = (boot, seq)
+            # counted as sent from here: the round sends it, so no flusher is needed for it
+            self._eacked[locker] = (boot, seq)
+        if self._eack_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._eack_last + EACK_INTERVAL_S - loop.time()
+        if wait <= 0:
+            self._eack_round()
+        else:
+            self._eack_timer = loop.call_later(wait, self._eack_round)
+
+    def _eack_round(self) -> None:
+        self._eack_timer = None
+        self._eack_last = asyncio.get_running_loop().time()
+        if self._eack_due:
+            eacks = [(locker, boot, seq) for locker, (boot, seq) in self._eack_due.items()]
+            self._eack_due.clear()
+            self._send_eacks(eacks)
 
     def _send_eacks(self, eacks: list[tuple[str, str, int]]) -> None:
         """Send cumulative eacks, all in one write (one per locker, after a commit)."""

@@ -10,6 +10,7 @@ import random
 import time
 
 import httpx
+import orjson
 
 from . import const as C
 from .config import CloudConfig
@@ -29,11 +30,22 @@ def batch_id(records: list[Record]) -> str:
 
 
 def encode_batch(station: str, batch: str, records: list[Record]) -> bytes:
-    """The ingest request body, splicing each record's stored JSON in as it is (no decode and re-encode)."""
+    """The ingest request body, splicing each record's stored JSON in as it is (no decode and re-encode).
+
+    The few distinct sources, boots and kinds of a batch are quoted once each.
+    """
     d = json.dumps
+    quoted: dict[str, str] = {}
+
+    def q(s: str) -> str:
+        v = quoted.get(s)
+        if v is None:
+            v = quoted[s] = d(s)
+        return v
+
     items = ",".join(
         '{"src":%s,"boot":%s,"seq":%d,"kind":%s,"rx":%s,"body":%s}' % (
-            d(r.src), d(r.boot), r.seq, d(r.kind), d(r.rx),
+            q(r.src), q(r.boot), r.seq, q(r.kind), d(r.rx) if type(r.rx) is not float else float.__repr__(r.rx),
             r.raw if r.raw is not None else d(r.body, separators=(",", ":"), ensure_ascii=False))
         for r in records)
     return ('{"station":%s,"batch":%s,"items":[%s]}' % (d(station), d(batch), items)).encode("utf-8")
@@ -124,8 +136,8 @@ class Uplink:
         if resp.status_code // 100 != 2:
             raise UplinkError(f"HTTP {resp.status_code}: {resp.text[:200]}")
         try:
-            data = resp.json()
-        except ValueError as exc:
+            data = orjson.loads(resp.content)
+        except orjson.JSONDecodeError as exc:
             raise UplinkError("ingest response is not JSON") from exc
         ids, tally = settle(records, data if isinstance(data, dict) else {})
         deleted = await self.outbox.delete(ids)
