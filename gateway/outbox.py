@@ -104,6 +104,10 @@ class Outbox:
         self.disk_full = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._conn: sqlite3.Connection | None = None
+        # the uplink's reads and the health figures on a connection and thread of their own: WAL lets them
+        # read the last commit while the writer goes on with the next
+        self._rpool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-read")
+        self._rconn: sqlite3.Connection | None = None
         self._queue: list[tuple[str, Any, asyncio.Future]] = []
         self._queued = 0  # records and calls waiting in _queue (a submit_many counts its records)
         self.tx_serial = 0  # counts write transactions begun, so a stage can tell one from the next
@@ -152,6 +156,8 @@ class Outbox:
         self.epoch = epoch
         self._rows = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         self._conn = conn
+        self._rconn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._rconn.execute("PRAGMA busy_timeout=5000")
 
     async def close(self) -> None:
         if self._writer:
@@ -166,6 +172,10 @@ class Outbox:
                 fut.set_exception(OutboxError("outbox closed"))
         self._queue.clear()
         self._queued = 0
+        if self._rconn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._rpool, self._rconn.close)
+            self._rconn = None
+        self._rpool.shutdown(wait=True)
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
@@ -459,13 +469,14 @@ class Outbox:
 
         decode=False leaves body None and the stored JSON in raw, for the uplink to send as it is.
         """
-        return await self._call(self._read_sync, limit, max_bytes, decode)
+        return await asyncio.get_running_loop().run_in_executor(self._rpool, self._read_sync, limit, max_bytes,
+                                                                decode)
 
     def _read_sync(self, limit: int, max_bytes: int, decode: bool = True) -> list[Record]:
-        assert self._conn is not None
+        assert self._rconn is not None
         out: list[Record] = []
         size = 0
-        for rid, src, boot, seq, kind, rx, body in self._conn.execute(
+        for rid, src, boot, seq, kind, rx, body in self._rconn.execute(
                 "SELECT id, src, boot, seq, kind, rx, body FROM outbox ORDER BY id LIMIT ?", (limit,)):
             size += len(body) + 100
             if out and size > max_bytes:
@@ -486,10 +497,16 @@ class Outbox:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                n += conn.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})",
-                              chunk).rowcount
+            lo, hi = min(ids), max(ids)
+            if hi - lo + 1 == len(ids) and len(set(ids)) == len(ids):
+                # a whole batch read from the head, all acked (the usual case): a range, no id list. Ids only
+                # grow, so nothing written since the batch was read lies inside it.
+                n = conn.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ?", (lo, hi)).rowcount
+            else:
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i:i + 500]
+                    n += conn.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})",
+                                      chunk).rowcount
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
@@ -499,8 +516,8 @@ class Outbox:
 
     async def stats(self) -> dict:
         """depth (rows held), oldest_rx (receive time of the oldest, or None), pending (in memory)."""
-        depth, oldest = await self._call(
-            lambda: self._conn.execute("SELECT COUNT(*), MIN(rx) FROM outbox").fetchone())
+        depth, oldest = await asyncio.get_running_loop().run_in_executor(
+            self._rpool, lambda: self._rconn.execute("SELECT COUNT(*), MIN(rx) FROM outbox").fetchone())
         return {"depth": depth, "oldest_rx": oldest, "pending": self._queued}
 
     async def query(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
