@@ -539,7 +539,9 @@ class LockerLink:
                     topic = topics[locker] = protocol.build_topic(self.station, locker, "eack")
                 # boot and seq come from validated events: the bytes protocol.encode_eack gives, built directly
                 msgs.append((topic, b'{"v":1,"boot":"%s","seq":%d}' % (boot.encode(), seq)))
-            client.publish_nowait(msgs)
+            # QoS 0: an eack lost with a dropped connection is repaired by the next one (they are cumulative)
+            # or by the locker's re-send after EACK_RESEND (protocol §3.6); no PUBACKs either way
+            client.publish_nowait(msgs, qos=0)
             self.counters.inc("eacks_sent", len(msgs))
         except LockerError as exc:
             # the lockers re-send and get the eack then, so these count as done

@@ -110,13 +110,16 @@ class MqttClient(asyncio.Protocol):
             self._send(M.encode_publish(topic, payload, qos=1, packet_id=pid, retain=retain))
             await self._await_ack(pid, fut, timeout, "PUBACK")
 
-    def publish_nowait(self, msgs: list[tuple[str, bytes]]) -> None:
-        """Publish (topic, payload) pairs with QoS 1 in one write, without waiting for their PUBACKs (the
-        packet ids stay taken until they come).
+    def publish_nowait(self, msgs: list[tuple[str, bytes]], *, qos: int = 1) -> None:
+        """Publish (topic, payload) pairs in one write, without waiting: with QoS 1 the packet ids stay taken
+        until their PUBACKs come; QoS 0 has none.
 
         For messages whose loss is repaired by a later one (a cumulative eack): waiting would hold the sender
         behind everything the broker sends before that PUBACK. BrokerError when `max_inflight` are out.
         """
+        if not qos:
+            self._send(b"".join(M.encode_publish(topic, payload) for topic, payload in msgs))
+            return
         if len(self._acks) + len(msgs) > self.max_inflight:
             raise BrokerError(f"{len(self._acks)} publishes wait for their PUBACK")
         packets = []
