@@ -48,6 +48,9 @@ class _Influx:
     """
 
     def __init__(self, db: str = "jincun") -> None:
+        # the shim belongs to the test suite, which lives in the checkout, not in the installed packages
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
         from tests.cloud.influxkit import start_influx
 
         self.dir = tempfile.mkdtemp(prefix="jincun-bench-influx-")
