@@ -249,6 +249,12 @@ class Outbox:
                     self.counters.inc("disk_full")
                     await asyncio.sleep(self.retry_s)
                     continue
+                except Exception as exc:  # noqa: BLE001 - the group fails, the writer goes on
+                    # not stored, so not acked: the lockers send these again
+                    log.error("outbox write of %d records failed: %s", weight, exc)
+                    self.counters.inc("outbox_write_errors")
+                    err = exc if isinstance(exc, OutboxError) else OutboxError(f"outbox write failed: {exc}")
+                    results = [err] * len(group)
                 if self.disk_full:
                     log.warning("outbox database has space again")
                 self.disk_full = False

@@ -90,6 +90,7 @@ class PahoLocker:
         self.msgs: queue.Queue = queue.Queue()
         self.cmds: list[dict] = []
         self.eacks: list[dict] = []
+        self.eack_meta: list[tuple[float, int]] = []  # (arrival, QoS) of each eack
         self.auto_ack = auto_ack
         self.ack_result: dict = {}
         self.rc = None
@@ -124,6 +125,7 @@ class PahoLocker:
                 self.c.publish(f"{self.base}/ack", json.dumps(ack), qos=1)
         elif kind == "eack":
             self.eacks.append(body)
+            self.eack_meta.append((time.monotonic(), msg.qos))
         self.msgs.put((msg.topic, body))
 
     def connect(self, *, subscribe: bool = True, wait: bool = True) -> "PahoLocker":

@@ -3,6 +3,7 @@
 import asyncio
 import json
 
+from gateway.lockerlink import EACK_INTERVAL_S
 from gwkit import RunningGateway, make_config, until
 
 
@@ -193,6 +194,10 @@ async def test_a_burst_is_stored_in_order_with_its_watermark_and_few_eacks(gatew
     assert [r.seq for r in evts if r.src == "l2"] == list(range(1, 401))
     # cumulative: one eack per commit, not per event; the watermark is on disk before the last eack
     assert len(l1.eacks) < 200
+    # eacks go out in rounds at most every EACK_INTERVAL_S, at QoS 0
+    span = l1.eack_meta[-1][0] - l1.eack_meta[0][0]
+    assert len(l1.eacks) <= span / EACK_INTERVAL_S + 3, (len(l1.eacks), span)
+    assert {qos for _, qos in l1.eack_meta} == {0}
     links = await gateway.gw.outbox.query(lambda c: dict(c.execute("SELECT locker, acked FROM links")))
     assert links == {"l1": 400, "l2": 400}
     assert gateway.gw.link.lockers["l1"].comps[1].door == "open"  # seq 400 said open: applied last

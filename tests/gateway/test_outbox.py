@@ -159,3 +159,61 @@ async def test_full_disk_keeps_events_in_memory_until_space_frees(tmp_path):
         assert [r.seq for r in await ob.read_batch(100)] == list(range(seq, seq + 5))
     finally:
         await ob.close()
+
+
+async def test_batches_in_one_transaction_share_a_before_commit_write(box):
+    """Each batch's stage sees its own results; a write registered by several stages runs once, in the
+    transaction, after all of them; what the stages return reaches each batch's future."""
+    await box.run(lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS marks (n INTEGER)"))
+    staged, writes = [], []
+
+    def stage(tag):
+        def fn(recs, stored):
+            staged.append((tag, stored))
+            box.before_commit("marks", lambda conn: writes.append(conn.execute(
+                "INSERT INTO marks VALUES (?)", (len(staged),)).rowcount))
+            return tag, lambda: None
+        return fn
+
+    await box.append(evt(2))
+    # queued before the writer wakes: one group, one transaction
+    futs = [box.submit_many([evt(1), evt(2)], stage("a")), box.submit_many([evt(3)], stage("b"))]
+    results = await asyncio.gather(*futs)
+    assert results == [([True, False], "a"), ([True], "b")], "the re-sent seq 2 is found, the batch kept"
+    assert staged == [("a", [True, False]), ("b", [True])]
+    assert writes == [1], "the before-commit write ran once for the whole transaction"
+    assert await box.query(lambda conn: conn.execute("SELECT n FROM marks").fetchall()) == [(2,)]
+    assert [r.seq for r in await box.read_batch(10)] == [2, 1, 3]
+
+
+async def test_a_failing_before_commit_write_stores_nothing_of_its_transaction(box):
+    def stage(recs, stored):
+        box.before_commit("bad", lambda conn: conn.execute("INSERT INTO no_such_table VALUES (1)"))
+        return None, lambda: None
+
+    with pytest.raises(Exception, match="no_such_table"):
+        await box.submit_many([evt(1), evt(2)], stage)
+    assert await box.read_batch(10) == [], "the events were not stored, so they were not acked either"
+    assert await box.submit_many([evt(1), evt(2)]) == [True, True], "the lockers' re-send is stored"
+
+
+async def test_delete_takes_exactly_the_acked_ids_whether_a_range_or_not(box):
+    for s in range(1, 11):
+        await box.append(evt(s))
+    rows = await box.read_batch(10)
+    ids = [r.id for r in rows]
+    assert await box.delete(ids[2:5]) == 3, "a contiguous run"
+    assert await box.delete([ids[0], ids[6], ids[9]]) == 3, "scattered ids"
+    assert await box.delete(ids[2:5]) == 0, "deleting again deletes nothing"
+    assert [r.seq for r in await box.read_batch(10)] == [2, 6, 8, 9]
+    assert (await box.stats())["depth"] == 4
+
+
+async def test_uplink_reads_see_each_commit(box):
+    """Reads run on a connection of their own: each sees every commit made before it started."""
+    for s in range(1, 4):
+        await box.append(evt(s))
+        assert [r.seq for r in await box.read_batch(10)] == list(range(1, s + 1))
+    await box.delete([r.id for r in await box.read_batch(1)])
+    assert [r.seq for r in await box.read_batch(10)] == [2, 3]
+    assert (await box.stats())["depth"] == 2
