@@ -269,7 +269,6 @@ class LockerLink:
             log.error("%d events refused: %s", len(recs), exc)
             return
         self._inflight_n += len(recs)
-        fut._t0 = time.perf_counter()
         fut.add_done_callback(partial(self._batch_done, items))
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
@@ -443,12 +442,6 @@ class LockerLink:
         handlers = self.event_handlers
         apply = self._apply
         results, staged = fut.result()
-        global _LAT
-        try: _LAT
-        except NameError: _LAT=[]
-        _LAT.append((time.perf_counter()-fut._t0)*1000)
-        if len(_LAT)>=2000:
-            _LAT.sort(); open('/tmp/gwlat.txt','a').write('batch->commit p50 %.1f p90 %.1f p99 %.1f\n'%(_LAT[1000],_LAT[1800],_LAT[1980])); _LAT.clear()
         for src, (boot, hi) in (staged or {}).items():
             old = self._links.get(src)
             if old is None or old[0] != boot or old[1] < hi:

@@ -270,18 +270,6 @@ class Outbox:
                 self.changed.set()
 
     def _commit_sync(self, ops: list[tuple[str, Any]]) -> list[Any]:
-        _t=time.perf_counter(); _c=time.thread_time()
-        try:
-            return self._commit_sync2(ops)
-        finally:
-            global _TX
-            try: _TX
-            except NameError: _TX=[]
-            _TX.append(((time.perf_counter()-_t)*1000, (time.thread_time()-_c)*1000, len(ops)))
-            if len(_TX)>=200:
-                _TX.sort(); open('/tmp/gwlat.txt','a').write('tx wall ms p50 %.1f p90 %.1f max %.1f  cpu avg %.2f ops avg %.0f\n'%(_TX[100][0],_TX[180][0],_TX[-1][0],sum(x[1] for x in _TX)/200,sum(x[2] for x in _TX)/200)); _TX.clear()
-
-    def _commit_sync2(self, ops: list[tuple[str, Any]]) -> list[Any]:
         conn = self._conn
         assert conn is not None
         for attempt in range(2):
