@@ -461,7 +461,9 @@ class Outbox:
                          ) -> list[Record]:
         """The oldest records in order, at most `limit` of them and about `max_bytes` of JSON.
 
-        decode=False leaves body None and the stored JSON in raw, for the uplink to send as it is.
+        decode=False leaves body None and the stored JSON in raw, for the uplink to send as it is. Reads run on
+        a connection of their own and see what is committed: a write still queued may not be seen yet (await
+        `run(lambda conn: None)` first to read after everything queued so far).
         """
         return await asyncio.get_running_loop().run_in_executor(self._rpool, self._read_sync, limit, max_bytes,
                                                                 decode)

@@ -230,6 +230,8 @@ class RunningGateway:
             self.task = None
 
     async def outbox_rows(self, kind=None):
+        # reads run on a connection of their own: first let every write queued so far commit
+        await self.gw.outbox.run(lambda conn: None)
         rows = await self.gw.outbox.read_batch(100000, 1 << 40)
         return [r for r in rows if kind is None or r.kind == kind]
 

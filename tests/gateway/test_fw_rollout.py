@@ -151,6 +151,7 @@ async def test_rollout_updates_lockers_one_at_a_time(rollout_station, tmp_path):
 
 
 async def gateway_rows(gw):
+    await gw.outbox.run(lambda conn: None)  # what was queued before is committed, then read
     return [r for r in await gw.outbox.read_batch(100000, 1 << 40) if r.kind == "evt"]
 
 
