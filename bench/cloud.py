@@ -238,7 +238,7 @@ async def _lookups(base: str, token: str, stations: list[Station], rate: float, 
     total = int(rate * seconds)
     t0 = time.perf_counter() + 0.2
 
-    async def one(due: float) -> None:
+    async def one(i: int, due: float) -> None:
         nonlocal bad
         st = rng.choice(stations)
         if i % 2 == 0 and st.codes:
@@ -267,7 +267,7 @@ async def _lookups(base: str, token: str, stations: list[Station], rate: float, 
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due)))
+        tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
     while not pool.empty():
