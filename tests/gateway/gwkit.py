@@ -230,8 +230,11 @@ class RunningGateway:
             self.task = None
 
     async def outbox_rows(self, kind=None):
-        # reads run on a connection of their own: first let every write queued so far commit
-        await self.gw.outbox.run(lambda conn: None)
+        # reads run on a connection of their own: first let every write queued so far commit (a full disk
+        # holds the queue, and a test may be about to free it by reading and deleting: then read what is there)
+        barrier = asyncio.ensure_future(self.gw.outbox.run(lambda conn: None))
+        barrier.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await asyncio.wait([barrier], timeout=2)
         rows = await self.gw.outbox.read_batch(100000, 1 << 40)
         return [r for r in rows if kind is None or r.kind == kind]
 
