@@ -230,13 +230,18 @@ class RunningGateway:
             self.task = None
 
     async def outbox_rows(self, kind=None):
-        # reads run on a connection of their own: first let every write queued so far commit (a full disk
-        # holds the queue, and a test may be about to free it by reading and deleting: then read what is there)
-        barrier = asyncio.ensure_future(self.gw.outbox.run(lambda conn: None))
-        barrier.add_done_callback(lambda f: f.cancelled() or f.exception())
-        await asyncio.wait([barrier], timeout=2)
-        rows = await self.gw.outbox.read_batch(100000, 1 << 40)
-        return [r for r in rows if kind is None or r.kind == kind]
+        return await outbox_rows(self.gw.outbox, kind)
+
+
+async def outbox_rows(outbox, kind=None):
+    """Every row of the outbox, read after the writes queued so far have committed (reads run on a connection
+    of their own). A full disk holds the queue, and a test may be about to free it by reading and deleting:
+    after 2 s the rows are read as they are."""
+    barrier = asyncio.ensure_future(outbox.run(lambda conn: None))
+    barrier.add_done_callback(lambda f: f.cancelled() or f.exception())
+    await asyncio.wait([barrier], timeout=2)
+    rows = await outbox.read_batch(100000, 1 << 40)
+    return [r for r in rows if kind is None or r.kind == kind]
 
 
 @pytest.fixture

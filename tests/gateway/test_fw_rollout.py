@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import Response
 
 from gateway.fwrollout import RolloutError, pack_set, unpack_set
-from gwkit import SECRET_L1, SECRET_L2, STATION, RunningGateway, free_port, make_config, until
+from gwkit import SECRET_L1, SECRET_L2, STATION, RunningGateway, free_port, make_config, outbox_rows, until
 from test_downlink import CommandQueue
 
 pytestmark = pytest.mark.micropython
@@ -151,8 +151,7 @@ async def test_rollout_updates_lockers_one_at_a_time(rollout_station, tmp_path):
 
 
 async def gateway_rows(gw):
-    await gw.outbox.run(lambda conn: None)  # what was queued before is committed, then read
-    return [r for r in await gw.outbox.read_batch(100000, 1 << 40) if r.kind == "evt"]
+    return await outbox_rows(gw.outbox, "evt")
 
 
 async def test_rollout_stops_at_a_locker_that_rolls_back(rollout_station, tmp_path):
