@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from simulator.net import free_port
+from simulator.procs import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("JINCUN_BENCH_PG", "postgresql+psycopg://jincun:jincun@127.0.0.1:5432/postgres")
@@ -433,12 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                   "influx_cpu_s_per_10k_events": round(influx_cpu / applied * 10_000, 2)
                   if influx_cpu is not None and applied else None, "influx_points": influx_points}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 20)
         if created:
             _drop_db(created)
         if influx:

@@ -27,6 +27,7 @@ from pathlib import Path
 import orjson
 
 from simulator.net import free_port, wait_port
+from simulator.procs import stop_process
 
 STATION = "bench-01"
 REPO = Path(__file__).resolve().parents[1]
@@ -358,12 +359,7 @@ class Bench:
 
     def close(self) -> None:
         for p in (self.gw, self.broker):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_process(p)
         self.sink.server.shutdown()
 
 

@@ -21,6 +21,7 @@ from jincun import provision
 from simulator.linkfault import LinkRelay
 from simulator.locker import SimLocker
 from simulator.net import free_port, wait_port
+from simulator.procs import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,7 @@ class Proc:
     def stop(self, *, kill: bool = False) -> None:
         """Stop it: SIGTERM and wait, or SIGKILL (a power cut)."""
         p, self.popen = self.popen, None
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(p, 15, signal.SIGKILL if kill else signal.SIGTERM)
 
     @property
     def alive(self) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from simulator.net import free_port, wait_port  # noqa: F401 - re-exported for tests
+from simulator.procs import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "tests" / "vectors"
@@ -43,13 +44,7 @@ class Broker:
 
     def stop(self) -> None:
         """Stop the broker cleanly, so a persistent one saves its state."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         self.proc = None
 
     def restart(self) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 
 from simulator.net import free_port, wait_port
+from simulator.procs import stop_process
 
 PRECISION = {"ns": "n", "us": "u", "ms": "ms", "s": "s"}
 
@@ -37,12 +38,7 @@ class Influx:
     def stop(self) -> None:
         self.relay.shutdown()
         self.relay.server_close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def _relay(target: str) -> ThreadingHTTPServer:

@@ -15,6 +15,7 @@ import pytest
 from cloudkit import ADMIN, PASSWORD, STATION, STATION_KEY, birth, empty_comps, evt, parcel_record, code_record
 
 from simulator.net import free_port, wait_port
+from simulator.procs import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -38,12 +39,7 @@ def served(tmp_path):
         fill(base, tmp_path)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def fill(base: str, tmp_path: Path) -> None:

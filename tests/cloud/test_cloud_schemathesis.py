@@ -14,6 +14,7 @@ from cloudkit import ADMIN, OTHER, OTHER_KEY, STATION, STATION_KEY
 from hypothesis import HealthCheck, given, settings
 
 from simulator.net import free_port, wait_port
+from simulator.procs import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,12 +38,7 @@ def live_cloud(tmp_path_factory):
                        json={"id": f"l-{sid[-2:]}", "comps": [{"n": 1, "size": "S"}]})
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 NO_5XX = settings(max_examples=8, deadline=None, derandomize=True, database=None,

@@ -13,6 +13,7 @@ import pytest
 from cloudkit import ADMIN, BOOT, PASSWORD, STATION, STATION_KEY, birth, empty_comps, evt, parcel_record
 
 from simulator.net import free_port, wait_port
+from simulator.procs import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,11 +43,7 @@ def workers(pg_url, tmp_path):
         for p in procs:
             p.terminate()
         for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop_process(p)
 
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
