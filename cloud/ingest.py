@@ -26,7 +26,7 @@ from .protocol import Batch, Item, item_key, parse_item
 from .webhooks import enqueue_status
 from .sms import sms_text
 from .rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, sql_type, write_rows
-from .storage import bulk_insert, one_of
+from .storage import bulk_insert, one_of, pg_rows
 from .telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
 
 log = logging.getLogger("jincun.cloud.ingest")
@@ -67,27 +67,45 @@ def _json_text(body: Any) -> str:
         return json.dumps(body, ensure_ascii=False)
 
 
-_PG_EVENTS_INSERT_JSON = text(
+# run through pg_rows (psycopg parameters)
+_PG_EVENTS_INSERT_JSON = (
     "INSERT INTO events (station_id, src, boot, seq, kind, month, type, ts, rx, body) "
-    "SELECT :station, u.src, u.boot, u.seq, u.kind, u.month, u.type, u.ts, u.rx, u.body "
-    "FROM json_to_recordset(CAST(:rows AS json)) AS u(src text, boot text, seq bigint, kind text, month integer, "
+    "SELECT %(station)s, u.src, u.boot, u.seq, u.kind, u.month, u.type, u.ts, u.rx, u.body "
+    "FROM json_to_recordset(CAST(%(rows)s AS json)) AS u(src text, boot text, seq bigint, kind text, month integer, "
     "type text, ts double precision, rx double precision, body json) "
     "ON CONFLICT (station_id, src, boot, seq, kind, month) DO NOTHING RETURNING src, boot, seq, kind, month")
 
 
-_STUB_INSERTS: dict[tuple[str, ...], Any] = {}
+_STUB_INSERTS: dict[tuple[str, ...], str] = {}
 
 
-def _stub_insert(names: tuple[str, ...]):
+def _stub_insert(names: tuple[str, ...]) -> str:
     """INSERT of stub parcels from one JSON document, skipping refs that exist, returning the rows made."""
     stmt = _STUB_INSERTS.get(names)
     if stmt is None:
         table = Parcel.__table__
         record = ", ".join(f"{n} {sql_type(table.c[n])}" for n in names)
-        stmt = _STUB_INSERTS[names] = text(
+        stmt = _STUB_INSERTS[names] = (
             f"INSERT INTO parcels ({', '.join(names)}) SELECT {', '.join(names)} FROM json_to_recordset("
-            f"CAST(:rows AS json)) AS u({record}) ON CONFLICT DO NOTHING RETURNING {', '.join(ParcelRow.cols)}")
+            f"CAST(%(rows)s AS json)) AS u({record}) ON CONFLICT DO NOTHING RETURNING {', '.join(ParcelRow.cols)}")
     return stmt
+
+
+# the batch's look-ups on PostgreSQL, as fixed SQL for pg_rows: a list travels as one array parameter,
+# matched as a semi-join (`IN (SELECT unnest(...))`, see storage.one_of)
+def _pg_select(cls: type[PlainRow], where: str) -> str:
+    return f"SELECT {', '.join(cls.cols)} FROM {cls.table.name} WHERE {where}"
+
+
+_PG_LOCKERS = _pg_select(LockerRow, "station_id = %(station)s")
+_PG_COMPARTMENTS = _pg_select(CompartmentRow, "station_id = %(station)s")
+_PG_PARCELS = _pg_select(ParcelRow, "ref IN (SELECT unnest(CAST(%(refs)s AS text[])))")
+_PG_PREADVISED = _pg_select(ParcelRow, "station_id = %(station)s AND waybill IN (SELECT unnest(CAST(%(waybills)s AS "
+                                       "text[]))) AND status = 'preadvised' AND locker_id IS NULL")
+_PG_CODES = _pg_select(CodeRow, "station_id = %(station)s AND phone IN (SELECT unnest(CAST(%(phones)s AS text[]))) "
+                                "AND used = false")
+_PG_RECIPIENTS = "SELECT phone, consent FROM recipients WHERE phone IN (SELECT unnest(CAST(%(phones)s AS text[])))"
+_PG_CARRIERS = "SELECT code, name_zh FROM carriers"
 
 
 @dataclass
@@ -281,7 +299,7 @@ class Ingestor:
                 doc = None
         if doc is not None:
             # the stubs come back from the insert itself; only refs another transaction took meanwhile are read
-            got = session.execute(_stub_insert(tuple(rows[0])), {"rows": doc}).all()
+            got = pg_rows(session, _stub_insert(tuple(rows[0])), {"rows": doc}, named=True)
             rest = set(stubs) - {r.ref for r in got}
         else:
             bulk_insert(session, Parcel.__table__, rows, skip_existing=True)
@@ -312,8 +330,7 @@ class Ingestor:
                 except orjson.JSONEncodeError:
                     doc = None
             if doc is not None:
-                result = session.execute(_PG_EVENTS_INSERT_JSON, {"station": station_id, "rows": doc})
-                return {tuple(r) for r in result.all()}
+                return set(pg_rows(session, _PG_EVENTS_INSERT_JSON, {"station": station_id, "rows": doc}))
             # values orjson cannot write (integers beyond 64 bits, lone surrogates): one array per column
             rows = [r if "body" in r else {**r, "body": it.body} for r, it in zip(rows, items)]
             cols = {name: [r[name] for r in rows] for name in ("src", "boot", "seq", "kind", "month", "type")}
@@ -334,30 +351,39 @@ class Ingestor:
         """Load once per batch what events look up again and again: lockers, compartments, parcels, carriers."""
         ctx = _BatchCache()
         session.info["jc"] = ctx
-        for row in session.execute(LockerRow.select().where(Locker.station_id == station_id)):
+        pg = session.get_bind().dialect.name == "postgresql"
+
+        def read(sql: str, params: dict[str, Any], stmt, named: bool = False) -> list:
+            # fixed SQL through the driver on PostgreSQL (see storage.pg_rows), the Core statement elsewhere
+            return pg_rows(session, sql, params, named=named) if pg else session.execute(stmt()).all()
+
+        for row in read(_PG_LOCKERS, {"station": station_id},
+                        lambda: LockerRow.select().where(Locker.station_id == station_id)):
             lk = ctx.adopt(LockerRow, row)
             ctx.lockers[lk.id] = lk
-        for row in session.execute(CompartmentRow.select().where(Compartment.station_id == station_id)):
+        for row in read(_PG_COMPARTMENTS, {"station": station_id},
+                        lambda: CompartmentRow.select().where(Compartment.station_id == station_id)):
             comp = ctx.adopt(CompartmentRow, row)
             ctx.comps[(comp.locker_id, comp.n)] = comp
         ctx.loaded = set(ctx.lockers)
         refs = {it.body["ref"] for it in items if isinstance(it.body.get("ref"), str)}
         if refs:
-            for row in session.execute(ParcelRow.select().where(one_of(session, Parcel.ref, refs))):
+            for row in read(_PG_PARCELS, {"refs": list(refs)},
+                            lambda: ParcelRow.select().where(one_of(session, Parcel.ref, refs))):
                 parcel = ctx.adopt(ParcelRow, row)
                 ctx.parcels[parcel.ref] = parcel
             ctx.absent = refs - set(ctx.parcels)
         records = [it.body for it in items if it.kind in K.GATEWAY_KINDS]
         waybills = {b["waybill"].strip() for b in records if isinstance(b.get("waybill"), str)}
         if waybills:
-            ctx.preadvised = {(p.waybill, p.carrier): p for p in (ctx.adopt(ParcelRow, row) for row in session.execute(
-                ParcelRow.select().where(
+            ctx.preadvised = {(p.waybill, p.carrier): p for p in (ctx.adopt(ParcelRow, row) for row in read(
+                _PG_PREADVISED, {"station": station_id, "waybills": list(waybills)}, lambda: ParcelRow.select().where(
                     Parcel.station_id == station_id, one_of(session, Parcel.waybill, waybills),
                     Parcel.status == "preadvised", Parcel.locker_id.is_(None))))}
         phones = {b["phone"] for b in records if isinstance(b.get("phone"), str)}
         if phones:
-            found = {r.phone: r for r in session.execute(select(Recipient.phone, Recipient.consent).where(
-                one_of(session, Recipient.phone, phones)))}
+            found = {r.phone: r for r in read(_PG_RECIPIENTS, {"phones": list(phones)}, lambda: select(
+                Recipient.phone, Recipient.consent).where(one_of(session, Recipient.phone, phones)), named=True)}
             ctx.recipients = {ph: found.get(ph) for ph in phones}
         # pickups and handovers use up the codes of their parcel's recipient: load those codes with the rest
         code_phones = phones | {p.phone for it in items if it.kind in ("evt", "handover")
@@ -366,12 +392,14 @@ class Ingestor:
         if code_phones:
             for ph in code_phones:
                 ctx.codes[(station_id, ph)] = []
-            for row in session.execute(CodeRow.select().where(PickupCode.station_id == station_id,
-                                                              one_of(session, PickupCode.phone, code_phones),
-                                                              PickupCode.used.is_(False))):
+            for row in read(_PG_CODES, {"station": station_id, "phones": list(code_phones)},
+                            lambda: CodeRow.select().where(PickupCode.station_id == station_id,
+                                                           one_of(session, PickupCode.phone, code_phones),
+                                                           PickupCode.used.is_(False))):
                 code = ctx.adopt(CodeRow, row)
                 ctx.codes[(station_id, code.phone)].append(code)
-        ctx.carriers = {c.code: c for c in session.execute(select(Carrier.code, Carrier.name_zh))}
+        ctx.carriers = {c.code: c for c in read(_PG_CARRIERS, {}, lambda: select(Carrier.code, Carrier.name_zh),
+                                                named=True)}
         session.info["jc_clients"] = {}
         return ctx
 

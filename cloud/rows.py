@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any, ClassVar, Iterable
 
 import orjson
-from sqlalchemy import Table, and_, bindparam, insert, select, text
+from sqlalchemy import Table, and_, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from .models import Compartment, Locker, Parcel, PickupCode
+from .storage import pg_rows
 
 
 class PlainRow:
@@ -152,18 +153,19 @@ def _update_pg(session: Session, cls: type[PlainRow], found: list[tuple[PlainRow
         return
 
     def build():
-        source = (f"json_to_recordset(CAST(:rows AS json)) AS u("
+        # psycopg parameters (pg_rows)
+        source = (f"json_to_recordset(CAST(%(rows)s AS json)) AS u("
                   f"{', '.join(f'{name} {sql_type(table.c[name])}' for name in (*keys, *cols))}, jc_mask bigint)")
         match = " AND ".join(f"t.{name} = u.{name}" for name in keys)
-        lock = text(f"SELECT 1 FROM {table.name} AS t JOIN {source} ON {match} "
-                    f"ORDER BY {', '.join(f't.{k}' for k in keys)} FOR UPDATE OF t")
+        lock = (f"SELECT 1 FROM {table.name} AS t JOIN {source} ON {match} "
+                f"ORDER BY {', '.join(f't.{k}' for k in keys)} FOR UPDATE OF t")
         sets = ", ".join(f"{name} = CASE WHEN u.jc_mask & {bit[name]} <> 0 THEN u.{name} ELSE t.{name} END"
                          for name in cols)
-        return lock, text(f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {match}")
+        return lock, f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {match}"
 
     lock, update = _cached(("update", table.name, tuple(cols)), build)
-    session.execute(lock, {"rows": doc})
-    session.execute(update, {"rows": doc})
+    pg_rows(session, lock, {"rows": doc})
+    pg_rows(session, update, {"rows": doc})
 
 
 def _update_portable(session: Session, cls: type[PlainRow], found: list[tuple[PlainRow, tuple[str, ...]]]) -> None:
@@ -202,10 +204,10 @@ def _insert(session: Session, cls: type[PlainRow], objs: list[PlainRow], *, keep
         except orjson.JSONEncodeError:
             doc = None
         if doc is not None:
-            stmt = _cached(("insert", table.name, tuple(names)), lambda: text(
+            stmt = _cached(("insert", table.name, tuple(names)), lambda: (
                 f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(names)} FROM json_to_recordset("
-                f"CAST(:rows AS json)) AS u({', '.join(f'{n} {sql_type(table.c[n])}' for n in names)})"))
-            session.execute(stmt, {"rows": doc})
+                f"CAST(%(rows)s AS json)) AS u({', '.join(f'{n} {sql_type(table.c[n])}' for n in names)})"))
+            pg_rows(session, stmt, {"rows": doc})
             rows = None
     if rows is not None:
         session.execute(insert(table), rows)

@@ -8,6 +8,7 @@ import time
 from typing import Protocol
 
 import httpx
+import orjson
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,7 @@ from .counters import Counters
 from .errors import NotifierError
 from .models import Notification
 from .settings import Settings
+from .storage import pg_rows
 
 log = logging.getLogger("jincun.cloud.sms")
 
@@ -85,16 +87,17 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
     table = Notification.__table__
     while tried < limit:
         with factory() as session:
-            # Core rows, not ORM objects: the dispatcher runs beside the ingest in the same worker
-            stmt = (select(table.c.id, table.c.phone, table.c.text, table.c.attempts)
-                    .where(table.c.status == "queued")
-                    .order_by(table.c.attempts, table.c.id).limit(min(chunk, limit - tried)))
-            if retry_later:
-                # sent ones are no longer queued; only failed ones must be kept out of this round
-                stmt = stmt.where(table.c.id.not_in(retry_later))
+            n = min(chunk, limit - tried)
             if session.get_bind().dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            batch = session.execute(stmt).all()
+                # fixed SQL through the driver: the dispatcher runs beside the ingest in the same worker
+                batch = pg_rows(session, _PG_CLAIM, {"skip": retry_later, "n": n}, named=True)
+            else:
+                stmt = (select(table.c.id, table.c.phone, table.c.text, table.c.attempts)
+                        .where(table.c.status == "queued").order_by(table.c.attempts, table.c.id).limit(n))
+                if retry_later:
+                    # sent ones are no longer queued; only failed ones must be kept out of this round
+                    stmt = stmt.where(table.c.id.not_in(retry_later))
+                batch = session.execute(stmt).all()
             if not batch:
                 return sent
             results: list[dict] = []
@@ -132,12 +135,25 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
 _KEEP = object()
 
 
+# the queued messages in the order they are tried, locked, skipping ones another worker holds and the
+# ones that failed earlier in this round
+_PG_CLAIM = ("SELECT id, phone, text, attempts FROM notifications WHERE status = 'queued' "
+             "AND id <> ALL(CAST(%(skip)s AS integer[])) ORDER BY attempts, id LIMIT %(n)s FOR UPDATE SKIP LOCKED")
+_PG_SENT = ("UPDATE notifications AS t SET status = u.n_status, attempts = u.n_attempts, sent_at = u.n_sent_at "
+            "FROM json_to_recordset(CAST(%(rows)s AS json)) AS u(nid integer, n_status text, n_attempts integer, "
+            "n_sent_at double precision) WHERE t.id = u.nid")
+
+
 def _record(session: Session, results: list[dict]) -> None:
     """Write the outcome of a chunk: one statement per kind of outcome, run for all its messages."""
     table = Notification.__table__
     ok = [r for r in results if r["n_error"] is _KEEP]
     bad = [r for r in results if r["n_error"] is not _KEEP]
-    if ok:
+    if ok and session.get_bind().dialect.name == "postgresql":
+        # the sent ones as one statement (they are locked by the claim)
+        pg_rows(session, _PG_SENT, {"rows": orjson.dumps([{k: v for k, v in r.items() if k != "n_error"}
+                                                          for r in ok]).decode("utf-8")})
+    elif ok:
         session.execute(update(table).where(table.c.id == bindparam("nid")).values(
             status=bindparam("n_status"), attempts=bindparam("n_attempts"), sent_at=bindparam("n_sent_at")),
             [{k: v for k, v in r.items() if k != "n_error"} for r in ok])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
 from sqlalchemy import ColumnElement, Engine, Table, bindparam, create_engine, event, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -59,6 +60,28 @@ def get_db(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_db)]
 
 
+def pg_rows(session: Session, sql: str, params: dict[str, Any] | None = None, *, named: bool = False) -> list:
+    """Run one PostgreSQL statement (psycopg `%(name)s` parameters) on the session's own connection, inside
+    its transaction and savepoints, and return its rows (none for a statement without a result).
+
+    The ingest's hot statements are fixed SQL text run every batch; through `Session.execute` each one also
+    paid for the ORM's execution path, a compiled-cache look-up and a result set-up, which together cost the
+    worker as much CPU as the driver. Here only the driver runs (it still prepares a statement on the server
+    after a few runs). Driver errors come out as SQLAlchemy's (`IntegrityError`, `DataError`, ...), as from
+    `session.execute`, so callers handle both paths alike. With `named`, rows have attributes.
+    """
+    import psycopg
+    from psycopg.rows import namedtuple_row
+    dbapi = session.connection().connection.driver_connection
+    try:
+        with dbapi.cursor(row_factory=namedtuple_row) if named else dbapi.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error, hide_parameters=True,
+                                  dialect=session.get_bind().dialect) from exc
+
+
 _PG_ARRAY_TYPES = {"INTEGER": "integer", "BIGINT": "bigint", "BIGINTEGER": "bigint", "FLOAT": "double precision", "VARCHAR": "text",
                    "TEXT": "text", "BOOLEAN": "boolean"}
 
@@ -91,8 +114,8 @@ def bulk_insert(session: Session, table: Table, rows: list[dict], *, skip_existi
         doc = None
     if doc is not None:
         record = ", ".join(f"{name} {pg_types[name]}" for name in cols)
-        session.execute(text(f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT {', '.join(cols)} "
-                             f"FROM json_to_recordset(CAST(:rows AS json)) AS u({record}){conflict}"), {"rows": doc})
+        pg_rows(session, f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT {', '.join(cols)} "
+                         f"FROM json_to_recordset(CAST(%(rows)s AS json)) AS u({record}){conflict}", {"rows": doc})
         return
     casts = ", ".join(f"CAST(:{name} AS {pg_types[name]}[])" for name in cols)
     sql = text(f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({casts}){conflict}")
