@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import commands, ratelimit
 from . import constants as K
 from .auth import verify_secret
-from .crud import station_by_key
+from .crud import key_and_station, station_by_key
 from .deps import ServicesDep, bearer
 from .errors import BatchRejected, NotFound
 from .models import Courier, Recipient, Station
@@ -55,8 +55,7 @@ def ingest(session: SessionDep, services: ServicesDep, background: BackgroundTas
         counters.inc("ingest_batches_refused")
         raise HTTPException(exc.status_code, exc.detail) from exc
     try:
-        owner = station_by_key(session, api_key=token)
-        station = session.get(Station, batch.station)
+        owner, station = key_and_station(session, api_key=token, station_id=batch.station)
         if owner is None:
             counters.inc("ingest_auth_failures")
             raise HTTPException(401, "unknown station API key", headers={"WWW-Authenticate": "Bearer"})

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .counters import Counters
 from .models import ApiClient, Parcel, WebhookDelivery
+from .storage import pg_rows
 
 log = logging.getLogger("jincun.cloud.webhooks")
 SIGNATURE_HEADER = "X-Jincun-Signature"
@@ -28,6 +29,10 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+# the carriers' API clients that take status webhooks (read once per ingest batch)
+_PG_HOOKED_CLIENTS = "SELECT id, carrier_code FROM api_clients WHERE active AND webhook_url IS NOT NULL"
+
+
 def enqueue_status(session: Session, parcel: Parcel, status: str, at: float) -> int:
     """Queue a status webhook for every client of the parcel's carrier that has one; returns how many."""
     if not parcel.carrier:
@@ -37,14 +42,18 @@ def enqueue_status(session: Session, parcel: Parcel, status: str, at: float) -> 
     if cache is not None:
         if not cache:
             cache[None] = []
-            for client in session.scalars(select(ApiClient).where(ApiClient.active.is_(True),
-                                                                   ApiClient.webhook_url.is_not(None))).all():
+            if session.get_bind().dialect.name == "postgresql":
+                found = pg_rows(session, _PG_HOOKED_CLIENTS, named=True)
+            else:
+                found = session.execute(select(ApiClient.id, ApiClient.carrier_code).where(
+                    ApiClient.active.is_(True), ApiClient.webhook_url.is_not(None))).all()
+            for client in found:
                 cache.setdefault(client.carrier_code, []).append(client)
         clients = cache.get(parcel.carrier, ())
     else:
-        clients = session.scalars(select(ApiClient).where(ApiClient.carrier_code == parcel.carrier,
-                                                          ApiClient.active.is_(True),
-                                                          ApiClient.webhook_url.is_not(None))).all()
+        clients = session.execute(select(ApiClient.id).where(ApiClient.carrier_code == parcel.carrier,
+                                                             ApiClient.active.is_(True),
+                                                             ApiClient.webhook_url.is_not(None))).all()
     now = time.time()
     for client in clients:
         session.add(WebhookDelivery(client_id=client.id, status="queued", attempts=0, next_at=now, created_at=now,
