@@ -60,6 +60,9 @@ def get_db(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_db)]
 
 
+_PG_CURSORS = "jc_pg_cursors"
+
+
 def pg_rows(session: Session, sql: str, params: dict[str, Any] | None = None, *, named: bool = False) -> list:
     """Run one PostgreSQL statement (psycopg `%(name)s` parameters) on the session's own connection, inside
     its transaction and savepoints, and return its rows (none for a statement without a result).
@@ -71,12 +74,23 @@ def pg_rows(session: Session, sql: str, params: dict[str, Any] | None = None, *,
     `session.execute`, so callers handle both paths alike. With `named`, rows have attributes.
     """
     import psycopg
-    from psycopg.rows import namedtuple_row
-    dbapi = session.connection().connection.driver_connection
+    tx, nested = session.get_transaction(), session.get_nested_transaction()
+    held = session.info.get(_PG_CURSORS)
+    if held is None or tx is None or held[0] is not tx or held[1] is not nested:
+        # the session begins its transaction, or a savepoint it has not begun yet, only when asked for its
+        # connection: ask once per (transaction, savepoint); one pair of cursors serves the whole transaction,
+        # whose connection cannot change
+        conn = session.connection()
+        if held is None or held[0] is not session.get_transaction():
+            from psycopg.rows import namedtuple_row
+            dbapi = conn.connection.driver_connection
+            held = (None, None, dbapi.cursor(), dbapi.cursor(row_factory=namedtuple_row))
+        held = session.info[_PG_CURSORS] = (session.get_transaction(), session.get_nested_transaction(),
+                                            held[2], held[3])
+    cur = held[3] if named else held[2]
     try:
-        with dbapi.cursor(row_factory=namedtuple_row) if named else dbapi.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description is not None else []
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description is not None else []
     except psycopg.Error as exc:
         raise DBAPIError.instance(sql, params, exc, psycopg.Error, hide_parameters=True,
                                   dialect=session.get_bind().dialect) from exc
