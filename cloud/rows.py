@@ -157,15 +157,16 @@ def _update_pg(session: Session, cls: type[PlainRow], found: list[tuple[PlainRow
         source = (f"json_to_recordset(CAST(%(rows)s AS json)) AS u("
                   f"{', '.join(f'{name} {sql_type(table.c[name])}' for name in (*keys, *cols))}, jc_mask bigint)")
         match = " AND ".join(f"t.{name} = u.{name}" for name in keys)
-        lock = (f"SELECT 1 FROM {table.name} AS t JOIN {source} ON {match} "
-                f"ORDER BY {', '.join(f't.{k}' for k in keys)} FOR UPDATE OF t")
         sets = ", ".join(f"{name} = CASE WHEN u.jc_mask & {bit[name]} <> 0 THEN u.{name} ELSE t.{name} END"
                          for name in cols)
-        return lock, f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {match}"
+        # one statement: the count over the locking CTE is an init plan, run to the end before the update
+        # reads its first row, so every row is locked first, in key order (the sort comes before the locks)
+        return (f"WITH locked AS MATERIALIZED (SELECT 1 FROM {table.name} AS t JOIN {source} ON {match} "
+                f"ORDER BY {', '.join(f't.{k}' for k in keys)} FOR UPDATE OF t) "
+                f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {match} "
+                f"AND (SELECT count(*) FROM locked) >= 0")
 
-    lock, update = _cached(("update", table.name, tuple(cols)), build)
-    pg_rows(session, lock, {"rows": doc})
-    pg_rows(session, update, {"rows": doc})
+    pg_rows(session, _cached(("update", table.name, tuple(cols)), build), {"rows": doc})
 
 
 def _update_portable(session: Session, cls: type[PlainRow], found: list[tuple[PlainRow, tuple[str, ...]]]) -> None:
