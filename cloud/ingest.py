@@ -67,13 +67,17 @@ def _json_text(body: Any) -> str:
         return json.dumps(body, ensure_ascii=False)
 
 
-# run through pg_rows (psycopg parameters)
+# run through pg_rows (psycopg parameters). It answers one row of nulls when every row was inserted (the
+# common case: nothing more travels back), else the keys of the rows inserted (none if all were held)
 _PG_EVENTS_INSERT_JSON = (
-    "INSERT INTO events (station_id, src, boot, seq, kind, month, type, ts, rx, body) "
+    "WITH ins AS (INSERT INTO events (station_id, src, boot, seq, kind, month, type, ts, rx, body) "
     "SELECT %(station)s, u.src, u.boot, u.seq, u.kind, u.month, u.type, u.ts, u.rx, u.body "
     "FROM json_to_recordset(CAST(%(rows)s AS json)) AS u(src text, boot text, seq bigint, kind text, month integer, "
     "type text, ts double precision, rx double precision, body json) "
-    "ON CONFLICT (station_id, src, boot, seq, kind, month) DO NOTHING RETURNING src, boot, seq, kind, month")
+    "ON CONFLICT (station_id, src, boot, seq, kind, month) DO NOTHING RETURNING src, boot, seq, kind, month), "
+    "n AS (SELECT count(*) AS c FROM ins) "
+    "SELECT NULL, NULL, NULL, NULL, NULL FROM n WHERE n.c = %(total)s "
+    "UNION ALL SELECT ins.src, ins.boot, ins.seq, ins.kind, ins.month FROM ins, n WHERE n.c <> %(total)s")
 
 
 _STUB_INSERTS: dict[tuple[str, ...], str] = {}
@@ -240,7 +244,7 @@ class Ingestor:
                 self.telemetry.begin_batch(session)
                 session.info[ROWS] = {"parcel_events": [], "notifications": []}
                 inserted = self._insert_events(session, station_id, rows, row_items)
-                fresh = [key in inserted and first[key] == i for i, key in enumerate(keys)]
+                fresh = [(inserted is None or key in inserted) and first[key] == i for i, key in enumerate(keys)]
                 self._stub_parcels(session, station_id, [it for it, new in zip(items, fresh) if new])
                 statuses = []
                 for item, new in zip(items, fresh):
@@ -313,9 +317,10 @@ class Ingestor:
             ctx.stubbed.add(parcel.ref)
 
     @staticmethod
-    def _insert_events(session: Session, station_id: str, rows: list[dict[str, Any]], items: list[Item]) -> set[tuple]:
-        """Insert the batch's ledger rows (`items` gives each row's body), skipping ones already held; returns
-        the keys inserted."""
+    def _insert_events(session: Session, station_id: str, rows: list[dict[str, Any]],
+                       items: list[Item]) -> set[tuple] | None:
+        """Insert the batch's ledger rows (`items` gives each row's body, `rows` has no key twice), skipping
+        ones already held; returns the keys inserted, or None when every row was."""
         if session.get_bind().dialect.name == "postgresql":
             # one statement, one JSON document: the SQL text never changes, so nothing is re-parsed. A body
             # validation already wrote out is not written again: each row's text is closed with it
@@ -330,7 +335,11 @@ class Ingestor:
                 except orjson.JSONEncodeError:
                     doc = None
             if doc is not None:
-                return set(pg_rows(session, _PG_EVENTS_INSERT_JSON, {"station": station_id, "rows": doc}))
+                got = pg_rows(session, _PG_EVENTS_INSERT_JSON, {"station": station_id, "rows": doc,
+                                                                "total": len(rows)})
+                if len(got) == 1 and got[0][0] is None:
+                    return None
+                return set(got)
             # values orjson cannot write (integers beyond 64 bits, lone surrogates): one array per column
             rows = [r if "body" in r else {**r, "body": it.body} for r, it in zip(rows, items)]
             cols = {name: [r[name] for r in rows] for name in ("src", "boot", "seq", "kind", "month", "type")}
