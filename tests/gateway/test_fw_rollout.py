@@ -202,7 +202,10 @@ async def test_tampered_or_missigned_sets_are_refused(rollout_station, tmp_path)
 async def test_rollout_survives_a_gateway_restart_mid_download(rollout_station, tmp_path):
     q, gw, start_locker, obs, serve = rollout_station
     l1 = await start_locker("l1")
-    url, sha = serve(app_folder(tmp_path, "0.6.0"), "0.6.0")
+    # a set of some 1,500 chunks (comment lines pad app.py), so that the download is still under way when
+    # the gateway stops, however quick the machine: a set of 260 chunks was sometimes done by then
+    padding = "".join(f"# padding {i:05d} {'x' * 60}\n" for i in range(8000))
+    url, sha = serve(app_folder(tmp_path, "0.6.0", app_tail=padding), "0.6.0")
     q.add("r-5", "fw_rollout", version="0.6.0", url=url, sha256=sha, lockers=["l1"])
     await until(lambda: len(obs.cmds("l1", "fw_chunk")) >= 3, timeout=20, what="download under way")
     await q.gateway.close()
