@@ -199,9 +199,12 @@ class _Conn:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
     async def get(self, path: str) -> int:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            await self.connect()
         self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
                           f"\r\n".encode())
         await self.writer.drain()
@@ -231,8 +234,7 @@ async def _lookups(base: str, token: str, stations: list[Station], rate: float, 
     pool: asyncio.Queue[_Conn] = asyncio.Queue()
     for _ in range(conns):
         conn = _Conn(url.hostname or "127.0.0.1", url.port or 80, token)
-        # connected before the clock starts, as a load balancer's connections are
-        conn.reader, conn.writer = await asyncio.open_connection(conn.host, conn.port)
+        await conn.connect()  # before the clock starts, as a load balancer's connections are
         pool.put_nowait(conn)
     lat: list[float] = []
     bad = 0

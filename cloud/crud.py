@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from .errors import Conflict, NotFound
@@ -15,7 +15,7 @@ from .models import (Carrier, Compartment, Event, Locker, Notification, Parcel, 
                      Village)
 from .schemas import (CompartmentPublic, LockerCreate, LockerPublic, NotificationPublic, ParcelEventPublic,
                       ParcelPublic, StationCreate, StationPublic)
-from .storage import pg_rows
+from .storage import fixed_rows
 
 
 def hash_key(api_key: str) -> str:
@@ -84,8 +84,9 @@ def station_by_key(session: Session, *, api_key: str) -> Station | None:
     return session.scalar(select(Station).where(Station.api_key_hash == hash_key(api_key)))
 
 
-_PG_KEY_AND_STATION = ("SELECT id, name, active, api_key_hash = %(h)s AS owns FROM stations "
-                       "WHERE api_key_hash = %(h)s OR id = %(id)s")
+_KEY_AND_STATION = select(Station.id, Station.name, Station.active,
+                          (Station.api_key_hash == bindparam("h")).label("owns")).where(
+    or_(Station.api_key_hash == bindparam("h"), Station.id == bindparam("id")))
 
 
 def key_and_station(session: Session, *, api_key: str, station_id: str) -> tuple[Any, Any]:
@@ -93,13 +94,7 @@ def key_and_station(session: Session, *, api_key: str, station_id: str) -> tuple
 
     Rows with `id`, `name` and `active`: the ingest reads no more of the station, once per batch.
     """
-    h = hash_key(api_key)
-    if session.get_bind().dialect.name == "postgresql":
-        rows = pg_rows(session, _PG_KEY_AND_STATION, {"h": h, "id": station_id}, named=True)
-    else:
-        rows = session.execute(select(Station.id, Station.name, Station.active,
-                                      (Station.api_key_hash == h).label("owns")).where(
-            or_(Station.api_key_hash == h, Station.id == station_id))).all()
+    rows = fixed_rows(session, _KEY_AND_STATION, {"h": hash_key(api_key), "id": station_id}, named=True)
     owner = next((r for r in rows if r.owns), None)
     station = next((r for r in rows if r.id == station_id), None)
     return owner, station

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from .protocol import Batch, Item, item_key, parse_item
 from .webhooks import enqueue_status
 from .sms import sms_text
 from .rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, sql_type, write_rows
-from .storage import bulk_insert, one_of, pg_rows
+from .storage import among, bulk_insert, fixed_rows, one_of, pg_rows
 from .telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
 
 log = logging.getLogger("jincun.cloud.ingest")
@@ -95,21 +95,23 @@ def _stub_insert(names: tuple[str, ...]) -> str:
     return stmt
 
 
-# the batch's look-ups on PostgreSQL, as fixed SQL for pg_rows: a list travels as one array parameter,
-# matched as a semi-join (`IN (SELECT unnest(...))`, see storage.one_of)
-def _pg_select(cls: type[PlainRow], where: str) -> str:
-    return f"SELECT {', '.join(cls.cols)} FROM {cls.table.name} WHERE {where}"
+def _lookups(pg: bool) -> dict[str, Any]:
+    """The batch's look-ups, as fixed statements for `fixed_rows` (a list travels as one parameter)."""
+    station = bindparam("station")
+    return {
+        "lockers": LockerRow.select().where(Locker.station_id == station),
+        "compartments": CompartmentRow.select().where(Compartment.station_id == station),
+        "parcels": ParcelRow.select().where(among(Parcel.ref, "refs", pg=pg)),
+        "preadvised": ParcelRow.select().where(Parcel.station_id == station, among(Parcel.waybill, "waybills", pg=pg),
+                                               Parcel.status == "preadvised", Parcel.locker_id.is_(None)),
+        "recipients": select(Recipient.phone, Recipient.consent).where(among(Recipient.phone, "phones", pg=pg)),
+        "codes": CodeRow.select().where(PickupCode.station_id == station, among(PickupCode.phone, "phones", pg=pg),
+                                        PickupCode.used.is_(False)),
+        "carriers": select(Carrier.code, Carrier.name_zh),
+    }
 
 
-_PG_LOCKERS = _pg_select(LockerRow, "station_id = %(station)s")
-_PG_COMPARTMENTS = _pg_select(CompartmentRow, "station_id = %(station)s")
-_PG_PARCELS = _pg_select(ParcelRow, "ref IN (SELECT unnest(CAST(%(refs)s AS text[])))")
-_PG_PREADVISED = _pg_select(ParcelRow, "station_id = %(station)s AND waybill IN (SELECT unnest(CAST(%(waybills)s AS "
-                                       "text[]))) AND status = 'preadvised' AND locker_id IS NULL")
-_PG_CODES = _pg_select(CodeRow, "station_id = %(station)s AND phone IN (SELECT unnest(CAST(%(phones)s AS text[]))) "
-                                "AND used = false")
-_PG_RECIPIENTS = "SELECT phone, consent FROM recipients WHERE phone IN (SELECT unnest(CAST(%(phones)s AS text[])))"
-_PG_CARRIERS = "SELECT code, name_zh FROM carriers"
+_LOOKUPS = {pg: _lookups(pg) for pg in (False, True)}
 
 
 @dataclass
@@ -360,39 +362,28 @@ class Ingestor:
         """Load once per batch what events look up again and again: lockers, compartments, parcels, carriers."""
         ctx = _BatchCache()
         session.info["jc"] = ctx
-        pg = session.get_bind().dialect.name == "postgresql"
-
-        def read(sql: str, params: dict[str, Any], stmt, named: bool = False) -> list:
-            # fixed SQL through the driver on PostgreSQL (see storage.pg_rows), the Core statement elsewhere
-            return pg_rows(session, sql, params, named=named) if pg else session.execute(stmt()).all()
-
-        for row in read(_PG_LOCKERS, {"station": station_id},
-                        lambda: LockerRow.select().where(Locker.station_id == station_id)):
+        q = _LOOKUPS[session.get_bind().dialect.name == "postgresql"]
+        for row in fixed_rows(session, q["lockers"], {"station": station_id}):
             lk = ctx.adopt(LockerRow, row)
             ctx.lockers[lk.id] = lk
-        for row in read(_PG_COMPARTMENTS, {"station": station_id},
-                        lambda: CompartmentRow.select().where(Compartment.station_id == station_id)):
+        for row in fixed_rows(session, q["compartments"], {"station": station_id}):
             comp = ctx.adopt(CompartmentRow, row)
             ctx.comps[(comp.locker_id, comp.n)] = comp
         ctx.loaded = set(ctx.lockers)
         refs = {it.body["ref"] for it in items if isinstance(it.body.get("ref"), str)}
         if refs:
-            for row in read(_PG_PARCELS, {"refs": list(refs)},
-                            lambda: ParcelRow.select().where(one_of(session, Parcel.ref, refs))):
+            for row in fixed_rows(session, q["parcels"], {"refs": list(refs)}):
                 parcel = ctx.adopt(ParcelRow, row)
                 ctx.parcels[parcel.ref] = parcel
             ctx.absent = refs - set(ctx.parcels)
         records = [it.body for it in items if it.kind in K.GATEWAY_KINDS]
         waybills = {b["waybill"].strip() for b in records if isinstance(b.get("waybill"), str)}
         if waybills:
-            ctx.preadvised = {(p.waybill, p.carrier): p for p in (ctx.adopt(ParcelRow, row) for row in read(
-                _PG_PREADVISED, {"station": station_id, "waybills": list(waybills)}, lambda: ParcelRow.select().where(
-                    Parcel.station_id == station_id, one_of(session, Parcel.waybill, waybills),
-                    Parcel.status == "preadvised", Parcel.locker_id.is_(None))))}
+            ctx.preadvised = {(p.waybill, p.carrier): p for p in (ctx.adopt(ParcelRow, row) for row in fixed_rows(
+                session, q["preadvised"], {"station": station_id, "waybills": list(waybills)}))}
         phones = {b["phone"] for b in records if isinstance(b.get("phone"), str)}
         if phones:
-            found = {r.phone: r for r in read(_PG_RECIPIENTS, {"phones": list(phones)}, lambda: select(
-                Recipient.phone, Recipient.consent).where(one_of(session, Recipient.phone, phones)), named=True)}
+            found = {r.phone: r for r in fixed_rows(session, q["recipients"], {"phones": list(phones)}, named=True)}
             ctx.recipients = {ph: found.get(ph) for ph in phones}
         # pickups and handovers use up the codes of their parcel's recipient: load those codes with the rest
         code_phones = phones | {p.phone for it in items if it.kind in ("evt", "handover")
@@ -401,14 +392,10 @@ class Ingestor:
         if code_phones:
             for ph in code_phones:
                 ctx.codes[(station_id, ph)] = []
-            for row in read(_PG_CODES, {"station": station_id, "phones": list(code_phones)},
-                            lambda: CodeRow.select().where(PickupCode.station_id == station_id,
-                                                           one_of(session, PickupCode.phone, code_phones),
-                                                           PickupCode.used.is_(False))):
+            for row in fixed_rows(session, q["codes"], {"station": station_id, "phones": list(code_phones)}):
                 code = ctx.adopt(CodeRow, row)
                 ctx.codes[(station_id, code.phone)].append(code)
-        ctx.carriers = {c.code: c for c in read(_PG_CARRIERS, {}, lambda: select(Carrier.code, Carrier.name_zh),
-                                                named=True)}
+        ctx.carriers = {c.code: c for c in fixed_rows(session, q["carriers"], named=True)}
         session.info["jc_clients"] = {}
         return ctx
 

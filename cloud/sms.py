@@ -18,7 +18,7 @@ from .counters import Counters
 from .errors import NotifierError
 from .models import Notification
 from .settings import Settings
-from .storage import pg_rows
+from .storage import among, fixed_rows, pg_rows
 
 log = logging.getLogger("jincun.cloud.sms")
 
@@ -84,20 +84,11 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
     sent = failures = 0
     tried = 0
     retry_later: list[int] = []
-    table = Notification.__table__
     while tried < limit:
         with factory() as session:
-            n = min(chunk, limit - tried)
-            if session.get_bind().dialect.name == "postgresql":
-                # fixed SQL through the driver: the dispatcher runs beside the ingest in the same worker
-                batch = pg_rows(session, _PG_CLAIM, {"skip": retry_later, "n": n}, named=True)
-            else:
-                stmt = (select(table.c.id, table.c.phone, table.c.text, table.c.attempts)
-                        .where(table.c.status == "queued").order_by(table.c.attempts, table.c.id).limit(n))
-                if retry_later:
-                    # sent ones are no longer queued; only failed ones must be kept out of this round
-                    stmt = stmt.where(table.c.id.not_in(retry_later))
-                batch = session.execute(stmt).all()
+            # a fixed statement (driver SQL on PostgreSQL): the dispatcher runs beside the ingest in the same worker
+            batch = fixed_rows(session, _CLAIMS[session.get_bind().dialect.name == "postgresql"],
+                               {"skip": retry_later, "n": min(chunk, limit - tried)}, named=True)
             if not batch:
                 return sent
             results: list[dict] = []
@@ -135,10 +126,16 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
 _KEEP = object()
 
 
-# the queued messages in the order they are tried, locked, skipping ones another worker holds and the
-# ones that failed earlier in this round
-_PG_CLAIM = ("SELECT id, phone, text, attempts FROM notifications WHERE status = 'queued' "
-             "AND id <> ALL(CAST(%(skip)s AS integer[])) ORDER BY attempts, id LIMIT %(n)s FOR UPDATE SKIP LOCKED")
+def _claim(pg: bool):
+    """The queued messages in the order they are tried, locked, skipping ones another worker holds and the ones
+    that failed earlier in this round (sent ones are no longer queued)."""
+    table = Notification.__table__
+    return (select(table.c.id, table.c.phone, table.c.text, table.c.attempts)
+            .where(table.c.status == "queued", ~among(table.c.id, "skip", pg=pg))
+            .order_by(table.c.attempts, table.c.id).limit(bindparam("n")).with_for_update(skip_locked=True))
+
+
+_CLAIMS = {pg: _claim(pg) for pg in (False, True)}
 _PG_SENT = ("UPDATE notifications AS t SET status = u.n_status, attempts = u.n_attempts, sent_at = u.n_sent_at "
             "FROM json_to_recordset(CAST(%(rows)s AS json)) AS u(nid integer, n_status text, n_attempts integer, "
             "n_sent_at double precision) WHERE t.id = u.nid")

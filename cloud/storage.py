@@ -96,6 +96,34 @@ def pg_rows(session: Session, sql: str, params: dict[str, Any] | None = None, *,
                                   dialect=session.get_bind().dialect) from exc
 
 
+_COMPILED: dict[int, tuple[Any, str, dict[str, Any]]] = {}
+
+
+def fixed_rows(session: Session, stmt, params: dict[str, Any] | None = None, *, named: bool = False) -> list:
+    """The rows of a fixed Core statement (a module constant with named bind parameters).
+
+    On PostgreSQL its SQL is compiled once and run by `pg_rows`, with the values of its literal binds; elsewhere
+    it goes through `session.execute`. One definition serves both.
+    """
+    params = params or {}
+    if session.get_bind().dialect.name != "postgresql":
+        return session.execute(stmt, params).all()
+    held = _COMPILED.get(id(stmt))  # the entry holds the statement, so no other object can take its id
+    if held is None:
+        compiled = stmt.compile(dialect=session.get_bind().dialect)
+        held = _COMPILED[id(stmt)] = (stmt, str(compiled),
+                                      {k: v for k, v in compiled.params.items() if v is not None})
+    return pg_rows(session, held[1], {**held[2], **params} if held[2] else params, named=named)
+
+
+def among(column, name: str, *, pg: bool) -> ColumnElement[bool]:
+    """`column IN :name` for a list given at execution: as in `one_of`, one array matched as a semi-join on
+    PostgreSQL, an expanding list elsewhere."""
+    if pg:
+        return column.in_(select(func.unnest(bindparam(name, type_=ARRAY(column.type)))))
+    return column.in_(bindparam(name, expanding=True))
+
+
 _PG_ARRAY_TYPES = {"INTEGER": "integer", "BIGINT": "bigint", "BIGINTEGER": "bigint", "FLOAT": "double precision", "VARCHAR": "text",
                    "TEXT": "text", "BOOLEAN": "boolean"}
 

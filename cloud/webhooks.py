@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .counters import Counters
 from .models import ApiClient, Parcel, WebhookDelivery
-from .storage import pg_rows
+from .storage import fixed_rows
 
 log = logging.getLogger("jincun.cloud.webhooks")
 SIGNATURE_HEADER = "X-Jincun-Signature"
@@ -30,7 +30,8 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 # the carriers' API clients that take status webhooks (read once per ingest batch)
-_PG_HOOKED_CLIENTS = "SELECT id, carrier_code FROM api_clients WHERE active AND webhook_url IS NOT NULL"
+_HOOKED_CLIENTS = select(ApiClient.id, ApiClient.carrier_code).where(ApiClient.active.is_(True),
+                                                                     ApiClient.webhook_url.is_not(None))
 
 
 def enqueue_status(session: Session, parcel: Parcel, status: str, at: float) -> int:
@@ -42,12 +43,7 @@ def enqueue_status(session: Session, parcel: Parcel, status: str, at: float) -> 
     if cache is not None:
         if not cache:
             cache[None] = []
-            if session.get_bind().dialect.name == "postgresql":
-                found = pg_rows(session, _PG_HOOKED_CLIENTS, named=True)
-            else:
-                found = session.execute(select(ApiClient.id, ApiClient.carrier_code).where(
-                    ApiClient.active.is_(True), ApiClient.webhook_url.is_not(None))).all()
-            for client in found:
+            for client in fixed_rows(session, _HOOKED_CLIENTS, named=True):
                 cache.setdefault(client.carrier_code, []).append(client)
         clients = cache.get(parcel.carrier, ())
     else:

@@ -139,7 +139,7 @@ async def test_rollout_updates_lockers_one_at_a_time(rollout_station, tmp_path):
     assert l2_offer > l1_ok
     assert [r for _, _, r in obs.fw("l1")] == ["staged", "ok"]
     # the fw events reached the outbox like every other event
-    kinds = [(r.src, r.body["result"]) for r in await gateway_rows(gw) if r.body.get("type") == "fw"]
+    kinds = [(r.src, r.body["result"]) for r in await outbox_rows(gw.outbox, "evt") if r.body.get("type") == "fw"]
     assert ("l1", "ok") in kinds and ("l2", "ok") in kinds
     assert gw.counters["fw_chunks_sent"] > 0
     # the same command delivered again is answered from the stored result, nothing is offered again
@@ -148,10 +148,6 @@ async def test_rollout_updates_lockers_one_at_a_time(rollout_station, tmp_path):
     await until(lambda: len(q.acks["r-1"]) == 2, timeout=10, what="second ack")
     assert q.acks["r-1"][1]["results"] == {"l1": "ok", "l2": "ok"}
     assert len(obs.cmds("l1", "fw_offer")) == offers
-
-
-async def gateway_rows(gw):
-    return await outbox_rows(gw.outbox, "evt")
 
 
 async def test_rollout_stops_at_a_locker_that_rolls_back(rollout_station, tmp_path):
