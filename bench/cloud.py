@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -162,6 +163,8 @@ def _drop_db(name: str) -> None:
 
 
 async def _ingest(base: str, batches: list[tuple[Station, list[dict]]], senders: int) -> tuple[int, float, int]:
+    from urllib.parse import urlparse
+    url = urlparse(base)
     queue: asyncio.Queue = asyncio.Queue()
     # bodies are encoded before the clock starts, as a gateway's outbox holds them ready: the load
     # generator shares the cores with the server and must cost far less than it
@@ -170,43 +173,51 @@ async def _ingest(base: str, batches: list[tuple[Station, list[dict]]], senders:
                           ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         queue.put_nowait((st, body))
     applied = errors = 0
+    conns = [_Conn(url.hostname or "127.0.0.1", url.port or 80) for _ in range(senders)]
+    for conn in conns:
+        await conn.connect()  # before the clock starts, as a gateway's connection is
 
-    async def sender(client: httpx.AsyncClient) -> None:
+    async def sender(conn: _Conn) -> None:
         nonlocal applied, errors
         while not queue.empty():
             st, body = queue.get_nowait()
-            resp = await client.post("/api/v1/gateway/ingest", content=body,
-                                     headers={"Authorization": f"Bearer {st.key}",
-                                              "Content-Type": "application/json"})
-            if resp.status_code != 200:
+            status, answer = await conn.request("POST", "/api/v1/gateway/ingest", st.key, body)
+            if status != 200:
                 errors += 1
                 continue
-            data = resp.json()
+            data = json.loads(answer)
             applied += data["applied"]
             errors += data["rejected"]
 
-    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+    try:
         t0 = time.perf_counter()
-        await asyncio.gather(*(sender(client) for _ in range(senders)))
+        await asyncio.gather(*(sender(conn) for conn in conns))
         return applied, time.perf_counter() - t0, errors
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 class _Conn:
-    """A minimal keep-alive HTTP/1.1 GET client: the load generator must cost far less than the server."""
+    """A minimal keep-alive HTTP/1.1 client: the load generator must cost far less than the server (an httpx
+    client took some 8 % of the machine's CPU during the ingest)."""
 
-    def __init__(self, host: str, port: int, token: str) -> None:
-        self.host, self.port, self.token = host, port, token
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
-    async def get(self, path: str) -> int:
+    async def request(self, method: str, path: str, token: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """One request on the kept connection: the status and the response body."""
         if self.writer is None:
             await self.connect()
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
-                          f"\r\n".encode())
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + (body or b""))
         await self.writer.drain()
         status = int((await self.reader.readline()).split()[1])
         length = 0
@@ -217,8 +228,7 @@ class _Conn:
             name, _, value = line.decode("latin-1").partition(":")
             if name.lower() == "content-length":
                 length = int(value)
-        await self.reader.readexactly(length)
-        return status
+        return status, await self.reader.readexactly(length)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -233,7 +243,7 @@ async def _lookups(base: str, token: str, stations: list[Station], rate: float, 
     url = urlparse(base)
     pool: asyncio.Queue[_Conn] = asyncio.Queue()
     for _ in range(conns):
-        conn = _Conn(url.hostname or "127.0.0.1", url.port or 80, token)
+        conn = _Conn(url.hostname or "127.0.0.1", url.port or 80)
         await conn.connect()  # before the clock starts, as a load balancer's connections are
         pool.put_nowait(conn)
     lat: list[float] = []
@@ -251,10 +261,10 @@ async def _lookups(base: str, token: str, stations: list[Station], rate: float, 
             path = f"/api/v1/parcels/{quote(rng.choice(st.refs))}"
         conn = await pool.get()
         try:
-            ok = await conn.get(path) == 200
+            ok = (await conn.request("GET", path, token))[0] == 200
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
             conn.close()
-            conn = _Conn(conn.host, conn.port, conn.token)
+            conn = _Conn(conn.host, conn.port)
             ok = False
         finally:
             pool.put_nowait(conn)
@@ -303,6 +313,14 @@ def _proc_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _quiet_gc() -> None:
+    """Collect now and leave what exists out of later collections: the client holds the run's items (hundreds
+    of thousands of objects), and a full collection over them in a timed phase stalled every request in
+    flight (measured ad hoc: the first 60 lookups each 60-100 ms late)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _p(values: list[float], q: float) -> float:
@@ -383,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         db_before, cloud_before = _db_cpu_seconds(url), _proc_cpu_seconds(proc.pid)
         influx_before = influx.cpu_seconds() if influx else 0.0
+        _quiet_gc()
         applied, secs, errors = asyncio.run(_ingest(base, batches, args.senders))
         db_cpu = max(0.0, _db_cpu_seconds(url) - db_before)
         cloud_cpu = _proc_cpu_seconds(proc.pid) - cloud_before
@@ -412,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
             last = sent
             time.sleep(2)
         time.sleep(args.settle)
+        del batches, warm
+        _quiet_gc()
         if args.lookup_warmup > 0:
             # the worker's first requests pay for its cold paths (the pool's connections, statements prepared
             # on the server, compiled caches): a warm-up at the same rate, not counted, as any steady-state
@@ -420,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
                                               args.seed + 1))
             print(f"lookup warm-up: {len(warm)} in {args.lookup_warmup:.0f} s, p99 {_p(warm, .99)} ms (not counted)",
                   file=sys.stderr)
+        _quiet_gc()
         lat, bad, achieved = asyncio.run(_lookups(base, token, stations, args.lookup_rate, args.lookup_seconds,
                                                   args.seed))
         print(f"lookups: {len(lat)} at {args.lookup_rate:.0f}/s (achieved {achieved}/s), p50 {_p(lat, .5)} ms, "

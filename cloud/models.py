@@ -167,8 +167,12 @@ class PickupCode(Base):
     """A pickup code issued by a gateway (kept for support look-ups)."""
 
     __tablename__ = "pickup_codes"
+    # a station's codes by code (look-ups, the keypad's code sync), a recipient's by phone (the ingest's
+    # one code per recipient per station, the recipient page); the station's own by the first's prefix
+    __table_args__ = (Index("ix_pickup_codes_station_code", "station_id", "code"),
+                      Index("ix_pickup_codes_phone_station", "phone", "station_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"), index=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
     phone: Mapped[str] = mapped_column(String(24))
     code: Mapped[str] = mapped_column(String(6))
     refs: Mapped[list[str]] = mapped_column(JSON)

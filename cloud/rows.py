@@ -157,6 +157,11 @@ def _update_pg(session: Session, cls: type[PlainRow], found: list[tuple[PlainRow
         source = (f"json_to_recordset(CAST(%(rows)s AS json)) AS u("
                   f"{', '.join(f'{name} {sql_type(table.c[name])}' for name in (*keys, *cols))}, jc_mask bigint)")
         match = " AND ".join(f"t.{name} = u.{name}" for name in keys)
+        if len(keys) == 1:
+            # the key list as an array too: the rows are then found through the key's index whatever the
+            # planner guesses of the JSON's row count or the table's size (a join on the recordset alone
+            # took a hash join over a whole table scan while the statistics lagged the table's growth)
+            match += f" AND t.{keys[0]} = ANY(CAST(%(keys)s AS {sql_type(table.c[keys[0]])}[]))"
         sets = ", ".join(f"{name} = CASE WHEN u.jc_mask & {bit[name]} <> 0 THEN u.{name} ELSE t.{name} END"
                          for name in cols)
         # one statement: the count over the locking CTE is an init plan, run to the end before the update
@@ -166,7 +171,10 @@ def _update_pg(session: Session, cls: type[PlainRow], found: list[tuple[PlainRow
                 f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {match} "
                 f"AND (SELECT count(*) FROM locked) >= 0")
 
-    pg_rows(session, _cached(("update", table.name, tuple(cols)), build), {"rows": doc})
+    params = {"rows": doc}
+    if len(keys) == 1:
+        params["keys"] = [r[keys[0]] for r in rows]
+    pg_rows(session, _cached(("update", table.name, tuple(cols)), build), params)
 
 
 def _update_portable(session: Session, cls: type[PlainRow], found: list[tuple[PlainRow, tuple[str, ...]]]) -> None:

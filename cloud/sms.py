@@ -138,7 +138,7 @@ def _claim(pg: bool):
 _CLAIMS = {pg: _claim(pg) for pg in (False, True)}
 _PG_SENT = ("UPDATE notifications AS t SET status = u.n_status, attempts = u.n_attempts, sent_at = u.n_sent_at "
             "FROM json_to_recordset(CAST(%(rows)s AS json)) AS u(nid integer, n_status text, n_attempts integer, "
-            "n_sent_at double precision) WHERE t.id = u.nid")
+            "n_sent_at double precision) WHERE t.id = u.nid AND t.id = ANY(CAST(%(ids)s AS integer[]))")
 
 
 def _record(session: Session, results: list[dict]) -> None:
@@ -148,8 +148,10 @@ def _record(session: Session, results: list[dict]) -> None:
     bad = [r for r in results if r["n_error"] is not _KEEP]
     if ok and session.get_bind().dialect.name == "postgresql":
         # the sent ones as one statement (they are locked by the claim)
+        # the ids as an array too, so the rows are found through the primary key's index (see rows._update_pg)
         pg_rows(session, _PG_SENT, {"rows": orjson.dumps([{k: v for k, v in r.items() if k != "n_error"}
-                                                          for r in ok]).decode("utf-8")})
+                                                          for r in ok]).decode("utf-8"),
+                                    "ids": [r["nid"] for r in ok]})
     elif ok:
         session.execute(update(table).where(table.c.id == bindparam("nid")).values(
             status=bindparam("n_status"), attempts=bindparam("n_attempts"), sent_at=bindparam("n_sent_at")),

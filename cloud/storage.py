@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import ColumnElement, Engine, Table, bindparam, create_engine, event, func, select, text
+from sqlalchemy import ColumnElement, Engine, Table, any_, bindparam, create_engine, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -22,7 +22,12 @@ def make_engine(url: str) -> Engine:
         # no pre-ping (a round trip per request): a dropped connection fails one request with 503 and is replaced
         # as many pooled connections as the default thread limiter (40) runs threads: under bursts no connection
         # is opened and closed again (overflow), which shows as tail latency
-        return create_engine(url, pool_size=30, max_overflow=10, pool_recycle=1800)
+        # random_page_cost 1.1, as PostgreSQL's manual suggests for solid-state storage, for the cloud's
+        # connections: at the default 4 (spinning disks) the planner priced the ingest's look-ups by key as
+        # dearer than a whole table scan until a table held some ten thousand rows, so a young county's
+        # database scanned parcels, codes and compartments in full several times a batch
+        connect_args = {"options": "-c random_page_cost=1.1"} if parsed.get_backend_name() == "postgresql" else {}
+        return create_engine(url, pool_size=30, max_overflow=10, pool_recycle=1800, connect_args=connect_args)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -117,10 +122,10 @@ def fixed_rows(session: Session, stmt, params: dict[str, Any] | None = None, *, 
 
 
 def among(column, name: str, *, pg: bool) -> ColumnElement[bool]:
-    """`column IN :name` for a list given at execution: as in `one_of`, one array matched as a semi-join on
-    PostgreSQL, an expanding list elsewhere."""
+    """`column IN :name` for a list given at execution: as in `one_of`, `= ANY(array)` on PostgreSQL, an
+    expanding list elsewhere."""
     if pg:
-        return column.in_(select(func.unnest(bindparam(name, type_=ARRAY(column.type)))))
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
 
 
@@ -172,15 +177,18 @@ def bulk_insert(session: Session, table: Table, rows: list[dict], *, skip_existi
 
 
 def one_of(session: Session, column, values) -> ColumnElement[bool]:
-    """`column IN values`; on PostgreSQL `IN (SELECT unnest(array))`, one parameter, so the SQL text is the
-    same for any count.
+    """`column IN values`; on PostgreSQL `column = ANY(array)`, one parameter, so the SQL text is the same
+    for any count.
 
     An expanded IN list makes new SQL text for every count of values: the driver parses it afresh each
-    time and the server plans it afresh. `= ANY(array)` has one parameter too, but in a prepared (generic)
-    plan the server may test it row by row, each row against every element, over a whole table scan; as a
-    semi-join the values are looked up in the column's index (or hashed).
+    time and the server plans it afresh. `= ANY(array)` on an indexed column is an index scan for each
+    value, in custom and generic plans alike: a table scan would test every row against every element, which
+    the planner prices as such. (A semi-join on `unnest(array)`, tried before, took a hash join over a
+    whole table scan whenever the table's statistics were behind its growth, and cost ten times as much to
+    plan; measured ad hoc on parcels of 8,818 rows with 40 refs: 1.2 ms to plan and 1.2 ms to run, against
+    0.1 ms and 0.3 ms.)
     """
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        return column.in_(select(func.unnest(bindparam(None, values, type_=ARRAY(column.type)))))
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
