@@ -25,7 +25,7 @@ from .partitions import month_of
 from .protocol import Batch, Item, item_key, parse_item
 from .webhooks import enqueue_status
 from .sms import sms_text
-from .rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, sql_type, write_rows
+from .rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, write_rows
 from .storage import among, bulk_insert, fixed_rows, one_of, pg_rows
 from .telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
 
@@ -80,19 +80,8 @@ _PG_EVENTS_INSERT_JSON = (
     "UNION ALL SELECT ins.src, ins.boot, ins.seq, ins.kind, ins.month FROM ins, n WHERE n.c <> %(total)s")
 
 
-_STUB_INSERTS: dict[tuple[str, ...], str] = {}
-
-
-def _stub_insert(names: tuple[str, ...]) -> str:
-    """INSERT of stub parcels from one JSON document, skipping refs that exist, returning the rows made."""
-    stmt = _STUB_INSERTS.get(names)
-    if stmt is None:
-        table = Parcel.__table__
-        record = ", ".join(f"{n} {sql_type(table.c[n])}" for n in names)
-        stmt = _STUB_INSERTS[names] = (
-            f"INSERT INTO parcels ({', '.join(names)}) SELECT {', '.join(names)} FROM json_to_recordset("
-            f"CAST(%(rows)s AS json)) AS u({record}) ON CONFLICT DO NOTHING RETURNING {', '.join(ParcelRow.cols)}")
-    return stmt
+# ids for the parcels a batch creates, drawn before they are inserted (pg_rows)
+_PG_PARCEL_IDS = "SELECT nextval(pg_get_serial_sequence('parcels', 'id')) FROM generate_series(1, %(n)s)"
 
 
 def _lookups(pg: bool) -> dict[str, Any]:
@@ -295,24 +284,22 @@ class Ingestor:
                           "reminders": 0, "created_at": now, "updated_at": now}
         if not stubs:
             return
-        rows = list(stubs.values())
-        got: list = []
-        doc = None
         if session.get_bind().dialect.name == "postgresql":
-            try:
-                doc = orjson.dumps(rows).decode("utf-8")
-            except orjson.JSONEncodeError:
-                doc = None
-        if doc is not None:
-            # the stubs come back from the insert itself; only refs another transaction took meanwhile are read
-            got = pg_rows(session, _stub_insert(tuple(rows[0])), {"rows": doc}, named=True)
-            rest = set(stubs) - {r.ref for r in got}
-        else:
-            bulk_insert(session, Parcel.__table__, rows, skip_existing=True)
-            rest = set(stubs)
-        if rest:
-            got += session.execute(ParcelRow.select().where(one_of(session, Parcel.ref, rest))).all()
-        for row in got:
+            # the stubs are made here with ids drawn from the sequence and inserted with the batch's other new
+            # rows at its end, holding by then what the batch's records and events set: one insert and no
+            # update per new parcel (inserted first and changed later, each changed its indexed columns and
+            # cost a new row version). A ref another transaction inserts meanwhile fails that insert, and the
+            # batch then goes item by item
+            ids = [r[0] for r in pg_rows(session, _PG_PARCEL_IDS, {"n": len(stubs)})]
+            for (ref, values), pid in zip(stubs.items(), ids):
+                parcel = ParcelRow.fresh(id=pid, **values)
+                ctx.fresh.append(parcel)
+                ctx.parcels[ref] = parcel
+                ctx.absent.discard(ref)
+                ctx.stubbed.add(ref)
+            return
+        bulk_insert(session, Parcel.__table__, list(stubs.values()), skip_existing=True)
+        for row in session.execute(ParcelRow.select().where(one_of(session, Parcel.ref, set(stubs)))).all():
             parcel = ctx.adopt(ParcelRow, row)
             ctx.parcels[parcel.ref] = parcel
             ctx.absent.discard(parcel.ref)
