@@ -403,7 +403,7 @@ class Ingestor:
                     ts=item.body.get("ts") if isinstance(item.body.get("ts"), int) else None,
                     rx=item.rx, body=item.body,
                 ).on_conflict_do_nothing(index_elements=["station_id", "src", "boot", "seq", "kind", "month"]
-                                         ).returning(Event.__table__.c.id)
+                                         ).returning(Event.__table__.c.seq)
                 # RETURNING yields no row when the conflict clause skipped the insert (rowcount is not portable)
                 if session.execute(stmt).first() is None:
                     return K.DUPLICATE
