@@ -24,7 +24,7 @@ from .models import (Alarm, Carrier, Compartment, DeadLetter, Event, GatewayHeal
                      ParcelEvent, PickupCode, Recipient, Station)
 from .partitions import month_of
 from .protocol import Batch, Item, item_key, parse_item
-from .webhooks import enqueue_status
+from .webhooks import enqueue_status, hooked_clients_sql, prime_clients
 from .sms import sms_text
 from .rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, write_rows
 from .storage import among, bulk_insert, fixed_rows, one_of, pg_rows
@@ -126,7 +126,12 @@ _PG_PRELOAD = ("SELECT CAST(json_build_array("
                    _json_rows(CodeRow, "k", "k.station_id = %(station)s AND k.used IS false AND (k.phone = ANY("
                                             "CAST(%(phones)s AS text[])) OR k.phone IN (SELECT q.phone FROM parcels "
                                             "AS q WHERE q.ref = ANY(CAST(%(pickup_refs)s AS text[]))))"),
-                   "(SELECT json_agg(json_build_array(x.code, x.name_zh)) FROM carriers AS x)"))
+                   "(SELECT json_agg(json_build_array(x.code, x.name_zh)) FROM carriers AS x)",
+                   f"(SELECT json_agg(json_build_array(h.id, h.carrier_code)) FROM ({hooked_clients_sql()}) AS h)",
+                   # an id for each ref not held yet, for the parcels the batch will create (_stub_parcels);
+                   # one not used leaves a gap in the sequence, nothing more
+                   "(SELECT json_agg(nextval(pg_get_serial_sequence('parcels', 'id'))) FROM unnest(CAST(%(refs)s "
+                   "AS text[])) AS n(ref) WHERE NOT EXISTS (SELECT 1 FROM parcels AS e WHERE e.ref = n.ref))"))
                + ") AS text)")
 _Recipient = namedtuple("_Recipient", "phone consent")
 _Carrier = namedtuple("_Carrier", "code name_zh")
@@ -146,6 +151,8 @@ class _BatchCache:
     absent: set[str] = field(default_factory=set)
     stubbed: set[str] = field(default_factory=set)
     preadvised: dict[tuple[str, str], Any] | None = None
+    # ids drawn for parcels the batch may create (PostgreSQL), used by _stub_parcels
+    parcel_ids: list[int] = field(default_factory=list)
     # every row read (by table and primary key) and every row made, so one write finds all changes
     held: dict[tuple, PlainRow] = field(default_factory=dict)
     fresh: list[PlainRow] = field(default_factory=list)
@@ -324,7 +331,10 @@ class Ingestor:
             # update per new parcel (inserted first and changed later, each changed its indexed columns and
             # cost a new row version). A ref another transaction inserts meanwhile fails that insert, and the
             # batch then goes item by item
-            ids = [r[0] for r in pg_rows(session, _PG_PARCEL_IDS, {"n": len(stubs)})]
+            ids = ctx.parcel_ids[:len(stubs)]
+            del ctx.parcel_ids[:len(stubs)]
+            if len(ids) < len(stubs):
+                ids += [r[0] for r in pg_rows(session, _PG_PARCEL_IDS, {"n": len(stubs) - len(ids)})]
             for (ref, values), pid in zip(stubs.items(), ids):
                 parcel = ParcelRow.fresh(id=pid, **values)
                 ctx.fresh.append(parcel)
@@ -434,7 +444,7 @@ class Ingestor:
                        and isinstance(ref := it.body.get("ref"), str)]
         (doc,), = pg_rows(session, _PG_PRELOAD, {"station": station_id, "refs": list(refs), "waybills": list(waybills),
                                                  "phones": list(phones), "pickup_refs": pickup_refs})
-        lockers, comps, parcels, preadvised, recipients, codes, carriers = orjson.loads(doc)
+        lockers, comps, parcels, preadvised, recipients, codes, carriers, clients, ids = orjson.loads(doc)
         for values in lockers or ():
             lk = ctx.adopt(LockerRow, values)
             ctx.lockers[lk.id] = lk
@@ -458,6 +468,8 @@ class Ingestor:
             code = ctx.adopt(CodeRow, values)
             ctx.codes.setdefault((station_id, code.phone), []).append(code)
         ctx.carriers = {code: _Carrier(code, name) for code, name in carriers or ()}
+        prime_clients(session, clients or ())
+        ctx.parcel_ids = ids or []
 
     @staticmethod
     def _ctx(session: Session) -> _BatchCache:

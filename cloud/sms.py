@@ -87,8 +87,9 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
     while tried < limit:
         with factory() as session:
             # a fixed statement (driver SQL on PostgreSQL): the dispatcher runs beside the ingest in the same worker
+            asked = min(chunk, limit - tried)
             batch = fixed_rows(session, _CLAIMS[session.get_bind().dialect.name == "postgresql"],
-                               {"skip": retry_later, "n": min(chunk, limit - tried)}, named=True)
+                               {"skip": retry_later, "n": asked}, named=True)
             if not batch:
                 return sent
             results: list[dict] = []
@@ -118,7 +119,9 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
                 sent += 1
             _record(session, results)
             session.commit()
-            if stop:
+            # fewer than asked: nothing else was claimable, so no second claim (and transaction) to find that
+            # out; what is queued meanwhile comes with its own dispatch request (DispatchGate goes round again)
+            if stop or len(batch) < asked:
                 return sent
     return sent
 

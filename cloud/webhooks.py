@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import time
+from collections import namedtuple
 
 import httpx
 from sqlalchemy import select
@@ -32,6 +33,23 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 # the carriers' API clients that take status webhooks (read once per ingest batch)
 _HOOKED_CLIENTS = select(ApiClient.id, ApiClient.carrier_code).where(ApiClient.active.is_(True),
                                                                      ApiClient.webhook_url.is_not(None))
+
+
+_Hooked = namedtuple("_Hooked", "id carrier_code")
+
+
+def hooked_clients_sql() -> str:
+    """The PostgreSQL text of the clients-with-a-webhook query, for a statement that reads them with more."""
+    from sqlalchemy.dialects import postgresql
+    return str(_HOOKED_CLIENTS.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+def prime_clients(session: Session, rows) -> None:
+    """Fill an ingest batch's cache of webhook clients from (id, carrier_code) pairs read with its look-ups."""
+    cache = session.info["jc_clients"]
+    cache[None] = []
+    for client_id, carrier in rows:
+        cache.setdefault(carrier, []).append(_Hooked(client_id, carrier))
 
 
 def enqueue_status(session: Session, parcel: Parcel, status: str, at: float) -> int:

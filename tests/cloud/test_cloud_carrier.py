@@ -126,6 +126,31 @@ def test_status_webhooks_are_signed_and_retried(cloud, receiver):
     assert deliver_due(factory, counters, base=10, max_attempts=5, now=now + 10_000) == 0   # delivered once
 
 
+def test_gateway_ingest_queues_status_webhooks_for_the_carrier(cloud):
+    """A deposit and its code, sent by the gateway, reach the carrier's webhook as deposited then notified; a
+    parcel of another carrier sends it nothing."""
+    receiver = Receiver(fail=0)
+    try:
+        _gateway_statuses_reach_the_webhook(cloud, receiver)
+    finally:
+        receiver.close()
+
+
+def _gateway_statuses_reach_the_webhook(cloud, receiver) -> None:
+    make_client(cloud, receiver.url)
+    cloud.ingest([birth(0, empty_comps(6), item_seq=0),
+                  parcel_record(1, "p-w1", waybill="YT5550101", carrier="YTO", c=2),
+                  parcel_record(2, "p-w2", waybill="SF5550102", carrier="SF", c=3),
+                  evt(1, "deposit", c=2, ref="p-w1"), evt(2, "deposit", c=3, ref="p-w2"),
+                  code_record(3, "p-w1", "246810")])
+    factory, counters = cloud.client.app.state.sessionmaker, cloud.client.app.state.services.counters
+    assert deliver_due(factory, counters, base=10, max_attempts=5) == 2
+    got = [json.loads(body) for _headers, body in receiver.got]
+    assert [(p["waybill"], p["status"]) for p in got if p["status"] in ("deposited", "notified")] == [
+        ("YT5550101", "deposited"), ("YT5550101", "notified")]
+    assert all(p["waybill"] == "YT5550101" for p in got)
+
+
 def test_fake_signoff_flags(cloud):
     c = cloud.client
     key = {"Authorization": f"Bearer {make_client(cloud)['api_key']}"}
