@@ -315,6 +315,16 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_probe() -> float:
+    """Seconds a fixed pure-Python loop takes here now: how quick this shared machine is at the time of the run
+    (its speed for the same work has been seen to vary by half), to set beside the rates."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return round(time.perf_counter() - t0, 3)
+
+
 def _quiet_gc() -> None:
     """Collect now and leave what exists out of later collections: the client holds the run's items (hundreds
     of thousands of objects), and a full collection over them in a timed phase stalled every request in
@@ -402,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         db_before, cloud_before = _db_cpu_seconds(url), _proc_cpu_seconds(proc.pid)
         influx_before = influx.cpu_seconds() if influx else 0.0
         _quiet_gc()
+        probe = _cpu_probe()
         applied, secs, errors = asyncio.run(_ingest(base, batches, args.senders))
         db_cpu = max(0.0, _db_cpu_seconds(url) - db_before)
         cloud_cpu = _proc_cpu_seconds(proc.pid) - cloud_before
@@ -452,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                   "ingest_items": applied, "ingest_errors": errors,
                   "db_cpu_s_per_10k_events": round(db_cpu / applied * 10_000, 2) if applied else None,
                   "cloud_cpu_s_per_10k_events": round(cloud_cpu / applied * 10_000, 2) if applied else None,
-                  "load_average": round(load, 1), "batch": args.batch, "senders": args.senders,
+                  "load_average": round(load, 1), "cpu_probe_s": probe, "batch": args.batch, "senders": args.senders,
                   "stations": args.stations, "workers": 1, "database": "postgresql",
                   "telemetry": "influxdb" if args.influx_url else "sql",
                   "influx_cpu_s_per_10k_events": round(influx_cpu / applied * 10_000, 2)
