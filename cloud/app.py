@@ -59,6 +59,9 @@ async def _webhook_loop(services: Services) -> None:
         await asyncio.sleep(s.webhook_retry_seconds)
 
 
+GC_THRESHOLDS = (20_000, 20, 50)  # young collections every 20,000 net allocations instead of 700
+
+
 def _sweep_once(services: Services, holder: str) -> None:
     with services.sessionmaker() as session:
         if not acquire_lease(session, "sweep", holder, ttl=services.settings.sweep_seconds * 2):
@@ -119,11 +122,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if made:
                 log.info("created %d monthly events partitions", made)
         # objects alive after start-up (modules, mappers, compiled caches) are never garbage: keep the
-        # collector from re-scanning them, which shortens the pauses seen as tail latency
+        # collector from re-scanning them, which shortens the pauses seen as tail latency. A batch's items
+        # are freed by reference counting; at the default thresholds (a young collection every 700 net
+        # allocations) an ingest of 500-item batches ran some 130 collections a second, a tenth of the
+        # worker's CPU (measured ad hoc with gc.callbacks)
         if services.reader is not None:
             await services.reader.open()
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         loops = [asyncio.create_task(_sms_retry_loop(services)), asyncio.create_task(_webhook_loop(services)),
                  asyncio.create_task(_sweep_loop(services))]
         try:
