@@ -101,7 +101,8 @@ def _lookups(pg: bool) -> dict[str, Any]:
     }
 
 
-_LOOKUPS = {pg: _lookups(pg) for pg in (False, True)}
+# elsewhere than PostgreSQL (there: _PG_PRELOAD, all in one statement)
+_LOOKUPS = _lookups(pg=False)
 
 
 def _json_rows(cls: type[PlainRow], alias: str, where: str) -> str:
@@ -397,7 +398,7 @@ class Ingestor:
         if session.get_bind().dialect.name == "postgresql":
             self._preload_pg(session, station_id, items, ctx)
             return ctx
-        q = _LOOKUPS[False]
+        q = _LOOKUPS
         for row in fixed_rows(session, q["lockers"], {"station": station_id}):
             lk = ctx.adopt(LockerRow, row)
             ctx.lockers[lk.id] = lk

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql
 
 from .auth import Principal, principal_from_request
 from .models import Parcel, ParcelEvent, PickupCode
+from .storage import PG_OPTIONS
 
 PARCEL_COLS = ("ref", "waybill", "carrier", "direction", "phone", "station_id", "locker_id", "compartment", "size",
                "status", "created_at", "deposited_at", "picked_up_at", "fee_cents", "fee_reason")
@@ -90,9 +91,10 @@ class PgReader:
         from psycopg_pool import AsyncConnectionPool
 
         # autocommit: each read stands alone (as under READ COMMITTED) with no BEGIN/ROLLBACK round trips;
-        # psycopg prepares a statement on the server after a few runs
+        # psycopg prepares a statement on the server after a few runs; the planner's costs as on the
+        # engine's connections (storage.PG_OPTIONS)
         self.pool = AsyncConnectionPool(url, min_size=2, max_size=max_size, timeout=timeout, open=False,
-                                        kwargs={"autocommit": True})
+                                        kwargs={"autocommit": True, "options": PG_OPTIONS})
 
     @classmethod
     def for_url(cls, sqlalchemy_url) -> "PgReader | None":

@@ -15,6 +15,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
+# libpq options of the cloud's PostgreSQL connections (see make_engine)
+PG_OPTIONS = "-c random_page_cost=1.1"
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
     parsed = make_url(url)
@@ -26,7 +30,7 @@ def make_engine(url: str) -> Engine:
         # connections: at the default 4 (spinning disks) the planner priced the ingest's look-ups by key as
         # dearer than a whole table scan until a table held some ten thousand rows, so a young county's
         # database scanned parcels, codes and compartments in full several times a batch
-        connect_args = {"options": "-c random_page_cost=1.1"} if parsed.get_backend_name() == "postgresql" else {}
+        connect_args = {"options": PG_OPTIONS} if parsed.get_backend_name() == "postgresql" else {}
         return create_engine(url, pool_size=30, max_overflow=10, pool_recycle=1800, connect_args=connect_args)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
