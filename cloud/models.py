@@ -187,28 +187,34 @@ class PickupCode(Base):
 
 
 def _key_text(length: int) -> String:
-    """A text column of the ledger's key: byte order ("C") on PostgreSQL, where the default collation compares
-    through the C library's locale code on every index probe; ids are ASCII, so the order is the same."""
+    """A text column of the ledger's unique key: byte order ("C") on PostgreSQL (migration 0007), where the
+    default collation compares through the C library's locale code on every index probe; ids are ASCII, so
+    the order is the same."""
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
 class Event(Base):
-    """Every ingest item applied, keyed by (station, src, boot, seq, kind, month): the dedupe ledger.
+    """Every ingest item applied, unique per (station, src, boot, seq, kind, month): the dedupe ledger.
 
     `month` (yyyymm of the gateway's receive time `rx`, which the gateway keeps with the item) is the
-    partition key on PostgreSQL, so it is part of the key; a replay carries the same `rx`. The dedupe key is
-    the primary key (migration 0007): no surrogate id, whose sequence and second index cost every insert.
+    partition key on PostgreSQL, so it is part of the unique key; a replay carries the same `rx`. `id` numbers
+    the rows in the order stored, so the ledger can be read incrementally (the simulator's ledger does).
     """
 
     __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("station_id", "src", "boot", "seq", "kind", "month", name="uq_events_item"),
+    )
+    # SQLite only auto-numbers an INTEGER PRIMARY KEY
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    month: Mapped[int] = mapped_column(Integer)
     # no foreign key (migration 0005): the station is the one of the gateway key, checked once per batch,
     # and a per-row check cost a quarter of the ledger insert
-    station_id: Mapped[str] = mapped_column(_key_text(32), primary_key=True)
-    src: Mapped[str] = mapped_column(_key_text(32), primary_key=True)
-    boot: Mapped[str] = mapped_column(_key_text(32), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    kind: Mapped[str] = mapped_column(_key_text(16), primary_key=True)
-    month: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    station_id: Mapped[str] = mapped_column(_key_text(32))
+    src: Mapped[str] = mapped_column(_key_text(32))
+    boot: Mapped[str] = mapped_column(_key_text(32))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(_key_text(16))
     type: Mapped[str | None] = mapped_column(String(16))
     ts: Mapped[float | None] = mapped_column(Float)
     rx: Mapped[float] = mapped_column(Float)

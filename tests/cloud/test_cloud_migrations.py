@@ -22,9 +22,8 @@ def test_upgrade_creates_schema_and_seeds_carriers(db_url):
         migrate.upgrade(engine)
         insp = inspect(engine)
         assert TABLES <= set(insp.get_table_names())
-        # the ledger is keyed by its dedupe key (migration 0007)
-        key = insp.get_pk_constraint("events")
-        assert key["constrained_columns"] == ["station_id", "src", "boot", "seq", "kind", "month"]
+        uniques = {u["name"]: u["column_names"] for u in insp.get_unique_constraints("events")}
+        assert uniques["uq_events_item"] == ["station_id", "src", "boot", "seq", "kind", "month"]
         with make_sessionmaker(engine)() as session:
             codes = set(session.scalars(select(Carrier.code)).all())
             assert codes == {"EMS", "SF", "ZTO", "YTO", "STO", "YUNDA", "JT", "JD"}
