@@ -104,14 +104,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the cloud app; migrations run to head when it starts."""
     settings = settings or Settings()
     logging.getLogger("jincun").setLevel(settings.log_level)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pg_options=settings.pg_options)
     counters = Counters()
     telemetry = make_telemetry(settings, counters)
     notifier = make_notifier(settings)
     services = Services(settings=settings, sessionmaker=make_sessionmaker(engine), counters=counters,
                         ingestor=Ingestor(counters=counters, telemetry=telemetry,
                                           dead_letter_max_rows=settings.dead_letter_max_rows),
-                        notifier=notifier, reader=lookups.PgReader.for_url(engine.url))
+                        notifier=notifier, reader=lookups.PgReader.for_url(engine.url, options=settings.pg_options))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -87,22 +87,24 @@ class PgReader:
     CODE = _pg_sql(select(_C.c.refs).where(_C.c.station_id == bindparam("station"), _C.c.code == bindparam("code"),
                                            _C.c.used.is_(False)))
 
-    def __init__(self, url: str, *, max_size: int = 16, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, max_size: int = 16, timeout: float = 30.0, options: str = PG_OPTIONS) -> None:
         from psycopg_pool import AsyncConnectionPool
 
         # autocommit: each read stands alone (as under READ COMMITTED) with no BEGIN/ROLLBACK round trips;
         # psycopg prepares a statement on the server after a few runs; the planner's costs as on the
         # engine's connections (storage.PG_OPTIONS)
+        kwargs = {"autocommit": True, **({"options": options} if options else {})}
         self.pool = AsyncConnectionPool(url, min_size=2, max_size=max_size, timeout=timeout, open=False,
-                                        kwargs={"autocommit": True, "options": PG_OPTIONS})
+                                        kwargs=kwargs)
 
     @classmethod
-    def for_url(cls, sqlalchemy_url) -> "PgReader | None":
+    def for_url(cls, sqlalchemy_url, *, options: str = PG_OPTIONS) -> "PgReader | None":
         """A reader for a SQLAlchemy PostgreSQL URL (psycopg driver), or None for other databases."""
         if sqlalchemy_url.get_backend_name() != "postgresql" or sqlalchemy_url.get_driver_name() not in (
                 "psycopg", "psycopg_async"):
             return None
-        return cls(sqlalchemy_url.set(drivername="postgresql").render_as_string(hide_password=False))
+        return cls(sqlalchemy_url.set(drivername="postgresql").render_as_string(hide_password=False),
+                   options=options)
 
     async def open(self) -> None:
         await self.pool.open(wait=False)

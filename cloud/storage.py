@@ -15,11 +15,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
-# libpq options of the cloud's PostgreSQL connections (see make_engine)
+# libpq options of the cloud's PostgreSQL connections by default (see make_engine; JINCUN_PG_OPTIONS)
 PG_OPTIONS = "-c random_page_cost=1.1"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pg_options: str = PG_OPTIONS) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -30,7 +30,7 @@ def make_engine(url: str) -> Engine:
         # connections: at the default 4 (spinning disks) the planner priced the ingest's look-ups by key as
         # dearer than a whole table scan until a table held some ten thousand rows, so a young county's
         # database scanned parcels, codes and compartments in full several times a batch
-        connect_args = {"options": PG_OPTIONS} if parsed.get_backend_name() == "postgresql" else {}
+        connect_args = {"options": pg_options} if parsed.get_backend_name() == "postgresql" and pg_options else {}
         return create_engine(url, pool_size=30, max_overflow=10, pool_recycle=1800, connect_args=connect_args)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -56,3 +56,36 @@ def test_driver_errors_are_sqlalchemy_errors(session):
         pg_rows(session, "SELECT CAST(%(x)s AS integer)", {"x": "not a number"})
     session.rollback()
     assert pg_rows(session, "SELECT 1") == [(1,)]
+
+
+def test_connections_plan_with_the_configured_page_cost(pg_url):
+    """JINCUN_PG_OPTIONS reaches the engine's and the lookup pool's connections; empty sends none."""
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+
+    from cloud.lookups import PgReader
+    from cloud.storage import PG_OPTIONS
+
+    async def reader_cost(options: str) -> str:
+        reader = PgReader.for_url(make_url(pg_url), options=options)
+        await reader.pool.open(wait=True)
+        try:
+            async with reader.pool.connection() as conn:
+                return (await (await conn.execute("SHOW random_page_cost")).fetchone())[0]
+        finally:
+            await reader.close()
+
+    costs = {}
+    for options in (PG_OPTIONS, ""):
+        engine = make_engine(pg_url, pg_options=options)
+        with engine.connect() as conn:
+            server = conn.exec_driver_sql("SHOW random_page_cost").scalar()
+        engine.dispose()
+        costs[options] = (server, asyncio.run(reader_cost(options)))
+    assert costs[PG_OPTIONS] == ("1.1", "1.1")
+    # without options, whatever the server itself is set to
+    import psycopg
+    with psycopg.connect(make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)) as c:
+        own = c.execute("SHOW random_page_cost").fetchone()[0]
+    assert costs[""] == (own, own)
