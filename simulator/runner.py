@@ -426,7 +426,12 @@ class Play:
             await self.cl.gw(s.id, "disk_full", on=False)
 
     async def _drain(self) -> bool:
+        """Drained: every outbox empty and every event produced in the cloud, twice in a row a second apart
+        with nothing produced between. A controller still finishing what a cancelled visit began (the
+        pickup event follows the door's closing by some 0.4 s) records its last event after the run's end,
+        and a single clean look could come just before it."""
         deadline = time.monotonic() + self.sc.drain_timeout_s
+        clean_at: int | None = None
         while time.monotonic() < deadline:
             await asyncio.gather(*(h.call("flush") for h in self.cl.hosts))
             summ = await self.cl.controllers_summary()
@@ -435,7 +440,11 @@ class Play:
             await asyncio.to_thread(self.ledger.poll_cloud)
             if (all(v[2] == 0 for v in summ.values()) and all(g["depth"] == 0 for g in gws.values())
                     and self.ledger.pending() == 0):
-                return True
+                if clean_at == len(self.ledger.produced):
+                    return True
+                clean_at = len(self.ledger.produced)
+            else:
+                clean_at = None
             await asyncio.sleep(1)
         return False
 
