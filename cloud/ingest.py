@@ -81,28 +81,24 @@ _PG_EVENTS_INSERT_JSON = (
     "UNION ALL SELECT ins.src, ins.boot, ins.seq, ins.kind, ins.month FROM ins, n WHERE n.c <> %(total)s")
 
 
-# ids for the parcels a batch creates, drawn before they are inserted (pg_rows)
-_PG_PARCEL_IDS = "SELECT nextval(pg_get_serial_sequence('parcels', 'id')) FROM generate_series(1, %(n)s)"
-
-
-def _lookups(pg: bool) -> dict[str, Any]:
-    """The batch's look-ups, as fixed statements for `fixed_rows` (a list travels as one parameter)."""
+def _lookups() -> dict[str, Any]:
+    """The batch's look-ups elsewhere than on PostgreSQL, as fixed statements for `fixed_rows`."""
     station = bindparam("station")
     return {
         "lockers": LockerRow.select().where(Locker.station_id == station),
         "compartments": CompartmentRow.select().where(Compartment.station_id == station),
-        "parcels": ParcelRow.select().where(among(Parcel.ref, "refs", pg=pg)),
-        "preadvised": ParcelRow.select().where(Parcel.station_id == station, among(Parcel.waybill, "waybills", pg=pg),
+        "parcels": ParcelRow.select().where(among(Parcel.ref, "refs", pg=False)),
+        "preadvised": ParcelRow.select().where(Parcel.station_id == station, among(Parcel.waybill, "waybills", pg=False),
                                                Parcel.status == "preadvised", Parcel.locker_id.is_(None)),
-        "recipients": select(Recipient.phone, Recipient.consent).where(among(Recipient.phone, "phones", pg=pg)),
-        "codes": CodeRow.select().where(PickupCode.station_id == station, among(PickupCode.phone, "phones", pg=pg),
+        "recipients": select(Recipient.phone, Recipient.consent).where(among(Recipient.phone, "phones", pg=False)),
+        "codes": CodeRow.select().where(PickupCode.station_id == station, among(PickupCode.phone, "phones", pg=False),
                                         PickupCode.used.is_(False)),
         "carriers": select(Carrier.code, Carrier.name_zh),
     }
 
 
 # elsewhere than PostgreSQL (there: _PG_PRELOAD, all in one statement)
-_LOOKUPS = _lookups(pg=False)
+_LOOKUPS = _lookups()
 
 
 def _json_rows(cls: type[PlainRow], alias: str, where: str) -> str:
@@ -131,7 +127,8 @@ _PG_PRELOAD = ("SELECT CAST(json_build_array("
                    f"(SELECT json_agg(json_build_array(h.id, h.carrier_code)) FROM ({hooked_clients_sql()}) AS h)",
                    # an id for each ref not held yet, for the parcels the batch will create (_stub_parcels);
                    # one not used leaves a gap in the sequence, nothing more
-                   "(SELECT json_agg(nextval(pg_get_serial_sequence('parcels', 'id'))) FROM unnest(CAST(%(refs)s "
+                   "(SELECT json_agg(json_build_array(n.ref, nextval(pg_get_serial_sequence('parcels', 'id')))) "
+                   "FROM unnest(CAST(%(refs)s "
                    "AS text[])) AS n(ref) WHERE NOT EXISTS (SELECT 1 FROM parcels AS e WHERE e.ref = n.ref))"))
                + ") AS text)")
 _Recipient = namedtuple("_Recipient", "phone consent")
@@ -152,8 +149,8 @@ class _BatchCache:
     absent: set[str] = field(default_factory=set)
     stubbed: set[str] = field(default_factory=set)
     preadvised: dict[tuple[str, str], Any] | None = None
-    # ids drawn for parcels the batch may create (PostgreSQL), used by _stub_parcels
-    parcel_ids: list[int] = field(default_factory=list)
+    # ids drawn for the refs the batch names that no parcel holds yet (PostgreSQL), used by _stub_parcels
+    parcel_ids: dict[str, int] = field(default_factory=dict)
     # every row read (by table and primary key) and every row made, so one write finds all changes
     held: dict[tuple, PlainRow] = field(default_factory=dict)
     fresh: list[PlainRow] = field(default_factory=list)
@@ -332,12 +329,9 @@ class Ingestor:
             # update per new parcel (inserted first and changed later, each changed its indexed columns and
             # cost a new row version). A ref another transaction inserts meanwhile fails that insert, and the
             # batch then goes item by item
-            ids = ctx.parcel_ids[:len(stubs)]
-            del ctx.parcel_ids[:len(stubs)]
-            if len(ids) < len(stubs):
-                ids += [r[0] for r in pg_rows(session, _PG_PARCEL_IDS, {"n": len(stubs) - len(ids)})]
-            for (ref, values), pid in zip(stubs.items(), ids):
-                parcel = ParcelRow.fresh(id=pid, **values)
+            for ref, values in stubs.items():
+                # a stub's ref is one the look-ups found no parcel for, so it has an id drawn for it
+                parcel = ParcelRow.fresh(id=ctx.parcel_ids[ref], **values)
                 ctx.fresh.append(parcel)
                 ctx.parcels[ref] = parcel
                 ctx.absent.discard(ref)
@@ -470,7 +464,7 @@ class Ingestor:
             ctx.codes.setdefault((station_id, code.phone), []).append(code)
         ctx.carriers = {code: _Carrier(code, name) for code, name in carriers or ()}
         prime_clients(session, clients or ())
-        ctx.parcel_ids = ids or []
+        ctx.parcel_ids = dict(ids or ())
 
     @staticmethod
     def _ctx(session: Session) -> _BatchCache:
