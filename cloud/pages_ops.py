@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -100,11 +100,39 @@ def gateway_state(report: GatewayHealth | None, now: float, stale_after: int) ->
     return "stale" if now - report.at > stale_after else "online"
 
 
+# most urgent first: the dashboard lists rows in this order and counts them per state
+LOCKER_STATES = ("offline", "stale", "unknown", "online")
+GATEWAY_STATES = ("stale", "unknown", "online")
+
+
+def _filters(param: str, states: tuple[str, ...], found: list[str], want: str | None, keep: dict[str, str],
+             lang_en: bool) -> list[dict]:
+    """The chips above a health table: all, then each state with its count; each links to /ops filtered by it
+    (keeping the other table's filter and the language)."""
+    chips = []
+    for state in (None, *states):
+        query = {k: v for k, v in keep.items() if v}
+        if state:
+            query[param] = state
+        if lang_en:
+            query["lang"] = "en"
+        chips.append({"state": state or "all", "count": len(found) if state is None else found.count(state),
+                      "href": "/ops" + (f"?{urlencode(query)}" if query else ""), "on": want == state})
+    return chips
+
+
 @router.get("/ops", response_class=HTMLResponse)
 def ops(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     who = _staff(request, session, services, OPS_VIEW)
     if isinstance(who, Response):
         return who
+    params = request.query_params
+    err = params.get("err")
+    want = {"health": params.get("health") or None, "gw": params.get("gw") or None}
+    for param, states in (("health", LOCKER_STATES), ("gw", GATEWAY_STATES)):
+        if want[param] is not None and want[param] not in states:
+            err = f"{param} must be one of {', '.join(states)}; showing all"
+            want[param] = None
     stations = crud.list_stations(session)
     if who.role == "station_agent":
         stations = [s for s in stations if s.id == who.station_id]
@@ -114,16 +142,22 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     rollouts = session.scalars(select(Command).where(Command.op == "fw_rollout").order_by(Command.cursor.desc())
                                .limit(20)).all()
     now = time.time()
-    health = {(s.id, lk.id): locker_health(lk, now, services.settings.stale_seconds)
-              for s in stations for lk in s.lockers}
+    stale_after = services.settings.stale_seconds
+    lockers = sorted(((s, lk, locker_health(lk, now, stale_after)) for s in stations for lk in s.lockers),
+                     key=lambda r: (LOCKER_STATES.index(r[2]), r[0].id, r[1].id))
     reports = {g.station_id: g for g in session.scalars(select(GatewayHealth).where(
         GatewayHealth.station_id.in_(ids))).all()} if ids else {}
-    gateways = [(s, reports.get(s.id), gateway_state(reports.get(s.id), now, services.settings.stale_seconds))
-                for s in stations]
-    return _render(request, "ops.html", services, who=who, stations=stations, alarms=alarms, health=health,
-                   gateways=gateways,
-                   rollouts=[r for r in rollouts if r.station_id in ids], msg=request.query_params.get("msg"),
-                   err=request.query_params.get("err"))
+    gateways = sorted(((s, reports.get(s.id), gateway_state(reports.get(s.id), now, stale_after))
+                       for s in stations), key=lambda r: (GATEWAY_STATES.index(r[2]), r[0].id))
+    lang_en = params.get("lang") == "en"
+    return _render(request, "ops.html", services, who=who, alarms=alarms,
+                   lockers=[r for r in lockers if want["health"] in (None, r[2])],
+                   gateways=[r for r in gateways if want["gw"] in (None, r[2])],
+                   locker_chips=_filters("health", LOCKER_STATES, [r[2] for r in lockers], want["health"],
+                                         {"gw": want["gw"]}, lang_en),
+                   gateway_chips=_filters("gw", GATEWAY_STATES, [r[2] for r in gateways], want["gw"],
+                                          {"health": want["health"]}, lang_en),
+                   rollouts=[r for r in rollouts if r.station_id in ids], msg=params.get("msg"), err=err)
 
 
 def svg_chart(points, *, since: float, span: float, unit: str, width: int = 320, height: int = 110) -> str:

@@ -113,10 +113,21 @@ def test_maintenance_dashboard_in_chromium(served, browser, tmp_path):
     assert page.url.endswith("/ops")
     assert page.locator("#page-title").inner_text().startswith("运维看板")
     assert page.locator("tr.alarm").count() == 2
+    assert page.locator("tr.alarm-lock_jam").inner_text().count("锁卡住") == 1
+    assert "柜门未关" in page.locator("tr.alarm-door_ajar").inner_text()
     row = page.locator(f"#row-{STATION}-l1")
     assert row.get_attribute("data-health") == "online" and "0.1.0" in row.inner_text()
     assert page.locator(f"#row-{STATION}-l2").get_attribute("data-health") == "unknown"
     shot(page, "ops-dashboard-zh", tmp_path)
+    # the chips filter the locker table by state (l1 online, l2 never heard from)
+    assert page.locator("#locker-filter-online b").inner_text() == "1"
+    page.click("#locker-filter-online")
+    page.wait_for_load_state()
+    assert page.locator("tr.locker-row").count() == 1 and page.locator(f"#row-{STATION}-l1").count() == 1
+    assert "on" in page.locator("#locker-filter-online").get_attribute("class")
+    page.click("#locker-filter-all")
+    page.wait_for_load_state()
+    assert page.locator("tr.locker-row").count() == 2
     page.locator("tr.alarm .ack-btn").first.click()
     page.wait_for_load_state()
     assert page.locator("tr.alarm").count() == 1

@@ -303,6 +303,48 @@ def test_ops_page_shows_gateway_health_and_fault_report(cloud):
     assert "5号格口门锁坏了" not in after[after.index('id="alarms"'):after.index('id="gateways"')]
 
 
+def _status(src: str, seq: int, state: str, rx: float) -> dict:
+    return {"src": src, "boot": "a1b2c3d4", "seq": seq, "kind": "status", "rx": rx,
+            "body": {"v": 1, "state": state}}
+
+
+def test_ops_page_lists_the_urgent_first_and_filters_by_state(cloud):
+    now = time.time()
+    stale = now - cloud.settings.stale_seconds - 60
+    assert _statuses(cloud.ingest([_status("l1", 1, "online", now), _status("l2", 1, "lost", now),
+                                   gw(3, "gw_tele", tele_body(), rx=now)])) == ["applied"] * 3
+    assert _statuses(cloud.ingest([_status("l9", 1, "online", stale)], station=OTHER,
+                                  key="dongcun-station-key-0002")) == ["applied"]
+
+    html = cloud.client.get("/ops", headers=admin_headers()).text
+    rows = [f'id="row-{STATION}-l2"', f'id="row-{OTHER}-l9"', f'id="row-{STATION}-l1"']
+    assert [html.index(r) for r in rows] == sorted(html.index(r) for r in rows)   # offline, stale, online
+    chips = html[html.index('id="locker-filters"'):].split("</p>")[0]
+    for state, count in (("all", 3), ("offline", 1), ("stale", 1), ("unknown", 0), ("online", 1)):
+        chip = chips[chips.index(f'id="locker-filter-{state}"'):].split("</a>")[0]
+        assert f"<b>{count}</b>" in chip, (state, chip)
+    gws = html[html.index('id="gateways"'):html.index('id="health"')]
+    assert gws.index(f'id="gw-{OTHER}"') < gws.index(f'id="gw-{STATION}"')   # never reported before online
+
+    offline = cloud.client.get("/ops?health=offline", headers=admin_headers()).text
+    assert f'id="row-{STATION}-l2"' in offline and "row-" + OTHER not in offline and f"row-{STATION}-l1" not in offline
+    assert 'id="locker-filter-offline" class="chip on"' in offline
+    assert f'id="gw-{STATION}"' in offline and f'id="gw-{OTHER}"' in offline     # the other table is not filtered
+    none = cloud.client.get("/ops?health=unknown", headers=admin_headers()).text
+    assert "locker-row" not in none and "没有这个状态的项。" in none
+
+    gw_unknown = cloud.client.get("/ops?gw=unknown&health=stale&lang=en", headers=admin_headers()).text
+    assert f'id="gw-{OTHER}"' in gw_unknown and f'id="gw-{STATION}"' not in gw_unknown
+    assert f'id="row-{OTHER}-l9"' in gw_unknown and f"row-{STATION}-l2" not in gw_unknown
+    # each chip keeps the other table's filter and the language
+    assert 'href="/ops?gw=unknown&amp;health=offline&amp;lang=en"' in gw_unknown
+    assert 'href="/ops?health=stale&amp;gw=online&amp;lang=en"' in gw_unknown
+
+    bad = cloud.client.get("/ops?health=broken", headers=admin_headers())
+    assert bad.status_code == 200 and "health must be one of offline, stale, unknown, online" in bad.text
+    assert all(r in bad.text for r in rows)
+
+
 # ---- firmware update and courier events (protocol §3.7, §4.1) ---------------------------------
 
 def test_firmware_and_courier_events_are_held_and_bad_ones_refused(cloud):
