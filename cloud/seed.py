@@ -97,6 +97,9 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
     session.execute(insert(Station), station_rows)
     carriers = ("EMS", "SF", "ZTO", "YTO", "STO", "YUNDA", "JT", "JD")
     parcel_rows = []
+    # weights of outbound parcels (taken in at the station's scale) from a stream of their own, so the
+    # rest of the county comes out the same for a given seed
+    scale = random.Random(f"weights-{seed}")
     k = 0
     for st in station_rows:
         count = int(parcels_per_station_day * days * rng.uniform(0.2, 1.8))
@@ -120,7 +123,8 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
                 "station_id": st["id"], "locker_id": None, "compartment": None, "size": rng.choice("SML"),
                 "status": status, "created_at": created, "updated_at": picked or deposited,
                 "deposited_at": min(deposited, now), "picked_up_at": picked, "fee_cents": 0, "fee_reason": None,
-                "produce": outbound and rng.random() < 0.6, "reminders": 0, "overdue_at": overdue_at})
+                "produce": outbound and rng.random() < 0.6, "reminders": 0, "overdue_at": overdue_at,
+                "weight_g": scale.randint(500, 20000) if outbound else None})
     for i in range(0, len(parcel_rows), 2000):
         session.execute(insert(Parcel), parcel_rows[i:i + 2000])
     session.commit()

@@ -33,6 +33,8 @@ def test_county_statistics(cloud):
         total = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.created_at >= now - 30 * 86400))
         outbound = session.scalar(select(func.count()).select_from(Parcel).where(
             Parcel.direction == "outbound", Parcel.produce.is_(True)))
+        produce_g = session.scalar(select(func.sum(Parcel.weight_g)).where(
+            Parcel.direction == "outbound", Parcel.produce.is_(True)))
         late = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.overdue_at.is_not(None)))
     for by in ("town", "village", "carrier"):
         rows = c.get("/api/v1/stats/volumes", params={"by": by, "days": 30}, headers=admin_headers()).json()
@@ -43,6 +45,8 @@ def test_county_statistics(cloud):
     assert od[-1]["overdue"] == late and 0 < od[-1]["overdue_rate"] < 0.2
     prod = c.get("/api/v1/stats/produce", headers=admin_headers()).json()
     assert sum(r["parcels"] for r in prod) == outbound > 0
+    # per row rounded to 0.1 kg
+    assert abs(sum(r["weight_kg"] for r in prod) - produce_g / 1000) <= 0.05 * len(prod) and produce_g > 0
     sub = c.get("/api/v1/stats/subsidy", headers=admin_headers()).json()
     assert sub[0]["score"] >= sub[-1]["score"] and sub[0]["distance_km"] > 20
 
