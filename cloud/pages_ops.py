@@ -150,7 +150,7 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     gateways = sorted(((s, reports.get(s.id), gateway_state(reports.get(s.id), now, stale_after))
                        for s in stations), key=lambda r: (GATEWAY_STATES.index(r[2]), r[0].id))
     lang_en = params.get("lang") == "en"
-    return _render(request, "ops.html", services, who=who, alarms=alarms,
+    return _render(request, "ops.html", services, who=who, alarms=alarms, names={s.id: s.name for s in stations},
                    lockers=[r for r in lockers if want["health"] in (None, r[2])],
                    gateways=[r for r in gateways if want["gw"] in (None, r[2])],
                    locker_chips=_filters("health", LOCKER_STATES, [r[2] for r in lockers], want["health"],

@@ -115,6 +115,7 @@ def test_maintenance_dashboard_in_chromium(served, browser, tmp_path):
     assert page.locator("tr.alarm").count() == 2
     assert page.locator("tr.alarm-lock_jam").inner_text().count("锁卡住") == 1
     assert "柜门未关" in page.locator("tr.alarm-door_ajar").inner_text()
+    assert "冯家村便民店" in page.locator("tr.alarm-door_ajar").inner_text()
     row = page.locator(f"#row-{STATION}-l1")
     assert row.get_attribute("data-health") == "online" and "0.1.0" in row.inner_text()
     assert page.locator(f"#row-{STATION}-l2").get_attribute("data-health") == "unknown"
