@@ -24,7 +24,7 @@ from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, Principal, a
                    principal_from_request, recipient_phone)
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
-from .models import Alarm, Command, GatewayHealth, Notification, OtpCode, Parcel, PickupCode, Recipient
+from .models import Alarm, Command, GatewayHealth, Notification, OtpCode, Parcel, PickupCode, Recipient, Station
 from .pages import _render
 from .ratelimit import hit
 from .schemas import RecipientUpdate
@@ -289,8 +289,13 @@ def phone_home(request: Request, session: SessionDep, services: ServicesDep) -> 
     codes = session.scalars(select(PickupCode).where(PickupCode.phone == phone, PickupCode.used.is_(False))).all()
     code_of = {ref: c.code for c in codes for ref in c.refs}
     rec = session.get(Recipient, phone)
+    # the villager goes to a place, not an id: each parcel names its station
+    station_ids = {p.station_id for p in parcels}
+    station_names = dict(session.execute(select(Station.id, Station.name).where(Station.id.in_(station_ids))).all()
+                         ) if station_ids else {}
     return _render(request, "phone.html", services, phone=phone, parcels=parcels, code_of=code_of, rec=rec,
-                   msg=request.query_params.get("msg"), carriers=crud.carrier_names(session))
+                   station_names=station_names, msg=request.query_params.get("msg"),
+                   carriers=crud.carrier_names(session))
 
 
 @router.post("/m/otp", response_class=HTMLResponse)

@@ -184,6 +184,9 @@ def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     phone.click("#code-submit")
     phone.wait_for_load_state()
     assert phone.locator("#parcel-p-web1 .big-code").inner_text() == "482913"
+    assert phone.locator("#parcel-p-web1 .station-name").inner_text() == "冯家村便民店"
+    # a villager's page has no links to the staff pages, only the language switch
+    assert phone.locator("#nav a").count() == 1 and phone.locator("#nav-lang").count() == 1
     phone.click("#consent-grant")
     phone.wait_for_load_state()
     assert phone.locator("#consent-state").inner_text() == "已同意"
