@@ -145,6 +145,7 @@ def test_maintenance_dashboard_in_chromium(served, browser, tmp_path):
     page.click("#action-send")
     page.wait_for_load_state()
     assert re.fullmatch(r"k-[0-9a-f]{16}", page.locator("#cmd-ok").inner_text())
+    assert page.locator("#commands tr.command .op").first.inner_text() == "远程开门"
     shot(page, "ops-locker-zh", tmp_path)
     page.select_option("#op", "open")
     page.fill("#reason", "")
