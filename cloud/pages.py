@@ -6,13 +6,17 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from . import crud
+from .auth import STAFF_READ, Principal, principal_from_request
 from .deps import ServicesDep
 from .errors import NotFound
+from .models import Station
 from .i18n import pick_lang, translator
 from .storage import SessionDep
 
@@ -37,16 +41,33 @@ def _render(request: Request, name: str, services, status_code: int = 200, **ctx
     }, status_code=status_code)
 
 
+def _staff(request: Request, session, services, roles: tuple[str, ...]) -> Principal | Response:
+    """The logged-in staff member if their role is one of `roles`, else a redirect to the login page."""
+    who = principal_from_request(request, session, services)
+    if who is None or who.role not in roles:
+        target = quote(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+    return who
+
+
 @router.get("/", response_class=HTMLResponse)
-def overview(request: Request, session: SessionDep, services: ServicesDep) -> HTMLResponse:
-    """All stations, lockers, compartment grid and recent parcels."""
+def overview(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    """All stations, lockers, compartment grid and recent parcels (staff; open to all in demo mode)."""
+    if not services.settings.demo:
+        who = _staff(request, session, services, STAFF_READ)
+        if isinstance(who, Response):
+            return who
     return _render(request, "overview.html", services, stations=crud.list_stations(session),
                    parcels=crud.list_parcels(session, limit=20), carriers=crud.carrier_names(session))
 
 
 @router.get("/sms", response_class=HTMLResponse)
-def sms(request: Request, session: SessionDep, services: ServicesDep) -> HTMLResponse:
-    """The SMS outbox, newest first."""
+def sms(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    """The SMS outbox, newest first: it holds pickup codes, so staff only (open to all in demo mode)."""
+    if not services.settings.demo:
+        who = _staff(request, session, services, STAFF_READ)
+        if isinstance(who, Response):
+            return who
     return _render(request, "sms.html", services, messages=crud.list_notifications(session, limit=200))
 
 
@@ -57,4 +78,6 @@ def parcel(ref: str, request: Request, session: SessionDep, services: ServicesDe
         found = crud.get_parcel(session, ref=ref)
     except NotFound:
         return _render(request, "parcel.html", services, status_code=404, parcel=None, ref=ref, carriers={})
-    return _render(request, "parcel.html", services, parcel=found, ref=ref, carriers=crud.carrier_names(session))
+    station = session.get(Station, found.station_id) if found.station_id else None
+    return _render(request, "parcel.html", services, parcel=found, ref=ref, carriers=crud.carrier_names(session),
+                   station_name=station.name if station else None)

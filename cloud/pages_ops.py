@@ -21,11 +21,11 @@ from sqlalchemy import select
 from . import commands, crud, lifecycle, stats
 from . import constants as K
 from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, Principal, authenticate_user, make_token,
-                   principal_from_request, recipient_phone)
+                   recipient_phone)
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
 from .models import Alarm, Command, GatewayHealth, Notification, OtpCode, Parcel, PickupCode, Recipient, Station
-from .pages import _render
+from .pages import _render, _staff
 from .ratelimit import hit
 from .schemas import RecipientUpdate
 from .storage import SessionDep
@@ -36,14 +36,6 @@ router = APIRouter(include_in_schema=False)
 
 def _lang_q(request: Request) -> str:
     return "?lang=en" if request.query_params.get("lang") == "en" else ""
-
-
-def _staff(request: Request, session, services, roles: tuple[str, ...]) -> Principal | Response:
-    who = principal_from_request(request, session, services)
-    if who is None or who.role not in roles:
-        target = quote(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
-        return RedirectResponse(f"/login?next={target}", status_code=303)
-    return who
 
 
 # ---- login -----------------------------------------------------------------------------------

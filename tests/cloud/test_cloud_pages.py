@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cloudkit import birth, code_record, empty_comps, evt, parcel_record
+from cloudkit import PASSWORD, add_user, admin_headers, birth, code_record, empty_comps, evt, login, parcel_record
 
 
 def fill(cloud) -> None:
@@ -16,7 +16,7 @@ def fill(cloud) -> None:
 
 def test_overview_page(cloud):
     fill(cloud)
-    html = cloud.client.get("/").text
+    html = cloud.client.get("/", headers=admin_headers()).text
     assert '<html lang="zh-CN">' in html
     assert "站点总览" in html and "最近包裹" in html and '<meta http-equiv="refresh"' in html
     assert "冯家村便民店" in html and 'id="station-lz-fengjia-01"' in html
@@ -24,20 +24,44 @@ def test_overview_page(cloud):
     assert 'class="comp state-occupied"' in html and 'class="comp state-fault"' in html
     assert "在线" in html and "未知" in html            # l1 after its birth, l2 never heard from
     assert "ZT5566778899" in html and "中通快递" in html and "已通知" in html
-    en = cloud.client.get("/?lang=en").text
+    en = cloud.client.get("/?lang=en", headers=admin_headers()).text
     assert '<html lang="en">' in en
     assert "Stations overview" in en and "Recent parcels" in en and "ZTO Express" in en and "notified" in en
     assert "站点总览" not in en
 
 
 def test_sms_page(cloud):
-    empty = cloud.client.get("/sms")
+    empty = cloud.client.get("/sms", headers=admin_headers())
     assert empty.status_code == 200 and "还没有短信" in empty.text
     fill(cloud)
-    html = cloud.client.get("/sms").text
+    html = cloud.client.get("/sms", headers=admin_headers()).text
     assert "短信" in html and "13800138000" in html and "取件码 730518" in html and "已发送" in html
-    en = cloud.client.get("/sms?lang=en").text
+    en = cloud.client.get("/sms?lang=en", headers=admin_headers()).text
     assert "SMS outbox" in en and "取件码 730518" in en and "sent" in en
+
+
+def test_overview_and_sms_pages_need_a_staff_login(cloud):
+    fill(cloud)
+    c = cloud.client
+    for path in ("/", "/sms", "/sms?lang=en"):
+        # the SMS outbox holds every pickup code: an anonymous visitor is sent to the login page
+        resp = c.get(path, follow_redirects=False)
+        assert resp.status_code == 303 and resp.headers["location"].startswith("/login?next=/"), path
+        assert "730518" not in c.get(path).text
+    add_user(c, "ops-zhao", "maintenance")
+    staff = login(c, "ops-zhao", PASSWORD)
+    assert "取件码 730518" in c.get("/sms", headers=staff).text
+    assert "冯家村便民店" in c.get("/", headers=staff).text
+
+
+def test_pages_are_open_in_demo_mode(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from cloud.app import create_app
+    from cloud.settings import Settings
+    with TestClient(create_app(Settings(demo=True, database_url=f"sqlite:///{tmp_path}/demo.db"))) as c:
+        assert c.get("/", follow_redirects=False).status_code == 200
+        assert c.get("/sms", follow_redirects=False).status_code == 200
 
 
 def test_parcel_page(cloud):
@@ -46,7 +70,8 @@ def test_parcel_page(cloud):
     resp = cloud.client.get("/parcels/p-page1")
     assert resp.status_code == 200
     html = resp.text
-    assert "包裹轨迹" in html and "ZT5566778899" in html
+    assert "包裹轨迹" in html and "ZT5566778899" in html and "冯家村便民店" in html
+    assert "13800138000" not in html and "730518" not in html     # open tracking: no phone, no code
     assert 'class="status status-picked_up">已取件<' in html
     timeline = html[html.index('id="timeline"'):]
     positions = [timeline.find(step) for step in ("已预报", "已入柜", "已通知", "已取件")]

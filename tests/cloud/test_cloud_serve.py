@@ -25,7 +25,7 @@ def test_serve_from_environment(tmp_path):
         wait_port("127.0.0.1", port, timeout=30)
         health = httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=10).json()
         assert health["db"] == "ok" and health["status"] == "ok"
-        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10, headers={"Authorization": f"Bearer {ADMIN}"})
         assert page.status_code == 200 and "站点总览" in page.text
         assert (tmp_path / "served.db").exists()
     finally:
