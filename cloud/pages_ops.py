@@ -262,7 +262,15 @@ def stats_page(request: Request, session: SessionDep, services: ServicesDep) -> 
     return _render(request, "stats.html", services, who=who, coverage=stats.coverage(session), days=days,
                    pivot=ranked, by=by, pickup=times, peak=peak, overdue=stats.overdue(session),
                    flags=stats.flags(session, limit=50), subsidy=stats.subsidy(session, limit=20),
-                   produce=stats.produce(session)[:15], carriers=crud.carrier_names(session))
+                   produce=stats.produce(session)[:15], fees=_fee_rows(stats.fees(session)),
+                   carriers=crud.carrier_names(session))
+
+
+def _fee_rows(rows: list[dict]) -> list[dict]:
+    """The page's fee rows: the extra charges on inbound parcels (up to 30), then the 10 largest postage
+    totals; the export has them all."""
+    return ([r for r in rows if r["direction"] == "inbound"][:30]
+            + [r for r in rows if r["direction"] != "inbound"][:10])
 
 
 # ---- phone page ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""County statistics (coverage, volumes, pickup times, overdue rate, flags, subsidy ranking, farm produce)
+"""County statistics (coverage, volumes, pickup times, overdue rate, flags, subsidy ranking, farm produce, fees)
 and their CSV / XLSX export. Days are China Standard Time calendar days."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .models import Carrier, Parcel, SignoffFlag, Station, Town, Village
 
 CST = timezone(timedelta(hours=8))
 PICKUP_BUCKETS = ((0, 2), (2, 6), (6, 12), (12, 24), (24, 48), (48, 72), (72, None))
-TABLES = ("coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce")
+TABLES = ("coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce", "fees")
 
 
 def _day(session: Session, column):
@@ -149,6 +149,31 @@ def produce(session: Session, *, days: int = 30, now: float | None = None) -> li
                    for t, c, n, w in session.execute(stmt).all()), key=lambda r: (-r["parcels"], r["town"]))
 
 
+def fees(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
+    """Fees recorded in the period per station (with its town), direction and reason: parcels charged, the
+    total, and the carriers whose parcels they were.
+
+    A fee on an inbound parcel is a charge to the recipient for its delivery, the extra charge for remote
+    villages (二次收费) the county office looks into: those rows come first, then the largest totals."""
+    stmt = (select(Town.name, Station.id, Station.name, Parcel.direction, Parcel.fee_reason, Parcel.carrier,
+                   func.count(), func.sum(Parcel.fee_cents)).select_from(Parcel)
+            .join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
+            .outerjoin(Town, Town.id == Village.town_id)
+            .where(Parcel.fee_cents > 0, Parcel.created_at >= _period(days, now))
+            .group_by(Town.name, Station.id, Station.name, Parcel.direction, Parcel.fee_reason, Parcel.carrier))
+    grouped: dict[tuple, dict[str, Any]] = {}
+    for town, sid, sname, direction, reason, carrier, n, cents in session.execute(stmt).all():
+        row = grouped.setdefault((sid, direction, reason), {
+            "town": town or "—", "station_id": sid, "station": sname, "direction": direction,
+            "reason": reason or "—", "parcels": 0, "total_yuan": 0.0, "carriers": []})
+        row["parcels"] += n
+        row["total_yuan"] = round(row["total_yuan"] + (cents or 0) / 100, 2)
+        row["carriers"].append(carrier or "—")
+    rows = [{**r, "carriers": " ".join(sorted(r["carriers"]))} for r in grouped.values()]
+    rows.sort(key=lambda r: (r["direction"] != "inbound", -r["total_yuan"], r["town"], r["station_id"]))
+    return rows
+
+
 def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
     """One statistics table by name (see TABLES)."""
     if name == "coverage":
@@ -157,7 +182,8 @@ def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
         return volumes(session, **kw)
     if name == "flags":
         return [{k: v for k, v in r.items() if k != "evidence"} for r in flags(session)]
-    fn = {"pickup_times": pickup_times, "overdue": overdue, "subsidy": subsidy, "produce": produce}.get(name)
+    fn = {"pickup_times": pickup_times, "overdue": overdue, "subsidy": subsidy, "produce": produce,
+          "fees": fees}.get(name)
     if fn is None:
         raise ValueError(f"unknown table {name}")
     return fn(session, **{k: v for k, v in kw.items() if k != "by"})

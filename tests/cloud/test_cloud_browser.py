@@ -163,6 +163,8 @@ def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     staff_login(page, served, "county-wang", "/stats")
     assert page.locator("tr.coverage-row").count() >= 12
     assert page.locator("tr.subsidy-row").count() == 20
+    assert page.locator("#fees tr.fee-inbound").count() >= 1
+    assert "偏远村派送费" in page.locator("#fees tr.fee-row").first.inner_text()
     shot(page, "stats-zh", tmp_path)
     with page.expect_download() as dl:
         page.click("#coverage a:has-text('XLSX')")

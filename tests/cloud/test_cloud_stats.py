@@ -35,6 +35,8 @@ def test_county_statistics(cloud):
             Parcel.direction == "outbound", Parcel.produce.is_(True)))
         produce_g = session.scalar(select(func.sum(Parcel.weight_g)).where(
             Parcel.direction == "outbound", Parcel.produce.is_(True)))
+        fee_cents = dict(session.execute(select(Parcel.direction, func.sum(Parcel.fee_cents)).where(
+            Parcel.fee_cents > 0, Parcel.created_at >= now - 30 * 86400).group_by(Parcel.direction)).all())
         late = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.overdue_at.is_not(None)))
     for by in ("town", "village", "carrier"):
         rows = c.get("/api/v1/stats/volumes", params={"by": by, "days": 30}, headers=admin_headers()).json()
@@ -47,6 +49,14 @@ def test_county_statistics(cloud):
     assert sum(r["parcels"] for r in prod) == outbound > 0
     # per row rounded to 0.1 kg
     assert abs(sum(r["weight_kg"] for r in prod) - produce_g / 1000) <= 0.05 * len(prod) and produce_g > 0
+    fees = c.get("/api/v1/stats/fees", headers=admin_headers()).json()
+    for direction in ("inbound", "outbound"):
+        charged = sum(r["total_yuan"] for r in fees if r["direction"] == direction)
+        assert abs(charged - fee_cents[direction] / 100) < 0.01, direction
+    # the extra charges on inbound parcels (二次收费) are listed first
+    kinds = [r["direction"] for r in fees]
+    assert kinds[0] == "inbound" and kinds == sorted(kinds, key=lambda d: d != "inbound")
+    assert {r["reason"] for r in fees if r["direction"] == "inbound"} == {"偏远村派送费"}
     sub = c.get("/api/v1/stats/subsidy", headers=admin_headers()).json()
     assert sub[0]["score"] >= sub[-1]["score"] and sub[0]["distance_km"] > 20
 
