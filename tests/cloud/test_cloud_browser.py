@@ -165,6 +165,9 @@ def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     assert page.locator("tr.subsidy-row").count() == 20
     assert page.locator("#fees tr.fee-inbound").count() >= 1
     assert "偏远村派送费" in page.locator("#fees tr.fee-row").first.inner_text()
+    # the export links work with the page's login cookie
+    csv = page.request.get(served + page.locator("#fees h2 a", has_text="CSV").get_attribute("href"))
+    assert csv.status == 200 and "偏远村派送费" in csv.text() and csv.text().startswith("\ufefftown,station_id")
     shot(page, "stats-zh", tmp_path)
     with page.expect_download() as dl:
         page.click("#coverage a:has-text('XLSX')")
