@@ -138,6 +138,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "score": ("得分", "Score"),
     "produce": ("农产品寄出量", "Farm-produce outbound"),
     "fees": ("收费记录（二次收费核查）", "Fees charged (extra-charge audit)"),
+    "last_n_days": ("近{n}天", "Last {n} days"),
+    "period_note": ("统计期用于取件时长、滞留率、补贴排名、农产品和收费；覆盖率为当前，疑点为最新50条。",
+                    "The period covers pickup times, overdue rate, subsidy ranking, farm produce and fees; "
+                    "coverage is as of now, flags are the newest 50."),
     "fees_note": ("收件的收费是向收件人加收的派送费，排在前面，请逐条核查；寄件的收费是运费。",
                   "A fee on an inbound parcel is an extra charge to the recipient for delivery: those come first, "
                   "to be looked into; fees on outbound parcels are postage."),

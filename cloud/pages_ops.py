@@ -243,13 +243,26 @@ def ops_command(station_id: str, locker_id: str, request: Request, session: Sess
 
 # ---- statistics ------------------------------------------------------------------------------
 
+STATS_PERIODS = (7, 30, 90)  # days the statistics page can cover; 30 by default
+
+
 @router.get("/stats", response_class=HTMLResponse)
 def stats_page(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     who = _staff(request, session, services, STATS)
     if isinstance(who, Response):
         return who
-    by = request.query_params.get("by", "town")
+    params = request.query_params
+    by = params.get("by", "town")
     by = by if by in ("town", "village", "carrier") else "town"
+    err = None
+    period = params.get("period", str(STATS_PERIODS[1]))
+    if not period.isdigit() or int(period) not in STATS_PERIODS:
+        err = f"period must be one of {', '.join(map(str, STATS_PERIODS))} days; showing {STATS_PERIODS[1]}"
+        period = str(STATS_PERIODS[1])
+    period = int(period)
+    lang_en = params.get("lang") == "en"
+    periods = [{"days": n, "on": n == period, "href": "/stats?" + urlencode(
+        {"period": n, "by": by, **({"lang": "en"} if lang_en else {})})} for n in STATS_PERIODS]
     vols = stats.volumes(session, by=by, days=7)
     days = sorted({r["day"] for r in vols})
     pivot: dict[str, dict[str, tuple[int, int]]] = {}
@@ -257,13 +270,14 @@ def stats_page(request: Request, session: SessionDep, services: ServicesDep) -> 
         pivot.setdefault(r[by], {})[r["day"]] = (r["inbound"], r["outbound"])
     # the page shows the 20 busiest groups; the export has them all
     ranked = sorted(pivot.items(), key=lambda kv: -sum(a + b for a, b in kv[1].values()))[:20]
-    times = stats.pickup_times(session)
+    times = stats.pickup_times(session, days=period)
     peak = max((r["parcels"] for r in times), default=0) or 1
     return _render(request, "stats.html", services, who=who, coverage=stats.coverage(session), days=days,
-                   pivot=ranked, by=by, pickup=times, peak=peak, overdue=stats.overdue(session),
-                   flags=stats.flags(session, limit=50), subsidy=stats.subsidy(session, limit=20),
-                   produce=stats.produce(session)[:15], fees=_fee_rows(stats.fees(session)),
-                   carriers=crud.carrier_names(session))
+                   pivot=ranked, by=by, pickup=times, peak=peak, overdue=stats.overdue(session, days=period),
+                   flags=stats.flags(session, limit=50), subsidy=stats.subsidy(session, days=period, limit=20),
+                   produce=stats.produce(session, days=period)[:15],
+                   fees=_fee_rows(stats.fees(session, days=period)), carriers=crud.carrier_names(session),
+                   period=period, periods=periods, err=err)
 
 
 def _fee_rows(rows: list[dict]) -> list[dict]:

@@ -165,6 +165,17 @@ def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     assert page.locator("tr.subsidy-row").count() == 20
     assert page.locator("#fees tr.fee-inbound").count() >= 1
     assert "偏远村派送费" in page.locator("#fees tr.fee-row").first.inner_text()
+    # a period of 7 days: the chip is on, the tables and their export links cover 7 days
+    page.click("#period-7")
+    page.wait_for_load_state()
+    assert "on" in page.locator("#period-7").get_attribute("class")
+    assert "days=7" in page.locator("#fees h2 a", has_text="CSV").get_attribute("href")
+    overdue_7 = httpx.get(f"{served}/api/v1/stats/overdue", params={"days": 7},
+                          headers={"Authorization": f"Bearer {ADMIN}"}).json()[-1]
+    assert page.locator("#overdue tbody tr").last.inner_text().split("\t")[1:3] == [
+        str(overdue_7["deposited"]), str(overdue_7["overdue"])]
+    page.click("#period-30")
+    page.wait_for_load_state()
     # the export links work with the page's login cookie
     csv = page.request.get(served + page.locator("#fees h2 a", has_text="CSV").get_attribute("href"))
     assert csv.status == 200 and "偏远村派送费" in csv.text() and csv.text().startswith("\ufefftown,station_id")

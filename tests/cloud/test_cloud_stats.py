@@ -70,6 +70,12 @@ def test_county_statistics(cloud):
     assert rows[0] == ("day", "carrier", "inbound", "outbound")
     assert sum(r[2] + r[3] for r in rows[1:]) == total
     assert c.get("/api/v1/stats/nonsense", headers=admin_headers()).status_code == 422
+    # the page's period: 7, 30 or 90 days; anything else shows 30 with an error line
+    page = c.get("/stats", params={"period": "7"}, headers=admin_headers()).text
+    assert 'id="period-7" class="chip on"' in page and "近7天" in page
+    page = c.get("/stats", params={"period": "365"}, headers=admin_headers())
+    assert page.status_code == 200 and "period must be one of 7, 30, 90 days; showing 30" in page.text
+    assert 'id="period-30" class="chip on"' in page.text
     assert c.get("/api/v1/stats/volumes", params={"by": "planet"}, headers=admin_headers()).status_code == 422
     assert c.get("/api/v1/stats/volumes", params={"days": 0}, headers=admin_headers()).status_code == 422
 
