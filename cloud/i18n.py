@@ -129,6 +129,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "overdue_n": ("滞留数", "Overdue"),
     "flags": ("虚假签收疑点", "Fake sign-off flags"),
     "no_flags": ("没有疑点。", "No flags."),
+    "flag_open": ("待核查", "to check"),
+    "flag_resolved": ("已处理", "resolved"),
     "missing": ("缺少证据", "Missing evidence"),
     "carrier_signed": ("快递员报签收", "carrier reported signed"),
     "not_received": ("收件人报未收到", "recipient reports not received"),

@@ -178,6 +178,18 @@ def test_fake_signoff_flags(cloud):
     assert three == {"waybill": "YT7788990033", "status": "picked_up", "flagged": False, "missing": []}
     csv = c.get("/api/v1/stats/flags/export", params={"fmt": "csv"}, headers=admin_headers())
     assert csv.status_code == 200 and "YT7788990022" in csv.content.decode("utf-8-sig")
+    # the statistics page lists both flags to check; a resolved one says so
+    resolved = c.post(f"/api/v1/flags/{flags['p-2']['id']}/resolve", json={"reason": "快递员补投，已核实"},
+                      headers=admin_headers())
+    assert resolved.status_code == 200
+    page = c.get("/stats", headers=admin_headers()).text
+
+    def row(ref: str) -> str:
+        start = page.rindex("<tr", 0, page.index(f'id="flag-{flags[ref]["id"]}"'))
+        return page[start:page.index("</tr>", start)]
+
+    assert "YT7788990022" in row("p-2") and "已处理" in row("p-2") and "flag-open" not in row("p-2")
+    assert "YT7788990011" in row("p-1") and "待核查" in row("p-1") and "flag-open" in row("p-1")
 
 
 def test_new_carrier_and_courier_pin(cloud):
