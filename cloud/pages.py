@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -16,8 +15,8 @@ from . import crud
 from .auth import STAFF_READ, Principal, principal_from_request
 from .deps import ServicesDep
 from .errors import NotFound
-from .models import Station
 from .i18n import pick_lang, translator
+from .models import Station
 from .storage import SessionDep
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))

@@ -129,11 +129,11 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
                 "deposited_at": min(deposited, now), "picked_up_at": picked, "fee_cents": 0, "fee_reason": None,
                 "produce": outbound and rng.random() < 0.6, "reminders": 0, "overdue_at": overdue_at,
                 "weight_g": scale.randint(500, 20000) if outbound else None})
-            fee = parcel_rows[-1]
+            row = parcel_rows[-1]
             if outbound:
-                fee["fee_cents"], fee["fee_reason"] = charge.choice((800, 1000, 1200, 1500)), "运费"
+                row["fee_cents"], row["fee_reason"] = charge.choice((800, 1000, 1200, 1500)), "运费"
             elif st["id"] in charging and charge.random() < 0.5:
-                fee["fee_cents"], fee["fee_reason"] = charge.choice((100, 200, 300)), "偏远村派送费"
+                row["fee_cents"], row["fee_reason"] = charge.choice((100, 200, 300)), "偏远村派送费"
     for i in range(0, len(parcel_rows), 2000):
         session.execute(insert(Parcel), parcel_rows[i:i + 2000])
     session.commit()
