@@ -141,9 +141,17 @@ STRINGS: dict[str, tuple[str, str]] = {
     "produce": ("农产品寄出量", "Farm-produce outbound"),
     "fees": ("收费记录（二次收费核查）", "Fees charged (extra-charge audit)"),
     "last_n_days": ("近{n}天", "Last {n} days"),
-    "period_note": ("统计期用于取件时长、滞留率、补贴排名、农产品和收费；覆盖率为当前，疑点为最新50条。",
-                    "The period covers pickup times, overdue rate, subsidy ranking, farm produce and fees; "
-                    "coverage is as of now, flags are the newest 50."),
+    "door_help_stats": ("送货上门（老年人、残疾人）", "Door-to-door help (elderly and disabled villagers)"),
+    "door_help_note": ("需要送货上门的收件人现有的待送包裹，等待最久的排在前面；送达数为统计期内。",
+                       "Parcels now waiting for recipients who asked for door-to-door help, longest waits first; "
+                       "deliveries are in the period."),
+    "no_door_help": ("没有需要送货上门的包裹。", "No parcels for door-to-door help."),
+    "waiting_n": ("待送包裹", "Waiting"),
+    "oldest_wait_h": ("最久等待(小时)", "Longest wait (h)"),
+    "delivered_door_n": ("已送货上门", "Delivered to door"),
+    "period_note": ("统计期用于取件时长、滞留率、补贴排名、农产品、送货上门和收费；覆盖率为当前，疑点为最新50条。",
+                    "The period covers pickup times, overdue rate, subsidy ranking, farm produce, door-to-door "
+                    "deliveries and fees; coverage is as of now, flags are the newest 50."),
     "fees_note": ("收件的收费是向收件人加收的派送费，排在前面，请逐条核查；寄件的收费是运费。",
                   "A fee on an inbound parcel is an extra charge to the recipient for delivery: those come first, "
                   "to be looked into; fees on outbound parcels are postage."),

@@ -55,7 +55,7 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
 
     from sqlalchemy import insert
 
-    from .models import District, Parcel, Town, Village
+    from .models import District, Parcel, Recipient, Town, Village
 
     rng = random.Random(seed)
     now = _time.time() if now is None else now
@@ -104,6 +104,10 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
     # extra charge on inbound parcels (二次收费), which the statistics bring to the county office's notice
     charge = random.Random(f"fees-{seed}")
     charging = {st["id"] for st in station_rows if charge.random() < 0.03}
+    # about 3 % of the recipients asked for door-to-door help (a stream of its own as well): their parcels
+    # are delivered to the door instead of picked up, and the ones still waiting make the dispatch list
+    helped = random.Random(f"door-help-{seed}")
+    door_phones: set[str] = set()
     k = 0
     for st in station_rows:
         count = int(parcels_per_station_day * days * rng.uniform(0.2, 1.8))
@@ -134,8 +138,18 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
                 row["fee_cents"], row["fee_reason"] = charge.choice((800, 1000, 1200, 1500)), "运费"
             elif st["id"] in charging and charge.random() < 0.5:
                 row["fee_cents"], row["fee_reason"] = charge.choice((100, 200, 300)), "偏远村派送费"
+            if not outbound and helped.random() < 0.03:
+                door_phones.add(row["phone"])
+                if row["status"] == "picked_up":
+                    row["status"], row["picked_up_at"] = "delivered_door", None
     for i in range(0, len(parcel_rows), 2000):
         session.execute(insert(Parcel), parcel_rows[i:i + 2000])
+    known = set(session.scalars(select(Recipient.phone).where(Recipient.phone.in_(door_phones))).all()) \
+        if door_phones else set()
+    fresh = sorted(door_phones - known)
+    if fresh:
+        session.execute(insert(Recipient), [{"phone": phone, "consent": "unknown", "door_help": True,
+                                              "updated_at": now} for phone in fresh])
     session.commit()
     return {"towns": towns, "villages": len(vids), "stations": len(station_rows), "parcels": len(parcel_rows)}
 

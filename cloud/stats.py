@@ -1,4 +1,5 @@
-"""County statistics (coverage, volumes, pickup times, overdue rate, flags, subsidy ranking, farm produce, fees)
+"""County statistics (coverage, volumes, pickup times, overdue rate, flags, subsidy ranking, farm produce, fees,
+door-to-door help)
 and their CSV / XLSX export. Days are China Standard Time calendar days."""
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.orm import Session
 
-from .models import Carrier, Parcel, SignoffFlag, Station, Town, Village
+from .models import Carrier, Parcel, Recipient, SignoffFlag, Station, Town, Village
 
 CST = timezone(timedelta(hours=8))
 PICKUP_BUCKETS = ((0, 2), (2, 6), (6, 12), (12, 24), (24, 48), (48, 72), (72, None))
-TABLES = ("coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce", "fees")
+TABLES = ("coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce", "fees", "door_help")
+WAITING = ("deposited", "notified", "overdue")
 
 
 def _day(session: Session, column):
@@ -174,6 +176,37 @@ def fees(session: Session, *, days: int = 30, now: float | None = None) -> list[
     return rows
 
 
+def door_help(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
+    """Door-to-door help per station: parcels now waiting for recipients who asked for it (elderly or
+    disabled villagers), the longest wait in hours, and parcels delivered to the door in the period.
+
+    Stations with parcels waiting come first, the longest waits first: the dispatch list of the day."""
+    now = time.time() if now is None else now
+    place = (lambda q: q.join(Station, Station.id == Parcel.station_id)
+             .outerjoin(Village, Village.id == Station.village_id).outerjoin(Town, Town.id == Village.town_id))
+    waiting = place(select(Town.name, Station.id, Station.name, func.count(), func.min(Parcel.deposited_at))
+                    .select_from(Parcel).join(Recipient, Recipient.phone == Parcel.phone)) \
+        .where(Recipient.door_help.is_(True), Parcel.direction == "inbound", Parcel.status.in_(WAITING)) \
+        .group_by(Town.name, Station.id, Station.name)
+    delivered = place(select(Town.name, Station.id, Station.name, func.count()).select_from(Parcel)) \
+        .where(Parcel.status == "delivered_door", Parcel.updated_at >= _period(days, now)) \
+        .group_by(Town.name, Station.id, Station.name)
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(town, sid, name) -> dict[str, Any]:
+        return rows.setdefault(sid, {"town": town or "—", "station_id": sid, "station": name, "waiting": 0,
+                                     "oldest_wait_h": None, "delivered_door": 0})
+
+    for town, sid, name, n, first in session.execute(waiting).all():
+        r = row(town, sid, name)
+        r["waiting"] = n
+        r["oldest_wait_h"] = round((now - first) / 3600, 1) if first else None
+    for town, sid, name, n in session.execute(delivered).all():
+        row(town, sid, name)["delivered_door"] = n
+    return sorted(rows.values(), key=lambda r: (-r["waiting"], -(r["oldest_wait_h"] or 0), -r["delivered_door"],
+                                                r["station_id"]))
+
+
 def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
     """One statistics table by name (see TABLES)."""
     if name == "coverage":
@@ -183,7 +216,7 @@ def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
     if name == "flags":
         return [{k: v for k, v in r.items() if k != "evidence"} for r in flags(session)]
     fn = {"pickup_times": pickup_times, "overdue": overdue, "subsidy": subsidy, "produce": produce,
-          "fees": fees}.get(name)
+          "fees": fees, "door_help": door_help}.get(name)
     if fn is None:
         raise ValueError(f"unknown table {name}")
     return fn(session, **{k: v for k, v in kw.items() if k != "by"})

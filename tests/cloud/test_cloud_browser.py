@@ -164,6 +164,7 @@ def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     assert page.locator("tr.coverage-row").count() >= 12
     assert page.locator("tr.subsidy-row").count() == 20
     assert page.locator("#fees tr.fee-inbound").count() >= 1
+    assert page.locator("#door-help tr.door-waiting").count() >= 1
     assert "偏远村派送费" in page.locator("#fees tr.fee-row").first.inner_text()
     # a period of 7 days: the chip is on, the tables and their export links cover 7 days
     page.click("#period-7")

@@ -10,7 +10,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from cloud import stats
-from cloud.models import Parcel, Station
+from cloud.models import Parcel, Recipient, Station
 from cloud.seed import seed_county
 
 
@@ -37,6 +37,11 @@ def test_county_statistics(cloud):
             Parcel.direction == "outbound", Parcel.produce.is_(True)))
         fee_cents = dict(session.execute(select(Parcel.direction, func.sum(Parcel.fee_cents)).where(
             Parcel.fee_cents > 0, Parcel.created_at >= now - 30 * 86400).group_by(Parcel.direction)).all())
+        door_waiting = session.scalar(select(func.count()).select_from(Parcel).join(
+            Recipient, Recipient.phone == Parcel.phone).where(
+            Recipient.door_help.is_(True), Parcel.status.in_(("deposited", "notified", "overdue"))))
+        door_done = session.scalar(select(func.count()).select_from(Parcel).where(
+            Parcel.status == "delivered_door"))
         late = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.overdue_at.is_not(None)))
     for by in ("town", "village", "carrier"):
         rows = c.get("/api/v1/stats/volumes", params={"by": by, "days": 30}, headers=admin_headers()).json()
@@ -57,6 +62,12 @@ def test_county_statistics(cloud):
     kinds = [r["direction"] for r in fees]
     assert kinds[0] == "inbound" and kinds == sorted(kinds, key=lambda d: d != "inbound")
     assert {r["reason"] for r in fees if r["direction"] == "inbound"} == {"偏远村派送费"}
+    door = c.get("/api/v1/stats/door_help", params={"days": 60}, headers=admin_headers()).json()
+    assert sum(r["waiting"] for r in door) == door_waiting > 0
+    assert sum(r["delivered_door"] for r in door) == door_done > 0
+    # the dispatch list: stations with parcels waiting first, the longest wait first among equals
+    waits = [r["waiting"] for r in door]
+    assert waits == sorted(waits, reverse=True) and all(r["oldest_wait_h"] > 0 for r in door if r["waiting"])
     sub = c.get("/api/v1/stats/subsidy", headers=admin_headers()).json()
     assert sub[0]["score"] >= sub[-1]["score"] and sub[0]["distance_km"] > 20
 
