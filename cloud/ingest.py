@@ -213,13 +213,16 @@ class Ingestor:
         results: list[dict[str, Any]] = []
         parsed: list[Item | ItemRejected] = []
         for raw in batch.items:
-            key = item_key(raw)
-            results.append({"src": key[0], "boot": key[1], "seq": key[2]} if key else
-                           {"src": None, "boot": None, "seq": None})
             try:
-                parsed.append(parse_item(raw))
+                item = parse_item(raw)
             except ItemRejected as exc:
                 parsed.append(exc)
+                key = item_key(raw)
+                results.append({"src": key[0], "boot": key[1], "seq": key[2]} if key else
+                               {"src": None, "boot": None, "seq": None})
+            else:
+                parsed.append(item)
+                results.append({"src": item.src, "boot": item.boot, "seq": item.seq})
         statuses = self._fast(session, station, [p for p in parsed if isinstance(p, Item)])
         if statuses is None:
             self._preload(session, station.id, [])
