@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote, urlparse
 
 import httpx
 
@@ -163,8 +164,6 @@ def _drop_db(name: str) -> None:
 
 
 async def _ingest(base: str, batches: list[tuple[Station, list[dict]]], senders: int) -> tuple[int, float, int]:
-    from urllib.parse import urlparse
-    url = urlparse(base)
     queue: asyncio.Queue = asyncio.Queue()
     # bodies are encoded before the clock starts, as a gateway's outbox holds them ready: the load
     # generator shares the cores with the server and must cost far less than it
@@ -173,7 +172,7 @@ async def _ingest(base: str, batches: list[tuple[Station, list[dict]]], senders:
                           ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         queue.put_nowait((st, body))
     applied = errors = 0
-    conns = [_Conn(url.hostname or "127.0.0.1", url.port or 80) for _ in range(senders)]
+    conns = [_Conn.to(base) for _ in range(senders)]
     for conn in conns:
         await conn.connect()  # before the clock starts, as a gateway's connection is
 
@@ -207,6 +206,12 @@ class _Conn:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
+    @classmethod
+    def to(cls, base: str) -> "_Conn":
+        """A connection to the server at the base URL `base` (not opened yet)."""
+        url = urlparse(base)
+        return cls(url.hostname or "127.0.0.1", url.port or 80)
+
     async def connect(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
 
@@ -238,12 +243,10 @@ class _Conn:
 async def _lookups(base: str, token: str, stations: list[Station], rate: float, seconds: float,
                    seed: int, conns: int = 64) -> tuple[list[float], int, int]:
     """Open loop: request i is due at t0 + i/rate and its latency counts from then (no coordinated omission)."""
-    from urllib.parse import quote, urlparse
     rng = random.Random(seed)
-    url = urlparse(base)
     pool: asyncio.Queue[_Conn] = asyncio.Queue()
     for _ in range(conns):
-        conn = _Conn(url.hostname or "127.0.0.1", url.port or 80)
+        conn = _Conn.to(base)
         await conn.connect()  # before the clock starts, as a load balancer's connections are
         pool.put_nowait(conn)
     lat: list[float] = []

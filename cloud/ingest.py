@@ -133,6 +133,32 @@ _PG_PRELOAD = ("SELECT CAST(json_build_array("
                + ") AS text)")
 _Recipient = namedtuple("_Recipient", "phone consent")
 _Carrier = namedtuple("_Carrier", "code name_zh")
+_PARCEL_REF, _PARCEL_PHONE = ParcelRow.cols.index("ref"), ParcelRow.cols.index("phone")  # in a row read
+
+
+@dataclass(frozen=True)
+class _BatchKeys:
+    """What a batch's look-ups are keyed by."""
+
+    refs: set[str]
+    waybills: set[str]
+    phones: set[str]
+    # the refs pickups and handovers name: their recipients' codes are used up
+    pickup_refs: list[str]
+
+    @classmethod
+    def of(cls, items: list[Item]) -> "_BatchKeys":
+        records = [it.body for it in items if it.kind in K.GATEWAY_KINDS]
+        return cls(refs={it.body["ref"] for it in items if isinstance(it.body.get("ref"), str)},
+                   waybills={b["waybill"].strip() for b in records if isinstance(b.get("waybill"), str)},
+                   phones={b["phone"] for b in records if isinstance(b.get("phone"), str)},
+                   pickup_refs=[ref for it in items if it.kind in ("evt", "handover")
+                                and isinstance(ref := it.body.get("ref"), str)])
+
+    def code_phones(self, phone_of) -> set[str]:
+        """The phones whose codes the batch needs: the records' and those of the parcels picked up or handed
+        over (`phone_of(ref)`: the phone of a parcel found, or None)."""
+        return self.phones | {phone for ref in self.pickup_refs if (phone := phone_of(ref))}
 
 
 @dataclass
@@ -164,6 +190,32 @@ class _BatchCache:
             return held
         self.held[key] = row
         return row
+
+    def fill(self, station_id: str, keys: _BatchKeys, *, lockers, comps, parcels, preadvised, recipients, codes,
+             carriers) -> None:
+        """Take the rows the batch's look-ups found (each as values in its plain row's `cols` order)."""
+        for values in lockers:
+            lk = self.adopt(LockerRow, values)
+            self.lockers[lk.id] = lk
+        for values in comps:
+            comp = self.adopt(CompartmentRow, values)
+            self.comps[(comp.locker_id, comp.n)] = comp
+        self.loaded = set(self.lockers)
+        for values in parcels:
+            parcel = self.adopt(ParcelRow, values)
+            self.parcels[parcel.ref] = parcel
+        self.absent = keys.refs - set(self.parcels)
+        if keys.waybills:
+            self.preadvised = {(p.waybill, p.carrier): p for p in (self.adopt(ParcelRow, v) for v in preadvised)}
+        if keys.phones:
+            found = {phone: _Recipient(phone, consent) for phone, consent in recipients}
+            self.recipients = {ph: found.get(ph) for ph in keys.phones}
+        for ph in keys.code_phones(lambda ref: (p := self.parcels.get(ref)) is not None and p.phone):
+            self.codes[(station_id, ph)] = []
+        for values in codes:
+            code = self.adopt(CodeRow, values)
+            self.codes.setdefault((station_id, code.phone), []).append(code)
+        self.carriers = {code: _Carrier(code, name) for code, name in carriers}
 
     def forget(self, row: PlainRow) -> None:
         """Drop a written row whose table row SQL changed since: the next read loads it afresh."""
@@ -332,17 +384,14 @@ class Ingestor:
             # update per new parcel (inserted first and changed later, each changed its indexed columns and
             # cost a new row version). A ref another transaction inserts meanwhile fails that insert, and the
             # batch then goes item by item
-            for ref, values in stubs.items():
-                # a stub's ref is one the look-ups found no parcel for, so it has an id drawn for it
-                parcel = ParcelRow.fresh(id=ctx.parcel_ids[ref], **values)
-                ctx.fresh.append(parcel)
-                ctx.parcels[ref] = parcel
-                ctx.absent.discard(ref)
-                ctx.stubbed.add(ref)
-            return
-        bulk_insert(session, Parcel.__table__, list(stubs.values()), skip_existing=True)
-        for row in session.execute(ParcelRow.select().where(one_of(session, Parcel.ref, set(stubs)))).all():
-            parcel = ctx.adopt(ParcelRow, row)
+            # (a stub's ref is one the look-ups found no parcel for, so it has an id drawn for it)
+            made = [ParcelRow.fresh(id=ctx.parcel_ids[ref], **values) for ref, values in stubs.items()]
+            ctx.fresh.extend(made)
+        else:
+            bulk_insert(session, Parcel.__table__, list(stubs.values()), skip_existing=True)
+            made = [ctx.adopt(ParcelRow, row) for row in session.execute(
+                ParcelRow.select().where(one_of(session, Parcel.ref, set(stubs)))).all()]
+        for parcel in made:
             ctx.parcels[parcel.ref] = parcel
             ctx.absent.discard(parcel.ref)
             ctx.stubbed.add(parcel.ref)
@@ -392,82 +441,32 @@ class Ingestor:
         ctx = _BatchCache()
         session.info["jc"] = ctx
         session.info["jc_clients"] = {}
+        keys = _BatchKeys.of(items)
         if session.get_bind().dialect.name == "postgresql":
-            self._preload_pg(session, station_id, items, ctx)
-            return ctx
-        q = _LOOKUPS
-        for row in fixed_rows(session, q["lockers"], {"station": station_id}):
-            lk = ctx.adopt(LockerRow, row)
-            ctx.lockers[lk.id] = lk
-        for row in fixed_rows(session, q["compartments"], {"station": station_id}):
-            comp = ctx.adopt(CompartmentRow, row)
-            ctx.comps[(comp.locker_id, comp.n)] = comp
-        ctx.loaded = set(ctx.lockers)
-        refs = {it.body["ref"] for it in items if isinstance(it.body.get("ref"), str)}
-        if refs:
-            for row in fixed_rows(session, q["parcels"], {"refs": list(refs)}):
-                parcel = ctx.adopt(ParcelRow, row)
-                ctx.parcels[parcel.ref] = parcel
-            ctx.absent = refs - set(ctx.parcels)
-        records = [it.body for it in items if it.kind in K.GATEWAY_KINDS]
-        waybills = {b["waybill"].strip() for b in records if isinstance(b.get("waybill"), str)}
-        if waybills:
-            ctx.preadvised = {(p.waybill, p.carrier): p for p in (ctx.adopt(ParcelRow, row) for row in fixed_rows(
-                session, q["preadvised"], {"station": station_id, "waybills": list(waybills)}))}
-        phones = {b["phone"] for b in records if isinstance(b.get("phone"), str)}
-        if phones:
-            found = {r.phone: r for r in fixed_rows(session, q["recipients"], {"phones": list(phones)}, named=True)}
-            ctx.recipients = {ph: found.get(ph) for ph in phones}
-        # pickups and handovers use up the codes of their parcel's recipient: load those codes with the rest
-        code_phones = phones | {p.phone for it in items if it.kind in ("evt", "handover")
-                                and isinstance(ref := it.body.get("ref"), str)
-                                and (p := ctx.parcels.get(ref)) is not None and p.phone}
-        if code_phones:
-            for ph in code_phones:
-                ctx.codes[(station_id, ph)] = []
-            for row in fixed_rows(session, q["codes"], {"station": station_id, "phones": list(code_phones)}):
-                code = ctx.adopt(CodeRow, row)
-                ctx.codes[(station_id, code.phone)].append(code)
-        ctx.carriers = {c.code: c for c in fixed_rows(session, q["carriers"], named=True)}
+            # all in one statement and one round trip (_PG_PRELOAD)
+            (doc,), = pg_rows(session, _PG_PRELOAD, {
+                "station": station_id, "refs": list(keys.refs), "waybills": list(keys.waybills),
+                "phones": list(keys.phones), "pickup_refs": keys.pickup_refs})
+            lockers, comps, parcels, preadvised, recipients, codes, carriers, clients, ids = (
+                found or () for found in orjson.loads(doc))
+            prime_clients(session, clients)
+            ctx.parcel_ids = dict(ids)
+        else:
+            q = _LOOKUPS
+            lockers = fixed_rows(session, q["lockers"], {"station": station_id})
+            comps = fixed_rows(session, q["compartments"], {"station": station_id})
+            parcels = fixed_rows(session, q["parcels"], {"refs": list(keys.refs)}) if keys.refs else ()
+            preadvised = fixed_rows(session, q["preadvised"], {"station": station_id,
+                                                               "waybills": list(keys.waybills)}) if keys.waybills else ()
+            recipients = fixed_rows(session, q["recipients"], {"phones": list(keys.phones)}) if keys.phones else ()
+            # pickups and handovers use up the codes of their parcel's recipient: load those codes with the rest
+            code_phones = keys.code_phones({row[_PARCEL_REF]: row[_PARCEL_PHONE] for row in parcels}.get)
+            codes = fixed_rows(session, q["codes"], {"station": station_id, "phones": list(code_phones)}
+                               ) if code_phones else ()
+            carriers = fixed_rows(session, q["carriers"])
+        ctx.fill(station_id, keys, lockers=lockers, comps=comps, parcels=parcels, preadvised=preadvised,
+                 recipients=recipients, codes=codes, carriers=carriers)
         return ctx
-
-    @staticmethod
-    def _preload_pg(session: Session, station_id: str, items: list[Item], ctx: _BatchCache) -> None:
-        """_preload's look-ups in one statement (`_PG_PRELOAD`); the same rows, the same caches."""
-        refs = {it.body["ref"] for it in items if isinstance(it.body.get("ref"), str)}
-        records = [it.body for it in items if it.kind in K.GATEWAY_KINDS]
-        waybills = {b["waybill"].strip() for b in records if isinstance(b.get("waybill"), str)}
-        phones = {b["phone"] for b in records if isinstance(b.get("phone"), str)}
-        pickup_refs = [ref for it in items if it.kind in ("evt", "handover")
-                       and isinstance(ref := it.body.get("ref"), str)]
-        (doc,), = pg_rows(session, _PG_PRELOAD, {"station": station_id, "refs": list(refs), "waybills": list(waybills),
-                                                 "phones": list(phones), "pickup_refs": pickup_refs})
-        lockers, comps, parcels, preadvised, recipients, codes, carriers, clients, ids = orjson.loads(doc)
-        for values in lockers or ():
-            lk = ctx.adopt(LockerRow, values)
-            ctx.lockers[lk.id] = lk
-        for values in comps or ():
-            comp = ctx.adopt(CompartmentRow, values)
-            ctx.comps[(comp.locker_id, comp.n)] = comp
-        ctx.loaded = set(ctx.lockers)
-        for values in parcels or ():
-            parcel = ctx.adopt(ParcelRow, values)
-            ctx.parcels[parcel.ref] = parcel
-        ctx.absent = refs - set(ctx.parcels)
-        if waybills:
-            ctx.preadvised = {(p.waybill, p.carrier): p for p in (ctx.adopt(ParcelRow, v) for v in preadvised or ())}
-        if phones:
-            found = {phone: _Recipient(phone, consent) for phone, consent in recipients or ()}
-            ctx.recipients = {ph: found.get(ph) for ph in phones}
-        code_phones = phones | {p.phone for ref in pickup_refs if (p := ctx.parcels.get(ref)) is not None and p.phone}
-        for ph in code_phones:
-            ctx.codes[(station_id, ph)] = []
-        for values in codes or ():
-            code = ctx.adopt(CodeRow, values)
-            ctx.codes.setdefault((station_id, code.phone), []).append(code)
-        ctx.carriers = {code: _Carrier(code, name) for code, name in carriers or ()}
-        prime_clients(session, clients or ())
-        ctx.parcel_ids = dict(ids or ())
 
     @staticmethod
     def _ctx(session: Session) -> _BatchCache:
@@ -808,9 +807,9 @@ class Ingestor:
         self._adopt_preadvice(session, station.id, body)
         parcel, created = self._own_parcel(session, station, body["ref"], locker.id, body["c"], item.rx)
         parcel.locker_id, parcel.compartment = locker.id, body["c"]
-        for field in ("waybill", "carrier", "phone", "size"):
-            if body.get(field) is not None:
-                setattr(parcel, field, body[field].strip())
+        for name in ("waybill", "carrier", "phone", "size"):
+            if body.get(name) is not None:
+                setattr(parcel, name, body[name].strip())
         ctx = self._ctx(session)
         if parcel.carrier and parcel.carrier.upper() in ctx.carriers:
             parcel.carrier = parcel.carrier.upper()

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 
 from .auth import Principal, principal_from_request
 from .models import Parcel, ParcelEvent, PickupCode
-from .storage import PG_OPTIONS
+from .storage import PG_OPTIONS, pg_sql
 
 PARCEL_COLS = ("ref", "waybill", "carrier", "direction", "phone", "station_id", "locker_id", "compartment", "size",
                "status", "created_at", "deposited_at", "picked_up_at", "fee_cents", "fee_reason")
@@ -72,19 +72,14 @@ def parcels_by_code(conn: Connection, station: str, code: str) -> list[dict[str,
     return _with_timeline(conn, _P.c.ref.in_(sorted(refs)))
 
 
-def _pg_sql(stmt) -> str:
-    """A statement's PostgreSQL text with %(name)s parameters, as psycopg takes it."""
-    return str(stmt.compile(dialect=postgresql.psycopg.dialect()))
-
-
 class PgReader:
     """The hot reads on the event loop, through psycopg's async pool (PostgreSQL only)."""
 
-    BY_REF = _pg_sql(_timeline_stmt(_P.c.ref == bindparam("ref")))
+    BY_REF = pg_sql(_timeline_stmt(_P.c.ref == bindparam("ref")))
     # two round trips, not one with the JSON array expanded in a subquery: the planner cannot size that
     # subquery and scans every parcel
-    BY_REFS = _pg_sql(_timeline_stmt(_P.c.ref == func.any(bindparam("refs", type_=postgresql.ARRAY(String)))))
-    CODE = _pg_sql(select(_C.c.refs).where(_C.c.station_id == bindparam("station"), _C.c.code == bindparam("code"),
+    BY_REFS = pg_sql(_timeline_stmt(_P.c.ref == func.any(bindparam("refs", type_=postgresql.ARRAY(String)))))
+    CODE = pg_sql(select(_C.c.refs).where(_C.c.station_id == bindparam("station"), _C.c.code == bindparam("code"),
                                            _C.c.used.is_(False)))
 
     def __init__(self, url: str, *, max_size: int = 16, timeout: float = 30.0, options: str = PG_OPTIONS) -> None:

@@ -49,13 +49,19 @@ def _staff(request: Request, session, services, roles: tuple[str, ...]) -> Princ
     return who
 
 
+def _login_unless_demo(request: Request, session, services) -> Response | None:
+    """A redirect to the login page for a visitor who is not staff, except in demo mode (the pages are open)."""
+    if services.settings.demo:
+        return None
+    who = _staff(request, session, services, STAFF_READ)
+    return who if isinstance(who, Response) else None
+
+
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     """All stations, lockers, compartment grid and recent parcels (staff; open to all in demo mode)."""
-    if not services.settings.demo:
-        who = _staff(request, session, services, STAFF_READ)
-        if isinstance(who, Response):
-            return who
+    if (login := _login_unless_demo(request, session, services)) is not None:
+        return login
     return _render(request, "overview.html", services, stations=crud.list_stations(session),
                    parcels=crud.list_parcels(session, limit=20), carriers=crud.carrier_names(session))
 
@@ -63,10 +69,8 @@ def overview(request: Request, session: SessionDep, services: ServicesDep) -> Re
 @router.get("/sms", response_class=HTMLResponse)
 def sms(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     """The SMS outbox, newest first: it holds pickup codes, so staff only (open to all in demo mode)."""
-    if not services.settings.demo:
-        who = _staff(request, session, services, STAFF_READ)
-        if isinstance(who, Response):
-            return who
+    if (login := _login_unless_demo(request, session, services)) is not None:
+        return login
     return _render(request, "sms.html", services, messages=crud.list_notifications(session, limit=200))
 
 

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .storage import PG_OPTIONS
+
 log = logging.getLogger("jincun.cloud")
 
 
@@ -20,9 +22,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JINCUN_", extra="ignore")
 
     database_url: str = "sqlite:///./var/cloud.db"
-    # libpq options of the PostgreSQL connections (see storage.PG_OPTIONS); empty sends none, as behind a
+    # libpq options of the PostgreSQL connections (storage.PG_OPTIONS); empty sends none, as behind a
     # pooler that refuses them (set random_page_cost on the database instead)
-    pg_options: str = "-c random_page_cost=1.1"
+    pg_options: str = PG_OPTIONS
     admin_token: str | None = Field(default=None, min_length=16)
     demo: bool = False
     sms_adapter: Literal["log", "http"] = "log"

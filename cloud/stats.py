@@ -53,6 +53,13 @@ def coverage(session: Session) -> list[dict[str, Any]]:
              "coverage": round(c / n, 4) if n else 0.0} for town, (n, c) in sorted(counts.items())]
 
 
+def _placed(stmt):
+    """A select over parcels joined to their station, village and town (a station without a village, or a
+    village without a town, still counts)."""
+    return (stmt.join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
+            .outerjoin(Town, Town.id == Village.town_id))
+
+
 def _period(days: int, now: float | None) -> float:
     return (time.time() if now is None else now) - days * 86400
 
@@ -65,9 +72,7 @@ def volumes(session: Session, *, by: str = "town", days: int = 30, now: float | 
         stmt = select(day, key, Parcel.direction, func.count()).select_from(Parcel)
     elif by in ("village", "town"):
         key = Village.name if by == "village" else Town.name
-        stmt = (select(day, key, Parcel.direction, func.count()).select_from(Parcel)
-                .join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
-                .outerjoin(Town, Town.id == Village.town_id))
+        stmt = _placed(select(day, key, Parcel.direction, func.count()).select_from(Parcel))
     else:
         raise ValueError("by must be village, town or carrier")
     stmt = stmt.where(Parcel.created_at >= _period(days, now)).group_by(day, key, Parcel.direction)
@@ -96,9 +101,7 @@ def pickup_times(session: Session, *, days: int = 30, now: float | None = None) 
 def overdue(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
     """Overdue rate per town: parcels that went overdue / parcels deposited in the period."""
     since = _period(days, now)
-    stmt = (select(Town.name, func.count(), func.count(Parcel.overdue_at)).select_from(Parcel)
-            .join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
-            .outerjoin(Town, Town.id == Village.town_id)
+    stmt = (_placed(select(Town.name, func.count(), func.count(Parcel.overdue_at)).select_from(Parcel))
             .where(Parcel.deposited_at.is_not(None), Parcel.deposited_at >= since).group_by(Town.name))
     rows = [{"town": t or "—", "deposited": n, "overdue": o, "overdue_rate": round(o / n, 4) if n else 0.0}
             for t, n, o in session.execute(stmt).all()]
@@ -141,9 +144,7 @@ def subsidy(session: Session, *, days: int = 30, limit: int = 50, now: float | N
 
 def produce(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
     """Farm-produce outbound parcels (寄件) per town and carrier in the period."""
-    stmt = (select(Town.name, Parcel.carrier, func.count(), func.sum(Parcel.weight_g)).select_from(Parcel)
-            .join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
-            .outerjoin(Town, Town.id == Village.town_id)
+    stmt = (_placed(select(Town.name, Parcel.carrier, func.count(), func.sum(Parcel.weight_g)).select_from(Parcel))
             .where(Parcel.direction == "outbound", Parcel.produce.is_(True), Parcel.created_at >= _period(days, now))
             .group_by(Town.name, Parcel.carrier))
     # weight is known for parcels taken in at a station terminal; older rows have none
@@ -157,10 +158,8 @@ def fees(session: Session, *, days: int = 30, now: float | None = None) -> list[
 
     A fee on an inbound parcel is a charge to the recipient for its delivery, the extra charge for remote
     villages (二次收费) the county office looks into: those rows come first, then the largest totals."""
-    stmt = (select(Town.name, Station.id, Station.name, Parcel.direction, Parcel.fee_reason, Parcel.carrier,
-                   func.count(), func.sum(Parcel.fee_cents)).select_from(Parcel)
-            .join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
-            .outerjoin(Town, Town.id == Village.town_id)
+    stmt = (_placed(select(Town.name, Station.id, Station.name, Parcel.direction, Parcel.fee_reason, Parcel.carrier,
+                           func.count(), func.sum(Parcel.fee_cents)).select_from(Parcel))
             .where(Parcel.fee_cents > 0, Parcel.created_at >= _period(days, now))
             .group_by(Town.name, Station.id, Station.name, Parcel.direction, Parcel.fee_reason, Parcel.carrier))
     grouped: dict[tuple, dict[str, Any]] = {}
@@ -182,13 +181,11 @@ def door_help(session: Session, *, days: int = 30, now: float | None = None) -> 
 
     Stations with parcels waiting come first, the longest waits first: the dispatch list of the day."""
     now = time.time() if now is None else now
-    place = (lambda q: q.join(Station, Station.id == Parcel.station_id)
-             .outerjoin(Village, Village.id == Station.village_id).outerjoin(Town, Town.id == Village.town_id))
-    waiting = place(select(Town.name, Station.id, Station.name, func.count(), func.min(Parcel.deposited_at))
+    waiting = _placed(select(Town.name, Station.id, Station.name, func.count(), func.min(Parcel.deposited_at))
                     .select_from(Parcel).join(Recipient, Recipient.phone == Parcel.phone)) \
         .where(Recipient.door_help.is_(True), Parcel.direction == "inbound", Parcel.status.in_(WAITING)) \
         .group_by(Town.name, Station.id, Station.name)
-    delivered = place(select(Town.name, Station.id, Station.name, func.count()).select_from(Parcel)) \
+    delivered = _placed(select(Town.name, Station.id, Station.name, func.count()).select_from(Parcel)) \
         .where(Parcel.status == "delivered_door", Parcel.updated_at >= _period(days, now)) \
         .group_by(Town.name, Station.id, Station.name)
     rows: dict[str, dict[str, Any]] = {}

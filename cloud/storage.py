@@ -125,6 +125,12 @@ def fixed_rows(session: Session, stmt, params: dict[str, Any] | None = None, *, 
     return pg_rows(session, held[1], {**held[2], **params} if held[2] else params, named=named)
 
 
+def pg_sql(stmt) -> str:
+    """A Core statement's PostgreSQL text with %(name)s parameters, as psycopg takes it."""
+    from sqlalchemy.dialects.postgresql import psycopg
+    return str(stmt.compile(dialect=psycopg.dialect()))
+
+
 def among(column, name: str, *, pg: bool) -> ColumnElement[bool]:
     """`column IN :name` for a list given at execution: as in `one_of`, `= ANY(array)` on PostgreSQL, an
     expanding list elsewhere."""

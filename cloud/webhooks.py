@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .counters import Counters
 from .models import ApiClient, Parcel, WebhookDelivery
-from .storage import fixed_rows
+from .storage import fixed_rows, pg_sql
 
 log = logging.getLogger("jincun.cloud.webhooks")
 SIGNATURE_HEADER = "X-Jincun-Signature"
@@ -39,9 +39,9 @@ _Hooked = namedtuple("_Hooked", "id carrier_code")
 
 
 def hooked_clients_sql() -> str:
-    """The PostgreSQL text of the clients-with-a-webhook query, for a statement that reads them with more."""
-    from sqlalchemy.dialects import postgresql
-    return str(_HOOKED_CLIENTS.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    """The PostgreSQL text of the clients-with-a-webhook query (it has no parameters), for a statement that
+    reads them with more."""
+    return pg_sql(_HOOKED_CLIENTS)
 
 
 def prime_clients(session: Session, rows) -> None:
@@ -60,9 +60,7 @@ def enqueue_status(session: Session, parcel: Parcel, status: str, at: float) -> 
     cache = session.info.get("jc_clients")
     if cache is not None:
         if not cache:
-            cache[None] = []
-            for client in fixed_rows(session, _HOOKED_CLIENTS, named=True):
-                cache.setdefault(client.carrier_code, []).append(client)
+            prime_clients(session, fixed_rows(session, _HOOKED_CLIENTS))
         clients = cache.get(parcel.carrier, ())
     else:
         clients = session.execute(select(ApiClient.id).where(ApiClient.carrier_code == parcel.carrier,
