@@ -345,12 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; prints progress, then one JSON object as the last line."""
     ap = argparse.ArgumentParser(prog="jincun bench cloud", description=__doc__)
     ap.add_argument("--pg-url", help="PostgreSQL URL to use (default: a fresh database, dropped afterwards)")
-    ap.add_argument("--stations", type=int, default=40)
+    ap.add_argument("--stations", type=int, default=40, help="stations the events come from (default: %(default)s)")
     ap.add_argument("--events", type=int, default=100_000, help="ingest items to send in total")
-    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=500, help="events per ingest batch (default: %(default)s)")
     ap.add_argument("--senders", type=int, default=8, help="concurrent gateways sending")
-    ap.add_argument("--lookup-rate", type=float, default=500.0)
-    ap.add_argument("--lookup-seconds", type=float, default=10.0)
+    ap.add_argument("--lookup-rate", type=float, default=500.0, help="pickup-code look-ups per second offered (default: %(default)s)")
+    ap.add_argument("--lookup-seconds", type=float, default=10.0, help="seconds of measured look-ups (default: %(default)s)")
     ap.add_argument("--lookup-warmup", type=float, default=2.0,
                     help="seconds of lookups at the same rate before the measured ones (not counted)")
     ap.add_argument("--telemetry", choices=("auto", "sql", "influxdb"), default="auto",
@@ -358,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                          "auto: influxdb when `influxd` is installed, else sql")
     ap.add_argument("--influx-url", help="InfluxDB 2.x-compatible write URL of a running server (telemetry store)")
     ap.add_argument("--influx-query-url", help="InfluxQL /query base URL if not the write URL")
-    ap.add_argument("--influx-bucket", default="jincun/autogen")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--influx-bucket", default="jincun/autogen", help="InfluxDB bucket (database/retention) for telemetry (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the generated events (default: %(default)s)")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds between ingest and lookups")
     args = ap.parse_args(argv)
 

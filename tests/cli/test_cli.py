@@ -1,0 +1,98 @@
+"""The `jincun` command as a user meets it: a version, help on every option, and one-line user errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from jincun.cli import build_parser
+from tests.conftest import REPO
+
+
+def _jincun(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("JINCUN_")}
+    full.update({"PYTHONPATH": str(REPO), **(env or {})})
+    return subprocess.run([sys.executable, "-m", "jincun", *args], capture_output=True, text=True,
+                          timeout=60, env=full, cwd=REPO)
+
+
+def test_version_is_the_package_version():
+    want = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    out = _jincun("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"jincun {want}"
+
+
+def _walk(parser: argparse.ArgumentParser, path: str = "jincun"):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _walk(sub, f"{path} {name}")
+        else:
+            yield path, action
+
+
+def test_every_option_has_help():
+    missing = [f"{path} {'/'.join(a.option_strings) or a.dest}" for path, a in _walk(build_parser())
+               if not a.help or a.help == argparse.SUPPRESS]
+    assert missing == []
+
+
+def _bare_options(help_text: str) -> list[str]:
+    """Options that argparse printed with no help text after them."""
+    lines = help_text.splitlines()
+    bare = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped.startswith("-") or not line.startswith("  ") or line.startswith("   "):
+            continue
+        has_text = "  " in stripped
+        continued = i + 1 < len(lines) and lines[i + 1].startswith(" " * 8) and not lines[i + 1].strip().startswith("-")
+        if not has_text and not continued:
+            bare.append(stripped)
+    return bare
+
+
+def test_bare_option_finder_sees_a_missing_help():
+    p = argparse.ArgumentParser()
+    p.add_argument("--seed", type=int)
+    p.add_argument("--rate", type=int, help="how fast")
+    assert _bare_options(p.format_help()) == ["--seed SEED"]
+
+
+@pytest.mark.parametrize("bench", ["cloud", "gateway", "firmware"])
+def test_bench_help_names_every_option(bench):
+    out = _jincun("bench", bench, "--help")
+    assert out.returncode == 0
+    assert "--" in out.stdout
+    assert _bare_options(out.stdout) == []
+
+
+USER_MISTAKES = {
+    "gateway run": (["gateway", "run", "--config", "/nonexistent/station.json"], "--config", None),
+    "gateway init": (["gateway", "init", "--config", "/nonexistent/station.json"], "--config", None),
+    "cloud serve": (["cloud", "serve", "--port", "1"], "JINCUN_ADMIN_TOKEN", None),
+    "firmware provision": (["firmware", "provision", "--station", "s1", "--locker", "l1", "--mqtt-host", "h",
+                            "--comps", "40S", "--out", "/tmp/jc-never-written.json"], "32 compartments", None),
+    "firmware deploy": (["firmware", "deploy", "--port", "/dev/null", "--config", "/nonexistent/c.json"],
+                        "provision", None),
+    "sim run": (["sim", "run", "/nonexistent/scenario.yaml"], "/nonexistent/scenario.yaml", None),
+    "bench": (["bench", "cloud", "--stations", "many"], "--stations", None),
+    "unknown command": (["flash"], "invalid choice", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_MISTAKES))
+def test_a_user_mistake_prints_one_line_and_exits_2(case):
+    args, says, env = USER_MISTAKES[case]
+    out = _jincun(*args, env=env)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr + out.stdout
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip() and not ln.startswith(("usage:", " "))]
+    assert len(lines) == 1, out.stderr
+    assert says in lines[0]
