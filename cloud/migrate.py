@@ -1,4 +1,4 @@
-"""Run the Alembic migrations programmatically (no alembic.ini)."""
+"""Run the Alembic migrations: programmatically, from `jincun cloud migrate`, or with `alembic -c cloud/alembic.ini`."""
 
 from __future__ import annotations
 
@@ -28,3 +28,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the schema down to `revision` ("base" drops everything)."""
     command.downgrade(alembic_config(engine), revision)
+
+
+def current(engine: Engine) -> None:
+    """Print the schema's revision in the database."""
+    command.current(alembic_config(engine), verbose=False)
+
+
+def history(engine: Engine) -> None:
+    """Print every revision, newest first, marking the database's."""
+    command.history(alembic_config(engine), indicate_current=True)

@@ -26,7 +26,34 @@ def cmd_cloud_serve(args: argparse.Namespace) -> int:
     """Serve the cloud API and pages."""
     from cloud import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, workers=args.workers)
+    return 0
+
+
+def cmd_cloud_migrate(args: argparse.Namespace) -> int:
+    """Bring the cloud's database schema to head, or show where it stands."""
+    import os
+
+    from cloud import migrate
+    from cloud.settings import Settings
+    from cloud.storage import make_engine
+
+    # only the database's address is needed: no admin token to migrate
+    url = os.environ.get("JINCUN_DATABASE_URL") or Settings.model_fields["database_url"].default
+    engine = make_engine(url)
+    try:
+        if args.action == "upgrade":
+            migrate.upgrade(engine, args.revision)
+            from cloud.partitions import ensure_partitions
+
+            ensure_partitions(engine)
+            migrate.current(engine)
+        elif args.action == "current":
+            migrate.current(engine)
+        else:
+            migrate.history(engine)
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -108,6 +135,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(module.main(args.rest) or 0)
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is less than 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser for every sub-command."""
     p = argparse.ArgumentParser(prog="jincun", description="jincun (进村): village parcel lockers")
@@ -125,7 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     cs = c.add_parser("serve", help="serve the API and pages")
     cs.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     cs.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default: %(default)s)")
+    cs.add_argument("--workers", type=_positive, default=1,
+                    help="uvicorn worker processes; the schema is migrated once before they start (default: %(default)s)")
     cs.set_defaults(fn=cmd_cloud_serve)
+    cm = c.add_parser("migrate", help="bring the database schema to head, or show its revision")
+    cm.add_argument("action", nargs="?", choices=("upgrade", "current", "history"), default="upgrade",
+                    help="upgrade (default), current or history; the database is JINCUN_DATABASE_URL")
+    cm.add_argument("--revision", default="head", help="with upgrade: the revision to reach (default: %(default)s)")
+    cm.set_defaults(fn=cmd_cloud_migrate)
 
     g = sub.add_parser("gateway", help="the station gateway").add_subparsers(dest="sub", required=True)
     gr = g.add_parser("run", help="run the gateway")

@@ -6,11 +6,16 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 import tomllib
+from pathlib import Path
 
+import httpx
 import pytest
 
 from jincun.cli import build_parser
+from simulator.net import free_port, wait_port
+from simulator.procs import stop_process
 from tests.conftest import REPO
 
 
@@ -96,3 +101,63 @@ def test_a_user_mistake_prints_one_line_and_exits_2(case):
     lines = [ln for ln in out.stderr.splitlines() if ln.strip() and not ln.startswith(("usage:", " "))]
     assert len(lines) == 1, out.stderr
     assert says in lines[0]
+
+
+def test_cloud_migrate_upgrade_current_and_history(pg_url):
+    env = {"JINCUN_DATABASE_URL": pg_url}
+    heads = sorted(p.stem.split("_", 1)[0] for p in (REPO / "cloud" / "migrations" / "versions").glob("0*.py"))
+    newest = heads[-1]
+    before = _jincun("cloud", "migrate", "current", env=env)
+    assert before.returncode == 0, before.stderr
+    assert newest not in before.stdout
+    up = _jincun("cloud", "migrate", env=env)
+    assert up.returncode == 0, up.stderr
+    now = _jincun("cloud", "migrate", "current", env=env)
+    assert f"{newest} (head)" in now.stdout
+    hist = _jincun("cloud", "migrate", "history", env=env)
+    assert all(rev in hist.stdout for rev in heads)
+    assert "(current)" in hist.stdout
+
+
+def test_alembic_ini_runs_by_hand(pg_url):
+    alembic = Path(sys.executable).parent / "alembic"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JINCUN_")}
+    env.update(PYTHONPATH=str(REPO), JINCUN_DATABASE_URL=pg_url)
+    up = subprocess.run([str(alembic), "-c", "cloud/alembic.ini", "upgrade", "head"], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert "Running upgrade" in up.stderr
+    migrated = _jincun("cloud", "migrate", "current", env={"JINCUN_DATABASE_URL": pg_url})
+    assert "(head)" in migrated.stdout
+
+
+def test_cloud_serve_runs_several_workers(pg_url, tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JINCUN_")}
+    env.update(PYTHONPATH=str(REPO), JINCUN_DATABASE_URL=pg_url, JINCUN_ADMIN_TOKEN="workers-admin-token-0123456789")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "jincun", "cloud", "serve", "--port", str(port),
+                                 "--workers", "2"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_port("127.0.0.1", port, timeout=60)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for _ in range(100):
+                if log.read_text().count("Application startup complete") >= 2:
+                    break
+                time.sleep(0.2)
+            assert client.get("/api/v1/health").status_code == 200
+            # the admin token reaches every worker: a staff call is accepted whichever worker takes it
+            h = {"Authorization": "Bearer workers-admin-token-0123456789"}
+            assert all(client.get("/api/v1/admin/ledger", params={"station": "s1"}, headers=h).status_code == 200 for _ in range(6))
+        text = log.read_text()
+        assert text.count("Started server process") == 2, text
+        assert "Traceback" not in text
+    finally:
+        stop_process(proc)
+
+
+def test_workers_must_be_positive():
+    out = _jincun("cloud", "serve", "--workers", "0")
+    assert out.returncode == 2
+    assert "less than 1" in out.stderr
