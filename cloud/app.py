@@ -14,8 +14,9 @@ from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import SQLAlchemyError
 
 from jincun import __version__
@@ -41,6 +42,7 @@ from .telemetry import SqlTelemetryStore, TelemetryStore
 from .webhooks import deliver_due_logged
 
 log = logging.getLogger("jincun.cloud")
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 async def _sms_retry_loop(services: Services) -> None:
@@ -150,7 +152,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 notifier.close()
             engine.dispose()
 
-    app = FastAPI(title="jincun cloud", version=__version__, lifespan=lifespan)
+    # Swagger UI comes from fastapi-offline's own copy, served here: a county network may not reach a CDN.
+    # ReDoc is off: its page still fetches its maker's logo from their CDN.
+    app = FastAPIOffline(title="jincun cloud", version=__version__, lifespan=lifespan, redoc_url=None,
+                         favicon_url="/static/favicon.svg")
     app.state.services = services
     app.state.engine = engine
     app.state.sessionmaker = services.sessionmaker
@@ -160,7 +165,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("database error: %s", exc)
         return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
 
-    app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def _favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     app.include_router(gateway_router)
     app.include_router(api_router)
     app.include_router(admin_router)

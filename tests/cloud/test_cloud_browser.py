@@ -209,3 +209,33 @@ def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     phone.wait_for_load_state()
     assert phone.locator("#consent-state").inner_text() == "已同意"
     shot(phone, "phone-zh", tmp_path)
+
+
+def test_api_docs_and_pages_load_nothing_from_outside(served, browser):
+    """Swagger UI and the pages come from the cloud itself: a county network with no CDN still shows them."""
+    page = browser.new_page()
+    outside: list[str] = []
+    failed: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(served):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{served}/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "jincun cloud" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector(".opblock-summary-path")
+    assert page.locator(".opblock-summary-path", has_text="/api/v1/gateway/ingest").count() >= 1
+    page.goto(f"{served}/m")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("link[rel=icon]").get_attribute("href") == "/static/favicon.svg"
+    assert outside == []
+    assert failed == []
+    icon = httpx.get(f"{served}/favicon.ico", timeout=10)
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert httpx.get(f"{served}/redoc", timeout=10).status_code == 404
