@@ -13,16 +13,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import SQLAlchemyError
 
 from jincun import __version__
+from jincun.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from jincun.metrics import Metrics, TimedRequests
 
 from . import lifecycle, lookups, migrate
 from .partitions import ensure_partitions
+from .auth import allow
 from .ratelimit import acquire_lease
 from .counters import Counters
 from .deps import Services
@@ -157,6 +160,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPIOffline(title="jincun cloud", version=__version__, lifespan=lifespan, redoc_url=None,
                          favicon_url="/static/favicon.svg")
     app.state.services = services
+    for name in ("ingest_applied", "ingest_duplicate", "ingest_rejected"):
+        counters.inc(name, 0)  # shown from the start, so a scrape has a first value to take a rate from
+    metrics = Metrics("jincun_cloud", counters.snapshot)
+    app.add_middleware(TimedRequests, metrics=metrics)
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(allow("admin", "maintenance"))])
+    async def _metrics() -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
     app.state.engine = engine
     app.state.sessionmaker = services.sessionmaker
     @app.exception_handler(SQLAlchemyError)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Response
 from pydantic import BaseModel, Field
+
+from jincun.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from jincun.metrics import Metrics, TimedRequests
 
 from . import const as C
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
@@ -29,6 +32,13 @@ def create_app(gw: "Gateway") -> FastAPI:
     """The FastAPI app bound to one running gateway."""
     app = FastAPI(title="jincun station gateway", docs_url=None, redoc_url=None)
     app.include_router(create_router(gw))
+    metrics = Metrics("jincun_gateway", gw.counters.snapshot)
+    app.add_middleware(TimedRequests, metrics=metrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        # open on the station's network like /health: counts only, never a code, phone or waybill
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.post("/api/v1/deposits", status_code=201)
     async def new_deposit(req: DepositIn) -> dict:
