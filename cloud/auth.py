@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import jwt
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials
 from pwdlib import PasswordHash
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .constants import ROLES
-from .deps import ServicesDep
+from .deps import BEARER, ServicesDep
 from .models import ApiClient, Station, User
 from .storage import SessionDep
 
@@ -29,6 +30,11 @@ PASSWORDS = PasswordHash.recommended()
 STAFF_COOKIE = "jc_staff"
 RECIPIENT_COOKIE = "jc_recipient"
 ALGORITHM = "HS256"
+# declared for OpenAPI beside deps.BEARER; `allow` still resolves the caller itself
+STAFF_SESSION = APIKeyCookie(name=STAFF_COOKIE, auto_error=False, scheme_name="staff_cookie",
+                             description="The staff pages' login cookie.")
+# for routes that authorise in their own body (lookups.authorize): the same schemes, declared
+STAFF_SECURITY = [Security(BEARER), Security(STAFF_SESSION)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +143,9 @@ def allow(*roles: str):
     if unknown:
         raise ValueError(f"unknown roles {unknown}")
 
-    def check(request: Request, session: SessionDep, services: ServicesDep) -> Principal:
+    def check(request: Request, session: SessionDep, services: ServicesDep,
+              _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+              _cookie: Annotated[str | None, Security(STAFF_SESSION)] = None) -> Principal:
         who = principal_from_request(request, session, services)
         if who is None:
             raise HTTPException(401, "log in or send Authorization: Bearer <token>",

@@ -6,7 +6,8 @@ import hmac
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from .counters import Counters
@@ -40,11 +41,17 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+# declared for OpenAPI, so that Swagger UI can authorise; the routes still resolve the caller themselves
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description=(
+    "The admin token, a staff login's JWT (POST /api/v1/auth/login), a station gateway's API key "
+    "or a carrier client's API key."))
+
+
+async def bearer(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None) -> str:
     """The token of an `Authorization: Bearer …` header, or 401."""
-    if not authorization or not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
+    if credentials is None or not credentials.credentials.strip():
         raise HTTPException(401, "missing Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
-    return authorization[7:].strip()
+    return credentials.credentials.strip()
 
 
 async def require_admin(services: ServicesDep, token: Annotated[str, Depends(bearer)]) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import crud, lookups
 from .constants import API_PREFIX
-from .auth import STAFF_READ, allow
+from .auth import STAFF_READ, STAFF_SECURITY, allow
 from .deps import ServicesDep
 from .errors import Conflict, NotFound
 from .schemas import (HealthPublic, LedgerPublic, LockerCreate, LockerPublic, NotificationPublic, ParcelPublic,
@@ -79,7 +79,7 @@ def parcels(session: SessionDep, waybill: str | None = None, phone: str | None =
     return crud.list_parcels(session, waybill=waybill, phone=phone, station=station, limit=limit)
 
 
-@router.get("/parcels/{ref}", response_model=ParcelPublic, tags=["parcels"])
+@router.get("/parcels/{ref}", response_model=ParcelPublic, tags=["parcels"], dependencies=STAFF_SECURITY)
 async def parcel(ref: Annotated[str, Path(min_length=1, max_length=64)], request: Request,
                  services: ServicesDep) -> JSONResponse:
     """One parcel with its timeline."""

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from . import commands, crud, lifecycle, lookups, stats
 from . import constants as K
-from .auth import OPS_VIEW, STATS, Principal, allow, authenticate_user, hash_secret, key_hash, \
+from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticate_user, hash_secret, key_hash, \
     make_token
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
@@ -277,7 +277,7 @@ def resend_code(data: CodeResend, session: SessionDep, services: ServicesDep,
     return {"commands": [c.cmd_id for c in cmds]}
 
 
-@router.get("/codes/lookup", response_model=list[ParcelPublic], tags=["parcels"])
+@router.get("/codes/lookup", response_model=list[ParcelPublic], tags=["parcels"], dependencies=STAFF_SECURITY)
 async def lookup_code(request: Request, services: ServicesDep,
                       station: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,32}$")],
                       code: Annotated[str, Query(pattern=r"^[0-9]{6}$")]) -> JSONResponse:
