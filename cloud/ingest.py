@@ -278,9 +278,11 @@ class Ingestor:
             except ItemRejected as exc:
                 parsed.append(exc)
                 results.append(_echo_key(raw))
-            except (ValueError, RecursionError) as exc:
+            except Exception as exc:
                 # what the checks cannot judge (a lone surrogate that cannot be written out, a nesting deeper
                 # than the JSON writer goes) is this item's fault, not the batch's
+                log.warning("item of batch %s from %s cannot be judged: %s", batch.batch, station.id,
+                            type(exc).__name__)
                 parsed.append(self._unusable(exc))
                 results.append(_echo_key(raw))
             else:
