@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -12,22 +11,23 @@ from typing import Any
 
 import orjson
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from . import constants as K
 from .counters import Counters
+from .deadletters import DeadLetters, printable
 from .errors import ItemRejected
-from .models import (Alarm, Carrier, Compartment, DeadLetter, Event, GatewayHealth, Locker, Notification, Parcel,
+from .models import (Alarm, Carrier, Compartment, Event, GatewayHealth, Locker, Notification, Parcel,
                      ParcelEvent, PickupCode, Recipient, Station)
 from .partitions import month_of
 from .protocol import Batch, Item, item_key, parse_item
 from .webhooks import enqueue_status, hooked_clients_sql, prime_clients
 from .sms import sms_text
 from .rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, write_rows
-from .storage import among, bulk_insert, fixed_rows, one_of, pg_rows
+from .storage import among, bulk_insert, fixed_rows, one_of, pg_rows, transient
 from .telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
 
 log = logging.getLogger("jincun.cloud.ingest")
@@ -243,13 +243,21 @@ class _StationRef:
     name: str
 
 
+def _echo_key(raw: Any) -> dict[str, Any]:
+    """The src/boot/seq of a rejected raw item for its result, as null when unreadable or not UTF-8 text."""
+    key = item_key(raw)
+    if key is None or printable(key[0]) != key[0] or printable(key[1]) != key[1]:
+        return {"src": None, "boot": None, "seq": None}
+    return {"src": key[0], "boot": key[1], "seq": key[2]}
+
+
 class Ingestor:
     """Applies one batch per transaction; every item gets applied, duplicate or rejected."""
 
     def __init__(self, *, counters: Counters, telemetry: TelemetryStore, dead_letter_max_rows: int) -> None:
         self.counters = counters
         self.telemetry = telemetry
-        self.dead_letter_max_rows = dead_letter_max_rows
+        self.dead_letters = DeadLetters(counters=counters, max_rows=dead_letter_max_rows)
 
     # ---- batch ---------------------------------------------------------------------------------
 
@@ -269,9 +277,14 @@ class Ingestor:
                 item = parse_item(raw)
             except ItemRejected as exc:
                 parsed.append(exc)
-                key = item_key(raw)
-                results.append({"src": key[0], "boot": key[1], "seq": key[2]} if key else
-                               {"src": None, "boot": None, "seq": None})
+                results.append(_echo_key(raw))
+            except Exception as exc:
+                # what the checks cannot judge (a lone surrogate that cannot be written out, a nesting deeper
+                # than the JSON writer goes) is this item's fault, not the batch's
+                log.warning("item of batch %s from %s cannot be judged: %s", batch.batch, station.id,
+                            type(exc).__name__)
+                parsed.append(self._unusable(exc))
+                results.append(_echo_key(raw))
             else:
                 parsed.append(item)
                 results.append({"src": item.src, "boot": item.boot, "seq": item.seq})
@@ -289,8 +302,8 @@ class Ingestor:
                 notify = notify or (status == K.APPLIED and item.kind == "code")
             except ItemRejected as exc:
                 status = K.REJECTED
-                result["error"] = exc.wire
-                self._dead_letter(session, station.id, raw, exc.wire)
+                result["error"] = printable(exc.wire)
+                self.dead_letters.keep(session, station.id, raw, exc.wire)
             result["status"] = status
             tally[status] += 1
         for status, n in tally.items():
@@ -303,8 +316,8 @@ class Ingestor:
     def _fast(self, session: Session, station: Station, items: list[Item]) -> list[str] | None:
         """Apply all items in one pass; None (with the transaction rolled back) if any of them needs the per-item
         path."""
-        self._preload(session, station.id, items)
         if not items:
+            self._preload(session, station.id, items)
             return []
         station_id = station.id
         keys = [(item.src, item.boot, item.seq, item.kind, month_of(item.rx)) for item in items]
@@ -325,6 +338,8 @@ class Ingestor:
             # is the transaction's first write, so a failed pass rolls back the whole transaction (two round
             # trips fewer a batch, and no subtransaction for every row the pass writes)
             with session.no_autoflush:
+                # in the try: a key the driver cannot send (a lone surrogate in a ref) sends the batch item by item
+                self._preload(session, station_id, items)
                 self.telemetry.begin_batch(session)
                 session.info[ROWS] = {"parcel_events": [], "notifications": []}
                 inserted = self._insert_events(session, station_id, rows, row_items)
@@ -344,14 +359,17 @@ class Ingestor:
                 buffered = session.info.pop(ROWS)
                 bulk_insert(session, ParcelEvent.__table__, buffered["parcel_events"])
                 bulk_insert(session, Notification.__table__, buffered["notifications"])
-        except (ItemRejected, IntegrityError, DataError) as exc:
+        except Exception as exc:
+            if isinstance(exc, DBAPIError) and transient(exc):
+                raise
+            # an item unusable in any way (rejected, refused by the database, a value the driver cannot send):
             # nothing of this pass remains; the per-item path sorts it out in a new transaction
             session.rollback()
             self.telemetry.drop_batch(session)
             session.info.pop(ROWS, None)
             # the plain rows of this pass are dropped with its cache: the per-item path reads them afresh
             self.counters.inc("ingest_slow_batches")
-            log.info("batch from %s applied item by item: %s", station.id, exc)
+            log.info("batch from %s applied item by item: %s", station.id, printable(str(exc))[:300])
             return None
         return statuses
 
@@ -496,13 +514,26 @@ class Ingestor:
             # the savepoint is rolled back by now; cached rows may be stale
             self._reset(session)
             raise
-        except (IntegrityError, DataError) as exc:
+        except DBAPIError as exc:
+            if transient(exc):
+                raise
             # validation should keep these out; if one slips through it must not fail the batch
             self._reset(session)
-            log.error("item %s/%s/%s not storable: %s", item.src, item.boot, item.seq, exc.orig)
+            log.error("item %s/%s/%s not storable: %s", item.src, item.boot, item.seq, printable(str(exc.orig)))
             self.counters.inc("ingest_storage_rejects")
             raise ItemRejected(K.E_BAD_FIELD, "a value cannot be stored") from exc
+        except Exception as exc:
+            # a value the driver cannot send, a nesting too deep to write, or a fault in an effect: the item is
+            # dead-lettered, so that it cannot hold back the station's uplink (it would fail again on every retry)
+            self._reset(session)
+            log.exception("item %s/%s/%s cannot be applied", item.src, item.boot, item.seq)
+            raise self._unusable(exc) from exc
         return K.APPLIED
+
+    def _unusable(self, exc: BaseException) -> ItemRejected:
+        """The rejection of an item that failed in a way no check foresaw (counted: each one is worth a look)."""
+        self.counters.inc("ingest_unusable_items")
+        return ItemRejected(K.E_BAD_FIELD, f"the item cannot be stored or applied ({type(exc).__name__})")
 
     def _reset(self, session: Session) -> None:
         """After a savepoint rollback cached rows may be gone or changed: start the caches afresh."""
@@ -511,29 +542,6 @@ class Ingestor:
             self._preload(session, next(iter(ctx.lockers.values())).station_id, [])
         else:
             session.info["jc"] = _BatchCache()
-
-    def _dead_letter(self, session: Session, station_id: str, raw: Any, reason: str) -> None:
-        text = json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str)
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        stored = raw if isinstance(raw, (dict, list)) else {"raw": text}
-        log.warning("rejected item from %s: %s", station_id, reason)
-        for attempt in (stored, {"unstorable": text[:4000]}):
-            try:
-                with session.begin_nested():
-                    # unique on the raw item: a replayed bad item is answered the same and stored once
-                    session.execute(_insert(session, DeadLetter).values(
-                        station_id=station_id, raw=attempt, raw_hash=digest, reason=reason, at=time.time(),
-                    ).on_conflict_do_nothing(index_elements=["station_id", "raw_hash"]))
-                break
-            except (DataError, IntegrityError) as exc:
-                self.counters.inc("dead_letters_unstorable")
-                log.error("dead letter from %s not storable as received: %s", station_id, exc.orig)
-        count = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
-        if count > self.dead_letter_max_rows:
-            oldest = session.scalars(select(DeadLetter.id).order_by(DeadLetter.id)
-                                     .limit(count - self.dead_letter_max_rows)).all()
-            session.execute(DeadLetter.__table__.delete().where(DeadLetter.id.in_(oldest)))
-            self.counters.inc("dead_letters_dropped", len(oldest))
 
     # ---- effects -------------------------------------------------------------------------------
 

@@ -54,6 +54,11 @@ def ingest(services: ServicesDep, background: BackgroundTasks, token: Annotated[
     except BatchRejected as exc:
         counters.inc("ingest_batches_refused")
         raise HTTPException(exc.status_code, exc.detail) from exc
+    except RecursionError as exc:
+        # only a batch that the fast parser refuses for another reason reaches the stdlib one, which stops
+        # at Python's recursion limit: a bad request, not a fault of the cloud
+        counters.inc("ingest_batches_refused")
+        raise HTTPException(400, "batch nests deeper than the cloud reads") from exc
     # the session is opened here, in the endpoint's own worker thread, not by a generator dependency (which
     # costs two more thread hops a batch), and only for a batch that decoded
     with services.sessionmaker() as session:

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy import ColumnElement, Engine, Table, any_, bindparam, create_engine, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -202,3 +202,20 @@ def one_of(session: Session, column, values) -> ColumnElement[bool]:
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+# SQLSTATE classes after which the same work may succeed later: connection exception, transaction rollback
+# (deadlock, serialization failure), insufficient resources, operator intervention, system error
+_TRANSIENT_STATES = ("08", "40", "53", "57", "58")
+
+
+def transient(exc: DBAPIError) -> bool:
+    """Whether a database error says nothing about the data written: the database is away, busy or short of
+    resources, so the work is to be sent again later rather than refused."""
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    if state:
+        return state[:2] in _TRANSIENT_STATES or state == "55P03"  # 55P03: lock not available
+    # SQLite names no state: a locked, busy or unreadable database is an OperationalError, a bad value is not
+    return isinstance(exc, OperationalError)

@@ -13,10 +13,11 @@ import secrets
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import const as C
 from .counters import Counters
@@ -78,11 +79,71 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on a connection in autocommit mode: committed when the block ends, rolled back
+    when anything at all leaves it (an SQLite error, a value SQLite cannot bind, a bug), so the connection is
+    never left inside a transaction that makes every later write on it fail."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def savepoint(conn: sqlite3.Connection, name: str) -> Iterator[None]:
+    """A savepoint inside the current transaction, released when the block ends, rolled back to (and
+    released) when anything leaves it; the transaction itself goes on."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
+
+
+def body_text(rec: "Record") -> str:
+    """The JSON text stored for a record: its raw text as received, else its body written out."""
+    if rec.raw is not None:
+        return rec.raw
+    return json.dumps(rec.body, separators=(",", ":"), ensure_ascii=False)
+
+
+def escaped(text: str) -> str:
+    """JSON text with the characters UTF-8 cannot hold (lone surrogates) written as \\uXXXX escapes: the same
+    JSON value in text SQLite can store. Such a character is only valid JSON inside a string, where the
+    escape means the same."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unencodable(payload: bytes, body: Any) -> bool:
+    """Whether a decoded payload holds text UTF-8 cannot hold: a lone surrogate, which only a \\u escape in
+    the payload can give (UTF-8 bytes cannot encode one). The station database stores none as such."""
+    if b"\\u" not in payload:
+        return False
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 Stage = Callable[[list, list], tuple[Any, Callable[[], None]]]
 
 
 class _Full(Exception):
     """Raised inside the worker when the database refused a write for lack of space."""
+
+
+class _Held(Exception):
+    """Raised inside a many-row insert when some rows were held already, to undo it and go row by row."""
 
 
 class Outbox:
@@ -276,8 +337,7 @@ class Outbox:
             try:
                 return self._try_commit(conn, ops)
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                # rolled back already (transaction())
                 if not _is_full(exc):
                     raise OutboxError(f"outbox write failed: {exc}") from exc
                 if attempt == 0 and self._make_room(conn):
@@ -287,23 +347,29 @@ class Outbox:
 
     def _try_commit(self, conn: sqlite3.Connection, ops: list[tuple[str, Any]]) -> list[Any]:
         results: list[Any] = []
-        added = 0
+        committed: list[Callable[[], None]] = []
         rows_before = self._rows
         self.tx_serial += 1
         self._before_commit.clear()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            self._try_ops(conn, ops, results)
+            with transaction(conn):
+                self._try_ops(conn, ops, results, committed)
         except BaseException:
             self._rows = rows_before
             raise
         finally:
             self._before_commit.clear()
+        for on_commit in committed:
+            try:
+                on_commit()
+            except Exception:  # noqa: BLE001 - the commit stands; a hook bug must not fail it
+                log.exception("outbox commit hook failed")
         return results
 
-    def _try_ops(self, conn: sqlite3.Connection, ops: list[tuple[str, Any]], results: list[Any]) -> None:
+    def _try_ops(self, conn: sqlite3.Connection, ops: list[tuple[str, Any]], results: list[Any],
+                 committed: list[Callable[[], None]]) -> None:
+        """The group's writes, in the transaction _try_commit holds; `committed` gets the hooks to run after."""
         added = 0
-        committed: list[Callable[[], None]] = []
         i = 0
         while i < len(ops):
             op, arg = ops[i]
@@ -334,49 +400,53 @@ class Outbox:
                 continue
             i += 1
             if op == "rec":
-                new = self._insert(conn, arg)
+                try:
+                    new = self._insert(conn, arg)
+                except (TypeError, ValueError, RecursionError) as exc:
+                    # the body cannot be written as JSON: this record is refused, the group goes on
+                    self.counters.inc("outbox_unwritable")
+                    results.append(OutboxError(f"{arg.kind} from {arg.src} cannot be written as JSON: "
+                                               f"{type(exc).__name__}"))
+                    continue
                 added += new
                 results.append(new)
             else:
-                conn.execute("SAVEPOINT op")
                 try:
-                    results.append(arg(conn))
-                    conn.execute("RELEASE op")
+                    with savepoint(conn, "op"):
+                        results.append(arg(conn))
                 except sqlite3.Error as exc:
                     if _is_full(exc):
                         raise
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
                     results.append(OutboxError(str(exc)))
                 except Exception as exc:  # noqa: BLE001 - handed back to the caller's future, not swallowed
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
                     results.append(exc)
         self._rows += added
         for fn in list(self._before_commit.values()):
             fn(conn)
         self._enforce_bounds(conn)
-        conn.execute("COMMIT")
-        for on_commit in committed:
-            try:
-                on_commit()
-            except Exception:  # noqa: BLE001 - the commit stands; a hook bug must not fail it
-                log.exception("outbox commit hook failed")
 
     def insert_in_tx(self, conn: sqlite3.Connection, rec: Record) -> bool:
         """Store a record inside a transaction run by run(); False if its key is already held."""
         return self._insert(conn, rec)
 
     def _insert(self, conn: sqlite3.Connection, rec: Record) -> bool:
+        # written out first: a body that cannot be (nested too deep, not JSON) fails before any write
+        text = body_text(rec)
         if rec.auto:
             # numbered inside the transaction, so a rolled-back attempt never leaves a gap or a reuse
             conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='seq'")
             rec.seq = int(conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
             rec.boot = self.epoch
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO outbox (src, boot, seq, kind, rx, body) VALUES (?,?,?,?,?,?)",
-            (rec.src, rec.boot, rec.seq, rec.kind, rec.rx,
-             rec.raw if rec.raw is not None else json.dumps(rec.body, separators=(",", ":"), ensure_ascii=False)))
+        sql = "INSERT OR IGNORE INTO outbox (src, boot, seq, kind, rx, body) VALUES (?,?,?,?,?,?)"
+        try:
+            cur = conn.execute(sql, (rec.src, rec.boot, rec.seq, rec.kind, rec.rx, text))
+        except UnicodeEncodeError:
+            # text SQLite cannot take as UTF-8 (a lone surrogate): stored escaped, the same JSON value, so the
+            # record goes on to the cloud (which keeps a bad one as a dead letter) and holds nothing back
+            self.counters.inc("outbox_escaped")
+            log.warning("%s %s/%s/%s holds text UTF-8 cannot hold; stored escaped", rec.kind, rec.src, rec.boot,
+                        rec.seq)
+            cur = conn.execute(sql, (rec.src, rec.boot, rec.seq, rec.kind, rec.rx, escaped(text)))
         if cur.rowcount == 0:
             self.counters.inc("outbox_duplicates")
             return False
@@ -390,21 +460,24 @@ class Outbox:
         if any(r.auto for r in recs):
             return [self._insert(conn, r) for r in recs]
         before = conn.total_changes
-        conn.execute("SAVEPOINT many")
         dumps = json.dumps
-        for i in range(0, len(recs), _ROWS_PER_INSERT):
-            chunk = recs[i:i + _ROWS_PER_INSERT]
-            args: list[Any] = []
-            for r in chunk:
-                args += (r.src, r.boot, r.seq, r.kind, r.rx,
-                         r.raw if r.raw is not None else dumps(r.body, separators=(",", ":"), ensure_ascii=False))
-            conn.execute(_insert_sql(len(chunk)), args)
-        if conn.total_changes - before == len(recs):
-            conn.execute("RELEASE many")
+        try:
+            with savepoint(conn, "many"):
+                for i in range(0, len(recs), _ROWS_PER_INSERT):
+                    chunk = recs[i:i + _ROWS_PER_INSERT]
+                    args: list[Any] = []
+                    for r in chunk:
+                        args += (r.src, r.boot, r.seq, r.kind, r.rx,
+                                 r.raw if r.raw is not None else dumps(r.body, separators=(",", ":"),
+                                                                       ensure_ascii=False))
+                    conn.execute(_insert_sql(len(chunk)), args)
+                if conn.total_changes - before != len(recs):
+                    raise _Held()
             return [True] * len(recs)
-        conn.execute("ROLLBACK TO many")
-        conn.execute("RELEASE many")
-        return [self._insert(conn, r) for r in recs]
+        except (_Held, UnicodeEncodeError):
+            # undone: row by row tells which rows were new, and stores a record with text UTF-8 cannot hold
+            # escaped, without holding back the others
+            return [self._insert(conn, r) for r in recs]
 
     def _drop(self, conn: sqlite3.Connection, kinds: tuple[str, ...] | None, n: int, counter: str,
               older_than: float | None = None) -> int:
@@ -443,15 +516,12 @@ class Outbox:
     def _make_room(self, conn: sqlite3.Connection) -> bool:
         """On a full database free pages by dropping telemetry, then state snapshots; never events."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            freed = self._drop(conn, TELE_KINDS, 1000, "dropped_tele")
-            if not freed:
-                freed = self._drop(conn, STATE_KINDS, 1000, "dropped_state")
-            conn.execute("COMMIT")
+            with transaction(conn):
+                freed = self._drop(conn, TELE_KINDS, 1000, "dropped_tele")
+                if not freed:
+                    freed = self._drop(conn, STATE_KINDS, 1000, "dropped_state")
             return freed > 0
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             log.error("outbox could not make room: %s", exc)
             return False
 
@@ -491,23 +561,25 @@ class Outbox:
         assert self._conn is not None
         n = 0
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            lo, hi = min(ids), max(ids)
-            if hi - lo + 1 == len(ids) and len(set(ids)) == len(ids):
-                # a whole batch read from the head, all acked (the usual case): a range, no id list. Ids only
-                # grow, so nothing written since the batch was read lies inside it.
-                n = conn.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ?", (lo, hi)).rowcount
-            else:
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i:i + 500]
-                    n += conn.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})",
-                                      chunk).rowcount
-            conn.execute("COMMIT")
+            with transaction(conn):
+                n = self._delete_ids(conn, ids)
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
             raise OutboxError(f"outbox delete failed: {exc}") from exc
         self._rows -= n
+        return n
+
+    @staticmethod
+    def _delete_ids(conn: sqlite3.Connection, ids: list[int]) -> int:
+        lo, hi = min(ids), max(ids)
+        if hi - lo + 1 == len(ids) and len(set(ids)) == len(ids):
+            # a whole batch read from the head, all acked (the usual case): a range, no id list. Ids only
+            # grow, so nothing written since the batch was read lies inside it.
+            return conn.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ?", (lo, hi)).rowcount
+        n = 0
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            n += conn.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk).rowcount
         return n
 
     async def stats(self) -> dict:

@@ -20,6 +20,16 @@ from .outbox import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.uplink")
 
+# answers that refuse a batch for what it holds (a malformed body, too large, too deep), not for who sent it or
+# for the cloud's own state: the same batch would be refused forever, so the uplink narrows it down
+REFUSED_STATUSES = (400, 413, 422)
+# records the cloud refused even alone, set aside in the station database (the newest kept)
+REFUSED_MAX_ROWS = 1000
+_SET_ASIDE = (
+    "CREATE TABLE IF NOT EXISTS uplink_refused (id INTEGER PRIMARY KEY AUTOINCREMENT, src TEXT NOT NULL, "
+    "boot TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, rx REAL NOT NULL, body TEXT NOT NULL, "
+    "status INTEGER NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL, UNIQUE (src, boot, seq))")
+
 
 def batch_id(records: list[Record]) -> str:
     """Stable id for a batch, so a re-send of the same items carries the same id."""
@@ -83,6 +93,8 @@ class Uplink:
         self.last_ok: float | None = None
         self.last_error: str | None = None
         self._delay = cfg.backoff_min_s
+        # how many records the next batch may hold: halved while the cloud refuses batches whole
+        self._narrow = cfg.batch_max
 
     def state(self) -> dict:
         return {"up": self.up, "last_ok": self.last_ok, "last_error": self.last_error}
@@ -93,7 +105,7 @@ class Uplink:
                                      headers={"Authorization": f"Bearer {self.cfg.api_key}"}) as client:
             while True:
                 self.outbox.changed.clear()
-                records = await self.outbox.read_batch(self.cfg.batch_max, C.INGEST_MAX_BYTES - 4096, decode=False)
+                records = await self.outbox.read_batch(self._narrow, C.INGEST_MAX_BYTES - 4096, decode=False)
                 if not records:
                     try:
                         await asyncio.wait_for(self.outbox.changed.wait(), self.cfg.poll_s)
@@ -113,10 +125,49 @@ class Uplink:
                             await asyncio.sleep(pause)
                         continue
                 except UplinkError as exc:
+                    if exc.status in REFUSED_STATUSES and await self._narrow_down(client, records, exc):
+                        continue
                     self._down(str(exc))
                 # a failed or fruitless batch: wait with jitter, then send the same items again
                 await asyncio.sleep(self._delay * random.uniform(0.5, 1.0))
                 self._delay = min(self._delay * 2, self.cfg.backoff_max_s)
+
+    async def _narrow_down(self, client: httpx.AsyncClient, records: list[Record], exc: UplinkError) -> bool:
+        """The cloud refused a batch for what it holds: send half as many records, down to one; a record refused
+        alone, while an empty batch is taken, is set aside so that the records behind it flow. True when the
+        uplink should go on at once."""
+        if len(records) > 1:
+            self.counters.inc("uplink_batches_narrowed")
+            self._narrow = max(1, len(records) // 2)
+            log.warning("cloud refused a batch of %d records (%s); sending %d at a time", len(records), exc,
+                        self._narrow)
+            return True
+        try:
+            # an empty batch tests the envelope (station, key, id): refused too, the fault is not the record's
+            await self.send(client, [])
+        except UplinkError:
+            return False
+        rec = records[0]
+        reason = str(exc)[:500]
+
+        def keep(conn) -> None:
+            conn.execute(_SET_ASIDE)
+            conn.execute("INSERT OR IGNORE INTO uplink_refused (src, boot, seq, kind, rx, body, status, reason, at) "
+                         "SELECT src, boot, seq, kind, rx, body, ?, ?, ? FROM outbox WHERE id = ?",
+                         (exc.status, reason, time.time(), rec.id))
+            conn.execute("DELETE FROM uplink_refused WHERE id <= (SELECT MAX(id) FROM uplink_refused) - ?",
+                         (REFUSED_MAX_ROWS,))
+        try:
+            await self.outbox.run(keep)
+            await self.outbox.delete([rec.id])
+        except Exception as exc2:  # noqa: BLE001 - the record stays in the outbox and is tried again
+            log.error("could not set aside %s/%s/%s: %s", rec.src, rec.boot, rec.seq, exc2)
+            return False
+        self.counters.inc("uplink_refused_items")
+        log.error("cloud refused %s %s/%s/%s even alone (%s): set aside in uplink_refused", rec.kind, rec.src,
+                  rec.boot, rec.seq, reason)
+        self._narrow = self.cfg.batch_max
+        return True
 
     def _down(self, why: str) -> None:
         if self.up or self.last_error is None:
@@ -139,7 +190,7 @@ class Uplink:
         except httpx.HTTPError as exc:
             raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
         if resp.status_code // 100 != 2:
-            raise UplinkError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+            raise UplinkError(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
         try:
             data = orjson.loads(resp.content)
         except orjson.JSONDecodeError as exc:
@@ -155,6 +206,8 @@ class Uplink:
         if len(ids) < len(records):
             self.counters.inc("uplink_unsettled", len(records) - len(ids))
             log.warning("cloud settled %d of %d items; the rest is re-sent", len(ids), len(records))
+        if records and len(ids) == len(records):
+            self._narrow = self.cfg.batch_max
         if not self.up:
             log.info("uplink up")
         self.up = True

@@ -223,3 +223,49 @@ async def test_back_pressure_pauses_reading_and_loses_nothing(station, lockers, 
         assert gw.link._client is not None and not gw.link._client.paused
     finally:
         await rg.close()
+
+
+async def test_text_with_a_lone_surrogate_is_refused_and_blocks_nothing(gateway, lockers):
+    """A lone surrogate (valid JSON, not storable as UTF-8 text) in a tele, a birth or an event: each is
+    refused and counted, the event still gets its eack, and every later message is stored."""
+    l1 = lockers(gateway.broker.port, "l1").connect()
+    l1.online()
+    l1.birth()
+    link = gateway.gw.link
+    await until(lambda: link.lockers["l1"].birth_at, what="birth")
+    c = gateway.gw.counters
+    l1.pub("tele", {"v": 1, "boot": l1.boot, "ts": 0, "mono": 5, "fw": "0.1.\ud800"})
+    l1.pub("birth", {"v": 1, "boot": l1.boot, "fw": "0.1.0", "seq": 0, "ts": 0, "mono": 900, "outbox": 0,
+                     "vault": 0, "note": "\udfff", "comps": [{"n": 1, "size": "S", "st": "empty", "door": "closed",
+                                                              "occ": False}]})
+    good1 = l1.evt("door", c=1, open=True)
+    # an unknown field, which the checks ignore (forward compatibility), holds the surrogate
+    bad = l1.evt("door", c=2, open=True, note="门\ud800")
+    good2 = l1.evt("door", c=1, open=False)
+    await until(lambda: l1.acked() == 3, what="all three events acked")
+    await until(lambda: c["unencodable_payloads"] == 3, what="three refusals")
+    assert c["rejected_payloads"] == 3 and c["quarantined_events"] == 1
+    # the next, unrelated writes go through: a tele and the events after the refused one
+    l1.pub("tele", {"v": 1, "boot": l1.boot, "ts": 0, "mono": 6, "rssi": -60})
+    evts = await gateway.outbox_rows("evt")
+    assert [r.body for r in evts] == [good1, bad, good2], "stored in order, the refused one kept for the cloud"
+    teles = await until_rows(gateway, "tele", 1)
+    assert teles[0].body["rssi"] == -60
+    # the refused event changed no state
+    assert link.lockers["l1"].comps[2].door == "closed"
+    assert link.lockers["l1"].comps[1].door == "closed"
+    assert not await gateway.gw.outbox.query(lambda conn: conn.in_transaction)
+    assert c["outbox_write_errors"] == 0
+
+
+async def until_rows(gateway, kind: str, n: int) -> list:
+    rows: list = []
+
+    async def enough() -> bool:
+        rows[:] = await gateway.outbox_rows(kind)
+        return len(rows) >= n
+    for _ in range(100):
+        if await enough():
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{n} {kind} rows not stored")

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from gateway.errors import OutboxFull
+from gateway.errors import OutboxError, OutboxFull
 from gateway.outbox import Outbox, Record
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -217,3 +217,59 @@ async def test_uplink_reads_see_each_commit(box):
     await box.delete([r.id for r in await box.read_batch(1)])
     assert [r.seq for r in await box.read_batch(10)] == [2, 3]
     assert (await box.stats())["depth"] == 2
+
+
+async def test_a_failing_write_never_leaves_the_transaction_open(box):
+    """Whatever fails inside a group (a value SQLite cannot bind, a bug in a before-commit write), the group is
+    rolled back and the next, unrelated write succeeds."""
+    def stage(recs, stored):
+        # not an sqlite3.Error: text with a lone surrogate, which SQLite cannot take as UTF-8
+        box.before_commit("bad", lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS t (x TEXT)") and
+                          conn.execute("INSERT INTO t VALUES (?)", ("\ud800",)))
+        return None, lambda: None
+
+    with pytest.raises(Exception):
+        await box.submit_many([evt(1)], stage)
+    assert not await box.query(lambda conn: conn.in_transaction), "no transaction left open"
+    assert await box.append(evt(1)) is True, "the next write, unrelated, is stored"
+    assert await box.run(lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
+    assert [r.seq for r in await box.read_batch(10)] == [1]
+    assert box.counters["outbox_write_errors"] == 1
+
+
+async def test_a_record_sqlite_cannot_take_is_stored_escaped_and_holds_nothing_back(box):
+    """A tele with a lone surrogate is stored as the same JSON value in escaped text; the records queued in the
+    same transaction are stored too."""
+    bad = Record(src="l1", kind="tele", body={"v": 1, "boot": "5f0c3a9e", "fw": "0.\ud800"})
+    # queued before the writer wakes: one group, one transaction
+    results = await asyncio.gather(box.submit(evt(1)), box.submit(bad), box.submit(tele()),
+                                   box.submit_many([evt(2), evt(3)]))
+    assert results == [True, True, True, [True, True]]
+    rows = await box.read_batch(10)
+    assert [r.kind for r in rows] == ["evt", "tele", "tele", "evt", "evt"]
+    assert rows[1].body["fw"] == "0.\ud800", "the same value comes back"
+    raw = await box.read_batch(10, decode=False)
+    assert "\\ud800" in raw[1].raw
+    assert box.counters["outbox_escaped"] == 1
+    assert await box.append(evt(4)) is True
+
+
+async def test_a_batch_holding_an_unencodable_record_is_stored_whole(box):
+    """In a many-record insert, the record with a lone surrogate is stored escaped, in its place."""
+    recs = [evt(1), evt(2), evt(3)]
+    recs[1].body["pad"] = "\udfff"
+    assert await box.submit_many(recs) == [True, True, True]
+    assert [r.body["pad"] for r in await box.read_batch(10)] == ["", "\udfff", ""]
+
+
+async def test_a_body_that_cannot_be_written_is_refused_alone(box):
+    """A body nested too deep for the JSON writer fails its own record only, and takes no gateway seq."""
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    bad = Record(src="l1", kind="tele", body={"v": 1, "x": deep})
+    good = Record(src="gw", kind="parcel", body={"ref": "p-1"})
+    res = await asyncio.gather(box.submit(bad), box.submit(good), return_exceptions=True)
+    assert isinstance(res[0], OutboxError) and "cannot be written" in str(res[0])
+    assert res[1] is True and good.seq == 1, "the numbering skipped nothing"
+    assert box.counters["outbox_unwritable"] == 1

@@ -156,8 +156,8 @@ async def test_rejected_items_are_deleted_and_a_wrong_key_keeps_everything(box):
         assert (await box.stats())["depth"] == 0
 
 
-async def test_forward_into_the_cloud_app(box, tmp_path):
-    """When the cloud package is present, the gateway's items go through its real ingest route."""
+def real_cloud(tmp_path):
+    """The cloud app on a fresh SQLite database with station demo-01 (locker l1 of two compartments)."""
     cloud_app = pytest.importorskip("cloud.app")
     try:
         from cloud import migrate
@@ -166,7 +166,6 @@ async def test_forward_into_the_cloud_app(box, tmp_path):
         from cloud.storage import make_engine, make_sessionmaker
     except ImportError as exc:
         pytest.skip(f"cloud package incomplete: {exc}")
-    from gateway.uplink import Uplink
     url = f"sqlite:///{tmp_path}/cloud.db"
     engine = make_engine(url)
     migrate.upgrade(engine)
@@ -174,7 +173,13 @@ async def test_forward_into_the_cloud_app(box, tmp_path):
         seed_station(session, station_id="demo-01", name="示例村服务站", api_key=API_KEY,
                      lockers=[{"id": "l1", "comps": [{"n": 1, "size": "S"}, {"n": 2, "size": "M"}]}])
     engine.dispose()
-    app = cloud_app.create_app(Settings(database_url=url, admin_token="a" * 24, migrate_on_start=False))
+    return cloud_app.create_app(Settings(database_url=url, admin_token="a" * 24, migrate_on_start=False))
+
+
+async def test_forward_into_the_cloud_app(box, tmp_path):
+    """When the cloud package is present, the gateway's items go through its real ingest route."""
+    from gateway.uplink import Uplink
+    app = real_cloud(tmp_path)
     port = free_port()
     boot = "5f0c3a9e"
     await box.append(Record(src="l1", kind="birth", body={
@@ -200,3 +205,84 @@ async def test_forward_into_the_cloud_app(box, tmp_path):
             items = [sent.item()]
             r = await http.post("/api/v1/gateway/ingest", json={"station": "demo-01", "batch": "x", "items": items})
             assert r.status_code == 200 and r.json()["results"][0]["status"] == "duplicate"
+
+
+class RefusingSink(Sink):
+    """A cloud that refuses, with 422, any batch holding an item it cannot read (here: marked "deep")."""
+
+    def __init__(self, *, refuse_all: bool = False):
+        super().__init__()
+        self.refused = 0
+        inner = self.app
+
+        @inner.middleware("http")
+        async def refuse(request: Request, call_next):
+            body = await request.body()
+            if refuse_all or b'"deep":true' in body:
+                self.refused += 1
+                from fastapi.responses import JSONResponse
+                return JSONResponse({"detail": "batch nests deeper than the cloud reads"}, status_code=422)
+            return await call_next(request)
+
+
+async def test_a_batch_refused_whole_is_narrowed_down_and_its_bad_record_set_aside(box):
+    """One record that makes the cloud refuse every batch holding it cannot hold back the station's uplink:
+    batches are halved until it is sent alone, and then it is set aside, counted, kept in the database."""
+    from gateway.uplink import Uplink
+    port = free_port()
+    counters = Counters()
+    sink = RefusingSink()
+    for s in range(1, 41):
+        await box.append(evt(s, deep=s == 23))
+    async with serve(sink.app, port):
+        up = Uplink("demo-01", cloud_cfg(port, batch_max=16), box, counters)
+        async with running(up):
+            await until(lambda: counters["uplink_applied"] == 39, what="every good record applied")
+            await box.append(evt(41))
+            await until(lambda: counters["uplink_applied"] == 40, what="later records flow at full size")
+    assert sink.applied == [("demo-01", "l1", "5f0c3a9e", s) for s in range(1, 42) if s != 23], "in order, once"
+    assert counters["uplink_refused_items"] == 1 and counters["uplink_batches_narrowed"] >= 1
+    kept = await box.query(lambda conn: conn.execute(
+        "SELECT src, seq, status, reason FROM uplink_refused").fetchall())
+    assert kept == [("l1", 23, 422, "HTTP 422: " + '{"detail":"batch nests deeper than the cloud reads"}')]
+    assert (await box.stats())["depth"] == 0
+
+
+async def test_a_cloud_refusing_every_batch_sets_nothing_aside(box):
+    """If even an empty batch is refused, the fault is not a record's: everything stays in the outbox."""
+    from gateway.uplink import Uplink
+    port = free_port()
+    counters = Counters()
+    sink = RefusingSink(refuse_all=True)
+    for s in range(1, 5):
+        await box.append(evt(s))
+    async with serve(sink.app, port):
+        up = Uplink("demo-01", cloud_cfg(port), box, counters)
+        async with running(up):
+            await until(lambda: counters["uplink_failures"] >= 3, what="refused while narrowed to one record")
+    assert (await box.stats())["depth"] == 4 and counters["uplink_refused_items"] == 0
+    assert not up.up and "422" in up.last_error
+
+
+async def test_a_record_the_real_cloud_refuses_in_any_batch_is_set_aside(box, tmp_path):
+    """A stored record that makes the cloud refuse the whole batch (NaN sends it to the exact parser, which a
+    nesting of 1,100 levels stops: 400) is narrowed down to and set aside; the events around it arrive."""
+    from gateway.uplink import Uplink
+    app = real_cloud(tmp_path)
+    port = free_port()
+    boot = "5f0c3a9e"
+    for s in range(1, 4):
+        await box.append(Record(src="l1", kind="evt", boot=boot, seq=s, body={
+            "v": 1, "boot": boot, "seq": s, "ts": 0, "mono": 1000 + s, "type": "door", "c": 1, "open": s != 2}))
+        if s == 2:
+            await box.append(Record(src="l1", kind="tele", body=None, boot="a1b2c3d4", seq=1, raw=(
+                '{"v":1,"boot":"5f0c3a9e","ts":0,"mono":5,"temp":NaN,"x":' + "[" * 1100 + "]" * 1100 + "}")))
+    counters = Counters()
+    async with serve(app, port):
+        up = Uplink("demo-01", cloud_cfg(port), box, counters)
+        async with running(up):
+            await until(lambda: counters["uplink_applied"] == 3 and counters["uplink_refused_items"] == 1,
+                        timeout=15, what="good events applied, the bad record set aside")
+    assert (await box.stats())["depth"] == 0
+    kept = await box.query(lambda conn: conn.execute("SELECT kind, seq, status FROM uplink_refused").fetchall())
+    assert kept == [("tele", 1, 400)]
