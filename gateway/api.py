@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Literal
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
+from jincun.phone import PHONE_PATTERN
+
 from . import const as C
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
                      UnknownParcel)
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
 class DepositIn(BaseModel):
     waybill: str = Field(min_length=1, max_length=64)
-    phone: str = Field(pattern=r"^\+?[0-9]{5,20}$")
+    phone: str = Field(pattern=PHONE_PATTERN)
     carrier: str = Field(min_length=1, max_length=32)
     size: Literal["S", "M", "L"]
     locker: str | None = Field(None, pattern=C.ID_RE)
