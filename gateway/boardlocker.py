@@ -17,12 +17,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jc.lockboard import LOCKS_PER_BOARD, MODELS, OPEN_REPLY_LEN, BoardError, open_request, parse_open, parse_status
+from jc.lockboard import status_reply_len, status_request
+
 from . import const as C
 from . import protocol
 from .counters import Counters
 from .errors import GatewayError
-from .lockboard_codec import MODELS, BoardProtocolError, open_request, parse_open, parse_status, status_reply_len
-from .lockboard_codec import OPEN_REPLY_LEN, status_request
 from .lockboard_serial import BoardLinkError, SerialBus
 
 if TYPE_CHECKING:
@@ -181,8 +182,8 @@ class BoardLocker:
             try:
                 raw = await self.bus.exchange(status_request(self.model, self.cfg.addr),
                                               status_reply_len(self.model))
-                st = parse_status(self.model, self.cfg.addr, raw)
-            except (BoardLinkError, BoardProtocolError) as exc:
+                doors, occ = parse_status(self.model, self.cfg.addr, raw)
+            except (BoardLinkError, BoardError) as exc:
                 self._poll_failures += 1
                 self.counters.inc("board_poll_failures")
                 if self.online and self._poll_failures >= OFFLINE_AFTER:
@@ -192,11 +193,13 @@ class BoardLocker:
                 await asyncio.sleep(self.cfg.poll_s)
                 continue
             self._poll_failures = 0
+            doors_t = tuple(bool(doors >> i & 1) for i in range(LOCKS_PER_BOARD))
+            occ_t = None if occ is None else tuple(bool(occ >> i & 1) for i in range(LOCKS_PER_BOARD))
             if first:
-                self._take_initial(st.doors_open, st.occupied)
+                self._take_initial(doors_t, occ_t)
                 first = False
             else:
-                await self._update(st.doors_open, st.occupied)
+                await self._update(doors_t, occ_t)
             if not self.online:
                 self.online = True
                 log.info("lock board %s online (boot %s)", self.id, self.boot)
@@ -264,7 +267,7 @@ class BoardLocker:
         try:
             raw = await self.bus.exchange(open_request(self.model, self.cfg.addr, comp.lock), OPEN_REPLY_LEN)
             ok = parse_open(self.model, self.cfg.addr, comp.lock, raw)
-        except (BoardLinkError, BoardProtocolError) as exc:
+        except (BoardLinkError, BoardError) as exc:
             log.warning("lock board %s lock %d: %s", self.id, comp.lock, exc)
             self.counters.inc("board_open_failures")
             return False

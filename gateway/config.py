@@ -153,7 +153,7 @@ class BoardConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self):
-        from .lockboard_codec import MODELS
+        from jc.lockboard import MODELS
         if self.model not in MODELS:
             raise ValueError(f"board {self.id}: unknown model {self.model!r} (known: {', '.join(MODELS)})")
         ns = [c.n for c in self.comps]
