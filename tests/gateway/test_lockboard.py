@@ -79,6 +79,7 @@ async def test_board_deposit_code_and_pickup_through_the_outbox(board_station):
         d = r.json()
         assert d["c"] == 2 and sim.board.opens == [5], "compartment 2 sits on lock 5"
         await until(lambda: b1.comps[2].door == "open", what="door seen open")
+        assert (b1.comps[2].st, b1.comps[2].ref) == ("deposit", d["ref"]), "the live view knows the opening"
         sim.close_door(5, occupied=True)
         await until(lambda: b1.comps[2].st == "occupied", what="deposit confirmed by door + occupancy")
         assert (await http.get(f"/api/v1/deposits/{d['ref']}")).json()["state"] == "deposited"
