@@ -16,12 +16,11 @@ import logging
 import secrets
 import sqlite3
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jc import const as JK
 from jc.compartment import PULSE_MS, Compartment
-from jc.lockboard import MODELS, OPEN_REPLY_LEN, BoardError, has_occupancy, open_request, parse_open, parse_status
+from jc.lockboard import MODELS, OPEN_REPLY_LEN, BoardError, open_request, parse_open, parse_status
 from jc.lockboard import status_reply_len, status_request
 from jc.vault import BAD, LOCKED, OK, Vault
 
@@ -80,11 +79,10 @@ class BoardLocker:
     """One lock board (16 locks) acting as locker `cfg.id` of this station."""
 
     def __init__(self, cfg: "BoardConfig", link: "LockerLink", outbox: "Outbox", counters: Counters,
-                 bus: SerialBus | None = None, *, vault_path: str | Path | None = None) -> None:
+                 bus: SerialBus | None = None) -> None:
         self.cfg = cfg
         self.id = cfg.id
         self.model = MODELS[cfg.model]
-        self.sensed = has_occupancy(self.model)
         self.link = link
         self.outbox = outbox
         self.counters = counters
@@ -94,7 +92,7 @@ class BoardLocker:
         self.started = time.monotonic()
         self.comps = {c.n: Compartment(c.n, c.size) for c in cfg.comps}
         self.locks = {c.n: c.lock or c.n for c in cfg.comps}
-        path = Path(vault_path) if vault_path else outbox.path.with_name(f"board-{cfg.id}.vault")
+        path = outbox.path.with_name(f"board-{cfg.id}.vault")
         self.vault = BoardVault(str(path), binascii.unhexlify(cfg.secret), log=self._vault_log)
         self.vault.load(self.ms())  # a small file, read once at start-up: codes and lockout survive a restart
         self._vault_lock = asyncio.Lock()
