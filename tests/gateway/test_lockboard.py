@@ -207,6 +207,7 @@ async def test_a_board_without_occupancy_sensors_takes_the_courier_and_villager_
         await until(lambda: b1.comps[1].door == "open", what="door seen open")
         sim.close_door(1)
         await until(lambda: b1.comps[1].door == "closed", what="door seen shut")
+        await until(lambda: gw.boards["b1"].comps[1].settle_at < 0, what="the closing judged")
         await until(lambda: not gw.boards["b1"].unacked, what="events stored")
         assert b1.comps[1].st == "occupied", "a remote open is no pickup"
         h = code_hash(SECRET_L2, "246810")
