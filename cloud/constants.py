@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from jincun.phone import PHONE_RE  # noqa: F401 (the one phone rule, re-exported for the cloud)
+
 API_PREFIX = "/api/v1"
 INGEST_PATH = f"{API_PREFIX}/gateway/ingest"
 
@@ -30,7 +32,6 @@ ITEM_BOOT_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 REF_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 CODE_RE = re.compile(r"^[0-9]{6}$")
-PHONE_RE = re.compile(r"^\+?[0-9]{5,20}$")
 # couriers type these on the gateway: any printable text without control characters
 FREE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 MAX_WAYBILL, MAX_CARRIER = 64, 32

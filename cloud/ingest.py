@@ -16,6 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from jincun.mirror import mirror
+
 from . import constants as K
 from .counters import Counters
 from .deadletters import DeadLetters, printable
@@ -690,19 +692,12 @@ class Ingestor:
 
     @staticmethod
     def _comp_effect(comp: Compartment, body: dict, rx: float) -> None:
-        kind = body["type"]
-        if kind == "door":
-            comp.door = "open" if body["open"] else "closed"
-        elif kind == "lock" and body["why"] in ("deposit", "pickup"):
-            comp.state = body["why"]
-        elif kind == "deposit":
-            comp.state, comp.occ, comp.ref = "occupied", True, body["ref"]
-        elif kind in ("deposit_void", "pickup"):
-            comp.state, comp.occ, comp.ref = "empty", False, None
-        elif kind == "state":
-            comp.state = body["st"]
-        else:
+        """Move the compartment row as the event says, by the one mirror the gateway uses too."""
+        changes = mirror(body, {"st": comp.state, "door": comp.door, "occ": comp.occ, "ref": comp.ref})
+        if not changes:
             return
+        for key, value in changes.items():
+            setattr(comp, "state" if key == "st" else key, value)
         comp.updated_at = rx
 
     def _parcel_for_event(self, session: Session, station: Station, locker: Locker, body: dict,

@@ -18,6 +18,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from jincun.phone import is_phone
+
 from . import commands, crud, lifecycle, stats
 from . import constants as K
 from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, Principal, authenticate_user, make_token,
@@ -317,7 +319,7 @@ def phone_home(request: Request, session: SessionDep, services: ServicesDep) -> 
 def phone_otp(request: Request, session: SessionDep, services: ServicesDep,
               phone: Annotated[str, Form(max_length=24)]) -> Response:
     phone = phone.strip()
-    if not K.PHONE_RE.match(phone):
+    if not is_phone(phone):
         return _render(request, "phone_login.html", services, status_code=422, phone="", sent=False,
                        error="code_wrong")
     if not hit(session, f"otp:{phone}:3600", limit=services.settings.otp_limit_per_hour, window=3600):

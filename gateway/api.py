@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from jincun.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jincun.metrics import Metrics, TimedRequests
+from jincun.phone import PHONE_PATTERN
 
 from . import const as C
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 class DepositIn(BaseModel):
     waybill: str = Field(min_length=1, max_length=64)
-    phone: str = Field(pattern=r"^\+?[0-9]{5,20}$")
+    phone: str = Field(pattern=PHONE_PATTERN)
     carrier: str = Field(min_length=1, max_length=32)
     size: Literal["S", "M", "L"]
     locker: str | None = Field(None, pattern=C.ID_RE)

@@ -1,28 +1,32 @@
 """A plain RS-485 lock board run as a locker: polled door states become the same events as an ESP32 locker's.
 
-The board has no brain, so the gateway plays its controller: it keeps the compartment state machine,
-the code vault and the keypad lockout, numbers events under its own boot id, and feeds them through
-the locker link into the same outbox path. Events stay in `unacked` until the link's eack, and are
-fed again if they were not stored (outbox full).
+The board has no brain, so the gateway plays its controller with the firmware's own modules: the compartment
+state machine (jc.compartment.Compartment), the code vault with its keypad lockout (jc.vault.Vault) and the
+framing codec (jc.lockboard). Only the I/O is the gateway's: polls over the serial bus stand in for the
+firmware's hardware tick, the vault lives in a file beside the station database, and events are numbered
+under the board's own boot id and fed through the locker link into the same outbox path. Events stay in
+`unacked` until the link's eack, and are fed again if they were not stored (outbox full).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import binascii
 import logging
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jc import const as JK
+from jc.compartment import PULSE_MS, Compartment
+from jc.lockboard import MODELS, OPEN_REPLY_LEN, BoardError, open_request, parse_open, parse_status
+from jc.lockboard import status_reply_len, status_request
+from jc.vault import BAD, LOCKED, OK, Vault
+
 from . import const as C
-from . import protocol
 from .counters import Counters
 from .errors import GatewayError
-from .lockboard_codec import MODELS, BoardProtocolError, open_request, parse_open, parse_status, status_reply_len
-from .lockboard_codec import OPEN_REPLY_LEN, status_request
 from .lockboard_serial import BoardLinkError, SerialBus
 
 if TYPE_CHECKING:
@@ -38,15 +42,10 @@ CREATE TABLE IF NOT EXISTS board_comps (
     PRIMARY KEY (locker, n)
 );
 """
-VAULT_MAX = 64
 UNACKED_MAX = 10_000
 OFFLINE_AFTER = 3  # failed polls in a row
-JAM_S = 2.0
-AJAR_S = 120.0
+OPEN_TRIES = 3  # an open request whose reply is lost is sent again (the coil pulses once more, harmlessly)
 RESEND_S = 5.0
-FAILS_BEFORE_LOCKOUT = 5
-LOCKOUT_FIRST_S = 30
-LOCKOUT_MAX_S = 900
 FW = "board"
 
 
@@ -58,26 +57,22 @@ class KeypadLocked(GatewayError):
         self.secs = secs
 
 
-@dataclass
-class _Comp:
-    n: int
-    size: str
-    lock: int
-    st: str = "empty"
-    door: bool = False
-    occ: bool = False
-    ref: str | None = None
-    opening: str | None = None
-    pulsed_at: float = 0.0
-    open_since: float = 0.0
-    ajar_sent: bool = False
+class BoardVault(Vault):
+    """The firmware's code vault and keypad lockout, in a file beside the station database; false when empty."""
 
-    def snap(self) -> dict:
-        d = {"n": self.n, "size": self.size, "st": self.st, "door": "open" if self.door else "closed",
-             "occ": self.occ}
-        if self.ref:
-            d["ref"] = self.ref
-        return d
+    def __len__(self) -> int:
+        return self.count()
+
+
+def sensed_occupancy(comp: Compartment) -> bool:
+    """What an occupancy sensor would read, for a board without sensors.
+
+    The courier's and the villager's own actions are the evidence: a compartment opened for a deposit
+    holds the parcel once its door closes, one opened for a pickup is empty, and a disabled or faulty
+    one holds a parcel when it has a ref.
+    """
+    st = comp.st
+    return st in (JK.ST_DEPOSIT, JK.ST_OCCUPIED) or (st in (JK.ST_FAULT, JK.ST_DISABLED) and comp.ref is not None)
 
 
 class BoardLocker:
@@ -95,33 +90,46 @@ class BoardLocker:
         self.boot = secrets.token_hex(4)
         self.seq = 0
         self.started = time.monotonic()
-        self.comps = {c.n: _Comp(c.n, c.size, c.lock or c.n) for c in cfg.comps}
-        self.vault: dict[str, tuple[list[int], float]] = {}
+        self.comps = {c.n: Compartment(c.n, c.size) for c in cfg.comps}
+        self.locks = {c.n: c.lock or c.n for c in cfg.comps}
+        path = outbox.path.with_name(f"board-{cfg.id}.vault")
+        self.vault = BoardVault(str(path), binascii.unhexlify(cfg.secret), log=self._vault_log)
+        self.vault.load(self.ms())  # a small file, read once at start-up: codes and lockout survive a restart
+        self._vault_lock = asyncio.Lock()
         self.unacked: dict[int, tuple[float, dict]] = {}
         self.online = False
-        self.fails = 0
-        self.lockouts = 0
-        self.locked_until = 0.0
         self._poll_failures = 0
-        self._secret = cfg.secret.lower()
         outbox.add_schema(BOARD_SCHEMA)
 
-    # ---- events ----
+    @staticmethod
+    def _vault_log(*parts) -> None:
+        log.warning("board vault: %s", " ".join(str(p) for p in parts))
 
-    def _mono(self) -> int:
+    def ms(self) -> int:
+        """The board's clock in ms (monotonic), as the firmware's ticks_ms."""
         return int((time.monotonic() - self.started) * 1000)
+
+    async def _vault_call(self, fn, *args):
+        """Run one vault operation (it may write its file) off the event loop, one at a time."""
+        async with self._vault_lock:
+            return await asyncio.to_thread(fn, *args)
+
+    # ---- events ----
 
     async def _emit(self, type_: str, **fields) -> None:
         if self.seq >= C.SEQ_MAX:
             self.boot, self.seq = secrets.token_hex(4), 0
         self.seq += 1
-        evt = {"v": 1, "boot": self.boot, "seq": self.seq, "ts": int(time.time()), "mono": self._mono(),
+        now = self.ms()
+        evt = {"v": 1, "boot": self.boot, "seq": self.seq, "ts": int(time.time()), "mono": now,
                "type": type_, **fields}
         if len(self.unacked) >= UNACKED_MAX:
             self.unacked.pop(min(self.unacked))
             self.counters.inc("board_unacked_dropped")
         self.unacked[self.seq] = (time.monotonic(), evt)
         await self.link.handle_local(self.id, "evt", evt)
+        if type_ == JK.T_PICKUP:
+            await self._vault_call(self.vault.consume, fields["c"], now)  # as the firmware's App does
 
     def eack(self, boot: str, seq: int) -> None:
         """The gateway committed every event up to seq: forget them."""
@@ -141,9 +149,9 @@ class BoardLocker:
 
     async def birth(self) -> None:
         await self.link.handle_local(self.id, "birth", {
-            "v": 1, "boot": self.boot, "fw": FW, "seq": self.seq, "ts": int(time.time()), "mono": self._mono(),
-            "comps": [c.snap() for c in sorted(self.comps.values(), key=lambda c: c.n)],
-            "outbox": len(self.unacked), "vault": len(self.vault)})
+            "v": 1, "boot": self.boot, "fw": FW, "seq": self.seq, "ts": int(time.time()), "mono": self.ms(),
+            "comps": [self.comps[n].snapshot() for n in sorted(self.comps)],
+            "outbox": len(self.unacked), "vault": self.vault.count()})
 
     async def _status(self, state: str) -> None:
         body = {"v": 1, "state": state, "boot": self.boot} if state == "online" else {"v": 1, "state": "lost"}
@@ -155,34 +163,33 @@ class BoardLocker:
         rows = await self.outbox.query(lambda conn: conn.execute(
             "SELECT n, st, ref FROM board_comps WHERE locker=?", (self.id,)).fetchall())
         for n, st, ref in rows:
-            if n in self.comps:
-                # an opening that was in progress when the gateway stopped is judged by the next poll
-                self.comps[n].st, self.comps[n].ref = st, ref
+            comp = self.comps.get(n)
+            if comp is not None and st in JK.STATES:
+                # an opening that was in progress when the gateway stopped is judged by the state machine
+                # once the first polls show the door shut, as after a controller's reboot
+                comp.st, comp.ref = st, ref
 
-    async def _save(self, comp: _Comp) -> None:
+    async def _save(self, comp: Compartment) -> None:
+        if not comp.dirty:
+            return
+        comp.dirty = False
+
         def save(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT INTO board_comps VALUES (?,?,?,?) ON CONFLICT(locker, n) DO UPDATE SET "
                          "st=excluded.st, ref=excluded.ref", (self.id, comp.n, comp.st, comp.ref))
         await self.outbox.run(save)
 
-    async def _set(self, comp: _Comp, st: str, ref: str | None = ...) -> None:  # type: ignore[assignment]
-        comp.st = st
-        if ref is not ...:
-            comp.ref = ref
-        await self._save(comp)
-
-    # ---- polling ----
+    # ---- polling: each good poll is one hardware tick of the firmware's state machines ----
 
     async def run(self) -> None:
         """Poll the board forever; a board that stops answering goes offline, and comes back with a birth."""
         await self.load()
-        first = True
         while True:
             try:
                 raw = await self.bus.exchange(status_request(self.model, self.cfg.addr),
                                               status_reply_len(self.model))
-                st = parse_status(self.model, self.cfg.addr, raw)
-            except (BoardLinkError, BoardProtocolError) as exc:
+                doors, occ = parse_status(self.model, self.cfg.addr, raw)
+            except (BoardLinkError, BoardError) as exc:
                 self._poll_failures += 1
                 self.counters.inc("board_poll_failures")
                 if self.online and self._poll_failures >= OFFLINE_AFTER:
@@ -192,12 +199,9 @@ class BoardLocker:
                 await asyncio.sleep(self.cfg.poll_s)
                 continue
             self._poll_failures = 0
-            if first:
-                self._take_initial(st.doors_open, st.occupied)
-                first = False
-            else:
-                await self._update(st.doors_open, st.occupied)
-            if not self.online:
+            await self._tick(doors, occ)
+            if not self.online and all(c.ready() for c in self.comps.values()):
+                # the first birth describes settled sensors, as the firmware's does
                 self.online = True
                 log.info("lock board %s online (boot %s)", self.id, self.boot)
                 await self._status("online")
@@ -205,172 +209,102 @@ class BoardLocker:
             await self._resend()
             await asyncio.sleep(self.cfg.poll_s)
 
-    def _take_initial(self, doors: tuple[bool, ...], occ: tuple[bool, ...] | None) -> None:
-        for comp in self.comps.values():
-            comp.door = doors[comp.lock - 1]
-            comp.occ = occ[comp.lock - 1] if occ is not None else comp.st in ("occupied", "pickup")
-            if comp.door:
-                comp.open_since = time.monotonic()
-
-    async def _update(self, doors: tuple[bool, ...], occ: tuple[bool, ...] | None) -> None:
-        now = time.monotonic()
-        for comp in sorted(self.comps.values(), key=lambda c: c.n):
-            if occ is not None:
-                comp.occ = occ[comp.lock - 1]
-            is_open = doors[comp.lock - 1]
-            if is_open and not comp.door:
-                comp.door, comp.open_since, comp.ajar_sent = True, now, False
-                await self._emit("door", c=comp.n, open=True)
-                if comp.opening is None:
-                    await self._emit("alarm", kind="forced_open", c=comp.n)
-                comp.opening = None
-            elif not is_open and comp.door:
-                comp.door = False
-                await self._emit("door", c=comp.n, open=False)
-                await self._closed(comp, occ is not None)
-            elif comp.opening and now - comp.pulsed_at > JAM_S:
-                comp.opening = None
-                await self._set(comp, "fault")
-                await self._emit("alarm", kind="lock_jam", c=comp.n)
-            elif comp.door and not comp.ajar_sent and now - comp.open_since > AJAR_S:
-                comp.ajar_sent = True
-                await self._emit("alarm", kind="door_ajar", c=comp.n)
-
-    async def _closed(self, comp: _Comp, sensed: bool) -> None:
-        # without occupancy sensors a deposit opening that closes counts as a deposit, and a pickup
-        # opening that closes as a pickup: the courier's and the villager's own actions are the evidence
-        if comp.st == "deposit":
-            if comp.occ or not sensed:
-                comp.occ = True
-                await self._set(comp, "occupied")
-                await self._emit("deposit", c=comp.n, ref=comp.ref)
-            else:
-                ref = comp.ref
-                await self._set(comp, "empty", None)
-                await self._emit("deposit_void", c=comp.n, ref=ref)
-        elif comp.st == "pickup":
-            if sensed and comp.occ:
-                await self._set(comp, "occupied")
-            else:
-                ref = comp.ref
-                comp.occ = False
-                await self._set(comp, "empty", None)
-                await self._emit("pickup", c=comp.n, ref=ref)
-                self._forget_comp(comp.n)
+    async def _tick(self, doors: int, occ: int | None) -> None:
+        now = self.ms()
+        for n in sorted(self.comps):
+            comp, bit = self.comps[n], self.locks[n] - 1
+            occupied = bool(occ >> bit & 1) if occ is not None else sensed_occupancy(comp)
+            for type_, fields in comp.tick(now, bool(doors >> bit & 1), occupied):
+                await self._emit(type_, **fields)
+            await self._save(comp)
 
     # ---- commands (same ops and acks as the firmware, §3.4/§3.5) ----
 
-    async def _pulse(self, comp: _Comp, why: str) -> bool:
-        try:
-            raw = await self.bus.exchange(open_request(self.model, self.cfg.addr, comp.lock), OPEN_REPLY_LEN)
-            ok = parse_open(self.model, self.cfg.addr, comp.lock, raw)
-        except (BoardLinkError, BoardProtocolError) as exc:
-            log.warning("lock board %s lock %d: %s", self.id, comp.lock, exc)
+    async def _pulse(self, comp: Compartment) -> bool:
+        """Pulse the compartment's lock; False when the board refused or never answered.
+
+        The state machine's jam check starts with the pulse, as the firmware's lock driver starts it: a
+        lock that does not let the door open within the grace gives `alarm lock_jam` and `fault`.
+        """
+        comp.pulse_started(self.ms(), PULSE_MS)
+        lock = self.locks[comp.n]
+        for _ in range(OPEN_TRIES):
+            try:
+                raw = await self.bus.exchange(open_request(self.model, self.cfg.addr, lock), OPEN_REPLY_LEN)
+                ok = parse_open(self.model, self.cfg.addr, lock, raw)
+                break
+            except (BoardLinkError, BoardError) as exc:
+                log.warning("lock board %s lock %d: %s", self.id, lock, exc)
+        else:
             self.counters.inc("board_open_failures")
             return False
         if not ok:
             self.counters.inc("board_open_refused")
-            await self._set(comp, "fault")
-            await self._emit("alarm", kind="lock_jam", c=comp.n)
-            return False
-        comp.opening, comp.pulsed_at = why, time.monotonic()
-        await self._emit("lock", c=comp.n, why=why)
-        return True
+        return ok
+
+    async def _open(self, comp: Compartment, why: str) -> bool:
+        """Announce and pulse an opening the state machine has accepted."""
+        await self._save(comp)
+        await self._emit(JK.T_LOCK, c=comp.n, why=why)
+        return await self._pulse(comp)
 
     async def command(self, op: str, f: dict) -> dict:
         """Execute one locker command; returns the ack body fields {"ok", "err"?}."""
-        if not self.online and op not in ("time", "code_put", "code_del"):
-            return {"ok": False, "err": "busy"}
-        if op == "time":
-            return {"ok": True}  # the board has no clock: events are stamped with the gateway's
-        if op == "rebirth":
+        if not self.online and op not in (JK.OP_TIME, JK.OP_CODE_PUT, JK.OP_CODE_DEL):
+            return {"ok": False, "err": JK.ERR_BUSY}
+        err = None
+        if op == JK.OP_TIME:
+            pass  # the board has no clock: events are stamped with the gateway's
+        elif op == JK.OP_REBIRTH:
             await self.birth()
-            return {"ok": True}
-        if op == "code_put":
-            if f["h"] not in self.vault and len(self.vault) >= VAULT_MAX:
-                return {"ok": False, "err": "full"}
-            self.vault[f["h"]] = (list(f["cs"]), time.monotonic() + f["exp"])
-            return {"ok": True}
-        if op == "code_del":
-            self.vault.pop(f["h"], None)
-            return {"ok": True}
-        comp = self.comps.get(f.get("c"))
-        if comp is None:
-            return {"ok": False, "err": "no_such_compartment"}
-        if op in ("disable", "enable"):
-            if op == "disable" and (comp.st in ("deposit", "pickup") or comp.opening):
-                return {"ok": False, "err": "busy"}
-            if op == "enable" and comp.st != "disabled":
-                return {"ok": False, "err": "busy"}
-            st = "disabled" if op == "disable" else ("occupied" if comp.ref and comp.occ else "empty")
-            await self._set(comp, st)
-            await self._emit("state", c=comp.n, st=st)
-            return {"ok": True}
-        if comp.opening or comp.door:
-            return {"ok": False, "err": "busy"}
-        if op == "deposit":
-            if comp.st != "empty":
-                return {"ok": False, "err": "busy"}
-            await self._set(comp, "deposit", f["ref"])
-            if not await self._pulse(comp, "deposit"):
-                if comp.st == "deposit":
-                    await self._set(comp, "empty", None)
-                return {"ok": False, "err": "busy"}
-            return {"ok": True}
-        if op == "open":
-            log.info("remote open of %s/%d by %s: %s", self.id, comp.n, f.get("by"), f.get("why"))
-            if comp.st == "occupied":
-                await self._set(comp, "pickup")
-            return {"ok": True} if await self._pulse(comp, "remote") else {"ok": False, "err": "busy"}
-        return {"ok": False, "err": "unknown_op"}
+        elif op == JK.OP_CODE_PUT:
+            if any(n not in self.comps for n in f["cs"]):
+                err = JK.ERR_NO_SUCH_COMP
+            else:
+                err = await self._vault_call(self.vault.put, f["h"], f["cs"], f["exp"], self.ms())
+        elif op == JK.OP_CODE_DEL:
+            await self._vault_call(self.vault.delete, f["h"], self.ms())
+        elif op in (JK.OP_DEPOSIT, JK.OP_OPEN, JK.OP_DISABLE, JK.OP_ENABLE):
+            comp = self.comps.get(f.get("c"))
+            if comp is None:
+                err = JK.ERR_NO_SUCH_COMP
+            elif op in (JK.OP_DISABLE, JK.OP_ENABLE):
+                err = comp.disable() if op == JK.OP_DISABLE else comp.enable()
+                if err is None:
+                    await self._save(comp)
+                    await self._emit(JK.T_STATE, c=comp.n, st=comp.st)
+            else:
+                why = "deposit" if op == JK.OP_DEPOSIT else "remote"
+                err = comp.request(why, f.get("ref"))
+                if err is None:
+                    if op == JK.OP_OPEN:
+                        log.info("remote open of %s/%d by %s: %s", self.id, comp.n, f.get("by"), f.get("why"))
+                    if not await self._open(comp, why):
+                        err = JK.ERR_BUSY
+        else:
+            err = JK.ERR_UNKNOWN_OP
+        return {"ok": True} if err is None else {"ok": False, "err": err}
 
-    # ---- pickup codes typed on the station terminal ----
-
-    def _forget_comp(self, n: int) -> None:
-        for h, (cs, exp) in list(self.vault.items()):
-            if n in cs:
-                cs = [x for x in cs if x != n]
-                if cs:
-                    self.vault[h] = (cs, exp)
-                else:
-                    del self.vault[h]
+    # ---- pickup codes typed on the station terminal: the firmware's keypad path (App._code) ----
 
     async def try_code(self, code: str) -> list[int]:
         """Open every compartment of a pickup code; [] for a wrong code. KeypadLocked while locked out."""
-        now = time.monotonic()
-        if now < self.locked_until:
+        r = await self._vault_call(self.vault.try_code, code, self.ms())
+        if r[0] == LOCKED:
             self.counters.inc("board_code_locked")
-            raise KeypadLocked(int(self.locked_until - now) + 1)
-        h = protocol.code_hash(self._secret, code) if code.isdigit() and len(code) == C.CODE_DIGITS else ""
-        match = None
-        for vh, (cs, exp) in self.vault.items():
-            if hmac.compare_digest(vh, h or "x" * 64) and exp > now:
-                match = cs
-        if not match:
-            self.fails += 1
-            await self._emit("code_bad", fails=self.fails)
-            if self.fails >= FAILS_BEFORE_LOCKOUT:
-                secs = min(LOCKOUT_MAX_S, LOCKOUT_FIRST_S * 2 ** self.lockouts)
-                self.lockouts += 1
-                self.fails = 0
-                self.locked_until = now + secs
-                await self._emit("lockout", secs=secs, count=self.lockouts)
-                await self._emit("alarm", kind="lockout")
+            raise KeypadLocked(r[1])
+        if r[0] == BAD:
+            _, fails, secs, count = r
+            await self._emit(JK.T_CODE_BAD, fails=fails)
+            if secs:
+                await self._emit(JK.T_LOCKOUT, secs=secs, count=count)
+                await self._emit(JK.T_ALARM, kind=JK.A_LOCKOUT)
             return []
-        self.fails, self.lockouts = 0, 0
-        opened = []
-        for n in match:
-            comp = self.comps.get(n)
-            if comp is None or comp.st != "occupied" or comp.opening or comp.door:
-                continue
-            await self._set(comp, "pickup")
-            if await self._pulse(comp, "pickup"):
-                opened.append(n)
-            else:
-                await self._set(comp, "occupied")
-        if opened:
-            await self._emit("code_ok", cs=opened)
-        return opened
+        if r[0] != OK:
+            return []  # a courier PIN: boards driven by the gateway take none
+        accepted = [n for n in r[1] if n in self.comps and self.comps[n].request("pickup") is None]
+        await self._emit(JK.T_CODE_OK, cs=accepted or list(r[1]))
+        return [n for n in accepted if await self._open(self.comps[n], "pickup")]
 
     async def close(self) -> None:
         await self.bus.close()

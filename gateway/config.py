@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from jincun.phone import PHONE_PATTERN
+
 from . import const as C
 from .errors import ConfigError
 
@@ -151,7 +153,7 @@ class BoardConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self):
-        from .lockboard_codec import MODELS
+        from jc.lockboard import MODELS
         if self.model not in MODELS:
             raise ValueError(f"board {self.id}: unknown model {self.model!r} (known: {', '.join(MODELS)})")
         ns = [c.n for c in self.comps]
@@ -186,7 +188,7 @@ class TerminalConfig(_Model):
     """The station terminal: who may log in, who needs parcels brought home, how outbound is charged."""
 
     users: list[TerminalUser] = []
-    assist_phones: list[Annotated[str, Field(pattern=r"^\+?[0-9]{5,20}$")]] = Field([], max_length=5000)
+    assist_phones: list[Annotated[str, Field(pattern=PHONE_PATTERN)]] = Field([], max_length=5000)
     carriers: list[str] = ["中国邮政", "顺丰", "中通", "圆通", "申通", "韵达", "极兔", "京东"]
     fees: dict[str, FeeRule] = {}
     session_s: int = Field(1800, ge=60, le=86400)

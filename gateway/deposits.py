@@ -94,7 +94,8 @@ class Deposits:
                 self.counters.inc("deposit_refused")
                 raise CommandRejected((ack or {}).get("err", "refused"))
             comp = self.link.lockers[lk].comps[c]
-            if comp.st == "empty":
+            if comp.st in ("empty", "deposit") and comp.ref is None:
+                # the locker's lock event (mirrored) names no ref: the command did
                 comp.st, comp.ref = "deposit", ref
             self.counters.inc("deposits_started")
             return {"ref": ref, "locker": lk, "c": c, "size": csize}

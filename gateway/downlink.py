@@ -12,6 +12,8 @@ import time
 
 import httpx
 
+from jincun.phone import is_phone
+
 from . import const as C
 from .codes import CodeClash, Codes
 from .config import StationConfig
@@ -34,7 +36,6 @@ CREATE INDEX IF NOT EXISTS remote_opens_at ON remote_opens (at);
 """
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(C.FW_VER_RE)  # what a locker accepts (§3.7)
-_PHONE = re.compile(r"^\+?[0-9]{5,20}$")
 KEEP_RESULTS = 10_000
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CODE = re.compile(r"^[0-9]{6}$")
@@ -228,7 +229,7 @@ class Downlink:
         bounds = C.REMOTE_SETTABLE[key]
         if bounds is None:
             if not (isinstance(value, list) and len(value) <= 5000
-                    and all(isinstance(p, str) and _PHONE.match(p) for p in value)):
+                    and all(is_phone(p) for p in value)):
                 raise BadCommand("bad_command")
         elif not (isinstance(value, (int, float)) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]):
             raise BadCommand("bad_command")

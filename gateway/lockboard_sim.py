@@ -1,4 +1,4 @@
-"""A simulated KR-CU16-style lock board on the far end of a pty pair, speaking the same framing.
+"""A simulated KR-CU16-style lock board on the far end of a pty pair, speaking the firmware's framing (jc.lockboard).
 
 Used by tests and the demo in place of a real board; the gateway opens the pty's slave side with
 pyserial exactly as it opens /dev/ttyUSB0.
@@ -11,17 +11,49 @@ import select
 import threading
 import tty
 
-from .lockboard_codec import BoardProtocolError, FrameSplitter, MODELS, BoardModel, encode_status_reply, frame, parse
+from jc.lockboard import LOCKS_PER_BOARD, MODELS, OPEN_REPLY_LEN, STX, BoardError, frame, has_occupancy, parse
+from jc.lockboard import status_reply
+
+
+def _word(bits: list[bool]) -> int:
+    return sum(1 << i for i, b in enumerate(bits) if b)
+
+
+class FrameSplitter:
+    """Splits the byte stream a board hears into request frames, skipping noise before an STX."""
+
+    def __init__(self, max_buffer: int = 4096) -> None:
+        self._buf = bytearray()
+        self.max_buffer = max_buffer
+        self.skipped = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) > self.max_buffer:
+            drop = len(self._buf) - self.max_buffer
+            del self._buf[:drop]
+            self.skipped += drop
+
+    def take_request(self) -> bytes | None:
+        """The next request frame (a board hears only fixed-size requests), or None until enough bytes came."""
+        while self._buf and self._buf[0] != STX:
+            del self._buf[0]
+            self.skipped += 1
+        if len(self._buf) < OPEN_REPLY_LEN:
+            return None
+        out = bytes(self._buf[:OPEN_REPLY_LEN])
+        del self._buf[:OPEN_REPLY_LEN]
+        return out
 
 
 class SimBoard:
     """State of one simulated board: doors, occupancy sensors, jammed and silent locks."""
 
-    def __init__(self, model: BoardModel, addr: int = 0) -> None:
-        self.model = model
+    def __init__(self, model: str, addr: int = 0) -> None:
+        self.model = MODELS[model]
         self.addr = addr
-        self.doors = [False] * model.locks
-        self.occupied = [False] * model.locks
+        self.doors = [False] * LOCKS_PER_BOARD
+        self.occupied = [False] * LOCKS_PER_BOARD
         self.jammed: set[int] = set()
         self.silent = False
         self.opens: list[int] = []
@@ -29,19 +61,19 @@ class SimBoard:
 
     def reply(self, raw: bytes) -> bytes | None:
         """The board's answer to one request frame, or None (bad frame, other address, or silent)."""
-        f = parse(raw)
-        if f.addr != self.addr or self.silent:
+        addr, lock, cmd, _ = parse(raw)
+        if addr != self.addr or self.silent:
             return None
         self.requests += 1
         m = self.model
-        if f.cmd == m.cmd_status:
-            return encode_status_reply(m, self.addr, self.doors, self.occupied if m.has_occupancy else None)
-        if f.cmd == m.cmd_open and 1 <= f.lock <= m.locks:
-            if f.lock in self.jammed:
-                return frame(self.addr, f.lock, m.reply_open_fail)
-            self.opens.append(f.lock)
-            self.doors[f.lock - 1] = True  # the door springs open when its lock is pulsed
-            return frame(self.addr, f.lock, m.reply_open_ok)
+        if cmd == m[0]:
+            return status_reply(m, self.addr, _word(self.doors), _word(self.occupied) if has_occupancy(m) else 0)
+        if cmd == m[1] and 1 <= lock <= LOCKS_PER_BOARD:
+            if lock in self.jammed:
+                return frame(self.addr, lock, m[4])
+            self.opens.append(lock)
+            self.doors[lock - 1] = True  # the door springs open when its lock is pulsed
+            return frame(self.addr, lock, m[3])
         return None
 
 
@@ -61,7 +93,7 @@ class SimBus:
 
     @classmethod
     def single(cls, model: str = "kr-cu16", addr: int = 0) -> "SimBus":
-        return cls([SimBoard(MODELS[model], addr)])
+        return cls([SimBoard(model, addr)])
 
     @property
     def board(self) -> SimBoard:
@@ -80,10 +112,9 @@ class SimBus:
             split.feed(data)
             while (req := split.take_request()) is not None:
                 try:
-                    addr = req[1]
-                    board = self.boards.get(addr)
+                    board = self.boards.get(req[1])
                     out = board.reply(req) if board else None
-                except BoardProtocolError:
+                except BoardError:
                     self.bad_frames += 1  # a real board ignores a bad frame too
                     continue
                 if out:

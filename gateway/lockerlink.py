@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Awaitable, Callable, Protocol
 
+from jincun.mirror import mirror
+
 from . import const as C
 from . import protocol
 from .config import StationConfig
@@ -58,6 +60,12 @@ class Comp:
     def view(self) -> dict:
         return {"n": self.n, "size": self.size, "st": self.st, "door": self.door, "occ": self.occ,
                 "ref": self.ref}
+
+    def follow(self, evt: dict) -> None:
+        """Move as the locker's event says, by the one mirror the cloud uses too (jincun/mirror.py)."""
+        cur = {"st": self.st, "door": self.door, "occ": self.occ, "ref": self.ref}
+        for key, value in mirror(evt, cur).items():
+            setattr(self, key, value)
 
 
 @dataclass
@@ -585,21 +593,11 @@ class LockerLink:
         await self.outbox.run(save)
         self._links[locker] = (boot, acked)
 
-    def _apply(self, ls: LockerState, evt: dict) -> None:
-        t = evt["type"]
+    @staticmethod
+    def _apply(ls: LockerState, evt: dict) -> None:
         comp = ls.comps.get(evt.get("c")) if "c" in evt else None
-        if comp is None:
-            return
-        if t == "door":
-            comp.door = "open" if evt["open"] else "closed"
-        elif t == "deposit":
-            comp.st, comp.occ, comp.ref = "occupied", True, evt["ref"]
-        elif t in ("deposit_void", "pickup"):
-            comp.st, comp.occ, comp.ref = "empty", False, None
-        elif t == "state":
-            comp.st = evt["st"]
-        elif t == "alarm" and evt["kind"] == "lock_jam":
-            comp.st = "fault"  # the controller takes a jammed compartment out of service itself
+        if comp is not None:
+            comp.follow(evt)
 
     def _on_birth(self, ls: LockerState, b: dict) -> None:
         ls.online = True

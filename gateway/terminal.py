@@ -5,8 +5,10 @@ Routes live under /api/v1/terminal; the page itself is gateway/terminal_static/i
 
 
 import asyncio
+import functools
 import hashlib
 import hmac
+import html
 import logging
 import secrets
 import sqlite3
@@ -15,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
+
+from jincun.phone import PHONE_BODY, PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN
 
 from . import const as C
 from .boardlocker import BoardLocker, KeypadLocked
@@ -34,7 +38,13 @@ PIN_ITERATIONS = 100_000
 PIN_FAILS_BEFORE_LOCK = 5
 PIN_LOCK_FIRST_S = 60
 SESSIONS_MAX = 64
-PHONE = r"^\+?[0-9]{5,20}$"
+
+
+@functools.cache
+def terminal_page() -> str:
+    """The terminal page, its phone inputs carrying the one phone rule (jincun/phone.py) as their pattern."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    return page.replace("{{phone_pattern}}", html.escape(PHONE_BODY, quote=True))
 
 
 def hash_pin(pin: str, *, salt: bytes | None = None, iterations: int = PIN_ITERATIONS) -> str:
@@ -122,14 +132,14 @@ class LoginIn(BaseModel):
 
 class TermDepositIn(BaseModel):
     waybill: str = Field(pattern=r"^[A-Za-z0-9-]{6,40}$")
-    phone: str = Field(pattern=PHONE)
+    phone: str = Field(pattern=PHONE_PATTERN)
     size: Literal["S", "M", "L"]
     consent_asked: bool = False
 
 
 class OutboundIn(BaseModel):
     carrier: str = Field(min_length=1, max_length=32)
-    sender_phone: str = Field(pattern=PHONE)
+    sender_phone: str = Field(pattern=PHONE_PATTERN)
     sender_name: str = Field(min_length=1, max_length=40)
     dest: str = Field(min_length=2, max_length=120)
     weight_g: int = Field(ge=1, le=50_000)
@@ -139,7 +149,7 @@ class OutboundIn(BaseModel):
 class FaultIn(BaseModel):
     locker: str = Field(pattern=C.ID_RE)
     c: int | None = Field(None, ge=C.COMP_MIN, le=C.COMP_MAX)
-    phone: str = Field("", pattern=r"^(\+?[0-9]{5,20})?$")
+    phone: str = Field("", pattern=PHONE_OR_EMPTY_PATTERN)
     text: str = Field(min_length=1, max_length=300)
 
 
@@ -184,8 +194,8 @@ def create_router(gw: "Gateway") -> APIRouter:
             raise HTTPException(503, {"error": "storage", "detail": str(exc)}) from None
 
     @r.get("/terminal", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+    async def page() -> HTMLResponse:
+        return HTMLResponse(terminal_page())
 
     @r.get("/terminal/{name}", include_in_schema=False)
     async def asset(name: Literal["app.js", "style.css"]) -> FileResponse:

@@ -318,3 +318,20 @@ def test_odd_values_rejected_per_item(cloud):
     from cloud.models import DeadLetter
     with cloud.client.app.state.sessionmaker() as session:
         assert len(session.scalars(select(DeadLetter)).all()) == 3
+
+
+def test_compartment_rows_follow_the_mirror_vectors(cloud):
+    """The same vectors the gateway's live view is tested with (tests/vectors/mirror.json, jincun/mirror.py)."""
+    import json
+    from pathlib import Path
+
+    vectors = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "mirror.json").read_text())["vectors"]
+    for i, v in enumerate(vectors):
+        boot = f"{0xb0000000 + i:08x}"  # each vector on a fresh boot: its birth sets the state before
+        before = {"n": 1, "size": "S", **{k: x for k, x in v["before"].items() if x is not None}}
+        resp = cloud.ingest([birth(0, [before], boot=boot, rx=1764355200.5 + i),
+                             evt(1, v["evt"]["type"], boot=boot, rx=1764355201.0 + i,
+                                 **{k: x for k, x in v["evt"].items() if k != "type"})])
+        assert resp.status_code == 200 and resp.json()["rejected"] == 0, (v["name"], resp.text)
+        got = comp(cloud, "l1", 1)
+        assert {"st": got["state"], "door": got["door"], "occ": got["occ"], "ref": got["ref"]} == v["after"], v["name"]

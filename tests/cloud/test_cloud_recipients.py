@@ -126,3 +126,14 @@ def test_phone_page_new_code_and_not_received(cloud):
     assert ev["reported_by"] == PHONE
     # someone else's parcel cannot be reported
     assert "没有待取" in c.post("/m/parcels/p-zzz/not-received").text
+
+
+def test_phone_login_page_carries_the_one_phone_rule(cloud):
+    import html
+    import re
+
+    from jincun.phone import PHONE_BODY
+
+    page = cloud.client.get("/m").text
+    (pattern,) = re.findall(r'<input name="phone"[^>]* pattern="([^"]*)"', page)
+    assert html.unescape(pattern) == PHONE_BODY

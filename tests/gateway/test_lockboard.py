@@ -1,51 +1,25 @@
-"""RS-485 lock boards: the sans-IO codec, pyserial over a pty pair against a simulated board, and a board
-run as a locker whose events take the same outbox path as an ESP32 locker's."""
+"""RS-485 lock boards: pyserial over a pty pair against a simulated board, and a board run as a locker whose
+events take the same outbox path as an ESP32 locker's. The codec itself (jc.lockboard, the firmware's) is
+tested in tests/firmware/test_lockboard_frames.py."""
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway import lockboard_codec as K
 from gateway.lockboard_serial import BoardLinkError, SerialBus
-from gateway.lockboard_sim import SimBus
+from gateway.lockboard_sim import FrameSplitter, SimBus
+from jc import lockboard as K
+from gateway.protocol import code_hash
 from gwkit import SECRET_L2, RunningGateway, make_config, until
 
 CU16 = K.MODELS["kr-cu16"]
 IR = K.MODELS["kr-cu16-ir"]
 
 
-def test_frames_match_the_board_documentation():
-    assert K.status_request(CU16, 0) == bytes.fromhex("020000600365")
-    assert K.open_request(CU16, 1, 5) == bytes([2, 1, 5, 0x61, 3, (2 + 1 + 5 + 0x61 + 3) & 0xFF])
-    assert K.open_request(IR, 0, 16)[3] == 0x51
-    with pytest.raises(K.BoardProtocolError):
-        K.open_request(CU16, 0, 17)
-    with pytest.raises(K.BoardProtocolError):
-        K.frame(0x20, 0, 0x60)
-
-
-def test_status_reply_round_trip_and_bad_frames():
-    doors = [False] * 16
-    doors[0] = doors[9] = True
-    occ = [False] * 16
-    occ[15] = True
-    raw = K.encode_status_reply(IR, 3, doors, occ)
-    st = K.parse_status(IR, 3, raw)
-    assert [i + 1 for i, d in enumerate(st.doors_open) if d] == [1, 10]
-    assert [i + 1 for i, o in enumerate(st.occupied) if o] == [16]
-    bad = bytearray(raw)
-    bad[-1] ^= 0xFF
-    with pytest.raises(K.BoardProtocolError, match="checksum"):
-        K.parse_status(IR, 3, bytes(bad))
-    with pytest.raises(K.BoardProtocolError, match="not a status reply"):
-        K.parse_status(IR, 4, raw)  # another board's answer is never taken for this one's
-    assert K.parse_open(CU16, 0, 2, K.frame(0, 2, 0x75)) is True
-    assert K.parse_open(CU16, 0, 2, K.frame(0, 2, 0x76)) is False
-
-
 def test_splitter_skips_line_noise_before_a_frame():
-    sp = K.FrameSplitter()
+    sp = FrameSplitter()
     req = K.status_request(CU16, 0)
     sp.feed(b"\xff\x00" + req[:3])
     assert sp.take_request() is None
@@ -59,8 +33,8 @@ async def test_serial_bus_over_a_pty_pair():
     try:
         sim.board.occupied[4] = True
         raw = await bus.exchange(K.status_request(IR, 2), K.status_reply_len(IR))
-        st = K.parse_status(IR, 2, raw)
-        assert not any(st.doors_open) and st.occupied[4]
+        doors, occ = K.parse_status(IR, 2, raw)
+        assert doors == 0 and occ == 1 << 4
         raw = await bus.exchange(K.open_request(IR, 2, 5), K.OPEN_REPLY_LEN)
         assert K.parse_open(IR, 2, 5, raw) and sim.board.opens == [5] and sim.board.doors[4]
         sim.board.jammed.add(6)
@@ -73,8 +47,8 @@ async def test_serial_bus_over_a_pty_pair():
         sim.close()
 
 
-def board_config(tmp_path, port, **kw):
-    boards = [{"id": "b1", "port": port, "model": "kr-cu16-ir", "secret": SECRET_L2, "poll_s": 0.05,
+def board_config(tmp_path, port, model="kr-cu16-ir", **kw):
+    boards = [{"id": "b1", "port": port, "model": model, "secret": SECRET_L2, "poll_s": 0.05,
                "comps": [{"n": 1, "size": "S"}, {"n": 2, "size": "M", "lock": 5}, {"n": 3, "size": "L", "lock": 9}]}]
     return make_config(tmp_path, kw.pop("mqtt_port"), top={"boards": boards}, **kw)
 
@@ -105,6 +79,7 @@ async def test_board_deposit_code_and_pickup_through_the_outbox(board_station):
         d = r.json()
         assert d["c"] == 2 and sim.board.opens == [5], "compartment 2 sits on lock 5"
         await until(lambda: b1.comps[2].door == "open", what="door seen open")
+        assert (b1.comps[2].st, b1.comps[2].ref) == ("deposit", d["ref"]), "the live view knows the opening"
         sim.close_door(5, occupied=True)
         await until(lambda: b1.comps[2].st == "occupied", what="deposit confirmed by door + occupancy")
         assert (await http.get(f"/api/v1/deposits/{d['ref']}")).json()["state"] == "deposited"
@@ -117,9 +92,12 @@ async def test_board_deposit_code_and_pickup_through_the_outbox(board_station):
             if await code() and (await gw.codes.active("b1"))[0]["synced"]:
                 break
             await asyncio.sleep(0.05)
-        assert gw.boards["b1"].vault, "only the salted hash went to the board's vault"
+        vault = gw.boards["b1"].vault
+        assert vault.count() == 1, "the code went to the board's vault"
         the_code = code_rows[0].body["code"]
-        assert the_code not in str(gw.boards["b1"].vault)
+        stored = Path(vault.path).read_bytes()
+        assert code_hash(SECRET_L2, the_code).encode() in stored and the_code.encode() not in stored, \
+            "only the salted hash is kept, in the firmware vault's file"
 
         r = await http.post("/api/v1/terminal/pickup", json={"code": the_code})
         assert r.status_code == 200 and r.json() == {"locker": "b1", "cs": [2]}
@@ -175,9 +153,72 @@ async def test_a_thousand_wrong_codes_open_nothing_and_lock_the_keypad(board_sta
             statuses.append(r.status_code)
     assert statuses[:5] == [404] * 5, "five wrong codes are answered, then the keypad locks"
     assert statuses[5:] == [429] * 995
-    assert board.lockouts == 1 and not rg.sim.board.opens, "no door opened"
+    assert board.vault.lockouts == 1 and not rg.sim.board.opens, "no door opened"
     await until(lambda: not board.unacked, what="events stored")
     evts = [r.body for r in await rg.outbox_rows("evt")]
     assert [e["fails"] for e in evts if e["type"] == "code_bad"] == [1, 2, 3, 4, 5]
     assert [(e["secs"], e["count"]) for e in evts if e["type"] == "lockout"] == [(30, 1)]
     assert gw.counters["board_code_locked"] == 995
+
+
+async def test_the_keypad_lockout_outlasts_a_restart_and_keeps_counting(board_station):
+    """The firmware's vault decides: the count goes on after a lockout, and a restart does not clear it."""
+    rg = board_station
+
+    async def wrong(n):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rg.gw.app), base_url="http://gw") as http:
+            return [(await http.post("/api/v1/terminal/pickup", json={"code": f"{900000 + i:06d}"})).status_code
+                    for i in range(n)]
+
+    await until(lambda: rg.gw.link.lockers["b1"].birth_at, what="board birth")
+    assert await wrong(6) == [404] * 5 + [429]
+    await rg.close()
+    await rg.start()
+    await until(lambda: rg.gw.link.lockers["b1"].birth_at, what="board birth after the restart")
+    assert await wrong(1) == [429], "a gateway restart does not lift the lockout"
+    board = rg.gw.boards["b1"]
+    board.started -= 31  # the board's clock moves past the 30 s lockout
+    assert await wrong(6) == [404] * 5 + [429], "five more wrong codes lock it again"
+    await until(lambda: not board.unacked, what="events stored")
+    evts = [r.body for r in await rg.outbox_rows("evt") if r.body["boot"] == board.boot]
+    assert [e["fails"] for e in evts if e["type"] == "code_bad"] == [6, 7, 8, 9, 10]
+    assert [(e["secs"], e["count"]) for e in evts if e["type"] == "lockout"] == [(60, 2)]
+
+
+async def test_a_board_without_occupancy_sensors_takes_the_courier_and_villager_at_their_word(station, tmp_path):
+    """kr-cu16 has no sensors: a deposit opening that closes holds the parcel, a pickup opening that closes is
+    empty (the state machine reads what a sensor would have read), and a remote open takes nothing out."""
+    _, broker = station
+    sim = SimBus.single("kr-cu16")
+    rg = RunningGateway(board_config(tmp_path, sim.port, model="kr-cu16", mqtt_port=broker.port))
+    await rg.start()
+    try:
+        gw = rg.gw
+        b1 = gw.link.lockers["b1"]
+        await until(lambda: b1.online and b1.birth_at, what="board birth")
+        ack = await gw.link.send_command("b1", "deposit", c=1, ref="p-nosense")
+        assert ack["ok"] is True and sim.board.opens == [1]
+        await until(lambda: b1.comps[1].door == "open", what="door seen open")
+        sim.close_door(1)
+        await until(lambda: b1.comps[1].st == "occupied", what="deposit taken at the courier's word")
+        assert b1.comps[1].ref == "p-nosense"
+        ack = await gw.link.send_command("b1", "open", c=1, by="ops-li", why="check")
+        assert ack["ok"] is True
+        await until(lambda: b1.comps[1].door == "open", what="door seen open")
+        sim.close_door(1)
+        await until(lambda: b1.comps[1].door == "closed", what="door seen shut")
+        await until(lambda: gw.boards["b1"].comps[1].settle_at < 0, what="the closing judged")
+        await until(lambda: not gw.boards["b1"].unacked, what="events stored")
+        assert b1.comps[1].st == "occupied", "a remote open is no pickup"
+        h = code_hash(SECRET_L2, "246810")
+        assert (await gw.link.send_command("b1", "code_put", h=h, cs=[1], exp=3600))["ok"] is True
+        assert await gw.boards["b1"].try_code("246810") == [1]
+        await until(lambda: b1.comps[1].door == "open", what="door seen open")
+        sim.close_door(1)
+        await until(lambda: b1.comps[1].st == "empty", what="pickup taken at the villager's word")
+        assert gw.boards["b1"].vault.count() == 0, "the emptied compartment's code is used up"
+        types = [r.body["type"] for r in await rg.outbox_rows("evt")]
+        assert "deposit" in types and "pickup" in types and "alarm" not in types
+    finally:
+        await rg.close()
+        sim.close()
