@@ -234,3 +234,28 @@ def test_coverage_and_subsidy_use_the_registry(cloud, tmp_path):
     ranked = c.get("/api/v1/stats/subsidy", params={"days": 30}, headers=admin_headers()).json()
     assert [r["village"] for r in ranked] == ["大村", "冯家村", "中村", "远村"]
     assert ranked[1]["parcels_per_day"] == 2.0 and ranked[1]["score"] == round(80 / 3, 3)
+
+
+def test_statistics_place_parcels_by_the_registry(cloud, tmp_path):
+    """A town co-delivery station's parcels count under its town; the door-to-door dispatch list names the
+    station's village and its distance from the registry."""
+    from cloud.models import Recipient
+
+    c = cloud.client
+    villages = _write(tmp_path / "v.csv", [ZH_HEADER, "370305101201,冯家村,临泽镇,900,12.5,,"])
+    points = _write(tmp_path / "p.csv", ["站点编号,站点名称,类型,乡镇", "lz-town,临泽镇快递共同配送站,镇级共配站,临泽镇"])
+    now = time.time()
+    with c.app.state.sessionmaker() as s:
+        import_county(s, villages, points_path=points)
+        s.add(Recipient(phone="13800000001", consent="granted", door_help=True, updated_at=now))
+        s.add_all([Parcel(ref="p-town", station_id="lz-town", direction="inbound", status="picked_up",
+                          created_at=now - 60, updated_at=now),
+                   Parcel(ref="p-door", station_id=STATION, direction="inbound", status="deposited",
+                          phone="13800000001", created_at=now - 7200, deposited_at=now - 7200, updated_at=now)])
+        s.commit()
+    vols = c.get("/api/v1/stats/volumes", params={"by": "town"}, headers=admin_headers()).json()
+    assert sum(r["inbound"] for r in vols if r["town"] == "临泽镇") == 2
+    assert not [r for r in vols if r["town"] == "—"]
+    door = c.get("/api/v1/stats/door_help", headers=admin_headers()).json()
+    assert [(r["station_id"], r["village"], r["distance_km"], r["waiting"]) for r in door] == [
+        (STATION, "冯家村", 12.5, 1)]
