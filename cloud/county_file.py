@@ -286,7 +286,10 @@ def check_villages(rows: list[list[str]], problems: list[Problem]) -> list[Villa
 
         code = unicodedata.normalize("NFKC", cells["code"]).replace(" ", "")
         name, town = cells["name"], cells["town"]
-        if not CODE_RE.match(code):
+        if re.fullmatch(r"\d(\.\d+)?e\+\d+", code, re.IGNORECASE):
+            bad("code", f"{cells['code']!r} lost its digits to Excel's scientific notation: format the column "
+                        "as text (文本) and type the codes again")
+        elif not CODE_RE.match(code):
             bad("code", f"not a 12-digit 统计用区划代码: {cells['code']!r}")
         elif code[9:] == "000" or code[6:9] == "000":
             bad("code", f"{code} is the code of a town or county, not of a village")

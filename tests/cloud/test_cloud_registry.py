@@ -139,13 +139,15 @@ def test_bad_file_is_refused_whole_with_every_bad_row(db_url, tmp_path):
         "",
         "370305101201,重村,凤凰镇,100,3,,",              # row 7: repeated code
         "370305102205,南村,凤凰镇,100,-2,,",             # row 8: town part, distance
+        "3.70305E+11,科村,凤凰镇,100,2,,",               # row 9: a code Excel wrote in scientific notation
     ], "gb18030")
     with pytest.raises(RegistryRefused) as info:
         run_import(db_url, bad)
     named = {(p.row, p.column) for p in info.value.problems}
     assert named == {(3, "人口"), (4, "区划代码"), (5, "纬度"), (5, "经度"), (7, "区划代码"), (8, "区划代码"),
-                     (8, "距离公里")}
-    assert info.value.rejected_rows == 5
+                     (8, "距离公里"), (9, "区划代码")}
+    assert info.value.rejected_rows == 6
+    assert "scientific notation" in next(p.reason for p in info.value.problems if p.row == 9)
     assert all(p.reason for p in info.value.problems)
     assert _counts(db_url) == before
     engine = make_engine(db_url)
