@@ -261,3 +261,26 @@ def test_statistics_place_parcels_by_the_registry(cloud, tmp_path):
     door = c.get("/api/v1/stats/door_help", headers=admin_headers()).json()
     assert [(r["station_id"], r["village"], r["distance_km"], r["waiting"]) for r in door] == [
         (STATION, "冯家村", 12.5, 1)]
+
+
+def test_import_adopts_places_made_by_registering_stations(cloud):
+    """A station registered with village and town names (as the simulator's are) keeps its village: the
+    import gives that village its code and figures instead of making a second one."""
+    with POINTS.open(encoding="utf-8") as f:
+        point = next(r for r in csv.DictReader(f) if r["village_code"])
+    with VILLAGES.open(encoding="utf-8") as f:
+        village = next(r for r in csv.DictReader(f) if r["code"] == point["village_code"])
+    resp = cloud.client.post("/api/v1/admin/stations", headers=admin_headers(), json={
+        "id": point["id"], "name": "旧名", "kind": "village_shop", "village": village["name"],
+        "town": village["town"], "api_key": "key-of-the-sample-station-0001"})
+    assert resp.status_code == 201, resp.text
+    with cloud.client.app.state.sessionmaker() as s:
+        before = s.get(Station, point["id"]).village_id
+        result = import_county(s, VILLAGES, points_path=POINTS, county="示例县")
+        s.commit()
+        station = s.get(Station, point["id"])
+        assert station.village_id == before and station.name == point["name"] and station.kind == point["kind"]
+        assert s.get(Village, before).code == village["code"]
+        assert s.scalar(select(func.count()).select_from(Village).where(Village.name == village["name"])) == 1
+        assert s.scalar(select(func.count()).select_from(Village)) == 401  # the fixture's 冯家村 and the 400
+    assert (result.villages, result.updated) == (400, 3)  # the station, its village and its town adopted
