@@ -57,6 +57,8 @@ POINT_KINDS = {
 }
 VILLAGE_TIER = ("village_shop", "party_service_centre", "postal_point")
 VILLAGE_SHEETS = ("villages", "村", "行政村")
+HEADER_SEARCH_ROWS = 10
+MAX_FILE_BYTES = 20 * 1024 * 1024  # a county's list is some hundred kilobytes
 POINT_SHEETS = ("points", "站点")
 
 
@@ -161,7 +163,11 @@ def _csv_rows(path: Path) -> list[list[str]]:
         text = decode_csv(path.read_bytes())
     except OSError as exc:
         raise CountyFileError(f"cannot read {path}: {exc.strerror}") from None
-    return [[_norm(c) for c in row] for row in csv.reader(io.StringIO(text, newline=""))]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return [[_norm(c) for c in row] for row in reader]
+    except csv.Error as exc:
+        raise CountyFileError(f"{path.name} line {reader.line_num}: not CSV ({exc})") from None
 
 
 def _sheet_rows(ws) -> list[list[str]]:
@@ -177,6 +183,8 @@ def read_tables(path: Path, points_path: Path | None = None) -> tuple[list[list[
     suffix = path.suffix.lower()
     if not path.is_file():
         raise CountyFileError(f"no such file: {path}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise CountyFileError(f"{path.name} is larger than {MAX_FILE_BYTES // 2**20} MB: not a county's list")
     points = None
     if suffix == ".csv":
         villages = _csv_rows(path)
@@ -208,25 +216,37 @@ def read_tables(path: Path, points_path: Path | None = None) -> tuple[list[list[
 
 
 def _header(rows: list[list[str]], table: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...],
-            problems: list[Problem]) -> tuple[dict[str, int], dict[str, str]]:
-    """Column positions and the file's own spelling of each known column, from the header row."""
+            problems: list[Problem]) -> tuple[int, dict[str, int], dict[str, str]]:
+    """The header row's index, the column positions and the file's own spelling of each known column.
+
+    The header is the first row naming every required column among the first HEADER_SEARCH_ROWS, so a
+    title row above it (a sheet's caption, merged across the columns) is passed over."""
     aliases = {_key(a): name for name, names in columns.items() for a in names}
+
+    def known(row: list[str]) -> set[str]:
+        return {aliases[_key(c)] for c in row if c and _key(c) in aliases}
+
+    at = next((i for i, row in enumerate(rows[:HEADER_SEARCH_ROWS]) if set(required) <= known(row)), None)
+    if at is None:  # name what the best candidate lacks
+        at = max(range(min(len(rows), HEADER_SEARCH_ROWS)), key=lambda i: len(known(rows[i])), default=0)
     pos: dict[str, int] = {}
     spelled: dict[str, str] = {}
-    header = rows[0] if rows else []
-    for i, cell in enumerate(header):
-        name = aliases.get(_key(cell))
-        if name is None or not cell:
+    for i, cell in enumerate(rows[at] if rows else []):
+        name = aliases.get(_key(cell)) if cell else None
+        if name is None:
             continue
         if name in pos:
-            problems.append(Problem(table, 1, cell, f"the same column as {spelled[name]!r}"))
+            problems.append(Problem(table, at + 1, cell, f"the same column as {spelled[name]!r}"))
             continue
         pos[name] = i
         spelled[name] = cell
+    # a missing column is named in the header's language, and in the other one too
+    zh = any(re.search(r"[\u4e00-\u9fff]", c) for c in (rows[at] if rows else []))
     for name in required:
         if name not in pos:
-            problems.append(Problem(table, 1, columns[name][0], f"missing from the header (or {columns[name][1]})"))
-    return pos, spelled
+            ours, other = (columns[name][1], columns[name][0]) if zh else columns[name][:2]
+            problems.append(Problem(table, at + 1, ours, f"missing from the header (or {other})"))
+    return at, pos, spelled
 
 
 def _cells(row: list[str], pos: dict[str, int]) -> dict[str, str]:
@@ -266,8 +286,9 @@ def _coords(cells: dict[str, str], bad) -> tuple[float | None, float | None]:
 def check_villages(rows: list[list[str]], problems: list[Problem]) -> list[VillageRow]:
     """Checked village rows; every problem found goes to `problems`."""
     table = "villages"
-    pos, spelled = _header(rows, table, VILLAGE_COLUMNS, VILLAGE_REQUIRED, problems)
-    if any(p.row == 1 for p in problems):
+    before = len(problems)
+    at, pos, spelled = _header(rows, table, VILLAGE_COLUMNS, VILLAGE_REQUIRED, problems)
+    if len(problems) > before:
         return []
     out: list[VillageRow] = []
     codes: dict[str, int] = {}
@@ -275,7 +296,7 @@ def check_villages(rows: list[list[str]], problems: list[Problem]) -> list[Villa
     town_of_prefix: dict[str, tuple[str, int]] = {}
     prefix_of_town: dict[str, tuple[str, int]] = {}
     county: tuple[str, int] | None = None
-    for n, row in enumerate(rows[1:], start=2):
+    for n, row in enumerate(rows[at + 1:], start=at + 2):
         if not any(row):
             continue  # blank lines at the end of a sheet
         cells = _cells(row, pos)
@@ -333,7 +354,7 @@ def check_villages(rows: list[list[str]], problems: list[Problem]) -> list[Villa
         out.append(VillageRow(row=n, code=code, name=name, town=town, population=int(population),
                               distance_km=float(distance), lat=lat, lon=lon))
     if not out and not problems:
-        problems.append(Problem(table, 2, "-", "the file has no villages"))
+        problems.append(Problem(table, at + 2, "-", "the file has no villages"))
     return out
 
 
@@ -349,12 +370,12 @@ def check_points(rows: list[list[str]], problems: list[Problem], *, village_code
     to its town, `towns` the known towns' names."""
     table = "points"
     before = len(problems)
-    pos, spelled = _header(rows, table, POINT_COLUMNS, POINT_REQUIRED, problems)
+    at, pos, spelled = _header(rows, table, POINT_COLUMNS, POINT_REQUIRED, problems)
     if len(problems) > before:
         return []
     out: list[PointRow] = []
     ids: dict[str, int] = {}
-    for n, row in enumerate(rows[1:], start=2):
+    for n, row in enumerate(rows[at + 1:], start=at + 2):
         if not any(row):
             continue
         cells = _cells(row, pos)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from cloud import migrate
 from cloud.models import District, Parcel, Station, Town, Village
-from cloud.registry import RegistryRefused, import_county, run_import
+from cloud.registry import CountyFileError, RegistryRefused, import_county, run_import
 from cloud.storage import make_engine, make_sessionmaker
 from jincun.cli import main
 from simulator.county import make_county, registry_rows
@@ -105,6 +105,7 @@ def test_xlsx_with_villages_and_points_sheets(tmp_path):
     wb = Workbook()
     ws = wb.active
     ws.title = "村"
+    ws.append(["临淄区行政村名录（2024年）"])  # a title row above the header, as such lists have
     ws.append(ZH_HEADER.split(","))
     ws.append([370305101201, "西村", "凤凰镇", 1200, 12.5, None, None])  # a code typed as a number
     ws.append(["370305101202", "东村", "凤凰镇", 800.0, 3, 36.81, 118.32])
@@ -284,3 +285,33 @@ def test_import_adopts_places_made_by_registering_stations(cloud):
         assert s.scalar(select(func.count()).select_from(Village).where(Village.name == village["name"])) == 1
         assert s.scalar(select(func.count()).select_from(Village)) == 401  # the fixture's 冯家村 and the 400
     assert (result.villages, result.updated) == (400, 3)  # the station, its village and its town adopted
+
+
+def test_rows_are_numbered_as_the_sheet_shows_them(tmp_path):
+    """With a title row above the header, a bad row is still named by its line in the sheet; a file too
+    large to be a county's list, or of another kind, is refused before anything is read."""
+    path = _write(tmp_path / "v.csv", ["某县行政村名录,,,,,,", ZH_HEADER, "370305101201,西村,凤凰镇,1200,12.5,,",
+                                       "370305101202,东村,凤凰镇,800,远,,"])
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    try:
+        migrate.upgrade(engine)
+        with make_sessionmaker(engine)() as s:
+            with pytest.raises(RegistryRefused) as info:
+                import_county(s, path)
+    finally:
+        engine.dispose()
+    assert [(p.row, p.column) for p in info.value.problems] == [(4, "距离公里")]
+
+    missing = _write(tmp_path / "m.csv", ["区划代码,村名,乡镇,人口", "370305101201,西村,凤凰镇,1200"])
+    with pytest.raises(RegistryRefused) as info:
+        run_import(f"sqlite:///{tmp_path}/c.db", missing)
+    assert [(p.row, p.column, p.reason) for p in info.value.problems] == [
+        (1, "距离公里", "missing from the header (or distance_km)")]
+
+    big = tmp_path / "big.csv"
+    with big.open("wb") as f:
+        f.truncate(21 * 1024 * 1024)
+    with pytest.raises(CountyFileError, match="larger than 20 MB"):
+        run_import(f"sqlite:///{tmp_path}/c.db", big)
+    with pytest.raises(CountyFileError, match=r"\.csv or \.xlsx"):
+        run_import(f"sqlite:///{tmp_path}/c.db", _write(tmp_path / "v.xls", ["x"]))
