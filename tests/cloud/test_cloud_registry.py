@@ -315,3 +315,22 @@ def test_rows_are_numbered_as_the_sheet_shows_them(tmp_path):
         run_import(f"sqlite:///{tmp_path}/c.db", big)
     with pytest.raises(CountyFileError, match=r"\.csv or \.xlsx"):
         run_import(f"sqlite:///{tmp_path}/c.db", _write(tmp_path / "v.xls", ["x"]))
+
+
+def test_station_registered_after_the_import_lands_in_the_registry_village(cloud, tmp_path):
+    c = cloud.client
+    villages = _write(tmp_path / "v.csv", [ZH_HEADER, "370305101201,西村,凤凰镇,1200,12.5,,",
+                                           "370305101202,东村,凤凰镇,800,3,,"])
+    points = _write(tmp_path / "p.csv", ["站点编号,站点名称,类型,乡镇", "fh-town,凤凰镇快递共同配送站,镇级共配站,凤凰镇"])
+    with c.app.state.sessionmaker() as s:
+        import_county(s, villages, points_path=points)
+        s.commit()
+    resp = c.post("/api/v1/admin/stations", headers=admin_headers(), json={
+        "id": "xicun", "name": "西村便民店", "kind": "village_shop", "village": "西村", "town": "凤凰镇",
+        "api_key": "key-of-the-xicun-station-01"})
+    assert resp.status_code == 201, resp.text
+    cov = {r["town"]: r for r in c.get("/api/v1/stats/coverage", headers=admin_headers()).json()}
+    assert (cov["凤凰镇"]["villages"], cov["凤凰镇"]["covered"]) == (2, 1)
+    listed = {s["id"]: s for s in c.get("/api/v1/stations", headers=admin_headers()).json()}
+    assert (listed["xicun"]["village"], listed["xicun"]["town"]) == ("西村", "凤凰镇")
+    assert (listed["fh-town"]["village"], listed["fh-town"]["town"]) == (None, "凤凰镇")
