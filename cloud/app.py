@@ -24,8 +24,8 @@ from jincun.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jincun.metrics import Metrics, TimedRequests
 
 from . import lifecycle, lookups, migrate
-from .partitions import ensure_partitions
 from .auth import allow
+from .partitions import ensure_partitions, maintain_partitions
 from .ratelimit import acquire_lease
 from .counters import Counters
 from .deps import Services
@@ -76,6 +76,13 @@ def _sweep_once(services: Services, holder: str) -> None:
             return
         done = lifecycle.sweep(session, services.settings)
         session.commit()
+        engine = session.get_bind()
+    # still under the lease: one worker at a time
+    parts = maintain_partitions(engine, ahead=services.settings.events_months_ahead,
+                                retention=services.settings.events_retention_months)
+    if parts["created"] or parts["dropped"]:
+        services.counters.inc("partitions_created", parts["created"])
+        services.counters.inc("partitions_dropped", len(parts["dropped"]))
     services.counters.inc("sweeps")
     if done["reminders"] or done["overdue"]:
         log.info("sweep: %d reminders queued, %d parcels overdue", done["reminders"], done["overdue"])
@@ -84,7 +91,7 @@ def _sweep_once(services: Services, holder: str) -> None:
 
 
 async def _sweep_loop(services: Services) -> None:
-    """Reminders and overdue marking; a lease in the database lets one worker at a time do it."""
+    """Reminders, overdue marking and the events partitions; a lease in the database lets one worker at a time do it."""
     holder = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     while True:
         try:
@@ -125,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             await anyio.to_thread.run_sync(migrate.upgrade, engine)
             log.info("database schema at head (%s)", engine.url.get_backend_name())
-            made = await anyio.to_thread.run_sync(ensure_partitions, engine)
+            made = await anyio.to_thread.run_sync(lambda: ensure_partitions(engine, ahead=settings.events_months_ahead))
             if made:
                 log.info("created %d monthly events partitions", made)
         # objects alive after start-up (modules, mappers, compiled caches) are never garbage: keep the

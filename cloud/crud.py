@@ -28,7 +28,10 @@ def _village_id(session: Session, *, village: str | None, town: str | None) -> i
         return None
     town_id = None
     if town is not None:
-        town_row = session.scalar(select(Town).where(Town.name == town, Town.district_id.is_(None)))
+        # the village registry's town of that name first (it has a county), so a station registered after
+        # the import lands in the registry's village instead of a second one of the same name
+        town_row = session.scalar(select(Town).where(Town.name == town)
+                                  .order_by(Town.district_id.is_(None), Town.id).limit(1))
         if town_row is None:
             town_row = Town(name=town)
             session.add(town_row)
@@ -100,11 +103,11 @@ def key_and_station(session: Session, *, api_key: str, station_id: str) -> tuple
     return owner, station
 
 
-def _place_names(session: Session, village_id: int | None) -> tuple[str | None, str | None]:
-    if village_id is None:
-        return None, None
-    village = session.get(Village, village_id)
-    town = session.get(Town, village.town_id) if village and village.town_id else None
+def _place_names(session: Session, station: Station) -> tuple[str | None, str | None]:
+    """The station's village and town names (a town co-delivery station has a town of its own)."""
+    village = session.get(Village, station.village_id) if station.village_id is not None else None
+    town_id = village.town_id if village is not None else station.town_id
+    town = session.get(Town, town_id) if town_id is not None else None
     return (village.name if village else None), (town.name if town else None)
 
 
@@ -129,7 +132,7 @@ def list_stations(session: Session, *, station_id: str | None = None) -> list[St
         by_station[locker.station_id].append(pub)
     out = []
     for station in stations:
-        village, town = _place_names(session, station.village_id)
+        village, town = _place_names(session, station)
         out.append(StationPublic(id=station.id, name=station.name, kind=station.kind, active=station.active,
                                  village=village, town=town, lockers=by_station[station.id]))
     return out

@@ -29,6 +29,8 @@ class District(Base):
     __tablename__ = "districts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # 12-digit 统计用区划代码 of the county (its first six digits, then zeros); set by the village registry
+    code: Mapped[str | None] = mapped_column(String(12), unique=True)
 
 
 class Town(Base):
@@ -39,6 +41,7 @@ class Town(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     district_id: Mapped[int | None] = mapped_column(ForeignKey("districts.id"))
+    code: Mapped[str | None] = mapped_column(String(12), unique=True)  # 统计用区划代码 (nine digits, then 000)
 
 
 class Village(Base):
@@ -51,6 +54,9 @@ class Village(Base):
     town_id: Mapped[int | None] = mapped_column(ForeignKey("towns.id"))
     distance_km: Mapped[float | None] = mapped_column(Float)
     population: Mapped[int | None] = mapped_column(Integer)
+    code: Mapped[str | None] = mapped_column(String(12), unique=True)  # 统计用区划代码
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
 
 
 class Station(Base):
@@ -61,9 +67,14 @@ class Station(Base):
     name: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(32))
     village_id: Mapped[int | None] = mapped_column(ForeignKey("villages.id"))
+    # the town of a station outside any village (a town co-delivery station); a village's station has its
+    # village's town
+    town_id: Mapped[int | None] = mapped_column(ForeignKey("towns.id"))
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
 
 
 class Locker(Base):

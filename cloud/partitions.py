@@ -12,6 +12,8 @@ log = logging.getLogger("jincun.cloud.partitions")
 
 # partitions live in their own schema so the public schema shows only the parent table
 PARTS_SCHEMA = "events_parts"
+# the advisory lock that serialises partition changes between workers
+LOCK_KEY = 724001
 
 
 # (start, end, yyyymm) of the month last asked about: nearly every item of a batch falls in it
@@ -32,7 +34,8 @@ def month_of(ts: float) -> int:
     return month
 
 
-def _shift(month: int, n: int) -> int:
+def shift_month(month: int, n: int) -> int:
+    """The yyyymm `n` months after `month` (before it when n < 0)."""
     y, m = divmod(month // 100 * 12 + month % 100 - 1 + n, 12)
     return y * 100 + m + 1
 
@@ -45,7 +48,7 @@ def create_month_partitions(conn: Connection, *, back: int, ahead: int, now: flo
         "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'")).scalars())
     made = 0
     for n in range(-back, ahead + 1):
-        lo = _shift(current, n)
+        lo = shift_month(current, n)
         name = f"events_{lo}"
         if name in existing:
             continue
@@ -56,7 +59,7 @@ def create_month_partitions(conn: Connection, *, back: int, ahead: int, now: flo
             log.warning("month %s has rows in the default partition; no partition created", lo)
             continue
         conn.execute(text(f"CREATE TABLE {PARTS_SCHEMA}.{name} PARTITION OF events "
-                          f"FOR VALUES FROM ({lo}) TO ({_shift(lo, 1)})"))
+                          f"FOR VALUES FROM ({lo}) TO ({shift_month(lo, 1)})"))
         made += 1
     return made
 
@@ -66,5 +69,45 @@ def ensure_partitions(engine: Engine, *, ahead: int = 3) -> int:
     if engine.dialect.name != "postgresql":
         return 0
     with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(724001)"))
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({LOCK_KEY})"))
         return create_month_partitions(conn, back=0, ahead=ahead)
+
+
+def drop_month_partitions(conn: Connection, *, retention: int, now: float | None = None) -> list[int]:
+    """Detach and drop the monthly partitions older than the current month and the `retention` months
+    before it, and delete those months' rows from the default partition; returns the months dropped."""
+    oldest_kept = shift_month(month_of(now or time.time()), -retention)
+    names = conn.execute(text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'")).scalars().all()
+    dropped = []
+    for name in sorted(names):
+        suffix = name.removeprefix("events_")
+        if not suffix.isdigit() or int(suffix) >= oldest_kept:
+            continue
+        # a plain DETACH (not CONCURRENTLY, which a table with a default partition cannot use) holds an
+        # exclusive lock on `events` for a moment; the caller's lock_timeout bounds the wait for it
+        conn.execute(text(f"ALTER TABLE events DETACH PARTITION {PARTS_SCHEMA}.{name}"))
+        conn.execute(text(f"DROP TABLE {PARTS_SCHEMA}.{name}"))
+        dropped.append(int(suffix))
+    if "events_default" in names:
+        conn.execute(text(f"DELETE FROM {PARTS_SCHEMA}.events_default WHERE month < :m"), {"m": oldest_kept})
+    return dropped
+
+
+def maintain_partitions(engine: Engine, *, ahead: int, retention: int, now: float | None = None,
+                        lock_timeout_ms: int = 5000) -> dict[str, list[int] | int]:
+    """The periodic job (PostgreSQL only): create the coming `ahead` months' partitions, detach and drop
+    the ones past `retention` months. One transaction, under the same advisory lock as start-up."""
+    if engine.dialect.name != "postgresql":
+        return {"created": 0, "dropped": []}
+    with engine.begin() as conn:
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({LOCK_KEY})"))
+        # waiting behind a long transaction for the lock on `events` would hold up every ingest queued
+        # behind it: give up instead and try again at the next run
+        conn.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+        made = create_month_partitions(conn, back=0, ahead=ahead, now=now)
+        dropped = drop_month_partitions(conn, retention=retention, now=now)
+    for month in dropped:
+        log.info("dropped events partition %s (past %d months' retention)", month, retention)
+    return {"created": made, "dropped": dropped}

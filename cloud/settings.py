@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     overdue_days: int = Field(default=7, ge=1, le=60)
     reminder_hours: tuple[int, int] = (24, 48)
     sweep_seconds: float = Field(default=60.0, gt=0)
+    # PostgreSQL events partitions: months created ahead, and months kept before the current one (older
+    # partitions are detached and dropped by the sweep); keep it longer than any gateway holds an item
+    events_months_ahead: int = Field(default=3, ge=1, le=24)
+    events_retention_months: int = Field(default=24, ge=3, le=240)
     webhook_retry_seconds: float = Field(default=5.0, gt=0)
     webhook_max_attempts: int = Field(default=12, ge=1)
     stale_seconds: int = Field(default=300, ge=10)

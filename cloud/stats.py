@@ -55,9 +55,9 @@ def coverage(session: Session) -> list[dict[str, Any]]:
 
 def _placed(stmt):
     """A select over parcels joined to their station, village and town (a station without a village, or a
-    village without a town, still counts)."""
+    village without a town, still counts; a town co-delivery station has its town of its own)."""
     return (stmt.join(Station, Station.id == Parcel.station_id).outerjoin(Village, Village.id == Station.village_id)
-            .outerjoin(Town, Town.id == Village.town_id))
+            .outerjoin(Town, Town.id == func.coalesce(Village.town_id, Station.town_id)))
 
 
 def _period(days: int, now: float | None) -> float:
@@ -122,8 +122,16 @@ def flags(session: Session, *, limit: int = 500) -> list[dict[str, Any]]:
              "evidence": f.evidence, "resolved": f.resolved} for f, p in rows]
 
 
+# the population a village of unknown population counts as: the score's population factor is then 1
+SUBSIDY_PEOPLE = 1000
+
+
 def subsidy(session: Session, *, days: int = 30, limit: int = 50, now: float | None = None) -> list[dict[str, Any]]:
-    """Remote, low-volume villages first: score = distance to the town (km) / (1 + parcels a day)."""
+    """Remote, populous, low-volume villages first, from the village registry:
+    score = distance to the town's co-delivery station (km) x population / 1000 / (1 + parcels a day).
+
+    A village with no station has no parcels: its score is its distance times its thousands of people, so
+    the large remote villages nobody serves yet lead the ranking."""
     since = _period(days, now)
     volume = dict(session.execute(
         select(Station.village_id, func.count(Parcel.id)).select_from(Parcel)
@@ -135,9 +143,10 @@ def subsidy(session: Session, *, days: int = 30, limit: int = 50, now: float | N
     for v in session.scalars(select(Village)).all():
         per_day = volume.get(v.id, 0) / days
         distance = v.distance_km or 0.0
+        people = SUBSIDY_PEOPLE if v.population is None else v.population
         out.append({"village": v.name, "town": towns.get(v.town_id, "—"), "distance_km": distance,
-                    "parcels_per_day": round(per_day, 2), "covered": v.id in covered,
-                    "score": round(distance / (1.0 + per_day), 3)})
+                    "population": v.population, "parcels_per_day": round(per_day, 2), "covered": v.id in covered,
+                    "score": round(distance * people / SUBSIDY_PEOPLE / (1.0 + per_day), 3)})
     out.sort(key=lambda r: (-r["score"], r["village"]))
     return out[:limit]
 
@@ -177,29 +186,32 @@ def fees(session: Session, *, days: int = 30, now: float | None = None) -> list[
 
 def door_help(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
     """Door-to-door help per station: parcels now waiting for recipients who asked for it (elderly or
-    disabled villagers), the longest wait in hours, and parcels delivered to the door in the period.
+    disabled villagers), the longest wait in hours, and parcels delivered to the door in the period; with
+    the station's village and its distance to the town's co-delivery station from the village registry.
 
     Stations with parcels waiting come first, the longest waits first: the dispatch list of the day."""
     now = time.time() if now is None else now
-    waiting = _placed(select(Town.name, Station.id, Station.name, func.count(), func.min(Parcel.deposited_at))
-                    .select_from(Parcel).join(Recipient, Recipient.phone == Parcel.phone)) \
+    place = (Town.name, Station.id, Station.name, Village.name, Village.distance_km)
+    waiting = _placed(select(*place, func.count(), func.min(Parcel.deposited_at))
+                      .select_from(Parcel).join(Recipient, Recipient.phone == Parcel.phone)) \
         .where(Recipient.door_help.is_(True), Parcel.direction == "inbound", Parcel.status.in_(WAITING)) \
-        .group_by(Town.name, Station.id, Station.name)
-    delivered = _placed(select(Town.name, Station.id, Station.name, func.count()).select_from(Parcel)) \
+        .group_by(*place)
+    delivered = _placed(select(*place, func.count()).select_from(Parcel)) \
         .where(Parcel.status == "delivered_door", Parcel.updated_at >= _period(days, now)) \
-        .group_by(Town.name, Station.id, Station.name)
+        .group_by(*place)
     rows: dict[str, dict[str, Any]] = {}
 
-    def row(town, sid, name) -> dict[str, Any]:
-        return rows.setdefault(sid, {"town": town or "—", "station_id": sid, "station": name, "waiting": 0,
-                                     "oldest_wait_h": None, "delivered_door": 0})
+    def row(town, sid, name, village, distance) -> dict[str, Any]:
+        return rows.setdefault(sid, {"town": town or "—", "village": village or "—", "distance_km": distance,
+                                     "station_id": sid, "station": name, "waiting": 0, "oldest_wait_h": None,
+                                     "delivered_door": 0})
 
-    for town, sid, name, n, first in session.execute(waiting).all():
-        r = row(town, sid, name)
+    for *at, n, first in session.execute(waiting).all():
+        r = row(*at)
         r["waiting"] = n
         r["oldest_wait_h"] = round((now - first) / 3600, 1) if first else None
-    for town, sid, name, n in session.execute(delivered).all():
-        row(town, sid, name)["delivered_door"] = n
+    for *at, n in session.execute(delivered).all():
+        row(*at)["delivered_door"] = n
     return sorted(rows.values(), key=lambda r: (-r["waiting"], -(r["oldest_wait_h"] or 0), -r["delivered_door"],
                                                 r["station_id"]))
 

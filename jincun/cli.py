@@ -57,6 +57,31 @@ def cmd_cloud_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_county_import(args: argparse.Namespace) -> int:
+    """Load the county's towns, villages and service points into the cloud's database."""
+    import os
+
+    from cloud.registry import CountyFileError, RegistryRefused, RegistryUnavailable, run_import
+    from cloud.settings import Settings
+
+    fields = Settings.model_fields
+    url = os.environ.get("JINCUN_DATABASE_URL") or fields["database_url"].default
+    try:
+        result = run_import(url, Path(args.file), points_path=Path(args.points) if args.points else None,
+                            county=args.county, pg_options=os.environ.get("JINCUN_PG_OPTIONS"))
+    except RegistryRefused as exc:
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        print(f"jincun: error: {exc}", file=sys.stderr)
+        _print_json({"towns": 0, "villages": 0, "created": 0, "updated": 0, "rejected_rows": exc.rejected_rows})
+        return 2
+    except (CountyFileError, RegistryUnavailable) as exc:
+        print(f"jincun: error: {exc}", file=sys.stderr)
+        return 2
+    _print_json(result.as_dict())
+    return 0
+
+
 def cmd_gateway_run(args: argparse.Namespace) -> int:
     """Run a station gateway from its station.json."""
     from gateway.app import run_gateway
@@ -171,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="upgrade (default), current or history; the database is JINCUN_DATABASE_URL")
     cm.add_argument("--revision", default="head", help="with upgrade: the revision to reach (default: %(default)s)")
     cm.set_defaults(fn=cmd_cloud_migrate)
+
+    k = sub.add_parser("county", help="the county's village registry").add_subparsers(dest="sub", required=True)
+    ki = k.add_parser("import", help="load towns, villages and service points (JINCUN_DATABASE_URL); "
+                                     "a bad file is refused whole", description="See docs/cloud.md, Village registry.")
+    ki.add_argument("file", metavar="FILE", help="villages as .csv (UTF-8 or GB18030) or .xlsx (sheets villages, "
+                                                 "points)")
+    ki.add_argument("--points", metavar="FILE", default=None,
+                    help="service points (district hub, town stations, village points) as a .csv or .xlsx of its own")
+    ki.add_argument("--county", metavar="NAME", default=None, help="the county's name (区/县), e.g. 临淄区")
+    ki.set_defaults(fn=cmd_county_import)
 
     g = sub.add_parser("gateway", help="the station gateway").add_subparsers(dest="sub", required=True)
     gr = g.add_parser("run", help="run the gateway")

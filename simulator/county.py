@@ -81,3 +81,43 @@ def pick(county: County, n: int, *, seed: int, order: str = "spread") -> list[Vi
         used.add(idx)
         chosen.append(idx)
     return [ranked[i] for i in chosen]
+
+
+# province 99 does not exist: the example county's 统计用区划代码 can never be a real county's
+EXAMPLE_COUNTY_CODE = "999901"
+POINT_KINDS = ("village_shop", "party_service_centre", "postal_point")
+
+
+def registry_rows(county: County, *, seed: int = 2026, covered: float = 0.8) -> tuple[list[dict], list[dict]]:
+    """The county as a village registry (docs/cloud.md, "Village registry"): the villages table and the
+    points table (the district hub, a co-delivery station per town, a village point in about `covered` of
+    the villages, with the village's id as the station id, as the simulator's stations have)."""
+    rng = random.Random(f"registry-{seed}")
+    hub_lat, hub_lon = 36.60, 118.10
+    towns = {}
+    for i, name in enumerate(county.towns):
+        angle = 2 * math.pi * i / len(county.towns)
+        towns[name] = (i + 1, round(hub_lat + 0.2 * math.cos(angle), 5), round(hub_lon + 0.25 * math.sin(angle), 5))
+    villages, points = [], [{"id": "hub", "name": "示例县快递共同配送中心", "kind": "district_hub", "town": "",
+                             "village_code": "", "lat": hub_lat, "lon": hub_lon}]
+    for name, (n, lat, lon) in towns.items():
+        points.append({"id": f"t{n:02d}", "name": f"{name}快递共同配送站", "kind": "town_station", "town": name,
+                       "village_code": "", "lat": lat, "lon": lon})
+    in_town: dict[str, int] = {}
+    for v in county.villages:
+        n, tlat, tlon = towns[v.town]
+        in_town[v.town] = in_town.get(v.town, 0) + 1
+        code = f"{EXAMPLE_COUNTY_CODE}{n:03d}{200 + in_town[v.town]:03d}"
+        straight = rng.uniform(0.5, 20.0)
+        angle = rng.uniform(0, 2 * math.pi)
+        lat = round(tlat + straight * math.cos(angle) / 111.0, 5)
+        lon = round(tlon + straight * math.sin(angle) / (111.0 * math.cos(math.radians(tlat))), 5)
+        # the road winds: some 1.3 times the straight line; a tenth of the villages have no coordinates yet
+        has_coords = rng.random() > 0.1
+        villages.append({"code": code, "name": v.name, "town": v.town, "population": rng.randint(300, 4000),
+                         "distance_km": round(straight * 1.3, 1), "lat": lat if has_coords else "",
+                         "lon": lon if has_coords else ""})
+        if rng.random() < covered:
+            points.append({"id": v.id, "name": f"{v.name}服务站", "kind": rng.choice(POINT_KINDS), "town": v.town,
+                           "village_code": code, "lat": "", "lon": ""})
+    return villages, points

@@ -23,12 +23,27 @@ if engine is None:
     engine = make_engine(os.environ.get("JINCUN_DATABASE_URL") or config.get_main_option("sqlalchemy.url"))
 
 with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+    sqlite = connection.dialect.name == "sqlite"
+    raw = connection.connection.driver_connection if sqlite else None
+    if sqlite:
+        # a batch migration copies a table, drops the original and renames the copy; with foreign keys
+        # enforced, dropping a table that other rows refer to fails. They are off for the migration (the
+        # pragma is ignored inside a transaction, so it is sent before one begins) and checked at its end
+        raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=sqlite,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration left rows without their parent rows: {broken[:5]}")
+        connection.commit()
+    finally:
+        if sqlite:
+            raw.execute("PRAGMA foreign_keys=ON")
