@@ -45,7 +45,8 @@ class LogNotifier:
 
 
 class HttpNotifier:
-    """POSTs {"phone","text"} as JSON to an SMS gateway with a bearer token."""
+    """POSTs {"phone","text"} (and "template","params","ref" of a templated message) as JSON to an SMS
+    gateway with a bearer token."""
 
     def __init__(self, url: str, token: str | None, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -56,7 +57,7 @@ class HttpNotifier:
     def send(self, phone: str, text: str, message: Message | None = None) -> None:
         body: dict = {"phone": phone, "text": text}
         if message is not None:
-            body |= {"template": message.kind, "params": dict(message.params)}
+            body |= {"template": message.kind, "params": dict(message.params), "ref": message.ref}
         try:
             resp = self._client.post(self._url, json=body)
         except httpx.HTTPError as exc:
@@ -118,7 +119,8 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
             for msg in batch:
                 tried += 1
                 attempts = msg.attempts + 1
-                message = Message(msg.text, msg.kind, msg.params or {}, key=str(msg.id)) if msg.kind else None
+                message = (Message(msg.text, msg.kind, msg.params or {}, key=str(msg.id), ref=msg.ref)
+                           if msg.kind else None)
                 try:
                     notifier.send(msg.phone, msg.text, message)
                 except NotifierError as exc:
@@ -157,7 +159,8 @@ def _claim(pg: bool):
     """The queued messages in the order they are tried, locked, skipping ones another worker holds and the ones
     that failed earlier in this round (sent ones are no longer queued)."""
     table = Notification.__table__
-    return (select(table.c.id, table.c.phone, table.c.text, table.c.kind, table.c.params, table.c.attempts)
+    return (select(table.c.id, table.c.phone, table.c.text, table.c.kind, table.c.params, table.c.ref,
+                   table.c.attempts)
             .where(table.c.status == "queued", ~among(table.c.id, "skip", pg=pg))
             .order_by(table.c.attempts, table.c.id).limit(bindparam("n")).with_for_update(skip_locked=True))
 

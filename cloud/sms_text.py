@@ -54,6 +54,7 @@ class Message:
     kind: str
     params: Mapping[str, str]
     key: str = ""  # the outbox row's id, which the provider echoes back (OutId, SessionContext)
+    ref: str | None = None  # the parcel it is about, if any
 
 
 def units(text: str) -> int:
