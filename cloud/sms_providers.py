@@ -12,6 +12,19 @@ import json
 import logging
 from urllib.parse import urlsplit
 
+from alibabacloud_dysmsapi20170525.client import Client as AliyunClient
+from alibabacloud_tea_openapi import utils_models as aliyun_models
+from darabonba.exceptions import RetryError
+from darabonba.runtime import RuntimeOptions
+from requests import RequestException
+from Tea.exceptions import TeaException, UnretryableException
+from tencentcloud.common import credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.sms.v20210111 import models as tencent_models
+from tencentcloud.sms.v20210111 import sms_client
+
 from .errors import NotifierError, NotifierThrottled
 from .sms_text import PARAMS, Message
 
@@ -48,8 +61,20 @@ def _template(templates: dict[str, str], message: Message | None) -> str:
     return templates[message.kind]
 
 
-def _throttled(code: str, prefixes: tuple[str, ...]) -> bool:
-    return any(code == p or code.startswith(p + ".") for p in prefixes)
+def _refusal(code: str, throttled: tuple[str, ...], text: str) -> NotifierError:
+    """The error for a provider's answer: NotifierThrottled for a rate limit (`throttled` codes or their
+    sub-codes), NotifierError for the rest."""
+    limited = any(code == p or code.startswith(p + ".") for p in throttled)
+    return (NotifierThrottled if limited else NotifierError)(text)
+
+
+def _scrub(text: str, message: Message) -> str:
+    """A provider's error text, cut short and without the message's parameters (a provider may echo them):
+    it goes to the log and the outbox row."""
+    for value in sorted(message.params.values(), key=len, reverse=True):
+        if len(value) >= 3:
+            text = text.replace(value, "***")
+    return text[:200]
 
 
 class AliyunNotifier:
@@ -57,24 +82,15 @@ class AliyunNotifier:
 
     def __init__(self, *, access_key_id: str, access_key_secret: str, signature: str, templates: dict[str, str],
                  endpoint: str = ALIYUN_ENDPOINT, timeout: float = 10.0) -> None:
-        from alibabacloud_dysmsapi20170525.client import Client
-        from alibabacloud_tea_openapi import utils_models
-
         _quiet_sdk_loggers()
         scheme, host = _endpoint(endpoint)
-        self._client = Client(utils_models.Config(
+        self._client = AliyunClient(aliyun_models.Config(
             access_key_id=access_key_id, access_key_secret=access_key_secret, endpoint=host, protocol=scheme,
             read_timeout=int(timeout * 1000), connect_timeout=int(timeout * 1000)))
         self._signature = signature
         self._templates = dict(templates)
 
     def send(self, phone: str, text: str, message: Message | None = None) -> None:
-        from alibabacloud_tea_openapi import utils_models
-        from darabonba.exceptions import RetryError
-        from darabonba.runtime import RuntimeOptions
-        from requests import RequestException
-        from Tea.exceptions import TeaException, UnretryableException
-
         template = _template(self._templates, message)
         form = {"PhoneNumbers": phone, "SignName": self._signature, "TemplateCode": template,
                 "TemplateParam": json.dumps({k: message.params[k] for k in PARAMS[message.kind]}, ensure_ascii=False)}
@@ -82,22 +98,21 @@ class AliyunNotifier:
             form["OutId"] = message.key
         # SendSms as the SDK's send_sms_with_options makes it, but with the parameters in the signed form body
         # (RPC operations take either): in the query they would sit in a URL, and the code with them
-        params = utils_models.Params(action="SendSms", version="2017-05-25", protocol="HTTPS", pathname="/",
+        params = aliyun_models.Params(action="SendSms", version="2017-05-25", protocol="HTTPS", pathname="/",
                                      method="POST", auth_type="AK", style="RPC", req_body_type="formData",
                                      body_type="json")
         try:
-            body = self._client.call_api(params, utils_models.OpenApiRequest(body=form), RuntimeOptions()).get("body")
+            body = self._client.call_api(params, aliyun_models.OpenApiRequest(body=form), RuntimeOptions()).get("body")
         except TeaException as exc:
-            code = getattr(exc, "code", None) or type(exc).__name__
-            kind = NotifierThrottled if _throttled(str(code), ALIYUN_THROTTLED) else NotifierError
-            raise kind(f"Alibaba Cloud SMS refused: {code}: {str(getattr(exc, 'message', ''))[:200]}") from None
+            code = str(getattr(exc, "code", None) or type(exc).__name__)
+            raise _refusal(code, ALIYUN_THROTTLED, f"Alibaba Cloud SMS refused: {code}: "
+                           + _scrub(str(getattr(exc, "message", "")), message)) from None
         except (UnretryableException, RetryError, RequestException, OSError) as exc:
             raise NotifierError(f"Alibaba Cloud SMS unreachable: {type(exc).__name__}") from None
-        code = (body or {}).get("Code")
-        if code == "OK":
-            return
-        kind = NotifierThrottled if _throttled(str(code), ALIYUN_THROTTLED) else NotifierError
-        raise kind(f"Alibaba Cloud SMS answered {code}: {str((body or {}).get('Message', ''))[:200]}")
+        code = str((body or {}).get("Code"))
+        if code != "OK":
+            raise _refusal(code, ALIYUN_THROTTLED, f"Alibaba Cloud SMS answered {code}: "
+                           + _scrub(str((body or {}).get("Message", "")), message))
 
 
 class TencentNotifier:
@@ -105,11 +120,6 @@ class TencentNotifier:
 
     def __init__(self, *, secret_id: str, secret_key: str, app_id: str, signature: str, templates: dict[str, str],
                  region: str = "ap-guangzhou", endpoint: str = TENCENT_ENDPOINT, timeout: float = 10.0) -> None:
-        from tencentcloud.common import credential
-        from tencentcloud.common.profile.client_profile import ClientProfile
-        from tencentcloud.common.profile.http_profile import HttpProfile
-        from tencentcloud.sms.v20210111 import sms_client
-
         _quiet_sdk_loggers()
         scheme, host = _endpoint(endpoint)
         profile = ClientProfile(httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=int(timeout) or 1))
@@ -119,11 +129,8 @@ class TencentNotifier:
         self._templates = dict(templates)
 
     def send(self, phone: str, text: str, message: Message | None = None) -> None:
-        from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-        from tencentcloud.sms.v20210111 import models
-
         template = _template(self._templates, message)
-        req = models.SendSmsRequest()
+        req = tencent_models.SendSmsRequest()
         req.PhoneNumberSet = [phone if phone.startswith("+") else f"+86{phone}"]
         req.SmsSdkAppId = self._app_id
         req.SignName = self._signature
@@ -135,12 +142,11 @@ class TencentNotifier:
             resp = self._client.SendSms(req)
         except TencentCloudSDKException as exc:
             code = exc.get_code() or "ClientError"
-            kind = NotifierThrottled if _throttled(code, TENCENT_THROTTLED) else NotifierError
-            raise kind(f"Tencent Cloud SMS refused: {code}: {str(exc.get_message())[:200]}") from None
+            raise _refusal(code, TENCENT_THROTTLED, f"Tencent Cloud SMS refused: {code}: "
+                           + _scrub(str(exc.get_message()), message)) from None
         status = (resp.SendStatusSet or [None])[0]
         if status is None:
             raise NotifierError("Tencent Cloud SMS answered without a send status")
-        if status.Code == "Ok":
-            return
-        kind = NotifierThrottled if _throttled(status.Code or "", TENCENT_THROTTLED) else NotifierError
-        raise kind(f"Tencent Cloud SMS answered {status.Code}: {str(status.Message or '')[:200]}")
+        if status.Code != "Ok":
+            raise _refusal(status.Code or "", TENCENT_THROTTLED, f"Tencent Cloud SMS answered {status.Code}: "
+                           + _scrub(str(status.Message or ""), message))

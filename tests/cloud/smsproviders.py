@@ -37,7 +37,8 @@ class ProviderServer:
     """A threaded HTTP server on a free local port; subclasses answer `handle(method, path, headers, body)`."""
 
     def __init__(self, *, public_url: str, numbered: bool) -> None:
-        self.answers: deque[str] = deque()   # "ok", "throttle" or "fail" per request; "ok" when empty
+        # per request: "ok", "throttle", "fail" or "invalid" (a refusal that echoes the parameters); "ok" when empty
+        self.answers: deque[str] = deque()
         self.sent: list[dict] = []           # accepted messages: phone, template, params, key, text
         self.refused_signatures = 0
         self.requests = 0
@@ -155,6 +156,9 @@ class AliyunSms(ProviderServer):
                          "Message": "触发分钟级流控Permits:1"}
         if answer == "fail":
             return 200, {"RequestId": request_id, "Code": "isp.SYSTEM_ERROR", "Message": "系统错误"}
+        if answer == "invalid":
+            return 200, {"RequestId": request_id, "Code": "isv.INVALID_PARAMETERS",
+                         "Message": f"参数异常 TemplateParam={form['TemplateParam']}"}
         params = json.loads(form["TemplateParam"])
         text = f"【{form['SignName']}】" + re.sub(r"\$\{(\w+)\}", lambda g: params[g.group(1)], template)
         self.sent.append({"phone": form["PhoneNumbers"], "template": form["TemplateCode"], "params": params,
@@ -221,6 +225,9 @@ class TencentSms(ProviderServer):
                        "Message": "单个手机号30秒内下发短信条数超过设定的上限"}
         elif answer == "fail":
             status |= {"Fee": 0, "Code": "InternalError.Timeout", "Message": "请求下发短信超时"}
+        elif answer == "invalid":
+            status |= {"Fee": 0, "Code": "InvalidParameterValue.TemplateParameterFormatError",
+                       "Message": f"模板参数格式错误 {req.get('TemplateParamSet')}"}
         else:
             values = req.get("TemplateParamSet") or []
             text = f"【{req['SignName']}】" + re.sub(r"\{(\d+)\}", lambda g: values[int(g.group(1)) - 1], template)

@@ -72,12 +72,16 @@ def test_throttling_and_failure_are_told_apart(provider):
     msg = STYLE.otp(code="104729", minutes=5)
     with SERVERS[provider]() as server:
         notifier = notifier_for(server)
-        server.answers.extend(["throttle", "fail"])
+        server.answers.extend(["throttle", "fail", "invalid"])
         with pytest.raises(NotifierThrottled):
             notifier.send("13800138000", msg.text, msg)
         with pytest.raises(NotifierError) as failed:
             notifier.send("13800138000", msg.text, msg)
         assert not isinstance(failed.value, NotifierThrottled)
+        # a refusal that echoes the parameters loses the code before it reaches a log or the outbox
+        with pytest.raises(NotifierError) as echoed:
+            notifier.send("13800138000", msg.text, msg)
+        assert "***" in str(echoed.value) and "104729" not in str(echoed.value)
         assert server.sent == []
     with pytest.raises(NotifierError, match="unreachable|ClientNetworkError|refused"):
         notifier_for(server).send("13800138000", msg.text, msg)  # the server is gone
