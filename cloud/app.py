@@ -124,7 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     notifier = make_notifier(settings)
     services = Services(settings=settings, sessionmaker=make_sessionmaker(engine), counters=counters,
                         ingestor=Ingestor(counters=counters, telemetry=telemetry,
-                                          dead_letter_max_rows=settings.dead_letter_max_rows),
+                                          dead_letter_max_rows=settings.dead_letter_max_rows,
+                                          sms=settings.sms_style),
                         notifier=notifier, reader=lookups.PgReader.for_url(engine.url, options=settings.pg_options))
 
     @asynccontextmanager

@@ -77,6 +77,8 @@ DIRECTIONS = ("inbound", "outbound")
 NOTIFICATION_STATUSES = ("queued", "sent", "failed")
 # at the default 30 s retry period this keeps trying for about a day before giving up
 NOTIFY_MAX_ATTEMPTS = 3000
+# one SMS segment in UCS-2, the encoding of every Chinese text (sms_text counts as the carriers do)
+SMS_SEGMENT_UNITS = 70
 
 # item results (§5.1)
 APPLIED, DUPLICATE, REJECTED = "applied", "duplicate", "rejected"

@@ -42,6 +42,10 @@ class NotifierError(CloudError):
     """The SMS carrier did not accept a message."""
 
 
+class NotifierThrottled(NotifierError):
+    """The SMS provider asked to send later (a rate limit on the number or the account)."""
+
+
 class CommandRefused(CloudError):
     """A command (or another staff action) is not allowed; carries the HTTP status to answer with."""
 

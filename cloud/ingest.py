@@ -27,7 +27,8 @@ from .models import (Alarm, Carrier, Compartment, Event, GatewayHealth, Locker, 
 from .partitions import month_of
 from .protocol import Batch, Item, item_key, parse_item
 from .webhooks import enqueue_status, hooked_clients_sql, prime_clients
-from .sms import sms_text
+from .sms import queued
+from .sms_text import Style
 from .rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, write_rows
 from .storage import among, bulk_insert, fixed_rows, one_of, pg_rows, transient
 from .telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
@@ -256,10 +257,12 @@ def _echo_key(raw: Any) -> dict[str, Any]:
 class Ingestor:
     """Applies one batch per transaction; every item gets applied, duplicate or rejected."""
 
-    def __init__(self, *, counters: Counters, telemetry: TelemetryStore, dead_letter_max_rows: int) -> None:
+    def __init__(self, *, counters: Counters, telemetry: TelemetryStore, dead_letter_max_rows: int,
+                 sms: Style) -> None:
         self.counters = counters
         self.telemetry = telemetry
         self.dead_letters = DeadLetters(counters=counters, max_rows=dead_letter_max_rows)
+        self.sms = sms
 
     # ---- batch ---------------------------------------------------------------------------------
 
@@ -869,11 +872,9 @@ class Ingestor:
         self._keep_code(session, station.id, body, parcel.ref, locker_id)
         self._advance(session, parcel, "notified", item.rx, f"gw/{item.boot}/{item.seq}")
         carrier = self._ctx(session).carriers.get(parcel.carrier) if parcel.carrier else None
-        text = sms_text(waybill=parcel.waybill or parcel.ref,
-                        carrier=carrier.name_zh if carrier else (parcel.carrier or "快递"),
-                        station=station.name, locker=locker_id, c=parcel.compartment, code=body["code"])
-        row = {"phone": body["phone"], "text": text, "status": "queued", "attempts": 0, "ref": parcel.ref,
-               "created_at": time.time()}
+        message = self.sms.pickup(carrier=carrier.name_zh if carrier else parcel.carrier, station=station.name,
+                                  locker=locker_id, c=parcel.compartment, code=body["code"])
+        row = queued(body["phone"], message, ref=parcel.ref)
         buffered = session.info.get(ROWS)
         if buffered is not None:
             buffered["notifications"].append(row)

@@ -17,8 +17,9 @@ from . import constants as K
 from .auth import Principal
 from .errors import CommandRefused, NotFound
 from .ingest import advance
-from .models import Event, Notification, Parcel, PickupCode, SignoffFlag, Station
+from .models import Carrier, Event, Notification, Parcel, PickupCode, SignoffFlag, Station
 from .settings import Settings
+from .sms import queued
 
 log = logging.getLogger("jincun.cloud.lifecycle")
 WAITING = ("deposited", "notified")
@@ -43,11 +44,11 @@ def sweep(session: Session, settings: Settings, *, now: float | None = None) -> 
         if p.reminders < due and p.phone:
             p.reminders = due
             station = session.get(Station, p.station_id)
-            hours = second if due == 2 else first
-            session.add(Notification(
-                phone=p.phone, status="queued", attempts=0, ref=p.ref, created_at=now,
-                text=(f"【进村】提醒：您的包裹(运单号 {p.waybill or p.ref})已在{station.name if station else p.station_id}"
-                      f"存放超过{hours}小时，请凭取件码免费取件。")))
+            carrier = session.get(Carrier, p.carrier) if p.carrier else None
+            message = settings.sms_style.reminder(
+                carrier=carrier.name_zh if carrier else p.carrier, station=station.name if station else p.station_id,
+                locker=p.locker_id, c=p.compartment, hours=second if due == 2 else first)
+            session.add(Notification(**queued(p.phone, message, ref=p.ref, now=now)))
             done["reminders"] += 1
     return done
 
@@ -107,8 +108,8 @@ def replacement_code(session: Session, settings: Settings, who: Principal, *, st
                                    reason=reason, ttl=86400,
                                    extra={"phone": phone, "code": code, "refs": refs, "cs": cs, "exp_ts": exp_ts}))
     station = session.get(Station, station_id)
-    session.add(Notification(phone=phone, status="queued", attempts=0, ref=parcels[0].ref, created_at=time.time(),
-                             text=f"【进村】您在{station.name}的新取件码 {code}，旧码已作废，凭码免费取件。"))
+    message = settings.sms_style.recode(station=station.name if station else station_id, code=code)
+    session.add(Notification(**queued(phone, message, ref=parcels[0].ref)))
     return code, cmds
 
 

@@ -304,6 +304,9 @@ class Notification(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     phone: Mapped[str] = mapped_column(String(24), index=True)
     text: Mapped[str] = mapped_column(Text)
+    # the provider template (sms_text.TEMPLATES) and its parameters, which carry the same facts as `text`
+    kind: Mapped[str | None] = mapped_column(String(16))
+    params: Mapped[dict[str, str] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(8), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -30,6 +30,7 @@ from .models import Alarm, Command, GatewayHealth, Notification, OtpCode, Parcel
 from .pages import _render, _staff
 from .ratelimit import hit
 from .schemas import RecipientUpdate
+from .sms import queued
 from .storage import SessionDep
 
 log = logging.getLogger("jincun.cloud.pages")
@@ -329,8 +330,8 @@ def phone_otp(request: Request, session: SessionDep, services: ServicesDep,
     code = f"{secrets.randbelow(10**6):06d}"
     session.add(OtpCode(phone=phone, code_hash=_otp_hash(services, phone, code), attempts=0, used=False,
                         expires_at=time.time() + services.settings.otp_ttl_seconds))
-    session.add(Notification(phone=phone, status="queued", attempts=0, created_at=time.time(),
-                             text=f"【进村】查件验证码 {code}，5分钟内有效。请勿告诉他人。"))
+    ttl_minutes = -(-services.settings.otp_ttl_seconds // 60)
+    session.add(Notification(**queued(phone, services.settings.sms_style.otp(code=code, minutes=ttl_minutes))))
     session.commit()
     from .sms import deliver_pending_logged
     deliver_pending_logged(services.sessionmaker, services.notifier, services.counters)

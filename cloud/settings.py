@@ -8,9 +8,10 @@ import logging
 import secrets
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import sms_text
 from .storage import PG_OPTIONS
 
 log = logging.getLogger("jincun.cloud")
@@ -27,10 +28,21 @@ class Settings(BaseSettings):
     pg_options: str = PG_OPTIONS
     admin_token: str | None = Field(default=None, min_length=16)
     demo: bool = False
-    sms_adapter: Literal["log", "http"] = "log"
+    sms_adapter: Literal["log", "http", "aliyun", "tencent"] = "log"
     sms_http_url: str | None = None
     sms_http_token: str | None = None
     sms_http_timeout: float = Field(default=10.0, gt=0)
+    # the provider adapters (aliyun, tencent): the registered signature, a template id per kind
+    # (sms_text.KINDS), the account's keys (Alibaba AccessKey ID/secret, Tencent SecretId/SecretKey)
+    sms_signature: str = Field(default="进村", min_length=2, max_length=12)
+    sms_templates: dict[str, str] = {}
+    sms_access_key_id: str | None = None
+    sms_access_key_secret: SecretStr | None = None
+    sms_app_id: str | None = None
+    sms_region: str = "ap-guangzhou"
+    sms_endpoint: str | None = None
+    # the address villagers reach the cloud at; every SMS links to its /m page
+    public_url: str = Field(default="http://localhost:8000", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
     sms_retry_seconds: float = Field(default=30.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     telemetry_retention_days: int = Field(default=30, ge=1)
@@ -77,4 +89,32 @@ class Settings(BaseSettings):
             self.jwt_secret = hmac.new(self.admin_token.encode("utf-8"), b"jincun-jwt", hashlib.sha256).hexdigest()
         if self.sms_adapter == "http" and not self.sms_http_url:
             raise ValueError("JINCUN_SMS_HTTP_URL is required when JINCUN_SMS_ADAPTER=http")
+        if self.sms_adapter in ("aliyun", "tencent"):
+            self._check_provider()
+        sms_text.check_fits(signature=self.sms_signature, public_url=self.public_url)
         return self
+
+    @property
+    def sms_style(self) -> sms_text.Style:
+        """The signature and link every SMS text carries."""
+        return sms_text.Style(signature=self.sms_signature, public_url=self.public_url)
+
+    def _check_provider(self) -> None:
+        """A provider adapter needs its keys, a template per kind and the real address of the villagers' page."""
+        upper = self.sms_adapter.upper()
+        missing = [name for name, value in (("SMS_ACCESS_KEY_ID", self.sms_access_key_id),
+                                            ("SMS_ACCESS_KEY_SECRET", self.sms_access_key_secret))
+                   if not value]
+        if self.sms_adapter == "tencent" and not self.sms_app_id:
+            missing.append("SMS_APP_ID")
+        if "public_url" not in self.model_fields_set:
+            missing.append("PUBLIC_URL")
+        if missing:
+            raise ValueError(f"JINCUN_SMS_ADAPTER={self.sms_adapter} needs "
+                             + ", ".join(f"JINCUN_{m}" for m in missing))
+        absent = [k for k in sms_text.KINDS if not self.sms_templates.get(k)]
+        unknown = sorted(set(self.sms_templates) - set(sms_text.KINDS))
+        if absent or unknown:
+            raise ValueError(f"JINCUN_SMS_TEMPLATES for {upper} must name a template id for each of "
+                             f"{', '.join(sms_text.KINDS)}" + (f" (missing {', '.join(absent)})" if absent else "")
+                             + (f" (unknown {', '.join(unknown)})" if unknown else ""))

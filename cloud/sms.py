@@ -1,4 +1,7 @@
-"""The SMS Notifier port, its adapters (log, HTTP) and the outbox dispatcher over `notifications`."""
+"""The SMS Notifier port, its adapters (log, HTTP; the providers' in sms_providers) and the outbox dispatcher.
+
+The texts and their templates are built in sms_text; the outbox is the `notifications` table.
+"""
 
 from __future__ import annotations
 
@@ -15,29 +18,35 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .constants import NOTIFY_MAX_ATTEMPTS
 from .counters import Counters
-from .errors import NotifierError
+from .errors import NotifierError, NotifierThrottled
 from .models import Notification
 from .settings import Settings
+from .sms_text import Message
 from .storage import among, fixed_rows, pg_rows
 
 log = logging.getLogger("jincun.cloud.sms")
 
 
 class Notifier(Protocol):
-    """Sends one SMS; raises NotifierError when the carrier does not take it."""
+    """Sends one SMS; raises NotifierError when the carrier does not take it (NotifierThrottled: not now).
 
-    def send(self, phone: str, text: str) -> None: ...
+    `text` is what the villager reads; `message` carries the same facts as a template kind and its
+    parameters, which the providers' adapters send instead of the text.
+    """
+
+    def send(self, phone: str, text: str, message: Message | None = None) -> None: ...
 
 
 class LogNotifier:
     """Writes the message to the log instead of a carrier (the outbox still shows it)."""
 
-    def send(self, phone: str, text: str) -> None:
+    def send(self, phone: str, text: str, message: Message | None = None) -> None:
         log.info("SMS to %s: %s", phone, text)
 
 
 class HttpNotifier:
-    """POSTs {"phone","text"} as JSON to an SMS gateway with a bearer token."""
+    """POSTs {"phone","text"} (and "template","params","ref" of a templated message) as JSON to an SMS
+    gateway with a bearer token."""
 
     def __init__(self, url: str, token: str | None, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -45,9 +54,12 @@ class HttpNotifier:
         self._client = httpx.Client(headers=headers, timeout=timeout, transport=transport)
         self._url = url
 
-    def send(self, phone: str, text: str) -> None:
+    def send(self, phone: str, text: str, message: Message | None = None) -> None:
+        body: dict = {"phone": phone, "text": text}
+        if message is not None:
+            body |= {"template": message.kind, "params": dict(message.params), "ref": message.ref}
         try:
-            resp = self._client.post(self._url, json={"phone": phone, "text": text})
+            resp = self._client.post(self._url, json=body)
         except httpx.HTTPError as exc:
             raise NotifierError(f"SMS gateway unreachable: {exc}") from exc
         if resp.status_code // 100 != 2:
@@ -62,14 +74,24 @@ def make_notifier(settings: Settings) -> Notifier:
     """The adapter chosen by settings."""
     if settings.sms_adapter == "http":
         return HttpNotifier(settings.sms_http_url or "", settings.sms_http_token, settings.sms_http_timeout)
+    if settings.sms_adapter in ("aliyun", "tencent"):
+        from . import sms_providers as P
+        secret = settings.sms_access_key_secret.get_secret_value() if settings.sms_access_key_secret else ""
+        common = {"signature": settings.sms_signature, "templates": settings.sms_templates,
+                  "timeout": settings.sms_http_timeout}
+        if settings.sms_adapter == "aliyun":
+            return P.AliyunNotifier(access_key_id=settings.sms_access_key_id or "", access_key_secret=secret,
+                                    endpoint=settings.sms_endpoint or P.ALIYUN_ENDPOINT, **common)
+        return P.TencentNotifier(secret_id=settings.sms_access_key_id or "", secret_key=secret,
+                                 app_id=settings.sms_app_id or "", region=settings.sms_region,
+                                 endpoint=settings.sms_endpoint or P.TENCENT_ENDPOINT, **common)
     return LogNotifier()
 
 
-def sms_text(*, waybill: str, carrier: str, station: str, locker: str, c: int | None, code: str) -> str:
-    """The pickup SMS a villager receives."""
-    slot = f"{c}号格口" if c is not None else ""
-    return (f"【进村】您的包裹(运单号 {waybill}, {carrier})已存入{station}快递柜{locker}号柜{slot}，"
-            f"取件码 {code}，凭码免费取件。")
+def queued(phone: str, message: Message, *, ref: str | None = None, now: float | None = None) -> dict:
+    """An outbox row (the `notifications` columns) for a message to send."""
+    return {"phone": phone, "text": message.text, "kind": message.kind, "params": dict(message.params),
+            "status": "queued", "attempts": 0, "ref": ref, "created_at": time.time() if now is None else now}
 
 
 def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters: Counters, *,
@@ -97,8 +119,10 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
             for msg in batch:
                 tried += 1
                 attempts = msg.attempts + 1
+                message = (Message(msg.text, msg.kind, msg.params or {}, key=str(msg.id), ref=msg.ref)
+                           if msg.kind else None)
                 try:
-                    notifier.send(msg.phone, msg.text)
+                    notifier.send(msg.phone, msg.text, message)
                 except NotifierError as exc:
                     failed = attempts >= NOTIFY_MAX_ATTEMPTS
                     results.append({"nid": msg.id, "n_status": "failed" if failed else "queued",
@@ -106,6 +130,8 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
                     if failed:
                         counters.inc("sms_failed")
                     counters.inc("sms_errors")
+                    if isinstance(exc, NotifierThrottled):
+                        counters.inc("sms_throttled")
                     log.warning("SMS %s to %s not sent (attempt %d): %s", msg.id, msg.phone, attempts, exc)
                     retry_later.append(msg.id)
                     failures += 1
@@ -133,7 +159,8 @@ def _claim(pg: bool):
     """The queued messages in the order they are tried, locked, skipping ones another worker holds and the ones
     that failed earlier in this round (sent ones are no longer queued)."""
     table = Notification.__table__
-    return (select(table.c.id, table.c.phone, table.c.text, table.c.attempts)
+    return (select(table.c.id, table.c.phone, table.c.text, table.c.kind, table.c.params, table.c.ref,
+                   table.c.attempts)
             .where(table.c.status == "queued", ~among(table.c.id, "skip", pg=pg))
             .order_by(table.c.attempts, table.c.id).limit(bindparam("n")).with_for_update(skip_locked=True))
 

@@ -140,7 +140,7 @@ def among(column, name: str, *, pg: bool) -> ColumnElement[bool]:
 
 
 _PG_ARRAY_TYPES = {"INTEGER": "integer", "BIGINT": "bigint", "BIGINTEGER": "bigint", "FLOAT": "double precision", "VARCHAR": "text",
-                   "TEXT": "text", "BOOLEAN": "boolean"}
+                   "TEXT": "text", "BOOLEAN": "boolean", "JSON": "json"}
 
 
 def _pg_type(table: Table, name: str) -> str:

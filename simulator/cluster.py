@@ -34,7 +34,6 @@ from simulator.stack import Proc, StackError
 log = logging.getLogger("jincun.sim.cluster")
 REPO = Path(__file__).resolve().parent.parent
 CODE_RE = re.compile(r"取件码\s*(\d{6})")
-WAYBILL_RE = re.compile(r"运单号\s*([A-Za-z0-9-]+)")
 AGENT_PIN = "246810"
 AGENT_PIN_ITERATIONS = 1000  # a simulator-only PIN; hundreds of stations start faster with a cheap hash
 SMS_MAX = 200_000
@@ -57,7 +56,7 @@ class SmsSink:
     """The SMS carrier's test double: the cloud's HTTP notifier posts here; villagers read their codes."""
 
     def __init__(self) -> None:
-        self.by_waybill: dict[str, tuple[str, float]] = {}
+        self.by_ref: dict[str, tuple[str, float]] = {}
         self.count = 0
         self.dropped = 0
         self.lock = threading.Lock()
@@ -68,7 +67,7 @@ class SmsSink:
                 n = int(self.headers.get("Content-Length") or 0)
                 try:
                     msg = json.loads(self.rfile.read(n))
-                    sink.receive(str(msg["phone"]), str(msg["text"]))
+                    sink.receive(str(msg["phone"]), str(msg["text"]), msg.get("ref"))
                     self.send_response(200)
                 except (ValueError, KeyError, TypeError):
                     self.send_response(400)
@@ -83,20 +82,21 @@ class SmsSink:
         self.thread = threading.Thread(target=self.server.serve_forever, name="sms-sink", daemon=True)
         self.thread.start()
 
-    def receive(self, phone: str, text: str) -> None:
-        code, waybill = CODE_RE.search(text), WAYBILL_RE.search(text)
+    def receive(self, phone: str, text: str, ref: str | None) -> None:
+        code = CODE_RE.search(text)
         with self.lock:
             self.count += 1
-            if not (code and waybill):
+            if not (code and ref):
                 return
-            if len(self.by_waybill) >= SMS_MAX:
+            if len(self.by_ref) >= SMS_MAX:
                 self.dropped += 1
                 return
-            self.by_waybill[waybill.group(1)] = (code.group(1), time.time())
+            self.by_ref[ref] = (code.group(1), time.time())
 
-    def code(self, waybill: str) -> tuple[str, float] | None:
+    def code(self, ref: str) -> tuple[str, float] | None:
+        """The code the SMS about this parcel carried, and when it came."""
         with self.lock:
-            return self.by_waybill.get(waybill)
+            return self.by_ref.get(ref)
 
     def close(self) -> None:
         self.server.shutdown()

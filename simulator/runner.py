@@ -240,7 +240,7 @@ class Play:
 
     # ---- villagers -----------------------------------------------------------------------------------------
     async def _collect(self, p: Parcel) -> None:
-        while (got := self.cl.sms.code(p.waybill)) is None:
+        while (got := self.cl.sms.code(p.ref or "")) is None:
             await asyncio.sleep(0.5)
         p.code = got[0]
         p.sms_h = self.sc.sim_h(got[1] - self.wall0)

@@ -272,9 +272,12 @@ class Stack:
         found: list[str] = []
 
         def look() -> bool:
+            # the SMS names the carrier and the place, not the waybill: its parcel ref ties it to the waybill
+            refs = {p["ref"] for p in self._get(f"{self.cloud_url}/api/v1/parcels",
+                                                params={"waybill": waybill, "phone": phone}, admin=True)}
             for n in self._get(f"{self.cloud_url}/api/v1/notifications", params={"phone": phone}, admin=True):
                 text = n.get("text", "")
-                if waybill in text and (m := CODE_RE.search(text)):
+                if n.get("ref") in refs and (m := CODE_RE.search(text)):
                     found.append(m.group(1))
                     return True
             return False

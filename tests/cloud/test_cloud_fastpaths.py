@@ -70,7 +70,7 @@ class GatedNotifier:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def send(self, phone: str, text: str) -> None:
+    def send(self, phone: str, text: str, message=None) -> None:
         self.entered.set()
         assert self.release.wait(10)
         self.sent.append(phone)

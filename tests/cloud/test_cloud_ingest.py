@@ -58,8 +58,7 @@ def test_full_parcel_flow(cloud):
     assert len(sms) == 1
     assert sms[0]["status"] == "sent"
     assert "取件码 482913" in sms[0]["text"]
-    assert "运单号 YT7788990011" in sms[0]["text"] and "圆通速递" in sms[0]["text"]
-    assert "冯家村便民店" in sms[0]["text"] and "l1号柜2号格口" in sms[0]["text"]
+    assert "圆通速递包裹已到冯家村便民店 1号柜 2号格口" in sms[0]["text"] and sms[0]["ref"] == "p-7f3a1c"
 
     c2 = comp(cloud, "l1", 2)
     assert (c2["state"], c2["occ"], c2["ref"], c2["door"]) == ("occupied", True, "p-7f3a1c", "closed")

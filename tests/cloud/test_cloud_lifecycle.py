@@ -28,7 +28,7 @@ def test_reminders_overdue_and_return(cloud):
     assert sweep(t0 + 26 * 3600) == {"reminders": 0, "overdue": 0}     # not twice
     assert sweep(t0 + 49 * 3600) == {"reminders": 1, "overdue": 0}
     texts = [n["text"] for n in cloud.admin_get("/api/v1/notifications", phone="13800138000")]
-    assert sum("超过24小时" in t for t in texts) == 1 and sum("超过48小时" in t for t in texts) == 1
+    assert sum("已放24小时" in t for t in texts) == 1 and sum("已放48小时" in t for t in texts) == 1
     assert sweep(t0 + settings.overdue_days * 86400 + 60) == {"reminders": 0, "overdue": 1}
     parcel = cloud.admin_get("/api/v1/parcels/p-late")
     assert parcel["status"] == "overdue"

@@ -13,7 +13,8 @@ from cloudkit import STATION, STATION_KEY, Cloud
 
 from cloud.app import create_app
 from cloud.errors import NotifierError
-from cloud.sms import HttpNotifier, sms_text
+from cloud.sms import HttpNotifier
+from cloud.sms_text import Style
 
 
 class SmsGateway:
@@ -56,8 +57,10 @@ class SmsGateway:
 
 
 def test_sms_text():
-    assert sms_text(waybill="SF1", carrier="顺丰速运", station="冯家村便民店", locker="l1", c=3, code="123456") == \
-        "【进村】您的包裹(运单号 SF1, 顺丰速运)已存入冯家村便民店快递柜l1号柜3号格口，取件码 123456，凭码免费取件。"
+    style = Style(signature="进村", public_url="https://jc.example.cn")
+    msg = style.pickup(carrier="顺丰速运", station="冯家村便民店", locker="l1", c=3, code="123456")
+    assert msg.text == "【进村】顺丰速运包裹已到冯家村便民店 1号柜 3号格口，取件码 123456，查件 https://jc.example.cn/m"
+    assert dict(msg.params) == {"carrier": "顺丰速运", "station": "冯家村便民店", "box": "1号柜 3号格口", "code": "123456"}
 
 
 def test_http_notifier_errors():
@@ -107,7 +110,7 @@ class NumberRefusingNotifier:
         self.bad = bad
         self.delivered: list[str] = []
 
-    def send(self, phone: str, text: str) -> None:
+    def send(self, phone: str, text: str, message=None) -> None:
         if phone == self.bad:
             raise NotifierError("number does not exist")
         self.delivered.append(phone)
