@@ -3,15 +3,15 @@
 The SMS providers counties use (Alibaba Cloud, Tencent Cloud) send only registered templates, filled in with
 parameters; the outbox keeps them beside the text, so a message queued now is sent by template later.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
