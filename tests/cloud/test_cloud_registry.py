@@ -262,6 +262,12 @@ def test_statistics_place_parcels_by_the_registry(cloud, tmp_path):
     door = c.get("/api/v1/stats/door_help", headers=admin_headers()).json()
     assert [(r["station_id"], r["village"], r["distance_km"], r["waiting"]) for r in door] == [
         (STATION, "冯家村", 12.5, 1)]
+    # the town station's dispatch: its village points' inbound parcels (not its own), and their distance
+    dispatch = c.get("/api/v1/stats/dispatch", params={"days": 10}, headers=admin_headers()).json()
+    assert dispatch == [{"town": "临泽镇", "town_station": "临泽镇快递共同配送站", "villages": 1, "served": 1,
+                         "parcels_per_day": 0.1, "farthest_km": 12.5, "mean_km": 12.5}]
+    page = c.get("/stats", headers=admin_headers())
+    assert page.status_code == 200 and "临泽镇快递共同配送站" in page.text and 'id="dispatch"' in page.text
 
 
 def test_import_adopts_places_made_by_registering_stations(cloud):
