@@ -40,6 +40,15 @@ def _counts(url: str) -> dict[str, int]:
         engine.dispose()
 
 
+def test_every_station_kind_has_its_names_in_the_file_format():
+    from cloud.constants import STATION_KINDS
+    from cloud.county_file import POINT_KINDS, VILLAGE_TIER, kind_of
+
+    assert set(POINT_KINDS) == set(STATION_KINDS) and set(VILLAGE_TIER) < set(STATION_KINDS)
+    assert [kind_of(n) for n in ("党群服务中心", "村邮站", " Village_Shop ", "镇级共配站", "区级中心", "菜市场")] == [
+        "party_service_centre", "postal_point", "village_shop", "town_station", "district_hub", None]
+
+
 def test_example_files_are_the_sample_county():
     """The shipped example is the simulator's sample county, written out: it cannot drift from it."""
     villages, points = registry_rows(make_county(2026))
