@@ -2,7 +2,7 @@
 
 Two tables: the villages (行政村) with their towns, and the service points of the three tiers (the district
 hub, the town co-delivery stations, the village points). Every problem is collected with its row number
-(as the spreadsheet shows it: the header is row 1), its column (as the file spells it) and a reason, so
+(as the spreadsheet shows it), its column (as the file spells it) and a reason, so
 that a bad file can be refused whole with every bad row named. docs/cloud.md, "Village registry".
 """
 
@@ -47,7 +47,7 @@ POINT_COLUMNS = {
     "lon": ("lon", "经度"),
 }
 POINT_REQUIRED = ("id", "name", "kind")
-# the station kinds of the three tiers, with the Chinese names a county office writes
+# the station kinds (constants.STATION_KINDS) of the three tiers, with the Chinese names a county office writes
 POINT_KINDS = {
     "district_hub": ("district_hub", "区级快递共同配送中心", "区级中心", "县级中心"),
     "town_station": ("town_station", "镇级快递共同配送站", "镇级共配站", "乡镇共配站"),
@@ -57,9 +57,9 @@ POINT_KINDS = {
 }
 VILLAGE_TIER = ("village_shop", "party_service_centre", "postal_point")
 VILLAGE_SHEETS = ("villages", "村", "行政村")
+POINT_SHEETS = ("points", "站点")
 HEADER_SEARCH_ROWS = 10
 MAX_FILE_BYTES = 20 * 1024 * 1024  # a county's list is some hundred kilobytes
-POINT_SHEETS = ("points", "站点")
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "not_received": ("收件人报未收到", "recipient reports not received"),
     "subsidy": ("补贴优先村（偏远、人多、件量少）", "Subsidy ranking (remote, populous, low volume)"),
     "population": ("人口", "Population"),
+    "dispatch": ("镇级共配站派送", "Dispatch from the town stations"),
+    "dispatch_note": ("各乡镇的共配站、有网点的村、到村网点的日均件量、网点离共配站的最远和平均距离。",
+                      "Each town's co-delivery station, villages with a point, parcels a day to those points, and "
+                      "the farthest and mean distance of the points from the town station."),
+    "served_villages": ("有网点村", "Villages served"),
+    "farthest_km": ("最远(公里)", "Farthest (km)"),
+    "mean_km": ("平均(公里)", "Mean (km)"),
     "distance_km": ("距乡镇(公里)", "Distance (km)"),
     "per_day": ("日均件量", "Parcels a day"),
     "score": ("得分", "Score"),

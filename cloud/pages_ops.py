@@ -280,7 +280,7 @@ def stats_page(request: Request, session: SessionDep, services: ServicesDep) -> 
                    flags=stats.flags(session, limit=50), subsidy=stats.subsidy(session, days=period, limit=20),
                    produce=stats.produce(session, days=period)[:15],
                    fees=_fee_rows(stats.fees(session, days=period)), carriers=crud.carrier_names(session),
-                   door=stats.door_help(session, days=period)[:20],
+                   door=stats.door_help(session, days=period)[:20], dispatch=stats.dispatch(session, days=period),
                    period=period, periods=periods, err=err)
 
 

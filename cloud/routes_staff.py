@@ -331,7 +331,8 @@ def resolve_flag(flag_id: Annotated[int, Path(ge=1, le=2**31 - 1)], data: Reason
     return {"id": flag_id, "resolved": True}
 
 
-Table = Literal["coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce", "fees", "door_help"]
+Table = Literal["coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce", "fees", "door_help",
+                "dispatch"]
 By = Literal["village", "town", "carrier"]
 
 

@@ -1,5 +1,5 @@
 """County statistics (coverage, volumes, pickup times, overdue rate, flags, subsidy ranking, farm produce, fees,
-door-to-door help)
+door-to-door help, dispatch from the town stations)
 and their CSV / XLSX export. Days are China Standard Time calendar days."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from .models import Carrier, Parcel, Recipient, SignoffFlag, Station, Town, Vill
 
 CST = timezone(timedelta(hours=8))
 PICKUP_BUCKETS = ((0, 2), (2, 6), (6, 12), (12, 24), (24, 48), (48, 72), (72, None))
-TABLES = ("coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce", "fees", "door_help")
+TABLES = ("coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce", "fees", "door_help",
+          "dispatch")
 WAITING = ("deposited", "notified", "overdue")
 
 
@@ -151,6 +152,41 @@ def subsidy(session: Session, *, days: int = 30, limit: int = 50, now: float | N
     return out[:limit]
 
 
+def dispatch(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
+    """Per town of the village registry, what its co-delivery station sends out: the town's stations of
+    that tier, its villages and how many have an active point, inbound parcels a day to those points in
+    the period, and how far the served villages lie from the town station (farthest and mean `distance_km`).
+    The busiest towns first."""
+    since = _period(days, now)
+    covered = _covered_village_ids(session)
+    hubs: dict[int, list[str]] = defaultdict(list)
+    for town_id, name in session.execute(select(Station.town_id, Station.name).where(
+            Station.kind == "town_station", Station.active.is_(True), Station.town_id.is_not(None))
+            .order_by(Station.id)).all():
+        hubs[town_id].append(name)
+    inbound = dict(session.execute(
+        select(Village.town_id, func.count(Parcel.id)).select_from(Parcel)
+        .join(Station, Station.id == Parcel.station_id).join(Village, Village.id == Station.village_id)
+        .where(Parcel.direction == "inbound", Parcel.created_at >= since).group_by(Village.town_id)).all())
+    in_town: dict[int, list[tuple[int, float | None]]] = defaultdict(list)
+    for vid, town_id, distance in session.execute(select(Village.id, Village.town_id, Village.distance_km)).all():
+        in_town[town_id].append((vid, distance))
+    rows = []
+    for town in session.scalars(select(Town).order_by(Town.name)).all():
+        villages = in_town.get(town.id, [])
+        if not villages and not hubs.get(town.id):
+            continue
+        served = [d for vid, d in villages if vid in covered and d is not None]
+        served_n = sum(vid in covered for vid, _ in villages)
+        rows.append({"town": town.name, "town_station": "、".join(hubs.get(town.id, [])) or "—",
+                     "villages": len(villages), "served": served_n,
+                     "parcels_per_day": round(inbound.get(town.id, 0) / days, 2),
+                     "farthest_km": max(served) if served else None,
+                     "mean_km": round(sum(served) / len(served), 1) if served else None})
+    rows.sort(key=lambda r: (-r["parcels_per_day"], r["town"]))
+    return rows
+
+
 def produce(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
     """Farm-produce outbound parcels (寄件) per town and carrier in the period."""
     stmt = (_placed(select(Town.name, Parcel.carrier, func.count(), func.sum(Parcel.weight_g)).select_from(Parcel))
@@ -225,7 +261,7 @@ def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
     if name == "flags":
         return [{k: v for k, v in r.items() if k != "evidence"} for r in flags(session)]
     fn = {"pickup_times": pickup_times, "overdue": overdue, "subsidy": subsidy, "produce": produce,
-          "fees": fees, "door_help": door_help}.get(name)
+          "fees": fees, "door_help": door_help, "dispatch": dispatch}.get(name)
     if fn is None:
         raise ValueError(f"unknown table {name}")
     return fn(session, **{k: v for k, v in kw.items() if k != "by"})

@@ -110,3 +110,25 @@ def test_the_sweep_runs_the_job(pg_url):
 def test_retention_is_bounded(retention, tmp_path):
     with pytest.raises(ValueError):
         make_settings(f"sqlite:///{tmp_path}/c.db", events_retention_months=retention)
+
+
+def test_job_gives_up_behind_a_long_transaction(pg_url):
+    """A transaction reading `events` holds the detach off: the job waits at most its lock timeout, fails,
+    changes nothing, and succeeds at the next run."""
+    from sqlalchemy.exc import OperationalError
+
+    engine = make_engine(pg_url)
+    try:
+        migrate.upgrade(engine)
+        current = month_of(time.time())
+        before = _parts(engine)
+        with engine.connect() as reader:
+            reader.execute(text("SELECT count(*) FROM events"))  # holds a lock on events until it ends
+            with pytest.raises(OperationalError, match="lock timeout"):
+                maintain_partitions(engine, ahead=3, retention=12, lock_timeout_ms=200, now=_at(current))
+            assert _parts(engine) == before
+            reader.rollback()
+        done = maintain_partitions(engine, ahead=3, retention=12, now=_at(current))
+        assert done["dropped"] == [shift_month(current, k) for k in range(-24, -12)]
+    finally:
+        engine.dispose()

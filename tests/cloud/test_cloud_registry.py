@@ -40,6 +40,15 @@ def _counts(url: str) -> dict[str, int]:
         engine.dispose()
 
 
+def test_every_station_kind_has_its_names_in_the_file_format():
+    from cloud.constants import STATION_KINDS
+    from cloud.county_file import POINT_KINDS, VILLAGE_TIER, kind_of
+
+    assert set(POINT_KINDS) == set(STATION_KINDS) and set(VILLAGE_TIER) < set(STATION_KINDS)
+    assert [kind_of(n) for n in ("党群服务中心", "村邮站", " Village_Shop ", "镇级共配站", "区级中心", "菜市场")] == [
+        "party_service_centre", "postal_point", "village_shop", "town_station", "district_hub", None]
+
+
 def test_example_files_are_the_sample_county():
     """The shipped example is the simulator's sample county, written out: it cannot drift from it."""
     villages, points = registry_rows(make_county(2026))
@@ -262,6 +271,12 @@ def test_statistics_place_parcels_by_the_registry(cloud, tmp_path):
     door = c.get("/api/v1/stats/door_help", headers=admin_headers()).json()
     assert [(r["station_id"], r["village"], r["distance_km"], r["waiting"]) for r in door] == [
         (STATION, "冯家村", 12.5, 1)]
+    # the town station's dispatch: its village points' inbound parcels (not its own), and their distance
+    dispatch = c.get("/api/v1/stats/dispatch", params={"days": 10}, headers=admin_headers()).json()
+    assert dispatch == [{"town": "临泽镇", "town_station": "临泽镇快递共同配送站", "villages": 1, "served": 1,
+                         "parcels_per_day": 0.1, "farthest_km": 12.5, "mean_km": 12.5}]
+    page = c.get("/stats", headers=admin_headers())
+    assert page.status_code == 200 and "临泽镇快递共同配送站" in page.text and 'id="dispatch"' in page.text
 
 
 def test_import_adopts_places_made_by_registering_stations(cloud):
