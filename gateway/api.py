@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from . import const as C
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
-                     UnknownParcel)
+                     UnknownParcel, Unstorable)
 
 from .terminal import create_router
 
@@ -29,6 +33,19 @@ def create_app(gw: "Gateway") -> FastAPI:
     """The FastAPI app bound to one running gateway."""
     app = FastAPI(title="jincun station gateway", docs_url=None, redoc_url=None)
     app.include_router(create_router(gw))
+
+    @app.exception_handler(Unstorable)
+    async def unstorable(request: Request, exc: Unstorable) -> JSONResponse:
+        # refused by the station database before anything else happened (a door opens only after the write)
+        gw.counters.inc("api_unstorable")
+        return JSONResponse({"detail": {"error": "bad_text", "detail": str(exc)}}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer echoes the input, and one holding a lone surrogate cannot be written as UTF-8:
+        # the same answer, with such characters escaped
+        text = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=False)
+        return Response(text.encode("utf-8", "backslashreplace"), status_code=422, media_type="application/json")
 
     @app.post("/api/v1/deposits", status_code=201)
     async def new_deposit(req: DepositIn) -> dict:
