@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import secrets
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import anyio
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -179,6 +182,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.engine = engine
     app.state.sessionmaker = services.sessionmaker
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer echoes the input, and one holding a lone surrogate cannot be written as UTF-8
+        # (a 500): the same answer, with such characters escaped
+        text = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=False)
+        return Response(text.encode("utf-8", "backslashreplace"), status_code=422, media_type="application/json")
+
     @app.exception_handler(SQLAlchemyError)
     async def _db_down(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
         counters.inc("db_errors")

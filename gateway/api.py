@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Literal
 
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from jincun.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -13,7 +17,7 @@ from jincun.phone import PHONE_PATTERN
 
 from . import const as C
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
-                     UnknownParcel)
+                     UnknownParcel, Unstorable)
 
 from .terminal import create_router
 
@@ -40,6 +44,19 @@ def create_app(gw: "Gateway") -> FastAPI:
     async def prometheus() -> Response:
         # open on the station's network like /health: counts only, never a code, phone or waybill
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    @app.exception_handler(Unstorable)
+    async def unstorable(request: Request, exc: Unstorable) -> JSONResponse:
+        # refused by the station database before anything else happened (a door opens only after the write)
+        gw.counters.inc("api_unstorable")
+        return JSONResponse({"detail": {"error": "bad_text", "detail": str(exc)}}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer echoes the input, and one holding a lone surrogate cannot be written as UTF-8:
+        # the same answer, with such characters escaped
+        text = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=False)
+        return Response(text.encode("utf-8", "backslashreplace"), status_code=422, media_type="application/json")
 
     @app.post("/api/v1/deposits", status_code=201)
     async def new_deposit(req: DepositIn) -> dict:

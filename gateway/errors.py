@@ -26,6 +26,11 @@ class OutboxFull(OutboxError):
     """The outbox and its memory overflow are both full; the caller must retry later."""
 
 
+class Unstorable(GatewayError):
+    """A write held text the station database cannot store (a lone surrogate): the input is at fault, and
+    sending it again cannot help."""
+
+
 class LockerError(GatewayError):
     """A locker is unknown, offline or refused a command."""
 

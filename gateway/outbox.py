@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 from . import const as C
 from .counters import Counters
-from .errors import OutboxError, OutboxFull
+from .errors import OutboxError, OutboxFull, Unstorable
 
 log = logging.getLogger("jincun.gateway.outbox")
 
@@ -418,6 +418,9 @@ class Outbox:
                     if _is_full(exc):
                         raise
                     results.append(OutboxError(str(exc)))
+                except UnicodeEncodeError:
+                    self.counters.inc("outbox_unstorable")
+                    results.append(Unstorable("text holds a character UTF-8 cannot encode (a lone surrogate)"))
                 except Exception as exc:  # noqa: BLE001 - handed back to the caller's future, not swallowed
                     results.append(exc)
         self._rows += added

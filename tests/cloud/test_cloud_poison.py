@@ -123,3 +123,11 @@ def test_deep_batch_that_only_the_exact_parser_reads_is_a_400(cloud):
     assert resp.status_code == 400, resp.text
     assert "deeper" in resp.json()["detail"]
     assert cloud.counters()["ingest_batches_refused"] == 1
+
+
+def test_a_lone_surrogate_in_a_checked_request_is_a_422_not_a_500(cloud):
+    """The request checks refuse it, and their answer, which echoes the input, is written with it escaped."""
+    resp = cloud.client.post("/api/v1/gateway/couriers/verify", content=b'{"phone":"138\\ud800","pin":"1234"}',
+                             headers={"Authorization": f"Bearer {STATION_KEY}", "Content-Type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"][0]["loc"] == ["body", "phone"]

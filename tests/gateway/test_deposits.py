@@ -160,3 +160,19 @@ async def test_missed_deposit_event_is_settled_from_the_next_birth(gateway, lock
     await until(lambda: any(c["op"] == "code_put" for c in l1.cmds), what="code after birth")
     assert (await gateway.gw.deposits.get(d["ref"]))["state"] == "deposited"
     assert len(await code_records(gateway)) == 1
+
+
+async def test_a_waybill_the_station_cannot_store_is_refused_and_opens_nothing(gateway, lockers):
+    """A lone surrogate in a deposit request (valid JSON, no UTF-8 text) is refused with 422 before any door
+    opens (the answer, which echoes the input, escapes it); the next deposit goes through."""
+    l1 = await ready_locker(gateway, lockers)
+    async with api(gateway.gw) as http:
+        r = await http.post("/api/v1/deposits", content=b'{"waybill":"SF\\ud800","phone":"13800000001",'
+                            b'"carrier":"SF","size":"S"}', headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "waybill"]
+        ok = await http.post("/api/v1/deposits", json={"waybill": "SF5", "phone": "13800000001", "carrier": "SF",
+                                                       "size": "S"})
+        assert ok.status_code == 201, ok.text
+    await until(lambda: len(deposit_cmds(l1)) == 1, what="one door asked to open")
+    assert deposit_cmds(l1)[0]["ref"] == ok.json()["ref"]

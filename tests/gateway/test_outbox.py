@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from gateway.errors import OutboxError, OutboxFull
+from gateway.errors import OutboxError, OutboxFull, Unstorable
 from gateway.outbox import Outbox, Record
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -273,3 +273,12 @@ async def test_a_body_that_cannot_be_written_is_refused_alone(box):
     assert isinstance(res[0], OutboxError) and "cannot be written" in str(res[0])
     assert res[1] is True and good.seq == 1, "the numbering skipped nothing"
     assert box.counters["outbox_unwritable"] == 1
+
+
+async def test_a_run_that_writes_unstorable_text_fails_alone_with_a_clear_error(box):
+    await box.run(lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS notes (x TEXT)"))
+    with pytest.raises(Unstorable, match="lone surrogate"):
+        await box.run(lambda conn: conn.execute("INSERT INTO notes VALUES (?)", ("门\ud800",)))
+    assert box.counters["outbox_unstorable"] == 1
+    await box.run(lambda conn: conn.execute("INSERT INTO notes VALUES (?)", ("门",)))
+    assert await box.query(lambda conn: conn.execute("SELECT x FROM notes").fetchall()) == [("门",)]
