@@ -283,6 +283,8 @@ class Ingestor:
             except ItemRejected as exc:
                 parsed.append(exc)
                 results.append(_echo_key(raw))
+            except MemoryError:
+                raise  # the cloud's state, not the item's: the batch fails and is sent again
             except Exception as exc:
                 # what the checks cannot judge (a lone surrogate that cannot be written out, a nesting deeper
                 # than the JSON writer goes) is this item's fault, not the batch's
@@ -527,6 +529,8 @@ class Ingestor:
             log.error("item %s/%s/%s not storable: %s", item.src, item.boot, item.seq, printable(str(exc.orig)))
             self.counters.inc("ingest_storage_rejects")
             raise ItemRejected(K.E_BAD_FIELD, "a value cannot be stored") from exc
+        except MemoryError:
+            raise  # the cloud's state, not the item's: the batch fails and is sent again
         except Exception as exc:
             # a value the driver cannot send, a nesting too deep to write, or a fault in an effect: the item is
             # dead-lettered, so that it cannot hold back the station's uplink (it would fail again on every retry)

@@ -131,3 +131,34 @@ def test_a_lone_surrogate_in_a_checked_request_is_a_422_not_a_500(cloud):
                              headers={"Authorization": f"Bearer {STATION_KEY}", "Content-Type": "application/json"})
     assert resp.status_code == 422, resp.text
     assert resp.json()["detail"][0]["loc"] == ["body", "phone"]
+
+
+def test_a_database_that_is_busy_is_a_503_and_no_dead_letter(pg_url):
+    """A lock wait that times out says nothing about the data: the batch is answered 503 (sent again), and no
+    item of it is rejected or kept as a dead letter."""
+    import time
+
+    import psycopg
+    from cloudkit import Cloud, TestClient, make_settings, register
+
+    from cloud.app import create_app
+    from cloud.storage import PG_OPTIONS
+
+    settings = make_settings(pg_url, pg_options=f"{PG_OPTIONS} -c lock_timeout=300")
+    with TestClient(create_app(settings)) as client:
+        register(client, STATION, STATION_KEY, "冯家村便民店", {"l1": 6})
+        cloud = Cloud(client=client, settings=settings)
+        deadline = time.monotonic() + 15
+        while not cloud.counters().get("sweeps") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        items = [evt(1, "door", c=1, open=True), evt(2, "alarm", kind="forced_open")]
+        with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as other:
+            # only the alarm's insert waits, in the batch pass and again item by item
+            other.execute("LOCK TABLE alarms IN ACCESS EXCLUSIVE MODE")
+            resp = cloud.ingest(items, batch="busy-1")
+            assert resp.status_code == 503, resp.text
+        resp = cloud.ingest(items, batch="busy-1")
+        assert resp.status_code == 200, resp.text
+        assert [r["status"] for r in resp.json()["results"]] == ["applied", "applied"]
+        assert dead_letters(cloud) == []
+        assert cloud.counters()["ingest_db_errors"] == 1
