@@ -49,7 +49,7 @@ class Deposits:
         best = None
         for ls in live:
             for comp in ls.comps.values():
-                if comp.st != "empty" or (ls.id, comp.n) in self._reserved:
+                if not comp.assignable() or (ls.id, comp.n) in self._reserved:
                     continue
                 rank = SIZE_RANK[comp.size] - SIZE_RANK[size]
                 if rank < 0:

@@ -54,10 +54,15 @@ class Comp:
     door: str = "unknown"
     occ: bool = False
     ref: str | None = None
+    mm: bool = False  # the sensor reads a parcel the compartment's state does not account for
 
     def view(self) -> dict:
         return {"n": self.n, "size": self.size, "st": self.st, "door": self.door, "occ": self.occ,
-                "ref": self.ref}
+                "ref": self.ref, "mm": self.mm}
+
+    def assignable(self) -> bool:
+        """Free for a new deposit: empty by state, and by its last occupancy reading (the sensor wins)."""
+        return self.st == "empty" and not self.occ and not self.mm
 
 
 @dataclass
@@ -576,13 +581,20 @@ class LockerLink:
         if t == "door":
             comp.door = "open" if evt["open"] else "closed"
         elif t == "deposit":
-            comp.st, comp.occ, comp.ref = "occupied", True, evt["ref"]
+            comp.st, comp.occ, comp.ref, comp.mm = "occupied", True, evt["ref"], False
         elif t in ("deposit_void", "pickup"):
-            comp.st, comp.occ, comp.ref = "empty", False, None
+            comp.st, comp.occ, comp.ref, comp.mm = "empty", False, None, False
         elif t == "state":
             comp.st = evt["st"]
+            if evt["st"] == "empty":  # a controller empties a compartment only on an empty reading
+                comp.occ, comp.ref, comp.mm = False, None, False
         elif t == "alarm" and evt["kind"] == "lock_jam":
             comp.st = "fault"  # the controller takes a jammed compartment out of service itself
+        elif t == "alarm" and evt["kind"] == "occupancy_mismatch" and "occ" in evt:
+            # the reading that disagreed with the compartment's state; a full one is a parcel found inside
+            comp.occ = evt["occ"]
+            if evt["occ"] and comp.st != "occupied":
+                comp.mm = True
 
     def _on_birth(self, ls: LockerState, b: dict) -> None:
         ls.online = True
@@ -600,6 +612,7 @@ class LockerLink:
                 log.warning("locker %s compartment %d: size %s, configured %s", ls.id, c["n"], c["size"], comp.size)
                 comp.size = c["size"]
             comp.st, comp.door, comp.occ, comp.ref = c["st"], c["door"], c["occ"], c.get("ref")
+            comp.mm = c.get("mm", False)
         if b["boot"] != ls.ev_boot:
             self._set_ev_boot(ls, b["boot"], b["seq"] - b.get("outbox", 0))
         self._store(ls, "birth", b)

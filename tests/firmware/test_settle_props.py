@@ -15,9 +15,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "mp"))
 sys.path.insert(0, str(HERE.parents[1] / "firmware"))
 
-import test_settle as replay  # noqa: E402
-from jc.compartment import (DOOR_DEBOUNCE_MS, OCC_DEBOUNCE_MS, OPEN_GRACE_MS, PULSE_MS, SETTLE_MAX_MS,  # noqa: E402
-                            SETTLE_MS, Compartment)
+import test_settle as replay
+from jc.compartment import (
+    DOOR_DEBOUNCE_MS,
+    OCC_DEBOUNCE_MS,
+    OPEN_GRACE_MS,
+    PULSE_MS,
+    SETTLE_MAX_MS,
+    SETTLE_MS,
+    Compartment,
+)
 
 TICK = 10
 # an unlatched door springs open 30 ms after the pulse starts, or later: a stiff seal, pulses queued ahead
@@ -79,7 +86,7 @@ class World:
                 self.occ = action[1]
         elif kind == "request":
             why, jam, spring = action[1], action[2], action[3]
-            ref = "p-%d" % (len(self.requests) + 1)
+            ref = f"p-{len(self.requests) + 1}"
             if self.c.request(why, ref) is None:
                 self.c.pulse_started(self.now, PULSE_MS)
                 # the pulse unlatches the door: a person may pull it open before it springs by itself
