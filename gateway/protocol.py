@@ -205,7 +205,7 @@ def _check_ack(p: dict) -> None:
 def _check_cmd(p: dict) -> None:
     _str(p, "id", pattern=_CMD_ID)
     op = _str(p, "op", choices=C.CMD_OPS)
-    if op == "deposit":
+    if op in ("deposit", "adopt"):
         _comp(p)
         _str(p, "ref", pattern=_REF)
     elif op == "code_put":

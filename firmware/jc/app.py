@@ -34,7 +34,8 @@ FW_REQ_RETRIES = 10
 REBOOT_GRACE_MS = 5000  # wait this long for the gateway to take the 'staged' event before rebooting
 # what safe mode refuses: updates, and remote commands that move a lock or change a compartment; the vault
 # still takes and drops codes, so pickups go on
-SAFE_REFUSED = (K.OP_FW_OFFER, K.OP_DEPOSIT, K.OP_OPEN, K.OP_DISABLE, K.OP_ENABLE, K.OP_COURIER_PUT)
+SAFE_REFUSED = (K.OP_FW_OFFER, K.OP_DEPOSIT, K.OP_OPEN, K.OP_DISABLE, K.OP_ENABLE, K.OP_COURIER_PUT,
+                K.OP_ADOPT)
 
 
 class ConfigError(JcError):
@@ -441,6 +442,15 @@ class App:
             return self._fw_offer(o)
         if op == K.OP_FW_ABORT:
             self.upd.abort(o["ver"])
+            return None
+        if op == K.OP_ADOPT:
+            c = self.comps.get(o["c"])
+            if c is None:
+                return K.ERR_NO_SUCH_COMP
+            err = c.adopt(o["ref"])
+            if err:
+                return err
+            self.emit(K.T_DEPOSIT, {"c": c.n, "ref": c.ref})  # confirmed by the sensor, as a deposit is
             return None
         if op in (K.OP_DEPOSIT, K.OP_OPEN, K.OP_DISABLE, K.OP_ENABLE):
             c = self.comps.get(o["c"])

@@ -115,6 +115,14 @@ class Compartment:
         self.opening = why
         return None
 
+    def adopt(self, ref):
+        """Register a found parcel as parcel `ref`, without opening: the sensor already reads it inside."""
+        if not self.found():
+            return K.ERR_BUSY
+        self._rearm()
+        self._set(K.ST_OCCUPIED, ref)
+        return None
+
     def _rearm(self):
         """A new request: the timers armed before it (settle, jam check, ajar) belong to an older state."""
         self.gen += 1

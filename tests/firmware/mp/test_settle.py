@@ -187,3 +187,30 @@ def test_a_restart_with_a_parcel_in_an_empty_compartment_takes_it_out_of_service
     r.until(1500)
     eq(r.c.st, "fault")
     true(("alarm", "occupancy_mismatch") in r.types(), r.events)
+
+
+def test_a_found_parcel_is_adopted_without_opening():
+    r = Replay()
+    r.until(500)
+    eq(r.c.adopt("p-5"), "busy")  # nothing inside: nothing to adopt
+    r.door = True
+    r.occ = True
+    r.until(1200)
+    r.door = False
+    r.until(2000)
+    eq(r.c.st, "fault")
+    eq(r.c.adopt("p-5"), None)
+    eq((r.c.st, r.c.ref), ("occupied", "p-5"))
+    true("mm" not in r.c.snapshot())
+    eq(r.c.adopt("p-6"), "busy")  # adopted once
+    # the villager's pickup then goes as for any deposit
+    eq(r.c.request("pickup"), None)
+    r.c.pulse_started(r.now, PULSE_MS)
+    r.until(r.now + 50)
+    r.door = True
+    r.until(r.now + 300)
+    r.occ = False
+    r.until(r.now + 300)
+    r.door = False
+    r.until(r.now + 1000)
+    eq([e[2] for e in r.events if e[1] == "pickup"], [{"c": 1, "ref": "p-5"}])
