@@ -177,6 +177,9 @@ def create_router(gw: "Gateway") -> APIRouter:
             raise HTTPException(403, {"error": "role"})
         return u
 
+    def staff(tok: Annotated[str | None, Depends(token)]) -> TerminalUser:
+        return sessions.user(tok)  # any logged-in user: couriers and agents both scan waybills
+
     def agent(tok: Annotated[str | None, Depends(token)]) -> TerminalUser:
         u = sessions.user(tok)
         if u.role != "agent":
@@ -224,7 +227,7 @@ def create_router(gw: "Gateway") -> APIRouter:
         return {"ok": True}
 
     @r.get(f"{p}/scans")
-    async def scans(after: int = 0, _: TerminalUser = Depends(courier)) -> dict:
+    async def scans(after: int = 0, _: TerminalUser = Depends(staff)) -> dict:
         sc = gw.scanner
         return {"scans": sc.since(after) if sc else [], "n": sc.n if sc else 0}
 
