@@ -40,7 +40,7 @@ LOCK_WHY = ("deposit", "pickup", "remote", "courier")
 ALARM_KINDS = ("door_ajar", "forced_open", "lock_jam", "occupancy_mismatch", "sensor_fault", "lockout")
 
 CMD_OPS = ("deposit", "code_put", "code_del", "open", "disable", "enable", "time", "rebirth",
-           "courier_put", "fw_offer", "fw_chunk", "fw_abort")
+           "courier_put", "fw_offer", "fw_chunk", "fw_abort", "adopt")
 ACK_ERRORS = ("bad_request", "unknown_op", "no_such_compartment", "busy", "full", "bad_mac", "no_space")
 
 # firmware update (§3.7)

@@ -10,7 +10,8 @@ import time
 from . import const as C
 from .codes import Codes
 from .counters import Counters
-from .errors import CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, UnknownParcel
+from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
+                     UnknownParcel)
 from .lockerlink import LockerLink
 from .outbox import Outbox, Record
 
@@ -49,7 +50,7 @@ class Deposits:
         best = None
         for ls in live:
             for comp in ls.comps.values():
-                if comp.st != "empty" or (ls.id, comp.n) in self._reserved:
+                if not comp.assignable() or (ls.id, comp.n) in self._reserved:
                     continue
                 rank = SIZE_RANK[comp.size] - SIZE_RANK[size]
                 if rank < 0:
@@ -69,20 +70,10 @@ class Deposits:
         lk, c, csize = self._pick(size, locker)
         self._reserved.add((lk, c))
         try:
-            ref = "p-" + secrets.token_hex(6)
-            now = time.time()
-            body = {"ref": ref, "waybill": waybill, "carrier": carrier, "phone": phone, "locker": lk, "c": c,
-                    "size": csize}
-            if courier:
-                body["courier"] = courier
+            extra = {"courier": courier} if courier else {}
             if consent:
-                body["consent"] = consent  # how the recipient's consent to locker delivery is known
-
-            def record(conn: sqlite3.Connection) -> None:
-                conn.execute("INSERT INTO parcels VALUES (?,?,?,?,?,?,?, 'opening', ?, ?)",
-                             (ref, waybill, phone, carrier, csize, lk, c, now, now))
-                self.outbox._insert(conn, Record(src=C.SRC_GATEWAY, kind="parcel", body=body))
-            await self.outbox.run(record)
+                extra["consent"] = consent  # how the recipient's consent to locker delivery is known
+            ref = await self._record(waybill, phone, carrier, csize, lk, c, extra)
             try:
                 ack = await self.link.send_command(lk, "deposit", c=c, ref=ref)
             except (CommandTimeout, LockerOffline):
@@ -101,6 +92,62 @@ class Deposits:
             return {"ref": ref, "locker": lk, "c": c, "size": csize}
         finally:
             self._reserved.discard((lk, c))
+
+    async def _record(self, waybill: str, phone: str, carrier: str, size: str, lk: str, c: int,
+                      extra: dict) -> str:
+        """A new parcel in state 'opening', with its record for the cloud, in one transaction; returns its ref."""
+        ref = "p-" + secrets.token_hex(6)
+        now = time.time()
+        body = {"ref": ref, "waybill": waybill, "carrier": carrier, "phone": phone, "locker": lk, "c": c,
+                "size": size, **extra}
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO parcels VALUES (?,?,?,?,?,?,?, 'opening', ?, ?)",
+                         (ref, waybill, phone, carrier, size, lk, c, now, now))
+            self.outbox._insert(conn, Record(src=C.SRC_GATEWAY, kind="parcel", body=body))
+        await self.outbox.run(record)
+        return ref
+
+    def found(self) -> list[dict]:
+        """Compartments whose sensor reads a parcel that nothing accounts for: the agent's found-parcel tasks."""
+        return [{"locker": ls.id, "c": comp.n, "size": comp.size, "online": ls.online}
+                for ls in self.link.lockers.values() for comp in sorted(ls.comps.values(), key=lambda x: x.n)
+                if comp.mm]
+
+    async def adopt(self, locker: str, c: int, waybill: str, phone: str, carrier: str, *, agent: str,
+                    consent: str | None = None) -> dict:
+        """Register a found parcel where it lies; the locker confirms it with a `deposit` event, and the code
+        and SMS then go out exactly as for a deposit."""
+        ls = self.link.lockers.get(locker)
+        comp = ls.comps.get(c) if ls is not None else None
+        if comp is None or not comp.mm:
+            raise NoFoundParcel(f"no found parcel in {locker}/{c}")
+        if not ls.online:
+            raise LockerOffline("locker offline")
+        if (locker, c) in self._reserved:
+            raise NoFoundParcel(f"{locker}/{c} is being registered already")
+        self._reserved.add((locker, c))
+        try:
+            extra = {"found": True, "agent": agent}
+            if consent:
+                extra["consent"] = consent
+            ref = await self._record(waybill, phone, carrier, comp.size, locker, c, extra)
+            try:
+                ack = await self.link.send_command(locker, "adopt", c=c, ref=ref)
+            except (CommandTimeout, LockerOffline):
+                self.counters.inc("adopt_cmd_unacked")  # its deposit event (or the next birth) settles it
+                raise
+            if not ack or not ack.get("ok"):
+                await self._set_state(ref, "void")
+                self.counters.inc("adopt_refused")
+                raise CommandRejected((ack or {}).get("err", "refused"))
+            comp.mm = False
+            if comp.ref is None:
+                comp.st, comp.ref = "occupied", ref
+            self.counters.inc("found_adopted")
+            return {"ref": ref, "locker": locker, "c": c, "size": comp.size}
+        finally:
+            self._reserved.discard((locker, c))
 
     async def get(self, ref: str) -> dict:
         row = await self.outbox.query(lambda conn: conn.execute(

@@ -77,6 +77,10 @@ class NoCompartment(DepositError):
     """No free compartment of the requested size (or larger)."""
 
 
+class NoFoundParcel(DepositError):
+    """The compartment named holds no found parcel (or one is being registered already)."""
+
+
 class UnknownParcel(DepositError):
     """No parcel with this ref."""
 

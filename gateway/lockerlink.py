@@ -56,14 +56,19 @@ class Comp:
     door: str = "unknown"
     occ: bool = False
     ref: str | None = None
+    mm: bool = False  # the sensor reads a parcel the compartment's state does not account for
 
     def view(self) -> dict:
         return {"n": self.n, "size": self.size, "st": self.st, "door": self.door, "occ": self.occ,
-                "ref": self.ref}
+                "ref": self.ref, "mm": self.mm}
+
+    def assignable(self) -> bool:
+        """Free for a new deposit: empty by state, and by its last occupancy reading (the sensor wins)."""
+        return self.st == "empty" and not self.occ and not self.mm
 
     def follow(self, evt: dict) -> None:
         """Move as the locker's event says, by the one mirror the cloud uses too (jincun/mirror.py)."""
-        cur = {"st": self.st, "door": self.door, "occ": self.occ, "ref": self.ref}
+        cur = {"st": self.st, "door": self.door, "occ": self.occ, "ref": self.ref, "mm": self.mm}
         for key, value in mirror(evt, cur).items():
             setattr(self, key, value)
 
@@ -615,6 +620,7 @@ class LockerLink:
                 log.warning("locker %s compartment %d: size %s, configured %s", ls.id, c["n"], c["size"], comp.size)
                 comp.size = c["size"]
             comp.st, comp.door, comp.occ, comp.ref = c["st"], c["door"], c["occ"], c.get("ref")
+            comp.mm = c.get("mm", False)
         if b["boot"] != ls.ev_boot:
             self._set_ev_boot(ls, b["boot"], b["seq"] - b.get("outbox", 0))
         self._store(ls, "birth", b)

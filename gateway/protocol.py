@@ -142,6 +142,8 @@ def _check_evt(p: dict) -> None:
     elif t == "alarm":
         _str(p, "kind", choices=C.ALARM_KINDS)
         _comp(p, required=False)
+        if "occ" in p:
+            _bool(p, "occ")
     elif t == "state":
         _comp(p)
         _str(p, "st", choices=C.COMP_STATES)
@@ -173,6 +175,8 @@ def _check_birth(p: dict) -> None:
         _str(c, "st", choices=C.COMP_STATES)
         _str(c, "door", max_len=16)
         _bool(c, "occ")
+        if "mm" in c:
+            _bool(c, "mm")
         _str(c, "ref", pattern=_REF, required=False)
     _int(p, "outbox", 0, C.SEQ_MAX, required=False)
     _int(p, "vault", 0, C.SEQ_MAX, required=False)
@@ -201,7 +205,7 @@ def _check_ack(p: dict) -> None:
 def _check_cmd(p: dict) -> None:
     _str(p, "id", pattern=_CMD_ID)
     op = _str(p, "op", choices=C.CMD_OPS)
-    if op == "deposit":
+    if op in ("deposit", "adopt"):
         _comp(p)
         _str(p, "ref", pattern=_REF)
     elif op == "code_put":

@@ -25,7 +25,8 @@ from jincun.phone import PHONE_BODY, PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN
 from . import const as C
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
-from .errors import CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError
+from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
+                     OutboxError)
 from .outbox import Record
 
 if TYPE_CHECKING:
@@ -137,6 +138,15 @@ class TermDepositIn(BaseModel):
     consent_asked: bool = False
 
 
+class FoundIn(BaseModel):
+    locker: str = Field(pattern=C.ID_RE)
+    c: int = Field(ge=C.COMP_MIN, le=C.COMP_MAX)
+    waybill: str = Field(pattern=r"^[A-Za-z0-9-]{6,40}$")
+    phone: str = Field(pattern=PHONE_PATTERN)
+    carrier: str = Field(min_length=1, max_length=32)
+    consent_asked: bool = False
+
+
 class OutboundIn(BaseModel):
     carrier: str = Field(min_length=1, max_length=32)
     sender_phone: str = Field(pattern=PHONE_PATTERN)
@@ -176,6 +186,9 @@ def create_router(gw: "Gateway") -> APIRouter:
         if u.role != "courier":
             raise HTTPException(403, {"error": "role"})
         return u
+
+    def staff(tok: Annotated[str | None, Depends(token)]) -> TerminalUser:
+        return sessions.user(tok)  # any logged-in user: couriers and agents both scan waybills
 
     def agent(tok: Annotated[str | None, Depends(token)]) -> TerminalUser:
         u = sessions.user(tok)
@@ -224,7 +237,7 @@ def create_router(gw: "Gateway") -> APIRouter:
         return {"ok": True}
 
     @r.get(f"{p}/scans")
-    async def scans(after: int = 0, _: TerminalUser = Depends(courier)) -> dict:
+    async def scans(after: int = 0, _: TerminalUser = Depends(staff)) -> dict:
         sc = gw.scanner
         return {"scans": sc.since(after) if sc else [], "n": sc.n if sc else 0}
 
@@ -233,17 +246,21 @@ def create_router(gw: "Gateway") -> APIRouter:
         got = await gw.consent.check(phone)
         return {"consent": got.consent, "door_help": got.door_help, "source": got.source}
 
-    @r.post(f"{p}/deposit", status_code=201)
-    async def deposit(body: TermDepositIn, u: TerminalUser = Depends(courier)) -> dict:
-        got = await gw.consent.check(body.phone)
+    async def consent_how(phone: str, asked: bool) -> str:
+        """How the recipient's consent to locker delivery is known; 409 when it is refused or unknown."""
+        got = await gw.consent.check(phone)
         if got.consent == "refused":
             gw.counters.inc("deposits_no_consent")
             raise HTTPException(409, {"error": "consent_refused"})
-        how = "recipient"
-        if got.consent != "granted":
-            if cfg.consent_offline == "refuse" or not body.consent_asked:
-                raise HTTPException(409, {"error": "consent_unknown"})
-            how = "courier_asked"
+        if got.consent == "granted":
+            return "recipient"
+        if cfg.consent_offline == "refuse" or not asked:
+            raise HTTPException(409, {"error": "consent_unknown"})
+        return "courier_asked"
+
+    @r.post(f"{p}/deposit", status_code=201)
+    async def deposit(body: TermDepositIn, u: TerminalUser = Depends(courier)) -> dict:
+        how = await consent_how(body.phone, body.consent_asked)
         try:
             d = await gw.deposits.request(body.waybill, body.phone, u.carrier or u.name, body.size,
                                           courier=u.id, consent=how)
@@ -276,6 +293,26 @@ def create_router(gw: "Gateway") -> APIRouter:
         items = [{"ref": r[0], "waybill": r[1], "phone": mask_phone(r[2]), "carrier": r[3], "locker": r[4],
                   "c": r[5], "since": int(r[6]), "door_to_door": r[2] in assist} for r in rows]
         return {"parcels": items, "door_to_door": [i for i in items if i["door_to_door"]]}
+
+    @r.get(f"{p}/found")
+    async def found(_: TerminalUser = Depends(agent)) -> dict:
+        return {"found": gw.deposits.found()}
+
+    @r.post(f"{p}/found", status_code=201)
+    async def adopt(body: FoundIn, u: TerminalUser = Depends(agent)) -> dict:
+        """A found parcel: the agent scans its waybill and types the phone; code and SMS go out as for a deposit."""
+        how = await consent_how(body.phone, body.consent_asked)
+        try:
+            return await gw.deposits.adopt(body.locker, body.c, body.waybill, body.phone, body.carrier,
+                                           agent=u.id, consent=how)
+        except NoFoundParcel:
+            raise HTTPException(409, {"error": "not_found_parcel"}) from None
+        except CommandRejected as exc:
+            raise HTTPException(409, {"error": "locker_refused", "detail": exc.err}) from None
+        except (LockerOffline, CommandTimeout):
+            raise HTTPException(503, {"error": "locker_offline"}) from None
+        except OutboxError:
+            raise HTTPException(503, {"error": "storage"}) from None
 
     @r.post(f"{p}/handover")
     async def handover(body: HandoverIn, u: TerminalUser = Depends(agent)) -> dict:

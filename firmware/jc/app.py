@@ -32,6 +32,10 @@ NET_STALE_MS = 90000  # and the network loop (connecting, waiting or serving) th
 FW_REQ_TIMEOUT_MS = 3000
 FW_REQ_RETRIES = 10
 REBOOT_GRACE_MS = 5000  # wait this long for the gateway to take the 'staged' event before rebooting
+# what safe mode refuses: updates, and remote commands that move a lock or change a compartment; the vault
+# still takes and drops codes, so pickups go on
+SAFE_REFUSED = (K.OP_FW_OFFER, K.OP_DEPOSIT, K.OP_OPEN, K.OP_DISABLE, K.OP_ENABLE, K.OP_COURIER_PUT,
+                K.OP_ADOPT)
 
 
 class ConfigError(JcError):
@@ -115,6 +119,7 @@ class App:
         self.cmd_memory = []  # [(id, ack bytes)], newest last
         self.keybuf = ""
         self.key_at = 0
+        self.keys_scanned = -1  # when the keypad was last read
         self.disp_at = 0
         self.want_birth = False
         self.hw_ready = asyncio.Event()
@@ -204,11 +209,14 @@ class App:
         left = self.vault.lock_left_s(now)
         if left:
             self.hal.show("已锁定 %d秒 / Locked %ds" % (left, left), "red")
+        elif self.safe:
+            self.hal.show("维护模式 请输入取件码 / Safe mode: enter code", "amber")
         else:
             self.hal.show("请输入取件码 / Enter code", "green")
 
     def _keypad(self, now):
         keys = self.hal.keys()
+        self.keys_scanned = now
         if not keys:
             if self.keybuf and now - self.key_at > KEY_IDLE_MS:
                 self.keybuf = ""
@@ -339,6 +347,9 @@ class App:
             self._answer_bad(payload, e)
             return
         if o["op"] == K.OP_FW_CHUNK:
+            if self.safe:
+                self.n["fw_stale_chunks"] += 1  # safe mode takes no update
+                return
             self._on_chunk(o)  # answered by the next fwreq, not by an ack; not remembered
             return
         cid = o["id"]
@@ -425,13 +436,22 @@ class App:
     def _execute(self, o):
         op = o["op"]
         now = self.clock.ms()
+        if self.safe and op in SAFE_REFUSED:
+            return K.ERR_BUSY  # safe mode: no update, nothing that moves a lock or changes a compartment
         if op == K.OP_FW_OFFER:
             return self._fw_offer(o)
         if op == K.OP_FW_ABORT:
             self.upd.abort(o["ver"])
             return None
-        if self.safe and op not in (K.OP_TIME, K.OP_REBIRTH):
-            return K.ERR_BUSY  # safe mode: only the network and update paths run
+        if op == K.OP_ADOPT:
+            c = self.comps.get(o["c"])
+            if c is None:
+                return K.ERR_NO_SUCH_COMP
+            err = c.adopt(o["ref"])
+            if err:
+                return err
+            self.emit(K.T_DEPOSIT, {"c": c.n, "ref": c.ref})  # confirmed by the sensor, as a deposit is
+            return None
         if op in (K.OP_DEPOSIT, K.OP_OPEN, K.OP_DISABLE, K.OP_ENABLE):
             c = self.comps.get(o["c"])
             if c is None:
@@ -631,10 +651,7 @@ class App:
                     rmtree(self.root + b["bad"])
                     b["bad"] = ""
                 self._save_boot()
-        if self.safe:
-            self.hal.show("维护模式 / Safe mode", "amber")
-        else:
-            self._idle_display(now)
+        self._idle_display(now)
 
     def _save_boot(self):
         try:
@@ -648,24 +665,34 @@ class App:
         self.start()
         await self.hal.start(self)
         # any other failure ends run(): on the board the watchdog then resets it, the simulator process exits
-        tasks = [self.tele_task(), self._net_task(), self.wdt_task(), self.fw_task(), self.health_task()]
-        if not self.safe:
-            tasks.append(self.hw_task())
+        # safe mode runs the hardware loop too: pickups and the door/occupancy logic never stop
+        tasks = [self.hw_task(), self.tele_task(), self._net_task(), self.wdt_task(), self.fw_task(),
+                 self.health_task()]
         await asyncio.gather(*tasks)
 
     async def _net_task(self):
-        if not self.safe:
-            try:
-                await asyncio.wait_for_ms(self.hw_ready.wait(), 3000)
-            except asyncio.TimeoutError:
-                self._log("app", "sensors not settled after 3 s; connecting anyway")
+        try:
+            await asyncio.wait_for_ms(self.hw_ready.wait(), 3000)
+        except asyncio.TimeoutError:
+            self._log("app", "sensors not settled after 3 s; connecting anyway")
         await self.link.run()
 
     # ---- watchdog, boot health, self-test ----
     def loops_healthy(self, now):
-        """Both loops ran recently (the hardware loop does not run in safe mode)."""
-        hw_ok = self.safe or now - self.hw_beat <= HW_STALE_MS
-        return hw_ok and now - self.net_beat <= NET_STALE_MS
+        """Both loops ran recently."""
+        return now - self.hw_beat <= HW_STALE_MS and now - self.net_beat <= NET_STALE_MS
+
+    def locally_healthy(self, now):
+        """The hardware loop is ticking with settled sensors and the keypad is being read (no network needed)."""
+        return (self.hw_ready.is_set() and now - self.hw_beat <= HW_STALE_MS
+                and 0 <= now - self.keys_scanned <= HW_STALE_MS)
+
+    def flash_healthy(self):
+        """The vault reads back and the outbox folder takes a write (checked once, when the boot is judged)."""
+        ok = self.vault.readable() and self.outbox.writable()
+        if not ok:
+            self.n["store_errors"] += 1
+        return ok
 
     async def wdt_task(self):
         """Feed the watchdog only while the main loops are alive, so a hung loop resets the board."""
@@ -683,40 +710,55 @@ class App:
             await self.clock.sleep_ms(WDT_CHECK_MS)
 
     async def health_task(self):
-        """Mark the boot good once connected with the loops running; a trial set must do it in selftest_s."""
+        """Mark the boot good by local health after healthy_s; a set on trial must also reach the broker.
+
+        A boot is good once the hardware loop, the keypad, the vault and the outbox have worked for healthy_s:
+        the broker does not count, so power cuts while the station's network is down never start safe mode.
+        Only a set on trial after an update needs a broker session within selftest_s (its rollback depends on
+        it: an image that cannot reach the gateway could never be replaced).
+        """
         t0 = self.clock.ms()
         need = self.cfg.get("healthy_s", 60) * 1000
         trial = self.bootrec is not None and self.bootrec.get("trial")
         deadline = t0 + self.cfg.get("selftest_s", 120) * 1000
-        up_since = None
+        local_since = None
         while True:
             now = self.clock.ms()
-            s = self.session
-            if s is not None and s.alive and self.loops_healthy(now):
-                if up_since is None:
-                    up_since = now
-            else:
-                up_since = None
-            if trial and up_since is not None and now - up_since >= 1000:
-                trial = False
-                self._passed_selftest()
-            if trial and now >= deadline:
-                self._log("app", "new firmware failed its self-test: rebooting into the previous set")
-                self.hal.reboot()
-                return
-            if not self.healthy and not trial and up_since is not None and now - up_since >= need:
-                self.healthy = True
-                if self.bootrec is not None and self.bootrec.get("fails"):
-                    self.bootrec["fails"] = 0
-                    self._save_boot()
-            if self.healthy:
-                if not self.safe:
-                    return  # nothing left to watch for this boot
-                if not self.upd.active and not self.upd.done:  # never cut a download short
-                    self._log("app", "safe mode: network healthy, rebooting to try the full firmware")
+            if trial:
+                s = self.session
+                if s is not None and s.alive and self.loops_healthy(now):
+                    trial = False
+                    self._passed_selftest()
+                elif now >= deadline:
+                    self._log("app", "new firmware failed its self-test: rebooting into the previous set")
                     self.hal.reboot()
                     return
+            if self.locally_healthy(now):
+                if local_since is None:
+                    local_since = now
+            else:
+                local_since = None
+            if not trial and local_since is not None and now - local_since >= need:
+                if self.flash_healthy():
+                    self._boot_good()
+                    return
+                local_since = None
+                self._log("app", "vault or outbox flash failing: boot not marked good")
             await self.clock.sleep_ms(500)
+
+    def _boot_good(self):
+        self.healthy = True
+        b = self.bootrec
+        if b is not None and b.get("fails"):
+            b["fails"] = 0
+            self._save_boot()
+        if self.safe:
+            # the same loops have run well for healthy_s: take commands and updates again, no restart needed
+            self.safe = False
+            self.want_birth = True
+            self.wake.set()
+            self._idle_display(self.clock.ms())
+            self._log("app", "healthy: leaving safe mode")
 
     def _passed_selftest(self):
         b = self.bootrec
@@ -732,10 +774,10 @@ class App:
         """Request the missing chunks one at a time while connected; retry a lost one."""
         tries = 0
         while True:
-            w = self.upd.want()
+            w = None if self.safe else self.upd.want()  # safe mode takes no update
             s = self.session
             if w is None or s is None or not s.alive:
-                if self.upd.done:
+                if self.upd.done and not self.safe:
                     await self._install()
                 tries = 0
                 self.fw_chunk_ev.clear()

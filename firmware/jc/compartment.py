@@ -10,6 +10,7 @@ PULSE_HARD_CAP_MS = 1000
 OPEN_GRACE_MS = 2000  # door may spring open this long after the pulse ends
 AJAR_MS = 120000
 SETTLE_MS = 400  # after a door closes, let the occupancy reading settle before judging
+SETTLE_MAX_MS = 2000  # an occupancy reading still changing this long after the close counts as unreadable
 
 
 class Debounce:
@@ -35,6 +36,10 @@ class Debounce:
             return not first
         return False
 
+    def steady(self, now):
+        """The stable value is also what the input has read, unchanged, for the last `ms`."""
+        return self.ready and self.cand == self.value and now - self.since >= self.ms
+
 
 class Compartment:
     def __init__(self, n, size, ajar_ms=AJAR_MS):
@@ -54,6 +59,12 @@ class Compartment:
         self.resumed = False
         self.opening_done = None
         self.settle_at = -1
+        self.settle_until = -1
+        # every accepted request (and disable/enable) starts a new generation; a settle remembers the
+        # generation and state it was armed for and judges nothing else
+        self.gen = 0
+        self.settle_gen = -1
+        self.settle_st = None
         self.dirty = False  # persistent fields changed
 
     def _set(self, st, ref=False):
@@ -67,7 +78,14 @@ class Compartment:
              "door": "open" if self.door.value else "closed", "occ": bool(self.occ.value)}
         if self.ref:
             d["ref"] = self.ref
+        if self.found():
+            d["mm"] = True
         return d
+
+    def found(self):
+        """The door is shut on a steady full reading that no parcel of this compartment accounts for."""
+        return (not self.door.value and self.opening is None and not self.ref and self.occ.value is True
+                and self.occ.cand is True and self.st in (K.ST_EMPTY, K.ST_FAULT))
 
     def ready(self):
         """Both sensors have a stable first reading."""
@@ -79,18 +97,39 @@ class Compartment:
     # ---- requests ----
     def request(self, why, ref=None):
         """Ask to open for 'deposit', 'pickup', 'remote' or 'courier'; return an ack error or None."""
-        if self.opening is not None or self.is_open():
-            return K.ERR_BUSY
+        if self.opening is not None or self.is_open() or self.st in (K.ST_DEPOSIT, K.ST_PICKUP):
+            return K.ERR_BUSY  # a deposit or pickup is judged by its own door cycle before anything else
         if why == "deposit":
-            if self.st != K.ST_EMPTY:
+            # a steady full reading means something is inside already: never hand it to a courier
+            if self.st != K.ST_EMPTY or self.occ.value is not False:
                 return K.ERR_BUSY
+            self._rearm()
             self._set(K.ST_DEPOSIT, ref)
         elif why == "pickup":
             if self.st != K.ST_OCCUPIED:
                 return K.ERR_BUSY
+            self._rearm()
             self._set(K.ST_PICKUP)
+        else:
+            self._rearm()
         self.opening = why
         return None
+
+    def adopt(self, ref):
+        """Register a found parcel as parcel `ref`, without opening: the sensor already reads it inside."""
+        if not self.found():
+            return K.ERR_BUSY
+        self._rearm()
+        self._set(K.ST_OCCUPIED, ref)
+        return None
+
+    def _rearm(self):
+        """A new request: the timers armed before it (settle, jam check, ajar) belong to an older state."""
+        self.gen += 1
+        self.settle_at = -1
+        self.jam_check_at = -1
+        self.expect_until = -1
+        self.ajar_sent = False  # armed again when the door opens
 
     def pulse_started(self, now, pulse_ms):
         self.expect_until = now + pulse_ms + OPEN_GRACE_MS
@@ -99,14 +138,21 @@ class Compartment:
     def disable(self):
         if self.st in (K.ST_DEPOSIT, K.ST_PICKUP) or self.opening is not None:
             return K.ERR_BUSY
+        self._rearm()
         self._set(K.ST_DISABLED)
         return None
 
     def enable(self):
         if self.st != K.ST_DISABLED:
             return K.ERR_BUSY
-        self._set(K.ST_OCCUPIED if (self.ref and self.occ.value) else K.ST_EMPTY,
-                  self.ref if self.occ.value else None)
+        self._rearm()
+        occ = self.occ.value
+        if occ and self.ref:
+            self._set(K.ST_OCCUPIED)
+        elif occ:
+            self._set(K.ST_FAULT, None)  # a parcel nobody accounts for: it stays out of service
+        else:
+            self._set(K.ST_EMPTY, None)
         return None
 
     # ---- periodic ----
@@ -128,11 +174,19 @@ class Compartment:
                 ev.extend(self._closed(now, True))
         elif not self.resumed and self.door.ready and self.occ.ready:
             self.resumed = True
-            if not self.door.value and self.st in (K.ST_DEPOSIT, K.ST_PICKUP) and self.opening is None:
-                ev.extend(self._closed(now, False))  # we rebooted while it was open; it is closed now
+            if not self.door.value and self.opening is None and (
+                    self.st in (K.ST_DEPOSIT, K.ST_PICKUP) or self.st == K.ST_EMPTY and self.occ.value):
+                # we rebooted while it was open, or something is inside an empty one: judge it now it is closed
+                ev.extend(self._closed(now, False))
         if self.settle_at >= 0 and now >= self.settle_at and not self.door.value:
-            self.settle_at = -1
-            ev.extend(self._judge())
+            if self.settle_gen != self.gen or self.settle_st != self.st:
+                self.settle_at = -1  # armed for an earlier request or state: nothing to judge
+            elif self.occ.steady(now):
+                self.settle_at = -1
+                ev.extend(self._judge(self.occ.value))
+            elif now >= self.settle_until:
+                self.settle_at = -1
+                ev.extend(self._judge(None))  # the reading never held still: unreadable
         if self.opening is not None and self.jam_check_at >= 0 and now >= self.jam_check_at:
             # pulsed, but the door never opened
             self.opening = None
@@ -161,12 +215,17 @@ class Compartment:
         ev = [(K.T_DOOR, {"c": self.n, "open": False})] if real else []
         self.resumed = True
         self.settle_at = now + SETTLE_MS
+        self.settle_until = now + SETTLE_MAX_MS
+        self.settle_gen = self.gen
+        self.settle_st = self.st
         return ev
 
-    def _judge(self):
-        """The door has been closed for SETTLE_MS: decide what happened inside."""
+    def _mismatch(self, occ):
+        return (K.T_ALARM, {"kind": K.A_OCC_MISMATCH, "c": self.n, "occ": occ})
+
+    def _judge(self, occ):
+        """The door has been closed for SETTLE_MS and the reading `occ` held: decide what happened inside."""
         ev = []
-        occ = self.occ.value
         if self.st == K.ST_DEPOSIT:
             if occ is None:
                 self._set(K.ST_FAULT)
@@ -178,7 +237,7 @@ class Compartment:
                 ref = self.ref
                 self._set(K.ST_EMPTY, None)
                 ev.append((K.T_DEPOSIT_VOID, {"c": self.n, "ref": ref}))
-                ev.append((K.T_ALARM, {"kind": K.A_OCC_MISMATCH, "c": self.n}))
+                ev.append(self._mismatch(False))
         elif self.st == K.ST_PICKUP:
             if occ is False:
                 ref = self.ref
@@ -187,13 +246,22 @@ class Compartment:
             else:
                 self._set(K.ST_OCCUPIED)  # parcel still inside: the code stays valid
         elif self.opening_done == "remote" and self.st == K.ST_FAULT:
-            self._set(K.ST_OCCUPIED if (occ and self.ref) else K.ST_EMPTY, self.ref if occ else None)
+            if occ and not self.ref:
+                ev.append(self._mismatch(True))  # the unaccounted parcel was left inside: still out of service
+            else:
+                self._set(K.ST_OCCUPIED if (occ and self.ref) else K.ST_EMPTY, self.ref if occ else None)
         elif self.opening_done == "remote" and self.st == K.ST_OCCUPIED and occ is False:
             # staff opened it and took the parcel out (door-to-door delivery, return): a release, not a mismatch
             self._set(K.ST_EMPTY, None)
             ev.append((K.T_STATE, {"c": self.n, "st": K.ST_EMPTY}))
-        elif self.st == K.ST_OCCUPIED and occ is False or self.st == K.ST_EMPTY and occ:
-            ev.append((K.T_ALARM, {"kind": K.A_OCC_MISMATCH, "c": self.n}))
+        elif self.st == K.ST_OCCUPIED and occ is False:
+            ev.append(self._mismatch(False))
+        elif self.st == K.ST_EMPTY and occ:
+            # a parcel nobody registered (a forced or staff open, a courier's slip): an empty compartment
+            # must never be handed out with something inside, so it leaves service until someone looks
+            self._set(K.ST_FAULT, None)
+            ev.append((K.T_STATE, {"c": self.n, "st": K.ST_FAULT}))
+            ev.append(self._mismatch(True))
         self.opening_done = None
         return ev
 

@@ -84,8 +84,9 @@ OP_COURIER_PUT = "courier_put"
 OP_FW_OFFER = "fw_offer"
 OP_FW_CHUNK = "fw_chunk"
 OP_FW_ABORT = "fw_abort"
+OP_ADOPT = "adopt"
 OPS = (OP_DEPOSIT, OP_CODE_PUT, OP_CODE_DEL, OP_OPEN, OP_DISABLE, OP_ENABLE, OP_TIME, OP_REBIRTH,
-       OP_COURIER_PUT, OP_FW_OFFER, OP_FW_CHUNK, OP_FW_ABORT)
+       OP_COURIER_PUT, OP_FW_OFFER, OP_FW_CHUNK, OP_FW_ABORT, OP_ADOPT)
 
 # ack error codes
 ERR_BAD_REQUEST = "bad_request"

@@ -183,6 +183,18 @@ class Outbox:
             return body[_EVT_PRE_LEN:]
         return body
 
+    def writable(self):
+        """The outbox folder takes a small write now (a probe file, removed again)."""
+        probe = self.path + "/probe"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"ok")
+            os.remove(probe)
+            return True
+        except OSError as e:
+            self._log("outbox", "flash not writable:", e)
+            return False
+
     # ---- appends ----
     def _make_room(self, n):
         while self.recs and (len(self.recs) >= self.max_records or self.live_bytes + n > self.max_bytes):

@@ -190,7 +190,7 @@ def _check_cmd(o):
     _need(is_cmd_id(o.get("id")), "id")
     op = o.get("op")
     _need(op in K.OPS, "op")
-    if op == K.OP_DEPOSIT:
+    if op == K.OP_DEPOSIT or op == K.OP_ADOPT:
         _need(is_comp(o.get("c")), "c")
         _need(is_ref(o.get("ref")), "ref")
     elif op == K.OP_CODE_PUT:

@@ -48,6 +48,15 @@ class Vault:
             self._log("vault", "unreadable, starting empty:", path, e)
             return None
 
+    def readable(self):
+        """The vault file reads back whole (or is not there yet)."""
+        try:
+            store.read(self.path)
+            return True
+        except store.StoreError as e:
+            self._log("vault", "not readable:", e)
+            return False
+
     def load(self, now):
         o = self._read(self.path)
         if o is not None:

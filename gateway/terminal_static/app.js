@@ -15,7 +15,10 @@ const T = {
     yuan: "元", reported: "已记录报修，编号", bad_pin: "PIN 码错误", locked: "尝试过多，请稍后再试（秒）：",
     consent_refused: "收件人拒绝投柜，请联系收件人改为驿站或上门交付", consent_unknown: "请先电话征得收件人同意",
     no_compartment: "没有合适的空格口", locker_offline: "快递柜离线", locker_refused: "快递柜拒绝开门",
-    bad_code: "取件码错误", opened: "已开门，格口：", none: "暂无", sent: "已记录", storage: "存储故障"},
+    bad_code: "取件码错误", opened: "已开门，格口：", none: "暂无", sent: "已记录", storage: "存储故障",
+    tab_found: "发现包裹", found_hint: "格口里检测到没有登记的包裹：扫描运单号、填写收件人手机后登记，取件码短信将照常发出。",
+    register: "登记", register_found: "登记并发送取件码", found_done: "已登记，取件码已发给收件人。单号：",
+    not_found_parcel: "该格口已没有待登记的包裹"},
   en: {logout: "Log out", login_title: "Station terminal", pin: "PIN", login: "Log in", pickup_title: "Pick up (type your code)",
     code: "6-digit pickup code", pickup: "Pick up", deposit_title: "Courier deposit", waybill: "Waybill",
     scan_hint: "A scanned barcode fills this in", phone: "Recipient phone", size: "Compartment size",
@@ -32,12 +35,15 @@ const T = {
     consent_refused: "The recipient refused locker delivery: hand it over at the station or door",
     consent_unknown: "Ask the recipient by phone first", no_compartment: "No free compartment of that size",
     locker_offline: "Locker offline", locker_refused: "The locker refused to open", bad_code: "Wrong code",
-    opened: "Opened compartment:", none: "None", sent: "Recorded", storage: "Storage fault"},
+    opened: "Opened compartment:", none: "None", sent: "Recorded", storage: "Storage fault",
+    tab_found: "Found parcels", found_hint: "A compartment holds a parcel nobody registered: scan its waybill and type the recipient's phone; the pickup code goes out by SMS as for a deposit.",
+    register: "Register", register_found: "Register and send the code", found_done: "Registered; the code is on its way to the recipient. Ref:",
+    not_found_parcel: "That compartment has no found parcel any more"},
 };
 let lang = localStorage.getItem("jc-lang") || "zh";
 let token = sessionStorage.getItem("jc-token");
 let me = JSON.parse(sessionStorage.getItem("jc-me") || "null");
-let info = null, scanSeen = null, timers = [];
+let info = null, scanSeen = null, timers = [], foundAt = null;
 const $ = (id) => document.getElementById(id);
 const t = (k) => T[lang][k] || k;
 
@@ -73,6 +79,7 @@ async function loadInfo() {
     $("uplink").className = "badge " + info.uplink; $("uplink").textContent = t(info.uplink);
     $("f-pickup").classList.toggle("hidden", !info.board_pickup);
     $("ob-carrier").innerHTML = info.carriers.map((c) => `<option>${esc(c)}</option>`).join("");
+    if (!$("fd-carrier").options.length) $("fd-carrier").innerHTML = $("ob-carrier").innerHTML;
     $("ft-locker").innerHTML = info.lockers.map((l) => `<option>${esc(l.id)}</option>`).join("");
   } catch (e) { /* the next poll tries again */ }
 }
@@ -83,15 +90,17 @@ function logout() {
 function start() {
   stopTimers(); every(5000, loadInfo);
   if (!me) { show("v-login"); return; }
-  if (me.role === "courier") {
-    show("v-courier"); scanSeen = me.scan_n || 0;
-    every(400, async () => {
-      try {
-        const s = await api("GET", "/scans?after=" + scanSeen);
-        if (s.scans.length) { const last = s.scans[s.scans.length - 1]; scanSeen = last.n; $("waybill").value = last.waybill; $("phone").focus(); }
-      } catch (e) { /* shown on the next action */ }
-    });
-  } else { show("v-agent"); loadParcels(); every(3000, loadParcels); }
+  scanSeen = me.scan_n || 0;
+  // a scanned waybill fills the form in front of the user: the deposit form, or the found-parcel form
+  const target = me.role === "courier" ? ["waybill", "phone"] : ["fd-waybill", "fd-phone"];
+  every(400, async () => {
+    try {
+      const s = await api("GET", "/scans?after=" + scanSeen);
+      if (s.scans.length) { const last = s.scans[s.scans.length - 1]; scanSeen = last.n; $(target[0]).value = last.waybill; $(target[1]).focus(); }
+    } catch (e) { /* shown on the next action */ }
+  });
+  if (me.role === "courier") { show("v-courier"); }
+  else { show("v-agent"); loadParcels(); every(3000, loadParcels); }
 }
 
 $("lang").onclick = () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("jc-lang", lang); applyLang(); if (me && me.role === "agent") loadParcels(); };
@@ -153,7 +162,35 @@ async function loadParcels() {
     try { await api("POST", "/handover", {ref: b.dataset.ref}); $("d2d-msg").textContent = t("sent") + ": " + b.dataset.ref; loadParcels(); }
     catch (e) { $("d2d-msg").textContent = errText(e); }
   }; });
+  loadFound();
 }
+async function loadFound() {
+  let r; try { r = await api("GET", "/found"); } catch (e) { return; }
+  $("tab-found").textContent = t("tab_found") + (r.found.length ? " (" + r.found.length + ")" : "");
+  $("tab-found").classList.toggle("warn", r.found.length > 0);
+  $("found-rows").innerHTML = r.found.map((f) => `<tr><td>${esc(f.locker)} · ${esc(f.c)}</td><td>${esc(t("size_" + f.size))}</td>
+    <td><button class="adopt" data-locker="${esc(f.locker)}" data-c="${esc(f.c)}">${esc(t("register"))}</button></td></tr>`).join("")
+    || `<tr><td colspan="3" class="muted">${esc(t("none"))}</td></tr>`;
+  document.querySelectorAll("button.adopt").forEach((b) => { b.onclick = () => {
+    foundAt = {locker: b.dataset.locker, c: parseInt(b.dataset.c, 10)};
+    $("fd-where").textContent = foundAt.locker + " · " + foundAt.c; $("found-msg").textContent = "";
+    $("f-found").classList.remove("hidden"); $("fd-waybill").focus();
+  }; });
+}
+$("f-found").onsubmit = async (ev) => {
+  ev.preventDefault();
+  if (!foundAt) return;
+  try {
+    const r = await api("POST", "/found", {locker: foundAt.locker, c: foundAt.c, waybill: $("fd-waybill").value.trim(),
+      phone: $("fd-phone").value.trim(), carrier: $("fd-carrier").value, consent_asked: $("fd-consent-asked").checked});
+    $("found-msg").textContent = t("found_done") + " " + r.ref;
+    $("f-found").reset(); $("f-found").classList.add("hidden"); $("fd-consent-box").classList.add("hidden"); foundAt = null;
+    loadFound();
+  } catch (e) {
+    if (e.message === "consent_unknown") $("fd-consent-box").classList.remove("hidden");
+    $("found-msg").textContent = errText(e);
+  }
+};
 $("t-outbound").onsubmit = async (ev) => {
   ev.preventDefault();
   try {

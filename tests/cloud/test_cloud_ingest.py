@@ -333,4 +333,5 @@ def test_compartment_rows_follow_the_mirror_vectors(cloud):
                                  **{k: x for k, x in v["evt"].items() if k != "type"})])
         assert resp.status_code == 200 and resp.json()["rejected"] == 0, (v["name"], resp.text)
         got = comp(cloud, "l1", 1)
-        assert {"st": got["state"], "door": got["door"], "occ": got["occ"], "ref": got["ref"]} == v["after"], v["name"]
+        want = {k: v["after"][k] for k in ("st", "door", "occ", "ref")}  # the cloud keeps no found-parcel mark
+        assert {"st": got["state"], "door": got["door"], "occ": got["occ"], "ref": got["ref"]} == want, v["name"]

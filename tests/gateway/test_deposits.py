@@ -176,3 +176,44 @@ async def test_a_waybill_the_station_cannot_store_is_refused_and_opens_nothing(g
         assert ok.status_code == 201, ok.text
     await until(lambda: len(deposit_cmds(l1)) == 1, what="one door asked to open")
     assert deposit_cmds(l1)[0]["ref"] == ok.json()["ref"]
+
+
+async def test_a_compartment_the_sensor_reads_full_is_never_assigned(gateway, lockers):
+    # 1 is empty by state but its sensor reads full; 2 holds a found parcel (mismatch); only 3 is free
+    l1 = await ready_locker(gateway, lockers, [
+        {"n": 1, "size": "S", "st": "empty", "door": "closed", "occ": True},
+        {"n": 2, "size": "M", "st": "empty", "door": "closed", "occ": False, "mm": True},
+        {"n": 3, "size": "L", "st": "empty", "door": "closed", "occ": False}])
+    comps = gateway.gw.link.lockers["l1"].comps
+    async with api(gateway.gw) as http:
+        async def post(size):
+            return await http.post("/api/v1/deposits", json={"waybill": "SF7", "phone": "13800000007",
+                                                            "carrier": "顺丰", "size": size})
+        r = await post("S")
+        assert r.status_code == 201 and r.json()["c"] == 3, r.text
+        l1.evt("deposit", c=3, ref=r.json()["ref"])
+        await until(lambda: comps[3].st == "occupied", what="deposit applied")
+        r = await post("S")
+        assert r.status_code == 409 and r.json()["detail"]["error"] == "no_compartment"
+        assert [c["op"] for c in l1.cmds].count("deposit") == 1
+
+        # the next snapshot clears 1 and 2; then a parcel is found in 1, reported live by the alarm
+        l1.birth([{"n": 1, "size": "S", "st": "empty", "door": "closed", "occ": False},
+                  {"n": 2, "size": "M", "st": "empty", "door": "closed", "occ": False},
+                  {"n": 3, "size": "L", "st": "occupied", "door": "closed", "occ": True, "ref": "p-x"}])
+        await until(lambda: not comps[2].mm and not comps[1].occ, what="birth applied")
+        l1.evt("alarm", kind="occupancy_mismatch", c=1, occ=True)
+        await until(lambda: comps[1].mm, what="mismatch applied")
+        assert comps[1].view()["occ"] is True
+        r = await post("S")
+        assert r.status_code == 201 and r.json()["c"] == 2, r.text
+        # a fake sign-off's mismatch (the sensor read empty) leaves the compartment assignable
+        l1.evt("deposit_void", c=2, ref=r.json()["ref"])
+        l1.evt("alarm", kind="occupancy_mismatch", c=2, occ=False)
+        await until(lambda: l1.acked() == l1.seq, what="events stored")
+        assert comps[2].assignable() and not comps[1].assignable()
+        # the agent takes the found parcel out with a remote open: the controller reports 1 empty again
+        l1.evt("state", c=1, st="empty")
+        await until(lambda: comps[1].assignable(), what="found parcel cleared")
+        r = await post("S")
+        assert r.status_code == 201 and r.json()["c"] == 1, r.text

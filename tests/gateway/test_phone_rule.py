@@ -92,7 +92,7 @@ def test_no_copy_of_the_pattern_is_left_in_the_tree():
 def test_terminal_page_phone_inputs_follow_the_rule_in_chromium():
     page_html = terminal_page()
     assert "{{" not in page_html
-    assert page_html.count('inputmode="tel"') == page_html.count(f'pattern="{PHONE_BODY}"') == 3
+    assert page_html.count('inputmode="tel"') == page_html.count(f'pattern="{PHONE_BODY}"') == 4
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("chromium is not installed")

@@ -164,6 +164,56 @@ async def test_courier_and_agent_work_offline_in_chromium(terminal):
     assert gw.counters["pin_failures"] == 1 and gw.counters["scans"] == 1
 
 
+async def test_agent_registers_a_found_parcel_in_chromium(terminal, lockers):
+    rg = terminal
+    # locker l1 reports a parcel in compartment 2 that nothing accounts for (a forced open left it there)
+    l1 = lockers(rg.cfg.mqtt.port, "l1").connect()
+    l1.online()
+    l1.birth([{"n": 1, "size": "S", "st": "empty", "door": "closed", "occ": False},
+              {"n": 2, "size": "M", "st": "fault", "door": "closed", "occ": True, "mm": True},
+              {"n": 3, "size": "L", "st": "empty", "door": "closed", "occ": False}])
+    await until(lambda: rg.gw.link.lockers["l1"].comps[2].mm, what="found parcel")
+    async with playwright.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 900, "height": 900})
+            await page.goto(rg.url)
+            await page.fill("#pin", "135790")
+            await page.click("#f-login button")
+            await page.wait_for_selector("#v-agent:not(.hidden)")
+            await page.wait_for_selector("#tab-found:has-text('发现包裹 (1)')")
+            await page.click("button[data-tab=found]")
+            await page.click("button.adopt[data-locker=l1][data-c='2']")
+            await page.wait_for_selector("#f-found:not(.hidden)")
+            os.write(rg.scan_master, b"YT5500778899\r\n")
+            await page.wait_for_function("document.getElementById('fd-waybill').value === 'YT5500778899'",
+                                         timeout=5000)
+            await page.fill("#fd-phone", "13800000001")
+            await page.select_option("#fd-carrier", "圆通")
+            await shot(page, "terminal_found")
+            await page.click("#f-found button[type=submit]")
+            await page.wait_for_selector("#found-msg:has-text('已登记')")
+            # the locker accepted the adoption and confirms it as a deposit
+            cmd = await until(lambda: next((c for c in l1.cmds if c["op"] == "adopt"), None), what="adopt command")
+            assert cmd["c"] == 2
+            l1.evt("deposit", c=2, ref=cmd["ref"])
+            await page.wait_for_selector("#found-rows:has-text('暂无')")
+            assert await page.text_content("#tab-found") == "发现包裹"
+        finally:
+            await browser.close()
+    for _ in range(250):
+        codes = [r.body for r in await rg.outbox_rows("code") if r.body["ref"] == cmd["ref"]]
+        if codes:
+            break
+        await asyncio.sleep(0.02)
+    assert codes and codes[0]["phone"] == "13800000001", "the code goes to the recipient as for a deposit"
+    (parcel,) = [r.body for r in await rg.outbox_rows("parcel") if r.body["ref"] == cmd["ref"]]
+    assert parcel["found"] is True and parcel["agent"] == "a-li" and parcel["waybill"] == "YT5500778899"
+    assert parcel["carrier"] == "圆通" and parcel["consent"] == "recipient"
+    assert (parcel["locker"], parcel["c"]) == ("l1", 2)
+    assert (await rg.gw.deposits.get(cmd["ref"]))["state"] == "deposited"
+
+
 async def test_refused_consent_and_pin_lockout(terminal):
     import httpx
     rg = terminal

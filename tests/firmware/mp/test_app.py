@@ -206,3 +206,97 @@ def test_torn_boot_record_falls_back_to_factory():
     st, safe = bootstate.on_boot("", "0.1.0")
     eq(st["set"], "")
     eq(safe, False)
+
+
+def _power_on(ms, script=(), healthy_s=60, before=None):
+    """One boot of the controller with the station's network down, cut off after ms (a power cut)."""
+    st, safe = bootstate.on_boot("", "0.1.0")
+    clock = VirtualClock()
+    board = Board(clock, (1, 2, 3))
+    board.occupied[2] = _parcel_inside()
+    app = App(cfg(healthy_s=healthy_s), board, log=lambda *a: None, clock=clock, boot=st, safe=safe)
+    if before:
+        before(app, board)
+    board.script = board.script + list(script)
+    run_for(app, clock, ms, [app.run()])  # every task the controller starts, as main.py runs it
+    return app, board, safe
+
+
+def _parcel_inside():
+    try:
+        with open("parcel") as f:
+            return f.read() == "1"
+    except OSError:
+        return False
+
+
+def _deposit_and_code(app, board):
+    def order(b):  # once the sensors have settled
+        eq(app._execute({"id": "c1", "op": "deposit", "c": 2, "ref": "p-2"}), None)
+        eq(app._execute({"id": "c2", "op": "code_put", "h": code_hash(KEY, "424242"), "cs": [2], "exp": 7200}),
+           None)
+
+    def put(b):
+        b.occupied[2] = True
+        b.doors[2] = False
+        with open("parcel", "w") as f:  # what is physically inside outlives the controller
+            f.write("1")
+    board.script = [[1000, order], [1500, put]]
+
+
+def test_power_cuts_with_the_broker_down_never_stop_a_pickup():
+    # the parcel goes in while the network is up, then the station's broker goes down and the power is cut
+    # again and again, each time before the boot could count as good
+    app, board, safe = _power_on(5000, before=_deposit_and_code)
+    board.script = []
+    eq(app.comps[2].st, "occupied")
+    boots = [safe]
+    for _ in range(bootstate.SAFE_AFTER - 1):
+        app, board, safe = _power_on(10000)
+        boots.append(safe)
+    eq(boots, [False] * bootstate.SAFE_AFTER)
+
+    # in safe mode: remote commands that move locks and updates are refused, a code still opens the parcel
+    def take(b):
+        b.occupied[2] = False
+        b.doors[2] = False
+    script = [[2000, lambda b: setattr(b, "keybuf", "424242#")], [4000, take]]
+
+    def check_refusals(app, board):
+        eq(app.safe, True)
+        eq(app._execute({"id": "c3", "op": "deposit", "c": 1, "ref": "p-9"}), "busy")
+        eq(app._execute({"id": "c4", "op": "open", "c": 2, "by": "ops", "why": "test"}), "busy")
+        eq(app._execute({"id": "c5", "op": "fw_offer", "ver": "0.2.0", "mac": "0" * 64, "msize": 10}), "busy")
+    shown = []
+    script.insert(0, [1500, lambda b: shown.append(b.text)])
+    app, board, safe = _power_on(70000, script=script, before=check_refusals)
+    true("Safe" in shown[0], shown)
+    eq(safe, True)
+    true(board.max_on == 1 and "pickup" in types(board), types(board))
+    eq([(e["c"], e["ref"]) for e in board.events if e["type"] == "pickup"], [(2, "p-2")])
+    eq(app.comps[2].st, "empty")
+    eq(app.vault.count(), 0)
+    # 60 s of local health, with the broker still down: the boot is good and safe mode is over
+    eq(app.safe, False)
+    eq(bootstate.load("", "0.1.0")["fails"], 0)
+    eq(app.link.connects, 0)
+    eq(bootstate.on_boot("", "0.1.0")[1], False)
+
+
+def test_boots_that_run_well_offline_are_good_boots():
+    for _ in range(bootstate.SAFE_AFTER + 3):
+        app, board, safe = _power_on(61000)
+        eq(safe, False)
+        eq(app.healthy, True)
+        eq(app.link.connects, 0)
+    eq(bootstate.load("", "0.1.0")["fails"], 0)
+
+
+def test_a_boot_whose_outbox_cannot_be_written_is_not_good():
+    def break_outbox(app, board):
+        def cut(b):
+            app.outbox.path = "no/such/folder"  # the flash refuses writes from now on
+        board.script = [[1000, cut]]
+    app, board, safe = _power_on(70000, before=break_outbox)
+    eq(app.healthy, False)
+    eq(bootstate.load("", "0.1.0")["fails"], 1)
