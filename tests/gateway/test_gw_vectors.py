@@ -1,5 +1,6 @@
 """The gateway codec against the normative vectors in tests/vectors/."""
 
+import base64
 import hashlib
 import json
 
@@ -12,14 +13,14 @@ from pathlib import Path
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
-PAYLOADS = json.loads((VECTORS / "payloads.json").read_text())["cases"]
+PAYLOADS = [c for f in ("payloads.json", "wire.json") for c in json.loads((VECTORS / f).read_text())["cases"]]
 TOPICS = json.loads((VECTORS / "topics.json").read_text())["cases"]
 CODES = json.loads((VECTORS / "codes.json").read_text())["cases"]
 
 
 @pytest.mark.parametrize("case", PAYLOADS, ids=[c["name"] for c in PAYLOADS])
 def test_payload(case):
-    data = case["payload"].encode("utf-8")
+    data = base64.b64decode(case["payload_b64"]) if "payload_b64" in case else case["payload"].encode("utf-8")
     if case["valid"]:
         obj = protocol.decode(case["kind"], data)
         assert obj["v"] == 1
