@@ -95,7 +95,8 @@ def _c(d: dict, *, required: bool = True) -> int | None:
 
 
 def _compact_len(obj: Any) -> int:
-    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    # surrogatepass: a lone surrogate (refused later by the text rule) must not break the count
+    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
 # the longest text Python gives a finite float, less the shortest orjson gives one ("0.0")
