@@ -296,7 +296,7 @@ class _Parser:
             if c != 0x5C:
                 i += 1
                 continue
-            parts.append(b[start:i].decode())
+            parts.append(str(b[start:i], "utf-8"))
             if i + 1 >= n:
                 raise _nj("escape")
             e = b[i + 1]
@@ -317,7 +317,7 @@ class _Parser:
             else:
                 raise _nj("escape")
             start = i
-        s = b[start:i].decode()
+        s = str(b[start:i], "utf-8")
         if parts:
             parts.append(s)
             s = "".join(parts)
@@ -346,7 +346,7 @@ class _Parser:
             if i2 == i:
                 raise _nj("number")
             i, flt = i2, True
-        t = b[start:i].decode()
+        t = str(b[start:i], "utf-8")
         return (float(t) if flt else int(t)), i
 
     def digits(self, i):
