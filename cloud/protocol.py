@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from jc import const as W
 from jc import wire
 
 from . import constants as K
@@ -279,28 +280,10 @@ def _c_ok(value: Any) -> bool:
     return type(value) is int and K.COMPARTMENT_MIN <= value <= K.COMPARTMENT_MAX
 
 
-def _plain(body: dict) -> bool:
-    """Every key and string is ASCII without NUL and no value but `cs` is a container: the wire core's text
-    rule and depth limit then hold without walking the body (anything else is left to the core)."""
-    for key, value in body.items():
-        if not key.isascii() or "\x00" in key:
-            return False
-        t = type(value)
-        if t is str:
-            if not value.isascii() or "\x00" in value:
-                return False
-        elif t is list:
-            if key != "cs" or not all(type(c) is int for c in value):
-                return False
-        elif t is dict:
-            return False
-    return True
-
-
 def _fast_evt(p: dict) -> bool:
     kind = p.get("type")
     if not (_s(p.get("boot"), K.BOOT_RE) and _n(p.get("seq"), 1, K.SEQ_MAX) and _n(p.get("ts"), 0, K.TS_MAX)
-            and _n(p.get("mono"), 0, K.MONO_MAX) and type(kind) is str and kind in K.EVT_TYPES and _plain(p)):
+            and _n(p.get("mono"), 0, K.MONO_MAX) and type(kind) is str and kind in K.EVT_TYPES):
         return False
     if kind == "door":
         return _c_ok(p.get("c")) and type(p.get("open")) is bool
@@ -320,8 +303,7 @@ def _opt_n(p: dict, key: str, lo: int, hi: int) -> bool:
 
 
 def _fast_tele(p: dict) -> bool:
-    if not (_s(p.get("boot"), K.BOOT_RE) and _n(p.get("ts"), 0, K.TS_MAX) and _n(p.get("mono"), 0, K.MONO_MAX)
-            and "cs" not in p and _plain(p)):
+    if not (_s(p.get("boot"), K.BOOT_RE) and _n(p.get("ts"), 0, K.TS_MAX) and _n(p.get("mono"), 0, K.MONO_MAX)):
         return False
     for key in ("up", "heap", "heap_max", "outbox", "drops", "errs"):
         if key in p and not _n(p[key], 0, K.COUNT_MAX):
@@ -392,6 +374,10 @@ def _fast_item(raw: Any) -> Item | None:
     except orjson.JSONEncodeError:
         return None
     if b"null" in text or len(text) + _FLOAT_SLACK * (text.count(b".") + text.count(b"e") + text.count(b"E")) > limit:
+        return None
+    # the wire core's text rule and depth limit, read off the text: orjson cannot write a lone surrogate,
+    # writes U+0000 as an escape, and no value nests deeper than the brackets counted
+    if b"\\u0000" in text or text.count(b"[") + text.count(b"{") > W.MAX_DEPTH:
         return None
     return Item(src=src, boot=boot, seq=seq, kind=kind, rx=float(rx), body=body, text=text)
 
