@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from jc import const as W
+from jc import records as R
 
 API_PREFIX = "/api/v1"
 INGEST_PATH = f"{API_PREFIX}/gateway/ingest"
@@ -17,7 +18,7 @@ MAX_BATCH_BYTES = 1024 * 1024
 
 # §2 size limits per payload kind (UTF-8 JSON bytes)
 MAX_PAYLOAD_BYTES = W.MAX_BYTES  # the wire core's limits
-MAX_GW_BODY_BYTES = 2048
+MAX_GW_BODY_BYTES = R.MAX_BODY
 
 GATEWAY_SRC = "gw"
 LOCKER_KINDS = ("evt", "birth", "status", "tele")
@@ -35,17 +36,18 @@ CODE_RE = re.compile(r"^[0-9]{6}$")
 PHONE_RE = re.compile(r"^\+?[0-9]{5,20}$")
 # couriers type these on the gateway: any printable text without control characters
 FREE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-MAX_WAYBILL, MAX_CARRIER = 64, 32
+MAX_WAYBILL, MAX_CARRIER = R.WAYBILL_MAX, R.CARRIER_MAX
 
 # station records (§5.1): gw_tele, outbound, handover, fault_report
-UPLINK_STATES = ("up", "down")
-MAX_GW_COUNTERS = 64  # counters one gw_tele may carry
-MAX_COUNTER_NAME = 40
-MAX_SENDER_NAME, MAX_DEST, MAX_PRODUCE, MAX_FEE_REASON = 64, 120, 40, 64
-MAX_WEIGHT_G = 100_000
-MAX_FEE_CENTS = 10_000_000
-MAX_FAULT_TEXT = 300
-HANDOVER_HOW = ("door_to_door",)
+# their limits live in the wire core (jc.records), which the gateway checks its records with too
+UPLINK_STATES = R.UPLINK_STATES
+MAX_GW_COUNTERS = R.COUNTERS_MAX  # counters one gw_tele may carry
+MAX_COUNTER_NAME = R.COUNTER_NAME_MAX
+MAX_SENDER_NAME, MAX_DEST, MAX_PRODUCE, MAX_FEE_REASON = R.SENDER_NAME_MAX, R.DEST_MAX, R.PRODUCE_MAX, R.FEE_REASON_MAX
+MAX_WEIGHT_G = R.WEIGHT_G_MAX
+MAX_FEE_CENTS = R.FEE_CENTS_MAX
+MAX_FAULT_TEXT = R.FAULT_TEXT_MAX
+HANDOVER_HOW = R.HANDOVER_HOW
 AGENT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 FAULT_REPORT_KIND = "fault_report"
 GW_POINT_MEASUREMENTS = ("gw_outbox", "gw_lag", "gw_uplink")

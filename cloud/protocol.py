@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from jc import const as W
-from jc import wire
+from jc import records, wire
 
 from . import constants as K
 from .errors import BatchRejected, ItemRejected
@@ -145,107 +145,15 @@ def decode_locker_payload(kind: str, data: bytes) -> dict:
         raise ItemRejected(exc.code, exc.detail or f"{kind} payload") from None
 
 
-def _check_parcel(b: dict) -> None:
-    _str(b, "ref", K.REF_RE)
-    _str(b, "locker", K.LOCKER_ID_RE)
-    _c(b)
-    _str(b, "waybill", K.FREE_TEXT_RE, required=False, max_len=K.MAX_WAYBILL)
-    _str(b, "carrier", K.FREE_TEXT_RE, required=False, max_len=K.MAX_CARRIER)
-    _str(b, "phone", K.PHONE_RE, required=False)
-    _str(b, "size", choices=K.SIZES, required=False)
-
-
-def _check_code(b: dict) -> None:
-    _str(b, "ref", K.REF_RE)
-    _str(b, "phone", K.PHONE_RE)
-    _str(b, "code", K.CODE_RE)
-    _str(b, "locker", K.LOCKER_ID_RE, required=False)
-    _int(b, "exp_ts", 0, 2**53, required=False)
-
-
-def _opt_num(b: dict, key: str, lo: float, hi: float) -> None:
-    """A number in lo..hi, or null (the gateway sends null when it cannot tell, e.g. no CPU sensor)."""
-    value = b.get(key)
-    if key in b and value is None:
-        return
-    if not _is_num(value) or not lo <= value <= hi:
-        raise _bad(f"{key} must be a number {lo:g}..{hi:g} or null")
-
-
-def _check_gw_tele(b: dict) -> None:
-    _int(b, "outbox_depth", 0, 2**53)
-    _opt_num(b, "oldest_unsent_s", 0, 2**53)
-    _str(b, "uplink", choices=K.UPLINK_STATES)
-    online = _int(b, "lockers_online", 0, 10_000)
-    total = _int(b, "lockers_total", 0, 10_000)
-    if online > total:
-        raise _bad("lockers_online must not exceed lockers_total")
-    _opt_num(b, "cpu_temp", -60, 200)
-    _int(b, "up_s", 0, 2**53)
-    counters = b.get("counters", {})
-    if not isinstance(counters, dict) or len(counters) > K.MAX_GW_COUNTERS:
-        raise _bad(f"counters must be an object of at most {K.MAX_GW_COUNTERS} entries")
-    for name, value in counters.items():
-        if len(name) > K.MAX_COUNTER_NAME or not K.REF_RE.fullmatch(name):
-            raise _bad(f"counter name {name[:K.MAX_COUNTER_NAME]!r} has a bad format")
-        if not _is_int(value) or not 0 <= value <= 2**53:
-            raise _bad(f"counter {name} must be a non-negative integer")
-
-
-def _check_outbound(b: dict) -> None:
-    _str(b, "ref", K.REF_RE)
-    _str(b, "carrier", K.FREE_TEXT_RE, max_len=K.MAX_CARRIER)
-    _str(b, "sender_phone", K.PHONE_RE)
-    _str(b, "sender_name", K.FREE_TEXT_RE, max_len=K.MAX_SENDER_NAME)
-    _str(b, "dest", K.FREE_TEXT_RE, max_len=K.MAX_DEST)
-    _int(b, "weight_g", 1, K.MAX_WEIGHT_G)
-    fee = _int(b, "fee_cents", 0, K.MAX_FEE_CENTS)
-    reason = _opt_text(b, "fee_reason", K.MAX_FEE_REASON)
-    if fee and not reason:
-        raise _bad("fee_reason is required when fee_cents is not 0, so the fee can be audited")
-    _opt_text(b, "produce", K.MAX_PRODUCE)
-
-
-def _opt_text(b: dict, key: str, max_len: int) -> str:
-    """Optional free text: absent, null or "" mean none; otherwise printable and at most max_len characters."""
-    value = b.get(key)
-    if value is None or value == "":
-        return ""
-    return _str(b, key, K.FREE_TEXT_RE, max_len=max_len)
-
-
-def _check_handover(b: dict) -> None:
-    _str(b, "ref", K.REF_RE)
-    _str(b, "by", K.AGENT_ID_RE)
-    _int(b, "at", 1, 2**53)
-    _str(b, "how", choices=K.HANDOVER_HOW)
-
-
-def _check_fault_report(b: dict) -> None:
-    _str(b, "locker", K.LOCKER_ID_RE)
-    if b.get("c") is not None:
-        _c(b)
-    if b.get("phone"):
-        _str(b, "phone", K.PHONE_RE)
-    elif b.get("phone") not in (None, ""):
-        raise _bad("phone must be a phone number, empty or null")
-    if not _opt_text(b, "text", K.MAX_FAULT_TEXT):
-        raise _bad("text must say what is wrong")
-    _int(b, "at", 1, 2**53)
-
-
-_GW_CHECKS = {"parcel": _check_parcel, "code": _check_code, "gw_tele": _check_gw_tele, "outbound": _check_outbound,
-              "handover": _check_handover, "fault_report": _check_fault_report}
-
-
 def validate_gateway_record(kind: str, body: Any) -> dict:
-    """Check the body of a gateway record (§5.1 table: parcel, code, gw_tele, outbound, handover, fault_report)."""
+    """Check the body of a station record (§5.1: parcel, code, gw_tele, outbound, handover, fault_report) with
+    the wire core's table (jc.records), the one the gateway checks its records with before storing them."""
     if not _within(body, K.MAX_GW_BODY_BYTES):
         raise ItemRejected(K.E_TOO_LARGE, f"{kind} body is over {K.MAX_GW_BODY_BYTES} bytes")
-    if not isinstance(body, dict):
-        raise ItemRejected(K.E_NOT_OBJECT, f"{kind} body must be a JSON object")
-    _GW_CHECKS[kind](body)
-    return body
+    try:
+        return records.check(kind, body)
+    except wire.ProtoError as exc:
+        raise ItemRejected(exc.code, exc.detail) from None
 
 
 def item_key(raw: Any) -> tuple[str, str, int] | None:

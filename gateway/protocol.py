@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from jc import wire
+from jc import records, wire
 
 from . import const as C
 from .errors import ProtocolError
@@ -48,6 +48,17 @@ def decode(kind: str, payload: bytes) -> dict:
     """Validate a payload of `kind` with the wire core (orjson reads the common case); raise ProtocolError."""
     try:
         return wire.validate(kind, payload, orjson.loads)
+    except wire.ProtoError as exc:
+        raise ProtocolError(exc.code, exc.detail) from None
+
+
+def check_record(kind: str, body: dict) -> dict:
+    """Check a station record (§5.1) with the wire core's table before it is stored; raise ProtocolError."""
+    size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > records.MAX_BODY:
+        raise ProtocolError(C.E_TOO_LARGE, f"{kind} body is {size} bytes, over {records.MAX_BODY}")
+    try:
+        return records.check(kind, body)
     except wire.ProtoError as exc:
         raise ProtocolError(exc.code, exc.detail) from None
 

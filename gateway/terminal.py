@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.responses import FileResponse
+from jc import records
 from pydantic import BaseModel, Field
 
 from . import const as C
+from . import protocol
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
-from .errors import CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError
+from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
+                     ProtocolError)
 from .outbox import Record
 
 if TYPE_CHECKING:
@@ -128,19 +131,19 @@ class TermDepositIn(BaseModel):
 
 
 class OutboundIn(BaseModel):
-    carrier: str = Field(min_length=1, max_length=32)
+    carrier: str = Field(min_length=1, max_length=records.CARRIER_MAX)
     sender_phone: str = Field(pattern=PHONE)
-    sender_name: str = Field(min_length=1, max_length=40)
-    dest: str = Field(min_length=2, max_length=120)
-    weight_g: int = Field(ge=1, le=50_000)
-    produce: str = Field("", max_length=40)
+    sender_name: str = Field(min_length=1, max_length=records.SENDER_NAME_MAX)
+    dest: str = Field(min_length=2, max_length=records.DEST_MAX)
+    weight_g: int = Field(ge=1, le=records.WEIGHT_G_MAX)
+    produce: str = Field("", max_length=records.PRODUCE_MAX)
 
 
 class FaultIn(BaseModel):
     locker: str = Field(pattern=C.ID_RE)
     c: int | None = Field(None, ge=C.COMP_MIN, le=C.COMP_MAX)
     phone: str = Field("", pattern=r"^(\+?[0-9]{5,20})?$")
-    text: str = Field(min_length=1, max_length=300)
+    text: str = Field(min_length=1, max_length=records.FAULT_TEXT_MAX)
 
 
 class HandoverIn(BaseModel):
@@ -174,6 +177,11 @@ def create_router(gw: "Gateway") -> APIRouter:
         return u
 
     async def record(kind: str, body: dict, extra=None) -> None:
+        try:
+            protocol.check_record(kind, body)  # the cloud checks with the same table: never a dead letter
+        except ProtocolError as exc:
+            raise HTTPException(422, {"error": exc.code, "detail": exc.detail}) from None
+
         def tx(conn: sqlite3.Connection) -> None:
             if extra:
                 extra(conn)

@@ -31,6 +31,21 @@ def test_locker_payload_vectors(case):
         assert info.value.code == case["error"]
 
 
+RECORDS = json.loads((VECTORS / "records.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=[c["name"] for c in RECORDS])
+def test_station_record_vectors(case):
+    """§5.1 station records, judged as ingest items (the inline checks first, then the core's table)."""
+    raw = {"src": "gw", "boot": "a1b2c3d4", "seq": 1, "kind": case["kind"], "rx": 1.5, "body": case["body"]}
+    if case["valid"]:
+        assert parse_item(raw).body == case["body"]
+    else:
+        with pytest.raises(ItemRejected) as info:
+            parse_item(raw)
+        assert info.value.code == case["error"]
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c["valid"]], ids=lambda c: c["name"])
 def test_valid_vectors_accepted_as_items(case):
     body = json.loads(_data(case))

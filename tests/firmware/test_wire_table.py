@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from jc import wire
+from jc import records, wire
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -26,6 +26,12 @@ def render(f: tuple) -> tuple[str, str, str, str]:
     required = "yes" if req is True else "no" if req is False else f"unless `{req}`"
     if t in ("int", "key", "num"):
         rng = f"{_num(f[3])}..{_num(f[4])}"
+    elif t in ("nnum", "nint"):
+        rng = f"{_num(f[3])}..{_num(f[4])} or null"
+    elif t in ("free", "opt_free"):
+        rng = f"{f[3]}..{f[4]} characters"
+    elif t == "counters":
+        rng = f"at most {f[3]}; names `ref`, at most {f[4]} characters; values 0..2^53"
     elif t == "enum":
         rng = ", ".join(f"`{c}`" for c in f[3])
     elif t == "str":
@@ -43,8 +49,8 @@ def render(f: tuple) -> tuple[str, str, str, str]:
     return f"`{name}`", t, rng, required
 
 
-def code_rows() -> list[tuple[str, ...]]:
-    return [(f"`{table}`",) + render(f) for table, fields in wire.FIELDS.items() for f in fields]
+def code_rows(tables: dict = wire.FIELDS) -> list[tuple[str, ...]]:
+    return [(f"`{table}`",) + render(f) for table, fields in tables.items() for f in fields]
 
 
 def doc_rows(header: str) -> list[tuple[str, ...]]:
@@ -77,6 +83,10 @@ def _expand(cls: str) -> str:
     return "".join(sorted(set(out)))
 
 
+def test_doc_record_table_is_the_cores():
+    assert doc_rows("| record | field |") == code_rows(records.RECORDS)
+
+
 def test_doc_forms_are_the_cores():
     want = [(f"`{name}`", "".join(sorted(set(chars))), f"{lo}..{hi}") for name, (chars, lo, hi) in wire.FORMS.items()]
     got = [(form, _expand(chars), length) for form, chars, length, _ in doc_rows("| form | characters |")]
@@ -92,6 +102,8 @@ def test_doc_tables_cover_every_kind_and_switch_value():
 
 
 if __name__ == "__main__":
-    print("| table | field | type | range or form | required |\n| --- | --- | --- | --- | --- |")
-    for row in code_rows():
-        print("| " + " | ".join(row) + " |")
+    for head, tables in (("table", wire.FIELDS), ("record", records.RECORDS)):
+        print(f"| {head} | field | type | range or form | required |\n| --- | --- | --- | --- | --- |")
+        for row in code_rows(tables):
+            print("| " + " | ".join(row) + " |")
+        print()

@@ -30,6 +30,20 @@ def test_payload(case):
         assert exc.value.code == case["error"]
 
 
+RECORDS = json.loads((VECTORS / "records.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=[c["name"] for c in RECORDS])
+def test_station_record(case):
+    """§5.1 station records: what the gateway checks before it stores one of its own."""
+    if case["valid"]:
+        assert protocol.check_record(case["kind"], case["body"]) == case["body"]
+    else:
+        with pytest.raises(ProtocolError) as exc:
+            protocol.check_record(case["kind"], case["body"])
+        assert exc.value.code == case["error"]
+
+
 @pytest.mark.parametrize("case", TOPICS, ids=[c["topic"] for c in TOPICS])
 def test_topic(case):
     if "error" in case:

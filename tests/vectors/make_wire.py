@@ -241,7 +241,123 @@ def depth_cases() -> None:
     add("a list nested 300 deep", "evt", "[" * 250 + "]" * 250, "not_json")
 
 
+RECORD_BASES = {
+    "parcel": {"ref": "p-1", "waybill": "SF1234567890", "carrier": "SF", "phone": "13800138000", "locker": "l1",
+               "c": 3, "size": "M"},
+    "code": {"ref": "p-1", "locker": "l1", "phone": "13800138000", "code": "482913", "exp_ts": 1764960000},
+    "gw_tele": {"outbox_depth": 3, "oldest_unsent_s": 1.5, "uplink": "up", "lockers_online": 2, "lockers_total": 2,
+                "cpu_temp": 48.2, "up_s": 3600, "counters": {"rejected_payloads": 0}},
+    "outbound": {"ref": "o-1", "carrier": "EMS", "sender_phone": "13700000001", "sender_name": "王大妈",
+                 "dest": "成都市", "weight_g": 2500, "fee_cents": 1200, "fee_reason": "EMS 3 kg", "produce": "核桃"},
+    "handover": {"ref": "p-1", "by": "agent-li", "at": 1764355200, "how": "door_to_door"},
+    "fault_report": {"locker": "l1", "c": 2, "phone": "13800138000", "text": "门打不开", "at": 1764355200},
+}
+RECORD_INTS = [("parcel", "c", 1, 32), ("code", "exp_ts", 0, 2**53), ("gw_tele", "outbox_depth", 0, 2**53),
+               ("gw_tele", "lockers_total", 2, 10000), ("gw_tele", "up_s", 0, 2**53),
+               ("outbound", "weight_g", 1, 100000), ("outbound", "fee_cents", 0, 10000000),
+               ("handover", "at", 1, 2**53), ("fault_report", "c", 1, 32), ("fault_report", "at", 1, 2**53)]
+RECORD_TEXT = [("parcel", "waybill", 64), ("parcel", "carrier", 32), ("outbound", "carrier", 32),
+               ("outbound", "sender_name", 64), ("outbound", "dest", 120), ("outbound", "fee_reason", 64),
+               ("outbound", "produce", 40), ("fault_report", "text", 300)]
+RECORD_REQUIRED = {"parcel": ["ref", "locker", "c"], "code": ["ref", "phone", "code"],
+                   "gw_tele": ["outbox_depth", "oldest_unsent_s", "uplink", "lockers_online", "lockers_total",
+                               "cpu_temp", "up_s"],
+                   "outbound": ["ref", "carrier", "sender_phone", "sender_name", "dest", "weight_g", "fee_cents"],
+                   "handover": ["ref", "by", "at", "how"], "fault_report": ["locker", "text", "at"]}
+RECORD_OPTIONAL = {"parcel": ["waybill", "carrier", "phone", "size"], "code": ["locker", "exp_ts"],
+                   "gw_tele": ["counters"], "outbound": ["produce"], "fault_report": ["c", "phone"]}
+
+
+def record_cases() -> list[dict]:
+    out: list[dict] = []
+
+    def rec(name: str, kind: str, body, error: str | None) -> None:
+        c = {"name": name, "kind": kind, "body": body, "valid": error is None}
+        if error is not None:
+            c["error"] = error
+        out.append(c)
+
+    def with_(kind: str, **changes) -> dict:
+        body = dict(RECORD_BASES[kind])
+        for k, v in changes.items():
+            if v is _DROP:
+                body.pop(k, None)
+            else:
+                body[k] = v
+        return body
+
+    for kind in RECORD_BASES:
+        rec(f"{kind} as sent", kind, with_(kind), None)
+        rec(f"{kind} as a list", kind, [with_(kind)], "not_object")
+    for kind, field, lo, hi in RECORD_INTS:
+        for value, error in ((lo, None), (hi, None), (lo - 1, "bad_field"), (hi + 1, "bad_field"),
+                             (str(lo), "bad_field"), (True, "bad_field")):
+            rec(f"{kind} {field} = {value!r}", kind, with_(kind, **{field: value}), error)
+    for kind, field, hi in RECORD_TEXT:
+        for n, error in ((1, None), (hi, None), (hi + 1, "bad_field")):
+            rec(f"{kind} {field} of {n} characters", kind, with_(kind, **{field: "字" * n}), error)
+        for text, what in (("a\nb", "a newline"), ("a\x7fb", "DEL"), ("a\ud800b", "a lone surrogate"),
+                           ("a\x00b", "NUL")):
+            rec(f"{kind} {field} with {what}", kind, with_(kind, **{field: text}), "bad_field")
+    for kind, fields in RECORD_REQUIRED.items():
+        for field in fields:
+            rec(f"{kind} without {field}", kind, with_(kind, **{field: _DROP}), "bad_field")
+    for kind, fields in RECORD_OPTIONAL.items():
+        for field in fields:
+            rec(f"{kind} without optional {field}", kind, with_(kind, **{field: _DROP}), None)
+    for name, kind, changes, error in [
+        ("parcel phone too short", "parcel", {"phone": "1234"}, "bad_field"),
+        ("parcel phone of 20 digits with +", "parcel", {"phone": "+" + "1" * 20}, None),
+        ("parcel phone of 21 digits", "parcel", {"phone": "1" * 21}, "bad_field"),
+        ("parcel phone with a space", "parcel", {"phone": "138 0013 8000"}, "bad_field"),
+        ("parcel phone null", "parcel", {"phone": None}, "bad_field"),
+        ("parcel size XL", "parcel", {"size": "XL"}, "bad_field"),
+        ("parcel locker upper case", "parcel", {"locker": "L1"}, "bad_field"),
+        ("code of 5 digits", "code", {"code": "12345"}, "bad_field"),
+        ("code of 7 digits", "code", {"code": "1234567"}, "bad_field"),
+        ("code as a number", "code", {"code": 482913}, "bad_field"),
+        ("gw_tele more online than total", "gw_tele", {"lockers_online": 3, "lockers_total": 2}, "bad_field"),
+        ("gw_tele oldest_unsent_s null", "gw_tele", {"oldest_unsent_s": None}, None),
+        ("gw_tele cpu_temp null", "gw_tele", {"cpu_temp": None}, None),
+        ("gw_tele cpu_temp 200", "gw_tele", {"cpu_temp": 200}, None),
+        ("gw_tele cpu_temp 200.5", "gw_tele", {"cpu_temp": 200.5}, "bad_field"),
+        ("gw_tele cpu_temp -61", "gw_tele", {"cpu_temp": -61}, "bad_field"),
+        ("gw_tele uplink sideways", "gw_tele", {"uplink": "sideways"}, "bad_field"),
+        ("gw_tele 64 counters", "gw_tele", {"counters": {f"c{i}": i for i in range(64)}}, None),
+        ("gw_tele 65 counters", "gw_tele", {"counters": {f"c{i}": i for i in range(65)}}, "bad_field"),
+        ("gw_tele counter name of 40", "gw_tele", {"counters": {"c" * 40: 1}}, None),
+        ("gw_tele counter name of 41", "gw_tele", {"counters": {"c" * 41: 1}}, "bad_field"),
+        ("gw_tele counter name with a space", "gw_tele", {"counters": {"a b": 1}}, "bad_field"),
+        ("gw_tele negative counter", "gw_tele", {"counters": {"a": -1}}, "bad_field"),
+        ("gw_tele counters as a list", "gw_tele", {"counters": [1]}, "bad_field"),
+        ("outbound fee without reason", "outbound", {"fee_reason": ""}, "bad_field"),
+        ("outbound fee with null reason", "outbound", {"fee_reason": None}, "bad_field"),
+        ("outbound no fee and no reason", "outbound", {"fee_cents": 0, "fee_reason": None}, None),
+        ("outbound empty produce", "outbound", {"produce": ""}, None),
+        ("outbound null produce", "outbound", {"produce": None}, None),
+        ("outbound sender_phone text", "outbound", {"sender_phone": "call me"}, "bad_field"),
+        ("handover by a bad agent id", "handover", {"by": "agent li"}, "bad_field"),
+        ("handover how courier", "handover", {"how": "courier"}, "bad_field"),
+        ("fault_report without compartment", "fault_report", {"c": None}, None),
+        ("fault_report empty phone", "fault_report", {"phone": ""}, None),
+        ("fault_report null phone", "fault_report", {"phone": None}, None),
+        ("fault_report bad phone", "fault_report", {"phone": "123"}, "bad_field"),
+        ("fault_report empty text", "fault_report", {"text": ""}, "bad_field"),
+        ("parcel body of 2048 bytes", "parcel", {"pad": "x" * (2048 - 115)}, None),
+        ("parcel body of 2049 bytes", "parcel", {"pad": "x" * (2049 - 115)}, "too_large"),
+    ]:
+        rec(name, kind, with_(kind, **changes), error)
+    return out
+
+
 if __name__ == "__main__":
+    records = record_cases()
+    sizes = {c["name"]: len(json.dumps(c["body"], separators=(",", ":"), ensure_ascii=False).encode())
+             for c in records if "bytes" in c["name"]}
+    assert sizes == {"parcel body of 2048 bytes": 2048, "parcel body of 2049 bytes": 2049}, sizes
+    OUT.with_name("records.json").write_text(json.dumps(
+        {"doc": "docs/protocol.md section 5.1, station records; written by make_wire.py", "cases": records},
+        indent=1) + "\n")  # escaped: some cases hold lone surrogates, which UTF-8 cannot
     field_cases()
     size_cases()
     text_cases()
