@@ -356,16 +356,27 @@ class _Parser:
         return i
 
 
+_DIGIT_TO_0 = []
+
+
+def _long_number(b):
+    """Whether b holds 19 digits in a row: a number a 64-bit reader may turn into a float (CPython only)."""
+    if not _DIGIT_TO_0:
+        _DIGIT_TO_0.append(bytes(48 if 48 <= i <= 57 else i for i in range(256)))
+    return b"0" * 19 in b.translate(_DIGIT_TO_0[0])
+
+
 def parse(data, fast=None):
     """Decode payload bytes as strict JSON; return (value, bad_text) or raise ProtoError('not_json').
 
     `fast` (CPython's orjson.loads) may read the common payload first. It must refuse, with a ValueError,
     what this parser refuses: bad UTF-8, lone surrogates, anything not RFC 8259 JSON. What it reads is taken
-    only without a U+0000 escape and with no more brackets than MAX_DEPTH, so that nothing it parsed can
-    break the text rule or the depth limit, not even in a value a duplicate key replaced.
+    only without a U+0000 escape, with no more brackets than MAX_DEPTH and without 19 digits in a row, so
+    that nothing it parsed can break the text rule or the depth limit, not even in a value a duplicate key
+    replaced, and no integer beyond 64 bits comes back as a float.
     """
     b = bytes(data)
-    if fast is not None:
+    if fast is not None and not _long_number(b):
         try:
             v = fast(b)
         except ValueError:

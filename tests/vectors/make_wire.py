@@ -214,6 +214,7 @@ def text_cases() -> None:
         ("NaN", ',"x":NaN}', "not_json"),
         ("Infinity", ',"x":-Infinity}', "not_json"),
         ("a number beyond 64 bits", ',"x":' + "9" * 30 + '}', None),
+        ("a number just below the 64-bit range", ',"x":-9223372036854775809}', None),
         ("a float beyond double", ',"x":1e400}', None),
         ("data after the object", '}x', "not_json"),
         ("whitespace around the object", '} \r\n\t', None),
