@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
 from jc import records, wire
 
 from . import const as C
 from .errors import ProtocolError
-
 
 
 @dataclass(frozen=True)

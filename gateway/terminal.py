@@ -16,15 +16,23 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.responses import FileResponse
-from jc import records
 from pydantic import BaseModel, Field
+
+from jc import records
 
 from . import const as C
 from . import protocol
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
-from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
-                     ProtocolError)
+from .errors import (
+    CommandRejected,
+    CommandTimeout,
+    LockerError,
+    LockerOffline,
+    NoCompartment,
+    OutboxError,
+    ProtocolError,
+)
 from .outbox import Record
 
 if TYPE_CHECKING:

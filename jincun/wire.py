@@ -13,6 +13,7 @@ import os
 import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Self
 
 from jc import const as K
 
@@ -117,7 +118,7 @@ class Firmware:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> Firmware:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,10 +1,19 @@
 """The device's side of the wire: payload encoders; topics and validation come from the wire core (jc.wire)."""
 
 import json
-from jc import const as K
 
+from jc import const as K
 from jc import wire
-from jc.wire import ProtoError, check, parse_topic, topic, validate, is_ident, is_comp, is_fw_path  # noqa: F401
+from jc.wire import (  # noqa: F401
+    ProtoError,
+    check,
+    is_comp,
+    is_fw_path,
+    is_ident,
+    parse_topic,
+    topic,
+    validate,
+)
 
 _SEP = (",", ":")
 

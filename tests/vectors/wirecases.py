@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_wire import BASES, LIMITS  # noqa: E402
+from make_wire import BASES, LIMITS
 
 TOPIC = "jc/v1/s1/l1/{}"
 # values chosen to sit on and around the table's limits, plus text that breaks the text rule
