@@ -218,6 +218,8 @@ class _Parser:
         self.b = b
         self.n = len(b)
         self.bad_text = False
+        # no byte below 0x20 anywhere (the usual compact payload): a string needs no byte-by-byte scan
+        self.plain = self.n > 0 and min(b) >= 0x20
 
     def ws(self, i):
         b, n = self.b, self.n
@@ -283,6 +285,10 @@ class _Parser:
     def string(self, i):
         b, n = self.b, self.n
         i += 1
+        if self.plain:
+            q = b.find(b'"', i)
+            if q >= 0 and b.find(b"\\", i, q) < 0:
+                return str(b[i:q], "utf-8"), q + 1
         start = i
         parts = []
         while True:
