@@ -8,8 +8,13 @@ from hypothesis import HealthCheck, given, settings
 
 from cloud import protocol
 from cloud.errors import ItemRejected
-from jc import wire
-from tests.vectors.wirecases import payload_bytes, payload_objects
+from jc import records, wire
+from tests.vectors.wirecases import (
+    RECORD_BASES,
+    payload_bytes,
+    payload_objects,
+    record_objects,
+)
 
 LOCKER_KINDS = ("evt", "birth", "status", "tele")
 
@@ -31,7 +36,7 @@ def _item(kind: str, body) -> dict:
             "seq": seq if type(seq) is int and 0 <= seq <= 2**31 else 1, "kind": kind, "rx": 1.5, "body": body}
 
 
-@settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(payload_objects())
 def test_items_get_the_core_verdict(case):
     kind, body = case
@@ -67,6 +72,28 @@ def test_raw_payloads_get_the_core_verdict(case):
     assert got == (wire.check(kind, data) or "ok")
 
 
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(record_objects())
+def test_station_records_get_the_core_verdict(case):
+    """The inline parcel and code checks, and the rest through jc.records: the core's verdict every time."""
+    kind, body = case
+    raw = {"src": "gw", "boot": "a1b2c3d4", "seq": 3, "kind": kind, "rx": 1.5, "body": body}
+    want = "too_large" if not protocol._within(body, records.MAX_BODY) else "ok"
+    if want == "ok":
+        try:
+            records.check(kind, body)
+        except wire.ProtoError as exc:
+            want = exc.code
+    if protocol._fast_item(raw) is not None:
+        assert want == "ok", f"the fast path took what the core refuses ({want})"
+    try:
+        protocol.parse_item(raw)
+        got = "ok"
+    except ItemRejected as exc:
+        got = exc.code
+    assert got == want
+
+
 def test_the_fast_path_takes_the_common_items():
     """The inline checks are worth keeping only if they take the usual event and telemetry."""
     evt = {"v": 1, "boot": "5f0c3a9e", "seq": 3, "ts": 0, "mono": 5, "type": "door", "c": 1, "open": True}
@@ -74,3 +101,6 @@ def test_the_fast_path_takes_the_common_items():
                       '"temp":41.5,"reset":"power","outbox":0,"drops":0,"errs":0,"fw":"0.1.0","lockouts":0}')
     assert protocol._fast_item(_item("evt", evt)) is not None
     assert protocol._fast_item(_item("tele", tele)) is not None
+    for kind in ("parcel", "code"):
+        raw = {"src": "gw", "boot": "a1b2c3d4", "seq": 3, "kind": kind, "rx": 1.5, "body": RECORD_BASES[kind]}
+        assert protocol._fast_item(raw) is not None

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_wire import BASES, LIMITS
+from make_wire import BASES, LIMITS, RECORD_BASES
 
 TOPIC = "jc/v1/s1/l1/{}"
 # values chosen to sit on and around the table's limits, plus text that breaks the text rule
@@ -82,3 +82,22 @@ def payload_bytes(draw) -> tuple[str, bytes]:
             cut = draw(st.integers(0, 2))
             data = data[:i] + piece + data[i + cut:]
     return kind, data
+
+
+RECORD_KEYS = sorted({k for body in RECORD_BASES.values() for k in body} | {"x", "\ud800", "\x00"})
+RECORD_TEXT = ["", "p-1", "l1", "L1", "13800138000", "+8613800138000", "1234", "482913", "48291", "a\nb", "a\x7f",
+               "\ud800", "王大妈", "x" * 65, "x" * 300, "door_to_door", "up", "S", "M"]
+
+
+@st.composite
+def record_objects(draw) -> tuple[str, object]:
+    """(kind, body): a good station record with a few of its fields changed, added or dropped."""
+    kind = draw(st.sampled_from(sorted(RECORD_BASES)))
+    body = json.loads(json.dumps(RECORD_BASES[kind]))
+    for _ in range(draw(st.integers(0, 3))):
+        key = draw(st.sampled_from(sorted(body) or RECORD_KEYS) | st.sampled_from(RECORD_KEYS))
+        if draw(st.integers(0, 3)) == 0:
+            body.pop(key, None)
+        else:
+            body[key] = draw(st.sampled_from(RECORD_TEXT) | scalars | json_values)
+    return kind, body
