@@ -5,19 +5,21 @@ from __future__ import annotations
 import re
 
 from jincun.phone import PHONE_RE  # noqa: F401 (the one phone rule, re-exported for the cloud)
+from jc import const as W
+from jc import records as R
 
 API_PREFIX = "/api/v1"
 INGEST_PATH = f"{API_PREFIX}/gateway/ingest"
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = W.V
 
 # §5.1 batch limits
 MAX_BATCH_ITEMS = 500
 MAX_BATCH_BYTES = 1024 * 1024
 
 # §2 size limits per payload kind (UTF-8 JSON bytes)
-MAX_PAYLOAD_BYTES = {"birth": 4096, "evt": 512, "status": 512, "ack": 512, "tele": 1024}
-MAX_GW_BODY_BYTES = 2048
+MAX_PAYLOAD_BYTES = W.MAX_BYTES  # the wire core's limits
+MAX_GW_BODY_BYTES = R.MAX_BODY
 
 GATEWAY_SRC = "gw"
 LOCKER_KINDS = ("evt", "birth", "status", "tele")
@@ -34,34 +36,37 @@ BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 CODE_RE = re.compile(r"^[0-9]{6}$")
 # couriers type these on the gateway: any printable text without control characters
 FREE_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-MAX_WAYBILL, MAX_CARRIER = 64, 32
+MAX_WAYBILL, MAX_CARRIER = R.WAYBILL_MAX, R.CARRIER_MAX
 
 # station records (§5.1): gw_tele, outbound, handover, fault_report
-UPLINK_STATES = ("up", "down")
-MAX_GW_COUNTERS = 64  # counters one gw_tele may carry
-MAX_COUNTER_NAME = 40
-MAX_SENDER_NAME, MAX_DEST, MAX_PRODUCE, MAX_FEE_REASON = 64, 120, 40, 64
-MAX_WEIGHT_G = 100_000
-MAX_FEE_CENTS = 10_000_000
-MAX_FAULT_TEXT = 300
-HANDOVER_HOW = ("door_to_door",)
+# their limits live in the wire core (jc.records), which the gateway checks its records with too
+UPLINK_STATES = R.UPLINK_STATES
+MAX_GW_COUNTERS = R.COUNTERS_MAX  # counters one gw_tele may carry
+MAX_COUNTER_NAME = R.COUNTER_NAME_MAX
+MAX_SENDER_NAME, MAX_DEST, MAX_PRODUCE, MAX_FEE_REASON = R.SENDER_NAME_MAX, R.DEST_MAX, R.PRODUCE_MAX, R.FEE_REASON_MAX
+MAX_WEIGHT_G = R.WEIGHT_G_MAX
+MAX_FEE_CENTS = R.FEE_CENTS_MAX
+MAX_FAULT_TEXT = R.FAULT_TEXT_MAX
+HANDOVER_HOW = R.HANDOVER_HOW
 AGENT_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 FAULT_REPORT_KIND = "fault_report"
 GW_POINT_MEASUREMENTS = ("gw_outbox", "gw_lag", "gw_uplink")
 
-SEQ_MAX = 2**31 - 1
+# the wire's own names and limits come from the wire core (jc.const), which the firmware and gateway share
+SEQ_MAX = W.SEQ_MAX
 ITEM_SEQ_MAX = 2**62
-COMPARTMENT_MIN, COMPARTMENT_MAX = 1, 32
-SIZES = ("S", "M", "L")
-COMP_STATES = ("empty", "deposit", "occupied", "pickup", "disabled", "fault")
-DOOR_STATES = ("open", "closed")
-STATUS_STATES = ("online", "lost")
-LOCK_WHY = ("deposit", "pickup", "remote", "courier")
-ALARM_KINDS = ("door_ajar", "forced_open", "lock_jam", "occupancy_mismatch", "sensor_fault", "lockout")
-EVT_TYPES = ("door", "lock", "deposit", "deposit_void", "pickup", "code_ok", "code_bad", "lockout", "alarm", "state",
-             "courier", "fw")
-FW_RESULTS = ("staged", "ok", "rolled_back", "bad_mac", "bad_hash", "no_space", "timeout")  # protocol §3.7
-MAX_STR = 64  # longest free-text field accepted inside a payload (fw, why, reset, ...)
+TS_MAX, MONO_MAX, COUNT_MAX, TEXT_MAX = W.TS_MAX, W.MONO_MAX, W.COUNT_MAX, W.TEXT_MAX
+COMPARTMENT_MIN, COMPARTMENT_MAX = W.COMP_MIN, W.COMP_MAX
+SIZES = W.SIZES
+COMP_STATES = W.STATES
+DOOR_STATES = W.DOORS
+STATUS_STATES = (W.STATUS_ONLINE, W.STATUS_LOST)
+LOCK_WHY = W.LOCK_WHY
+ALARM_KINDS = W.ALARM_KINDS
+EVT_TYPES = W.EVT_TYPES
+FW_RESULTS = W.FW_RESULTS  # protocol §3.7
+FW_VER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,24}$")
+MAX_STR = 64  # longest free-text field accepted in a gateway record
 
 STATION_KINDS = ("village_shop", "party_service_centre", "postal_point", "town_station", "district_hub")
 LOCKER_ONLINE_STATES = ("online", "lost", "unknown")
@@ -84,11 +89,11 @@ SMS_SEGMENT_UNITS = 70
 APPLIED, DUPLICATE, REJECTED = "applied", "duplicate", "rejected"
 
 # rejection codes; the payload ones match tests/vectors/payloads.json
-E_TOO_LARGE = "too_large"
-E_NOT_JSON = "not_json"
-E_NOT_OBJECT = "not_object"
-E_BAD_VERSION = "bad_version"
-E_BAD_FIELD = "bad_field"
+E_TOO_LARGE = W.E_TOO_LARGE
+E_NOT_JSON = W.E_NOT_JSON
+E_NOT_OBJECT = W.E_NOT_OBJECT
+E_BAD_VERSION = W.E_BAD_VERSION
+E_BAD_FIELD = W.E_BAD_FIELD
 E_BAD_ITEM = "bad_item"
 E_UNKNOWN_KIND = "unknown_kind"
 E_UNKNOWN_LOCKER = "unknown_locker"

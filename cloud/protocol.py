@@ -9,6 +9,9 @@ from typing import Any
 
 import orjson
 
+from jc import const as W
+from jc import records, wire
+
 from . import constants as K
 from .errors import BatchRejected, ItemRejected
 
@@ -94,7 +97,8 @@ def _c(d: dict, *, required: bool = True) -> int | None:
 
 
 def _compact_len(obj: Any) -> int:
-    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    # surrogatepass: a lone surrogate (refused later by the text rule) must not break the count
+    return len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
 # the longest text Python gives a finite float, less the shortest orjson gives one ("0.0")
@@ -119,223 +123,38 @@ def _within(obj: Any, limit: int) -> bool:
     return _compact_len(obj) <= limit
 
 
-def _envelope(obj: Any, kind: str) -> dict:
-    """Shared first checks of a locker payload, in the normative order (size checked by caller)."""
-    if not isinstance(obj, dict):
-        raise ItemRejected(K.E_NOT_OBJECT, f"{kind} payload must be a JSON object")
-    if obj.get("v") != K.PROTOCOL_VERSION or not _is_int(obj.get("v")):
-        raise ItemRejected(K.E_BAD_VERSION, f'{kind} payload must carry "v":{K.PROTOCOL_VERSION}')
-    return obj
-
-
-def _check_evt(p: dict) -> None:
-    _str(p, "boot", K.BOOT_RE)
-    _int(p, "seq", 1, K.SEQ_MAX)
-    _int(p, "ts", 0, 2**53)
-    _int(p, "mono", 0, 2**53)
-    kind = _str(p, "type", choices=K.EVT_TYPES)
-    if kind == "door":
-        _c(p)
-        _bool(p, "open")
-    elif kind == "lock":
-        _c(p)
-        _str(p, "why", choices=K.LOCK_WHY)
-    elif kind in ("deposit", "deposit_void", "pickup"):
-        _c(p)
-        _str(p, "ref", K.REF_RE)
-    elif kind == "fw":
-        _str(p, "ver")
-        _str(p, "result", choices=K.FW_RESULTS)
-    elif kind in ("code_ok", "courier"):
-        cs = p.get("cs")
-        if not isinstance(cs, list) or not all(_is_int(c) and K.COMPARTMENT_MIN <= c <= K.COMPARTMENT_MAX
-                                              for c in cs) or len(cs) > K.COMPARTMENT_MAX:
-            raise _bad("cs must be a list of compartment numbers")
-    elif kind == "code_bad":
-        _int(p, "fails", 0, 2**31)
-    elif kind == "lockout":
-        _int(p, "secs", 0, 2**31)
-        _int(p, "count", 0, 2**31)
-    elif kind == "alarm":
-        _str(p, "kind", choices=K.ALARM_KINDS)
-        _c(p, required=False)
-    elif kind == "state":
-        _c(p)
-        _str(p, "st", choices=K.COMP_STATES)
-
-
-def _check_birth(p: dict) -> None:
-    _str(p, "boot", K.BOOT_RE)
-    _str(p, "fw")
-    _int(p, "seq", 0, K.SEQ_MAX)
-    _int(p, "ts", 0, 2**53)
-    _int(p, "mono", 0, 2**53)
-    _int(p, "outbox", 0, 2**31, required=False)
-    _int(p, "vault", 0, 2**31, required=False)
-    comps = p.get("comps")
-    if not isinstance(comps, list) or not 1 <= len(comps) <= K.COMPARTMENT_MAX:
-        raise _bad(f"comps must be a list of 1..{K.COMPARTMENT_MAX} compartments")
-    seen: set[int] = set()
-    for comp in comps:
-        if not isinstance(comp, dict):
-            raise _bad("each of comps must be an object")
-        n = _int(comp, "n", K.COMPARTMENT_MIN, K.COMPARTMENT_MAX)
-        if n in seen:
-            raise _bad(f"comps lists compartment {n} twice")
-        seen.add(n)
-        _str(comp, "size", choices=K.SIZES)
-        _str(comp, "st", choices=K.COMP_STATES)
-        _str(comp, "door", choices=K.DOOR_STATES)
-        _bool(comp, "occ")
-        if comp.get("ref") is not None:
-            _str(comp, "ref", K.REF_RE)
-
-
-def _check_status(p: dict) -> None:
-    _str(p, "state", choices=K.STATUS_STATES)
-    if p.get("boot") is not None:
-        _str(p, "boot", K.BOOT_RE)
-
-
-def _check_tele(p: dict) -> None:
-    _str(p, "boot", K.BOOT_RE)
-    _int(p, "ts", 0, 2**53)
-    _int(p, "mono", 0, 2**53)
-    for key in ("up", "heap", "heap_max", "outbox", "drops", "errs"):
-        _int(p, key, 0, 2**53, required=False)
-    _int(p, "rssi", -200, 50, required=False)
-    _num(p, "vin")
-    _num(p, "temp")
-    _str(p, "reset", required=False)
-    _str(p, "fw", required=False)
-
-
-_CHECKS = {"evt": _check_evt, "birth": _check_birth, "status": _check_status, "tele": _check_tele}
-
-
 def validate_locker_payload(kind: str, payload: Any, *, size: int | None = None) -> dict:
-    """Check a locker payload already parsed from JSON; `size` is its byte length if known."""
+    """Check a locker payload already parsed from JSON with the wire core; `size` is its byte length if known."""
     limit = K.MAX_PAYLOAD_BYTES[kind]
     if (size > limit) if size is not None else not _within(payload, limit):
         raise ItemRejected(K.E_TOO_LARGE, f"{kind} payload is over {limit} bytes")
-    body = _envelope(payload, kind)
-    _CHECKS[kind](body)
-    return body
+    try:
+        return wire.judge_parsed(kind, payload)
+    except wire.ProtoError as exc:
+        raise ItemRejected(exc.code, exc.detail or f"{kind} payload") from None
 
 
 def decode_locker_payload(kind: str, data: bytes) -> dict:
-    """Decode and check raw locker payload bytes (the order of tests/vectors/payloads.json)."""
+    """Decode and check raw locker payload bytes with the wire core (the order of tests/vectors/payloads.json)."""
     limit = K.MAX_PAYLOAD_BYTES[kind]
     if len(data) > limit:
         raise ItemRejected(K.E_TOO_LARGE, f"{kind} payload is over {limit} bytes")
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ItemRejected(K.E_NOT_JSON, f"{kind} payload is not UTF-8 JSON") from exc
-    return validate_locker_payload(kind, obj, size=len(data))
-
-
-def _check_parcel(b: dict) -> None:
-    _str(b, "ref", K.REF_RE)
-    _str(b, "locker", K.LOCKER_ID_RE)
-    _c(b)
-    _str(b, "waybill", K.FREE_TEXT_RE, required=False, max_len=K.MAX_WAYBILL)
-    _str(b, "carrier", K.FREE_TEXT_RE, required=False, max_len=K.MAX_CARRIER)
-    _str(b, "phone", K.PHONE_RE, required=False)
-    _str(b, "size", choices=K.SIZES, required=False)
-
-
-def _check_code(b: dict) -> None:
-    _str(b, "ref", K.REF_RE)
-    _str(b, "phone", K.PHONE_RE)
-    _str(b, "code", K.CODE_RE)
-    _str(b, "locker", K.LOCKER_ID_RE, required=False)
-    _int(b, "exp_ts", 0, 2**53, required=False)
-
-
-def _opt_num(b: dict, key: str, lo: float, hi: float) -> None:
-    """A number in lo..hi, or null (the gateway sends null when it cannot tell, e.g. no CPU sensor)."""
-    value = b.get(key)
-    if key in b and value is None:
-        return
-    if not _is_num(value) or not lo <= value <= hi:
-        raise _bad(f"{key} must be a number {lo:g}..{hi:g} or null")
-
-
-def _check_gw_tele(b: dict) -> None:
-    _int(b, "outbox_depth", 0, 2**53)
-    _opt_num(b, "oldest_unsent_s", 0, 2**53)
-    _str(b, "uplink", choices=K.UPLINK_STATES)
-    online = _int(b, "lockers_online", 0, 10_000)
-    total = _int(b, "lockers_total", 0, 10_000)
-    if online > total:
-        raise _bad("lockers_online must not exceed lockers_total")
-    _opt_num(b, "cpu_temp", -60, 200)
-    _int(b, "up_s", 0, 2**53)
-    counters = b.get("counters", {})
-    if not isinstance(counters, dict) or len(counters) > K.MAX_GW_COUNTERS:
-        raise _bad(f"counters must be an object of at most {K.MAX_GW_COUNTERS} entries")
-    for name, value in counters.items():
-        if len(name) > K.MAX_COUNTER_NAME or not K.REF_RE.fullmatch(name):
-            raise _bad(f"counter name {name[:K.MAX_COUNTER_NAME]!r} has a bad format")
-        if not _is_int(value) or not 0 <= value <= 2**53:
-            raise _bad(f"counter {name} must be a non-negative integer")
-
-
-def _check_outbound(b: dict) -> None:
-    _str(b, "ref", K.REF_RE)
-    _str(b, "carrier", K.FREE_TEXT_RE, max_len=K.MAX_CARRIER)
-    _str(b, "sender_phone", K.PHONE_RE)
-    _str(b, "sender_name", K.FREE_TEXT_RE, max_len=K.MAX_SENDER_NAME)
-    _str(b, "dest", K.FREE_TEXT_RE, max_len=K.MAX_DEST)
-    _int(b, "weight_g", 1, K.MAX_WEIGHT_G)
-    fee = _int(b, "fee_cents", 0, K.MAX_FEE_CENTS)
-    reason = _opt_text(b, "fee_reason", K.MAX_FEE_REASON)
-    if fee and not reason:
-        raise _bad("fee_reason is required when fee_cents is not 0, so the fee can be audited")
-    _opt_text(b, "produce", K.MAX_PRODUCE)
-
-
-def _opt_text(b: dict, key: str, max_len: int) -> str:
-    """Optional free text: absent, null or "" mean none; otherwise printable and at most max_len characters."""
-    value = b.get(key)
-    if value is None or value == "":
-        return ""
-    return _str(b, key, K.FREE_TEXT_RE, max_len=max_len)
-
-
-def _check_handover(b: dict) -> None:
-    _str(b, "ref", K.REF_RE)
-    _str(b, "by", K.AGENT_ID_RE)
-    _int(b, "at", 1, 2**53)
-    _str(b, "how", choices=K.HANDOVER_HOW)
-
-
-def _check_fault_report(b: dict) -> None:
-    _str(b, "locker", K.LOCKER_ID_RE)
-    if b.get("c") is not None:
-        _c(b)
-    if b.get("phone"):
-        _str(b, "phone", K.PHONE_RE)
-    elif b.get("phone") not in (None, ""):
-        raise _bad("phone must be a phone number, empty or null")
-    if not _opt_text(b, "text", K.MAX_FAULT_TEXT):
-        raise _bad("text must say what is wrong")
-    _int(b, "at", 1, 2**53)
-
-
-_GW_CHECKS = {"parcel": _check_parcel, "code": _check_code, "gw_tele": _check_gw_tele, "outbound": _check_outbound,
-              "handover": _check_handover, "fault_report": _check_fault_report}
+        obj, bad_text = wire.parse(data, orjson.loads)
+        return wire.judge(kind, obj, bad_text)
+    except wire.ProtoError as exc:
+        raise ItemRejected(exc.code, exc.detail or f"{kind} payload") from None
 
 
 def validate_gateway_record(kind: str, body: Any) -> dict:
-    """Check the body of a gateway record (§5.1 table: parcel, code, gw_tele, outbound, handover, fault_report)."""
+    """Check the body of a station record (§5.1: parcel, code, gw_tele, outbound, handover, fault_report) with
+    the wire core's table (jc.records), the one the gateway checks its records with before storing them."""
     if not _within(body, K.MAX_GW_BODY_BYTES):
         raise ItemRejected(K.E_TOO_LARGE, f"{kind} body is over {K.MAX_GW_BODY_BYTES} bytes")
-    if not isinstance(body, dict):
-        raise ItemRejected(K.E_NOT_OBJECT, f"{kind} body must be a JSON object")
-    _GW_CHECKS[kind](body)
-    return body
+    try:
+        return records.check(kind, body)
+    except wire.ProtoError as exc:
+        raise ItemRejected(exc.code, exc.detail) from None
 
 
 def item_key(raw: Any) -> tuple[str, str, int] | None:
@@ -349,10 +168,11 @@ def item_key(raw: Any) -> tuple[str, str, int] | None:
 
 
 # ---- fast acceptance ------------------------------------------------------------------------------
-# The checks above call a function per field, which costs more than the checks themselves. Below, the
-# common items (locker events and telemetry, parcel and code records) are checked inline; these checks
-# only ever accept what the checks above accept. Anything they do not accept goes through the checks
-# above, which give the exact answer (error code, message, order of the checks).
+# The wire core and the checks above call a function per field, which costs more than the checks
+# themselves. Below, the common items (locker events and telemetry, parcel and code records) are checked
+# inline; these checks only ever accept what the core and the checks above accept (property-tested in
+# tests/cloud/test_cloud_protocol_fast.py). Anything they do not accept goes through the full checks, which
+# give the exact answer (error code, message, order of the checks).
 
 _MAX_INT = 2**53
 
@@ -371,8 +191,8 @@ def _c_ok(value: Any) -> bool:
 
 def _fast_evt(p: dict) -> bool:
     kind = p.get("type")
-    if not (_s(p.get("boot"), K.BOOT_RE) and _n(p.get("seq"), 1, K.SEQ_MAX) and _n(p.get("ts"), 0, _MAX_INT)
-            and _n(p.get("mono"), 0, _MAX_INT) and type(kind) is str and kind in K.EVT_TYPES):
+    if not (_s(p.get("boot"), K.BOOT_RE) and _n(p.get("seq"), 1, K.SEQ_MAX) and _n(p.get("ts"), 0, K.TS_MAX)
+            and _n(p.get("mono"), 0, K.MONO_MAX) and type(kind) is str and kind in K.EVT_TYPES):
         return False
     if kind == "door":
         return _c_ok(p.get("c")) and type(p.get("open")) is bool
@@ -383,7 +203,7 @@ def _fast_evt(p: dict) -> bool:
         return _c_ok(p.get("c")) and _s(p.get("ref"), K.REF_RE)
     if kind in ("code_ok", "courier"):
         cs = p.get("cs")
-        return type(cs) is list and len(cs) <= K.COMPARTMENT_MAX and all(_c_ok(c) for c in cs)
+        return type(cs) is list and 1 <= len(cs) <= K.COMPARTMENT_MAX and all(_c_ok(c) for c in cs)
     return False
 
 
@@ -392,22 +212,23 @@ def _opt_n(p: dict, key: str, lo: int, hi: int) -> bool:
 
 
 def _fast_tele(p: dict) -> bool:
-    if not (_s(p.get("boot"), K.BOOT_RE) and _n(p.get("ts"), 0, _MAX_INT) and _n(p.get("mono"), 0, _MAX_INT)):
+    if not (_s(p.get("boot"), K.BOOT_RE) and _n(p.get("ts"), 0, K.TS_MAX) and _n(p.get("mono"), 0, K.MONO_MAX)):
         return False
     for key in ("up", "heap", "heap_max", "outbox", "drops", "errs"):
-        if key in p and not _n(p[key], 0, _MAX_INT):
+        if key in p and not _n(p[key], 0, K.COUNT_MAX):
             return False
     if not _opt_n(p, "rssi", -200, 50):
         return False
     for key in ("vin", "temp"):
         if key in p:
             value = p[key]
-            if not ((type(value) is float and math.isfinite(value)) or type(value) is int):
+            if not ((type(value) is float or type(value) is int) and -1000 <= value <= 1000):
                 return False
-    for key in ("reset", "fw"):
-        if key in p and not (type(p[key]) is str and len(p[key]) <= K.MAX_STR):
-            return False
-    return True
+    if "reset" in p and not (type(p["reset"]) is str and len(p["reset"]) <= K.TEXT_MAX):
+        return False
+    if "fw" in p and not _s(p["fw"], K.FW_VER_RE, 24):
+        return False
+    return "safe" not in p or type(p["safe"]) is bool
 
 
 def _opt_s(b: dict, key: str, pattern, max_len: int = K.MAX_STR) -> bool:
@@ -462,6 +283,10 @@ def _fast_item(raw: Any) -> Item | None:
     except orjson.JSONEncodeError:
         return None
     if b"null" in text or len(text) + _FLOAT_SLACK * (text.count(b".") + text.count(b"e") + text.count(b"E")) > limit:
+        return None
+    # the wire core's text rule and depth limit, read off the text: orjson cannot write a lone surrogate,
+    # writes U+0000 as an escape, and no value nests deeper than the brackets counted
+    if b"\\u0000" in text or text.count(b"[") + text.count(b"{") > W.MAX_DEPTH:
         return None
     return Item(src=src, boot=boot, seq=seq, kind=kind, rx=float(rx), body=body, text=text)
 

@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 
 from . import const as C
+from . import protocol
 from .api import create_app
 from .boardlocker import BoardLocker
 from .broker_audit import BrokerAudit
@@ -109,6 +110,7 @@ class Gateway:
             await asyncio.sleep(self.cfg.gateway.tele_s)
             body = self.tele_body(await self.outbox.stats())
             try:
+                protocol.check_record(C.KIND_GW_TELE, body)
                 await self.outbox.append(Record(src=C.SRC_GATEWAY, kind=C.KIND_GW_TELE, body=body))
             except GatewayError as exc:
                 self.counters.inc("dropped_gw_tele")

@@ -1,71 +1,61 @@
-"""Wire constants of protocol v1 as the gateway sees them (mirror of docs/protocol.md)."""
+"""Constants of protocol v1 as the gateway uses them; the wire's own come from the wire core (jc.const)."""
 
-PREFIX = "jc/v1"
-VERSION = 1
+from jc import const as K
 
-ID_RE = r"^[a-z0-9-]{1,32}$"
+PREFIX = K.PREFIX
+VERSION = K.V
+
+# the wire core's identifier forms as patterns, for pydantic fields and the few regex users
+ID_RE = rf"^[a-z0-9-]{{1,{K.ID_MAX}}}$"
 BOOT_RE = r"^[0-9a-f]{8}$"
-CMD_ID_RE = r"^[A-Za-z0-9_-]{1,24}$"
-REF_RE = r"^[A-Za-z0-9_-]{1,40}$"
+CMD_ID_RE = rf"^[A-Za-z0-9_-]{{1,{K.CMD_ID_MAX}}}$"
+REF_RE = rf"^[A-Za-z0-9_-]{{1,{K.REF_MAX}}}$"
 HASH_RE = r"^[0-9a-f]{64}$"
 
-SEQ_MAX = 2**31 - 1
-COMP_MIN, COMP_MAX = 1, 32
+SEQ_MAX = K.SEQ_MAX
+COMP_MIN, COMP_MAX = K.COMP_MIN, K.COMP_MAX
 
 # topic kinds, by direction
-UP_KINDS = ("birth", "status", "evt", "tele", "ack", "fwreq")
-DOWN_KINDS = ("cmd", "eack")
-KINDS = UP_KINDS + DOWN_KINDS
+UP_KINDS = K.UP_KINDS
+DOWN_KINDS = K.DOWN_KINDS
+KINDS = K.KINDS
 
-LIMITS = {
-    "birth": 4096,
-    "evt": 512,
-    "ack": 512,
-    "status": 512,
-    "tele": 1024,
-    "cmd": 1024,
-    "eack": 1024,
-    "fwreq": 512,
-}
+LIMITS = K.MAX_BYTES
 
-SIZES = ("S", "M", "L")
-COMP_STATES = ("empty", "deposit", "occupied", "pickup", "disabled", "fault")
-STATUS_STATES = ("online", "lost")
+SIZES = K.SIZES
+COMP_STATES = K.STATES
+STATUS_STATES = (K.STATUS_ONLINE, K.STATUS_LOST)
 
-EVT_TYPES = (
-    "door", "lock", "deposit", "deposit_void", "pickup",
-    "code_ok", "code_bad", "lockout", "alarm", "state", "courier", "fw",
-)
-LOCK_WHY = ("deposit", "pickup", "remote", "courier")
-ALARM_KINDS = ("door_ajar", "forced_open", "lock_jam", "occupancy_mismatch", "sensor_fault", "lockout")
+EVT_TYPES = K.EVT_TYPES
+LOCK_WHY = K.LOCK_WHY
+ALARM_KINDS = K.ALARM_KINDS
 
-CMD_OPS = ("deposit", "code_put", "code_del", "open", "disable", "enable", "time", "rebirth",
-           "courier_put", "fw_offer", "fw_chunk", "fw_abort", "adopt")
-ACK_ERRORS = ("bad_request", "unknown_op", "no_such_compartment", "busy", "full", "bad_mac", "no_space")
+CMD_OPS = K.OPS
+ACK_ERRORS = (K.ERR_BAD_REQUEST, K.ERR_UNKNOWN_OP, K.ERR_NO_SUCH_COMP, K.ERR_BUSY, K.ERR_FULL, K.ERR_BAD_MAC,
+              K.ERR_NO_SPACE)
 
 # firmware update (§3.7)
 FW_VER_RE = r"^[A-Za-z0-9_.-]{1,24}$"
-FW_PATH_RE = r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,63}$"
-FW_MANIFEST = "@manifest"
-FW_CHUNK_MAX = 512
-FW_FILES_MAX = 40
-FW_MSIZE_MAX = 1 << 16
-FW_FILE_MAX = 1 << 24
-FW_RESULTS = ("staged", "ok", "rolled_back", "bad_mac", "bad_hash", "no_space", "timeout")
+FW_MANIFEST = K.FW_MANIFEST
+FW_CHUNK_MAX = K.FW_CHUNK_MAX
+FW_FILES_MAX = K.FW_FILES_MAX
+FW_MSIZE_MAX = K.FW_MSIZE_MAX
+FW_FILE_MAX = K.FW_FILE_MAX
+FW_RESULTS = K.FW_RESULTS
 # a locker's last word on one update: everything but `staged`
 FW_FINAL = ("ok", "rolled_back", "bad_mac", "bad_hash", "no_space", "timeout")
-COURIER_MSG_PREFIX = b"courier:"
+COURIER_MSG_PREFIX = K.PIN_MSG_PREFIX
 
 # protocol error categories (tests/vectors)
-E_TOO_LARGE = "too_large"
-E_NOT_JSON = "not_json"
-E_NOT_OBJECT = "not_object"
-E_BAD_VERSION = "bad_version"
-E_BAD_FIELD = "bad_field"
-E_BAD_TOPIC = "bad_topic"
+E_TOO_LARGE = K.E_TOO_LARGE
+E_NOT_JSON = K.E_NOT_JSON
+E_NOT_OBJECT = K.E_NOT_OBJECT
+E_BAD_VERSION = K.E_BAD_VERSION
+E_BAD_FIELD = K.E_BAD_FIELD
+E_BAD_TOPIC = K.E_BAD_TOPIC
 
-CODE_DIGITS = 6
-CODE_MSG_PREFIX = b"pickup:"
+CODE_DIGITS = K.CODE_LEN
+CODE_MSG_PREFIX = K.CODE_MSG_PREFIX
 
 # gateway <-> cloud (§5)
 SRC_GATEWAY = "gw"

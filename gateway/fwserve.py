@@ -13,24 +13,24 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import GatewayError
+from jc import const as K
+from jc import wire
 
-FWREQ = "fwreq"  # jc/v1/{station}/{locker}/fwreq, locker -> gateway, QoS 0
-FWREQ_MAX_BYTES = 512
-CMD_MAX_BYTES = 1024
-CHUNK_MAX = 512
-PATH_MAX = 64
-FILES_MAX = 40
-MANIFEST_FILE = "@manifest"
+from .errors import GatewayError, ProtocolError
+from .protocol import decode
+
+FWREQ = K.FWREQ  # jc/v1/{station}/{locker}/fwreq, locker -> gateway, QoS 0
+FWREQ_MAX_BYTES = K.MAX_BYTES[K.FWREQ]
+CMD_MAX_BYTES = K.MAX_BYTES[K.CMD]
+CHUNK_MAX = K.FW_CHUNK_MAX
+PATH_MAX = K.FW_PATH_MAX
+FILES_MAX = K.FW_FILES_MAX
+MANIFEST_FILE = K.FW_MANIFEST
 # never part of a set: the loader (kept across updates) and per-device files
 EXCLUDED = frozenset({"main.py", "boot.py", "config.json"})
-_PATH_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-./]{0,63}$")
-_VER_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,24}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,24}$")
 
 
 class FwServeError(GatewayError):
@@ -43,7 +43,7 @@ class FwServeError(GatewayError):
 
 
 def valid_path(p: str) -> bool:
-    return bool(_PATH_RE.match(p)) and ".." not in p and "//" not in p
+    return wire.is_fw_path(p)
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class FirmwareSet:
     """The files of one firmware version, by path relative to the app root."""
 
     def __init__(self, ver: str, files: dict[str, bytes]) -> None:
-        if not _VER_RE.match(ver):
+        if not wire.is_form(ver, "ver"):
             raise FwServeError("bad_version", f"version {ver!r}")
         if not 1 <= len(files) <= FILES_MAX:
             raise FwServeError("bad_set", f"{len(files)} files; a set has 1 to {FILES_MAX}")
@@ -118,7 +118,7 @@ class FwServe:
 
     def offer(self, cmd_id: str, secret_hex: str) -> bytes:
         """The `fw_offer` command payload; the file list is inline when it fits, else fetched as a manifest."""
-        if not _ID_RE.match(cmd_id):
+        if not wire.is_form(cmd_id, "cmd_id"):
             raise FwServeError("bad_field", f"command id {cmd_id!r}")
         o = {"v": 1, "id": cmd_id, "op": "fw_offer", "ver": self.set.ver, "mac": self.set.mac(secret_hex),
              "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.set.files.values()]}
@@ -134,29 +134,13 @@ class FwServe:
                           separators=(",", ":")).encode()
 
     def parse_request(self, payload: bytes | str) -> dict:
-        """Validate a fwreq payload in the contract's order; raise FwServeError with the vector category."""
+        """Validate a fwreq payload (the wire core's checks); raise FwServeError with the vector category."""
         if isinstance(payload, str):
             payload = payload.encode()
-        if len(payload) > FWREQ_MAX_BYTES:
-            raise FwServeError("too_large", f"{len(payload)} bytes")
         try:
-            o = json.loads(payload.decode())
-        except (UnicodeDecodeError, ValueError) as e:
-            raise FwServeError("not_json", str(e)) from e
-        if not isinstance(o, dict):
-            raise FwServeError("not_object")
-        if o.get("v") != 1 or type(o.get("v")) is not int:
-            raise FwServeError("bad_version")
-        ver, file, off, n = o.get("ver"), o.get("file"), o.get("off"), o.get("len")
-        if not isinstance(ver, str) or not _VER_RE.match(ver):
-            raise FwServeError("bad_field", "ver")
-        if not isinstance(file, str) or not (file == MANIFEST_FILE or valid_path(file)):
-            raise FwServeError("bad_field", "file")
-        if type(off) is not int or off < 0:
-            raise FwServeError("bad_field", "off")
-        if type(n) is not int or not 1 <= n <= CHUNK_MAX:
-            raise FwServeError("bad_field", "len")
-        return o
+            return decode(K.FWREQ, payload)
+        except ProtocolError as e:
+            raise FwServeError(e.code, e.detail) from None
 
     def answer(self, payload: bytes | str, cmd_id: str | None = None) -> bytes:
         """The `fw_chunk` command payload answering one fwreq; FwServeError if it cannot be answered."""

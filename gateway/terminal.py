@@ -21,12 +21,14 @@ from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
 from jincun.phone import PHONE_BODY, PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN
+from jc import records
 
 from . import const as C
+from . import protocol
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
-                     OutboxError)
+                     OutboxError, ProtocolError)
 from .outbox import Record
 
 if TYPE_CHECKING:
@@ -148,19 +150,19 @@ class FoundIn(BaseModel):
 
 
 class OutboundIn(BaseModel):
-    carrier: str = Field(min_length=1, max_length=32)
+    carrier: str = Field(min_length=1, max_length=records.CARRIER_MAX)
     sender_phone: str = Field(pattern=PHONE_PATTERN)
-    sender_name: str = Field(min_length=1, max_length=40)
-    dest: str = Field(min_length=2, max_length=120)
-    weight_g: int = Field(ge=1, le=50_000)
-    produce: str = Field("", max_length=40)
+    sender_name: str = Field(min_length=1, max_length=records.SENDER_NAME_MAX)
+    dest: str = Field(min_length=2, max_length=records.DEST_MAX)
+    weight_g: int = Field(ge=1, le=records.WEIGHT_G_MAX)
+    produce: str = Field("", max_length=records.PRODUCE_MAX)
 
 
 class FaultIn(BaseModel):
     locker: str = Field(pattern=C.ID_RE)
     c: int | None = Field(None, ge=C.COMP_MIN, le=C.COMP_MAX)
     phone: str = Field("", pattern=PHONE_OR_EMPTY_PATTERN)
-    text: str = Field(min_length=1, max_length=300)
+    text: str = Field(min_length=1, max_length=records.FAULT_TEXT_MAX)
 
 
 class HandoverIn(BaseModel):
@@ -197,6 +199,11 @@ def create_router(gw: "Gateway") -> APIRouter:
         return u
 
     async def record(kind: str, body: dict, extra=None) -> None:
+        try:
+            protocol.check_record(kind, body)  # the cloud checks with the same table: never a dead letter
+        except ProtocolError as exc:
+            raise HTTPException(422, {"error": exc.code, "detail": exc.detail}) from None
+
         def tx(conn: sqlite3.Connection) -> None:
             if extra:
                 extra(conn)

@@ -149,6 +149,13 @@ def cmd_hw_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_wire_verdicts(args: argparse.Namespace) -> int:
+    """Print the firmware's, gateway's and cloud's verdict on each payload read from stdin (JSON lines)."""
+    from jincun import wire
+
+    return wire.run(sys.stdin, sys.stdout)
+
+
 BENCHES = ("firmware", "gateway", "cloud", "sim")
 
 
@@ -245,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("name", choices=BENCHES, help="which benchmark")
     b.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     b.set_defaults(fn=cmd_bench)
+
+    w = sub.add_parser("wire", help="the wire contract").add_subparsers(dest="sub", required=True)
+    w.add_parser("verdicts", help='each side\'s verdict on JSON lines {"topic", "payload" or "payload_b64"} '
+                 "from stdin").set_defaults(fn=cmd_wire_verdicts)
 
     h = sub.add_parser("hw", help="the controller board").add_subparsers(dest="sub", required=True)
     h.add_parser("check", help="regenerate schematic outputs and check them").set_defaults(fn=cmd_hw_check)

@@ -1,4 +1,7 @@
-"""Wire constants: topics, payload fields, limits and versions (mirrors docs/protocol.md)."""
+"""Wire constants: topics, payload fields, limits and versions (docs/protocol.md).
+
+Part of the wire core with jc.wire: the firmware, the gateway and the cloud all import these names.
+"""
 
 FW = "0.1.0"
 V = 1
@@ -35,6 +38,15 @@ COMP_MIN = 1
 COMP_MAX = 32
 SEQ_MAX = 2147483647
 SIZES = ("S", "M", "L")
+DOORS = ("open", "closed")
+TS_MAX = 1 << 40  # wall-clock seconds
+MONO_MAX = 1 << 53  # monotonic milliseconds since boot
+COUNT_MAX = 1 << 53  # tele counters
+FW_FILE_MAX = 1 << 24
+FW_MSIZE_MAX = 1 << 16
+TEXT_MAX = 64  # free text in a payload (ack err, tele reset)
+# containers (objects and arrays) nested deeper than this are not JSON the protocol takes
+MAX_DEPTH = 8
 
 # compartment states
 ST_EMPTY = "empty"

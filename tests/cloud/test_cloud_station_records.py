@@ -305,7 +305,7 @@ def test_ops_page_shows_gateway_health_and_fault_report(cloud):
 
 def _status(src: str, seq: int, state: str, rx: float) -> dict:
     return {"src": src, "boot": "a1b2c3d4", "seq": seq, "kind": "status", "rx": rx,
-            "body": {"v": 1, "state": state}}
+            "body": {"v": 1, "state": state, **({"boot": "5f0c3a9e"} if state == "online" else {})}}
 
 
 def test_ops_page_lists_the_urgent_first_and_filters_by_state(cloud):

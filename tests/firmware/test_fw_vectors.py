@@ -15,7 +15,7 @@ def test_firmware_codec_matches_vectors():
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    counts = {k: len(json.loads((VECTORS / f"{k}.json").read_text())["cases"]) for k in ("payloads", "topics", "codes")}
+    counts = {k: len(json.loads((VECTORS / f"{k}.json").read_text())["cases"]) for k in ("payloads", "wire", "topics", "codes")}
     assert {k: res[k] for k in counts} == counts
     fw = json.loads((VECTORS / "fwupdate.json").read_text())
     assert res["fwupdate"] == len(fw["payloads"]) + len(fw["macs"]) + len(fw["pins"])

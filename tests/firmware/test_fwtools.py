@@ -60,6 +60,7 @@ def test_deploy_copies_mpy_loader_and_config_with_mpremote(tmp_path):
     assert copy[0] == "connect /dev/ttyUSB0 fs cp -r jc boot.py main.py config.json :"
     files = set(copy[1:])
     assert {"./boot.py", "./main.py", "./config.json", "./jc/app.mpy", "./jc/vault.mpy"} <= files
+    assert {"./jc/wire.mpy", "./jc/const.mpy"} <= files  # the wire core the gateway and cloud share
     assert not any(f.startswith("./jc/") and f.endswith(".py") for f in files)
     assert calls[2].splitlines()[0] == "connect /dev/ttyUSB0 reset"
 

@@ -6,15 +6,24 @@ import binascii
 from jc import proto, hmac256
 
 vec = sys.argv[1]
-out = {"payloads": 0, "topics": 0, "codes": 0, "failures": []}
+out = {"payloads": 0, "wire": 0, "topics": 0, "codes": 0, "failures": []}
 
-with open(vec + "/payloads.json") as f:
-    for c in json.load(f)["cases"]:
-        got = proto.check(c["kind"], c["payload"].encode())
-        want = None if c["valid"] else c["error"]
-        out["payloads"] += 1
-        if got != want:
-            out["failures"].append({"case": c["name"], "got": got, "want": want})
+
+def payload(c):
+    """A case's payload bytes: UTF-8 text, or raw bytes in base64 (payload_b64)."""
+    if "payload_b64" in c:
+        return binascii.a2b_base64(c["payload_b64"])
+    return c["payload"].encode()
+
+
+for name in ("payloads", "wire"):
+    with open(vec + "/" + name + ".json") as f:
+        for c in json.load(f)["cases"]:
+            got = proto.check(c["kind"], payload(c))
+            want = None if c["valid"] else c["error"]
+            out[name] += 1
+            if got != want:
+                out["failures"].append({"case": c["name"], "got": got, "want": want})
 
 with open(vec + "/topics.json") as f:
     for c in json.load(f)["cases"]:
