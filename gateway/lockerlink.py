@@ -23,7 +23,7 @@ from .errors import BrokerError, CommandTimeout, LockerError, LockerOffline, Out
 from .fwserve import FwServe, FwServeError
 from .mqtt_client import MqttClient
 from .mqtt_codec import Publish
-from .outbox import Outbox, Record, unencodable
+from .outbox import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.lockerlink")
 _BOOT = re.compile(C.BOOT_RE)
@@ -251,10 +251,6 @@ class LockerLink:
                 self._dispatch(m[0], payload)
                 continue
             ls.last_seen = now
-            if b"\\u" in payload and unencodable(payload, evt):
-                self._flush_batch()
-                self._refuse_text(ls, "evt", payload, evt)
-                continue
             boot, seq = evt["boot"], evt["seq"]
             if boot == ls.ev_boot and ls.acked < seq == ls.max_seq + 1:
                 # the common case, in order and new: the checks of _accept_evt, inline
@@ -313,9 +309,6 @@ class LockerLink:
                 self._quarantine(ls, payload)
             return
         ls.last_seen = time.time()
-        if unencodable(payload, body):
-            self._refuse_text(ls, t.kind, payload, body)
-            return
         if t.kind == "evt":
             # stored as received: the locker's own bytes go to the cloud, and nothing is encoded again
             self._accept_evt(ls, body, raw=payload.decode("utf-8"))
@@ -370,15 +363,6 @@ class LockerLink:
         self.counters.inc("quarantined_events")
         # stored as received (the payload decoded as UTF-8 to be judged at all): the cloud keeps these bytes
         self._accept_evt(ls, obj, valid=False, raw=payload.decode("utf-8"))
-
-    def _refuse_text(self, ls: LockerState, kind: str, payload: bytes, body: dict) -> None:
-        """A payload holding text the station cannot store (a lone surrogate) is refused and changes no state;
-        an event among them is quarantined as a malformed one is, so that its eack still goes out."""
-        self.counters.inc("rejected_payloads")
-        self.counters.inc("unencodable_payloads")
-        log.warning("rejected %s from %s: text with a lone surrogate", kind, ls.id)
-        if kind == "evt":
-            self._quarantine(ls, payload)
 
     def _accept_evt(self, ls: LockerState, evt: dict, valid: bool = True, raw: str | None = None) -> None:
         """Check an event against the locker's watermark and add it to the current batch if it is next."""

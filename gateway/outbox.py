@@ -123,18 +123,6 @@ def escaped(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def unencodable(payload: bytes, body: Any) -> bool:
-    """Whether a decoded payload holds text UTF-8 cannot hold: a lone surrogate, which only a \\u escape in
-    the payload can give (UTF-8 bytes cannot encode one). The station database stores none as such."""
-    if b"\\u" not in payload:
-        return False
-    try:
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 Stage = Callable[[list, list], tuple[Any, Callable[[], None]]]
 
 

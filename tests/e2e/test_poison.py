@@ -104,7 +104,7 @@ def test_a_poisoned_message_is_dead_lettered_and_everything_else_arrives(stack):
 
     # the gateway refused the poison, counted, and still acknowledged the event
     gw = stack._get(f"{stack.gateway_url}/health")["counters"]
-    assert gw["unencodable_payloads"] == 2 and gw["quarantined_events"] == 1
+    assert gw["rejected_payloads"] == 2 and gw["quarantined_events"] == 1
     assert gw.get("outbox_write_errors", 0) == 0
     # the cloud answered the event rejected and keeps it as a dead letter
     assert _cloud_counters(stack)["ingest_rejected"] == 1
