@@ -16,12 +16,14 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.broker import broker_body, write_auth_files
+from gateway.broker import broker_body, password_line, write_auth_files
 from gateway.config import StationConfig, parse_config
 
 STATION = "demo-01"
 SECRET_L1 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 SECRET_L2 = "9fd687cc5e1918da74cb849b2370293069abc311a49d4f4b7772006b898ad859"
+# a read-only watcher of the whole station, so a test can look on without taking the gateway's client id
+OBSERVER = ("observer", "obs-pass-1234")
 
 
 # pytest's tmp dirs are private to the test user, so a root-started broker must stay that user
@@ -62,6 +64,10 @@ def station(tmp_path, mosquitto_factory):
     # the broker knows l3, the gateway does not: an "unknown locker" with valid credentials
     cfg0 = make_config(tmp_path, extra_locker=True)
     write_auth_files(cfg0, auth)
+    with (auth / "passwd").open("a") as f:
+        f.write(password_line(*OBSERVER) + "\n")
+    with (auth / "acl").open("a") as f:
+        f.write(f"\nuser {OBSERVER[0]}\ntopic read jc/v1/{STATION}/#\n")
     broker = mosquitto_factory(broker_body(cfg0, auth, run_as=RUN_AS), name="station")
     cfg = make_config(tmp_path, broker.port)
     return cfg, broker
@@ -96,7 +102,7 @@ class PahoLocker:
         self.rc = None
         self.connects = 0
         self.subscribed = False
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{station}-{locker}")
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=username or locker)
         self.c.username_pw_set(username or locker, password or f"{locker}-pass-1234")
         self.c.will_set(f"{self.base}/status", json.dumps({"v": 1, "state": "lost"}), qos=1, retain=True)
         self.c.on_message = self._on_message
