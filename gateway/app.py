@@ -34,7 +34,7 @@ log = logging.getLogger("jincun.gateway")
 
 HEALTH_COUNTERS = ("rejected_payloads", "rejected_topics", "unknown_lockers", "seq_gaps", "lockers_lost",
                    "dropped_tele", "dropped_state", "dropped_events", "disk_full", "outbox_refused",
-                   "evt_not_stored", "uplink_failures", "task_restarts", "cmd_timeouts")
+                   "evt_not_stored", "uplink_failures", "task_restarts", "cmd_timeouts", "retained_ignored")
 STABLE_S = 60.0
 GC_THRESHOLDS = (20_000, 20, 50)  # young collections every 20,000 net allocations instead of 700
 
@@ -94,7 +94,7 @@ class Gateway:
         oldest = None if st["oldest_rx"] is None else max(0.0, round(time.time() - st["oldest_rx"], 1))
         keep = ("rejected_payloads", "unknown_lockers", "seq_gaps", "lockers_lost", "dropped_tele", "dropped_state",
                 "dropped_events", "disk_full", "outbox_refused", "uplink_failures", "task_restarts", "cmd_timeouts",
-                "downlink_rate_limited", "pin_failures", "board_poll_failures", "fwreq_refused",
+                "downlink_rate_limited", "pin_failures", "board_poll_failures", "fwreq_refused", "retained_ignored",
                 "fw_rollouts_failed")
         snap = self.counters.snapshot()
         return {"outbox_depth": st["depth"], "oldest_unsent_s": oldest, "uplink": "up" if self.uplink.up else "down",

@@ -15,6 +15,9 @@ COMP_MIN, COMP_MAX = 1, 32
 # topic kinds, by direction
 UP_KINDS = ("birth", "status", "evt", "tele", "ack", "fwreq")
 DOWN_KINDS = ("cmd", "eack")
+# the only kind a locker publishes retained (online, and its last will); a retained message of any other
+# kind is ignored: it would replay whatever a board once left at the broker after every gateway restart
+RETAINED_SUFFIX = "/status"
 KINDS = UP_KINDS + DOWN_KINDS
 
 LIMITS = {

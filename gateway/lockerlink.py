@@ -226,6 +226,10 @@ class LockerLink:
         recs, items = self._batch_recs, self._batch_items
         now = time.time()
         for m in msgs:
+            if m[5] and not m[0].endswith(C.RETAINED_SUFFIX):
+                self.counters.inc("retained_ignored")
+                log.warning("ignored a retained message on %r (only status is retained)", m[0][:120])
+                continue
             ls = topics.get(m[0])
             if ls is None:
                 self._flush_batch()  # keep the outbox in arrival order across kinds
