@@ -8,13 +8,14 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
@@ -22,6 +23,7 @@ from . import const as C
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
 from .errors import CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError
+from .lockout import Lockout
 from .outbox import Record
 
 if TYPE_CHECKING:
@@ -31,14 +33,21 @@ log = logging.getLogger("jincun.gateway.terminal")
 
 STATIC = Path(__file__).with_name("terminal_static")
 PIN_ITERATIONS = 100_000
-PIN_FAILS_BEFORE_LOCK = 5
-PIN_LOCK_FIRST_S = 60
-SESSIONS_MAX = 64
+PIN_MIN_DIGITS = 6
+PIN_RE = rf"^[0-9]{{{PIN_MIN_DIGITS},12}}$"
+# one user's PIN: 5 wrong in a row lock that user for 1 min, doubling up to 16 min
+PIN_USER_LOCK = {"fails": 5, "first_s": 60, "max_s": 960, "forget_s": 3600}
+# one client address, whichever users it tries: a spray across names locks the address. Looser than the
+# per-user lock, because the station's own tablet is one address shared by every courier and the agent
+PIN_ADDR_LOCK = {"fails": 20, "first_s": 60, "max_s": 960, "forget_s": 3600}
+SESSIONS_PER_USER = 4
 PHONE = r"^\+?[0-9]{5,20}$"
 
 
 def hash_pin(pin: str, *, salt: bytes | None = None, iterations: int = PIN_ITERATIONS) -> str:
     """The station.json form of a terminal PIN: pbkdf2_sha256$iterations$salt$hash."""
+    if not re.fullmatch(PIN_RE, pin):
+        raise ValueError(f"a terminal PIN is {PIN_MIN_DIGITS} to 12 digits")
     salt = salt or secrets.token_bytes(16)
     dk = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
     return f"pbkdf2_sha256${iterations}${salt.hex()}${dk.hex()}"
@@ -70,44 +79,56 @@ def mask_phone(phone: str) -> str:
 
 
 class Sessions:
-    """Logged-in terminal users by bearer token, bounded, with a PIN lockout against guessing."""
+    """Logged-in terminal users by bearer token, with PIN lockouts per user and per client address.
 
-    def __init__(self, cfg: TerminalConfig, counters) -> None:
+    A user's lockout holds even against that user's right PIN (so guessing learns nothing during it) and
+    touches no one else; each user keeps at most SESSIONS_PER_USER sessions, so no login ends another
+    user's session.
+    """
+
+    def __init__(self, cfg: TerminalConfig, counters, *, clock=time.monotonic) -> None:
         self.cfg = cfg
         self.counters = counters
+        self.clock = clock
         self._s: dict[str, tuple[TerminalUser, float]] = {}
-        self.fails = 0
-        self.locks = 0
-        self.locked_until = 0.0
+        self.users = {u.id: u for u in cfg.users}
+        self.by_user = Lockout(**PIN_USER_LOCK, clock=clock)
+        self.by_addr = Lockout(**PIN_ADDR_LOCK, clock=clock)
+        # an unknown name costs the same PBKDF2 as a known one, so timing does not tell them apart
+        its = int(cfg.users[0].pin_hash.split("$")[1]) if cfg.users else PIN_ITERATIONS
+        self._dummy = hash_pin("".join(secrets.choice("0123456789") for _ in range(PIN_MIN_DIGITS)),
+                               iterations=its)
 
-    async def login(self, pin: str) -> tuple[str, TerminalUser]:
-        now = time.monotonic()
-        if now < self.locked_until:
-            self.counters.inc("pin_locked")
-            raise HTTPException(429, {"error": "locked", "secs": int(self.locked_until - now) + 1})
-        # PBKDF2 over every user takes a while on a Pi: off the event loop
-        user = await asyncio.to_thread(
-            lambda: next((u for u in self.cfg.users if verify_pin(pin, u.pin_hash)), None))
-        now = time.monotonic()
-        if user is None:
-            self.fails += 1
+    async def login(self, user_id: str, pin: str, addr: str) -> tuple[str, TerminalUser]:
+        for lock, key, scope in ((self.by_addr, addr, "address"), (self.by_user, user_id, "user")):
+            secs = lock.wait_s(key)
+            if secs:
+                self.counters.inc("pin_locked")
+                raise HTTPException(429, {"error": "locked", "secs": secs, "scope": scope})
+        user = self.users.get(user_id)
+        # PBKDF2 takes a while on a Pi: off the event loop
+        ok = await asyncio.to_thread(verify_pin, pin, user.pin_hash if user else self._dummy)
+        if not ok or user is None:
             self.counters.inc("pin_failures")
-            log.warning("wrong terminal PIN (%d in a row)", self.fails)
-            if self.fails >= PIN_FAILS_BEFORE_LOCK:
-                self.locked_until = now + PIN_LOCK_FIRST_S * 2 ** min(self.locks, 4)
-                self.locks += 1
-                self.fails = 0
+            if user is not None:  # unknown names make no entries; the address counts them
+                self.by_user.failed(user_id)
+            self.by_addr.failed(addr)
+            log.warning("wrong terminal PIN for %s from %s", user_id if user else "an unknown user", addr)
             raise HTTPException(401, {"error": "bad_pin"})
-        self.fails = self.locks = 0
-        if len(self._s) >= SESSIONS_MAX:
-            del self._s[min(self._s, key=lambda k: self._s[k][1])]
+        self.by_user.succeeded(user_id)
+        now = self.clock()
+        for tok in [t for t, (_, exp) in self._s.items() if exp < now]:
+            del self._s[tok]
+        mine = [t for t, (u, _) in self._s.items() if u.id == user.id]
+        if len(mine) >= SESSIONS_PER_USER:
+            del self._s[min(mine, key=lambda t: self._s[t][1])]
         token = secrets.token_urlsafe(24)
         self._s[token] = (user, now + self.cfg.session_s)
         return token, user
 
     def user(self, token: str | None) -> TerminalUser:
         got = self._s.get(token or "")
-        if got is None or got[1] < time.monotonic():
+        if got is None or got[1] < self.clock():
             self._s.pop(token or "", None)
             raise HTTPException(401, {"error": "login"})
         return got[0]
@@ -117,7 +138,8 @@ class Sessions:
 
 
 class LoginIn(BaseModel):
-    pin: str = Field(pattern=r"^[0-9]{4,8}$")
+    user: str = Field(pattern=C.ID_RE)
+    pin: str = Field(pattern=PIN_RE)
 
 
 class TermDepositIn(BaseModel):
@@ -199,11 +221,12 @@ def create_router(gw: "Gateway") -> APIRouter:
                 "uplink": "up" if gw.uplink.up else "down",
                 "lockers": [{"id": ls.id, "online": ls.online, "comps": sorted(ls.comps)}
                             for ls in gw.link.lockers.values()],
-                "board_pickup": bool(gw.boards)}
+                "board_pickup": bool(gw.boards),
+                "users": [{"id": u.id, "name": u.name, "role": u.role} for u in cfg.users]}
 
     @r.post(f"{p}/login")
-    async def login(body: LoginIn) -> dict:
-        tok, u = await sessions.login(body.pin)
+    async def login(body: LoginIn, request: Request) -> dict:
+        tok, u = await sessions.login(body.user, body.pin, request.client.host if request.client else "?")
         log.info("terminal login: %s (%s)", u.id, u.role)
         return {"token": tok, "user": u.id, "name": u.name, "role": u.role, "carrier": u.carrier,
                 "scan_n": gw.scanner.n if gw.scanner else 0}

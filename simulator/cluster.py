@@ -35,7 +35,7 @@ log = logging.getLogger("jincun.sim.cluster")
 REPO = Path(__file__).resolve().parent.parent
 CODE_RE = re.compile(r"取件码\s*(\d{6})")
 WAYBILL_RE = re.compile(r"运单号\s*([A-Za-z0-9-]+)")
-AGENT_PIN = "246810"
+AGENT_ID, AGENT_PIN = "agent1", "246810"
 AGENT_PIN_ITERATIONS = 1000  # a simulator-only PIN; hundreds of stations start faster with a cheap hash
 SMS_MAX = 200_000
 
@@ -291,7 +291,7 @@ class Cluster:
     def _register(self) -> None:
         auth = {"Authorization": f"Bearer {self.admin_token}"}
         comps = provision.parse_comps(self.comps)
-        agent = {"id": "agent1", "name": "示例代办员", "role": "agent",
+        agent = {"id": AGENT_ID, "name": "示例代办员", "role": "agent",
                  "pin_hash": hash_pin(AGENT_PIN, iterations=AGENT_PIN_ITERATIONS)}
         from concurrent.futures import ThreadPoolExecutor
         ports = {st.id: self.ports.take() for st in self.stations}

@@ -24,7 +24,7 @@ from rich.live import Live
 from rich.table import Table
 
 from simulator import intruder
-from simulator.cluster import AGENT_PIN, Cluster, ClusterError, StationSpec
+from simulator.cluster import AGENT_ID, AGENT_PIN, Cluster, ClusterError, StationSpec
 from simulator.county import make_county, pick
 from simulator.ledger import Ledger, LedgerError, Window
 from simulator.people import Action, Parcel, elderly_phones, make_plan, pickup_hour
@@ -280,7 +280,8 @@ class Play:
 
     async def _agent(self, station: str) -> str:
         if station not in self.agent_tokens:
-            r = await self.http.post(f"{self.cl.gateway_url(station)}/api/v1/terminal/login", json={"pin": AGENT_PIN})
+            r = await self.http.post(f"{self.cl.gateway_url(station)}/api/v1/terminal/login",
+                                     json={"user": AGENT_ID, "pin": AGENT_PIN})
             r.raise_for_status()
             self.agent_tokens[station] = r.json()["token"]
         return self.agent_tokens[station]

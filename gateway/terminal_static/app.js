@@ -1,7 +1,7 @@
 "use strict";
 // Station terminal: Chinese first, English on request; talks only to the gateway, so it works offline.
 const T = {
-  zh: {logout: "退出", login_title: "驿站终端登录", pin: "PIN 码", login: "登录", pickup_title: "取件（输入取件码）",
+  zh: {logout: "退出", login_title: "驿站终端登录", user: "姓名", pin: "PIN 码（6 位以上）", login: "登录", pickup_title: "取件（输入取件码）",
     code: "6 位取件码", pickup: "取件", deposit_title: "快递员投递", waybill: "运单号", scan_hint: "扫描枪扫码会自动填入",
     phone: "收件人手机", size: "格口大小", size_S: "小", size_M: "中", size_L: "大",
     consent_ask: "收件人尚未授权投柜：我已电话征得收件人同意", open_door: "分配格口并开门",
@@ -16,7 +16,7 @@ const T = {
     consent_refused: "收件人拒绝投柜，请联系收件人改为驿站或上门交付", consent_unknown: "请先电话征得收件人同意",
     no_compartment: "没有合适的空格口", locker_offline: "快递柜离线", locker_refused: "快递柜拒绝开门",
     bad_code: "取件码错误", opened: "已开门，格口：", none: "暂无", sent: "已记录", storage: "存储故障"},
-  en: {logout: "Log out", login_title: "Station terminal", pin: "PIN", login: "Log in", pickup_title: "Pick up (type your code)",
+  en: {logout: "Log out", login_title: "Station terminal", user: "Name", pin: "PIN (6 digits or more)", login: "Log in", pickup_title: "Pick up (type your code)",
     code: "6-digit pickup code", pickup: "Pick up", deposit_title: "Courier deposit", waybill: "Waybill",
     scan_hint: "A scanned barcode fills this in", phone: "Recipient phone", size: "Compartment size",
     size_S: "Small", size_M: "Medium", size_L: "Large",
@@ -74,6 +74,9 @@ async function loadInfo() {
     $("f-pickup").classList.toggle("hidden", !info.board_pickup);
     $("ob-carrier").innerHTML = info.carriers.map((c) => `<option>${esc(c)}</option>`).join("");
     $("ft-locker").innerHTML = info.lockers.map((l) => `<option>${esc(l.id)}</option>`).join("");
+    const pick = $("user").value;
+    $("user").innerHTML = info.users.map((u) => `<option value="${esc(u.id)}">${esc(u.name)}</option>`).join("");
+    if (pick) { $("user").value = pick; }
   } catch (e) { /* the next poll tries again */ }
 }
 function logout() {
@@ -99,7 +102,7 @@ $("logout").onclick = logout;
 $("f-login").onsubmit = async (ev) => {
   ev.preventDefault(); $("login-err").textContent = "";
   try {
-    const r = await api("POST", "/login", {pin: $("pin").value});
+    const r = await api("POST", "/login", {user: $("user").value, pin: $("pin").value});
     token = r.token; me = r; sessionStorage.setItem("jc-token", token); sessionStorage.setItem("jc-me", JSON.stringify(r));
     $("pin").value = ""; start();
   } catch (e) { $("login-err").textContent = errText(e); $("pin").value = ""; }
