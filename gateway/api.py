@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
 
-from . import const as C
-from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
-                     UnknownParcel)
-
+from .errors import UnknownParcel
 from .terminal import create_router
 
 if TYPE_CHECKING:
     from .app import Gateway
 
 
-class DepositIn(BaseModel):
-    waybill: str = Field(min_length=1, max_length=64)
-    phone: str = Field(pattern=r"^\+?[0-9]{5,20}$")
-    carrier: str = Field(min_length=1, max_length=32)
-    size: Literal["S", "M", "L"]
-    locker: str | None = Field(None, pattern=C.ID_RE)
-
-
 def create_app(gw: "Gateway") -> FastAPI:
     """The FastAPI app bound to one running gateway."""
     app = FastAPI(title="jincun station gateway", docs_url=None, redoc_url=None)
+    # the terminal's routes include POST /api/v1/deposits: a deposit needs a logged-in courier everywhere
     app.include_router(create_router(gw))
-
-    @app.post("/api/v1/deposits", status_code=201)
-    async def new_deposit(req: DepositIn) -> dict:
-        try:
-            return await gw.deposits.request(req.waybill, req.phone, req.carrier, req.size, req.locker)
-        except NoCompartment as exc:
-            raise HTTPException(409, {"error": "no_compartment", "detail": str(exc)}) from None
-        except CommandRejected as exc:
-            raise HTTPException(409, {"error": "locker_refused", "detail": exc.err}) from None
-        except (LockerOffline, CommandTimeout) as exc:
-            raise HTTPException(503, {"error": "locker_offline", "detail": str(exc)}) from None
-        except OutboxError as exc:
-            raise HTTPException(503, {"error": "storage", "detail": str(exc)}) from None
-        except LockerError as exc:
-            raise HTTPException(404, {"error": "unknown_locker", "detail": str(exc)}) from None
 
     @app.get("/api/v1/deposits/{ref}")
     async def get_deposit(ref: str) -> dict:

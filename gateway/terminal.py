@@ -116,6 +116,10 @@ class Sessions:
             log.warning("wrong terminal PIN for %s from %s", user_id if user else "an unknown user", addr)
             raise HTTPException(401, {"error": "bad_pin"})
         self.by_user.succeeded(user_id)
+        return self.open(user), user
+
+    def open(self, user: TerminalUser) -> str:
+        """A new session of `user` (whose PIN was checked); ends only that user's own oldest one if needed."""
         now = self.clock()
         for tok in [t for t, (_, exp) in self._s.items() if exp < now]:
             del self._s[tok]
@@ -124,7 +128,7 @@ class Sessions:
             del self._s[min(mine, key=lambda t: self._s[t][1])]
         token = secrets.token_urlsafe(24)
         self._s[token] = (user, now + self.cfg.session_s)
-        return token, user
+        return token
 
     def user(self, token: str | None) -> TerminalUser:
         got = self._s.get(token or "")
@@ -146,6 +150,17 @@ class TermDepositIn(BaseModel):
     waybill: str = Field(pattern=r"^[A-Za-z0-9-]{6,40}$")
     phone: str = Field(pattern=PHONE)
     size: Literal["S", "M", "L"]
+    consent_asked: bool = False
+
+
+class DepositIn(BaseModel):
+    """A deposit through the station's machine API (a courier's app or a scanner desk): same rules."""
+
+    waybill: str = Field(pattern=r"^[A-Za-z0-9-]{1,40}$")
+    phone: str = Field(pattern=PHONE)
+    carrier: str | None = Field(None, min_length=1, max_length=32)
+    size: Literal["S", "M", "L"]
+    locker: str | None = Field(None, pattern=C.ID_RE)
     consent_asked: bool = False
 
 
@@ -246,20 +261,23 @@ def create_router(gw: "Gateway") -> APIRouter:
         got = await gw.consent.check(phone)
         return {"consent": got.consent, "door_help": got.door_help, "source": got.source}
 
-    @r.post(f"{p}/deposit", status_code=201)
-    async def deposit(body: TermDepositIn, u: TerminalUser = Depends(courier)) -> dict:
-        got = await gw.consent.check(body.phone)
+    async def deposit_as(u: TerminalUser, waybill: str, phone: str, size: str, consent_asked: bool, *,
+                         carrier: str | None = None, locker: str | None = None) -> dict:
+        """The one deposit rule of both routes: a logged-in courier, the recipient's consent, then a door."""
+        if u.carrier and carrier and carrier != u.carrier:
+            raise HTTPException(403, {"error": "carrier"})
+        got = await gw.consent.check(phone)
         if got.consent == "refused":
             gw.counters.inc("deposits_no_consent")
             raise HTTPException(409, {"error": "consent_refused"})
         how = "recipient"
         if got.consent != "granted":
-            if cfg.consent_offline == "refuse" or not body.consent_asked:
+            if cfg.consent_offline == "refuse" or not consent_asked:
                 raise HTTPException(409, {"error": "consent_unknown"})
             how = "courier_asked"
         try:
-            d = await gw.deposits.request(body.waybill, body.phone, u.carrier or u.name, body.size,
-                                          courier=u.id, consent=how)
+            return await gw.deposits.request(waybill, phone, u.carrier or carrier or u.name, size, locker,
+                                             courier=u.id, consent=how)
         except NoCompartment:
             raise HTTPException(409, {"error": "no_compartment"}) from None
         except CommandRejected as exc:
@@ -268,7 +286,17 @@ def create_router(gw: "Gateway") -> APIRouter:
             raise HTTPException(503, {"error": "locker_offline"}) from None
         except OutboxError:
             raise HTTPException(503, {"error": "storage"}) from None
-        return d
+        except LockerError:
+            raise HTTPException(404, {"error": "unknown_locker"}) from None
+
+    @r.post(f"{p}/deposit", status_code=201)
+    async def deposit(body: TermDepositIn, u: TerminalUser = Depends(courier)) -> dict:
+        return await deposit_as(u, body.waybill, body.phone, body.size, body.consent_asked)
+
+    @r.post("/api/v1/deposits", status_code=201)
+    async def api_deposit(body: DepositIn, u: TerminalUser = Depends(courier)) -> dict:
+        return await deposit_as(u, body.waybill, body.phone, body.size, body.consent_asked, carrier=body.carrier,
+                                locker=body.locker)
 
     @r.get(f"{p}/deposit/{{ref}}")
     async def deposit_state(ref: str, _: TerminalUser = Depends(courier)) -> dict:

@@ -182,8 +182,8 @@ async def test_refused_consent_and_pin_lockout(terminal):
         codes = [(await http.post("/api/v1/terminal/login", json={"user": "c-wang", "pin": "000000"})).status_code
                  for _ in range(7)]
         assert codes == [401] * 5 + [429] * 2
-        assert (await http.post("/api/v1/terminal/login", json={"user": "c-wang", "pin": "246810"})).status_code == 429, \
-            "even the right PIN waits out the lockout"
+        r = await http.post("/api/v1/terminal/login", json={"user": "c-wang", "pin": "246810"})
+        assert r.status_code == 429, "even the right PIN waits out the lockout"
         assert (await http.post("/api/v1/terminal/login", json={"user": "a-li", "pin": "135790"})).status_code == 200, \
             "only the guessed user is locked"
     assert await rg.outbox_rows("parcel") == []
