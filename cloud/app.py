@@ -18,6 +18,9 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 
+from jincun import httpedge
+
+from . import constants as K
 from . import lifecycle, lookups, migrate
 from .partitions import ensure_partitions
 from .ratelimit import acquire_lease
@@ -152,6 +155,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.engine = engine
     app.state.sessionmaker = services.sessionmaker
+    # every body is bounded before it is parsed: an ingest batch and a carrier's manifest may be large
+    httpedge.install(app, default=K.MAX_BODY_BYTES, counters=counters, limits={
+        K.INGEST_PATH: K.MAX_BATCH_BYTES, f"{K.API_PREFIX}/carrier/manifests": K.MAX_MANIFEST_BYTES})
+
     @app.exception_handler(SQLAlchemyError)
     async def _db_down(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
         counters.inc("db_errors")

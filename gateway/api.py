@@ -6,16 +6,21 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, HTTPException
 
+from jincun import httpedge
+
 from .errors import UnknownParcel
 from .terminal import create_router
 
 if TYPE_CHECKING:
     from .app import Gateway
 
+BODY_MAX = 16 * 1024  # every request body of the station's API (the largest, an outbound intake, is < 1 KB)
+
 
 def create_app(gw: "Gateway") -> FastAPI:
     """The FastAPI app bound to one running gateway."""
     app = FastAPI(title="jincun station gateway", docs_url=None, redoc_url=None)
+    httpedge.install(app, default=BODY_MAX, counters=gw.counters)
     # the terminal's routes include POST /api/v1/deposits: a deposit needs a logged-in courier everywhere
     app.include_router(create_router(gw))
 
@@ -24,7 +29,7 @@ def create_app(gw: "Gateway") -> FastAPI:
         try:
             p = await gw.deposits.get(ref)
         except UnknownParcel:
-            raise HTTPException(404, {"error": "unknown_parcel", "detail": ref}) from None
+            raise HTTPException(404, {"error": "unknown_parcel"}) from None
         state = "opening" if p["state"] == "opening" else ("void" if p["state"] == "void" else "deposited")
         return {"ref": p["ref"], "state": state, "locker": p["locker"], "c": p["c"]}
 

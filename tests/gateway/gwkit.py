@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -79,9 +80,8 @@ def station(tmp_path, mosquitto_factory):
     return cfg, broker
 
 
-def courier_api(gw) -> "httpx.AsyncClient":
+def courier_api(gw) -> httpx.AsyncClient:
     """The gateway's HTTP API as the station's test courier, logged in (a session opened without the PIN)."""
-    import httpx
     tok = gw.sessions.open(gw.sessions.users[COURIER["id"]])
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=gw.app), base_url="http://gw",
                              headers={"Authorization": f"Bearer {tok}"})

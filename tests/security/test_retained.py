@@ -4,8 +4,9 @@ import asyncio
 
 from gwkit import until
 
-FORGED = [{"n": n, "size": s, "st": "disabled", "door": "closed", "occ": False} for n, s in ((1, "S"), (2, "M"), (3, "L"))]
-GOOD = [{"n": n, "size": s, "st": "empty", "door": "closed", "occ": False} for n, s in ((1, "S"), (2, "M"), (3, "L"))]
+SIZES = ((1, "S"), (2, "M"), (3, "L"))
+FORGED = [{"n": n, "size": s, "st": "disabled", "door": "closed", "occ": False} for n, s in SIZES]
+GOOD = [{"n": n, "size": s, "st": "empty", "door": "closed", "occ": False} for n, s in SIZES]
 
 
 async def test_retained_forged_birth_is_not_applied_after_a_gateway_restart(gateway, lockers):

@@ -14,7 +14,8 @@ async def term(station, tmp_path):
     _, broker = station
     port = free_port()
     top = {"terminal": {"users": [
-        {"id": "c-wang", "name": "王师傅", "role": "courier", "carrier": "中通", "pin_hash": hash_pin("246810", iterations=ITS)},
+        {"id": "c-wang", "name": "王师傅", "role": "courier", "carrier": "中通",
+         "pin_hash": hash_pin("246810", iterations=ITS)},
         {"id": "a-li", "name": "李大姐", "role": "agent", "pin_hash": hash_pin("735190", iterations=ITS)}]}}
     rg = RunningGateway(make_config(tmp_path, broker.port, top=top, http={"port": port}))
     await rg.start()
