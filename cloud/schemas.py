@@ -315,6 +315,14 @@ class CodeResend(BaseModel):
     reason: str = Field(min_length=1, max_length=200)
 
 
+class CodeLookup(BaseModel):
+    """A pickup code to look up: in the body, so it stays out of URLs and access logs."""
+
+    model_config = ConfigDict(extra="forbid")
+    station: str = Field(pattern=STATION_ID)
+    code: str = Field(pattern=r"^[0-9]{6}$")
+
+
 class ReasonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=200)

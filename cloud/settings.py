@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     open_limit_per_minute: int = Field(default=3, ge=1)
     open_limit_per_day: int = Field(default=20, ge=1)
     operator_open_limit_per_hour: int = Field(default=10, ge=1)
+    code_lookup_limit_per_hour: int = Field(default=30, ge=1)  # per staff member (cloud/guards.py)
     command_ttl_seconds: int = Field(default=300, ge=10)
     otp_ttl_seconds: int = Field(default=300, ge=30)
     otp_limit_per_hour: int = Field(default=5, ge=1)

@@ -95,6 +95,7 @@ class Gateway:
         keep = ("rejected_payloads", "unknown_lockers", "seq_gaps", "lockers_lost", "dropped_tele", "dropped_state",
                 "dropped_events", "disk_full", "outbox_refused", "uplink_failures", "task_restarts", "cmd_timeouts",
                 "downlink_rate_limited", "pin_failures", "board_poll_failures", "fwreq_refused", "retained_ignored",
+                "handovers_refused", "handovers_rate_limited", "body_too_large", "body_too_deep",
                 "fw_rollouts_failed")
         snap = self.counters.snapshot()
         return {"outbox_depth": st["depth"], "oldest_unsent_s": oldest, "uplink": "up" if self.uplink.up else "down",

@@ -1,4 +1,4 @@
-"""Failure counting with doubling lockouts, one entry per key (a user, a client address): sans-IO."""
+"""Failure counting with doubling lockouts, and sliding-window rate limits, per key (a user, an address): sans-IO."""
 
 from __future__ import annotations
 
@@ -65,3 +65,29 @@ class Lockout:
         free = [k for k, e in self._e.items() if e.until <= now]
         pool = free or list(self._e)
         del self._e[min(pool, key=lambda k: self._e[k].until if not free else self._e[k].last)]
+
+
+class RateWindows:
+    """At most `n` actions per `window_s` for each (n, window_s) pair, counted per key (sliding windows)."""
+
+    def __init__(self, limits: tuple[tuple[int, float], ...], *, max_keys: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.longest = max(w for _, w in limits)
+        self.max_keys = max_keys
+        self.clock = clock
+        self._hits: dict[str, list[float]] = {}
+
+    def take(self, key: str) -> int:
+        """Count one action of `key` if every window allows it: 0; else the seconds until one would."""
+        now = self.clock()
+        hits = [t for t in self._hits.get(key, ()) if t > now - self.longest]
+        for n, window in self.limits:
+            inside = [t for t in hits if t > now - window]
+            if len(inside) >= n:
+                self._hits[key] = hits
+                return math.ceil(inside[0] + window - now) or 1
+        if key not in self._hits and len(self._hits) >= self.max_keys:
+            del self._hits[min(self._hits, key=lambda k: max(self._hits[k], default=0.0))]
+        self._hits[key] = hits + [now]
+        return 0

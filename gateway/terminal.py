@@ -23,7 +23,7 @@ from . import const as C
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
 from .errors import CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError
-from .lockout import Lockout
+from .lockout import Lockout, RateWindows
 from .outbox import Record
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ PIN_USER_LOCK = {"fails": 5, "first_s": 60, "max_s": 960, "forget_s": 3600}
 # per-user lock, because the station's own tablet is one address shared by every courier and the agent
 PIN_ADDR_LOCK = {"fails": 20, "first_s": 60, "max_s": 960, "forget_s": 3600}
 SESSIONS_PER_USER = 4
+# door-to-door hand-overs per agent: a morning's round is a handful; a script opening door after door is not
+HANDOVER_LIMITS = ((5, 60.0), (30, 3600.0))
 PHONE = r"^\+?[0-9]{5,20}$"
 
 
@@ -318,12 +320,25 @@ def create_router(gw: "Gateway") -> APIRouter:
                   "c": r[5], "since": int(r[6]), "door_to_door": r[2] in assist} for r in rows]
         return {"parcels": items, "door_to_door": [i for i in items if i["door_to_door"]]}
 
+    handovers = RateWindows(HANDOVER_LIMITS)
+    door_to_door = frozenset(cfg.assist_phones)
+
     @r.post(f"{p}/handover")
     async def handover(body: HandoverIn, u: TerminalUser = Depends(agent)) -> dict:
+        """Open the compartment of a door-to-door parcel for the agent (only those: see the list)."""
         row = await gw.outbox.query(lambda conn: conn.execute(
-            "SELECT locker, c, state FROM parcels WHERE ref=?", (body.ref,)).fetchone())
+            "SELECT locker, c, state, phone FROM parcels WHERE ref=?", (body.ref,)).fetchone())
         if row is None or row[2] != "deposited":
             raise HTTPException(409, {"error": "not_waiting"})
+        if row[3] not in door_to_door:
+            gw.counters.inc("handovers_refused")
+            log.warning("agent %s asked to hand over %s, which is not on the door-to-door list", u.id, body.ref)
+            raise HTTPException(403, {"error": "not_door_to_door"})
+        wait = handovers.take(u.id)
+        if wait:
+            gw.counters.inc("handovers_rate_limited")
+            log.warning("agent %s: hand-over limit reached (%s)", u.id, HANDOVER_LIMITS)
+            raise HTTPException(429, {"error": "rate_limited", "secs": wait})
         try:
             ack = await gw.link.send_command(row[0], "open", c=row[1], by=u.id, why="door_to_door")
         except (LockerOffline, CommandTimeout):

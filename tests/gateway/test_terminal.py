@@ -212,7 +212,7 @@ async def test_terminal_records_are_taken_by_the_real_cloud(terminal, tmp_path):
         c = (await http.post("/api/v1/terminal/login", json={"user": "c-wang", "pin": "246810"})).json()["token"]
         a = (await http.post("/api/v1/terminal/login", json={"user": "a-li", "pin": "135790"})).json()["token"]
         r = await http.post("/api/v1/terminal/deposit", headers={"Authorization": f"Bearer {c}"},
-                            json={"waybill": "ZT5500112233", "phone": "13800000001", "size": "S"})
+                            json={"waybill": "ZT5500112233", "phone": ASSIST, "size": "S", "consent_asked": True})
         assert r.status_code == 201, r.text
         b1 = gw.link.lockers["b1"]
         await until(lambda: b1.comps[1].door == "open", what="door open")
