@@ -1,5 +1,11 @@
 """Limits on staff actions a dishonest insider or a stolen login could abuse, each crossing audited and alarmed.
 
+Staff logins are throttled per name and per client address: five wrong passwords for one name lock that name
+for a minute, twenty from one address (whatever names) lock the address, each lockout twice as long as the
+one before up to 16 minutes, forgiven after an hour without a failure. During a lockout even the right
+password is refused, so guessing learns nothing; the lockout is short, so locking someone out costs the
+attacker a steady stream of tries for minutes of nuisance.
+
 Code lookups (a live code opens a villager's parcels) are counted per staff member; the county's service
 key (the admin token) is a machine, not a person, and is not counted here.
 """
@@ -14,7 +20,7 @@ from sqlalchemy.orm import Session
 from . import commands
 from .auth import Principal
 from .models import Alarm
-from .ratelimit import hit
+from .ratelimit import hit, lockout_clear, lockout_fail, lockout_wait
 from .settings import Settings
 
 log = logging.getLogger("jincun.cloud.guards")
@@ -49,3 +55,23 @@ def count_code_lookup(session: Session, settings: Settings, who: Principal, stat
     raise_alarm(session, station_id=station_id, kind=ALARM_CODE_LOOKUPS, now=now,
                 text=f"{who.name} ({who.role}) passed {limit} code lookups an hour")
     return False
+
+
+LOGIN_BY_NAME = {"fails": 5, "first_s": 60.0, "max_s": 960.0, "forget_s": 3600.0}
+LOGIN_BY_ADDR = {"fails": 20, "first_s": 60.0, "max_s": 960.0, "forget_s": 3600.0}
+
+
+def login_locked(session: Session, name: str, addr: str, now: float) -> int:
+    """Whole seconds until `name` may try to log in from `addr`; 0 when it may now."""
+    left = max(lockout_wait(session, f"loginfail:addr:{addr}", now, **LOGIN_BY_ADDR),
+               lockout_wait(session, f"loginfail:name:{name.lower()}", now, **LOGIN_BY_NAME))
+    return int(left) + (left > int(left))
+
+
+def login_result(session: Session, name: str, addr: str, ok: bool, now: float) -> None:
+    """Count a failed login against the name and the address; a success clears only the name's count."""
+    if ok:
+        lockout_clear(session, f"loginfail:name:{name.lower()}")
+        return
+    lockout_fail(session, f"loginfail:name:{name.lower()}", now)
+    lockout_fail(session, f"loginfail:addr:{addr}", now)

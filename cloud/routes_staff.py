@@ -21,7 +21,6 @@ from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
 from .models import (Alarm, ApiClient, AuditEntry, Carrier, Command, Courier, GatewayHealth, Recipient,
                      SignoffFlag, Station, User)
-from .ratelimit import hit
 from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup,
                       CodeResend, CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic,
                       GatewayHealthPublic, ParcelPublic, ReasonBody, RecipientPublic, RecipientUpdate, TokenPublic,
@@ -41,14 +40,18 @@ def _refuse(exc: CommandRefused | NotFound) -> HTTPException:
 
 
 @router.post("/auth/login", response_model=TokenPublic, tags=["auth"])
-def login(username: Annotated[str, Form(min_length=1, max_length=64)],
+def login(request: Request, username: Annotated[str, Form(min_length=1, max_length=64)],
           password: Annotated[str, Form(min_length=1, max_length=128)],
           session: SessionDep, services: ServicesDep) -> TokenPublic:
-    """Exchange a staff password for a JWT (OAuth2 password form); 10 tries per name per 10 minutes."""
-    if not hit(session, f"login:{username}:600", limit=10, window=600):
+    """Exchange a staff password for a JWT (OAuth2 password form); throttled per name and address (guards)."""
+    addr, now = request.client.host if request.client else "?", time.time()
+    wait = guards.login_locked(session, username, addr, now)
+    if wait:
         session.commit()
-        raise HTTPException(429, "too many login attempts; wait 10 minutes")
+        services.counters.inc("login_locked")
+        raise HTTPException(429, f"too many failed logins; try again in {wait} s", headers={"Retry-After": str(wait)})
     user = authenticate_user(session, username, password)
+    guards.login_result(session, username, addr, user is not None, now)
     session.commit()
     if user is None:
         services.counters.inc("login_failures")

@@ -4,7 +4,7 @@ import json
 
 import httpx
 import pytest
-from conftest import raw_post
+from seckit import raw_post
 
 from gateway.api import BODY_MAX
 from gwkit import RunningGateway, free_port, make_config

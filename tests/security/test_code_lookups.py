@@ -1,7 +1,7 @@
 """Insider (a station agent or maintainer): pickup-code lookups are limited per person, audited and alarmed."""
 
 import httpx
-from conftest import CLOUD_ADMIN
+from seckit import CLOUD_ADMIN
 
 STATION = "lz-fengjia-01"
 
