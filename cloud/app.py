@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 
-from jincun import httpedge
+from jincun import httpedge, logmask
 
 from . import constants as K
 from . import lifecycle, lookups, migrate
@@ -107,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the cloud app; migrations run to head when it starts."""
     settings = settings or Settings()
     logging.getLogger("jincun").setLevel(settings.log_level)
+    if not settings.demo:
+        logmask.install()
     engine = make_engine(settings.database_url, pg_options=settings.pg_options)
     counters = Counters()
     telemetry = make_telemetry(settings, counters)

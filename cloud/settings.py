@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jincun.weaksecret import weakness
+
 from .storage import PG_OPTIONS
 
 log = logging.getLogger("jincun.cloud")
@@ -69,6 +71,14 @@ class Settings(BaseSettings):
                 raise ValueError("JINCUN_ADMIN_TOKEN is required (at least 16 characters) unless JINCUN_DEMO=1")
             self.admin_token = secrets.token_urlsafe(24)
             log.warning("demo mode: generated admin token %s", self.admin_token)
+        if not self.demo:
+            # a guessable token opens the whole county (jincun/weaksecret.py); the demo may use any
+            for name, value, n in (("JINCUN_ADMIN_TOKEN", self.admin_token, 16),
+                                   ("JINCUN_JWT_SECRET", self.jwt_secret, 32)):
+                why = value and weakness(value, min_len=n)
+                if why:
+                    raise ValueError(f"{name} {why}: use a random value (python -c 'import secrets; "
+                                     "print(secrets.token_urlsafe(32))')")
         if not self.jwt_secret:
             # a working secret shared by every worker, derived from a secret the operator must set anyway
             self.jwt_secret = hmac.new(self.admin_token.encode("utf-8"), b"jincun-jwt", hashlib.sha256).hexdigest()

@@ -46,7 +46,7 @@ def make_config(tmp_path: Path, mqtt_port: int = 1883, cloud_url: str = "http://
                 extra_locker: bool = False, cloud: dict | None = None, top: dict | None = None,
                 **gateway) -> StationConfig:
     data = {
-        "station": STATION, "name": "示例村服务站",
+        "station": STATION, "name": "示例村服务站", "demo": True,  # the published test secrets below
         "gateway": {"db": str(tmp_path / "gateway.db"), "http": {"port": 0}, "cmd_timeout_s": 3.0, **gateway},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "username": "gateway", "password": "gw-pass-1234"},
         "cloud": {"url": cloud_url, "api_key": "station-key-demo-01", "poll_s": 0.05,

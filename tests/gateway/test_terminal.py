@@ -243,7 +243,8 @@ async def test_terminal_records_are_taken_by_the_real_cloud(terminal, tmp_path):
                      lockers=[{"id": "b1", "comps": comps}, {"id": "l1", "comps": comps},
                               {"id": "l2", "comps": [{"n": 1, "size": "M"}]}])
     engine.dispose()
-    app = cloud_app.create_app(Settings(database_url=url, admin_token="a" * 24, migrate_on_start=False))
+    app = cloud_app.create_app(Settings(database_url=url, admin_token="uplink-test-admin-9k2Qx7",
+                                        migrate_on_start=False))
     port = free_port()
     kinds = sorted({r.kind for r in await rg.outbox_rows()})
     assert {"evt", "birth", "status", "parcel", "code", "handover", "outbound", "fault_report", "gw_tele"} <= set(kinds)

@@ -174,7 +174,8 @@ async def test_forward_into_the_cloud_app(box, tmp_path):
         seed_station(session, station_id="demo-01", name="示例村服务站", api_key=API_KEY,
                      lockers=[{"id": "l1", "comps": [{"n": 1, "size": "S"}, {"n": 2, "size": "M"}]}])
     engine.dispose()
-    app = cloud_app.create_app(Settings(database_url=url, admin_token="a" * 24, migrate_on_start=False))
+    app = cloud_app.create_app(Settings(database_url=url, admin_token="uplink-test-admin-9k2Qx7",
+                                        migrate_on_start=False))
     port = free_port()
     boot = "5f0c3a9e"
     await box.append(Record(src="l1", kind="birth", body={
