@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from . import commands
 from .auth import Principal
-from .models import Alarm
+from .models import Alarm, Command, Notification
 from .ratelimit import hit, lockout_clear, lockout_fail, lockout_wait
 from .settings import Settings
 
@@ -27,6 +27,7 @@ log = logging.getLogger("jincun.cloud.guards")
 
 SERVICE_PRINCIPAL = "admin-token"
 ALARM_CODE_LOOKUPS = "code_lookup_limit"
+ALARM_OPEN_CAP = "remote_open_limit"
 
 
 def raise_alarm(session: Session, *, station_id: str, kind: str, text: str, now: float) -> bool:
@@ -75,3 +76,19 @@ def login_result(session: Session, name: str, addr: str, ok: bool, now: float) -
         return
     lockout_fail(session, f"loginfail:name:{name.lower()}", now)
     lockout_fail(session, f"loginfail:addr:{addr}", now)
+
+
+def stations_opened_by(session: Session, operator: str, since: float) -> set[str]:
+    """The stations at which `operator` queued remote opens since `since`."""
+    return set(session.scalars(select(Command.station_id).where(
+        Command.op == "open", Command.issued_by == operator, Command.issued_at > since).distinct()))
+
+
+def open_cap_crossed(session: Session, settings: Settings, who: Principal, station_id: str, key: str, limit: int,
+                     now: float) -> None:
+    """A remote-open cap was crossed: an alarm on the dashboard and, once per alarm, an SMS to the duty phone."""
+    scope = key.split(":")[1]
+    text = f"remote opens refused: {who.name} ({who.role}) reached the {scope} limit of {limit}"
+    if raise_alarm(session, station_id=station_id, kind=ALARM_OPEN_CAP, text=text, now=now) and settings.duty_phone:
+        session.add(Notification(phone=settings.duty_phone, status="queued", attempts=0, ref=None, created_at=now,
+                                 text=f"【进村】告警：远程开柜被拒（{scope} 上限 {limit}），操作员 {who.name}，站点 {station_id}。"))

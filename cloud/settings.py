@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     open_limit_per_day: int = Field(default=20, ge=1)
     operator_open_limit_per_hour: int = Field(default=10, ge=1)
     code_lookup_limit_per_hour: int = Field(default=30, ge=1)  # per staff member (cloud/guards.py)
+    county_open_limit_per_hour: int = Field(default=30, ge=1)  # remote opens, all stations together
+    operator_station_limit_per_hour: int = Field(default=3, ge=1)  # distinct stations one operator opens at
+    duty_phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{5,20}$")  # the county's duty SMS
     command_ttl_seconds: int = Field(default=300, ge=10)
     otp_ttl_seconds: int = Field(default=300, ge=30)
     otp_limit_per_hour: int = Field(default=5, ge=1)

@@ -11,4 +11,4 @@ if _ROOT not in sys.path[:1]:
     sys.path.insert(0, _ROOT)
 
 from gwkit import gateway, lockers, station  # noqa: E402,F401
-from seckit import cloud_proc  # noqa: E402,F401
+from seckit import cloud_env, cloud_proc  # noqa: E402,F401

@@ -32,10 +32,16 @@ class CloudProc:
 
 
 @pytest.fixture
-def cloud_proc(tmp_path):
+def cloud_env() -> dict:
+    """Extra JINCUN_* settings for the cloud process; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def cloud_proc(tmp_path, cloud_env):
     port = free_port()
     env = dict(os.environ, JINCUN_ADMIN_TOKEN=CLOUD_ADMIN, JINCUN_DATABASE_URL=f"sqlite:///{tmp_path}/cloud.db",
-               PYTHONPATH=_ROOT)
+               PYTHONPATH=_ROOT, **cloud_env)
     env.pop("JINCUN_DEMO", None)
     log = tmp_path / "cloud.log"
     proc = subprocess.Popen([sys.executable, "-c", f"import cloud; cloud.serve('127.0.0.1', {port})"],
