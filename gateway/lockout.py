@@ -1,11 +1,11 @@
-"""Failure counting with doubling lockouts, and sliding-window rate limits, per key (a user, an address): sans-IO."""
+"""Doubling lockouts and sliding-window rate limits, per key (a user, an address): sans-IO."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass

@@ -21,7 +21,7 @@ MAX_ERRORS = 20
 LOC_CHARS = 64
 
 _KEEP_ONLY_STRUCTURE = bytes(range(256)).translate(None, b'[]{}"\\')
-_ESCAPE = re.compile(rb"\\.", re.S)
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _STRING = re.compile(rb'"[^"]*"')
 _PAIR = re.compile(rb"\[\]|\{\}")
 _OPENS = re.compile(rb"[\[{]{%d}" % (MAX_DEPTH + 1))

@@ -7,6 +7,8 @@ kept in step by tests/security/test_secrets.py).
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 PLACEHOLDERS = frozenset({"...", "changeme", "change-me", "password", "secret", "xxx", "demo", "test"})
 
 # secrets printed in the test vectors and docs: public, so never a real station's
@@ -19,7 +21,7 @@ MAX_PERIOD = 8
 
 
 def _consecutive(seq) -> bool:
-    steps = {b - a for a, b in zip(seq, seq[1:])}
+    steps = {b - a for a, b in pairwise(seq)}
     return len(steps) == 1 and steps <= {1, -1}
 
 
