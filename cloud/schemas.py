@@ -130,7 +130,8 @@ class IngestResponse(BaseModel):
 
 class LedgerPublic(BaseModel):
     station: str
-    events: list[tuple[str, str, int]]
+    # [locker, boot, seq] triples; a list rather than a tuple, whose schema OpenAPI 3.1 cannot state
+    events: list[list[str | int]] = Field(description="[locker, boot, seq] of every stored event")
     parcel_transitions: dict[str, int]
 
 

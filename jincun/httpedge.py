@@ -141,3 +141,25 @@ def install(app, *, default: int, limits: Mapping[str, int] | None = None, count
         return JSONResponse({"detail": "input nests too deep"}, status_code=400)
 
     app.add_middleware(BodyGuard, default=default, limits=dict(limits or {}), counters=counters)
+    _document_422(app)
+
+
+def _document_422(app) -> None:
+    """Say in the OpenAPI schema what a 422 carries: field errors (type, loc, msg) or one sentence.
+
+    Routes refuse a request they understood but cannot take with a sentence (an unknown station, a batch
+    that is not JSON); FastAPI's generated schema knows only the list of field errors.
+    """
+    make = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = make()
+            comps = schema.get("components", {}).get("schemas", {})
+            detail = comps.get("HTTPValidationError", {}).get("properties", {}).get("detail")
+            if detail is not None and "anyOf" not in detail:
+                comps["HTTPValidationError"]["properties"]["detail"] = {
+                    "anyOf": [detail, {"type": "string"}], "title": "Detail"}
+            app.openapi_schema = schema
+        return app.openapi_schema
+    app.openapi = openapi
