@@ -257,14 +257,17 @@ async def _lookups(base: str, token: str, stations: list[Station], rate: float, 
     async def one(i: int, due: float) -> None:
         nonlocal bad
         st = rng.choice(stations)
+        body: bytes | None = None
         if i % 2 == 0 and st.codes:
             code, _ref = rng.choice(st.codes)
-            path = f"/api/v1/codes/lookup?station={quote(st.sid)}&code={code}"
+            # the code goes in the body, never in the URL
+            body = json.dumps({"station": st.sid, "code": code}).encode()
+            method, path = "POST", "/api/v1/codes/lookup"
         else:
-            path = f"/api/v1/parcels/{quote(rng.choice(st.refs))}"
+            method, path = "GET", f"/api/v1/parcels/{quote(rng.choice(st.refs))}"
         conn = await pool.get()
         try:
-            ok = (await conn.request("GET", path, token))[0] == 200
+            ok = (await conn.request(method, path, token, body))[0] == 200
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
             conn.close()
             conn = _Conn(conn.host, conn.port)

@@ -248,7 +248,7 @@ class Bench:
         self.http_port = free_port()
         self.cfg_path = work / "station.json"
         self.cfg_path.write_text(json.dumps({
-            "station": STATION,
+            "station": STATION, "demo": True,  # a lab station: its fixed secrets are not real ones
             "gateway": {"db": str(work / "gw.db"), "http": {"port": self.http_port}, "tele_s": 5,
                         "outbox": {"max_rows": 3_000_000, "max_db_mb": 4096}},
             "mqtt": {"host": "127.0.0.1", "port": self.mqtt_port, "username": "gateway", "password": "gw-bench-pass"},

@@ -15,17 +15,16 @@ from pathlib import Path
 
 import anyio
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import SQLAlchemyError
 
-from jincun import __version__
+from jincun import __version__, httpedge, logmask
 from jincun.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jincun.metrics import Metrics, TimedRequests
 
+from . import constants as K
 from . import lifecycle, lookups, migrate
 from .auth import allow
 from .partitions import ensure_partitions, maintain_partitions
@@ -121,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the cloud app; migrations run to head when it starts."""
     settings = settings or Settings()
     logging.getLogger("jincun").setLevel(settings.log_level)
+    if not settings.demo:
+        logmask.install()
     engine = make_engine(settings.database_url, pg_options=settings.pg_options)
     counters = Counters()
     telemetry = make_telemetry(settings, counters)
@@ -182,12 +183,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.engine = engine
     app.state.sessionmaker = services.sessionmaker
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's own answer echoes the input, and one holding a lone surrogate cannot be written as UTF-8
-        # (a 500): the same answer, with such characters escaped
-        text = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=False)
-        return Response(text.encode("utf-8", "backslashreplace"), status_code=422, media_type="application/json")
+    # every body is bounded before it is parsed: an ingest batch and a carrier's manifest may be large
+    httpedge.install(app, default=K.MAX_BODY_BYTES, counters=counters, limits={
+        K.INGEST_PATH: K.MAX_BATCH_BYTES, f"{K.API_PREFIX}/carrier/manifests": K.MAX_MANIFEST_BYTES})
 
     @app.exception_handler(SQLAlchemyError)
     async def _db_down(_request: Request, exc: SQLAlchemyError) -> JSONResponse:

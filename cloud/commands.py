@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import constants as K
+from . import guards
 from .auth import Principal
 from .errors import CommandRefused, NotFound
 from .models import AuditEntry, Command, Compartment, Locker, PickupCode, Station
@@ -72,10 +73,17 @@ def issue(session: Session, settings: Settings, who: Principal, *, station_id: s
         checks = [(f"open:station:{station_id}:60", settings.open_limit_per_minute, 60.0),
                   (f"open:station:{station_id}:86400", settings.open_limit_per_day, 86400.0),
                   (f"open:operator:{who.name}:3600", settings.operator_open_limit_per_hour, 3600.0)]
+        # and across the county: a county-wide hourly cap, and a cap on the stations one operator opens doors
+        # at in an hour, so neither a stolen login nor a batch of freshly made operators can open in bulk
+        checks.append(("open:county:3600", settings.county_open_limit_per_hour, 3600.0))
+        spread = guards.stations_opened_by(session, who.name, now - 3600.0)
+        if station_id not in spread and len(spread) >= settings.operator_station_limit_per_hour:
+            _refuse_open(session, settings, who, station_id, f"{station_id}/{locker}/{c}", reason,
+                         f"open:operator-stations:{who.name}:3600", settings.operator_station_limit_per_hour, now)
         for key, limit, window in checks:
             if not hit(session, key, limit=limit, window=window, now=now):
-                audit(session, who, "open_refused", f"{station_id}/{locker}/{c}", reason, limit=key)
-                raise CommandRefused(429, f"remote open rate limit reached ({limit} per {int(window)} s)")
+                _refuse_open(session, settings, who, station_id, f"{station_id}/{locker}/{c}", reason, key, limit,
+                             now)
     payload: dict[str, Any] = {}
     if locker is not None:
         payload["locker"] = locker
@@ -93,6 +101,14 @@ def issue(session: Session, settings: Settings, who: Principal, *, station_id: s
           cmd_id=cmd.cmd_id)
     log.info("%s (%s) queued %s %s for %s/%s/%s", who.name, who.role, op, cmd.cmd_id, station_id, locker, c)
     return cmd
+
+
+def _refuse_open(session: Session, settings: Settings, who: Principal, station_id: str, target: str,
+                 reason: str | None, key: str, limit: int, now: float) -> None:
+    """Audit a refused remote open, raise the alarm (dashboard and duty phone), then refuse with 429."""
+    audit(session, who, "open_refused", target, reason, limit=key)
+    guards.open_cap_crossed(session, settings, who, station_id, key, limit, now)
+    raise CommandRefused(429, f"remote open limit reached ({limit}: {key.split(':')[1]})")
 
 
 def wire(cmd: Command) -> dict[str, Any]:

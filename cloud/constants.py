@@ -16,6 +16,8 @@ PROTOCOL_VERSION = W.V
 # §5.1 batch limits
 MAX_BATCH_ITEMS = 500
 MAX_BATCH_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024  # any other request body
+MAX_MANIFEST_BYTES = 768 * 1024  # a carrier manifest of 1,000 parcels
 
 # §2 size limits per payload kind (UTF-8 JSON bytes)
 MAX_PAYLOAD_BYTES = W.MAX_BYTES  # the wire core's limits

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from jincun.phone import is_phone
 
-from . import commands, crud, lifecycle, stats
+from . import commands, crud, guards, lifecycle, stats
 from . import constants as K
 from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, Principal, authenticate_user, make_token,
                    recipient_phone)
@@ -52,10 +52,13 @@ def login_page(request: Request, services: ServicesDep) -> HTMLResponse:
 def login_submit(request: Request, session: SessionDep, services: ServicesDep,
                  username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=128)],
                  next: Annotated[str, Form(max_length=500)] = "/ops") -> Response:
-    if not hit(session, f"login:{username}:600", limit=10, window=600):
+    addr, now = request.client.host if request.client else "?", time.time()
+    if guards.login_locked(session, username, addr, now):
         session.commit()
+        services.counters.inc("login_locked")
         return _render(request, "login.html", services, status_code=429, error="too_many", next=next)
     user = authenticate_user(session, username, password)
+    guards.login_result(session, username, addr, user is not None, now)
     session.commit()
     if user is None:
         services.counters.inc("login_failures")

@@ -35,6 +35,37 @@ def hit(session: Session, key: str, *, limit: int, window: float, now: float | N
     return True
 
 
+def lockout_left(times: list[float], now: float, *, fails: int, first_s: float, max_s: float) -> float:
+    """Seconds a key is still locked, from its failure times (ascending): every `fails`-th failure locks it
+    for first_s, doubling with each further lockout up to max_s. Refused tries are not failures."""
+    k = len(times) // fails
+    if k == 0:
+        return 0.0
+    return max(0.0, times[k * fails - 1] + min(max_s, first_s * 2 ** min(k - 1, 30)) - now)
+
+
+def lockout_wait(session: Session, key: str, now: float, *, fails: int, first_s: float, max_s: float,
+                 forget_s: float) -> float:
+    """How long `key` is locked out (0: it may try). Failures are forgiven after forget_s without one."""
+    _serialise(session, key)
+    times = list(session.scalars(select(RateHit.at).where(RateHit.key == key).order_by(RateHit.at)))
+    if times and times[-1] <= now - forget_s:
+        session.execute(delete(RateHit).where(RateHit.key == key))
+        return 0.0
+    return lockout_left(times, now, fails=fails, first_s=first_s, max_s=max_s)
+
+
+def lockout_fail(session: Session, key: str, now: float) -> None:
+    """Count one failure of `key` (call after lockout_wait said 0, in the same transaction)."""
+    session.add(RateHit(key=key, at=now))
+    session.flush()
+
+
+def lockout_clear(session: Session, key: str) -> None:
+    """Forget the failures of `key` (its own success)."""
+    session.execute(delete(RateHit).where(RateHit.key == key))
+
+
 def acquire_lease(session: Session, name: str, holder: str, ttl: float, now: float | None = None) -> bool:
     """Take or renew the named lease for `ttl` seconds; False if another holder has it. Caller commits."""
     now = time.time() if now is None else now

@@ -8,11 +8,12 @@ import secrets
 import time
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from . import commands, crud, lifecycle, lookups, stats
+from . import commands, crud, guards, lifecycle, lookups, stats
 from . import constants as K
 from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticate_user, hash_secret, key_hash, \
     make_token
@@ -20,11 +21,10 @@ from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
 from .models import (Alarm, ApiClient, AuditEntry, Carrier, Command, Courier, GatewayHealth, Recipient,
                      SignoffFlag, Station, User)
-from .ratelimit import hit
-from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeResend,
-                      CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic, GatewayHealthPublic,
-                      ParcelPublic,
-                      ReasonBody, RecipientPublic, RecipientUpdate, TokenPublic, UserCreate, UserPublic)
+from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup,
+                      CodeResend, CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic,
+                      GatewayHealthPublic, ParcelPublic, ReasonBody, RecipientPublic, RecipientUpdate, TokenPublic,
+                      UserCreate, UserPublic)
 from .storage import SessionDep
 
 log = logging.getLogger("jincun.cloud.staff")
@@ -40,14 +40,18 @@ def _refuse(exc: CommandRefused | NotFound) -> HTTPException:
 
 
 @router.post("/auth/login", response_model=TokenPublic, tags=["auth"])
-def login(username: Annotated[str, Form(min_length=1, max_length=64)],
+def login(request: Request, username: Annotated[str, Form(min_length=1, max_length=64)],
           password: Annotated[str, Form(min_length=1, max_length=128)],
           session: SessionDep, services: ServicesDep) -> TokenPublic:
-    """Exchange a staff password for a JWT (OAuth2 password form); 10 tries per name per 10 minutes."""
-    if not hit(session, f"login:{username}:600", limit=10, window=600):
+    """Exchange a staff password for a JWT (OAuth2 password form); throttled per name and address (guards)."""
+    addr, now = request.client.host if request.client else "?", time.time()
+    wait = guards.login_locked(session, username, addr, now)
+    if wait:
         session.commit()
-        raise HTTPException(429, "too many login attempts; wait 10 minutes")
+        services.counters.inc("login_locked")
+        raise HTTPException(429, f"too many failed logins; try again in {wait} s", headers={"Retry-After": str(wait)})
     user = authenticate_user(session, username, password)
+    guards.login_result(session, username, addr, user is not None, now)
     session.commit()
     if user is None:
         services.counters.inc("login_failures")
@@ -277,15 +281,25 @@ def resend_code(data: CodeResend, session: SessionDep, services: ServicesDep,
     return {"commands": [c.cmd_id for c in cmds]}
 
 
-@router.get("/codes/lookup", response_model=list[ParcelPublic], tags=["parcels"], dependencies=STAFF_SECURITY)
-async def lookup_code(request: Request, services: ServicesDep,
-                      station: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,32}$")],
-                      code: Annotated[str, Query(pattern=r"^[0-9]{6}$")]) -> JSONResponse:
-    """The parcels a live pickup code opens at a station (a villager calling the station with their code)."""
+@router.post("/codes/lookup", response_model=list[ParcelPublic], tags=["parcels"], dependencies=STAFF_SECURITY)
+async def lookup_code(request: Request, services: ServicesDep, data: CodeLookup) -> JSONResponse:
+    """The parcels a live pickup code opens at a station (a villager calling the station with their code).
+
+    The code travels in the body, never in a URL; each staff member has an hourly limit (cloud/guards.py).
+    """
     who = await lookups.authorize(request, services, OPS_VIEW)
-    if who.role == "station_agent" and who.station_id != station:
+    if who.role == "station_agent" and who.station_id != data.station:
         raise HTTPException(403, "a station agent looks up codes of their own station only")
-    return lookups.json_response(await lookups.parcels_by_code_any(services, station, code))
+    if who.name != guards.SERVICE_PRINCIPAL:
+        def count() -> bool:
+            with services.sessionmaker() as session:
+                ok = guards.count_code_lookup(session, services.settings, who, data.station, time.time())
+                session.commit()
+                return ok
+        if not await anyio.to_thread.run_sync(count):
+            services.counters.inc("code_lookups_refused")
+            raise HTTPException(429, f"at most {services.settings.code_lookup_limit_per_hour} code lookups an hour")
+    return lookups.json_response(await lookups.parcels_by_code_any(services, data.station, data.code))
 
 
 @router.post("/parcels/{ref}/return", response_model=ParcelPublic, tags=["parcels"])

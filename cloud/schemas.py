@@ -130,7 +130,8 @@ class IngestResponse(BaseModel):
 
 class LedgerPublic(BaseModel):
     station: str
-    events: list[tuple[str, str, int]]
+    # [locker, boot, seq] triples; a list rather than a tuple, whose schema OpenAPI 3.1 cannot state
+    events: list[list[str | int]] = Field(description="[locker, boot, seq] of every stored event")
     parcel_transitions: dict[str, int]
 
 
@@ -313,6 +314,14 @@ class CodeResend(BaseModel):
     station: str = Field(pattern=STATION_ID)
     phone: str = Field(pattern=K.PHONE_RE.pattern)
     reason: str = Field(min_length=1, max_length=200)
+
+
+class CodeLookup(BaseModel):
+    """A pickup code to look up: in the body, so it stays out of URLs and access logs."""
+
+    model_config = ConfigDict(extra="forbid")
+    station: str = Field(pattern=STATION_ID)
+    code: str = Field(pattern=r"^[0-9]{6}$")
 
 
 class ReasonBody(BaseModel):

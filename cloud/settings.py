@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jincun.weaksecret import weakness
+
 from . import sms_text
 from .storage import PG_OPTIONS
 
@@ -73,6 +75,10 @@ class Settings(BaseSettings):
     open_limit_per_minute: int = Field(default=3, ge=1)
     open_limit_per_day: int = Field(default=20, ge=1)
     operator_open_limit_per_hour: int = Field(default=10, ge=1)
+    code_lookup_limit_per_hour: int = Field(default=30, ge=1)  # per staff member (cloud/guards.py)
+    county_open_limit_per_hour: int = Field(default=30, ge=1)  # remote opens, all stations together
+    operator_station_limit_per_hour: int = Field(default=3, ge=1)  # distinct stations one operator opens at
+    duty_phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{5,20}$")  # the county's duty SMS
     command_ttl_seconds: int = Field(default=300, ge=10)
     otp_ttl_seconds: int = Field(default=300, ge=30)
     otp_limit_per_hour: int = Field(default=5, ge=1)
@@ -84,6 +90,14 @@ class Settings(BaseSettings):
                 raise ValueError("JINCUN_ADMIN_TOKEN is required (at least 16 characters) unless JINCUN_DEMO=1")
             self.admin_token = secrets.token_urlsafe(24)
             log.warning("demo mode: generated admin token %s", self.admin_token)
+        if not self.demo:
+            # a guessable token opens the whole county (jincun/weaksecret.py); the demo may use any
+            for name, value, n in (("JINCUN_ADMIN_TOKEN", self.admin_token, 16),
+                                   ("JINCUN_JWT_SECRET", self.jwt_secret, 32)):
+                why = value and weakness(value, min_len=n)
+                if why:
+                    raise ValueError(f"{name} {why}: use a random value (python -c 'import secrets; "
+                                     "print(secrets.token_urlsafe(32))')")
         if not self.jwt_secret:
             # a working secret shared by every worker, derived from a secret the operator must set anyway
             self.jwt_secret = hmac.new(self.admin_token.encode("utf-8"), b"jincun-jwt", hashlib.sha256).hexdigest()

@@ -16,6 +16,8 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from jincun.logmask import mask_codes
+
 from .constants import NOTIFY_MAX_ATTEMPTS
 from .counters import Counters
 from .errors import NotifierError, NotifierThrottled
@@ -38,10 +40,16 @@ class Notifier(Protocol):
 
 
 class LogNotifier:
-    """Writes the message to the log instead of a carrier (the outbox still shows it)."""
+    """Writes the message to the log instead of a carrier (the outbox still shows it).
+
+    Outside demo mode the code in it is printed as ******: a log is read by more people than the outbox.
+    """
+
+    def __init__(self, *, demo: bool = False) -> None:
+        self.demo = demo
 
     def send(self, phone: str, text: str, message: Message | None = None) -> None:
-        log.info("SMS to %s: %s", phone, text)
+        log.info("SMS to %s: %s", phone, text if self.demo else mask_codes(text))
 
 
 class HttpNotifier:
@@ -85,7 +93,7 @@ def make_notifier(settings: Settings) -> Notifier:
         return P.TencentNotifier(secret_id=settings.sms_access_key_id or "", secret_key=secret,
                                  app_id=settings.sms_app_id or "", region=settings.sms_region,
                                  endpoint=settings.sms_endpoint or P.TENCENT_ENDPOINT, **common)
-    return LogNotifier()
+    return LogNotifier(demo=settings.demo)
 
 
 def queued(phone: str, message: Message, *, ref: str | None = None, now: float | None = None) -> dict:

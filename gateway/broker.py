@@ -51,6 +51,9 @@ def broker_body(cfg: StationConfig, out_dir: Path, *, run_as: str | None = None)
         +
         "per_listener_settings false\n"
         "allow_anonymous false\n"
+        # a client's id is its username: a board's credentials cannot connect under the gateway's or a
+        # neighbour's id, which would disconnect the victim (MQTT lets a new client take over an id)
+        "use_username_as_clientid true\n"
         f"password_file {out_dir / 'passwd'}\n"
         f"acl_file {out_dir / 'acl'}\n"
         "persistence true\n"

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jincun.phone import PHONE_PATTERN
+from jincun.weaksecret import weakness
 
 from . import const as C
 from .errors import ConfigError
@@ -207,6 +208,8 @@ class StationConfig(_Model):
     lockers: list[LockerConfig] = Field(default_factory=list)
     scanner: ScannerConfig | None = None
     terminal: TerminalConfig = TerminalConfig()
+    # a demo or test station may use the published test secrets; a real one may not (jincun/weaksecret.py)
+    demo: bool = False
 
     @field_validator("lockers")
     @classmethod
@@ -225,6 +228,20 @@ class StationConfig(_Model):
         users = [u.id for u in self.terminal.users]
         if len(users) != len(set(users)):
             raise ValueError("terminal user ids repeat")
+        return self
+
+    @model_validator(mode="after")
+    def _strong_secrets(self):
+        if self.demo:
+            return self
+        found = [("mqtt.password", self.mqtt.password, 12), ("cloud.api_key", self.cloud.api_key, 16)]
+        for lk in self.lockers:
+            found += [(f"lockers.{lk.id}.secret", lk.secret, 64),
+                      (f"lockers.{lk.id}.mqtt_password", lk.mqtt_password, 12)]
+        found += [(f"boards.{b.id}.secret", b.secret, 64) for b in self.boards]
+        weak = [f"{name} {why}" for name, value, n in found if (why := weakness(value, min_len=n))]
+        if weak:
+            raise ValueError("guessable secrets (set \"demo\": true only for a demo station): " + "; ".join(weak))
         return self
 
     def locker(self, locker_id: str) -> LockerConfig | BoardConfig | None:

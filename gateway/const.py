@@ -19,6 +19,9 @@ COMP_MIN, COMP_MAX = K.COMP_MIN, K.COMP_MAX
 UP_KINDS = K.UP_KINDS
 DOWN_KINDS = K.DOWN_KINDS
 KINDS = K.KINDS
+# the only kind a locker publishes retained (online, and its last will); a retained message of any other
+# kind is ignored: it would replay whatever a board once left at the broker after every gateway restart
+RETAINED_SUFFIX = "/status"
 
 LIMITS = K.MAX_BYTES
 

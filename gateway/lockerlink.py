@@ -167,8 +167,9 @@ class LockerLink:
     async def run(self) -> None:
         """Connect, subscribe and handle messages until cancelled; raises on a lost connection."""
         m = self.cfg.mqtt
-        # clean_session false: while the gateway restarts or pauses reading, the broker queues for it
-        client = MqttClient(f"{self.station}-gateway", username=m.username, password=m.password,
+        # clean_session false: while the gateway restarts or pauses reading, the broker queues for it.
+        # The client id is the username: the station broker sets it so anyway (use_username_as_clientid)
+        client = MqttClient(m.username, username=m.username, password=m.password,
                             clean_session=False, keepalive=MQTT_KEEPALIVE_S, on_messages=self.handle_batch,
                             ack_timeout=PUBLISH_TIMEOUT_S, max_inflight=MQTT_MAX_INFLIGHT)
         # set before the CONNACK: a persistent session's queued messages may arrive right behind it
@@ -238,6 +239,10 @@ class LockerLink:
         recs, items = self._batch_recs, self._batch_items
         now = time.time()
         for m in msgs:
+            if m[5] and not m[0].endswith(C.RETAINED_SUFFIX):
+                self.counters.inc("retained_ignored")
+                log.warning("ignored a retained message on %r (only status is retained)", m[0][:120])
+                continue
             ls = topics.get(m[0])
             if ls is None:
                 self._flush_batch()  # keep the outbox in arrival order across kinds

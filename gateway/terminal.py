@@ -10,13 +10,14 @@ import hashlib
 import hmac
 import html
 import logging
+import re
 import secrets
 import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
@@ -29,6 +30,7 @@ from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
                      OutboxError, ProtocolError)
+from .lockout import Lockout, RateWindows
 from .outbox import Record
 
 if TYPE_CHECKING:
@@ -38,9 +40,16 @@ log = logging.getLogger("jincun.gateway.terminal")
 
 STATIC = Path(__file__).with_name("terminal_static")
 PIN_ITERATIONS = 100_000
-PIN_FAILS_BEFORE_LOCK = 5
-PIN_LOCK_FIRST_S = 60
-SESSIONS_MAX = 64
+PIN_MIN_DIGITS = 6
+PIN_RE = rf"^[0-9]{{{PIN_MIN_DIGITS},12}}$"
+# one user's PIN: 5 wrong in a row lock that user for 1 min, doubling up to 16 min
+PIN_USER_LOCK = {"fails": 5, "first_s": 60, "max_s": 960, "forget_s": 3600}
+# one client address, whichever users it tries: a spray across names locks the address. Looser than the
+# per-user lock, because the station's own tablet is one address shared by every courier and the agent
+PIN_ADDR_LOCK = {"fails": 20, "first_s": 60, "max_s": 960, "forget_s": 3600}
+SESSIONS_PER_USER = 4
+# door-to-door hand-overs per agent: a morning's round is a handful; a script opening door after door is not
+HANDOVER_LIMITS = ((5, 60.0), (30, 3600.0))
 
 
 @functools.cache
@@ -52,6 +61,8 @@ def terminal_page() -> str:
 
 def hash_pin(pin: str, *, salt: bytes | None = None, iterations: int = PIN_ITERATIONS) -> str:
     """The station.json form of a terminal PIN: pbkdf2_sha256$iterations$salt$hash."""
+    if not re.fullmatch(PIN_RE, pin):
+        raise ValueError(f"a terminal PIN is {PIN_MIN_DIGITS} to 12 digits")
     salt = salt or secrets.token_bytes(16)
     dk = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
     return f"pbkdf2_sha256${iterations}${salt.hex()}${dk.hex()}"
@@ -83,44 +94,60 @@ def mask_phone(phone: str) -> str:
 
 
 class Sessions:
-    """Logged-in terminal users by bearer token, bounded, with a PIN lockout against guessing."""
+    """Logged-in terminal users by bearer token, with PIN lockouts per user and per client address.
 
-    def __init__(self, cfg: TerminalConfig, counters) -> None:
+    A user's lockout holds even against that user's right PIN (so guessing learns nothing during it) and
+    touches no one else; each user keeps at most SESSIONS_PER_USER sessions, so no login ends another
+    user's session.
+    """
+
+    def __init__(self, cfg: TerminalConfig, counters, *, clock=time.monotonic) -> None:
         self.cfg = cfg
         self.counters = counters
+        self.clock = clock
         self._s: dict[str, tuple[TerminalUser, float]] = {}
-        self.fails = 0
-        self.locks = 0
-        self.locked_until = 0.0
+        self.users = {u.id: u for u in cfg.users}
+        self.by_user = Lockout(**PIN_USER_LOCK, clock=clock)
+        self.by_addr = Lockout(**PIN_ADDR_LOCK, clock=clock)
+        # an unknown name costs the same PBKDF2 as a known one, so timing does not tell them apart
+        its = int(cfg.users[0].pin_hash.split("$")[1]) if cfg.users else PIN_ITERATIONS
+        self._dummy = hash_pin("".join(secrets.choice("0123456789") for _ in range(PIN_MIN_DIGITS)),
+                               iterations=its)
 
-    async def login(self, pin: str) -> tuple[str, TerminalUser]:
-        now = time.monotonic()
-        if now < self.locked_until:
-            self.counters.inc("pin_locked")
-            raise HTTPException(429, {"error": "locked", "secs": int(self.locked_until - now) + 1})
-        # PBKDF2 over every user takes a while on a Pi: off the event loop
-        user = await asyncio.to_thread(
-            lambda: next((u for u in self.cfg.users if verify_pin(pin, u.pin_hash)), None))
-        now = time.monotonic()
-        if user is None:
-            self.fails += 1
+    async def login(self, user_id: str, pin: str, addr: str) -> tuple[str, TerminalUser]:
+        for lock, key, scope in ((self.by_addr, addr, "address"), (self.by_user, user_id, "user")):
+            secs = lock.wait_s(key)
+            if secs:
+                self.counters.inc("pin_locked")
+                raise HTTPException(429, {"error": "locked", "secs": secs, "scope": scope})
+        user = self.users.get(user_id)
+        # PBKDF2 takes a while on a Pi: off the event loop
+        ok = await asyncio.to_thread(verify_pin, pin, user.pin_hash if user else self._dummy)
+        if not ok or user is None:
             self.counters.inc("pin_failures")
-            log.warning("wrong terminal PIN (%d in a row)", self.fails)
-            if self.fails >= PIN_FAILS_BEFORE_LOCK:
-                self.locked_until = now + PIN_LOCK_FIRST_S * 2 ** min(self.locks, 4)
-                self.locks += 1
-                self.fails = 0
+            if user is not None:  # unknown names make no entries; the address counts them
+                self.by_user.failed(user_id)
+            self.by_addr.failed(addr)
+            log.warning("wrong terminal PIN for %s from %s", user_id if user else "an unknown user", addr)
             raise HTTPException(401, {"error": "bad_pin"})
-        self.fails = self.locks = 0
-        if len(self._s) >= SESSIONS_MAX:
-            del self._s[min(self._s, key=lambda k: self._s[k][1])]
+        self.by_user.succeeded(user_id)
+        return self.open(user), user
+
+    def open(self, user: TerminalUser) -> str:
+        """A new session of `user` (whose PIN was checked); ends only that user's own oldest one if needed."""
+        now = self.clock()
+        for tok in [t for t, (_, exp) in self._s.items() if exp < now]:
+            del self._s[tok]
+        mine = [t for t, (u, _) in self._s.items() if u.id == user.id]
+        if len(mine) >= SESSIONS_PER_USER:
+            del self._s[min(mine, key=lambda t: self._s[t][1])]
         token = secrets.token_urlsafe(24)
         self._s[token] = (user, now + self.cfg.session_s)
-        return token, user
+        return token
 
     def user(self, token: str | None) -> TerminalUser:
         got = self._s.get(token or "")
-        if got is None or got[1] < time.monotonic():
+        if got is None or got[1] < self.clock():
             self._s.pop(token or "", None)
             raise HTTPException(401, {"error": "login"})
         return got[0]
@@ -130,7 +157,8 @@ class Sessions:
 
 
 class LoginIn(BaseModel):
-    pin: str = Field(pattern=r"^[0-9]{4,8}$")
+    user: str = Field(pattern=C.ID_RE)
+    pin: str = Field(pattern=PIN_RE)
 
 
 class TermDepositIn(BaseModel):
@@ -145,6 +173,18 @@ class FoundIn(BaseModel):
     c: int = Field(ge=C.COMP_MIN, le=C.COMP_MAX)
     waybill: str = Field(pattern=r"^[A-Za-z0-9-]{6,40}$")
     phone: str = Field(pattern=PHONE_PATTERN)
+class DepositIn(BaseModel):
+    """A deposit through the station's machine API (a courier's app or a scanner desk): same rules."""
+
+    waybill: str = Field(pattern=r"^[A-Za-z0-9-]{1,40}$")
+    phone: str = Field(pattern=PHONE_PATTERN)
+    carrier: str | None = Field(None, min_length=1, max_length=32)
+    size: Literal["S", "M", "L"]
+    locker: str | None = Field(None, pattern=C.ID_RE)
+    consent_asked: bool = False
+
+
+class OutboundIn(BaseModel):
     carrier: str = Field(min_length=1, max_length=32)
     consent_asked: bool = False
 
@@ -229,11 +269,12 @@ def create_router(gw: "Gateway") -> APIRouter:
                 "uplink": "up" if gw.uplink.up else "down",
                 "lockers": [{"id": ls.id, "online": ls.online, "comps": sorted(ls.comps)}
                             for ls in gw.link.lockers.values()],
-                "board_pickup": bool(gw.boards)}
+                "board_pickup": bool(gw.boards),
+                "users": [{"id": u.id, "name": u.name, "role": u.role} for u in cfg.users]}
 
     @r.post(f"{p}/login")
-    async def login(body: LoginIn) -> dict:
-        tok, u = await sessions.login(body.pin)
+    async def login(body: LoginIn, request: Request) -> dict:
+        tok, u = await sessions.login(body.user, body.pin, request.client.host if request.client else "?")
         log.info("terminal login: %s (%s)", u.id, u.role)
         return {"token": tok, "user": u.id, "name": u.name, "role": u.role, "carrier": u.carrier,
                 "scan_n": gw.scanner.n if gw.scanner else 0}
@@ -265,12 +306,15 @@ def create_router(gw: "Gateway") -> APIRouter:
             raise HTTPException(409, {"error": "consent_unknown"})
         return "courier_asked"
 
-    @r.post(f"{p}/deposit", status_code=201)
-    async def deposit(body: TermDepositIn, u: TerminalUser = Depends(courier)) -> dict:
-        how = await consent_how(body.phone, body.consent_asked)
+    async def deposit_as(u: TerminalUser, waybill: str, phone: str, size: str, consent_asked: bool, *,
+                         carrier: str | None = None, locker: str | None = None) -> dict:
+        """The one deposit rule of both routes: a logged-in courier, the recipient's consent, then a door."""
+        if u.carrier and carrier and carrier != u.carrier:
+            raise HTTPException(403, {"error": "carrier"})
+        how = await consent_how(phone, consent_asked)
         try:
-            d = await gw.deposits.request(body.waybill, body.phone, u.carrier or u.name, body.size,
-                                          courier=u.id, consent=how)
+            return await gw.deposits.request(waybill, phone, u.carrier or carrier or u.name, size, locker,
+                                             courier=u.id, consent=how)
         except NoCompartment:
             raise HTTPException(409, {"error": "no_compartment"}) from None
         except CommandRejected as exc:
@@ -279,7 +323,17 @@ def create_router(gw: "Gateway") -> APIRouter:
             raise HTTPException(503, {"error": "locker_offline"}) from None
         except OutboxError:
             raise HTTPException(503, {"error": "storage"}) from None
-        return d
+        except LockerError:
+            raise HTTPException(404, {"error": "unknown_locker"}) from None
+
+    @r.post(f"{p}/deposit", status_code=201)
+    async def deposit(body: TermDepositIn, u: TerminalUser = Depends(courier)) -> dict:
+        return await deposit_as(u, body.waybill, body.phone, body.size, body.consent_asked)
+
+    @r.post("/api/v1/deposits", status_code=201)
+    async def api_deposit(body: DepositIn, u: TerminalUser = Depends(courier)) -> dict:
+        return await deposit_as(u, body.waybill, body.phone, body.size, body.consent_asked, carrier=body.carrier,
+                                locker=body.locker)
 
     @r.get(f"{p}/deposit/{{ref}}")
     async def deposit_state(ref: str, _: TerminalUser = Depends(courier)) -> dict:
@@ -321,12 +375,25 @@ def create_router(gw: "Gateway") -> APIRouter:
         except OutboxError:
             raise HTTPException(503, {"error": "storage"}) from None
 
+    handovers = RateWindows(HANDOVER_LIMITS)
+    door_to_door = frozenset(cfg.assist_phones)
+
     @r.post(f"{p}/handover")
     async def handover(body: HandoverIn, u: TerminalUser = Depends(agent)) -> dict:
+        """Open the compartment of a door-to-door parcel for the agent (only those: see the list)."""
         row = await gw.outbox.query(lambda conn: conn.execute(
-            "SELECT locker, c, state FROM parcels WHERE ref=?", (body.ref,)).fetchone())
+            "SELECT locker, c, state, phone FROM parcels WHERE ref=?", (body.ref,)).fetchone())
         if row is None or row[2] != "deposited":
             raise HTTPException(409, {"error": "not_waiting"})
+        if row[3] not in door_to_door:
+            gw.counters.inc("handovers_refused")
+            log.warning("agent %s asked to hand over %s, which is not on the door-to-door list", u.id, body.ref)
+            raise HTTPException(403, {"error": "not_door_to_door"})
+        wait = handovers.take(u.id)
+        if wait:
+            gw.counters.inc("handovers_rate_limited")
+            log.warning("agent %s: hand-over limit reached (%s)", u.id, HANDOVER_LIMITS)
+            raise HTTPException(429, {"error": "rate_limited", "secs": wait})
         try:
             ack = await gw.link.send_command(row[0], "open", c=row[1], by=u.id, why="door_to_door")
         except (LockerOffline, CommandTimeout):

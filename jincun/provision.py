@@ -78,7 +78,7 @@ def device_config(station_cfg: dict, locker_id: str, *, keepalive: int = 30, tel
         "secret": lk["secret"],
         "mqtt": {
             "host": mqtt["host"], "port": mqtt["port"], "user": locker_id, "password": lk["mqtt_password"],
-            "client_id": f"{station_cfg['station']}-{locker_id}", "keepalive": keepalive,
+            "client_id": locker_id, "keepalive": keepalive,
         },
         "comps": lk["comps"],
         "tele_s": tele_s,

@@ -34,7 +34,10 @@ from simulator.stack import Proc, StackError
 log = logging.getLogger("jincun.sim.cluster")
 REPO = Path(__file__).resolve().parent.parent
 CODE_RE = re.compile(r"取件码\s*(\d{6})")
-AGENT_PIN = "246810"
+WAYBILL_RE = re.compile(r"运单号\s*([A-Za-z0-9-]+)")
+AGENT_ID, AGENT_PIN = "agent1", "246810"
+# the couriers' desk of every simulated station (no fixed carrier: each deposit names its carrier)
+COURIER_ID, COURIER_PIN = "desk1", "864209"
 AGENT_PIN_ITERATIONS = 1000  # a simulator-only PIN; hundreds of stations start faster with a cheap hash
 SMS_MAX = 200_000
 
@@ -291,18 +294,21 @@ class Cluster:
     def _register(self) -> None:
         auth = {"Authorization": f"Bearer {self.admin_token}"}
         comps = provision.parse_comps(self.comps)
-        agent = {"id": "agent1", "name": "示例代办员", "role": "agent",
+        agent = {"id": AGENT_ID, "name": "示例代办员", "role": "agent",
                  "pin_hash": hash_pin(AGENT_PIN, iterations=AGENT_PIN_ITERATIONS)}
+        desk = {"id": COURIER_ID, "name": "投递台", "role": "courier",
+                "pin_hash": hash_pin(COURIER_PIN, iterations=AGENT_PIN_ITERATIONS)}
         from concurrent.futures import ThreadPoolExecutor
         ports = {st.id: self.ports.take() for st in self.stations}
         with ThreadPoolExecutor(8) as pool:
-            cfgs = list(pool.map(lambda st: self._register_one(st, auth, comps, agent, ports[st.id]), self.stations))
+            cfgs = list(pool.map(lambda st: self._register_one(st, auth, comps, [agent, desk], ports[st.id]),
+                                 self.stations))
         for st, cfg in zip(self.stations, cfgs):
             self.station_cfgs[st.id] = cfg
             for lk in cfg["lockers"]:
                 self.locker_station[lk["id"]] = st.id
 
-    def _register_one(self, st: StationSpec, auth: dict, comps: list[dict], agent: dict, port: int) -> dict:
+    def _register_one(self, st: StationSpec, auth: dict, comps: list[dict], users: list[dict], port: int) -> dict:
         """Register one station and its lockers in the cloud; returns its gateway's station.json."""
         api_key = secrets.token_urlsafe(24)
         with httpx.Client(timeout=30) as http:
@@ -318,7 +324,7 @@ class Cluster:
             cfg["mqtt"]["username"] = f"gw-{st.id}"
             cfg["gateway"].update({"tele_s": 60.0, "time_s": 600.0})
             cfg["cloud"].update({"downlink": False, "backoff_max_s": 4.0})
-            cfg["terminal"] = {"users": [agent], "assist_phones": st.assist_phones[:5000]}
+            cfg["terminal"] = {"users": users, "assist_phones": st.assist_phones[:5000]}
             parse_config(cfg)  # fail here, naming the station, rather than in a host
             for lk in cfg["lockers"]:
                 r = http.post(f"{self.cloud_url}/api/v1/admin/stations/{st.id}/lockers", headers=auth,

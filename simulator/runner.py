@@ -24,7 +24,7 @@ from rich.live import Live
 from rich.table import Table
 
 from simulator import intruder
-from simulator.cluster import AGENT_PIN, Cluster, ClusterError, StationSpec
+from simulator.cluster import AGENT_ID, AGENT_PIN, COURIER_ID, COURIER_PIN, Cluster, ClusterError, StationSpec
 from simulator.county import make_county, pick
 from simulator.ledger import Ledger, LedgerError, Window
 from simulator.people import Action, Parcel, elderly_phones, make_plan, pickup_hour
@@ -69,6 +69,7 @@ class Play:
         self.cut_next: dict[str, float] = {}
         self.ajar_next: set[str] = set()
         self.agent_tokens: dict[str, str] = {}
+        self.desk_tokens: dict[str, str] = {}
         self.active: dict[str, int] = {}
         self.depth = 0
         self.peak_depth = 0
@@ -159,9 +160,13 @@ class Play:
 
     async def _deposit(self, p: Parcel) -> None:
         url = self.cl.gateway_url(p.station)
+        body = {"waybill": p.waybill, "phone": p.phone, "carrier": p.carrier, "size": p.size, "consent_asked": True}
         try:
-            r = await self.http.post(f"{url}/api/v1/deposits", json={
-                "waybill": p.waybill, "phone": p.phone, "carrier": p.carrier, "size": p.size})
+            r = await self.http.post(f"{url}/api/v1/deposits", headers=await self._desk(p.station), json=body)
+            if r.status_code == 401:
+                # the session ended (a restarted gateway forgets sessions): log in again, once
+                self.desk_tokens.pop(p.station, None)
+                r = await self.http.post(f"{url}/api/v1/deposits", headers=await self._desk(p.station), json=body)
         except httpx.HTTPError as exc:
             p.outcome = "gateway_unreachable"
             self.t.inc("deposits_failed")
@@ -278,9 +283,19 @@ class Play:
         p.outcome = "pickup_failed"
         self.t.inc("pickups_failed")
 
+    async def _desk(self, station: str) -> dict:
+        """The station's courier desk, logged in once (a deposit needs a courier's session)."""
+        if station not in self.desk_tokens:
+            r = await self.http.post(f"{self.cl.gateway_url(station)}/api/v1/terminal/login",
+                                     json={"user": COURIER_ID, "pin": COURIER_PIN})
+            r.raise_for_status()
+            self.desk_tokens[station] = r.json()["token"]
+        return {"Authorization": f"Bearer {self.desk_tokens[station]}"}
+
     async def _agent(self, station: str) -> str:
         if station not in self.agent_tokens:
-            r = await self.http.post(f"{self.cl.gateway_url(station)}/api/v1/terminal/login", json={"pin": AGENT_PIN})
+            r = await self.http.post(f"{self.cl.gateway_url(station)}/api/v1/terminal/login",
+                                     json={"user": AGENT_ID, "pin": AGENT_PIN})
             r.raise_for_status()
             self.agent_tokens[station] = r.json()["token"]
         return self.agent_tokens[station]

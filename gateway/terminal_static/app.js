@@ -1,7 +1,7 @@
 "use strict";
 // Station terminal: Chinese first, English on request; talks only to the gateway, so it works offline.
 const T = {
-  zh: {logout: "退出", login_title: "驿站终端登录", pin: "PIN 码", login: "登录", pickup_title: "取件（输入取件码）",
+  zh: {logout: "退出", login_title: "驿站终端登录", user: "姓名", pin: "PIN 码（6 位以上）", login: "登录", pickup_title: "取件（输入取件码）",
     code: "6 位取件码", pickup: "取件", deposit_title: "快递员投递", waybill: "运单号", scan_hint: "扫描枪扫码会自动填入",
     phone: "收件人手机", size: "格口大小", size_S: "小", size_M: "中", size_L: "大",
     consent_ask: "收件人尚未授权投柜：我已电话征得收件人同意", open_door: "分配格口并开门",
@@ -19,7 +19,7 @@ const T = {
     tab_found: "发现包裹", found_hint: "格口里检测到没有登记的包裹：扫描运单号、填写收件人手机后登记，取件码短信将照常发出。",
     register: "登记", register_found: "登记并发送取件码", found_done: "已登记，取件码已发给收件人。单号：",
     not_found_parcel: "该格口已没有待登记的包裹"},
-  en: {logout: "Log out", login_title: "Station terminal", pin: "PIN", login: "Log in", pickup_title: "Pick up (type your code)",
+  en: {logout: "Log out", login_title: "Station terminal", user: "Name", pin: "PIN (6 digits or more)", login: "Log in", pickup_title: "Pick up (type your code)",
     code: "6-digit pickup code", pickup: "Pick up", deposit_title: "Courier deposit", waybill: "Waybill",
     scan_hint: "A scanned barcode fills this in", phone: "Recipient phone", size: "Compartment size",
     size_S: "Small", size_M: "Medium", size_L: "Large",
@@ -81,6 +81,9 @@ async function loadInfo() {
     $("ob-carrier").innerHTML = info.carriers.map((c) => `<option>${esc(c)}</option>`).join("");
     if (!$("fd-carrier").options.length) $("fd-carrier").innerHTML = $("ob-carrier").innerHTML;
     $("ft-locker").innerHTML = info.lockers.map((l) => `<option>${esc(l.id)}</option>`).join("");
+    const pick = $("user").value;
+    $("user").innerHTML = info.users.map((u) => `<option value="${esc(u.id)}">${esc(u.name)}</option>`).join("");
+    if (pick) { $("user").value = pick; }
   } catch (e) { /* the next poll tries again */ }
 }
 function logout() {
@@ -108,7 +111,7 @@ $("logout").onclick = logout;
 $("f-login").onsubmit = async (ev) => {
   ev.preventDefault(); $("login-err").textContent = "";
   try {
-    const r = await api("POST", "/login", {pin: $("pin").value});
+    const r = await api("POST", "/login", {user: $("user").value, pin: $("pin").value});
     token = r.token; me = r; sessionStorage.setItem("jc-token", token); sessionStorage.setItem("jc-me", JSON.stringify(r));
     $("pin").value = ""; start();
   } catch (e) { $("login-err").textContent = errText(e); $("pin").value = ""; }

@@ -172,8 +172,8 @@ def _deposited(cloud, ref: str = "p-7f3a1c", code: str = "482913") -> None:
 
 def test_handover_records_delivered_door_with_who_and_when(cloud):
     _deposited(cloud)
-    assert len(cloud.client.get("/api/v1/codes/lookup", params={"station": STATION, "code": "482913"},
-                                headers=admin_headers()).json()) == 1
+    assert len(cloud.client.post("/api/v1/codes/lookup", json={"station": STATION, "code": "482913"},
+                                 headers=admin_headers()).json()) == 1
     handover = gw(3, "handover", {"ref": "p-7f3a1c", "by": "agent-wang", "at": 1764360000, "how": "door_to_door"})
     assert _statuses(cloud.ingest([handover])) == ["applied"]
     p = cloud.admin_get("/api/v1/parcels/p-7f3a1c")
@@ -181,8 +181,8 @@ def test_handover_records_delivered_door_with_who_and_when(cloud):
     door = [e for e in p["timeline"] if e["status"] == "delivered_door"]
     assert len(door) == 1 and door[0]["at"] == 1764360000 and "agent-wang" in door[0]["source"]
     # the parcel is out of the locker: its pickup code opens nothing any more
-    assert cloud.client.get("/api/v1/codes/lookup", params={"station": STATION, "code": "482913"},
-                            headers=admin_headers()).json() == []
+    assert cloud.client.post("/api/v1/codes/lookup", json={"station": STATION, "code": "482913"},
+                             headers=admin_headers()).json() == []
 
     assert _statuses(cloud.ingest([handover])) == ["duplicate"]
     assert cloud.admin_get("/api/v1/parcels/p-7f3a1c")["timeline"] == p["timeline"]

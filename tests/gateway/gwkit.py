@@ -13,15 +13,23 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.broker import broker_body, write_auth_files
+from gateway.broker import broker_body, password_line, write_auth_files
 from gateway.config import StationConfig, parse_config
+from gateway.terminal import hash_pin
 
 STATION = "demo-01"
 SECRET_L1 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 SECRET_L2 = "9fd687cc5e1918da74cb849b2370293069abc311a49d4f4b7772006b898ad859"
+# a read-only watcher of the whole station, so a test can look on without taking the gateway's client id
+OBSERVER = ("observer", "obs-pass-1234")
+# the courier every test station has unless a test names its own terminal users (no fixed carrier, so each
+# deposit names its own); a cheap hash keeps configs quick to build
+COURIER_PIN = "135246"
+COURIER = {"id": "k-desk", "name": "投递台", "role": "courier", "pin_hash": hash_pin(COURIER_PIN, iterations=1000)}
 
 
 # pytest's tmp dirs are private to the test user, so a root-started broker must stay that user
@@ -38,7 +46,7 @@ def make_config(tmp_path: Path, mqtt_port: int = 1883, cloud_url: str = "http://
                 extra_locker: bool = False, cloud: dict | None = None, top: dict | None = None,
                 **gateway) -> StationConfig:
     data = {
-        "station": STATION, "name": "示例村服务站",
+        "station": STATION, "name": "示例村服务站", "demo": True,  # the published test secrets below
         "gateway": {"db": str(tmp_path / "gateway.db"), "http": {"port": 0}, "cmd_timeout_s": 3.0, **gateway},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "username": "gateway", "password": "gw-pass-1234"},
         "cloud": {"url": cloud_url, "api_key": "station-key-demo-01", "poll_s": 0.05,
@@ -50,6 +58,7 @@ def make_config(tmp_path: Path, mqtt_port: int = 1883, cloud_url: str = "http://
              "comps": [{"n": 1, "size": "M"}]},
         ] + ([{"id": "l3", "secret": SECRET_L2, "mqtt_password": "l3-pass-1234", "comps": [{"n": 1, "size": "M"}]}]
              if extra_locker else []),
+        "terminal": {"users": [COURIER]},
         **(top or {}),
     }
     return parse_config(data)
@@ -62,9 +71,20 @@ def station(tmp_path, mosquitto_factory):
     # the broker knows l3, the gateway does not: an "unknown locker" with valid credentials
     cfg0 = make_config(tmp_path, extra_locker=True)
     write_auth_files(cfg0, auth)
+    with (auth / "passwd").open("a") as f:
+        f.write(password_line(*OBSERVER) + "\n")
+    with (auth / "acl").open("a") as f:
+        f.write(f"\nuser {OBSERVER[0]}\ntopic read jc/v1/{STATION}/#\n")
     broker = mosquitto_factory(broker_body(cfg0, auth, run_as=RUN_AS), name="station")
     cfg = make_config(tmp_path, broker.port)
     return cfg, broker
+
+
+def courier_api(gw) -> httpx.AsyncClient:
+    """The gateway's HTTP API as the station's test courier, logged in (a session opened without the PIN)."""
+    tok = gw.sessions.open(gw.sessions.users[COURIER["id"]])
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gw.app), base_url="http://gw",
+                             headers={"Authorization": f"Bearer {tok}"})
 
 
 async def until(cond, timeout: float = 5.0, what: str = "condition"):
@@ -96,7 +116,7 @@ class PahoLocker:
         self.rc = None
         self.connects = 0
         self.subscribed = False
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{station}-{locker}")
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=username or locker)
         self.c.username_pw_set(username or locker, password or f"{locker}-pass-1234")
         self.c.will_set(f"{self.base}/status", json.dumps({"v": 1, "state": "lost"}), qos=1, retain=True)
         self.c.on_message = self._on_message

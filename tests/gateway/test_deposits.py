@@ -5,11 +5,11 @@ import asyncio
 import httpx
 
 from gateway.protocol import code_hash
-from gwkit import SECRET_L1, until
+from gwkit import SECRET_L1, courier_api, until
 
 
 def api(gw):
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gw.app), base_url="http://gw")
+    return courier_api(gw)
 
 
 async def ready_locker(gateway, lockers, comps=None):
@@ -40,8 +40,9 @@ async def code_records(gateway):
 async def test_deposit_issues_a_code_and_reuses_it_for_the_same_phone(gateway, lockers):
     l1 = await ready_locker(gateway, lockers)
     async with api(gateway.gw) as http:
-        r = await http.post("/api/v1/deposits", json={"waybill": "SF100", "phone": "13800000001",
-                                                      "carrier": "顺丰", "size": "M"})
+        r = await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "SF100", "phone": "13800000001",
+            "carrier": "顺丰", "size": "M"})
         assert r.status_code == 201, r.text
         d = r.json()
         assert d["locker"] == "l1" and d["c"] == 2 and d["size"] == "M" and d["ref"].startswith("p-")
@@ -49,7 +50,8 @@ async def test_deposit_issues_a_code_and_reuses_it_for_the_same_phone(gateway, l
         assert (await http.get(f"/api/v1/deposits/{d['ref']}")).json()["state"] == "opening"
         parcels = [r.body for r in await gateway.outbox_rows("parcel")]
         assert parcels == [{"ref": d["ref"], "waybill": "SF100", "carrier": "顺丰", "phone": "13800000001",
-                            "locker": "l1", "c": 2, "size": "M"}]
+                            "locker": "l1", "c": 2, "size": "M",
+                            "courier": "k-desk", "consent": "courier_asked"}]
 
         l1.evt("deposit", c=2, ref=d["ref"])
         await until(lambda: any(c["op"] == "code_put" for c in l1.cmds), what="code_put")
@@ -66,8 +68,9 @@ async def test_deposit_issues_a_code_and_reuses_it_for_the_same_phone(gateway, l
             "ref": d["ref"], "state": "deposited", "locker": "l1", "c": 2}
 
         # a second parcel for the same villager at this locker: same code, now opening both compartments
-        r2 = (await http.post("/api/v1/deposits", json={"waybill": "YT200", "phone": "13800000001",
-                                                        "carrier": "圆通", "size": "S"})).json()
+        r2 = (await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "YT200", "phone": "13800000001",
+            "carrier": "圆通", "size": "S"})).json()
         assert r2["c"] == 1
         l1.evt("deposit", c=1, ref=r2["ref"])
         await until(lambda: len([c for c in l1.cmds if c["op"] == "code_put"]) == 2, what="second code_put")
@@ -77,8 +80,9 @@ async def test_deposit_issues_a_code_and_reuses_it_for_the_same_phone(gateway, l
         assert [c["code"] for c in codes] == [code, code]
 
         # another villager gets another code
-        r3 = (await http.post("/api/v1/deposits", json={"waybill": "ZT300", "phone": "13900000002",
-                                                        "carrier": "中通", "size": "S"})).json()
+        r3 = (await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "ZT300", "phone": "13900000002",
+            "carrier": "中通", "size": "S"})).json()
         assert r3["c"] == 3, "no S or M left: the next larger size is used"
         l1.evt("deposit", c=3, ref=r3["ref"])
         await until(lambda: len([c for c in l1.cmds if c["op"] == "code_put"]) == 3)
@@ -94,8 +98,9 @@ async def test_deposit_issues_a_code_and_reuses_it_for_the_same_phone(gateway, l
         assert all(a["synced"] for a in active)
 
         # the locker is full now
-        r4 = await http.post("/api/v1/deposits", json={"waybill": "X", "phone": "13800000003",
-                                                       "carrier": "EMS", "size": "S"})
+        r4 = await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "X", "phone": "13800000003",
+            "carrier": "EMS", "size": "S"})
         assert r4.status_code == 409 and r4.json()["detail"]["error"] == "no_compartment"
 
         # pickups take compartments off the code; the last one retires it and wipes the plain code
@@ -118,8 +123,9 @@ async def test_deposit_issues_a_code_and_reuses_it_for_the_same_phone(gateway, l
 async def test_deposit_void_and_offline_and_refused(gateway, lockers):
     l1 = await ready_locker(gateway, lockers)
     async with api(gateway.gw) as http:
-        d = (await http.post("/api/v1/deposits", json={"waybill": "SF1", "phone": "13800000001",
-                                                       "carrier": "顺丰", "size": "L"})).json()
+        d = (await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "SF1", "phone": "13800000001",
+            "carrier": "顺丰", "size": "L"})).json()
         l1.evt("deposit_void", c=3, ref=d["ref"])
         await until(lambda: l1.acked() == 1)
         await wait_state(http, d["ref"], "void")
@@ -128,19 +134,22 @@ async def test_deposit_void_and_offline_and_refused(gateway, lockers):
 
         # the locker refuses (compartment busy): 409, the parcel is void
         l1.ack_result["deposit"] = {"ok": False, "err": "busy"}
-        r = await http.post("/api/v1/deposits", json={"waybill": "SF2", "phone": "13800000001",
-                                                      "carrier": "顺丰", "size": "L"})
+        r = await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "SF2", "phone": "13800000001",
+            "carrier": "顺丰", "size": "L"})
         assert r.status_code == 409 and r.json()["detail"] == {"error": "locker_refused", "detail": "busy"}
         assert (await http.get("/api/v1/deposits/p-000000000000")).status_code == 404
 
-        bad = await http.post("/api/v1/deposits", json={"waybill": "SF3", "phone": "not a phone",
-                                                        "carrier": "顺丰", "size": "XL"})
+        bad = await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "SF3", "phone": "not a phone",
+            "carrier": "顺丰", "size": "XL"})
         assert bad.status_code == 422
 
         l1.kill()
         await until(lambda: not gateway.gw.link.lockers["l1"].online, timeout=8)
-        r = await http.post("/api/v1/deposits", json={"waybill": "SF4", "phone": "13800000001",
-                                                      "carrier": "顺丰", "size": "S", "locker": "l1"})
+        r = await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "SF4", "phone": "13800000001",
+            "carrier": "顺丰", "size": "S", "locker": "l1"})
         assert r.status_code == 503 and r.json()["detail"]["error"] == "locker_offline"
         lk = (await http.get("/api/v1/lockers")).json()
         assert [x["online"] for x in lk["lockers"]] == [False, False]
@@ -151,8 +160,9 @@ async def test_deposit_void_and_offline_and_refused(gateway, lockers):
 async def test_missed_deposit_event_is_settled_from_the_next_birth(gateway, lockers):
     l1 = await ready_locker(gateway, lockers)
     async with api(gateway.gw) as http:
-        d = (await http.post("/api/v1/deposits", json={"waybill": "SF9", "phone": "13800000009",
-                                                       "carrier": "顺丰", "size": "S"})).json()
+        d = (await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "SF9", "phone": "13800000009",
+            "carrier": "顺丰", "size": "S"})).json()
     # the gateway lost the event (e.g. it stopped right after storing it); the birth snapshot tells
     l1.birth([{"n": 1, "size": "S", "st": "occupied", "door": "closed", "occ": True, "ref": d["ref"]},
               {"n": 2, "size": "M", "st": "empty", "door": "closed", "occ": False},

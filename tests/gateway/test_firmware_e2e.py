@@ -2,12 +2,11 @@
 
 import asyncio
 
-import httpx
 import pytest
 
 from gateway.consent import FixedConsent
 from gateway.terminal import hash_pin
-from gwkit import SECRET_L1, RunningGateway, make_config, until
+from gwkit import SECRET_L1, RunningGateway, courier_api, make_config, until
 
 pytestmark = pytest.mark.micropython
 
@@ -24,9 +23,9 @@ async def test_deposit_and_pickup_with_the_real_firmware(gateway, tmp_path):
         link = gateway.gw.link
         await until(lambda: link.lockers["l1"].birth_at, timeout=15, what="firmware birth")
         await until(lambda: all(c.st == "empty" for c in link.lockers["l1"].comps.values()), timeout=10)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.gw.app), base_url="http://gw") as http:
-            r = await http.post("/api/v1/deposits", json={"waybill": "SF1001", "phone": "13800000001",
-                                                          "carrier": "顺丰", "size": "M"})
+        async with courier_api(gateway.gw) as http:
+            r = await http.post("/api/v1/deposits", json={
+                "consent_asked": True, "waybill": "SF1001", "phone": "13800000001", "carrier": "顺丰", "size": "M"})
             assert r.status_code == 201, r.text
             d = r.json()
             c = d["c"]

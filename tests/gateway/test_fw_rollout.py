@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import Response
 
 from gateway.fwrollout import RolloutError, pack_set, unpack_set
-from gwkit import SECRET_L1, SECRET_L2, STATION, RunningGateway, free_port, make_config, outbox_rows, until
+from gwkit import OBSERVER, SECRET_L1, SECRET_L2, STATION, RunningGateway, free_port, make_config, outbox_rows, until
 from test_downlink import CommandQueue
 
 pytestmark = pytest.mark.micropython
@@ -40,12 +40,12 @@ def app_folder(tmp_path: Path, ver: str, app_tail: str = "") -> Path:
 
 
 class Observer:
-    """Watches the station's commands and events as they cross the broker (gateway credentials, own id)."""
+    """Watches the station's commands and events as they cross the broker (a read-only user of its own)."""
 
     def __init__(self, port: int) -> None:
         self.seen: list[tuple[float, str, str, dict]] = []
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{STATION}-observer")
-        self.c.username_pw_set("gateway", "gw-pass-1234")
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=OBSERVER[0])
+        self.c.username_pw_set(*OBSERVER)
         self.c.on_message = lambda c, u, m: self.seen.append(
             (time.monotonic(), m.topic.split("/")[3], m.topic.split("/")[4], json.loads(m.payload)))
         self.c.connect("127.0.0.1", port)

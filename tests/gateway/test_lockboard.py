@@ -12,7 +12,7 @@ from gateway.lockboard_serial import BoardLinkError, SerialBus
 from gateway.lockboard_sim import FrameSplitter, SimBus
 from jc import lockboard as K
 from gateway.protocol import code_hash
-from gwkit import SECRET_L2, RunningGateway, make_config, until
+from gwkit import SECRET_L2, RunningGateway, courier_api, make_config, until
 
 CU16 = K.MODELS["kr-cu16"]
 IR = K.MODELS["kr-cu16-ir"]
@@ -72,9 +72,10 @@ async def test_board_deposit_code_and_pickup_through_the_outbox(board_station):
     gw = rg.gw
     b1 = gw.link.lockers["b1"]
     await until(lambda: b1.online and b1.birth_at, what="board birth")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gw.app), base_url="http://gw") as http:
-        r = await http.post("/api/v1/deposits", json={"waybill": "ZT123456", "phone": "13900000002",
-                                                      "carrier": "中通", "size": "M", "locker": "b1"})
+    async with courier_api(gw) as http:
+        r = await http.post("/api/v1/deposits", json={
+            "consent_asked": True, "waybill": "ZT123456", "phone": "13900000002",
+            "carrier": "中通", "size": "M", "locker": "b1"})
         assert r.status_code == 201, r.text
         d = r.json()
         assert d["c"] == 2 and sim.board.opens == [5], "compartment 2 sits on lock 5"

@@ -94,6 +94,8 @@ async def test_courier_and_agent_work_offline_in_chromium(terminal):
             assert await page.text_content("#uplink") == "离线运行"
             await shot(page, "terminal_login")
 
+            await page.wait_for_selector("#user option[value=c-wang]", state="attached")
+            await page.select_option("#user", "c-wang")
             await page.fill("#pin", "111111")
             await page.click("#f-login button")
             await page.wait_for_selector("#login-err:has-text('PIN 码错误')")
@@ -111,6 +113,7 @@ async def test_courier_and_agent_work_offline_in_chromium(terminal):
             await deposit_via_page(page, rg, "ZT7700445566", ASSIST, scan=False, ask=True)
 
             await page.click("#logout")
+            await page.select_option("#user", "a-li")
             await page.fill("#pin", "135790")
             await page.click("#f-login button")
             await page.wait_for_selector("#v-agent:not(.hidden)")
@@ -219,17 +222,20 @@ async def test_refused_consent_and_pin_lockout(terminal):
     rg = terminal
     rg.gw.consent.answers["13800000004"] = ("refused", False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rg.gw.app), base_url="http://gw") as http:
-        tok = (await http.post("/api/v1/terminal/login", json={"pin": "246810"})).json()["token"]
+        tok = (await http.post("/api/v1/terminal/login", json={"user": "c-wang", "pin": "246810"})).json()["token"]
         h = {"Authorization": f"Bearer {tok}"}
         r = await http.post("/api/v1/terminal/deposit", headers=h, json={
             "waybill": "YT1234567", "phone": "13800000004", "size": "S", "consent_asked": True})
         assert r.status_code == 409 and r.json()["detail"]["error"] == "consent_refused"
         assert not rg.sim.board.opens, "no door opened for a recipient who refused"
         assert (await http.get("/api/v1/terminal/parcels", headers=h)).status_code == 403, "couriers see no list"
-        codes = [(await http.post("/api/v1/terminal/login", json={"pin": "000000"})).status_code for _ in range(7)]
+        codes = [(await http.post("/api/v1/terminal/login", json={"user": "c-wang", "pin": "000000"})).status_code
+                 for _ in range(7)]
         assert codes == [401] * 5 + [429] * 2
-        assert (await http.post("/api/v1/terminal/login", json={"pin": "246810"})).status_code == 429, \
-            "even the right PIN waits out the lockout"
+        r = await http.post("/api/v1/terminal/login", json={"user": "c-wang", "pin": "246810"})
+        assert r.status_code == 429, "even the right PIN waits out the lockout"
+        assert (await http.post("/api/v1/terminal/login", json={"user": "a-li", "pin": "135790"})).status_code == 200, \
+            "only the guessed user is locked"
     assert await rg.outbox_rows("parcel") == []
 
 
@@ -253,10 +259,10 @@ async def test_terminal_records_are_taken_by_the_real_cloud(terminal, tmp_path):
     rg = terminal
     gw = rg.gw
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gw.app), base_url="http://gw") as http:
-        c = (await http.post("/api/v1/terminal/login", json={"pin": "246810"})).json()["token"]
-        a = (await http.post("/api/v1/terminal/login", json={"pin": "135790"})).json()["token"]
+        c = (await http.post("/api/v1/terminal/login", json={"user": "c-wang", "pin": "246810"})).json()["token"]
+        a = (await http.post("/api/v1/terminal/login", json={"user": "a-li", "pin": "135790"})).json()["token"]
         r = await http.post("/api/v1/terminal/deposit", headers={"Authorization": f"Bearer {c}"},
-                            json={"waybill": "ZT5500112233", "phone": "13800000001", "size": "S"})
+                            json={"waybill": "ZT5500112233", "phone": ASSIST, "size": "S", "consent_asked": True})
         assert r.status_code == 201, r.text
         b1 = gw.link.lockers["b1"]
         await until(lambda: b1.comps[1].door == "open", what="door open")
@@ -287,7 +293,8 @@ async def test_terminal_records_are_taken_by_the_real_cloud(terminal, tmp_path):
                      lockers=[{"id": "b1", "comps": comps}, {"id": "l1", "comps": comps},
                               {"id": "l2", "comps": [{"n": 1, "size": "M"}]}])
     engine.dispose()
-    app = cloud_app.create_app(Settings(database_url=url, admin_token="a" * 24, migrate_on_start=False))
+    app = cloud_app.create_app(Settings(database_url=url, admin_token="uplink-test-admin-9k2Qx7",
+                                        migrate_on_start=False))
     port = free_port()
     kinds = sorted({r.kind for r in await rg.outbox_rows()})
     assert {"evt", "birth", "status", "parcel", "code", "handover", "outbound", "fault_report", "gw_tele"} <= set(kinds)

@@ -173,7 +173,7 @@ def real_cloud(tmp_path):
         seed_station(session, station_id="demo-01", name="示例村服务站", api_key=API_KEY,
                      lockers=[{"id": "l1", "comps": [{"n": 1, "size": "S"}, {"n": 2, "size": "M"}]}])
     engine.dispose()
-    return cloud_app.create_app(Settings(database_url=url, admin_token="a" * 24, migrate_on_start=False))
+    return cloud_app.create_app(Settings(database_url=url, admin_token="uplink-test-admin-9k2Qx7", migrate_on_start=False))
 
 
 async def test_forward_into_the_cloud_app(box, tmp_path):

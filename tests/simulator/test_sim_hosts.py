@@ -167,7 +167,7 @@ def test_a_bad_request_on_the_control_channel_is_answered_and_the_host_keeps_goi
 def test_an_impersonator_is_refused_and_a_cloned_board_cannot_publish_for_its_neighbour(mosquitto_factory,
                                                                                         tmp_path):
     data = provision.station_config(station=STATION, name="x", db="gw.db", http_port=1, mqtt_host="127.0.0.1",
-                                    mqtt_port=1, cloud_url="http://127.0.0.1:1", api_key="k" * 24,
+                                    mqtt_port=1, cloud_url="http://127.0.0.1:1", api_key="sim-hosts-key-7Qp2Zr9w",
                                     lockers=[provision.locker_entry(lk, provision.parse_comps("2S"))
                                              for lk in ("l1", "l2")])
     cfg = parse_config(data)
