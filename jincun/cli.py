@@ -138,6 +138,13 @@ def cmd_firmware_deploy(args: argparse.Namespace) -> int:
     return fwtools.deploy(port=args.port, config=Path(args.config))
 
 
+def cmd_firmware_flash(args: argparse.Namespace) -> int:
+    """Write the pinned MicroPython image to a board with esptool, check it, then deploy the firmware."""
+    from jincun import flash
+
+    return flash.flash(args.port, Path(args.image), Path(args.config), sha256=args.sha256, dry_run=args.dry_run)
+
+
 def cmd_hw_check(args: argparse.Namespace) -> int:
     """Regenerate the controller board outputs and check them against the firmware pin map."""
     from jincun import hwtools
@@ -240,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     fd.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     fd.add_argument("--config", default="firmware/config.json", help="a config written by `firmware provision` (default: %(default)s)")
     fd.set_defaults(fn=cmd_firmware_deploy)
+    ff = f.add_parser("flash", help="erase a board, write the pinned MicroPython image, then deploy",
+                      description="See docs/firmware.md, Flashing.")
+    ff.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    ff.add_argument("--image", required=True, help="the downloaded ESP32_GENERIC-YYYYMMDD-v1.29.0.bin")
+    ff.add_argument("--sha256", default=None, help="the SHA-256 your county recorded for its copy of the image")
+    ff.add_argument("--config", default="firmware/config.json", help="a config written by `firmware provision` (default: %(default)s)")
+    ff.add_argument("--dry-run", action="store_true", help="check everything and print every step, touch no board")
+    ff.set_defaults(fn=cmd_firmware_flash)
 
     b = sub.add_parser("bench", help="benchmarks, run by hand; the last line printed is one JSON object")
     b.add_argument("name", choices=BENCHES, help="which benchmark")
@@ -266,6 +281,7 @@ def user_error(exc: BaseException) -> str | None:
     from pydantic import ValidationError
 
     from gateway.errors import ConfigError
+    from jincun.flash import FlashError
     from jincun.fwtools import FwToolsError
     from jincun.provision import ProvisionError
 
@@ -273,6 +289,8 @@ def user_error(exc: BaseException) -> str | None:
         return f"{exc} (pass the station's file with --config PATH; docs/gateway.md shows one)"
     if isinstance(exc, ProvisionError):
         return f"{exc} (see `jincun firmware provision --help`)"
+    if isinstance(exc, FlashError):
+        return f"{exc} (see docs/firmware.md, Flashing)"
     if isinstance(exc, FwToolsError):
         return f"{exc} (write one with `jincun firmware provision`, or pass --config PATH)"
     if isinstance(exc, ValidationError):
