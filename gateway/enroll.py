@@ -43,7 +43,8 @@ def fetch_enrollment(cloud_url: str, token: str, *, timeout_s: float = 30.0, ver
     return resp.json()
 
 
-def build_station(answer: dict, *, cloud_url: str, db: str, http_port: int, mqtt_port: int, listen: str) -> dict:
+def build_station(answer: dict, *, cloud_url: str, db: str, http_port: int, mqtt_port: int, listen: str,
+                  audit_log: str | None = None) -> dict:
     """station.json from the cloud's answer: fresh locker secrets and MQTT passwords made here, on the Pi."""
     station = answer["station"]
     lockers = [locker_entry(lk["id"], [{"n": c["n"], "size": c["size"]} for c in lk["comps"]])
@@ -52,6 +53,8 @@ def build_station(answer: dict, *, cloud_url: str, db: str, http_port: int, mqtt
                           mqtt_host="127.0.0.1", mqtt_port=mqtt_port, cloud_url=cloud_url.rstrip("/"),
                           api_key=answer["api_key"], lockers=lockers)
     data["mqtt"]["listen"] = listen
+    if audit_log:
+        data["mqtt"]["audit_log"] = audit_log
     data["terminal"] = {"users": [{"id": c["id"], "name": c["name"], "role": "courier", "carrier": c["carrier"],
                                    "pin_hash": c["pin_hash"]} for c in answer["couriers"]]}
     return data
@@ -59,7 +62,7 @@ def build_station(answer: dict, *, cloud_url: str, db: str, http_port: int, mqtt
 
 def enroll(*, cloud_url: str, token: str, out: Path, db: str = "/var/lib/jincun/gateway.db",
            http_port: int = 8100, mqtt_port: int = 1883, listen: str = "0.0.0.0",
-           verify: bool | str = True) -> dict:
+           audit_log: str | None = None, verify: bool | str = True) -> dict:
     """Enroll this station: write out/station.json and out/mosquitto/{mosquitto.conf,passwd,acl}.
 
     An existing station.json is never overwritten: its lockers' credentials are on their boards.
@@ -72,7 +75,7 @@ def enroll(*, cloud_url: str, token: str, out: Path, db: str = "/var/lib/jincun/
         raise EnrollError(f"cannot write into {out}")
     answer = fetch_enrollment(cloud_url, token, verify=verify)
     data = build_station(answer, cloud_url=cloud_url, db=db, http_port=http_port, mqtt_port=mqtt_port,
-                         listen=listen)
+                         listen=listen, audit_log=audit_log)
     try:
         cfg = parse_config(json.loads(json.dumps(data)))
     except ConfigError as exc:

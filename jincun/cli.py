@@ -121,7 +121,7 @@ def cmd_gateway_enroll(args: argparse.Namespace) -> int:
     try:
         result = enroll(cloud_url=args.cloud, token=args.token, out=Path(args.out), db=args.db,
                         http_port=args.http_port, mqtt_port=args.mqtt_port, listen=args.listen,
-                        verify=args.cafile or True)
+                        audit_log=args.audit_log, verify=args.cafile or True)
     except EnrollError as exc:
         print(f"jincun: error: {exc}", file=sys.stderr)
         return 2
@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--http-port", type=int, default=8100, help="the gateway's local HTTP port (default: %(default)s)")
     ge.add_argument("--mqtt-port", type=int, default=1883, help="the station broker's port (default: %(default)s)")
     ge.add_argument("--listen", default="0.0.0.0", help="the broker's listen address on the station LAN (default: %(default)s)")
+    ge.add_argument("--audit-log", default=None, help="the broker log the gateway follows for ACL refusals "
+                                                      "(install.sh: /run/jincun-mosquitto/mosquitto.log)")
     ge.add_argument("--cafile", default=None, help="CA bundle to check the cloud's certificate with (default: the system's)")
     ge.set_defaults(fn=cmd_gateway_enroll)
     gi = g.add_parser("init", help="write the station's Mosquitto config")
