@@ -121,7 +121,8 @@ def cmd_gateway_enroll(args: argparse.Namespace) -> int:
     try:
         result = enroll(cloud_url=args.cloud, token=args.token, out=Path(args.out), db=args.db,
                         http_port=args.http_port, mqtt_port=args.mqtt_port, listen=args.listen,
-                        audit_log=args.audit_log, verify=args.cafile or True)
+                        audit_log=args.audit_log, tls_port=args.tls_port, tls_hosts=args.tls_host,
+                        verify=args.cafile or True)
     except EnrollError as exc:
         print(f"jincun: error: {exc}", file=sys.stderr)
         return 2
@@ -290,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--listen", default="0.0.0.0", help="the broker's listen address on the station LAN (default: %(default)s)")
     ge.add_argument("--audit-log", default=None, help="the broker log the gateway follows for ACL refusals "
                                                       "(install.sh: /run/jincun-mosquitto/mosquitto.log)")
+    ge.add_argument("--tls-port", type=int, default=8883, help="the broker's TLS listener (default: %(default)s)")
+    ge.add_argument("--tls-host", action="append", default=[], metavar="NAME_OR_IP",
+                    help="an address lockers use for the Pi, put in the broker's certificate (repeatable; the "
+                         "host name, NAME.local and the Pi's IPv4 addresses are always in)")
     ge.add_argument("--cafile", default=None, help="CA bundle to check the cloud's certificate with (default: the system's)")
     ge.set_defaults(fn=cmd_gateway_enroll)
     gi = g.add_parser("init", help="write the station's Mosquitto config")

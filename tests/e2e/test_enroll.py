@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from conftest import Broker
 
 from gateway import const as C
 from gateway.config import load_config
+from gateway.station_ca import make_station_ca
 from gateway.terminal import verify_pin
 from jincun.cli import main
 from simulator.net import free_port, wait_port
@@ -72,8 +74,10 @@ def _jincun(capsys, *args: str) -> tuple[int, dict | None, str]:
     return rc, json.loads(last) if last.startswith("{") else None, out.err
 
 
-def _connect(port: int, user: str, password: str, client_id: str) -> tuple[mqtt.Client | None, str]:
-    """Connect to the broker; return the connected client, or None and the broker's reason."""
+def _connect(port: int, user: str, password: str, client_id: str,
+             ca: Path | None = None) -> tuple[mqtt.Client | None, str]:
+    """Connect to the broker (over TLS, verifying it against ca, when given); return the connected client,
+    or None and the broker's reason."""
     done = threading.Event()
     result = {}
 
@@ -83,6 +87,8 @@ def _connect(port: int, user: str, password: str, client_id: str) -> tuple[mqtt.
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     c.username_pw_set(user, password)
+    if ca is not None:
+        c.tls_set(ca_certs=str(ca))
     c.on_connect = on_connect
     c.connect("127.0.0.1", port)
     c.loop_start()
@@ -106,9 +112,10 @@ def test_enroll_provision_and_connect(cloud, pg_url, tmp_path, capsys, monkeypat
     token = issued["token"]
 
     etc = tmp_path / "etc"
-    mqtt_port = free_port()
+    mqtt_port, tls_port = free_port(), free_port()
     enroll_args = ["gateway", "enroll", "--cloud", str(cloud.base_url), "--db", str(tmp_path / "var" / "gw.db"),
-                   "--mqtt-port", str(mqtt_port), "--listen", "127.0.0.1"]
+                   "--mqtt-port", str(mqtt_port), "--listen", "127.0.0.1", "--tls-port", str(tls_port),
+                   "--tls-host", "192.168.4.1"]
     rc, _, err = _jincun(capsys, *enroll_args, "--token", first.json()["token"], "--out", str(tmp_path / "x"))
     assert rc == 2 and "expired" in err
     assert not (tmp_path / "x" / "station.json").exists()
@@ -116,6 +123,10 @@ def test_enroll_provision_and_connect(cloud, pg_url, tmp_path, capsys, monkeypat
     rc, result, err = _jincun(capsys, *enroll_args, "--token", token, "--out", str(etc))
     assert rc == 0, err
     assert result["lockers"] == ["l1"] and result["couriers"] == 1
+    assert {"192.168.4.1", "127.0.0.1"} <= set(result["tls_hosts"])
+    ca = Path(result["ca"])
+    assert oct((ca.parent / "ca.key").stat().st_mode & 0o777) == "0o600"
+    assert not list((etc / "mosquitto").rglob("ca.key"))  # the CA's key is not the broker's to read
 
     # the gateway's config is valid and its fresh API key is the one the cloud now accepts
     cfg = load_config(etc / "station.json")
@@ -142,6 +153,7 @@ def test_enroll_provision_and_connect(cloud, pg_url, tmp_path, capsys, monkeypat
     assert f"listener {mqtt_port} 127.0.0.1" in conf.read_text()
     broker = Broker("127.0.0.1", mqtt_port, etc / "mosquitto", conf)
     broker.start()
+    wait_port("127.0.0.1", tls_port)
     try:
         # the locker's config comes from station.json: the credentials the broker knows
         device = tmp_path / "config.json"
@@ -164,6 +176,14 @@ def test_enroll_provision_and_connect(cloud, pg_url, tmp_path, capsys, monkeypat
         assert locker is not None, why
         locker.publish(f"{C.PREFIX}/{STATION}/l1/status", b"online", qos=1).wait_for_publish(10)
         assert got.wait(10), "the gateway did not receive the locker's message"
+        # over TLS, the broker proves itself with the station's CA
+        tls_locker, why = _connect(tls_port, m["user"], m["password"], m["client_id"] + "-tls", ca=ca)
+        assert tls_locker is not None, why
+        tls_locker.loop_stop()
+        tls_locker.disconnect()
+        other = make_station_ca(tmp_path / "other-ca", tmp_path / "other-srv", station="x", hosts=["127.0.0.1"])
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _connect(tls_port, m["user"], m["password"], "impostor-check", ca=other["ca.pem"])
         wrong, why = _connect(mqtt_port, m["user"], m["password"] + "x", "wrong-pass")
         assert wrong is None and ("Not authorized" in why or "Bad user name or password" in why), why
         for c in (gw, locker):
