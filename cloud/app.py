@@ -40,6 +40,7 @@ from .routes_api import router as api_router
 from .routes_carrier import router as carrier_router
 from .routes_staff import router as staff_router
 from .routes_gateway import router as gateway_router
+from .routes_enroll import router as enroll_router
 from .settings import Settings
 from .sms import HttpNotifier, deliver_pending_logged, make_notifier
 from .storage import make_engine, make_sessionmaker
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(read_router)
     app.include_router(staff_router)
     app.include_router(carrier_router)
+    app.include_router(enroll_router)
     app.include_router(pages_router)
     app.include_router(ops_pages_router)
     return app

@@ -476,3 +476,16 @@ class TelemetryPoint(Base):
     c: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[float] = mapped_column(Float)
     value: Mapped[float] = mapped_column(Float)
+
+
+class EnrollToken(Base):
+    """A one-time token a station's gateway trades for its identity; only its hash is kept."""
+
+    __tablename__ = "enroll_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float)

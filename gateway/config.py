@@ -176,7 +176,8 @@ class TerminalUser(_Model):
     name: str = Field(min_length=1, max_length=40)
     role: Literal["courier", "agent"]
     carrier: str = Field("", max_length=32)
-    pin_hash: str = Field(pattern=r"^pbkdf2_sha256\$[0-9]+\$[0-9a-f]+\$[0-9a-f]{64}$")
+    # a PIN set at the station (terminal.hash_pin), or a courier's PIN as the cloud keeps it (argon2id)
+    pin_hash: str = Field(pattern=r"^(pbkdf2_sha256\$[0-9]+\$[0-9a-f]+\$[0-9a-f]{64}|\$argon2id\$[!-~]{20,200})$")
 
 
 class FeeRule(_Model):

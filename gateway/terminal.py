@@ -69,6 +69,12 @@ def hash_pin(pin: str, *, salt: bytes | None = None, iterations: int = PIN_ITERA
 
 
 def verify_pin(pin: str, stored: str) -> bool:
+    """Check a PIN against its station.json hash: PBKDF2 set here, or argon2id enrolled from the cloud."""
+    if stored.startswith("$argon2id$"):
+        from pwdlib import PasswordHash
+        from pwdlib.hashers.argon2 import Argon2Hasher
+
+        return PasswordHash((Argon2Hasher(),)).verify(pin, stored)
     _, it, salt, want = stored.split("$")
     dk = hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt), int(it))
     return hmac.compare_digest(dk.hex(), want)

