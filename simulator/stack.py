@@ -72,6 +72,7 @@ class Stack:
     database_url: str | None = None
     broker: str = "auto"  # auto | mosquitto | amqtt
     tele_s: int = 60
+    terminal: dict = field(default_factory=dict)  # station.json "terminal" section (users with PIN hashes)
     procs: dict[str, Proc] = field(default_factory=dict)
     sims: dict[str, SimLocker] = field(default_factory=dict)
 
@@ -176,6 +177,9 @@ class Stack:
                 http_port=self.gateway_port, mqtt_host="127.0.0.1", mqtt_port=self.mqtt_port,
                 cloud_url=f"http://127.0.0.1:{self.relay.port}", api_key=self.api_key,
                 lockers=[provision.locker_entry(lk, comps) for lk in self.lockers])
+            provision.write_private(cfg_path, self.station_cfg)
+        if self.terminal and self.station_cfg.get("terminal") != self.terminal:
+            self.station_cfg["terminal"] = self.terminal
             provision.write_private(cfg_path, self.station_cfg)
         auth = {"Authorization": f"Bearer {self.admin_token}"}
         for lk in self.station_cfg["lockers"]:
