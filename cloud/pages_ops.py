@@ -279,7 +279,8 @@ def stats_page(request: Request, session: SessionDep, services: ServicesDep) -> 
     ranked = sorted(pivot.items(), key=lambda kv: -sum(a + b for a, b in kv[1].values()))[:20]
     times = stats.pickup_times(session, days=period)
     peak = max((r["parcels"] for r in times), default=0) or 1
-    return _render(request, "stats.html", services, who=who, coverage=stats.coverage(session), days=days,
+    return _render(request, "stats.html", services, who=who, summary=stats.summary(session, days=period),
+                   coverage=stats.coverage(session), days=days,
                    pivot=ranked, by=by, pickup=times, peak=peak, overdue=stats.overdue(session, days=period),
                    flags=stats.flags(session, limit=50), subsidy=stats.subsidy(session, days=period, limit=20),
                    produce=stats.produce(session, days=period)[:15],

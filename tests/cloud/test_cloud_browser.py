@@ -221,6 +221,10 @@ def test_locker_health_charts_draw_from_local_echarts(served, browser, tmp_path)
 def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     staff_login(page, served, "county-wang", "/stats")
+    # the county at a glance comes first, above the tables
+    assert page.locator("#summary .kpi").count() == 6
+    assert page.locator("#summary").bounding_box()["y"] < page.locator("#coverage").bounding_box()["y"]
+    assert re.fullmatch(r"\d+/\d+ 个村", page.locator("#kpi-coverage small").inner_text())
     assert page.locator("tr.coverage-row").count() >= 12
     assert page.locator("tr.subsidy-row").count() == 20
     assert page.locator("#fees tr.fee-inbound").count() >= 1
