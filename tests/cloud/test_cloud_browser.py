@@ -201,6 +201,8 @@ def test_locker_health_charts_draw_from_local_echarts(served, browser, tmp_path)
         assert "信号 (dBm)" in page.locator("#chart-health_24h-rssi strong").inner_text()
         assert page.locator(".chart-empty").count() == 0
         assert errors == []
+        # the charts fit the screen: no sideways scrolling on a phone
+        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
         shot(page, name, tmp_path)
         page.close()
 
