@@ -27,6 +27,7 @@ HELP = """\
   terminal PIN PHONE [S|M|L]  快递员在站点终端存件 a courier logs in at the terminal and deposits: a door opens
   shut C                  放入包裹并关门 put the parcel into open compartment C and shut its door
   agent PIN               代办员查看待取件 the station agent lists the parcels waiting at the terminal
+  remote C REASON         运维远程开门 maintenance opens compartment C from the cloud, giving a reason
   keys DIGITS             在键盘上输入 type on the locker keypad, e.g. keys 123456#
   take C                  取出 C 号格口的包裹并关门 take the parcel from compartment C and shut its door
   sms [PHONE]             查看短信 show the SMS outbox (pickup codes)
@@ -259,6 +260,7 @@ Play courier:   courier 13800001111 M     then read the SMS with:  sms 138000011
   at the terminal: terminal {courier_pin} 13800002222 M    then:  shut <compartment>
 Play villager:  keys <code>#              then take the parcel:    take <compartment>
 Play agent:     agent {agent_pin}
+Play maintenance: remote 12 门卡住了       (then: take 12)
 {HELP}""", flush=True)
     n = 0
     for line in sys.stdin:
@@ -297,6 +299,11 @@ Play agent:     agent {agent_pin}
                 for p in waiting:
                     print(f"  {p['locker']}/{p['c']:>2} {p['carrier']:<6} {p['waybill']} {p['phone']}")
                 print(f"待取件 {len(waiting)} parcel(s) waiting")
+            elif cmd == "remote" and len(args) >= 2:
+                c = int(args[0])
+                maint = next(p for p in people if p.role == "maintenance")
+                k = remote_open(stack, maint, c=c, reason=" ".join(args[1:]))
+                print(f"已远程开门 remote open {k}: compartment {c} is open; shut it with: take {c}")
             elif cmd == "keys" and args:
                 sim.press(args[0])
                 time.sleep(0.5)
@@ -343,6 +350,22 @@ def terminal_deposit(stack: Stack, *, pin: str, phone: str, size: str, waybill: 
     d = r.json()
     stack.sims[d["locker"]].wait_for(lambda s: _door(s, d["c"]), timeout)
     return d
+
+
+def remote_open(stack: Stack, person: Person, *, c: int, reason: str, timeout: float = 30) -> str:
+    """Maintenance logs in to the cloud and opens a compartment remotely; returns once the door is open."""
+    r = stack.http.post(f"{stack.cloud_url}/api/v1/auth/login",
+                        data={"username": person.username, "password": person.password})
+    if r.status_code != 200:
+        raise StackError(f"登录失败 login refused: {r.status_code} {r.text}")
+    auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    locker = stack.lockers[0]
+    r = stack.http.post(f"{stack.cloud_url}/api/v1/commands", headers=auth,
+                        json={"station": stack.station, "locker": locker, "op": "open", "c": c, "reason": reason})
+    if r.status_code != 201:
+        raise StackError(f"云端拒绝 the cloud refused: {r.status_code} {r.text}")
+    stack.sims[locker].wait_for(lambda s: _door(s, c), timeout)
+    return r.json()["cmd_id"]
 
 
 def terminal_waiting(stack: Stack, *, pin: str) -> list[dict]:
