@@ -61,8 +61,10 @@ def demo_people(workdir: Path) -> list[Person]:
         return [Person(**p) for p in json.loads(path.read_text())]
     pins: set[str] = set()
     while len(pins) < 3:
-        pins.add(f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}")
-    agent_pin, ems_pin, sf_pin = sorted(pins, key=lambda _: secrets.randbelow(1000))
+        pin = f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
+        if len(set(pin)) >= 3:  # nothing like 000000 or 121212 that a guesser tries first
+            pins.add(pin)
+    agent_pin, ems_pin, sf_pin = pins
 
     def pw() -> str:
         return secrets.token_urlsafe(9)
