@@ -158,30 +158,41 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
                    rollouts=[r for r in rollouts if r.station_id in ids], msg=params.get("msg"), err=err)
 
 
-def svg_chart(points, *, since: float, span: float, unit: str, width: int = 320, height: int = 110) -> str:
-    """A small inline SVG line chart of (at, value) points over [since, since + span]."""
-    if not points:
-        return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img"><text x="8" y="{height // 2}">'
-                f'—</text></svg>')
-    values = [p.value for p in points]
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 1, hi + 1
-    pad = 18
-
-    def xy(p) -> str:
-        x = pad + (p.at - since) / span * (width - 2 * pad)
-        y = height - pad - (p.value - lo) / (hi - lo) * (height - 2 * pad)
-        return f"{x:.1f},{y:.1f}"
-
-    line = " ".join(xy(p) for p in points)
-    return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img">'
-            f'<text x="2" y="12">{hi:g}{unit}</text><text x="2" y="{height - 4}">{lo:g}{unit}</text>'
-            f'<polyline points="{line}"/></svg>')
+# field, label key, unit key: one health chart each, over every span in CHART_SPANS
+CHART_FIELDS = (("rssi", "rssi", "unit_dbm"), ("vin", "voltage", "unit_volt"),
+                ("temp", "temperature", "unit_celsius"), ("outbox", "outbox", "unit_events"))
+# span name, seconds shown, seconds averaged per point
+CHART_SPANS = (("health_24h", 86400, 900), ("health_7d", 7 * 86400, 3 * 3600))
 
 
-CHART_FIELDS = (("rssi", "rssi", " dBm"), ("vin", "voltage", " V"), ("temp", "temperature", " °C"),
-                ("outbox", "outbox", ""))
+CHART_GAP_S = 2 * 3600  # no sample for this long (or for 4 points' time, if longer) breaks the line
+
+
+def chart_data(points, *, bucket: float) -> list[list]:
+    """[[ms, value], ...] for the chart, with a [ms, None] after a silence, so an outage shows as a gap."""
+    out: list[list] = []
+    last = None
+    gap = max(CHART_GAP_S, 4 * bucket)
+    for p in points:
+        if last is not None and p.at - last > gap:
+            out.append([int((last + bucket) * 1000), None])
+        out.append([int(p.at * 1000), p.value])
+        last = p.at
+    return out
+
+
+def health_charts(store, session, *, station_id: str, locker_id: str, now: float) -> dict[str, list[dict]]:
+    """Every health chart of one locker, per span, read from the telemetry store (SQL or InfluxDB)."""
+    charts: dict[str, list[dict]] = {}
+    for span_name, span, bucket in CHART_SPANS:
+        since = now - span
+        charts[span_name] = [
+            {"field": field, "label": label, "unit": unit, "since": int(since * 1000), "until": int(now * 1000),
+             "points": chart_data(store.series(session, station_id=station_id, locker_id=locker_id, field=field,
+                                               since=since, bucket=bucket), bucket=bucket),
+             "integer": field == "outbox"}
+            for field, label, unit in CHART_FIELDS]
+    return charts
 
 
 @router.get("/ops/{station_id}/{locker_id}", response_class=HTMLResponse)
@@ -197,14 +208,7 @@ def locker_page(station_id: str, locker_id: str, request: Request, session: Sess
         return _render(request, "ops_locker.html", services, status_code=404, station=None, locker=None,
                        charts={}, who=who, health="unknown", commands=[])
     now = time.time()
-    store = services.ingestor.telemetry
-    charts = {}
-    for span_name, span, bucket in (("health_24h", 86400, 900), ("health_7d", 7 * 86400, 3 * 3600)):
-        since = now - span
-        charts[span_name] = [(label, svg_chart(store.series(session, station_id=station_id, locker_id=locker_id,
-                                                            field=field, since=since, bucket=bucket),
-                                               since=since, span=span, unit=unit))
-                             for field, label, unit in CHART_FIELDS]
+    charts = health_charts(services.ingestor.telemetry, session, station_id=station_id, locker_id=locker_id, now=now)
     cmds = session.scalars(select(Command).where(Command.station_id == station_id, Command.locker_id == locker_id)
                            .order_by(Command.cursor.desc()).limit(20)).all()
     return _render(request, "ops_locker.html", services, station=found[0], locker=locker, charts=charts, who=who,
@@ -278,7 +282,8 @@ def stats_page(request: Request, session: SessionDep, services: ServicesDep) -> 
     ranked = sorted(pivot.items(), key=lambda kv: -sum(a + b for a, b in kv[1].values()))[:20]
     times = stats.pickup_times(session, days=period)
     peak = max((r["parcels"] for r in times), default=0) or 1
-    return _render(request, "stats.html", services, who=who, coverage=stats.coverage(session), days=days,
+    return _render(request, "stats.html", services, who=who, summary=stats.summary(session, days=period),
+                   coverage=stats.coverage(session), days=days,
                    pivot=ranked, by=by, pickup=times, peak=peak, overdue=stats.overdue(session, days=period),
                    flags=stats.flags(session, limit=50), subsidy=stats.subsidy(session, days=period, limit=20),
                    produce=stats.produce(session, days=period)[:15],

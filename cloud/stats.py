@@ -252,6 +252,41 @@ def door_help(session: Session, *, days: int = 30, now: float | None = None) -> 
                                                 r["station_id"]))
 
 
+def cst_day_start(now: float) -> float:
+    """Unix time of the CST midnight that began the day `now` falls in."""
+    d = datetime.fromtimestamp(now, CST)
+    return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def summary(session: Session, *, days: int = 30, now: float | None = None) -> dict[str, Any]:
+    """The county at a glance (the top of /stats), from the same rules as the tables below it: coverage,
+    parcels today and this week (CST, the week from Monday), parcels overdue now, the door-to-door backlog
+    (parcels waiting and the oldest wait in days) and the extra charges on inbound parcels in the period."""
+    now = time.time() if now is None else now
+    cov = coverage(session)
+    villages, covered = sum(r["villages"] for r in cov), sum(r["covered"] for r in cov)
+    today = cst_day_start(now)
+    week = today - datetime.fromtimestamp(now, CST).weekday() * 86400
+
+    def created_since(t: float) -> int:
+        return session.scalar(select(func.count()).select_from(Parcel).where(Parcel.created_at >= t)) or 0
+
+    door = door_help(session, days=days, now=now)
+    oldest_h = max((r["oldest_wait_h"] for r in door if r["oldest_wait_h"] is not None), default=None)
+    extra = [r for r in fees(session, days=days, now=now) if r["direction"] == "inbound"]
+    return {
+        "villages": villages, "covered": covered, "coverage": round(covered / villages, 4) if villages else 0.0,
+        "parcels_today": created_since(today), "parcels_week": created_since(week),
+        "overdue_now": session.scalar(select(func.count()).select_from(Parcel)
+                                      .where(Parcel.status == "overdue")) or 0,
+        "door_waiting": sum(r["waiting"] for r in door),
+        "door_oldest_days": round(oldest_h / 24, 1) if oldest_h is not None else None,
+        "extra_parcels": sum(r["parcels"] for r in extra),
+        "extra_yuan": round(sum(r["total_yuan"] for r in extra), 2),
+        "days": days,
+    }
+
+
 def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
     """One statistics table by name (see TABLES)."""
     if name == "coverage":

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import random
+import secrets
 import shlex
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from simulator.stack import Stack, StackError
+from gateway.terminal import hash_pin
+from jincun import provision
+from simulator.stack import Stack, StackError, _door
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +24,10 @@ CARRIERS = ("EMS", "SF", "ZTO", "YTO", "STO", "YUNDA", "JT", "JD")
 HELP = """\
 命令 / commands:
   courier PHONE [S|M|L]   快递员存件 a courier deposits a parcel for PHONE (door opens, parcel in, door shut)
+  terminal PIN PHONE [S|M|L]  快递员在站点终端存件 a courier logs in at the terminal and deposits: a door opens
+  shut C                  放入包裹并关门 put the parcel into open compartment C and shut its door
+  agent PIN               代办员查看待取件 the station agent lists the parcels waiting at the terminal
+  remote C REASON         运维远程开门 maintenance opens compartment C from the cloud, giving a reason
   keys DIGITS             在键盘上输入 type on the locker keypad, e.g. keys 123456#
   take C                  取出 C 号格口的包裹并关门 take the parcel from compartment C and shut its door
   sms [PHONE]             查看短信 show the SMS outbox (pickup codes)
@@ -27,6 +35,96 @@ HELP = """\
   status                  格口状态 compartment states
   quit                    退出 stop everything
 """
+
+
+PIN_DIGITS = 6  # the terminal's shortest PIN
+
+
+@dataclass(frozen=True)
+class Person:
+    """One demo account: a cloud staff login and, for people at the station, a terminal PIN."""
+
+    username: str
+    display: str
+    role: str  # the cloud role
+    password: str
+    carrier: str | None = None
+    station: bool = False  # the account belongs to the demo station
+    terminal_role: str | None = None  # courier | agent: has a PIN at the station terminal
+    pin: str | None = None
+
+
+def demo_people(workdir: Path) -> list[Person]:
+    """One account per role with passwords and distinct PINs made for this demo folder (kept in it, private)."""
+    path = workdir / "demo-people.json"
+    if path.exists():
+        return [Person(**p) for p in json.loads(path.read_text())]
+    pins: set[str] = set()
+    while len(pins) < 3:
+        pin = f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
+        if len(set(pin)) >= 3:  # nothing like 000000 or 121212 that a guesser tries first
+            pins.add(pin)
+    agent_pin, ems_pin, sf_pin = pins
+
+    def pw() -> str:
+        return secrets.token_urlsafe(9)
+
+    people = [
+        Person("county", "县邮政管理 County office", "county_official", pw()),
+        Person("maint", "运维 Maintenance", "maintenance", pw()),
+        Person("agent", "代办员 Station agent", "station_agent", pw(), station=True, terminal_role="agent",
+               pin=agent_pin),
+        Person("courier-ems", "邮政快递员 EMS courier", "courier", pw(), carrier="EMS", terminal_role="courier",
+               pin=ems_pin),
+        Person("courier-sf", "顺丰快递员 SF courier", "courier", pw(), carrier="SF", terminal_role="courier",
+               pin=sf_pin),
+    ]
+    provision.write_private(path, [asdict(p) for p in people])
+    return people
+
+
+def terminal_section(people: list[Person]) -> dict:
+    """station.json's terminal users for the people with a PIN."""
+    return {"users": [{"id": p.username, "name": p.display, "role": p.terminal_role, "carrier": p.carrier or "",
+                       "pin_hash": hash_pin(p.pin)} for p in people if p.pin]}
+
+
+def create_accounts(stack: Stack, people: list[Person]) -> None:
+    """Create each person's cloud account with the stack's admin token."""
+    auth = {"Authorization": f"Bearer {stack.admin_token}"}
+    for p in people:
+        r = stack.http.post(f"{stack.cloud_url}/api/v1/users", headers=auth, json={
+            "username": p.username, "display_name": p.display, "password": p.password, "role": p.role,
+            "station_id": stack.station if p.station else None, "carrier_code": p.carrier})
+        if r.status_code not in (201, 409):
+            raise StackError(f"cloud refused account {p.username}: {r.status_code} {r.text}")
+
+
+def addresses(stack: Stack, people: list[Person]) -> str:
+    """Every page with the login that opens it."""
+    by = {p.username: p for p in people}
+    c, g = stack.cloud_url, stack.gateway_url
+
+    def login(name: str) -> str:
+        return f"login: {name} / {by[name].password}"
+
+    lines = [
+        f"  县级总览 county overview    {c}/",
+        f"  县级统计 county office      {c}/stats       {login('county')}",
+        f"  运维 maintenance            {c}/ops         {login('maint')}",
+        f"  代办员 station agent        {c}/ops         {login('agent')}",
+        f"                              {g}/terminal  PIN: {by['agent'].pin}",
+    ]
+    for p in people:
+        if p.terminal_role == "courier":
+            lines.append(f"  快递员 {p.carrier} courier" + " " * (11 - len(p.carrier)) + f"{g}/terminal  PIN: {p.pin}   "
+                         f"(cloud {login(p.username)})")
+    lines += [
+        f"  村民 villager               {c}/m           手机号+短信验证码 phone + SMS code (read it with: sms PHONE)",
+        f"  短信 SMS outbox             {c}/sms",
+        f"  网关 gateway health         {g}/health",
+    ]
+    return "\n".join(lines)
 
 
 def _workdir(arg: str | None) -> Path:
@@ -40,10 +138,14 @@ def _workdir(arg: str | None) -> Path:
 def run_demo(*, headless: bool, duration: float, port: int, workdir: str | None) -> int:
     """Start the station and either play a scripted day (headless) or take commands from a person."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    stack = Stack(_workdir(workdir), cloud_port=port)
+    folder = _workdir(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    people = demo_people(folder)
+    stack = Stack(folder, cloud_port=port, terminal=terminal_section(people))
     print(f"starting cloud, broker, gateway and a 12-compartment locker in {stack.workdir} ...", flush=True)
     try:
         stack.start()
+        create_accounts(stack, people)
     except (StackError, TimeoutError) as exc:
         print(f"demo failed to start: {exc}", file=sys.stderr)
         stack.stop()
@@ -55,7 +157,7 @@ def run_demo(*, headless: bool, duration: float, port: int, workdir: str | None)
             # an empty ledger proves nothing: the lockers must have recorded events, and all of them arrived
             clean = result["events_sent"] > 0 and result["events_in_cloud"] == result["events_sent"]
             return 0 if clean and result["lost"] == 0 and result["duplicates"] == 0 else 1
-        return interactive(stack)
+        return interactive(stack, people)
     finally:
         stack.stop()
 
@@ -145,17 +247,22 @@ def _free_compartments(stack: Stack) -> dict[str, int]:
     return free
 
 
-def interactive(stack: Stack) -> int:
+def interactive(stack: Stack, people: list[Person]) -> int:
     """Read commands from a person until quit or end of input."""
+    sys.stdout.reconfigure(line_buffering=True)  # a pipe reads each answer as it is printed
     sim = stack.sims[stack.lockers[0]]
+    courier_pin = next(p.pin for p in people if p.terminal_role == "courier")
+    agent_pin = next(p.pin for p in people if p.terminal_role == "agent")
     print(f"""
 进村 jincun demo is running.
-  云端页面 cloud pages:   {stack.cloud_url}/        (短信 SMS: {stack.cloud_url}/sms)
-  网关接口 gateway API:   {stack.gateway_url}/health
+{addresses(stack, people)}
   logs: {stack.workdir}
 
-Play courier:  courier 13800001111 M     then read the SMS with:  sms 13800001111
-Play villager: keys <code>#              then take the parcel:    take <compartment>
+Play courier:   courier 13800001111 M     then read the SMS with:  sms 13800001111
+  at the terminal: terminal {courier_pin} 13800002222 M    then:  shut <compartment>
+Play villager:  keys <code>#              then take the parcel:    take <compartment>
+Play agent:     agent {agent_pin}
+Play maintenance: remote 12 门卡住了       (then: take 12)
 {HELP}""", flush=True)
     n = 0
     for line in sys.stdin:
@@ -174,6 +281,31 @@ Play villager: keys <code>#              then take the parcel:    take <compartm
                 n += 1
                 d = stack.deposit(waybill=f"JCDEMO{n:05d}", phone=args[0], size=(args[1:] or ["M"])[0].upper())
                 print(f"存件完成 deposited waybill JCDEMO{n:05d} in locker {d['locker']} compartment {d['c']}")
+            elif cmd == "terminal" and len(args) >= 2:
+                n += 1
+                d = terminal_deposit(stack, pin=args[0], phone=args[1], size=(args[2:] or ["M"])[0].upper(),
+                                     waybill=f"JCTERM{n:05d}")
+                print(f"门已开 door open: locker {d['locker']} compartment {d['c']} (waybill JCTERM{n:05d}); "
+                      f"put the parcel in and shut it: shut {d['c']}")
+            elif cmd == "shut" and args:
+                c = int(args[0])
+                if not _door(sim.state(), c):
+                    print(f"{c} 号格口没有开门 compartment {c} is not open")
+                    continue
+                sim.set_occupied(c, True)
+                sim.close_door(c)
+                sim.wait_for(lambda s, c=c: any(x["n"] == c and x.get("st") == "occupied" for x in s["comps"]), 10)
+                print(f"存件完成 compartment {c} holds the parcel, door shut; the villager's SMS follows")
+            elif cmd == "agent" and args:
+                waiting = terminal_waiting(stack, pin=args[0])
+                for p in waiting:
+                    print(f"  {p['locker']}/{p['c']:>2} {p['carrier']:<6} {p['waybill']} {p['phone']}")
+                print(f"待取件 {len(waiting)} parcel(s) waiting")
+            elif cmd == "remote" and len(args) >= 2:
+                c = int(args[0])
+                maint = next(p for p in people if p.role == "maintenance")
+                k = remote_open(stack, maint, c=c, reason=" ".join(args[1:]))
+                print(f"已远程开门 remote open {k}: compartment {c} is open; shut it with: take {c}")
             elif cmd == "keys" and args:
                 sim.press(args[0])
                 time.sleep(0.5)
@@ -199,3 +331,50 @@ Play villager: keys <code>#              then take the parcel:    take <compartm
         except (StackError, TimeoutError, KeyError, ValueError) as exc:
             print(f"出错 error: {exc}")
     return 0
+
+
+def _terminal_login(stack: Stack, pin: str) -> dict:
+    r = stack.http.post(f"{stack.gateway_url}/api/v1/terminal/login", json={"pin": pin})
+    if r.status_code != 200:
+        raise StackError(f"终端登录失败 terminal login refused: {r.status_code} {r.text}")
+    return r.json()
+
+
+def terminal_deposit(stack: Stack, *, pin: str, phone: str, size: str, waybill: str, timeout: float = 15) -> dict:
+    """A courier logs in at the station terminal and asks for a compartment; returns once its door is open."""
+    auth = {"Authorization": f"Bearer {_terminal_login(stack, pin)['token']}"}
+    # the recipient agreed on the phone when the cloud cannot tell: the courier says so, and it is recorded
+    r = stack.http.post(f"{stack.gateway_url}/api/v1/terminal/deposit", headers=auth,
+                        json={"waybill": waybill, "phone": phone, "size": size, "consent_asked": True})
+    stack.http.post(f"{stack.gateway_url}/api/v1/terminal/logout", headers=auth)
+    if r.status_code != 201:
+        raise StackError(f"终端拒绝存件 terminal refused the deposit: {r.status_code} {r.text}")
+    d = r.json()
+    stack.sims[d["locker"]].wait_for(lambda s: _door(s, d["c"]), timeout)
+    return d
+
+
+def remote_open(stack: Stack, person: Person, *, c: int, reason: str, timeout: float = 30) -> str:
+    """Maintenance logs in to the cloud and opens a compartment remotely; returns once the door is open."""
+    r = stack.http.post(f"{stack.cloud_url}/api/v1/auth/login",
+                        data={"username": person.username, "password": person.password})
+    if r.status_code != 200:
+        raise StackError(f"登录失败 login refused: {r.status_code} {r.text}")
+    auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    locker = stack.lockers[0]
+    r = stack.http.post(f"{stack.cloud_url}/api/v1/commands", headers=auth,
+                        json={"station": stack.station, "locker": locker, "op": "open", "c": c, "reason": reason})
+    if r.status_code != 201:
+        raise StackError(f"云端拒绝 the cloud refused: {r.status_code} {r.text}")
+    stack.sims[locker].wait_for(lambda s: _door(s, c), timeout)
+    return r.json()["cmd_id"]
+
+
+def terminal_waiting(stack: Stack, *, pin: str) -> list[dict]:
+    """The parcels waiting in the station's lockers, as the agent's terminal lists them."""
+    auth = {"Authorization": f"Bearer {_terminal_login(stack, pin)['token']}"}
+    r = stack.http.get(f"{stack.gateway_url}/api/v1/terminal/parcels", headers=auth)
+    stack.http.post(f"{stack.gateway_url}/api/v1/terminal/logout", headers=auth)
+    if r.status_code != 200:
+        raise StackError(f"终端拒绝 terminal refused: {r.status_code} {r.text}")
+    return r.json()["parcels"]

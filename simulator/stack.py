@@ -75,6 +75,7 @@ class Stack:
     database_url: str | None = None
     broker: str = "auto"  # auto | mosquitto | amqtt
     tele_s: int = 60
+    terminal: dict = field(default_factory=dict)  # station.json "terminal" section (users with PIN hashes)
     procs: dict[str, Proc] = field(default_factory=dict)
     sims: dict[str, SimLocker] = field(default_factory=dict)
 
@@ -181,6 +182,8 @@ class Stack:
                 cloud_url=f"http://127.0.0.1:{self.relay.port}", api_key=self.api_key,
                 lockers=[provision.locker_entry(lk, comps) for lk in self.lockers])
             provision.write_private(cfg_path, self.station_cfg)
+        if self.terminal and self.station_cfg.get("terminal") != self.terminal:
+            self.station_cfg["terminal"] = self.terminal
         if not any(u["id"] == DESK["id"] for u in self.station_cfg.get("terminal", {}).get("users", [])):
             # the couriers' desk the demo deposits through (a deposit needs a logged-in courier)
             from gateway.terminal import hash_pin

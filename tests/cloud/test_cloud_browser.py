@@ -137,8 +137,8 @@ def test_maintenance_dashboard_in_chromium(served, browser, tmp_path):
     page.wait_for_load_state()
     assert page.locator("#comp-2").get_attribute("data-state") == "occupied"
     assert page.locator("#comp-7").get_attribute("data-state") == "disabled"
-    assert page.locator("#charts-health_24h polyline").count() == 4
-    assert page.locator("#charts-health_7d polyline").count() == 4
+    assert page.locator("#charts-health_24h .chart[data-drawn]").count() == 4
+    assert page.locator("#charts-health_7d .chart[data-drawn]").count() == 4
     page.select_option("#op", "open")
     page.select_option("#c", "5")
     page.fill("#reason", "门卡住了")
@@ -158,9 +158,75 @@ def test_maintenance_dashboard_in_chromium(served, browser, tmp_path):
     shot(page, "ops-locker-en", tmp_path)
 
 
+CHART_STATE = """() => [...document.querySelectorAll('[data-chart]')].map(el => {
+    const inst = echarts.getInstanceByDom(el);
+    const canvas = el.querySelector('canvas');
+    const ctx = canvas.getContext('2d');
+    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    let inked = 0;
+    for (let i = 3; i < px.length; i += 4) { if (px[i] > 0) inked++; }
+    const opt = inst.getOption();
+    return {id: el.parentElement.id, points: opt.series[0].data.filter(p => p[1] !== null).length,
+            axis: opt.xAxis[0].type, unit: opt.yAxis[0].name, inked: inked};
+})"""
+
+
+def test_locker_health_charts_draw_from_local_echarts(served, browser, tmp_path):
+    """Signal, voltage, temperature and outbox over 24 h and 7 days, drawn by the vendored ECharts."""
+    outside: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(served):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    for width, height, name in ((1280, 900, "cloud-ops-locker"), (390, 844, "cloud-ops-locker-phone")):
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.route("**/*", only_local)
+        errors: list[str] = []
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        staff_login(page, served, "ops-li", f"/ops/{STATION}/l1")
+        page.wait_for_selector("#charts-health_7d .chart[data-drawn] canvas")
+        charts = page.evaluate(CHART_STATE)
+        assert len(charts) == 8, charts
+        for ch in charts:
+            # the fixture sends 72 hourly samples over the last 3 days: about 24 in the last day, all in the week
+            assert ch["axis"] == "time" and ch["inked"] > 500, ch
+            assert ch["points"] >= (20 if "24h" in ch["id"] else 24), ch
+        units = {ch["id"]: ch["unit"] for ch in charts}
+        assert units["chart-health_24h-rssi"] == "dBm" and units["chart-health_7d-vin"] == "V"
+        assert units["chart-health_24h-temp"] == "°C" and units["chart-health_7d-outbox"] == "条"
+        assert "信号 (dBm)" in page.locator("#chart-health_24h-rssi strong").inner_text()
+        assert page.locator(".chart-empty").count() == 0
+        assert errors == []
+        # the charts fit the screen: no sideways scrolling on a phone
+        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        shot(page, name, tmp_path)
+        page.close()
+
+    # a locker that never sent telemetry says so instead of drawing nothing
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.route("**/*", only_local)
+    staff_login(page, served, "ops-li", f"/ops/{STATION}/l2")
+    assert page.locator(".chart-empty").count() == 8
+    assert page.locator(".chart-empty").first.inner_text() == "数据不足"
+    assert page.locator("[data-chart]").count() == 0
+    page.goto(f"{served}/ops/{STATION}/l2?lang=en")
+    assert page.locator(".chart-empty").first.inner_text() == "not enough data"
+    assert outside == []
+    lib = httpx.get(f"{served}/static/vendor/echarts/echarts.min.js", timeout=10)
+    assert lib.status_code == 200 and (REPO / "cloud/static/vendor/echarts/echarts.min.js").read_bytes() == lib.content
+
+
 def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     staff_login(page, served, "county-wang", "/stats")
+    # the county at a glance comes first, above the tables
+    assert page.locator("#summary .kpi").count() == 6
+    assert page.locator("#summary").bounding_box()["y"] < page.locator("#coverage").bounding_box()["y"]
+    assert re.fullmatch(r"\d+/\d+ 个村", page.locator("#kpi-coverage small").inner_text())
     assert page.locator("tr.coverage-row").count() >= 12
     assert page.locator("tr.subsidy-row").count() == 20
     assert page.locator("#fees tr.fee-inbound").count() >= 1

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import html
+import json
+import re
 import time
 
 import pytest
@@ -74,4 +77,10 @@ def test_telemetry_goes_to_influxdb_and_pages_read_it_back(influx, tmp_path):
         time.sleep(0.3)
         assert influx.query('SELECT count("rssi") FROM locker_health')[0]["values"][0][1] == 6
         page = client.get(f"/ops/{STATION}/l1", headers={"Authorization": f"Bearer {ADMIN}"})
-        assert page.status_code == 200 and page.text.count("<polyline") >= 4
+        # signal, voltage and temperature over 24 h and 7 days come from InfluxDB; no outbox depth was sent
+        assert page.status_code == 200 and page.text.count("data-chart=") == 6
+        assert page.text.count("数据不足") == 2 and 'id="chart-health_24h-outbox"' in page.text
+        rssi_24h = re.search(r'id="chart-health_24h-rssi".*?data-chart=\'([^\']*)\'', page.text, re.S).group(1)
+        # six samples 10 minutes apart in 15-minute means: the line runs from -60 to -65 dBm
+        values = [v for _, v in json.loads(html.unescape(rssi_24h))["points"]]
+        assert values[0] == -60 and values[-1] == -65 and len(values) in (4, 5) and None not in values

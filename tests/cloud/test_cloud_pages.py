@@ -85,3 +85,17 @@ def test_parcel_page(cloud):
 def test_static_css(cloud):
     resp = cloud.client.get("/static/style.css")
     assert resp.status_code == 200 and ".state-occupied" in resp.text
+
+
+def test_health_chart_breaks_its_line_over_a_silence():
+    from cloud.pages_ops import CHART_GAP_S, chart_data
+    from cloud.telemetry import SeriesPoint
+
+    t0 = 1_700_000_000.0
+    points = [SeriesPoint(at=t0, value=-60.0), SeriesPoint(at=t0 + 900, value=-61.0),
+              SeriesPoint(at=t0 + 900 + CHART_GAP_S + 900, value=-62.0)]
+    data = chart_data(points, bucket=900)
+    # two means 15 minutes apart join; after more than two silent hours comes a gap, then the line again
+    assert data == [[int(t0 * 1000), -60.0], [int((t0 + 900) * 1000), -61.0], [int((t0 + 1800) * 1000), None],
+                    [int((t0 + 900 + CHART_GAP_S + 900) * 1000), -62.0]]
+    assert chart_data([], bucket=900) == []

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import datetime
 
 from cloudkit import admin_headers
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from cloud import stats
-from cloud.models import Parcel, Recipient, Station
+from cloud.models import Parcel, Recipient, Station, Village
 from cloud.seed import seed_county
 
 
@@ -93,3 +94,42 @@ def test_county_statistics(cloud):
 
 def test_day_label():
     assert stats.day_label(0) == "1970-01-01"
+
+
+def test_stats_page_opens_with_the_county_summary(cloud):
+    factory = cloud.client.app.state.sessionmaker
+    now = time.time()
+    with factory() as session:
+        seed_county(session, towns=6, villages=120, parcels_per_station_day=0.5, days=30, now=now)
+        got = stats.summary(session, days=30, now=now)
+        # counted here by hand, independently of the tables' rules
+        villages = session.scalar(select(func.count()).select_from(Village))
+        covered = session.scalar(select(func.count(func.distinct(Station.village_id))).where(
+            Station.active.is_(True), Station.village_id.is_not(None)))
+        midnight = stats.cst_day_start(now)
+        assert (now - midnight) < 86400 and (midnight + 8 * 3600) % 86400 == 0
+        monday = midnight - datetime.fromtimestamp(now, stats.CST).weekday() * 86400
+        today = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.created_at >= midnight))
+        week = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.created_at >= monday))
+        overdue = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.status == "overdue"))
+        waiting = session.execute(select(func.count(), func.min(Parcel.deposited_at)).select_from(Parcel).join(
+            Recipient, Recipient.phone == Parcel.phone).where(
+            Recipient.door_help.is_(True), Parcel.direction == "inbound",
+            Parcel.status.in_(("deposited", "notified", "overdue")))).one()
+        extra_n, extra_cents = session.execute(select(func.count(), func.sum(Parcel.fee_cents)).where(
+            Parcel.direction == "inbound", Parcel.fee_cents > 0, Parcel.created_at >= now - 30 * 86400)).one()
+    assert (got["villages"], got["covered"]) == (villages, covered) and 0 < covered < villages
+    assert got["coverage"] == round(covered / villages, 4)
+    assert (got["parcels_today"], got["parcels_week"]) == (today, week) and week >= today
+    assert got["overdue_now"] == overdue
+    assert got["door_waiting"] == waiting[0] > 0
+    assert abs(got["door_oldest_days"] - (now - waiting[1]) / 86400) < 0.06
+    assert got["extra_parcels"] == extra_n > 0 and abs(got["extra_yuan"] - extra_cents / 100) < 0.01
+
+    page = cloud.client.get("/stats", headers=admin_headers()).text
+    # the summary comes first, above the tables, with the numbers a county officer reads
+    assert page.index('id="summary"') < page.index('id="coverage"')
+    assert f"{covered}/{villages} 个村" in page and f"{got['coverage'] * 100:.1f}%" in page
+    assert f"¥{got['extra_yuan']:.2f}" in page and f"最久已等 {got['door_oldest_days']} 天" in page
+    en = cloud.client.get("/stats", params={"lang": "en", "period": "7"}, headers=admin_headers()).text
+    assert "County at a glance" in en and f"{covered} of {villages} villages" in en and "Last 7 days" in en
