@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gateway.terminal import hash_pin
+from gateway.terminal import PIN_MIN_DIGITS, hash_pin, verify_pin
 from jincun import provision
 from simulator.stack import Stack, StackError, _door
 
@@ -37,7 +37,7 @@ HELP = """\
 """
 
 
-PIN_DIGITS = 6  # the terminal's shortest PIN
+PIN_DIGITS = PIN_MIN_DIGITS  # the terminal's shortest PIN
 
 
 @dataclass(frozen=True)
@@ -113,12 +113,12 @@ def addresses(stack: Stack, people: list[Person]) -> str:
         f"  县级统计 county office      {c}/stats       {login('county')}",
         f"  运维 maintenance            {c}/ops         {login('maint')}",
         f"  代办员 station agent        {c}/ops         {login('agent')}",
-        f"                              {g}/terminal  PIN: {by['agent'].pin}",
+        f"                              {g}/terminal  {by['agent'].display} ({by['agent'].username}) PIN: {by['agent'].pin}",
     ]
     for p in people:
         if p.terminal_role == "courier":
-            lines.append(f"  快递员 {p.carrier} courier" + " " * (11 - len(p.carrier)) + f"{g}/terminal  PIN: {p.pin}   "
-                         f"(cloud {login(p.username)})")
+            lines.append(f"  快递员 {p.carrier} courier" + " " * (11 - len(p.carrier)) + f"{g}/terminal  "
+                         f"{p.display} ({p.username}) PIN: {p.pin}   (cloud {login(p.username)})")
     lines += [
         f"  村民 villager               {c}/m           手机号+短信验证码 phone + SMS code (read it with: sms PHONE)",
         f"  短信 SMS outbox             {c}/sms",
@@ -334,7 +334,13 @@ Play maintenance: remote 12 门卡住了       (then: take 12)
 
 
 def _terminal_login(stack: Stack, pin: str) -> dict:
-    r = stack.http.post(f"{stack.gateway_url}/api/v1/terminal/login", json={"pin": pin})
+    # at the terminal a person picks their name from the list, then types the PIN; the demo's commands take
+    # only the PIN, so it picks the name the PIN belongs to
+    users = stack.station_cfg.get("terminal", {}).get("users", [])
+    user = next((u["id"] for u in users if verify_pin(pin, u["pin_hash"])), "")
+    if not user:
+        raise StackError("没有这个 PIN 的终端用户 no terminal user has this PIN")
+    r = stack.http.post(f"{stack.gateway_url}/api/v1/terminal/login", json={"user": user, "pin": pin})
     if r.status_code != 200:
         raise StackError(f"终端登录失败 terminal login refused: {r.status_code} {r.text}")
     return r.json()

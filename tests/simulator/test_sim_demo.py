@@ -87,11 +87,11 @@ def test_every_login_the_demo_prints_opens_its_page(tmp_path):
         cloud = re.search(r"county overview\s+(http://127\.0\.0\.1:\d+)/", text).group(1)
         logins = dict(re.findall(r"login: (\S+) / ([^\s)]+)", text))
         pages = {u: url for url, u in re.findall(r"(https?://\S+)\s+login: (\S+) /", text)}
-        terminal = re.search(r"(http://127\.0\.0\.1:\d+)/terminal\s+PIN", text).group(1)
-        pins = re.findall(r"/terminal\s+PIN: (\d+)", text)
+        terminal = re.search(r"(http://127\.0\.0\.1:\d+)/terminal\s", text).group(1)
+        pins = dict(re.findall(r"/terminal\s+.*?\(([a-z0-9-]+)\) PIN: (\d+)", text))
         # one account per role: county office, maintenance, station agent, a courier of each of two carriers
         assert {"county", "maint", "agent", "courier-ems", "courier-sf"} <= set(logins), text
-        assert len(pins) == 3 and all(len(p) >= 6 for p in pins), pins
+        assert len(pins) == 3 and all(len(p) >= 6 for p in pins.values()), pins
         assert f"{cloud}/m" in text and f"{cloud}/stats" in text and f"{cloud}/ops" in text
 
         with httpx.Client(timeout=30) as http:  # without a login the staff pages ask for one
@@ -112,8 +112,8 @@ def test_every_login_the_demo_prints_opens_its_page(tmp_path):
         with httpx.Client(timeout=30) as http:
             assert http.get(f"{cloud}/").status_code == 200
             roles = {}
-            for pin in pins:
-                r = http.post(f"{terminal}/api/v1/terminal/login", json={"pin": pin})
+            for user, pin in pins.items():
+                r = http.post(f"{terminal}/api/v1/terminal/login", json={"user": user, "pin": pin})
                 assert r.status_code == 200, (pin, r.text)
                 roles[r.json()["user"]] = (r.json()["role"], r.json()["carrier"])
             assert roles == {"agent": ("agent", ""), "courier-ems": ("courier", "EMS"),
@@ -121,12 +121,12 @@ def test_every_login_the_demo_prints_opens_its_page(tmp_path):
             assert http.get(f"{terminal}/terminal").status_code == 200
 
         # a courier deposits at the terminal; the door opens, and the person puts the parcel in and shuts it
-        courier_pin = re.search(r"EMS courier\s+\S+/terminal\s+PIN: (\d+)", text).group(1)
+        courier_pin = pins["courier-ems"]
         demo.say(f"terminal {courier_pin} 13800002222 S")
         c = demo.read_until(r"door open: locker \S+ compartment (\d+)", timeout=60).group(1)
         demo.say(f"shut {c}")
         demo.read_until(rf"存件完成 compartment {c} holds the parcel", timeout=30)
-        agent_pin = re.search(r"station agent.*\n\s+\S+/terminal\s+PIN: (\d+)", text).group(1)
+        agent_pin = pins["agent"]
         demo.say(f"agent {agent_pin}")
         demo.read_until(r"JCTERM\d+", timeout=30)
         code = None
