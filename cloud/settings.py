@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jincun.phone import PHONE_PATTERN
 from jincun.weaksecret import weakness
 
 from . import sms_text
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
     code_lookup_limit_per_hour: int = Field(default=30, ge=1)  # per staff member (cloud/guards.py)
     county_open_limit_per_hour: int = Field(default=30, ge=1)  # remote opens, all stations together
     operator_station_limit_per_hour: int = Field(default=3, ge=1)  # distinct stations one operator opens at
-    duty_phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{5,20}$")  # the county's duty SMS
+    duty_phone: str | None = Field(default=None, pattern=PHONE_PATTERN)  # the county's duty SMS
     command_ttl_seconds: int = Field(default=300, ge=10)
     otp_ttl_seconds: int = Field(default=300, ge=30)
     otp_limit_per_hour: int = Field(default=5, ge=1)

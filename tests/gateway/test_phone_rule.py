@@ -11,9 +11,8 @@ from cloud import constants as K
 from cloud.errors import ItemRejected
 from cloud.protocol import validate_gateway_record
 from cloud.schemas import CodeResend
-from gateway.api import DepositIn
 from gateway.config import TerminalConfig
-from gateway.terminal import FaultIn, OutboundIn, TermDepositIn, terminal_page
+from gateway.terminal import DepositIn, FaultIn, OutboundIn, TermDepositIn, terminal_page
 from jincun.phone import PHONE_BODY, is_phone
 
 REPO = Path(__file__).resolve().parents[2]

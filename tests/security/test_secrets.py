@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cloud.settings import Settings
-from cloud.sms import LogNotifier, sms_text
+from cloud.sms import LogNotifier
+from cloud.sms_text import Style
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gwkit import SECRET_L1, make_config
@@ -99,7 +100,8 @@ def test_cloud_process_will_not_start_with_a_guessable_admin_token(tmp_path):
 
 
 def test_codes_never_reach_a_log(caplog):
-    text = sms_text(waybill="SF100", carrier="顺丰", station="冯家村", locker="l1", c=2, code="482913")
+    text = Style(signature="进村", public_url="https://jc.example.cn").pickup(
+        carrier="顺丰", station="冯家村", locker="l1", c=2, code="482913").text
     # as in a demo process, where no mask is installed (another test here may have installed it already)
     factory = logging.getLogRecordFactory()
     logging.setLogRecordFactory(logging.LogRecord)
