@@ -38,7 +38,7 @@ def moves_forward(current: str, status: str) -> bool:
 
 
 def advance(session, parcel: Parcel | Any, status: str, at: float, source: str,
-            batch: "BatchContext | None" = None) -> None:
+            batch: BatchContext | None = None) -> None:
     """Record `status` in the parcel's timeline (status only moves forward) and queue carrier webhooks.
 
     Within an ingest batch (`batch`) the timeline row is buffered and written with the batch's other rows."""
@@ -53,7 +53,7 @@ def advance(session, parcel: Parcel | Any, status: str, at: float, source: str,
     enqueue_status(session, parcel, status, at, clients=batch.clients if batch is not None else None)
 
 
-def void_deposit(session, parcel: Parcel | Any, at: float, source: str, batch: "BatchContext | None" = None) -> None:
+def void_deposit(session, parcel: Parcel | Any, at: float, source: str, batch: BatchContext | None = None) -> None:
     """A deposit the courier took back: the one step back the state machine allows, to preadvised."""
     if parcel.status not in VOIDABLE:
         return

@@ -8,7 +8,8 @@ by domain: lockers.py (lockers, compartments), parcels.py (parcel records, depos
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -129,7 +130,7 @@ class Ingestor:
             with session.no_autoflush:
                 # in the try: a key the driver cannot send (a lone surrogate in a ref) sends the batch item by item
                 store.preload(ctx, items)
-                self.telemetry.begin_batch(session)
+                ctx.samples = self.telemetry.begin_batch()
                 ctx.buffered = {"parcel_events": [], "notifications": []}
                 inserted = store.insert_ledger(session, ctx.station.id, rows, row_items)
                 fresh = [(inserted is None or key in inserted) and first[key] == i for i, key in enumerate(keys)]
@@ -144,7 +145,8 @@ class Ingestor:
                 # the rows the effects changed, one statement per table instead of one per row
                 ctx.write(keep_new=False)
                 session.flush()
-                self.telemetry.write_batch(session)
+                samples, ctx.samples = ctx.samples, None
+                self.telemetry.write_batch(session, samples)
                 buffered, ctx.buffered = ctx.buffered, None
                 bulk_insert(session, ParcelEvent.__table__, buffered["parcel_events"])
                 bulk_insert(session, Notification.__table__, buffered["notifications"])
@@ -155,8 +157,7 @@ class Ingestor:
             # nothing of this pass remains; the per-item path sorts it out in a new transaction (its rows are
             # dropped with the batch's cache, and read afresh)
             session.rollback()
-            self.telemetry.drop_batch(session)
-            ctx.buffered = None
+            ctx.buffered = ctx.samples = None
             self.counters.inc("ingest_slow_batches")
             log.info("batch from %s applied item by item: %s", ctx.station.id, printable(str(exc))[:300])
             return None

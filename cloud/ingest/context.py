@@ -18,7 +18,7 @@ from ..counters import Counters
 from ..protocol import Item
 from ..rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, write_rows
 from ..sms_text import Style
-from ..telemetry import TelemetryStore
+from ..telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
 
 Recipient = namedtuple("Recipient", "phone consent")
 Carrier = namedtuple("Carrier", "code name_zh")
@@ -43,7 +43,7 @@ class BatchKeys:
     pickup_refs: list[str]
 
     @classmethod
-    def of(cls, items: list[Item]) -> "BatchKeys":
+    def of(cls, items: list[Item]) -> BatchKeys:
         records = [it.body for it in items if it.kind in K.GATEWAY_KINDS]
         return cls(refs={it.body["ref"] for it in items if isinstance(it.body.get("ref"), str)},
                    waybills={b["waybill"].strip() for b in records if isinstance(b.get("waybill"), str)},
@@ -84,6 +84,8 @@ class BatchContext:
     clients: dict[Any, list] = field(default_factory=dict)
     # rows a one-pass batch only inserts, written together at its end (None: each is added as it comes)
     buffered: dict[str, list[dict[str, Any]]] | None = None
+    # the telemetry store's buffer for a one-pass batch (TelemetryStore.begin_batch)
+    samples: Any = None
 
     _CACHE = ("lockers", "comps", "loaded", "parcels", "codes", "recipients", "carriers", "absent", "stubbed",
               "preadvised", "parcel_ids", "held", "fresh", "clients")
@@ -101,6 +103,12 @@ class BatchContext:
             self.buffered[table].append(row)
         else:
             self.session.add(model(**row))
+
+    def record(self, sample: TelemetrySample) -> None:
+        self.telemetry.record(self.session, sample, batch=self.samples)
+
+    def record_point(self, point: TelemetryPointSample) -> None:
+        self.telemetry.record_point(self.session, point, batch=self.samples)
 
     def adopt(self, cls: type[PlainRow], values) -> Any:
         """The batch's object for a row read from the database (the one already held, if any)."""

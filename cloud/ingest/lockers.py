@@ -103,7 +103,7 @@ def status(b: BatchContext, item: Item) -> None:
         return
     lk.online = item.body["state"]
     lk.status_rx = item.rx
-    b.telemetry.record_point(b.session, TelemetryPointSample(
+    b.record_point(TelemetryPointSample(
         measurement="link", station_id=b.station.id, locker_id=lk.id, c=None, at=item.rx,
         value=1.0 if item.body["state"] == "online" else 0.0))
     if item.body["state"] == "online":
@@ -122,7 +122,7 @@ def tele(b: BatchContext, item: Item) -> None:
         lk.tele_at = item.rx
         if body.get("fw"):
             lk.fw = body["fw"]
-    b.telemetry.record(b.session, TelemetrySample(station_id=b.station.id, locker_id=lk.id, at=item.rx, **values))
+    b.record(TelemetrySample(station_id=b.station.id, locker_id=lk.id, at=item.rx, **values))
 
 
 def evt(b: BatchContext, item: Item) -> None:
@@ -144,11 +144,11 @@ def evt(b: BatchContext, item: Item) -> None:
     if comp is not None and fresh:
         _follow(comp, body, item.rx)
     if kind == "door":
-        b.telemetry.record_point(b.session, TelemetryPointSample(
+        b.record_point(TelemetryPointSample(
             measurement="door", station_id=station_id, locker_id=lk.id, c=body["c"], at=at,
             value=1.0 if body["open"] else 0.0))
     elif kind in ("deposit", "pickup", "deposit_void"):
-        b.telemetry.record_point(b.session, TelemetryPointSample(
+        b.record_point(TelemetryPointSample(
             measurement="occupancy", station_id=station_id, locker_id=lk.id, c=body["c"], at=at,
             value=1.0 if kind == "deposit" else 0.0))
         parcels.on_event(b, lk, comp, body, at, f"{item.src}/{item.boot}/{item.seq}", item.rx)

@@ -41,7 +41,7 @@ def gw_tele(b: BatchContext, item: Item) -> None:
     for measurement, value in (("gw_outbox", body["outbox_depth"]), ("gw_lag", lag),
                                ("gw_uplink", 1.0 if body["uplink"] == "up" else 0.0)):
         if value is not None:
-            b.telemetry.record_point(session, TelemetryPointSample(
+            b.record_point(TelemetryPointSample(
                 measurement=measurement, station_id=station_id, locker_id=None, c=None, at=item.rx,
                 value=float(value)))
 

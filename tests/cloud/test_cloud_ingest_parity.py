@@ -7,13 +7,41 @@ import contextlib
 import json
 import time
 
-from cloudkit import (OTHER, OTHER_KEY, STATION, STATION_KEY, Cloud, TestClient, admin_headers, birth, code_record,
-                      empty_comps, evt, gw, make_settings, parcel_record, register)
+from cloudkit import (
+    OTHER,
+    OTHER_KEY,
+    STATION,
+    STATION_KEY,
+    Cloud,
+    TestClient,
+    admin_headers,
+    birth,
+    code_record,
+    empty_comps,
+    evt,
+    gw,
+    make_settings,
+    parcel_record,
+    register,
+)
 from sqlalchemy import select
 
 from cloud.app import create_app
-from cloud.models import (Alarm, Compartment, DeadLetter, Event, GatewayHealth, Locker, Notification, Parcel,
-                          ParcelEvent, PickupCode, Telemetry, TelemetryPoint, WebhookDelivery)
+from cloud.models import (
+    Alarm,
+    Compartment,
+    DeadLetter,
+    Event,
+    GatewayHealth,
+    Locker,
+    Notification,
+    Parcel,
+    ParcelEvent,
+    PickupCode,
+    Telemetry,
+    TelemetryPoint,
+    WebhookDelivery,
+)
 
 # every table the ingest writes
 TABLES = (Event, Locker, Compartment, Parcel, ParcelEvent, PickupCode, Notification, Alarm, GatewayHealth, Telemetry,
