@@ -8,13 +8,10 @@ step is kept in the parcel's timeline (parcel_events) and queues the carrier's s
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .models import Parcel, ParcelEvent
 from .webhooks import enqueue_status
-
-if TYPE_CHECKING:
-    from .ingest.context import BatchContext
 
 # every status a parcel can hold; taken_in: an outbound parcel (寄件) accepted at the station counter
 STATUSES = ("preadvised", "deposited", "notified", "picked_up", "overdue", "returned", "delivered_door", "taken_in")
@@ -37,31 +34,32 @@ def moves_forward(current: str, status: str) -> bool:
     return RANK[status] > RANK[current]
 
 
-def advance(session, parcel: Parcel | Any, status: str, at: float, source: str,
-            batch: BatchContext | None = None) -> None:
+def _timeline(session, row: dict[str, Any], rows: list | None) -> None:
+    if rows is not None:
+        rows.append(row)
+    else:
+        session.add(ParcelEvent(**row))
+
+
+def advance(session, parcel: Parcel | Any, status: str, at: float, source: str, *, rows: list | None = None,
+            clients: dict | None = None) -> None:
     """Record `status` in the parcel's timeline (status only moves forward) and queue carrier webhooks.
 
-    Within an ingest batch (`batch`) the timeline row is buffered and written with the batch's other rows."""
+    An ingest batch passes the list its timeline rows are buffered in (`rows`, written with the batch's other
+    rows) and its cache of webhook clients (`clients`)."""
     if moves_forward(parcel.status, status):
         parcel.status = status
     parcel.updated_at = time.time()
-    row = {"parcel_id": parcel.id, "status": status, "at": at, "source": source}
-    if batch is not None and batch.buffered is not None:
-        batch.buffered["parcel_events"].append(row)
-    else:
-        session.add(ParcelEvent(**row))
-    enqueue_status(session, parcel, status, at, clients=batch.clients if batch is not None else None)
+    _timeline(session, {"parcel_id": parcel.id, "status": status, "at": at, "source": source}, rows)
+    enqueue_status(session, parcel, status, at, clients=clients)
 
 
-def void_deposit(session, parcel: Parcel | Any, at: float, source: str, batch: BatchContext | None = None) -> None:
+def void_deposit(session, parcel: Parcel | Any, at: float, source: str, *, rows: list | None = None) -> None:
     """A deposit the courier took back: the one step back the state machine allows, to preadvised."""
     if parcel.status not in VOIDABLE:
         return
     parcel.status = "preadvised"
     parcel.deposited_at = None
     parcel.updated_at = time.time()
-    row = {"parcel_id": parcel.id, "status": "preadvised", "at": at, "source": f"{source} deposit_void"}
-    if batch is not None and batch.buffered is not None:
-        batch.buffered["parcel_events"].append(row)
-    else:
-        session.add(ParcelEvent(**row))
+    _timeline(session, {"parcel_id": parcel.id, "status": "preadvised", "at": at,
+                        "source": f"{source} deposit_void"}, rows)

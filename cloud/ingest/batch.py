@@ -1,8 +1,8 @@
 """Applies ingest batches: dedupe by the ledger's unique key, then each item's domain effect.
 
-The orchestration lives here; the storage seam in store.py, the batch's state in context.py, and the effects
-by domain: lockers.py (lockers, compartments), parcels.py (parcel records, deposits, pickups), codes.py
-(recipients, pickup codes), records.py (the station records).
+The orchestration lives here; the storage seam in store.py, the batch's state in context.py, finding its rows
+in find.py, and the effects by domain: lockers.py (lockers, compartments), parcels.py (parcel records,
+deposits, pickups), codes.py (pickup codes), records.py (the station records).
 """
 
 from __future__ import annotations
@@ -90,12 +90,12 @@ class Ingestor:
         tally = {K.APPLIED: 0, K.DUPLICATE: 0, K.REJECTED: 0}
         notify = False
         fast_iter = iter(statuses) if statuses is not None else None
-        for raw, result, item in zip(batch.items, results, parsed):
+        for raw, result, entry in zip(batch.items, results, parsed):
             try:
-                if isinstance(item, ItemRejected):
-                    raise item
-                status = next(fast_iter) if fast_iter is not None else self._apply_one(ctx, item)
-                notify = notify or (status == K.APPLIED and item.kind == "code")
+                if isinstance(entry, ItemRejected):
+                    raise entry
+                status = next(fast_iter) if fast_iter is not None else self._apply_one(ctx, entry)
+                notify = notify or (status == K.APPLIED and entry.kind == "code")
             except ItemRejected as exc:
                 status = K.REJECTED
                 result["error"] = printable(exc.wire)
@@ -148,8 +148,8 @@ class Ingestor:
                 samples, ctx.samples = ctx.samples, None
                 self.telemetry.write_batch(session, samples)
                 buffered, ctx.buffered = ctx.buffered, None
-                bulk_insert(session, ParcelEvent.__table__, buffered["parcel_events"])
-                bulk_insert(session, Notification.__table__, buffered["notifications"])
+                bulk_insert(session, store.table_of(ParcelEvent), buffered["parcel_events"])
+                bulk_insert(session, store.table_of(Notification), buffered["notifications"])
         except Exception as exc:
             if isinstance(exc, DBAPIError) and transient(exc):
                 raise

@@ -1,46 +1,17 @@
-"""Recipients and their pickup codes in the ingest: code records, one live code per recipient per station, and
+"""Pickup codes in the ingest: code records, one live code per recipient per station, and
 codes used up once every parcel they open is done."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from sqlalchemy import select
-
-from ..models import Notification, Parcel, PickupCode, Recipient
-from ..parcels import DONE, WAITING, advance
+from ..models import Notification, PickupCode
+from ..parcels import DONE, WAITING
 from ..protocol import Item
 from ..rows import CodeRow
 from ..sms import queued
-from ..storage import one_of
-from . import parcels
 from .context import BatchContext
-
-
-def recipient(b: BatchContext, phone: str) -> Any | None:
-    """The recipient of `phone` (phone, consent), or None when the cloud has none."""
-    if phone not in b.recipients:
-        b.recipients[phone] = b.session.execute(select(Recipient.phone, Recipient.consent).where(
-            Recipient.phone == phone)).first()
-    return b.recipients.get(phone)
-
-
-def live_codes(b: BatchContext, phone: str) -> list[Any]:
-    """The station's codes of `phone` not used when the batch read them (check `used` again)."""
-    key = (b.station.id, phone)
-    if key not in b.codes:
-        b.codes[key] = [b.adopt(CodeRow, row) for row in b.session.execute(CodeRow.select().where(
-            PickupCode.station_id == b.station.id, PickupCode.phone == phone, PickupCode.used.is_(False)))]
-    return b.codes[key]
-
-
-def _statuses(b: BatchContext, refs: list[str]) -> dict[str, str]:
-    out = {r: b.parcels[r].status for r in refs if r in b.parcels}
-    rest = [r for r in refs if r not in out]
-    if rest:
-        out.update(b.session.execute(select(Parcel.ref, Parcel.status).where(one_of(b.session, Parcel.ref, rest))).all())
-    return out
+from .find import live_codes, locker, own_parcel, statuses
 
 
 def use_codes(b: BatchContext, ref: str, phone: str | None = None) -> None:
@@ -53,7 +24,7 @@ def use_codes(b: BatchContext, ref: str, phone: str | None = None) -> None:
     for code in found:
         if ref not in code.refs:
             continue
-        if all(s in DONE for s in _statuses(b, list(code.refs)).values()):
+        if all(s in DONE for s in statuses(b, list(code.refs)).values()):
             code.used = True
 
 
@@ -71,8 +42,8 @@ def _keep_code(b: BatchContext, body: dict, ref: str, locker_id: str | None) -> 
         code.used = True
         carried += [r for r in code.refs if r not in carried]
         b.counters.inc("codes_superseded")
-    statuses = _statuses(b, carried) if carried else {}
-    refs = [r for r in carried if statuses.get(r) in WAITING and r != ref] + [ref]
+    held = statuses(b, carried) if carried else {}
+    refs = [r for r in carried if held.get(r) in WAITING and r != ref] + [ref]
     code = CodeRow.fresh(station_id=b.station.id, phone=body["phone"], code=body["code"], refs=refs,
                          exp=body.get("exp_ts"), used=False, created_at=time.time(), locker_id=locker_id,
                          origin="gateway")
@@ -82,17 +53,16 @@ def _keep_code(b: BatchContext, body: dict, ref: str, locker_id: str | None) -> 
 
 def code_record(b: BatchContext, item: Item) -> None:
     """The gateway gave a recipient a pickup code: keep it, mark the parcel notified, queue the SMS."""
-    from .lockers import locker
     body = item.body
     locker_id = body.get("locker")
     if locker_id is not None:
         locker(b, locker_id)
-    parcel, _ = parcels.own_parcel(b, body["ref"], locker_id, None)
+    parcel, _ = own_parcel(b, body["ref"], locker_id, None)
     if parcel.phone is None:
         parcel.phone = body["phone"]
     locker_id = locker_id or parcel.locker_id or "?"
     _keep_code(b, body, parcel.ref, locker_id)
-    advance(b.session, parcel, "notified", item.rx, f"gw/{item.boot}/{item.seq}", b)
+    b.advance(parcel, "notified", item.rx, f"gw/{item.boot}/{item.seq}")
     carrier = b.carriers.get(parcel.carrier) if parcel.carrier else None
     message = b.sms.pickup(carrier=carrier.name_zh if carrier else parcel.carrier, station=b.station.name,
                            locker=locker_id, c=parcel.compartment, code=body["code"])

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from .. import constants as K
 from ..counters import Counters
+from ..parcels import advance, void_deposit
 from ..protocol import Item
 from ..rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, write_rows
 from ..sms_text import Style
@@ -103,6 +104,15 @@ class BatchContext:
             self.buffered[table].append(row)
         else:
             self.session.add(model(**row))
+
+    def advance(self, parcel: Any, status: str, at: float, source: str) -> None:
+        """Move a parcel by the state machine (cloud/parcels.py) within this batch."""
+        advance(self.session, parcel, status, at, source, clients=self.clients,
+                rows=self.buffered["parcel_events"] if self.buffered is not None else None)
+
+    def void_deposit(self, parcel: Any, at: float, source: str) -> None:
+        void_deposit(self.session, parcel, at, source,
+                     rows=self.buffered["parcel_events"] if self.buffered is not None else None)
 
     def record(self, sample: TelemetrySample) -> None:
         self.telemetry.record(self.session, sample, batch=self.samples)

@@ -9,54 +9,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from jincun.mirror import mirror
 
-from .. import constants as K
-from ..errors import ItemRejected
-from ..models import Alarm, Compartment, Locker
+from ..models import Alarm, Compartment
 from ..protocol import Item
-from ..rows import CompartmentRow, LockerRow
 from ..telemetry import TelemetryPointSample, TelemetrySample
 from . import parcels
 from .context import BatchContext
-from .store import dialect_insert
+from .find import compartment, locker
+from .store import dialect_insert, table_of
 
 log = logging.getLogger("jincun.cloud.ingest")
-
-
-def locker(b: BatchContext, locker_id: str) -> Any:
-    """The station's locker `locker_id` (a plain row); rejects the item for a locker not registered here."""
-    station_id = b.station.id
-    cached = b.lockers.get(locker_id)
-    if cached is not None and cached.station_id == station_id:
-        return cached
-    session = b.session
-    row = session.execute(LockerRow.select().where(Locker.station_id == station_id, Locker.id == locker_id)).first()
-    if row is not None:
-        found = b.adopt(LockerRow, row)
-        b.lockers[found.id] = found
-        return found
-    elsewhere = session.scalar(select(Locker.station_id).where(Locker.id == locker_id,
-                                                               Locker.station_id != station_id).limit(1))
-    if elsewhere is not None:
-        raise ItemRejected(K.E_LOCKER_OF_OTHER_STATION,
-                           f"locker {locker_id} is registered for another station, not {station_id}")
-    raise ItemRejected(K.E_UNKNOWN_LOCKER, f"locker {locker_id} is not registered for station {station_id}")
-
-
-def compartment(b: BatchContext, lk: Any, n: int) -> Any | None:
-    """Compartment `n` of a locker (a plain row), or None when the locker has none such."""
-    if lk.id in b.loaded:
-        return b.comps.get((lk.id, n))
-    row = b.session.execute(CompartmentRow.select().where(Compartment.station_id == lk.station_id,
-                                                          Compartment.locker_id == lk.id,
-                                                          Compartment.n == n)).first()
-    if row is None:
-        return None
-    comp = b.comps[(lk.id, n)] = b.adopt(CompartmentRow, row)
-    return comp
 
 
 def _seen(lk: Any, rx: float) -> None:
@@ -87,7 +52,7 @@ def birth(b: BatchContext, item: Item) -> None:
     for comp in body["comps"]:
         values = {"size": comp["size"], "state": comp["st"], "door": comp["door"], "occ": comp["occ"],
                   "ref": comp.get("ref"), "updated_at": item.rx}
-        session.execute(dialect_insert(session, Compartment.__table__).values(
+        session.execute(dialect_insert(session, table_of(Compartment)).values(
             station_id=station_id, locker_id=lk.id, n=comp["n"], **values,
         ).on_conflict_do_nothing(index_elements=["station_id", "locker_id", "n"]))
         session.execute(update(Compartment).where(

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from .. import constants as K
 from ..errors import ItemRejected
 from ..models import Parcel, ParcelEvent
-from ..parcels import advance, void_deposit
 from ..protocol import Item
 from ..rows import ParcelRow
 from . import codes
 from .context import BatchContext
-from .store import insert_stub, insert_stubs, stub_values
+from .find import compartment, exists, get_or_stub, locker, own_parcel, recipient
+from .store import insert_stubs, stub_values
 
 log = logging.getLogger("jincun.cloud.ingest")
 
@@ -51,35 +51,6 @@ def stub_parcels(b: BatchContext, items: list[Item]) -> None:
         b.stubbed.add(parcel.ref)
 
 
-def get_or_stub(b: BatchContext, ref: str, locker_id: str | None, c: int | None) -> Any:
-    """The parcel `ref`, created as a stub if an event got here before the parcel record."""
-    found = b.parcels.get(ref)
-    if found is None and ref not in b.absent:
-        row = b.session.execute(ParcelRow.select().where(Parcel.ref == ref)).first()
-        found = b.adopt(ParcelRow, row) if row is not None else None
-    if found is not None:
-        b.parcels[ref] = found
-        return found
-    parcel = b.parcels[ref] = insert_stub(b, ref, locker_id, c)
-    b.absent.discard(ref)
-    return parcel
-
-
-def exists(b: BatchContext, ref: str) -> bool:
-    """Whether a parcel holds `ref` (one this batch made as a stub counts)."""
-    return ref in b.parcels or (ref not in b.absent and
-                                b.session.scalar(select(Parcel.id).where(Parcel.ref == ref)) is not None)
-
-
-def own_parcel(b: BatchContext, ref: str, locker_id: str | None, c: int | None) -> tuple[Any, bool]:
-    """The station's parcel `ref` (made if new) and whether it was made now; rejects another station's."""
-    existed = exists(b, ref) and ref not in b.stubbed
-    parcel = get_or_stub(b, ref, locker_id, c)
-    if parcel.station_id != b.station.id:
-        raise ItemRejected(K.E_BAD_FIELD, f"parcel {ref} belongs to another station")
-    return parcel, not existed
-
-
 def on_event(b: BatchContext, lk: Any, comp: Any | None, body: dict, at: float, source: str, rx: float) -> None:
     """The parcel side of a deposit, pickup or deposit_void event."""
     parcel = get_or_stub(b, body["ref"], lk.id, body["c"])
@@ -94,13 +65,13 @@ def on_event(b: BatchContext, lk: Any, comp: Any | None, body: dict, at: float, 
         if comp is not None and parcel.size is None:
             parcel.size = comp.size
         parcel.deposited_at = at
-        advance(b.session, parcel, "deposited", at, source, b)
+        b.advance(parcel, "deposited", at, source)
     elif kind == "pickup":
         parcel.picked_up_at = at
-        advance(b.session, parcel, "picked_up", at, source, b)
+        b.advance(parcel, "picked_up", at, source)
         codes.use_codes(b, parcel.ref, parcel.phone)
     else:
-        void_deposit(b.session, parcel, at, source, b)
+        b.void_deposit(parcel, at, source)
 
 
 def _adopt_preadvice(b: BatchContext, body: dict) -> None:
@@ -126,7 +97,6 @@ def _adopt_preadvice(b: BatchContext, body: dict) -> None:
 
 def parcel_record(b: BatchContext, item: Item) -> None:
     """The gateway's record of a parcel given a compartment: waybill, carrier, recipient, size."""
-    from .lockers import compartment, locker
     body = item.body
     session = b.session
     lk = locker(b, body["locker"])
@@ -140,8 +110,8 @@ def parcel_record(b: BatchContext, item: Item) -> None:
             setattr(parcel, name, body[name].strip())
     if parcel.carrier and parcel.carrier.upper() in b.carriers:
         parcel.carrier = parcel.carrier.upper()
-    recipient = codes.recipient(b, parcel.phone) if parcel.phone else None
-    if recipient is not None and recipient.consent == "refused":
+    who = recipient(b, parcel.phone) if parcel.phone else None
+    if who is not None and who.consent == "refused":
         # the gateway checks consent before it opens a door; this catches a gateway that did not
         b.counters.inc("deposits_without_consent")
         log.warning("%s: parcel %s asked a compartment for %s, who refused locker delivery", b.station.id,

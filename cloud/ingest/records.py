@@ -9,12 +9,12 @@ import time
 from .. import constants as K
 from ..errors import ItemRejected
 from ..models import Alarm, GatewayHealth
-from ..parcels import advance
 from ..protocol import Item
 from ..rows import ParcelRow, write_rows
 from ..telemetry import TelemetryPointSample
-from . import codes, lockers, parcels
+from . import codes
 from .context import BatchContext
+from .find import compartment, exists, locker, own_parcel
 
 log = logging.getLogger("jincun.cloud.ingest")
 
@@ -50,7 +50,7 @@ def outbound(b: BatchContext, item: Item) -> None:
     """A parcel sent from the village (寄件): direction outbound, fee with its reason, produce for statistics."""
     body = item.body
     ref = body["ref"]
-    if parcels.exists(b, ref):
+    if exists(b, ref):
         raise ItemRejected(K.E_BAD_FIELD, f"ref {ref} is already used by another parcel")
     carrier = body["carrier"].strip()
     if carrier.upper() in b.carriers:
@@ -68,29 +68,29 @@ def outbound(b: BatchContext, item: Item) -> None:
     b.absent.discard(ref)
     if body["fee_cents"]:
         b.counters.inc("outbound_fees_recorded")
-    advance(b.session, parcel, "taken_in", item.rx, f"gw/{item.boot}/{item.seq} outbound", b)
+    b.advance(parcel, "taken_in", item.rx, f"gw/{item.boot}/{item.seq} outbound")
 
 
 def handover(b: BatchContext, item: Item) -> None:
     """Door-to-door delivery by the village agent: delivered_door in the timeline, with who and when."""
     body = item.body
-    parcel, _ = parcels.own_parcel(b, body["ref"], None, None)
+    parcel, _ = own_parcel(b, body["ref"], None, None)
     if parcel.direction == "outbound":
         raise ItemRejected(K.E_BAD_FIELD, f"parcel {parcel.ref} is outbound; only inbound parcels are handed over")
     # kept on a stub either way; worth a look when neither a parcel record nor a deposit came first
     if parcel.waybill is None and parcel.phone is None and parcel.deposited_at is None:
         b.counters.inc("handover_unknown_parcel")
         log.warning("%s: handover of parcel %s the cloud had no record of", b.station.id, parcel.ref)
-    advance(b.session, parcel, "delivered_door", float(body["at"]), f"{body['how']} by {body['by']}"[:64], b)
+    b.advance(parcel, "delivered_door", float(body["at"]), f"{body['how']} by {body['by']}"[:64])
     codes.use_codes(b, parcel.ref, parcel.phone)
 
 
 def fault_report(b: BatchContext, item: Item) -> None:
     """A villager's fault report becomes an alarm the maintenance dashboard shows until acknowledged."""
     body = item.body
-    lk = lockers.locker(b, body["locker"])
+    lk = locker(b, body["locker"])
     c = body.get("c")
-    if c is not None and lockers.compartment(b, lk, c) is None:
+    if c is not None and compartment(b, lk, c) is None:
         raise ItemRejected(K.E_NO_SUCH_COMPARTMENT, f"locker {lk.id} has no compartment {c}")
     b.session.add(Alarm(station_id=b.station.id, locker_id=lk.id, c=c, kind=K.FAULT_REPORT_KIND,
                         at=float(body["at"]), acked=False, phone=body.get("phone") or None, text=body["text"].strip()))

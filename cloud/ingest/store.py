@@ -17,7 +17,18 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Text, bindparam, cast, exists, func, or_, select, text
+from sqlalchemy import (
+    ARRAY,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,6 +38,11 @@ from ..rows import CodeRow, CompartmentRow, LockerRow, ParcelRow
 from ..storage import among, bulk_insert, fixed_rows, one_of, pg_rows
 from ..webhooks import HOOKED_CLIENTS
 from .context import BatchContext, BatchKeys
+
+
+def table_of(model) -> Table:
+    """A model's table, typed as one."""
+    return model.__table__
 
 
 def is_pg(session: Session) -> bool:
@@ -48,7 +64,7 @@ def dialect_insert(session: Session, table):
 def lookups(*, pg: bool) -> dict[str, Any]:
     """The batch's look-ups, in the order `BatchContext.fill` takes them (`pg`: the list parameters as
     arrays). Parameters: station, refs, waybills, phones, pickup_refs."""
-    station = bindparam("station")
+    station: Any = bindparam("station")
     return {
         "lockers": LockerRow.select().where(Locker.station_id == station),
         "comps": CompartmentRow.select().where(Compartment.station_id == station),
@@ -164,7 +180,7 @@ def insert_ledger(session: Session, station_id: str, rows: list[dict[str, Any]],
     """Insert ledger rows (`ledger_row`; `items` gives each row's body, `rows` has no key twice), skipping ones
     already held; returns the keys (src, boot, seq, kind, month) inserted, or None when every row was."""
     if not is_pg(session):
-        table = Event.__table__
+        table = table_of(Event)
         stmt = (sqlite.insert(table).on_conflict_do_nothing(index_elements=list(LEDGER_KEY))
                 .returning(*(table.c[k] for k in LEDGER_KEY[1:])))
         got = {tuple(r) for r in session.execute(stmt, [{**r, "body": it.body} for r, it in zip(rows, items)])}
@@ -172,8 +188,9 @@ def insert_ledger(session: Session, station_id: str, rows: list[dict[str, Any]],
     # one statement, one JSON document: the SQL text never changes, so nothing is re-parsed. A body validation
     # already wrote out is not written again: each row's text is closed with it
     doc = None
-    if all(it.text is not None for it in items):
-        doc = (b"[" + b",".join(orjson.dumps(r)[:-1] + b',"body":' + it.text + b"}" for r, it in zip(rows, items))
+    texts = [it.text for it in items]
+    if all(t is not None for t in texts):
+        doc = (b"[" + b",".join(orjson.dumps(r)[:-1] + b',"body":' + t + b"}" for r, t in zip(rows, texts) if t)
                + b"]").decode("utf-8")
     else:
         try:
@@ -181,10 +198,10 @@ def insert_ledger(session: Session, station_id: str, rows: list[dict[str, Any]],
         except orjson.JSONEncodeError:
             doc = None
     if doc is not None:
-        got = pg_rows(session, _PG_INSERT_JSON, {"station": station_id, "rows": doc, "total": len(rows)})
-        if len(got) == 1 and got[0][0] is None:
+        keys = pg_rows(session, _PG_INSERT_JSON, {"station": station_id, "rows": doc, "total": len(rows)})
+        if len(keys) == 1 and keys[0][0] is None:
             return None
-        return set(got)
+        return {tuple(k) for k in keys}
     cols: dict[str, list] = {name: [r[name] for r in rows] for name, _ in LEDGER[:-1]}
     for name, kind in LEDGER[:-1]:
         if kind == "double precision":
@@ -216,7 +233,7 @@ def insert_stubs(ctx: BatchContext, stubs: dict[str, dict[str, Any]]) -> list:
         made = [ParcelRow.fresh(id=ctx.parcel_ids[ref], **values) for ref, values in stubs.items()]
         ctx.fresh.extend(made)
         return made
-    bulk_insert(session, Parcel.__table__, list(stubs.values()), skip_existing=True)
+    bulk_insert(session, table_of(Parcel), list(stubs.values()), skip_existing=True)
     return [ctx.adopt(ParcelRow, row) for row in session.execute(
         ParcelRow.select().where(one_of(session, Parcel.ref, set(stubs)))).all()]
 
@@ -224,7 +241,7 @@ def insert_stubs(ctx: BatchContext, stubs: dict[str, dict[str, Any]]) -> list:
 def insert_stub(ctx: BatchContext, ref: str, locker_id: str | None, c: int | None) -> Any:
     """Make one stub parcel now (an item applied on its own) and return it as the batch's row."""
     session = ctx.session
-    table = Parcel.__table__
+    table = table_of(Parcel)
     values = stub_values(ctx.station.id, ref, locker_id, c, time.time())
     row = session.execute(dialect_insert(session, table).values(**values).on_conflict_do_nothing(
         index_elements=["ref"]).returning(*table.columns)).first()
