@@ -17,7 +17,7 @@ from . import constants as K
 from .auth import Principal
 from .errors import CommandRefused, NotFound
 from .models import Carrier, Event, Notification, Parcel, PickupCode, SignoffFlag, Station
-from .parcels import DONE, REMINDED, WAITING, advance
+from .parcels import DONE, REMINDED, RETURNABLE, WAITING, advance
 from .settings import Settings
 from .sms import queued
 
@@ -57,7 +57,7 @@ def mark_returned(session: Session, who: Principal, *, ref: str, reason: str) ->
     parcel = session.scalar(select(Parcel).where(Parcel.ref == ref))
     if parcel is None:
         raise NotFound(f"no parcel {ref}")
-    if parcel.status != "overdue":
+    if parcel.status not in RETURNABLE:
         raise CommandRefused(409, f"parcel {ref} is {parcel.status}, only overdue parcels are returned")
     parcel.returned_at = time.time()
     advance(session, parcel, "returned", parcel.returned_at, f"staff:{who.name}")

@@ -27,6 +27,8 @@ WAITING = ("deposited", "notified", "overdue")
 DONE = ("picked_up", "delivered_door", "returned")
 # a deposit taken back by the courier (deposit_void) returns a parcel from these to preadvised
 VOIDABLE = ("deposited", "notified")
+# the return flow: only an overdue parcel is taken back by its courier (returned)
+RETURNABLE = ("overdue",)
 
 
 def moves_forward(current: str, status: str) -> bool:
