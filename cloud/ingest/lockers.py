@@ -116,7 +116,7 @@ def evt(b: BatchContext, item: Item) -> None:
         b.record_point(TelemetryPointSample(
             measurement="occupancy", station_id=station_id, locker_id=lk.id, c=body["c"], at=at,
             value=1.0 if kind == "deposit" else 0.0))
-        parcels.on_event(b, lk, comp, body, at, f"{item.src}/{item.boot}/{item.seq}", item.rx)
+        parcels.on_event(b, lk, comp, body, at, f"{item.src}/{item.boot}/{item.seq}")
     elif kind == "alarm":
         b.session.add(Alarm(station_id=station_id, locker_id=lk.id, c=body.get("c"), kind=body["kind"], at=at,
                             acked=False))

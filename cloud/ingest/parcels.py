@@ -51,7 +51,7 @@ def stub_parcels(b: BatchContext, items: list[Item]) -> None:
         b.stubbed.add(parcel.ref)
 
 
-def on_event(b: BatchContext, lk: Any, comp: Any | None, body: dict, at: float, source: str, rx: float) -> None:
+def on_event(b: BatchContext, lk: Any, comp: Any | None, body: dict, at: float, source: str) -> None:
     """The parcel side of a deposit, pickup or deposit_void event."""
     parcel = get_or_stub(b, body["ref"], lk.id, body["c"])
     if parcel.station_id != b.station.id:
