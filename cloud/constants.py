@@ -73,13 +73,7 @@ MAX_STR = 64  # longest free-text field accepted in a gateway record
 STATION_KINDS = ("village_shop", "party_service_centre", "postal_point", "town_station", "district_hub")
 LOCKER_ONLINE_STATES = ("online", "lost", "unknown")
 
-# parcel lifecycle; RANK orders the forward-only part of it
-PARCEL_STATUSES = ("preadvised", "deposited", "notified", "picked_up", "overdue", "returned", "delivered_door",
-                   "taken_in")
-# taken_in: an outbound parcel (寄件) accepted at the station counter
-PARCEL_RANK = {"taken_in": 0, "preadvised": 0, "deposited": 1, "notified": 2, "overdue": 3, "picked_up": 4,
-               "returned": 4, "delivered_door": 4}
-DIRECTIONS = ("inbound", "outbound")
+# the parcel lifecycle (statuses, their order, the moves between them): cloud/parcels.py
 
 NOTIFICATION_STATUSES = ("queued", "sent", "failed")
 # at the default 30 s retry period this keeps trying for about a day before giving up

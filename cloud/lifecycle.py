@@ -16,13 +16,12 @@ from . import commands
 from . import constants as K
 from .auth import Principal
 from .errors import CommandRefused, NotFound
-from .ingest import advance
 from .models import Carrier, Event, Notification, Parcel, PickupCode, SignoffFlag, Station
+from .parcels import DONE, REMINDED, RETURNABLE, WAITING, advance
 from .settings import Settings
 from .sms import queued
 
 log = logging.getLogger("jincun.cloud.lifecycle")
-WAITING = ("deposited", "notified")
 
 
 def sweep(session: Session, settings: Settings, *, now: float | None = None) -> dict[str, int]:
@@ -30,7 +29,7 @@ def sweep(session: Session, settings: Settings, *, now: float | None = None) -> 
     now = time.time() if now is None else now
     first, second = settings.reminder_hours
     done = {"reminders": 0, "overdue": 0}
-    parcels = session.scalars(select(Parcel).where(Parcel.status.in_(WAITING), Parcel.deposited_at.is_not(None),
+    parcels = session.scalars(select(Parcel).where(Parcel.status.in_(REMINDED), Parcel.deposited_at.is_not(None),
                                                    Parcel.deposited_at <= now - first * 3600)
                               .order_by(Parcel.id).limit(5000)).all()
     for p in parcels:
@@ -58,7 +57,7 @@ def mark_returned(session: Session, who: Principal, *, ref: str, reason: str) ->
     parcel = session.scalar(select(Parcel).where(Parcel.ref == ref))
     if parcel is None:
         raise NotFound(f"no parcel {ref}")
-    if parcel.status != "overdue":
+    if parcel.status not in RETURNABLE:
         raise CommandRefused(409, f"parcel {ref} is {parcel.status}, only overdue parcels are returned")
     parcel.returned_at = time.time()
     advance(session, parcel, "returned", parcel.returned_at, f"staff:{who.name}")
@@ -73,7 +72,7 @@ def deliver_door(session: Session, who: Principal, *, ref: str, reason: str) -> 
         raise NotFound(f"no parcel {ref}")
     if who.role == "station_agent" and who.station_id != parcel.station_id:
         raise CommandRefused(403, "a station agent acts only on their own station")
-    if parcel.status in ("picked_up", "returned", "delivered_door"):
+    if parcel.status in DONE:
         raise CommandRefused(409, f"parcel {ref} is {parcel.status} already")
     advance(session, parcel, "delivered_door", time.time(), f"staff:{who.name}")
     commands.audit(session, who, "delivered_door", ref, reason)
@@ -86,7 +85,7 @@ def replacement_code(session: Session, settings: Settings, who: Principal, *, st
     if who.role == "station_agent" and who.station_id != station_id:
         raise CommandRefused(403, "a station agent acts only on their own station")
     parcels = session.scalars(select(Parcel).where(Parcel.station_id == station_id, Parcel.phone == phone,
-                                                   Parcel.status.in_(("deposited", "notified", "overdue")),
+                                                   Parcel.status.in_(WAITING),
                                                    Parcel.locker_id.is_not(None))).all()
     if not parcels:
         raise NotFound(f"no parcel waiting for {phone} at {station_id}")

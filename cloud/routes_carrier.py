@@ -13,8 +13,8 @@ from . import constants as K
 from . import crud, lifecycle
 from .auth import Principal, allow
 from .deps import ServicesDep
-from .ingest import advance
 from .models import Parcel, Recipient, Station
+from .parcels import advance
 from .schemas import CarrierParcelPublic, Manifest, ManifestResult, SignedReport, SignedResult
 from .storage import SessionDep
 

@@ -15,12 +15,12 @@ from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from .models import Carrier, Parcel, Recipient, SignoffFlag, Station, Town, Village
+from .parcels import WAITING
 
 CST = timezone(timedelta(hours=8))
 PICKUP_BUCKETS = ((0, 2), (2, 6), (6, 12), (12, 24), (24, 48), (48, 72), (72, None))
 TABLES = ("coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce", "fees", "door_help",
           "dispatch")
-WAITING = ("deposited", "notified", "overdue")
 
 
 def _day(session: Session, column):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -12,8 +12,6 @@ from sqlalchemy.orm import Session
 from .counters import Counters
 from .models import Telemetry, TelemetryPoint
 from .storage import bulk_insert
-
-BUFFER = "jc_telemetry"
 
 FIELDS = ("rssi", "vin", "temp", "heap", "outbox", "up")
 SERIES_FIELDS = ("rssi", "vin", "temp", "outbox")
@@ -68,25 +66,26 @@ class TelemetrySample:
 
 
 class TelemetryStore(Protocol):
-    """Keeps telemetry history; `session` is the ingest transaction (adapters outside SQL ignore it)."""
+    """Keeps telemetry history; `session` is the ingest transaction (adapters outside SQL ignore it).
 
-    def record(self, session: Session, sample: TelemetrySample) -> None: ...
+    An ingest batch collects its samples in the buffer `begin_batch` gives (passed as `batch`) and hands it to
+    `write_batch` at its end; a batch rolled back just drops the buffer."""
+
+    def record(self, session: Session, sample: TelemetrySample, *, batch: Any = None) -> None: ...
 
     def history(self, session: Session, *, station_id: str, locker_id: str,
                 limit: int = 500) -> list[TelemetrySample]: ...
 
-    def record_point(self, session: Session, point: TelemetryPointSample) -> None: ...
+    def record_point(self, session: Session, point: TelemetryPointSample, *, batch: Any = None) -> None: ...
 
     def series(self, session: Session, *, station_id: str, locker_id: str, field: str, since: float,
                bucket: float) -> list[SeriesPoint]: ...
 
     def close(self) -> None: ...
 
-    def begin_batch(self, session: Session) -> None: ...
+    def begin_batch(self) -> Any: ...
 
-    def write_batch(self, session: Session) -> None: ...
-
-    def drop_batch(self, session: Session) -> None: ...
+    def write_batch(self, session: Session, batch: Any) -> None: ...
 
 
 class SqlTelemetryStore:
@@ -100,10 +99,10 @@ class SqlTelemetryStore:
         self._slack = max(1, max_rows_per_locker // 10)
         self._since_prune: dict[tuple[str, str], int] = {}
 
-    def record(self, session: Session, sample: TelemetrySample) -> None:
+    def record(self, session: Session, sample: TelemetrySample, *, batch: Any = None) -> None:
         row = {"station_id": sample.station_id, "locker_id": sample.locker_id, "at": sample.at,
                **{k: getattr(sample, k) for k in FIELDS}}
-        buf = session.info.get(BUFFER)
+        buf = batch
         if buf is not None:
             buf["health"].append(row)
         else:
@@ -124,13 +123,13 @@ class SqlTelemetryStore:
         self._since_prune[key] = n
 
     @staticmethod
-    def begin_batch(session: Session) -> None:
-        """Collect this session's samples and points until write_batch (one insert per table)."""
-        session.info[BUFFER] = {"health": [], "points": [], "prune": set()}
+    def begin_batch() -> dict[str, Any]:
+        """A buffer for a batch's samples and points until write_batch (one insert per table)."""
+        return {"health": [], "points": [], "prune": set()}
 
-    def write_batch(self, session: Session) -> None:
-        """Insert what begin_batch collected, then prune the lockers that are due."""
-        buf = session.info.pop(BUFFER, None)
+    def write_batch(self, session: Session, batch: Any) -> None:
+        """Insert what the batch collected, then prune the lockers that are due."""
+        buf = batch
         if not buf:
             return
         bulk_insert(session, Telemetry.__table__, buf["health"])
@@ -139,11 +138,6 @@ class SqlTelemetryStore:
             self._prune(session, station_id, locker_id)
         if buf.get("prune_points"):
             self.prune_points(session)
-
-    @staticmethod
-    def drop_batch(session: Session) -> None:
-        """Forget what was collected (the batch was rolled back)."""
-        session.info.pop(BUFFER, None)
 
     def _prune(self, session: Session, station_id: str, locker_id: str) -> None:
         mine = (Telemetry.station_id == station_id) & (Telemetry.locker_id == locker_id)
@@ -157,10 +151,10 @@ class SqlTelemetryStore:
         if dropped:
             self.counters.inc("telemetry_pruned", dropped)
 
-    def record_point(self, session: Session, point: TelemetryPointSample) -> None:
+    def record_point(self, session: Session, point: TelemetryPointSample, *, batch: Any = None) -> None:
         row = {"measurement": point.measurement, "station_id": point.station_id, "locker_id": point.locker_id,
                "c": point.c, "at": point.at, "value": point.value}
-        buf = session.info.get(BUFFER)
+        buf = batch
         if buf is not None:
             buf["points"].append(row)
         else:

@@ -44,10 +44,6 @@ def _tag(value: str) -> str:
     return found
 
 
-# the lines of one ingest batch, handed to the writer together when the batch's effects are done
-BUFFER = "jc_influx"
-
-
 class InfluxTelemetryStore:
     """Points are queued in the client's background batcher, so ingest never waits for InfluxDB.
 
@@ -82,43 +78,41 @@ class InfluxTelemetryStore:
         self.counters.inc("influx_write_retries")
         log.warning("InfluxDB write retried: %s", exc)
 
-    def _line(self, session: Session, line: str) -> None:
-        buf = session.info.get(BUFFER)
+    def _line(self, line: str, batch: list[str] | None) -> None:
+        buf = batch
         if buf is not None:
             buf.append(line)
         else:
             self._write.write(bucket=self.bucket, org=self.org, record=line.encode("utf-8"),
                               write_precision=WritePrecision.MS)
 
-    def record(self, session: Session, sample: TelemetrySample) -> None:
+    def record(self, session: Session, sample: TelemetrySample, *, batch: list[str] | None = None) -> None:
         # fields as floats, as the history and series queries read them
         fields = ",".join(f"{name}={float(value)!r}" for name in FIELDS
                           if (value := getattr(sample, name)) is not None)
         if fields:
-            self._line(session, f"{HEALTH},locker={_tag(sample.locker_id)},station={_tag(sample.station_id)} "
-                                f"{fields} {int(sample.at * 1000)}")
+            self._line(f"{HEALTH},locker={_tag(sample.locker_id)},station={_tag(sample.station_id)} "
+                       f"{fields} {int(sample.at * 1000)}", batch)
 
-    def record_point(self, session: Session, point: TelemetryPointSample) -> None:
+    def record_point(self, session: Session, point: TelemetryPointSample, *,
+                     batch: list[str] | None = None) -> None:
         tags = f",c={point.c}" if point.c is not None else ""
         if point.locker_id is not None:
             tags += f",locker={_tag(point.locker_id)}"
         tags += f",station={_tag(point.station_id)}"
-        self._line(session, f"{point.measurement}{tags} value={float(point.value)!r} {int(point.at * 1000)}")
+        self._line(f"{point.measurement}{tags} value={float(point.value)!r} {int(point.at * 1000)}", batch)
 
-    def begin_batch(self, session: Session) -> None:
-        """Collect the batch's lines: the writer then takes them as one record instead of one per point."""
-        session.info[BUFFER] = []
+    @staticmethod
+    def begin_batch() -> list[str]:
+        """A buffer for the batch's lines: the writer then takes them as one record instead of one per point."""
+        return []
 
-    def write_batch(self, session: Session) -> None:
+    def write_batch(self, session: Session, batch: list[str]) -> None:
         """Queue the batch's lines in the writer (it sends them in the background)."""
-        lines = session.info.pop(BUFFER, None)
+        lines = batch
         if lines:
             self._write.write(bucket=self.bucket, org=self.org, record="\n".join(lines).encode("utf-8"),
                               write_precision=WritePrecision.MS)
-
-    def drop_batch(self, session: Session) -> None:
-        """Forget the lines of a rolled-back pass: the item-by-item pass records its own."""
-        session.info.pop(BUFFER, None)
 
     def flush(self) -> None:
         """Send what the batcher holds now."""

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .counters import Counters
 from .models import ApiClient, Parcel, WebhookDelivery
-from .storage import fixed_rows, pg_sql
+from .storage import fixed_rows
 
 log = logging.getLogger("jincun.cloud.webhooks")
 SIGNATURE_HEADER = "X-Jincun-Signature"
@@ -31,48 +31,43 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 # the carriers' API clients that take status webhooks (read once per ingest batch)
-_HOOKED_CLIENTS = select(ApiClient.id, ApiClient.carrier_code).where(ApiClient.active.is_(True),
-                                                                     ApiClient.webhook_url.is_not(None))
+HOOKED_CLIENTS = select(ApiClient.id, ApiClient.carrier_code).where(ApiClient.active.is_(True),
+                                                                    ApiClient.webhook_url.is_not(None))
 
 
 _Hooked = namedtuple("_Hooked", "id carrier_code")
 
 
-def hooked_clients_sql() -> str:
-    """The PostgreSQL text of the clients-with-a-webhook query (it has no parameters), for a statement that
-    reads them with more."""
-    return pg_sql(_HOOKED_CLIENTS)
-
-
-def prime_clients(session: Session, rows) -> None:
+def prime_clients(cache: dict, rows) -> None:
     """Fill an ingest batch's cache of webhook clients from (id, carrier_code) pairs read with its look-ups."""
-    cache = session.info["jc_clients"]
     cache[None] = []
     for client_id, carrier in rows:
         cache.setdefault(carrier, []).append(_Hooked(client_id, carrier))
 
 
-def enqueue_status(session: Session, parcel: Parcel, status: str, at: float) -> int:
-    """Queue a status webhook for every client of the parcel's carrier that has one; returns how many."""
+def enqueue_status(session: Session, parcel: Parcel, status: str, at: float, *, clients: dict | None = None) -> int:
+    """Queue a status webhook for every client of the parcel's carrier that has one; returns how many.
+
+    `clients`: an ingest batch's cache of the clients with a webhook (empty until first used)."""
     if not parcel.carrier:
         return 0
     # within one ingest batch the clients with a webhook are looked up once, for all carriers together
-    cache = session.info.get("jc_clients")
+    cache = clients
     if cache is not None:
         if not cache:
-            prime_clients(session, fixed_rows(session, _HOOKED_CLIENTS))
-        clients = cache.get(parcel.carrier, ())
+            prime_clients(cache, fixed_rows(session, HOOKED_CLIENTS))
+        found = cache.get(parcel.carrier, ())
     else:
-        clients = session.execute(select(ApiClient.id).where(ApiClient.carrier_code == parcel.carrier,
+        found = session.execute(select(ApiClient.id).where(ApiClient.carrier_code == parcel.carrier,
                                                              ApiClient.active.is_(True),
                                                              ApiClient.webhook_url.is_not(None))).all()
     now = time.time()
-    for client in clients:
+    for client in found:
         session.add(WebhookDelivery(client_id=client.id, status="queued", attempts=0, next_at=now, created_at=now,
                                     payload={"event": "parcel.status", "waybill": parcel.waybill,
                                              "ref": parcel.ref, "status": status, "at": at,
                                              "station": parcel.station_id, "direction": parcel.direction}))
-    return len(clients)
+    return len(found)
 
 
 def backoff(attempts: int, base: float) -> float:

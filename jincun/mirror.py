@@ -1,7 +1,7 @@
 """The event-to-compartment mirror: how a locker event moves the compartment state that gateway and cloud keep.
 
 The firmware's state machine (firmware/jc/compartment.py) decides; its events tell the world. The gateway's
-live view (gateway/lockerlink.py) and the cloud's compartment rows (cloud/ingest.py) both follow the events
+live view (gateway/lockerlink.py) and the cloud's compartment rows (cloud/ingest/lockers.py) both follow the events
 through `mirror()`, so the two never read the same event differently. A birth snapshot replaces the mirror
 whole. Vectors in tests/vectors/mirror.json are run by both sides; a test also drives the firmware's own
 state machine and checks that the mirror of its events lands where the firmware is.
