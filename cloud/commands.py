@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import constants as K
-from .auth import Principal
 from .errors import CommandRefused, NotFound
 from .models import AuditEntry, Command, Compartment, Locker, PickupCode, Station
+from .principal import Principal
 from .ratelimit import hit
 from .settings import Settings
 

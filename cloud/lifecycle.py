@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from . import commands
 from . import constants as K
-from .auth import Principal
+from .principal import Principal
 from .errors import CommandRefused, NotFound
 from .ingest import advance
 from .models import Carrier, Event, Notification, Parcel, PickupCode, SignoffFlag, Station

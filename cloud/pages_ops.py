@@ -22,7 +22,7 @@ from jincun.phone import is_phone
 
 from . import commands, crud, lifecycle, stats
 from . import constants as K
-from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, Principal, authenticate_user, make_token,
+from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, authenticate_user, make_token, recipient,
                    recipient_phone)
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
@@ -361,16 +361,11 @@ def phone_login(request: Request, session: SessionDep, services: ServicesDep,
     return resp
 
 
-def _me(request: Request, services) -> Principal | None:
-    phone = recipient_phone(request, services)
-    return Principal(name=f"recipient-{phone}", role="recipient") if phone else None
-
-
 @router.post("/m/consent")
 def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
                   consent: Annotated[str, Form(pattern="^(granted|refused)$")],
                   door_help: Annotated[bool, Form()] = False) -> Response:
-    who = _me(request, services)
+    who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
     from .routes_staff import set_recipient
@@ -384,7 +379,7 @@ def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
 @router.post("/m/code")
 def phone_new_code(request: Request, session: SessionDep, services: ServicesDep,
                    station: Annotated[str, Form(max_length=32)]) -> Response:
-    who = _me(request, services)
+    who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
     phone = who.name.removeprefix("recipient-")
@@ -406,7 +401,7 @@ def phone_new_code(request: Request, session: SessionDep, services: ServicesDep,
 
 @router.post("/m/parcels/{ref}/not-received")
 def phone_not_received(ref: str, request: Request, session: SessionDep, services: ServicesDep) -> Response:
-    who = _me(request, services)
+    who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
     phone = who.name.removeprefix("recipient-")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from . import commands, crud, lifecycle, lookups, stats
+from . import auth, commands, crud, lifecycle, lookups, stats
 from . import constants as K
 from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticate_user, hash_secret, key_hash, \
     make_token
@@ -282,7 +282,7 @@ async def lookup_code(request: Request, services: ServicesDep,
                       station: Annotated[str, Query(pattern=r"^[a-z0-9-]{1,32}$")],
                       code: Annotated[str, Query(pattern=r"^[0-9]{6}$")]) -> JSONResponse:
     """The parcels a live pickup code opens at a station (a villager calling the station with their code)."""
-    who = await lookups.authorize(request, services, OPS_VIEW)
+    who = await auth.authorize(request, services, OPS_VIEW)
     if who.role == "station_agent" and who.station_id != station:
         raise HTTPException(403, "a station agent looks up codes of their own station only")
     return lookups.json_response(await lookups.parcels_by_code_any(services, station, code))

@@ -1,0 +1,145 @@
+"""The cloud's layering: no import cycle (TYPE_CHECKING ones included), and one resolver of who is calling."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import update
+
+import cloud
+from cloud.models import User
+from cloudkit import ADMIN, STATION_KEY, add_user, admin_headers, login
+
+CLOUD = Path(cloud.__file__).resolve().parent
+ROOT = CLOUD.parent
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere in its text: top level, in functions, under TYPE_CHECKING."""
+    mods = {p.stem for p in package.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name in mods:
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package.name + "."):
+                deps.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                deps.update(a.name.split(".")[1] for a in node.names if a.name.startswith(package.name + "."))
+        graph[name] = {d for d in deps if d in mods and d != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_type_checking_cycle(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n")
+    (pkg / "b.py").write_text("def f():\n    from . import a\n")
+    (pkg / "c.py").write_text("from .a import x\n")
+    assert cycles(import_graph(pkg)) == [["a", "b"]]
+
+
+def test_no_import_cycle_in_the_cloud():
+    assert cycles(import_graph(CLOUD)) == []
+
+
+def test_every_cloud_module_imports_on_its_own():
+    """Each module imported first, into an interpreter with no other cloud module loaded."""
+    names = sorted(p.stem for p in CLOUD.glob("*.py") if p.stem != "__init__")
+    script = (
+        "import importlib, sys\n"
+        f"failed = []\nfor name in {names!r}:\n"
+        "    for m in [m for m in sys.modules if m == 'cloud' or m.startswith('cloud.')]:\n"
+        "        del sys.modules[m]\n"
+        "    try:\n        importlib.import_module('cloud.' + name)\n"
+        "    except Exception as exc:\n        failed.append(f'{name}: {exc!r}')\n"
+        "print('\\n'.join(failed))\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+
+
+def test_principal_and_auth_stay_light():
+    """The principal is a plain value; resolving callers pulls in neither the ingestor nor the reads."""
+    script = ("import sys\nimport cloud.principal\n"
+              "print(sorted(m for m in ('fastapi', 'sqlalchemy', 'pydantic') if m in sys.modules))\n"
+              "import cloud.auth\n"
+              "print(sorted(m for m in ('cloud.ingest', 'cloud.lookups', 'cloud.app') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "[]"]
+
+
+def test_every_path_gives_a_caller_the_same_verdict(cloud):
+    """A sync route (`allow`), an async route (`authorize`) and a staff page resolve each caller alike."""
+    c = cloud.client
+    add_user(c, "ops-li", "maintenance")
+    add_user(c, "county-wang", "county_official")
+    add_user(c, "left-the-job", "maintenance")
+    stale = login(c, "left-the-job")
+    with c.app.state.sessionmaker() as session:
+        session.execute(update(User).where(User.username == "left-the-job").values(active=False))
+        session.commit()
+    client = c.post("/api/v1/carriers/YTO/clients", json={"name": "yto-api"}, headers=admin_headers()).json()
+    ops_token = login(c, "ops-li")["Authorization"].split()[1]
+
+    callers = {
+        "nobody": ({}, {}, "401"),
+        "admin token": ({"Authorization": f"Bearer {ADMIN}"}, {}, "ok"),
+        "maintenance JWT": (login(c, "ops-li"), {}, "ok"),
+        "maintenance cookie": ({}, {"jc_staff": ops_token}, "ok"),
+        "county JWT": (login(c, "county-wang"), {}, "ok"),
+        "disabled user": (stale, {}, "401"),
+        "forged JWT": ({"Authorization": f"Bearer {ops_token[:-4]}AAAA"}, {}, "401"),
+        "station key": ({"Authorization": f"Bearer {STATION_KEY}"}, {}, "403"),
+        "carrier key": ({"Authorization": f"Bearer {client['api_key']}"}, {}, "403"),
+        "unknown key": ({"Authorization": "Bearer not-a-key-of-anyone"}, {}, "401"),
+    }
+    for who, (headers, cookies, want) in callers.items():
+        c.cookies.clear()
+        c.cookies.update(cookies)
+        sync = c.get("/api/v1/stations", headers=headers).status_code
+        async_ = c.get("/api/v1/parcels/no-such-ref", headers=headers).status_code
+        page = c.get("/", headers=headers, follow_redirects=False).status_code
+        verdict = {200: "ok", 404: "ok"}
+        assert verdict.get(sync, str(sync)) == want, (who, "sync", sync)
+        assert verdict.get(async_, str(async_)) == want, (who, "async", async_)
+        # a page cannot answer 401/403 to a browser: it sends the visitor to the login form
+        assert page == (200 if want == "ok" else 303), (who, "page", page)
+    c.cookies.clear()
