@@ -24,13 +24,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .constants import ROLES
+from .crud import station_by_key
 from .deps import BEARER, ServicesDep
 from .models import ApiClient, Station, User
 from .principal import OPS, OPS_VIEW, STAFF_READ, STATS, Principal
 from .storage import SessionDep
 
 __all__ = ["OPS", "OPS_VIEW", "STAFF_READ", "STATS", "Principal", "allow", "authorize", "recipient",
-           "recipient_phone", "resolve", "staff_page"]
+           "recipient_phone", "resolve", "staff_page", "station_caller"]
 
 log = logging.getLogger("jincun.cloud.auth")
 PASSWORDS = PasswordHash.recommended()
@@ -150,6 +151,21 @@ async def authorize(request: Request, services, roles: tuple[str, ...]) -> Princ
                 return resolve(request, session, services)
         who = await anyio.to_thread.run_sync(run)
     return permit(who, roles, services)
+
+
+def station_caller(session: Session, services, token: str, station_id: str | None = None) -> Station:
+    """The active station whose gateway key `token` is; 401 for an unknown key, 403 for another station's key
+    or a deactivated station. (The ingest route checks the same in one query with its batch's station.)"""
+    owner = station_by_key(session, api_key=token)
+    if owner is None:
+        services.counters.inc("gateway_auth_failures")
+        raise HTTPException(401, "unknown station API key", headers={"WWW-Authenticate": "Bearer"})
+    if station_id is not None and owner.id != station_id:
+        services.counters.inc("gateway_auth_failures")
+        raise HTTPException(403, f"this API key belongs to another station, not {station_id}")
+    if not owner.active:
+        raise HTTPException(403, f"station {owner.id} is deactivated")
+    return owner
 
 
 def staff_page(request: Request, session: Session, services, roles: tuple[str, ...]) -> Principal | None:

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from . import commands
 from . import constants as K
-from .principal import Principal
 from .errors import CommandRefused, NotFound
 from .ingest import advance
 from .models import Carrier, Event, Notification, Parcel, PickupCode, SignoffFlag, Station
+from .principal import Principal
 from .settings import Settings
 from .sms import queued
 

@@ -20,13 +20,13 @@ from sqlalchemy import select
 
 from jincun.phone import is_phone
 
-from . import commands, crud, lifecycle, stats
+from . import commands, crud, lifecycle, maintenance, recipients, stats
 from . import constants as K
 from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, authenticate_user, make_token, recipient,
                    recipient_phone)
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
-from .models import Alarm, Command, GatewayHealth, Notification, OtpCode, Parcel, PickupCode, Recipient, Station
+from .models import GatewayHealth, Notification, OtpCode, Parcel, PickupCode, Recipient, Station
 from .pages import _render, _staff
 from .ratelimit import hit
 from .schemas import RecipientUpdate
@@ -132,16 +132,13 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     if who.role == "station_agent":
         stations = [s for s in stations if s.id == who.station_id]
     ids = {s.id for s in stations}
-    alarms = [a for a in session.scalars(select(Alarm).where(Alarm.acked.is_(False))
-                                         .order_by(Alarm.at.desc()).limit(200)).all() if a.station_id in ids]
-    rollouts = session.scalars(select(Command).where(Command.op == "fw_rollout").order_by(Command.cursor.desc())
-                               .limit(20)).all()
+    alarms = [a for a in maintenance.list_alarms(session, who, limit=200) if a.station_id in ids]
+    rollouts = maintenance.list_commands(session, who, op="fw_rollout", limit=20)
     now = time.time()
     stale_after = services.settings.stale_seconds
     lockers = sorted(((s, lk, locker_health(lk, now, stale_after)) for s in stations for lk in s.lockers),
                      key=lambda r: (LOCKER_STATES.index(r[2]), r[0].id, r[1].id))
-    reports = {g.station_id: g for g in session.scalars(select(GatewayHealth).where(
-        GatewayHealth.station_id.in_(ids))).all()} if ids else {}
+    reports = {g.station_id: g for g in maintenance.gateway_reports(session, who) if g.station_id in ids}
     gateways = sorted(((s, reports.get(s.id), gateway_state(reports.get(s.id), now, stale_after))
                        for s in stations), key=lambda r: (GATEWAY_STATES.index(r[2]), r[0].id))
     lang_en = params.get("lang") == "en"
@@ -202,8 +199,7 @@ def locker_page(station_id: str, locker_id: str, request: Request, session: Sess
                                                             field=field, since=since, bucket=bucket),
                                                since=since, span=span, unit=unit))
                              for field, label, unit in CHART_FIELDS]
-    cmds = session.scalars(select(Command).where(Command.station_id == station_id, Command.locker_id == locker_id)
-                           .order_by(Command.cursor.desc()).limit(20)).all()
+    cmds = maintenance.list_commands(session, who, station=station_id, locker=locker_id, limit=20)
     return _render(request, "ops_locker.html", services, station=found[0], locker=locker, charts=charts, who=who,
                    health=locker_health(locker, now, services.settings.stale_seconds), commands=cmds,
                    msg=request.query_params.get("msg"), err=request.query_params.get("err"))
@@ -214,10 +210,11 @@ def ops_ack(alarm_id: int, request: Request, session: SessionDep, services: Serv
     who = _staff(request, session, services, OPS_VIEW)
     if isinstance(who, Response):
         return who
-    alarm = session.get(Alarm, alarm_id)
-    if alarm is not None and not alarm.acked and (who.role != "station_agent" or alarm.station_id == who.station_id):
-        alarm.acked, alarm.acked_by, alarm.acked_at = True, who.name, time.time()
-        commands.audit(session, who, "alarm_ack", f"{alarm.station_id}/{alarm.locker_id}/{alarm.id}", None)
+    try:
+        maintenance.ack_alarm(session, who, alarm_id=alarm_id)
+    except NotFound:
+        pass  # another station's alarm, or none: the dashboard shows it no more either way
+    else:
         session.commit()
     return RedirectResponse(f"/ops{_lang_q(request)}", status_code=303)
 
@@ -368,8 +365,7 @@ def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
     who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
-    from .routes_staff import set_recipient
-    set_recipient(session, who, who.name.removeprefix("recipient-"),
+    recipients.set_recipient(session, who, who.name.removeprefix("recipient-"),
                   RecipientUpdate(consent=consent, door_help=door_help))
     session.commit()
     sep = "&" if _lang_q(request) else "?"
