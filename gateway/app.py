@@ -26,7 +26,7 @@ from .deposits import Deposits
 from .downlink import Downlink
 from .errors import GatewayError
 from .lockerlink import LockerLink
-from .outbox import Outbox, Record
+from .stationdb import Outbox, Record
 from .scanner_serial import Scanner
 from .uplink import Uplink
 

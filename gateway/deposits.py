@@ -12,19 +12,10 @@ from .codes import Codes
 from .counters import Counters
 from .errors import CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, UnknownParcel
 from .lockerlink import LockerLink
-from .outbox import Outbox, Record
+from .stationdb import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.deposits")
 
-PARCELS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS parcels (
-    ref TEXT PRIMARY KEY, waybill TEXT NOT NULL, phone TEXT NOT NULL, carrier TEXT NOT NULL,
-    size TEXT NOT NULL, locker TEXT NOT NULL, c INTEGER NOT NULL,
-    state TEXT NOT NULL,  -- opening | deposited | void | picked
-    created REAL NOT NULL, updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS parcels_open ON parcels (state, locker);
-"""
 SIZE_RANK = {s: i for i, s in enumerate(C.SIZES)}
 
 
@@ -37,7 +28,6 @@ class Deposits:
         self.codes = codes
         self.counters = counters
         self._reserved: set[tuple[str, int]] = set()
-        outbox.add_schema(PARCELS_SCHEMA)
 
     def _pick(self, size: str, locker: str | None) -> tuple[str, int, str]:
         if locker is not None and locker not in self.link.lockers:

@@ -26,7 +26,7 @@ from . import const as C
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
 from .errors import CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError
-from .outbox import Record
+from .stationdb import Record
 
 if TYPE_CHECKING:
     from .app import Gateway
