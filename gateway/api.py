@@ -18,11 +18,10 @@ from jincun.phone import PHONE_PATTERN
 from . import const as C
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, OutboxError,
                      UnknownParcel, Unstorable)
-
 from .terminal import create_router
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .services import HttpServices
 
 
 class DepositIn(BaseModel):
@@ -33,8 +32,8 @@ class DepositIn(BaseModel):
     locker: str | None = Field(None, pattern=C.ID_RE)
 
 
-def create_app(gw: "Gateway") -> FastAPI:
-    """The FastAPI app bound to one running gateway."""
+def create_app(gw: "HttpServices") -> FastAPI:
+    """The FastAPI app bound to one running gateway's services (`gw` holds those, not the `Gateway`)."""
     app = FastAPI(title="jincun station gateway", docs_url=None, redoc_url=None)
     app.include_router(create_router(gw))
     metrics = Metrics("jincun_gateway", gw.counters.snapshot)

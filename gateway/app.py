@@ -28,6 +28,7 @@ from .errors import GatewayError
 from .lockerlink import LockerLink
 from .stationdb import Outbox, Record
 from .scanner_serial import Scanner
+from .services import HttpServices
 from .uplink import Uplink
 
 log = logging.getLogger("jincun.gateway")
@@ -46,7 +47,6 @@ class Gateway:
                  consent: ConsentPort | None = None) -> None:
         self.cfg = cfg
         self.started = time.time()
-        self.sessions = None
         self.counters = Counters()
         for name in HEALTH_COUNTERS:
             self.counters.inc(name, 0)
@@ -70,7 +70,9 @@ class Gateway:
         self.scanner = Scanner(cfg.scanner.port, self.counters, baud=cfg.scanner.baud) if cfg.scanner else None
         self.consent: ConsentPort = consent or CloudConsent(cfg.cloud, self.outbox, self.counters,
                                                             cache_s=cfg.terminal.consent_cache_s, transport=transport)
-        self.app = create_app(self)
+        self.app = create_app(HttpServices(
+            cfg=cfg, counters=self.counters, outbox=self.outbox, deposits=self.deposits, consent=self.consent,
+            link=self.link, uplink=self.uplink, boards=self.boards, scanner=self.scanner, health=self.health))
 
     async def open(self) -> None:
         await self.outbox.open()
