@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import commands
-from .auth import hash_secret, key_hash
+from .auth import hash_secret
+from .crud import hash_key
 from .errors import CommandRefused, Conflict, NotFound
 from .models import ApiClient, Carrier, Courier, Station, User
 from .principal import Principal
@@ -61,7 +62,7 @@ def add_api_client(session: Session, who: Principal, *, code: str, data: ApiClie
         raise NotFound(f"no carrier {code}")
     api_key = "ck_" + secrets.token_urlsafe(32)
     secret = secrets.token_urlsafe(32) if data.webhook_url else None
-    client = ApiClient(name=data.name, key_hash=key_hash(api_key), carrier_code=code, webhook_url=data.webhook_url,
+    client = ApiClient(name=data.name, key_hash=hash_key(api_key), carrier_code=code, webhook_url=data.webhook_url,
                        webhook_secret=secret, active=True, created_at=time.time())
     session.add(client)
     session.flush()

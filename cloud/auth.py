@@ -9,7 +9,6 @@ any worker can serve any request.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import time
@@ -24,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .constants import ROLES
-from .crud import station_by_key
+from .crud import hash_key, station_by_key
 from .deps import BEARER, ServicesDep
 from .models import ApiClient, Station, User
 from .principal import OPS, OPS_VIEW, STAFF_READ, STATS, Principal
@@ -53,11 +52,6 @@ def hash_secret(secret: str) -> str:
 def verify_secret(secret: str, hashed: str) -> bool:
     """Check a password or PIN against its hash."""
     return PASSWORDS.verify(secret, hashed)
-
-
-def key_hash(api_key: str) -> str:
-    """Stored form of a high-entropy API key (a fast hash is enough for random keys)."""
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
 def make_token(secret: str, *, sub: str, role: str, minutes: int, **claims) -> str:
@@ -113,10 +107,10 @@ def resolve(request: Request, session: Session, services) -> Principal | None:
         claims = read_token(settings.jwt_secret, token)
         if claims is not None:
             return _staff(session, claims)
-        station = session.scalar(select(Station).where(Station.api_key_hash == key_hash(token)))
+        station = session.scalar(select(Station).where(Station.api_key_hash == hash_key(token)))
         if station is not None:
             return Principal(name=f"gateway-{station.id}", role="gateway", station_id=station.id)
-        client = session.scalar(select(ApiClient).where(ApiClient.key_hash == key_hash(token),
+        client = session.scalar(select(ApiClient).where(ApiClient.key_hash == hash_key(token),
                                                         ApiClient.active.is_(True)))
         if client is not None:
             return Principal(name=f"client-{client.id}", role="carrier_client", carrier_code=client.carrier_code,

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 import cloud
 from cloud.models import User
-from cloudkit import ADMIN, STATION_KEY, add_user, admin_headers, login
+from cloudkit import ADMIN, OTHER, STATION, STATION_KEY, add_user, admin_headers, gw, login
 from importgraph import cycles, import_graph
 
 CLOUD = Path(cloud.__file__).resolve().parent
@@ -85,3 +85,26 @@ def test_every_path_gives_a_caller_the_same_verdict(cloud):
         # a page cannot answer 401/403 to a browser: it sends the visitor to the login form
         assert page == (200 if want == "ok" else 303), (who, "page", page)
     c.cookies.clear()
+
+
+def test_the_page_and_the_api_acknowledge_an_alarm_alike(cloud):
+    """One maintenance module behind both: the same station scope and the same audit line."""
+    c = cloud.client
+    report = {"locker": "l1", "c": 3, "phone": "13800138000", "text": "3号格口打不开", "at": 1764355300}
+    resp = cloud.ingest([gw(1, "fault_report", report), gw(2, "fault_report", {**report, "c": 4})])
+    assert [r["status"] for r in resp.json()["results"]] == ["applied", "applied"]
+    first, second = sorted(a["id"] for a in cloud.admin_get("/api/v1/alarms", station=STATION))
+    add_user(c, "agent-dong", "station_agent", station_id=OTHER)
+    other_agent = login(c, "agent-dong")
+
+    # an agent of another station can acknowledge neither through the API nor through the page
+    assert c.post(f"/api/v1/alarms/{first}/ack", headers=other_agent).status_code == 404
+    assert c.post(f"/ops/alarms/{second}/ack", headers=other_agent, follow_redirects=False).status_code == 303
+    assert len(cloud.admin_get("/api/v1/alarms", station=STATION)) == 2
+
+    assert c.post(f"/api/v1/alarms/{first}/ack", headers=admin_headers()).status_code == 200
+    assert c.post(f"/ops/alarms/{second}/ack", headers=admin_headers(), follow_redirects=False).status_code == 303
+    assert cloud.admin_get("/api/v1/alarms", station=STATION) == []
+    acks = [e for e in cloud.admin_get("/api/v1/audit") if e["action"] == "alarm_ack"]
+    assert sorted(e["target"].rsplit("/", 1)[1] for e in acks) == sorted([str(first), str(second)])
+    assert [e["detail"] for e in acks] == [{"kind": "fault_report"}] * 2
