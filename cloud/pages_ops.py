@@ -26,7 +26,7 @@ from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, authenticate
                    recipient_phone)
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
-from .models import GatewayHealth, Notification, OtpCode, Parcel, PickupCode, Recipient, Station
+from .models import GatewayHealth, Notification, OtpCode
 from .pages import _render, _staff
 from .ratelimit import hit
 from .schemas import RecipientUpdate
@@ -299,18 +299,8 @@ def phone_home(request: Request, session: SessionDep, services: ServicesDep) -> 
     phone = recipient_phone(request, services)
     if phone is None:
         return _render(request, "phone_login.html", services, phone="", sent=False, error=None)
-    parcels = session.scalars(select(Parcel).where(Parcel.phone == phone).order_by(Parcel.updated_at.desc())
-                              .limit(50)).all()
-    codes = session.scalars(select(PickupCode).where(PickupCode.phone == phone, PickupCode.used.is_(False))).all()
-    code_of = {ref: c.code for c in codes for ref in c.refs}
-    rec = session.get(Recipient, phone)
-    # the villager goes to a place, not an id: each parcel names its station
-    station_ids = {p.station_id for p in parcels}
-    station_names = dict(session.execute(select(Station.id, Station.name).where(Station.id.in_(station_ids))).all()
-                         ) if station_ids else {}
-    return _render(request, "phone.html", services, phone=phone, parcels=parcels, code_of=code_of, rec=rec,
-                   station_names=station_names, msg=request.query_params.get("msg"),
-                   carriers=crud.carrier_names(session))
+    return _render(request, "phone.html", services, phone=phone, **recipients.phone_view(session, phone=phone),
+                   msg=request.query_params.get("msg"), carriers=crud.carrier_names(session))
 
 
 @router.post("/m/otp", response_class=HTMLResponse)
@@ -401,7 +391,7 @@ def phone_not_received(ref: str, request: Request, session: SessionDep, services
     if who is None:
         return RedirectResponse("/m", status_code=303)
     phone = who.name.removeprefix("recipient-")
-    parcel = session.scalar(select(Parcel).where(Parcel.ref == ref, Parcel.phone == phone))
+    parcel = recipients.own_parcel(session, phone=phone, ref=ref)
     sep = "&" if _lang_q(request) else "?"
     if parcel is None:
         return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=no_my_parcels", status_code=303)
