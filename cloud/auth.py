@@ -29,8 +29,11 @@ from .models import ApiClient, Station, User
 from .principal import OPS, OPS_VIEW, STAFF_READ, STATS, Principal
 from .storage import SessionDep
 
-__all__ = ["OPS", "OPS_VIEW", "STAFF_READ", "STATS", "Principal", "allow", "authorize", "recipient",
-           "recipient_phone", "resolve", "staff_page", "station_caller"]
+# the principal and the role groups are re-exported: the routes take them from here with `allow`
+__all__ = ["ALGORITHM", "OPS", "OPS_VIEW", "PASSWORDS", "RECIPIENT_COOKIE", "STAFF_COOKIE", "STAFF_READ",
+           "STAFF_SECURITY", "STAFF_SESSION", "STATS", "Principal", "Staff", "allow", "authenticate_user",
+           "authorize", "hash_secret", "make_token", "permit", "read_token", "recipient", "recipient_phone",
+           "resolve", "staff_page", "station_caller", "verify_secret"]
 
 log = logging.getLogger("jincun.cloud.auth")
 PASSWORDS = PasswordHash.recommended()
@@ -40,7 +43,7 @@ ALGORITHM = "HS256"
 # declared for OpenAPI beside deps.BEARER; `allow` still resolves the caller itself
 STAFF_SESSION = APIKeyCookie(name=STAFF_COOKIE, auto_error=False, scheme_name="staff_cookie",
                              description="The staff pages' login cookie.")
-# for routes that authorise in their own body (lookups.authorize): the same schemes, declared
+# for routes that authorise in their own body (`authorize`): the same schemes, declared
 STAFF_SECURITY = [Security(BEARER), Security(STAFF_SESSION)]
 
 
