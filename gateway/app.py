@@ -134,6 +134,7 @@ class Gateway:
             "ok": self.link.connected.is_set() and not self.outbox.disk_full,
             "station": self.cfg.station,
             "epoch": self.outbox.epoch,
+            "db_schema": self.outbox.schema_version,
             "broker": "up" if self.link.connected.is_set() else "down",
             "lockers_online": self.link.online_count(),
             "outbox_depth": st["depth"],

@@ -152,6 +152,7 @@ class StationDB:
         self.max_pages = max_pages
         self._epoch_cfg = epoch
         self.epoch = ""
+        self.schema_version = 0  # the database's PRAGMA user_version, once open
         self.changed = asyncio.Event()
         self.disk_full = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
@@ -198,7 +199,7 @@ class StationDB:
         if self.max_pages:
             conn.execute(f"PRAGMA max_page_count={int(self.max_pages)}")
         try:
-            migrate(conn, self.path)
+            _, self.schema_version = migrate(conn, self.path)
             if self._schemas:
                 conn.executescript("".join(self._schemas))
         except BaseException:

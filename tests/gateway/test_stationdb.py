@@ -83,6 +83,7 @@ async def test_a_database_of_an_earlier_version_migrates_and_keeps_its_data(tmp_
     try:
         # the epoch the database was made with holds (a station's numbering never restarts)
         assert db.epoch == dict(before["meta"])["epoch"]
+        assert db.schema_version == M.latest()
         held = await db.read_batch(100)
         assert [(r.id, r.src, r.boot, r.seq, r.kind, r.rx) for r in held] == \
             [row[:6] for row in sorted(before["outbox"])]
