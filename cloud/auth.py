@@ -1,18 +1,20 @@
 """Who is calling: staff (password + JWT, bearer or cookie), the admin token, carrier API keys, recipients.
 
-Permissions are checked per route with `allow(*roles)`; every decision reads the database, never process
-memory, so any worker can serve any request.
+Every caller is resolved here and nowhere else: `resolve` (in a worker thread, with a session), `authorize`
+(on the event loop: the admin token without a thread hop, anything else through `resolve` in one thread),
+`allow(*roles)` (a FastAPI dependency), `staff_page` (the pages, which redirect to the login form) and
+`recipient` (the villager's phone cookie). Every decision reads the database, never process memory, so
+any worker can serve any request.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 import jwt
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials
@@ -21,9 +23,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .constants import ROLES
+from .crud import hash_key, station_by_key
 from .deps import BEARER, ServicesDep
 from .models import ApiClient, Station, User
+from .principal import OPS, OPS_VIEW, STAFF_READ, STATS, Principal
 from .storage import SessionDep
+
+# the principal and the role groups are re-exported: the routes take them from here with `allow`
+__all__ = ["ALGORITHM", "OPS", "OPS_VIEW", "PASSWORDS", "RECIPIENT_COOKIE", "STAFF_COOKIE", "STAFF_READ",
+           "STAFF_SECURITY", "STAFF_SESSION", "STATS", "Principal", "Staff", "allow", "authenticate_user",
+           "authorize", "hash_secret", "make_token", "permit", "read_token", "recipient", "recipient_phone",
+           "resolve", "staff_page", "station_caller", "verify_secret"]
 
 log = logging.getLogger("jincun.cloud.auth")
 PASSWORDS = PasswordHash.recommended()
@@ -33,20 +43,8 @@ ALGORITHM = "HS256"
 # declared for OpenAPI beside deps.BEARER; `allow` still resolves the caller itself
 STAFF_SESSION = APIKeyCookie(name=STAFF_COOKIE, auto_error=False, scheme_name="staff_cookie",
                              description="The staff pages' login cookie.")
-# for routes that authorise in their own body (lookups.authorize): the same schemes, declared
+# for routes that authorise in their own body (`authorize`): the same schemes, declared
 STAFF_SECURITY = [Security(BEARER), Security(STAFF_SESSION)]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller."""
-
-    name: str
-    role: str
-    user_id: int | None = None
-    station_id: str | None = None
-    carrier_code: str | None = None
-    client_id: int | None = None
 
 
 def hash_secret(secret: str) -> str:
@@ -57,11 +55,6 @@ def hash_secret(secret: str) -> str:
 def verify_secret(secret: str, hashed: str) -> bool:
     """Check a password or PIN against its hash."""
     return PASSWORDS.verify(secret, hashed)
-
-
-def key_hash(api_key: str) -> str:
-    """Stored form of a high-entropy API key (a fast hash is enough for random keys)."""
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
 def make_token(secret: str, *, sub: str, role: str, minutes: int, **claims) -> str:
@@ -93,26 +86,34 @@ _DUMMY_HASH = PASSWORDS.hash("not-a-password")
 
 
 def _bearer(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer …` header, or None."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer ") and header[7:].strip():
         return header[7:].strip()
     return None
 
 
-def principal_from_request(request: Request, session: Session, services) -> Principal | None:
-    """Resolve the caller from the bearer token (admin token, JWT, carrier key) or the staff cookie."""
+def _admin(token: str, settings) -> Principal | None:
+    """The admin principal if `token` is the admin token (compared in constant time), else None."""
+    if hmac.compare_digest(token.encode("utf-8"), (settings.admin_token or "").encode("utf-8")):
+        return Principal(name="admin-token", role="admin")
+    return None
+
+
+def resolve(request: Request, session: Session, services) -> Principal | None:
+    """The caller of a request: the bearer token (admin token, JWT, station or carrier key) or the staff cookie."""
     settings = services.settings
     token = _bearer(request)
     if token is not None:
-        if hmac.compare_digest(token.encode("utf-8"), (settings.admin_token or "").encode("utf-8")):
-            return Principal(name="admin-token", role="admin")
+        if (admin := _admin(token, settings)) is not None:
+            return admin
         claims = read_token(settings.jwt_secret, token)
         if claims is not None:
             return _staff(session, claims)
-        station = session.scalar(select(Station).where(Station.api_key_hash == key_hash(token)))
+        station = session.scalar(select(Station).where(Station.api_key_hash == hash_key(token)))
         if station is not None:
             return Principal(name=f"gateway-{station.id}", role="gateway", station_id=station.id)
-        client = session.scalar(select(ApiClient).where(ApiClient.key_hash == key_hash(token),
+        client = session.scalar(select(ApiClient).where(ApiClient.key_hash == hash_key(token),
                                                         ApiClient.active.is_(True)))
         if client is not None:
             return Principal(name=f"client-{client.id}", role="carrier_client", carrier_code=client.carrier_code,
@@ -125,6 +126,49 @@ def principal_from_request(request: Request, session: Session, services) -> Prin
         if claims is not None:
             return _staff(session, claims)
     return None
+
+
+def permit(who: Principal | None, roles: tuple[str, ...], services) -> Principal:
+    """`who` if their role is one of `roles`; else 401 (no caller) or 403 (wrong role), counted."""
+    if who is None:
+        raise HTTPException(401, "log in or send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
+    if who.role not in roles:
+        services.counters.inc("auth_forbidden")
+        raise HTTPException(403, f"role {who.role} may not do this (needs one of {', '.join(roles)})")
+    return who
+
+
+async def authorize(request: Request, services, roles: tuple[str, ...]) -> Principal:
+    """Like `allow`, for async routes: the admin token without a thread hop, anyone else in one thread."""
+    token = _bearer(request)
+    who = _admin(token, services.settings) if token is not None else None
+    if who is None:
+        def run() -> Principal | None:
+            with services.sessionmaker() as session:
+                return resolve(request, session, services)
+        who = await anyio.to_thread.run_sync(run)
+    return permit(who, roles, services)
+
+
+def station_caller(session: Session, services, token: str, station_id: str | None = None) -> Station:
+    """The active station whose gateway key `token` is; 401 for an unknown key, 403 for another station's key
+    or a deactivated station. (The ingest route checks the same in one query with its batch's station.)"""
+    owner = station_by_key(session, api_key=token)
+    if owner is None:
+        services.counters.inc("gateway_auth_failures")
+        raise HTTPException(401, "unknown station API key", headers={"WWW-Authenticate": "Bearer"})
+    if station_id is not None and owner.id != station_id:
+        services.counters.inc("gateway_auth_failures")
+        raise HTTPException(403, f"this API key belongs to another station, not {station_id}")
+    if not owner.active:
+        raise HTTPException(403, f"station {owner.id} is deactivated")
+    return owner
+
+
+def staff_page(request: Request, session: Session, services, roles: tuple[str, ...]) -> Principal | None:
+    """The logged-in staff member for a page if their role is one of `roles`, else None (the page redirects)."""
+    who = resolve(request, session, services)
+    return who if who is not None and who.role in roles else None
 
 
 def _staff(session: Session, claims: dict) -> Principal | None:
@@ -146,14 +190,7 @@ def allow(*roles: str):
     def check(request: Request, session: SessionDep, services: ServicesDep,
               _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
               _cookie: Annotated[str | None, Security(STAFF_SESSION)] = None) -> Principal:
-        who = principal_from_request(request, session, services)
-        if who is None:
-            raise HTTPException(401, "log in or send Authorization: Bearer <token>",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if who.role not in roles:
-            services.counters.inc("auth_forbidden")
-            raise HTTPException(403, f"role {who.role} may not do this (needs one of {', '.join(roles)})")
-        return who
+        return permit(resolve(request, session, services), roles, services)
 
     return check
 
@@ -169,8 +206,10 @@ def recipient_phone(request: Request, services) -> str | None:
     return claims["sub"]
 
 
-STAFF_READ = ("admin", "county_official", "maintenance", "station_agent")
-OPS = ("admin", "maintenance")
-OPS_VIEW = ("admin", "maintenance", "station_agent")
-STATS = ("admin", "county_official")
+def recipient(request: Request, services) -> Principal | None:
+    """The logged-in recipient as a principal (for the audit of their own actions), or None."""
+    phone = recipient_phone(request, services)
+    return Principal(name=f"recipient-{phone}", role="recipient") if phone else None
+
+
 Staff = Annotated[Principal, Depends(allow(*STAFF_READ))]

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from . import constants as K
 from . import guards
-from .auth import Principal
 from .errors import CommandRefused, NotFound
 from .models import AuditEntry, Command, Compartment, Locker, PickupCode, Station
+from .principal import Principal
 from .ratelimit import hit
 from .settings import Settings
 

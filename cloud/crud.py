@@ -19,7 +19,7 @@ from .storage import fixed_rows
 
 
 def hash_key(api_key: str) -> str:
-    """The stored form of a station API key."""
+    """The stored form of an API key, a station's or a carrier client's (a fast hash is enough for random keys)."""
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from . import commands
 from . import constants as K
-from .auth import Principal
 from .errors import CommandRefused, NotFound
 from .models import Carrier, Event, Notification, Parcel, PickupCode, SignoffFlag, Station
 from .parcels import DONE, REMINDED, RETURNABLE, WAITING, advance
+from .principal import Principal
 from .settings import Settings
 from .sms import queued
 

@@ -9,17 +9,14 @@ statements (the async path sends their PostgreSQL compilation).
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import anyio
 import orjson
-from fastapi import HTTPException, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection, String, bindparam, func, select
 from sqlalchemy.dialects import postgresql
 
-from .auth import Principal, principal_from_request
 from .models import Parcel, ParcelEvent, PickupCode
 from .storage import PG_OPTIONS, pg_sql
 
@@ -142,25 +139,6 @@ async def parcels_by_code_any(services, station: str, code: str) -> list[dict[st
     if services.reader is not None:
         return await services.reader.parcels_by_code(station, code)
     return await read(services, parcels_by_code, station, code)
-
-
-async def authorize(request: Request, services, roles: tuple[str, ...]) -> Principal:
-    """Like auth.allow, without a thread hop for the admin token (the common case for service callers)."""
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    if token and hmac.compare_digest(token.encode("utf-8"), (services.settings.admin_token or "").encode("utf-8")):
-        who: Principal | None = Principal(name="admin-token", role="admin")
-    else:
-        def resolve() -> Principal | None:
-            with services.sessionmaker() as session:
-                return principal_from_request(request, session, services)
-        who = await anyio.to_thread.run_sync(resolve)
-    if who is None:
-        raise HTTPException(401, "log in or send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
-    if who.role not in roles:
-        services.counters.inc("auth_forbidden")
-        raise HTTPException(403, f"role {who.role} may not do this (needs one of {', '.join(roles)})")
-    return who
 
 
 async def read(services, fn, *args):

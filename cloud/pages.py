@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from jincun.phone import PHONE_BODY
 
 from . import crud
-from .auth import STAFF_READ, Principal, principal_from_request
+from .auth import STAFF_READ, Principal, staff_page
 from .deps import ServicesDep
 from .errors import NotFound
 from .i18n import pick_lang, translator
@@ -45,8 +45,8 @@ def _render(request: Request, name: str, services, status_code: int = 200, **ctx
 
 def _staff(request: Request, session, services, roles: tuple[str, ...]) -> Principal | Response:
     """The logged-in staff member if their role is one of `roles`, else a redirect to the login page."""
-    who = principal_from_request(request, session, services)
-    if who is None or who.role not in roles:
+    who = staff_page(request, session, services, roles)
+    if who is None:
         target = quote(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
         return RedirectResponse(f"/login?next={target}", status_code=303)
     return who

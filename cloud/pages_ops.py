@@ -20,13 +20,13 @@ from sqlalchemy import select
 
 from jincun.phone import is_phone
 
-from . import commands, crud, guards, lifecycle, stats
+from . import commands, crud, guards, lifecycle, maintenance, recipients, stats
 from . import constants as K
-from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, Principal, authenticate_user, make_token,
+from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, authenticate_user, make_token, recipient,
                    recipient_phone)
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
-from .models import Alarm, Command, GatewayHealth, Notification, OtpCode, Parcel, PickupCode, Recipient, Station
+from .models import GatewayHealth, Notification, OtpCode
 from .pages import _render, _staff
 from .ratelimit import hit
 from .schemas import RecipientUpdate
@@ -135,16 +135,13 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     if who.role == "station_agent":
         stations = [s for s in stations if s.id == who.station_id]
     ids = {s.id for s in stations}
-    alarms = [a for a in session.scalars(select(Alarm).where(Alarm.acked.is_(False))
-                                         .order_by(Alarm.at.desc()).limit(200)).all() if a.station_id in ids]
-    rollouts = session.scalars(select(Command).where(Command.op == "fw_rollout").order_by(Command.cursor.desc())
-                               .limit(20)).all()
+    alarms = [a for a in maintenance.list_alarms(session, who, limit=200) if a.station_id in ids]
+    rollouts = maintenance.list_commands(session, who, op="fw_rollout", limit=20)
     now = time.time()
     stale_after = services.settings.stale_seconds
     lockers = sorted(((s, lk, locker_health(lk, now, stale_after)) for s in stations for lk in s.lockers),
                      key=lambda r: (LOCKER_STATES.index(r[2]), r[0].id, r[1].id))
-    reports = {g.station_id: g for g in session.scalars(select(GatewayHealth).where(
-        GatewayHealth.station_id.in_(ids))).all()} if ids else {}
+    reports = {g.station_id: g for g in maintenance.gateway_reports(session, who) if g.station_id in ids}
     gateways = sorted(((s, reports.get(s.id), gateway_state(reports.get(s.id), now, stale_after))
                        for s in stations), key=lambda r: (GATEWAY_STATES.index(r[2]), r[0].id))
     lang_en = params.get("lang") == "en"
@@ -209,8 +206,7 @@ def locker_page(station_id: str, locker_id: str, request: Request, session: Sess
                        charts={}, who=who, health="unknown", commands=[])
     now = time.time()
     charts = health_charts(services.ingestor.telemetry, session, station_id=station_id, locker_id=locker_id, now=now)
-    cmds = session.scalars(select(Command).where(Command.station_id == station_id, Command.locker_id == locker_id)
-                           .order_by(Command.cursor.desc()).limit(20)).all()
+    cmds = maintenance.list_commands(session, who, station=station_id, locker=locker_id, limit=20)
     return _render(request, "ops_locker.html", services, station=found[0], locker=locker, charts=charts, who=who,
                    health=locker_health(locker, now, services.settings.stale_seconds), commands=cmds,
                    msg=request.query_params.get("msg"), err=request.query_params.get("err"))
@@ -221,10 +217,11 @@ def ops_ack(alarm_id: int, request: Request, session: SessionDep, services: Serv
     who = _staff(request, session, services, OPS_VIEW)
     if isinstance(who, Response):
         return who
-    alarm = session.get(Alarm, alarm_id)
-    if alarm is not None and not alarm.acked and (who.role != "station_agent" or alarm.station_id == who.station_id):
-        alarm.acked, alarm.acked_by, alarm.acked_at = True, who.name, time.time()
-        commands.audit(session, who, "alarm_ack", f"{alarm.station_id}/{alarm.locker_id}/{alarm.id}", None)
+    try:
+        maintenance.ack_alarm(session, who, alarm_id=alarm_id)
+    except NotFound:
+        pass  # another station's alarm, or none: the dashboard shows it no more either way
+    else:
         session.commit()
     return RedirectResponse(f"/ops{_lang_q(request)}", status_code=303)
 
@@ -310,18 +307,8 @@ def phone_home(request: Request, session: SessionDep, services: ServicesDep) -> 
     phone = recipient_phone(request, services)
     if phone is None:
         return _render(request, "phone_login.html", services, phone="", sent=False, error=None)
-    parcels = session.scalars(select(Parcel).where(Parcel.phone == phone).order_by(Parcel.updated_at.desc())
-                              .limit(50)).all()
-    codes = session.scalars(select(PickupCode).where(PickupCode.phone == phone, PickupCode.used.is_(False))).all()
-    code_of = {ref: c.code for c in codes for ref in c.refs}
-    rec = session.get(Recipient, phone)
-    # the villager goes to a place, not an id: each parcel names its station
-    station_ids = {p.station_id for p in parcels}
-    station_names = dict(session.execute(select(Station.id, Station.name).where(Station.id.in_(station_ids))).all()
-                         ) if station_ids else {}
-    return _render(request, "phone.html", services, phone=phone, parcels=parcels, code_of=code_of, rec=rec,
-                   station_names=station_names, msg=request.query_params.get("msg"),
-                   carriers=crud.carrier_names(session))
+    return _render(request, "phone.html", services, phone=phone, **recipients.phone_view(session, phone=phone),
+                   msg=request.query_params.get("msg"), carriers=crud.carrier_names(session))
 
 
 @router.post("/m/otp", response_class=HTMLResponse)
@@ -369,20 +356,14 @@ def phone_login(request: Request, session: SessionDep, services: ServicesDep,
     return resp
 
 
-def _me(request: Request, services) -> Principal | None:
-    phone = recipient_phone(request, services)
-    return Principal(name=f"recipient-{phone}", role="recipient") if phone else None
-
-
 @router.post("/m/consent")
 def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
                   consent: Annotated[str, Form(pattern="^(granted|refused)$")],
                   door_help: Annotated[bool, Form()] = False) -> Response:
-    who = _me(request, services)
+    who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
-    from .routes_staff import set_recipient
-    set_recipient(session, who, who.name.removeprefix("recipient-"),
+    recipients.set_recipient(session, who, who.name.removeprefix("recipient-"),
                   RecipientUpdate(consent=consent, door_help=door_help))
     session.commit()
     sep = "&" if _lang_q(request) else "?"
@@ -392,7 +373,7 @@ def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
 @router.post("/m/code")
 def phone_new_code(request: Request, session: SessionDep, services: ServicesDep,
                    station: Annotated[str, Form(max_length=32)]) -> Response:
-    who = _me(request, services)
+    who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
     phone = who.name.removeprefix("recipient-")
@@ -414,11 +395,11 @@ def phone_new_code(request: Request, session: SessionDep, services: ServicesDep,
 
 @router.post("/m/parcels/{ref}/not-received")
 def phone_not_received(ref: str, request: Request, session: SessionDep, services: ServicesDep) -> Response:
-    who = _me(request, services)
+    who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
     phone = who.name.removeprefix("recipient-")
-    parcel = session.scalar(select(Parcel).where(Parcel.ref == ref, Parcel.phone == phone))
+    parcel = recipients.own_parcel(session, phone=phone, ref=ref)
     sep = "&" if _lang_q(request) else "?"
     if parcel is None:
         return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=no_my_parcels", status_code=303)

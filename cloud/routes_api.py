@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import crud, lookups
+from . import auth, crud, lookups
 from .constants import API_PREFIX
 from .auth import STAFF_READ, STAFF_SECURITY, allow
 from .deps import ServicesDep
@@ -83,7 +83,7 @@ def parcels(session: SessionDep, waybill: str | None = None, phone: str | None =
 async def parcel(ref: Annotated[str, Path(min_length=1, max_length=64)], request: Request,
                  services: ServicesDep) -> JSONResponse:
     """One parcel with its timeline."""
-    await lookups.authorize(request, services, STAFF_READ)
+    await auth.authorize(request, services, STAFF_READ)
     found = await lookups.parcel_by_ref_any(services, ref)
     if found is None:
         raise HTTPException(404, f"no parcel {ref}")

@@ -14,13 +14,13 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import commands, ratelimit
+from . import commands, ratelimit, recipients
 from . import constants as K
-from .auth import verify_secret
-from .crud import key_and_station, station_by_key
+from .auth import station_caller, verify_secret
+from .crud import key_and_station
 from .deps import ServicesDep, bearer
 from .errors import BatchRejected, NotFound
-from .models import Courier, Recipient, Station
+from .models import Courier
 from .protocol import decode_batch
 from .schemas import (CommandAck, CommandAckResult, CommandsPage, ConsentPublic, CourierCheck, CourierLogin,
                       IngestResponse)
@@ -93,23 +93,9 @@ def ingest(services: ServicesDep, background: BackgroundTasks, token: Annotated[
         return JSONResponse(response)
 
 
-def _station_for_key(session, services, token: str, station_id: str | None = None) -> Station:
-    """The active station of a gateway key; 401 for an unknown key, 403 for another station's key."""
-    owner = station_by_key(session, api_key=token)
-    if owner is None:
-        services.counters.inc("gateway_auth_failures")
-        raise HTTPException(401, "unknown station API key", headers={"WWW-Authenticate": "Bearer"})
-    if station_id is not None and owner.id != station_id:
-        services.counters.inc("gateway_auth_failures")
-        raise HTTPException(403, f"this API key belongs to another station, not {station_id}")
-    if not owner.active:
-        raise HTTPException(403, f"station {owner.id} is deactivated")
-    return owner
-
-
 def _poll_once(factory, services, token: str, after: int) -> tuple[str, list[dict]]:
     with factory() as session:
-        station = _station_for_key(session, services, token)
+        station = station_caller(session, services, token)
         return station.id, commands.pending(session, station_id=station.id, after=after)
 
 
@@ -138,7 +124,7 @@ def ack_command(cmd_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,24}$")], 
                 session: SessionDep, services: ServicesDep,
                 token: Annotated[str, Depends(bearer)]) -> CommandAckResult:
     """Record the station's result for a command (§5.3); a repeated ack changes nothing."""
-    station = _station_for_key(session, services, token)
+    station = station_caller(session, services, token)
     try:
         cmd = commands.acknowledge(session, station_id=station.id, cmd_id=cmd_id, ok=data.ok, err=data.err,
                                    at=data.at)
@@ -153,19 +139,15 @@ def ack_command(cmd_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,24}$")], 
 def recipient_consent(phone: Annotated[str, Path(pattern=K.PHONE_RE.pattern)], session: SessionDep,
                       services: ServicesDep, token: Annotated[str, Depends(bearer)]) -> ConsentPublic:
     """Whether a recipient consented to locker delivery; the gateway asks before it opens a deposit door."""
-    _station_for_key(session, services, token)
-    rec = session.get(Recipient, phone)
-    if rec is None:
-        return ConsentPublic(phone=phone, consent="unknown", locker_allowed=False, door_help=False, at=None)
-    return ConsentPublic(phone=phone, consent=rec.consent, locker_allowed=rec.consent == "granted",
-                         door_help=rec.door_help, at=rec.consent_at)
+    station_caller(session, services, token)
+    return recipients.consent_of(session, phone=phone)
 
 
 @router.post(f"{K.API_PREFIX}/gateway/couriers/verify", response_model=CourierCheck, tags=["gateway"])
 def verify_courier(data: CourierLogin, session: SessionDep, services: ServicesDep,
                    token: Annotated[str, Depends(bearer)]) -> CourierCheck:
     """Check a courier's PIN at this station (rate-limited per courier phone, in the database)."""
-    station = _station_for_key(session, services, token)
+    station = station_caller(session, services, token)
     if not ratelimit.hit(session, f"pin:{data.phone}:600", limit=5, window=600):
         session.commit()
         raise HTTPException(429, "too many PIN attempts; wait 10 minutes")

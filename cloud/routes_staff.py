@@ -4,27 +4,23 @@ parcels' return flow, sign-off flags and county statistics (with CSV/XLSX export
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from typing import Annotated, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
-from . import commands, crud, guards, lifecycle, lookups, stats
+from . import accounts, auth, commands, crud, guards, lifecycle, lookups, maintenance, recipients, stats
 from . import constants as K
-from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticate_user, hash_secret, key_hash, \
-    make_token
+from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticate_user, make_token
 from .deps import ServicesDep
-from .errors import CommandRefused, NotFound
-from .models import (Alarm, ApiClient, AuditEntry, Carrier, Command, Courier, GatewayHealth, Recipient,
-                     SignoffFlag, Station, User)
-from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup,
-                      CodeResend, CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic,
-                      GatewayHealthPublic, ParcelPublic, ReasonBody, RecipientPublic, RecipientUpdate, TokenPublic,
-                      UserCreate, UserPublic)
+from .errors import CommandRefused, Conflict, NotFound
+from .models import Alarm, Carrier, Command, Courier, Recipient, User
+from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup, CodeResend,
+                      CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic, GatewayHealthPublic,
+                      ParcelPublic,
+                      ReasonBody, RecipientPublic, RecipientUpdate, TokenPublic, UserCreate, UserPublic)
 from .storage import SessionDep
 
 log = logging.getLogger("jincun.cloud.staff")
@@ -33,9 +29,12 @@ PhonePath = Annotated[str, Path(pattern=K.PHONE_RE.pattern)]
 StationQ = Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,32}$")]
 
 
-def _refuse(exc: CommandRefused | NotFound) -> HTTPException:
+def _refuse(exc: CommandRefused | Conflict | NotFound) -> HTTPException:
+    """The HTTP answer to a refusal of the domain modules."""
     if isinstance(exc, NotFound):
         return HTTPException(404, str(exc))
+    if isinstance(exc, Conflict):
+        return HTTPException(409, str(exc))
     return HTTPException(exc.status_code, exc.detail)
 
 
@@ -71,21 +70,10 @@ def me(who: Annotated[Principal, Depends(allow(*K.ROLES))]) -> dict:
 def create_user(data: UserCreate, session: SessionDep,
                 who: Annotated[Principal, Depends(allow("admin"))]) -> User:
     """Create a staff account (admin only)."""
-    if data.role == "station_agent" and not data.station_id:
-        raise HTTPException(422, "a station agent needs station_id")
-    if data.role == "courier" and not data.carrier_code:
-        raise HTTPException(422, "a courier needs carrier_code")
-    if data.carrier_code and session.get(Carrier, data.carrier_code) is None:
-        raise HTTPException(422, f"unknown carrier {data.carrier_code}")
-    if data.station_id and session.get(Station, data.station_id) is None:
-        raise HTTPException(422, f"unknown station {data.station_id}")
-    if session.scalar(select(User.id).where(User.username == data.username)) is not None:
-        raise HTTPException(409, f"user {data.username} exists already")
-    user = User(username=data.username, display_name=data.display_name, password_hash=hash_secret(data.password),
-                role=data.role, station_id=data.station_id, carrier_code=data.carrier_code, active=True,
-                created_at=time.time())
-    session.add(user)
-    commands.audit(session, who, "user_created", data.username, None, role=data.role)
+    try:
+        user = accounts.create_user(session, who, data=data)
+    except (CommandRefused, Conflict) as exc:
+        raise _refuse(exc) from exc
     session.commit()
     return user
 
@@ -93,18 +81,17 @@ def create_user(data: UserCreate, session: SessionDep,
 @router.get("/carriers", response_model=list[CarrierPublic], tags=["carriers"])
 def list_carriers(session: SessionDep, _who: Annotated[Principal, Depends(allow(*K.STAFF_ROLES))]) -> list:
     """Every carrier."""
-    return list(session.scalars(select(Carrier).order_by(Carrier.code)).all())
+    return accounts.list_carriers(session)
 
 
 @router.post("/carriers", status_code=201, response_model=CarrierPublic, tags=["carriers"])
 def add_carrier(data: CarrierCreate, session: SessionDep,
                 who: Annotated[Principal, Depends(allow("admin"))]) -> Carrier:
     """Add a carrier beyond the seeded ones."""
-    if session.get(Carrier, data.code) is not None:
-        raise HTTPException(409, f"carrier {data.code} exists already")
-    carrier = Carrier(code=data.code, name_zh=data.name_zh, name_en=data.name_en)
-    session.add(carrier)
-    commands.audit(session, who, "carrier_added", data.code)
+    try:
+        carrier = accounts.add_carrier(session, who, data=data)
+    except Conflict as exc:
+        raise _refuse(exc) from exc
     session.commit()
     return carrier
 
@@ -113,34 +100,22 @@ def add_carrier(data: CarrierCreate, session: SessionDep,
 def add_api_client(code: Annotated[str, Path(pattern=r"^[A-Z0-9_]{1,16}$")], data: ApiClientCreate,
                    session: SessionDep, who: Annotated[Principal, Depends(allow("admin"))]) -> ApiClientCreated:
     """Create a carrier API client; the key and webhook secret are shown once."""
-    if session.get(Carrier, code) is None:
-        raise HTTPException(404, f"no carrier {code}")
-    api_key = "ck_" + secrets.token_urlsafe(32)
-    secret = secrets.token_urlsafe(32) if data.webhook_url else None
-    client = ApiClient(name=data.name, key_hash=key_hash(api_key), carrier_code=code, webhook_url=data.webhook_url,
-                       webhook_secret=secret, active=True, created_at=time.time())
-    session.add(client)
-    session.flush()
-    commands.audit(session, who, "api_client_created", f"{code}/{client.id}")
+    try:
+        created = accounts.add_api_client(session, who, code=code, data=data)
+    except NotFound as exc:
+        raise _refuse(exc) from exc
     session.commit()
-    return ApiClientCreated(id=client.id, carrier_code=code, api_key=api_key, webhook_secret=secret)
+    return created
 
 
 @router.post("/carriers/{code}/couriers", status_code=201, response_model=CourierPublic, tags=["carriers"])
 def add_courier(code: Annotated[str, Path(pattern=r"^[A-Z0-9_]{1,16}$")], data: CourierCreate,
                 session: SessionDep, who: Annotated[Principal, Depends(allow("admin", "station_agent"))]) -> Courier:
     """Register a courier with a PIN and the stations they may use."""
-    if session.get(Carrier, code) is None:
-        raise HTTPException(404, f"no carrier {code}")
-    unknown = [s for s in data.stations if session.get(Station, s) is None]
-    if unknown:
-        raise HTTPException(422, f"unknown stations {unknown}")
-    if session.scalar(select(Courier.id).where(Courier.phone == data.phone)) is not None:
-        raise HTTPException(409, f"a courier with phone {data.phone} exists already")
-    courier = Courier(carrier_code=code, name=data.name, phone=data.phone, pin_hash=hash_secret(data.pin),
-                      stations=sorted(set(data.stations)), active=True)
-    session.add(courier)
-    commands.audit(session, who, "courier_added", f"{code}/{data.phone}")
+    try:
+        courier = accounts.add_courier(session, who, code=code, data=data)
+    except (CommandRefused, Conflict, NotFound) as exc:
+        raise _refuse(exc) from exc
     session.commit()
     return courier
 
@@ -149,37 +124,18 @@ def add_courier(code: Annotated[str, Path(pattern=r"^[A-Z0-9_]{1,16}$")], data: 
 def get_recipient(phone: PhonePath, session: SessionDep,
                   _who: Annotated[Principal, Depends(allow("admin", "station_agent", "maintenance"))]) -> Recipient:
     """A recipient's consent and door-to-door need."""
-    rec = session.get(Recipient, phone)
-    if rec is None:
-        raise HTTPException(404, f"no recipient {phone}")
-    return rec
+    try:
+        return recipients.get_recipient(session, phone=phone)
+    except NotFound as exc:
+        raise _refuse(exc) from exc
 
 
 @router.put("/recipients/{phone}", response_model=RecipientPublic, tags=["recipients"])
 def put_recipient(phone: PhonePath, data: RecipientUpdate, session: SessionDep,
                   who: Annotated[Principal, Depends(allow("admin", "station_agent"))]) -> Recipient:
     """Record a recipient's name, consent (e.g. signed on paper at the station) or door-to-door need."""
-    rec = set_recipient(session, who, phone, data)
+    rec = recipients.set_recipient(session, who, phone, data)
     session.commit()
-    return rec
-
-
-def set_recipient(session, who: Principal, phone: str, data: RecipientUpdate) -> Recipient:
-    """Create or update a recipient; consent changes are audited. Caller commits."""
-    now = time.time()
-    rec = session.get(Recipient, phone)
-    if rec is None:
-        rec = Recipient(phone=phone, consent="unknown", door_help=False, updated_at=now)
-        session.add(rec)
-    if data.name is not None:
-        rec.name = data.name
-    if data.door_help is not None:
-        rec.door_help = data.door_help
-    if data.consent is not None and data.consent != rec.consent:
-        commands.audit(session, who, "consent", phone, None, before=rec.consent, after=data.consent)
-        rec.consent, rec.consent_at = data.consent, now
-    rec.updated_at = now
-    session.flush()
     return rec
 
 
@@ -188,40 +144,28 @@ def list_alarms(session: SessionDep, who: Annotated[Principal, Depends(allow(*OP
                 station: StationQ = None, open_only: bool = True,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list:
     """Alarms, newest first (a station agent sees only their station)."""
-    stmt = select(Alarm).order_by(Alarm.at.desc(), Alarm.id.desc()).limit(limit)
-    if who.role == "station_agent":
-        station = who.station_id
-    if station:
-        stmt = stmt.where(Alarm.station_id == station)
-    if open_only:
-        stmt = stmt.where(Alarm.acked.is_(False))
-    return list(session.scalars(stmt).all())
+    return maintenance.list_alarms(session, who, station=station, open_only=open_only, limit=limit)
 
 
 @router.get("/gateways", response_model=list[GatewayHealthPublic], tags=["maintenance"])
 def list_gateways(session: SessionDep, services: ServicesDep,
                   who: Annotated[Principal, Depends(allow(*OPS_VIEW))]) -> list[GatewayHealthPublic]:
     """The latest health each station's gateway reported (a station agent sees only their station)."""
-    stmt = select(GatewayHealth).order_by(GatewayHealth.station_id)
-    if who.role == "station_agent":
-        stmt = stmt.where(GatewayHealth.station_id == who.station_id)
     now = time.time()
     return [GatewayHealthPublic.model_validate(g).model_copy(
-        update={"stale": now - g.at > services.settings.stale_seconds}) for g in session.scalars(stmt).all()]
+        update={"stale": now - g.at > services.settings.stale_seconds})
+        for g in maintenance.gateway_reports(session, who)]
 
 
 @router.post("/alarms/{alarm_id}/ack", response_model=AlarmPublic, tags=["maintenance"])
 def ack_alarm(alarm_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep,
               who: Annotated[Principal, Depends(allow(*OPS_VIEW))]) -> Alarm:
     """Acknowledge an alarm (idempotent; audited)."""
-    alarm = session.get(Alarm, alarm_id)
-    if alarm is None or (who.role == "station_agent" and alarm.station_id != who.station_id):
-        raise HTTPException(404, f"no alarm {alarm_id}")
-    if not alarm.acked:
-        alarm.acked, alarm.acked_by, alarm.acked_at = True, who.name, time.time()
-        commands.audit(session, who, "alarm_ack", f"{alarm.station_id}/{alarm.locker_id}/{alarm.id}", None,
-                       kind=alarm.kind)
-        session.commit()
+    try:
+        alarm = maintenance.ack_alarm(session, who, alarm_id=alarm_id)
+    except NotFound as exc:
+        raise _refuse(exc) from exc
+    session.commit()
     return alarm
 
 
@@ -258,14 +202,7 @@ def list_commands(session: SessionDep, who: Annotated[Principal, Depends(allow(*
                   station: StationQ = None, op: Annotated[str | None, Query(max_length=16)] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list:
     """Commands with their acknowledgement, newest first (firmware roll-out status: op=fw_rollout)."""
-    stmt = select(Command).order_by(Command.cursor.desc()).limit(limit)
-    if who.role == "station_agent":
-        station = who.station_id
-    if station:
-        stmt = stmt.where(Command.station_id == station)
-    if op:
-        stmt = stmt.where(Command.op == op)
-    return list(session.scalars(stmt).all())
+    return maintenance.list_commands(session, who, station=station, op=op, limit=limit)
 
 
 @router.post("/codes/resend", status_code=201, response_model=dict, tags=["parcels"])
@@ -287,7 +224,7 @@ async def lookup_code(request: Request, services: ServicesDep, data: CodeLookup)
 
     The code travels in the body, never in a URL; each staff member has an hourly limit (cloud/guards.py).
     """
-    who = await lookups.authorize(request, services, OPS_VIEW)
+    who = await auth.authorize(request, services, OPS_VIEW)
     if who.role == "station_agent" and who.station_id != data.station:
         raise HTTPException(403, "a station agent looks up codes of their own station only")
     if who.name != guards.SERVICE_PRINCIPAL:
@@ -336,11 +273,10 @@ def list_flags(session: SessionDep, _who: Annotated[Principal, Depends(allow(*ST
 def resolve_flag(flag_id: Annotated[int, Path(ge=1, le=2**31 - 1)], data: ReasonBody, session: SessionDep,
                  who: Annotated[Principal, Depends(allow(*STATS))]) -> dict:
     """Close a flag after checking it (audited)."""
-    flag = session.get(SignoffFlag, flag_id)
-    if flag is None:
-        raise HTTPException(404, f"no flag {flag_id}")
-    flag.resolved = True
-    commands.audit(session, who, "flag_resolved", str(flag_id), data.reason)
+    try:
+        maintenance.resolve_flag(session, who, flag_id=flag_id, reason=data.reason)
+    except NotFound as exc:
+        raise _refuse(exc) from exc
     session.commit()
     return {"id": flag_id, "resolved": True}
 
@@ -378,6 +314,4 @@ def stats_export(name: Table, session: SessionDep, _who: Annotated[Principal, De
 def audit_log(session: SessionDep, _who: Annotated[Principal, Depends(allow("admin"))],
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list:
     """The audit log, newest first."""
-    rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)).all()
-    return [{"at": r.at, "actor": r.actor, "role": r.role, "action": r.action, "target": r.target,
-             "reason": r.reason, "detail": r.detail} for r in rows]
+    return maintenance.audit_entries(session, limit=limit)

@@ -15,14 +15,14 @@ from .errors import UnknownParcel, Unstorable
 from .terminal import create_router
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .services import HttpServices
 
 
 BODY_MAX = 16 * 1024  # every request body of the station's API (the largest, an outbound intake, is < 1 KB)
 
 
-def create_app(gw: "Gateway") -> FastAPI:
-    """The FastAPI app bound to one running gateway."""
+def create_app(gw: "HttpServices") -> FastAPI:
+    """The FastAPI app bound to one running gateway's services (`gw` holds those, not the `Gateway`)."""
     app = FastAPI(title="jincun station gateway", docs_url=None, redoc_url=None)
     httpedge.install(app, default=BODY_MAX, counters=gw.counters)
     # the terminal's routes include POST /api/v1/deposits: a deposit needs a logged-in courier everywhere

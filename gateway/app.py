@@ -30,8 +30,9 @@ from .deposits import Deposits
 from .downlink import Downlink
 from .errors import GatewayError
 from .lockerlink import LockerLink
-from .outbox import Outbox, Record
+from .stationdb import Outbox, Record
 from .scanner_serial import Scanner
+from .services import HttpServices
 from .uplink import Uplink
 
 log = logging.getLogger("jincun.gateway")
@@ -50,7 +51,6 @@ class Gateway:
                  consent: ConsentPort | None = None) -> None:
         self.cfg = cfg
         self.started = time.time()
-        self.sessions = None
         self.counters = Counters()
         for name in HEALTH_COUNTERS:
             self.counters.inc(name, 0)
@@ -74,7 +74,9 @@ class Gateway:
         self.scanner = Scanner(cfg.scanner.port, self.counters, baud=cfg.scanner.baud) if cfg.scanner else None
         self.consent: ConsentPort = consent or CloudConsent(cfg.cloud, self.outbox, self.counters,
                                                             cache_s=cfg.terminal.consent_cache_s, transport=transport)
-        self.app = create_app(self)
+        self.app = create_app(HttpServices(
+            cfg=cfg, counters=self.counters, outbox=self.outbox, deposits=self.deposits, consent=self.consent,
+            link=self.link, uplink=self.uplink, boards=self.boards, scanner=self.scanner, health=self.health))
 
     async def open(self) -> None:
         db = self.cfg.gateway.db
@@ -144,6 +146,7 @@ class Gateway:
             "ok": self.link.connected.is_set() and not self.outbox.disk_full,
             "station": self.cfg.station,
             "epoch": self.outbox.epoch,
+            "db_schema": self.outbox.schema_version,
             "broker": "up" if self.link.connected.is_set() else "down",
             "lockers_online": self.link.online_count(),
             "outbox_depth": st["depth"],

@@ -32,16 +32,10 @@ from .lockboard_serial import BoardLinkError, SerialBus
 if TYPE_CHECKING:
     from .config import BoardConfig
     from .lockerlink import LockerLink
-    from .outbox import Outbox
+    from .stationdb import Outbox
 
 log = logging.getLogger("jincun.gateway.boardlocker")
 
-BOARD_SCHEMA = """
-CREATE TABLE IF NOT EXISTS board_comps (
-    locker TEXT NOT NULL, n INTEGER NOT NULL, st TEXT NOT NULL, ref TEXT,
-    PRIMARY KEY (locker, n)
-);
-"""
 UNACKED_MAX = 10_000
 OFFLINE_AFTER = 3  # failed polls in a row
 OPEN_TRIES = 3  # an open request whose reply is lost is sent again (the coil pulses once more, harmlessly)
@@ -99,7 +93,6 @@ class BoardLocker:
         self.unacked: dict[int, tuple[float, dict]] = {}
         self.online = False
         self._poll_failures = 0
-        outbox.add_schema(BOARD_SCHEMA)
 
     @staticmethod
     def _vault_log(*parts) -> None:

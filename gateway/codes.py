@@ -15,21 +15,10 @@ from .config import StationConfig
 from .counters import Counters
 from .errors import GatewayError, LockerError
 from .lockerlink import LockerLink
-from .outbox import Outbox, Record
+from .stationdb import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.codes")
 
-CODES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS codes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    locker TEXT NOT NULL, phone TEXT NOT NULL,
-    code TEXT,                -- plain code, wiped when the code is retired
-    h TEXT NOT NULL, cs TEXT NOT NULL, exp_ts REAL NOT NULL,
-    state TEXT NOT NULL,      -- active | retired
-    synced INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS codes_active ON codes (state, locker, phone);
-"""
 MAX_ACTIVE_CODES = 200_000
 
 
@@ -48,7 +37,6 @@ class Codes:
         self.ttl = cfg.gateway.code_ttl_s
         self._secrets = {lk.id: lk.secret.lower() for lk in cfg.all_lockers()}
         self._push_lock: dict[str, asyncio.Lock] = {}
-        outbox.add_schema(CODES_SCHEMA)
 
     # ---- inside the outbox transaction ----
 

@@ -17,15 +17,10 @@ import httpx
 
 from .config import CloudConfig
 from .counters import Counters
-from .outbox import Outbox
+from .stationdb import Outbox
 
 log = logging.getLogger("jincun.gateway.consent")
 
-CONSENT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS consent_cache (
-    phone TEXT PRIMARY KEY, consent TEXT NOT NULL, door_help INTEGER NOT NULL, at REAL NOT NULL
-);
-"""
 CONSENT_PATH = "/api/v1/gateway/recipients/{phone}/consent"
 CACHE_MAX = 20_000
 
@@ -65,7 +60,6 @@ class CloudConsent:
         self.cache_s = cache_s
         self.transport = transport
         self.timeout_s = timeout_s
-        outbox.add_schema(CONSENT_SCHEMA)
 
     async def _ask(self, phone: str) -> Consent | None:
         try:

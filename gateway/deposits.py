@@ -13,20 +13,13 @@ from .counters import Counters
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
                      UnknownParcel)
 from .lockerlink import LockerLink
-from .outbox import Outbox, Record
+from .stationdb import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.deposits")
 
-PARCELS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS parcels (
-    ref TEXT PRIMARY KEY, waybill TEXT NOT NULL, phone TEXT NOT NULL, carrier TEXT NOT NULL,
-    size TEXT NOT NULL, locker TEXT NOT NULL, c INTEGER NOT NULL,
-    state TEXT NOT NULL,  -- opening | deposited | void | picked
-    created REAL NOT NULL, updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS parcels_open ON parcels (state, locker);
-"""
 SIZE_RANK = {s: i for i, s in enumerate(C.SIZES)}
+_PARCEL_KEYS = ("ref", "state", "locker", "c", "size", "waybill", "carrier", "phone", "updated")
+_PARCEL_COLS = ", ".join(_PARCEL_KEYS)
 
 
 class Deposits:
@@ -38,7 +31,6 @@ class Deposits:
         self.codes = codes
         self.counters = counters
         self._reserved: set[tuple[str, int]] = set()
-        outbox.add_schema(PARCELS_SCHEMA)
 
     def _pick(self, size: str, locker: str | None) -> tuple[str, int, str]:
         if locker is not None and locker not in self.link.lockers:
@@ -150,11 +142,24 @@ class Deposits:
             self._reserved.discard((locker, c))
 
     async def get(self, ref: str) -> dict:
+        """A parcel of the station (its place, state, size, waybill, carrier, phone, last change); UnknownParcel."""
         row = await self.outbox.query(lambda conn: conn.execute(
-            "SELECT ref, state, locker, c, size, waybill FROM parcels WHERE ref=?", (ref,)).fetchone())
+            f"SELECT {_PARCEL_COLS} FROM parcels WHERE ref=?", (ref,)).fetchone())
         if row is None:
             raise UnknownParcel(ref)
-        return {"ref": row[0], "state": row[1], "locker": row[2], "c": row[3], "size": row[4], "waybill": row[5]}
+        return dict(zip(_PARCEL_KEYS, row))
+
+    async def waiting(self, *, limit: int = 500) -> list[dict]:
+        """Parcels deposited and not yet collected, the longest waiting first (as `get`)."""
+        rows = await self.outbox.query(lambda conn: conn.execute(
+            f"SELECT {_PARCEL_COLS} FROM parcels WHERE state='deposited' ORDER BY updated LIMIT ?",
+            (limit,)).fetchall())
+        return [dict(zip(_PARCEL_KEYS, r)) for r in rows]
+
+    @staticmethod
+    def handed_over_in_tx(conn: sqlite3.Connection, *, ref: str, at: float) -> None:
+        """Inside the transaction that records the handover: the parcel left the locker door to door."""
+        conn.execute("UPDATE parcels SET state='handed_over', updated=? WHERE ref=?", (at, ref))
 
     async def _set_state(self, ref: str, state: str) -> None:
         await self.outbox.run(lambda conn: conn.execute(

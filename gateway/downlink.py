@@ -21,19 +21,10 @@ from .counters import Counters
 from .errors import CommandTimeout, LockerError, LockerOffline, UplinkError
 from .fwrollout import Rollouts
 from .lockerlink import LockerLink
-from .outbox import Outbox
+from .stationdb import Outbox
 
 log = logging.getLogger("jincun.gateway.downlink")
 
-DOWNLINK_SCHEMA = """
-CREATE TABLE IF NOT EXISTS downlink (
-    id TEXT PRIMARY KEY, op TEXT NOT NULL, ok INTEGER NOT NULL, err TEXT, at REAL NOT NULL,
-    executed INTEGER NOT NULL, acked INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS downlink_open ON downlink (op, executed, at);
-CREATE TABLE IF NOT EXISTS remote_opens (at REAL NOT NULL, by TEXT NOT NULL, locker TEXT NOT NULL, c INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS remote_opens_at ON remote_opens (at);
-"""
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(C.FW_VER_RE)  # what a locker accepts (§3.7)
 KEEP_RESULTS = 10_000
@@ -67,7 +58,6 @@ class Downlink:
         self.transport = transport
         self._delay = cfg.cloud.backoff_min_s
         self.last_error: str | None = None
-        outbox.add_schema(DOWNLINK_SCHEMA)
         self.rollouts = Rollouts(cfg, outbox, link, counters, transport=transport)
 
     async def run(self) -> None:

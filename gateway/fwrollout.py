@@ -29,16 +29,10 @@ from .counters import Counters
 from .errors import CommandTimeout, GatewayError, LockerError, LockerOffline
 from .fwserve import EXCLUDED, FirmwareSet, FwServe, FwServeError
 from .lockerlink import LockerLink, LockerState
-from .outbox import Outbox
+from .stationdb import Outbox
 
 log = logging.getLogger("jincun.gateway.fwrollout")
 
-ROLLOUT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS fw_rollouts (
-    id TEXT PRIMARY KEY, version TEXT NOT NULL, url TEXT NOT NULL, sha256 TEXT NOT NULL, lockers TEXT NOT NULL,
-    results TEXT NOT NULL DEFAULT '{}', done INTEGER NOT NULL DEFAULT 0, at REAL NOT NULL
-);
-"""
 DOWNLOAD_TRIES = 3
 DOWNLOAD_TIMEOUT_S = 60.0
 SYNC_WAIT_S = 30.0  # after a gateway restart, how long to wait for a locker's birth before calling it offline
@@ -192,7 +186,6 @@ class Rollouts:
         self._tasks: dict[str, asyncio.Task] = {}
         self._waiting: dict[tuple[str, str], asyncio.Future] = {}
         self.updating: set[str] = set()
-        outbox.add_schema(ROLLOUT_SCHEMA)
         link.event_handlers.append(self.on_event)
 
     def running(self, cmd_id: str) -> bool:

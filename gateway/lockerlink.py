@@ -23,14 +23,11 @@ from .errors import BrokerError, CommandTimeout, LockerError, LockerOffline, Out
 from .fwserve import FwServe, FwServeError
 from .mqtt_client import MqttClient
 from .mqtt_codec import Publish
-from .outbox import Outbox, Record
+from .stationdb import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.lockerlink")
 _BOOT = re.compile(C.BOOT_RE)
 
-LINK_SCHEMA = """
-CREATE TABLE IF NOT EXISTS links (locker TEXT PRIMARY KEY, boot TEXT NOT NULL, acked INTEGER NOT NULL);
-"""
 _SAVE_LINK = ("INSERT INTO links VALUES (?,?,?) ON CONFLICT(locker) DO UPDATE SET boot=excluded.boot,"
               " acked=MAX(CASE WHEN links.boot=excluded.boot THEN links.acked ELSE 0 END, excluded.acked)")
 MAX_PENDING_CMDS = 256
@@ -154,7 +151,6 @@ class LockerLink:
         self._eack_flushers: set[str] = set()
         # the firmware set each locker is downloading now (fwreqs of other lockers are refused)
         self.fw_servers: dict[str, FwServe] = {}
-        outbox.add_schema(LINK_SCHEMA)
 
     # ---- lifecycle ----
 

@@ -29,12 +29,12 @@ from . import protocol
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
-                     OutboxError, ProtocolError)
+                     OutboxError, ProtocolError, UnknownParcel)
 from .lockout import Lockout, RateWindows
-from .outbox import Record
+from .stationdb import Record
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .services import HttpServices
 
 log = logging.getLogger("jincun.gateway.terminal")
 
@@ -179,6 +179,10 @@ class FoundIn(BaseModel):
     c: int = Field(ge=C.COMP_MIN, le=C.COMP_MAX)
     waybill: str = Field(pattern=r"^[A-Za-z0-9-]{6,40}$")
     phone: str = Field(pattern=PHONE_PATTERN)
+    carrier: str = Field(min_length=1, max_length=records.CARRIER_MAX)
+    consent_asked: bool = False
+
+
 class DepositIn(BaseModel):
     """A deposit through the station's machine API (a courier's app or a scanner desk): same rules."""
 
@@ -187,11 +191,6 @@ class DepositIn(BaseModel):
     carrier: str | None = Field(None, min_length=1, max_length=32)
     size: Literal["S", "M", "L"]
     locker: str | None = Field(None, pattern=C.ID_RE)
-    consent_asked: bool = False
-
-
-class OutboundIn(BaseModel):
-    carrier: str = Field(min_length=1, max_length=32)
     consent_asked: bool = False
 
 
@@ -219,12 +218,11 @@ class PickupIn(BaseModel):
     code: str = Field(pattern=r"^[0-9]{6}$")
 
 
-def create_router(gw: "Gateway") -> APIRouter:
-    """Terminal routes bound to one running gateway."""
+def create_router(gw: "HttpServices") -> APIRouter:
+    """Terminal routes bound to one running gateway's services (`gw` holds those, not the `Gateway`)."""
     r = APIRouter()
     cfg = gw.cfg.terminal
     sessions = Sessions(cfg, gw.counters)
-    gw.sessions = sessions
 
     def token(authorization: Annotated[str | None, Header()] = None) -> str | None:
         return authorization.removeprefix("Bearer ").strip() if authorization else None
@@ -343,22 +341,20 @@ def create_router(gw: "Gateway") -> APIRouter:
 
     @r.get(f"{p}/deposit/{{ref}}")
     async def deposit_state(ref: str, _: TerminalUser = Depends(courier)) -> dict:
-        row = await gw.outbox.query(lambda conn: conn.execute(
-            "SELECT ref, waybill, phone, carrier, locker, c, size, state, updated FROM parcels WHERE ref=?",
-            (ref,)).fetchone())
-        if row is None:
-            raise HTTPException(404, {"error": "unknown_parcel"})
-        return {"ref": row[0], "waybill": row[1], "phone": mask_phone(row[2]), "carrier": row[3], "locker": row[4],
-                "c": row[5], "size": row[6], "state": row[7], "at": int(row[8]), "station": gw.cfg.station}
+        try:
+            got = await gw.deposits.get(ref)
+        except UnknownParcel:
+            raise HTTPException(404, {"error": "unknown_parcel"}) from None
+        return {"ref": got["ref"], "waybill": got["waybill"], "phone": mask_phone(got["phone"]),
+                "carrier": got["carrier"], "locker": got["locker"], "c": got["c"], "size": got["size"],
+                "state": got["state"], "at": int(got["updated"]), "station": gw.cfg.station}
 
     @r.get(f"{p}/parcels")
     async def parcels(_: TerminalUser = Depends(agent)) -> dict:
-        rows = await gw.outbox.query(lambda conn: conn.execute(
-            "SELECT ref, waybill, phone, carrier, locker, c, updated FROM parcels WHERE state='deposited' "
-            "ORDER BY updated LIMIT 500").fetchall())
         assist = set(cfg.assist_phones)
-        items = [{"ref": r[0], "waybill": r[1], "phone": mask_phone(r[2]), "carrier": r[3], "locker": r[4],
-                  "c": r[5], "since": int(r[6]), "door_to_door": r[2] in assist} for r in rows]
+        items = [{"ref": w["ref"], "waybill": w["waybill"], "phone": mask_phone(w["phone"]), "carrier": w["carrier"],
+                  "locker": w["locker"], "c": w["c"], "since": int(w["updated"]), "door_to_door": w["phone"] in assist}
+                 for w in await gw.deposits.waiting(limit=500)]
         return {"parcels": items, "door_to_door": [i for i in items if i["door_to_door"]]}
 
     @r.get(f"{p}/found")
@@ -386,12 +382,13 @@ def create_router(gw: "Gateway") -> APIRouter:
 
     @r.post(f"{p}/handover")
     async def handover(body: HandoverIn, u: TerminalUser = Depends(agent)) -> dict:
-        """Open the compartment of a door-to-door parcel for the agent (only those: see the list)."""
-        row = await gw.outbox.query(lambda conn: conn.execute(
-            "SELECT locker, c, state, phone FROM parcels WHERE ref=?", (body.ref,)).fetchone())
-        if row is None or row[2] != "deposited":
+        try:
+            got = await gw.deposits.get(body.ref)
+        except UnknownParcel:
+            got = None
+        if got is None or got["state"] != "deposited":
             raise HTTPException(409, {"error": "not_waiting"})
-        if row[3] not in door_to_door:
+        if got["phone"] not in door_to_door:
             gw.counters.inc("handovers_refused")
             log.warning("agent %s asked to hand over %s, which is not on the door-to-door list", u.id, body.ref)
             raise HTTPException(403, {"error": "not_door_to_door"})
@@ -401,7 +398,7 @@ def create_router(gw: "Gateway") -> APIRouter:
             log.warning("agent %s: hand-over limit reached (%s)", u.id, HANDOVER_LIMITS)
             raise HTTPException(429, {"error": "rate_limited", "secs": wait})
         try:
-            ack = await gw.link.send_command(row[0], "open", c=row[1], by=u.id, why="door_to_door")
+            ack = await gw.link.send_command(got["locker"], "open", c=got["c"], by=u.id, why="door_to_door")
         except (LockerOffline, CommandTimeout):
             raise HTTPException(503, {"error": "locker_offline"}) from None
         except LockerError as exc:
@@ -409,12 +406,10 @@ def create_router(gw: "Gateway") -> APIRouter:
         if not ack or not ack.get("ok"):
             raise HTTPException(409, {"error": "locker_refused", "detail": (ack or {}).get("err")})
         at = int(time.time())
-
-        def mark(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE parcels SET state='handed_over', updated=? WHERE ref=?", (at, body.ref))
+        mark = functools.partial(gw.deposits.handed_over_in_tx, ref=body.ref, at=at)
         await record(C.KIND_HANDOVER, {"ref": body.ref, "by": u.id, "at": at, "how": "door_to_door"}, mark)
         gw.counters.inc("handovers")
-        return {"ref": body.ref, "locker": row[0], "c": row[1], "at": at}
+        return {"ref": body.ref, "locker": got["locker"], "c": got["c"], "at": at}
 
     @r.post(f"{p}/outbound", status_code=201)
     async def outbound(body: OutboundIn, u: TerminalUser = Depends(agent)) -> dict:

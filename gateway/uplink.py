@@ -16,7 +16,7 @@ from . import const as C
 from .config import CloudConfig
 from .counters import Counters
 from .errors import UplinkError
-from .outbox import Outbox, Record
+from .stationdb import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.uplink")
 
@@ -25,10 +25,6 @@ log = logging.getLogger("jincun.gateway.uplink")
 REFUSED_STATUSES = (400, 413, 422)
 # records the cloud refused even alone, set aside in the station database (the newest kept)
 REFUSED_MAX_ROWS = 1000
-_SET_ASIDE = (
-    "CREATE TABLE IF NOT EXISTS uplink_refused (id INTEGER PRIMARY KEY AUTOINCREMENT, src TEXT NOT NULL, "
-    "boot TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, rx REAL NOT NULL, body TEXT NOT NULL, "
-    "status INTEGER NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL, UNIQUE (src, boot, seq))")
 
 
 def batch_id(records: list[Record]) -> str:
@@ -151,7 +147,6 @@ class Uplink:
         reason = str(exc)[:500]
 
         def keep(conn) -> None:
-            conn.execute(_SET_ASIDE)
             conn.execute("INSERT OR IGNORE INTO uplink_refused (src, boot, seq, kind, rx, body, status, reason, at) "
                          "SELECT src, boot, seq, kind, rx, body, ?, ?, ? FROM outbox WHERE id = ?",
                          (exc.status, reason, time.time(), rec.id))

@@ -11,6 +11,8 @@ import httpx
 
 from gwkit import free_port, until
 
+from gateway.stationdb_migrations import latest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,6 +32,7 @@ async def test_link_comes_back_after_a_broker_restart(gateway, lockers):
     await until(lambda: l1.acked() == 2, timeout=10, what="eack after reconnect")
     h = await gateway.gw.health()
     assert h["ok"] and h["broker"] == "up"
+    assert h["db_schema"] == latest(), "the station database is at this gateway's schema version"
 
 
 def test_bad_config_is_refused_with_every_problem_listed(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 from gateway.broker import broker_body, write_auth_files
 from gateway.config import CloudConfig
 from gateway.counters import Counters
-from gateway.outbox import Outbox, Record
+from gateway.stationdb import Outbox, Record
 from gwkit import RUN_AS, PahoLocker, RunningGateway, free_port, make_config, until
 from test_uplink import API_KEY, Sink, serve
 
@@ -117,7 +117,7 @@ async def test_nothing_lost_or_applied_twice_through_a_crash_mid_stream(station,
 
 
 async def test_cloud_down_for_a_day_on_a_simulated_clock(tmp_path, monkeypatch):
-    from gateway import outbox as outbox_mod
+    from gateway import stationdb as outbox_mod
     from gateway.uplink import Uplink
     clock = [1_800_000_000.0]
     monkeypatch.setattr(outbox_mod.time, "time", lambda: clock[0])

@@ -55,7 +55,8 @@ async def test_events_stored_once_and_acked_cumulatively(gateway, lockers):
 
 async def test_eack_only_after_the_event_is_durable(station, lockers, tmp_path):
     cfg0, broker = station
-    cfg = make_config(tmp_path, broker.port, outbox={"max_db_mb": 0.09, "retry_s": 0.05})
+    # the empty station database takes about 0.11 MB: room for a few records beyond it
+    cfg = make_config(tmp_path, broker.port, outbox={"max_db_mb": 0.125, "retry_s": 0.05})
     rg = RunningGateway(cfg)
     gw = await rg.start()
     try:
@@ -67,7 +68,7 @@ async def test_eack_only_after_the_event_is_durable(station, lockers, tmp_path):
         # fill the database with the gateway's own records, which are never dropped
         pending = None
         for _ in range(400):
-            from gateway.outbox import Record
+            from gateway.stationdb import Record
             pending = gw.outbox.submit(Record(src="gw", kind="parcel", body={"pad": "p" * 400}))
             await asyncio.wait([pending], timeout=0.5)
             if not pending.done():

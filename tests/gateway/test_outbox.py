@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from gateway.errors import OutboxError, OutboxFull, Unstorable
-from gateway.outbox import Outbox, Record
+from gateway.stationdb import Outbox, Record
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -79,7 +79,7 @@ def test_committed_records_survive_a_killed_process(tmp_path):
     child = textwrap.dedent(f"""
         import asyncio, os, sys
         sys.path.insert(0, {str(REPO)!r})
-        from gateway.outbox import Outbox, Record
+        from gateway.stationdb import Outbox, Record
         async def main():
             ob = Outbox({str(db)!r})
             await ob.open()
@@ -128,8 +128,19 @@ async def test_row_bound_drops_telemetry_first_and_counts(tmp_path):
         await ob.close()
 
 
+async def schema_pages(tmp_path) -> int:
+    """The pages an empty station database takes (its tables and indexes)."""
+    empty = Outbox(tmp_path / "empty.db")
+    await empty.open()
+    try:
+        return await empty.run(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0])
+    finally:
+        await empty.close()
+
+
 async def test_full_disk_keeps_events_in_memory_until_space_frees(tmp_path):
-    ob = Outbox(tmp_path / "gw.db", max_pages=16, retry_s=0.05, mem_queue_max=5)
+    # 16 pages for records beyond the empty database's own
+    ob = Outbox(tmp_path / "gw.db", max_pages=await schema_pages(tmp_path) + 16, retry_s=0.05, mem_queue_max=5)
     await ob.open()
     try:
         # fill the database with telemetry: a full disk makes room by dropping it, so events still go in

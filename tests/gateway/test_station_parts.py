@@ -15,7 +15,7 @@ from gateway.config import CloudConfig, FeeRule, TerminalConfig
 from gateway.consent import CloudConsent
 from gateway.counters import Counters
 from gateway.errors import ConfigError
-from gateway.outbox import Outbox, Record
+from gateway.stationdb import Outbox, Record
 from gateway.scanner_serial import Scanner, parse_line as parse_scan
 from gateway.terminal import fee_cents, hash_pin, verify_pin
 from gwkit import free_port, make_config, until

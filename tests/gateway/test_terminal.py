@@ -253,7 +253,7 @@ async def test_terminal_records_are_taken_by_the_real_cloud(terminal, tmp_path):
         pytest.skip(f"cloud package incomplete: {exc}")
     from gateway.config import CloudConfig
     from gateway.counters import Counters
-    from gateway.outbox import Record
+    from gateway.stationdb import Record
     from gateway.uplink import Uplink
     from test_uplink import API_KEY, serve
     rg = terminal

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Header, HTTPException, Request
 
 from gateway.config import CloudConfig
 from gateway.counters import Counters
-from gateway.outbox import Outbox, Record
+from gateway.stationdb import Outbox, Record
 from gwkit import free_port, until
 
 API_KEY = "station-key-demo-01"

@@ -1,0 +1,69 @@
+"""Recipients: their name, consent and door-to-door need, as staff and the villagers themselves set them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import commands
+from .errors import NotFound
+from .models import Parcel, PickupCode, Recipient, Station
+from .principal import Principal
+from .schemas import ConsentPublic, RecipientUpdate
+
+
+def get_recipient(session: Session, *, phone: str) -> Recipient:
+    """The recipient of a phone number, or NotFound."""
+    rec = session.get(Recipient, phone)
+    if rec is None:
+        raise NotFound(f"no recipient {phone}")
+    return rec
+
+
+def set_recipient(session: Session, who: Principal, phone: str, data: RecipientUpdate) -> Recipient:
+    """Create or update a recipient; consent changes are audited. Caller commits."""
+    now = time.time()
+    rec = session.get(Recipient, phone)
+    if rec is None:
+        rec = Recipient(phone=phone, consent="unknown", door_help=False, updated_at=now)
+        session.add(rec)
+    if data.name is not None:
+        rec.name = data.name
+    if data.door_help is not None:
+        rec.door_help = data.door_help
+    if data.consent is not None and data.consent != rec.consent:
+        commands.audit(session, who, "consent", phone, None, before=rec.consent, after=data.consent)
+        rec.consent, rec.consent_at = data.consent, now
+    rec.updated_at = now
+    session.flush()
+    return rec
+
+
+def consent_of(session: Session, *, phone: str) -> ConsentPublic:
+    """Whether a recipient consented to locker delivery (unknown for a phone never seen)."""
+    rec = session.get(Recipient, phone)
+    if rec is None:
+        return ConsentPublic(phone=phone, consent="unknown", locker_allowed=False, door_help=False, at=None)
+    return ConsentPublic(phone=phone, consent=rec.consent, locker_allowed=rec.consent == "granted",
+                         door_help=rec.door_help, at=rec.consent_at)
+
+
+def phone_view(session: Session, *, phone: str, limit: int = 50) -> dict[str, Any]:
+    """What the villager's phone page shows: their parcels (newest first), the live code of each, their
+    record, and the name of each parcel's station (the villager goes to a place, not an id)."""
+    parcels = session.scalars(select(Parcel).where(Parcel.phone == phone).order_by(Parcel.updated_at.desc())
+                              .limit(limit)).all()
+    codes = session.scalars(select(PickupCode).where(PickupCode.phone == phone, PickupCode.used.is_(False))).all()
+    station_ids = {p.station_id for p in parcels}
+    station_names = dict(session.execute(select(Station.id, Station.name).where(Station.id.in_(station_ids))).all()
+                         ) if station_ids else {}
+    return {"parcels": parcels, "code_of": {ref: c.code for c in codes for ref in c.refs},
+            "rec": session.get(Recipient, phone), "station_names": station_names}
+
+
+def own_parcel(session: Session, *, phone: str, ref: str) -> Parcel | None:
+    """A parcel of this recipient, or None (another's parcel is as good as none)."""
+    return session.scalar(select(Parcel).where(Parcel.ref == ref, Parcel.phone == phone))
