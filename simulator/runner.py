@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from jincun import provision
 from simulator import intruder
 from simulator.cluster import AGENT_PIN, Cluster, ClusterError, StationSpec
 from simulator.county import make_county, pick
@@ -456,6 +458,7 @@ class Play(FaultPlayer):
             "deposited": n.get("deposits_ok", 0), "picked_up": n.get("pickups_ok", 0),
             **counts, "drained": drained, "clean": drained and all(counts[k] == 0 for k in CLEAN_KEYS),
             "kills": dict(sorted(self.kills.items())), "locker_power_cuts": n.get("locker_power_cuts", 0),
+            **self._in_window(),
             "parcels_inside": phys["inside"], "stranded": phys["stranded"], "phantom": phys["phantom"],
             "door_to_door": n.get("door_to_door", 0), "never_collected": n.get("never_collected", 0),
             "no_room": n.get("deposits_no_room", 0), "typos": n.get("typos", 0),
@@ -471,6 +474,18 @@ class Play(FaultPlayer):
         res["cpu_s"] = {**self.cl.cpu_seconds(), "runner": round(sum(os.times()[:2]), 1)}
         self.ledger.close()
         return res
+
+    def _in_window(self) -> dict:
+        """What the plan set the run to carry, and the events the lockers produced from its start: within
+        the run's real seconds (events_per_s), and with the drain's tail."""
+        parcels = [p for a in self.plan for p in a.parcels]
+        end = self.wall0 + self.sc.run_seconds
+        ats = [at for at, _, _ in self.ledger.produced.values() if at >= self.wall0]
+        inside = sum(1 for at in ats if at <= end)
+        return {"planned_deposits": len(parcels),
+                "planned_pickups": sum(1 for p in parcels if p.pickup_delay_h is not None and not p.elderly),
+                "events_since_start": len(ats), "events_in_window": inside,
+                "events_per_s": round(inside / self.sc.run_seconds, 2)}
 
     def timeline(self) -> dict:
         """Per simulated hour: events produced, events reaching the cloud, pickups, alarms by kind."""
@@ -500,12 +515,18 @@ def build(sc: Scenario, workdir: Path, *, cloud_port: int = 0, database_url: str
     """The county slice, its people's plan and an unstarted cluster for a scenario."""
     county = make_county(sc.county_seed)
     villages = pick(county, sc.stations, seed=sc.seed, order=sc.pick)
-    stations = [(v.id, v.volume) for v in villages]
+    per_station = {v.id: v.lockers if sc.controllers_per_station == "auto" else sc.controllers_per_station
+                   for v in villages}
+    if sc.busy_share:  # a busy hour: parcels for a share of every station's compartments
+        n_comps = len(provision.parse_comps(sc.comps))
+        stations = [(v.id, math.ceil(per_station[v.id] * n_comps * sc.busy_share)) for v in villages]
+    else:
+        stations = [(v.id, v.volume) for v in villages]
     plan = make_plan(sc, stations)
     assist = elderly_phones(plan)
     specs = []
     for v in villages:
-        m = v.lockers if sc.controllers_per_station == "auto" else sc.controllers_per_station
+        m = per_station[v.id]
         specs.append(StationSpec(v.id, v.name, v.town, [f"{v.id}-l{i + 1}" for i in range(m)],
                                  assist.get(v.id, [])))
     cl = Cluster(workdir, specs, runtime=sc.runtime, comps=sc.comps, controllers_per_host=sc.controllers_per_host,

@@ -108,6 +108,10 @@ class Scenario(_M):
     volume_factor: float = Field(1.0, gt=0)
     volume_cap: int = Field(0, ge=0)  # 0: none; else at most this many parcels per station per day
     database: Literal["sqlite", "postgres"] = "sqlite"
+    # busy hour: > 0 replaces the day's curve by this share of every station's compartments deposited early
+    # in the run, and busy_collect of those parcels collected before it ends (people.busy_plan)
+    busy_share: float = Field(0.0, ge=0, le=1)
+    busy_collect: float = Field(0.5, ge=0, le=1)
     tele_s: int = Field(60, gt=0)
     ajar_s: int = Field(0, ge=0)  # firmware door-ajar timer in real seconds; 0: 2 simulated hours, min 8 s
     late_s: float = Field(30.0, gt=0)  # an event later than this in reaching the cloud is late
