@@ -183,9 +183,11 @@ class FaultPlayer:
         """`count` SIGKILLs of one kind of process, `every` (jittered) apart; each comes back after 0.2-5 s."""
         comp = KILLS[f.kind]
         for i in range(f.count):
+            # the next kill is timed from this one's start: a slow restart does not thin out the schedule
+            t_next = time.monotonic() + self.sc.real_s(f.every) * self.rng.uniform(1 - KILL_JITTER, 1 + KILL_JITTER)
             await self._kill_once(comp)
             if i + 1 < f.count:
-                await asyncio.sleep(self.sc.real_s(f.every) * self.rng.uniform(1 - KILL_JITTER, 1 + KILL_JITTER))
+                await asyncio.sleep(max(0.0, t_next - time.monotonic()))
 
     async def _kill_once(self, comp: str) -> None:
         host = self.rng.randrange(self.cl.gateway_hosts) if comp == "gateway" else 0
@@ -214,7 +216,7 @@ class FaultPlayer:
             if self.rng.random() < f.broker_down:
                 try:
                     await asyncio.wait_for(self.broker_down.wait(), every)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             station = self.rng.choice([s.id for s in self.cl.stations])
             lk = self.rng.choice(self.lockers_of[station])

@@ -489,25 +489,7 @@ class Play(FaultPlayer):
 
     def timeline(self) -> dict:
         """Per simulated hour: events produced, events reaching the cloud, pickups, alarms by kind."""
-        hours: dict[int, dict] = {}
-
-        def slot(at: float) -> dict:
-            h = int(self.sc.sim_h(at - self.wall0))
-            return hours.setdefault(h, {"events": 0, "in_cloud": 0, "pickups": 0, "alarms": {}})
-
-        for key, (at, typ, kind) in self.ledger.produced.items():
-            s = slot(at)
-            s["events"] += 1
-            if typ == "pickup":
-                s["pickups"] += 1
-            elif typ == "alarm":
-                s["alarms"][kind or "?"] = s["alarms"].get(kind or "?", 0) + 1
-            seen = self.ledger.seen.get(key)
-            if seen is not None:
-                slot(seen)["in_cloud"] += 1
-        return {"start_h": self.sc.start_h, "hours": {str(h): hours[h] for h in sorted(hours)},
-                "faults": [{"kind": w.kind, "from_h": round(self.sc.sim_h(w.start - self.wall0), 2),
-                            "to_h": round(self.sc.sim_h(w.end - self.wall0), 2)} for w in self.windows]}
+        return self.ledger.timeline(lambda at: self.sc.sim_h(at - self.wall0), self.sc.start_h, self.windows)
 
 
 def build(sc: Scenario, workdir: Path, *, cloud_port: int = 0, database_url: str | None = None

@@ -23,7 +23,7 @@ def test_a_step_with_fewer_events_than_its_load_fails_even_with_a_clean_ledger()
 
 def test_every_step_plans_parcels_for_a_third_of_every_stations_compartments(tmp_path):
     sc = parse_scenario(sim.step_scenario("cpython", 40, 60, 10))
-    cl, plan = build(sc, tmp_path)
+    _, plan = build(sc, tmp_path)
     comps = 12 * sim.PER_STATION
     per: dict[str, int] = {}
     for a in plan:
