@@ -29,7 +29,7 @@ from simulator.ledger import LedgerError
 from simulator.runner import REPO, run_scenario
 from simulator.scenario import parse_scenario
 
-STEPS = {"micropython": (50, 100, 200, 300, 400), "cpython": (500, 1000, 2000, 2400)}
+STEPS = {"micropython": (50, 100, 200, 300, 400), "cpython": (100, 200, 500, 1000, 2000)}
 PER_STATION = 4
 BUSY_SHARE = 1 / 3  # of every station's compartments get a parcel within the window
 BUSY_COLLECT = 0.5  # of those parcels are collected within the window
