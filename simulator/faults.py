@@ -20,7 +20,7 @@ from simulator.scenario import Fault
 KILLS = {"gateway_kill": "gateway", "cloud_kill": "cloud", "broker_kill": "broker"}
 RESTART_S = (0.2, 5.0)  # systemd restarts a killed service after this long (RestartSec plus start-up)
 KILL_JITTER = 0.4  # each interval between kills is `every` times 1 +- this, so the kinds interleave
-POWER_CUT_WAIT_S = 4.0
+POWER_CUT_WAIT_S = 4.0  # power_cut: how long it waits for a courier with a door open
 CUT_OFF_S = (0.5, 3.0)  # a locker power cut lasts this long
 CUT_GAP_S = (1.0, 4.0)  # between the cuts of one locker_power_cut
 FAULT_GRACE_S = 20.0  # after a fault ends, reconnects and backoff may still hold events back this long
@@ -152,7 +152,6 @@ class FaultPlayer:
             await asyncio.sleep(max(dur, 1))
             await self.cl.ctl(lk, "occ", c=c, v="real")  # repaired, it reads what is inside
 
-
     async def _by_hand(self, kind: str, station: str) -> None:
         """Hands the system never sees: a thief takes a parcel out through a forced door (`theft`), or someone
         pushes a parcel into an empty compartment through a forced door (`stray_parcel`)."""
@@ -190,6 +189,7 @@ class FaultPlayer:
                 await asyncio.sleep(max(0.0, t_next - time.monotonic()))
 
     async def _kill_once(self, comp: str) -> None:
+        """One SIGKILL and its restart; the time the process was away is a fault window of the ledger."""
         host = self.rng.randrange(self.cl.gateway_hosts) if comp == "gateway" else 0
         scope = set(self.cl.stations_of_host(host)) if comp == "gateway" else None
         delay = self.rng.uniform(*RESTART_S)
