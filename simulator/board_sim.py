@@ -2,7 +2,9 @@
 
 Coils jam with a probability, doors spring open and are closed (or left open) by people, occupancy
 sensors can read out of range, the keypad receives keys at a typing speed, the supply voltage sags and
-the Wi-Fi signal flaps. Everything random comes from a per-board xorshift generator seeded by the
+the Wi-Fi signal flaps. The board also knows what is physically inside each compartment (`contents`: the
+parcels people put in and took out), which the physical ledger compares with what the cloud and the
+villagers were told. Everything random comes from a per-board xorshift generator seeded by the
 scenario, so a run is repeatable.
 """
 
@@ -68,6 +70,7 @@ class BoardSim(SimBoard):
         self.jams = 0
         self.occ_faults = 0
         self.reboot_wanted = False
+        self.contents = {}  # compartment -> ids of the parcels physically inside (a power cut keeps them)
         self._log = log or (lambda *a: None)
 
     # ---- the Hal port ----
@@ -133,6 +136,22 @@ class BoardSim(SimBoard):
             v = None
             self.occ_faults += 1
         self.occupied[n] = v
+        self._touch()
+
+    def put(self, n, item):
+        """A person puts parcel `item` into compartment n: it is inside, and the sensor reads it."""
+        self.contents.setdefault(n, []).append(item)
+        self.set_occ(n, True)
+
+    def take(self, n):
+        """A person takes out whatever is inside n; returns the parcels taken."""
+        items = self.contents.pop(n, [])
+        self.set_occ(n, False)
+        return items
+
+    def sense_again(self, n):
+        """A faulty sensor works again: it reads what is physically inside."""
+        self.occupied[n] = bool(self.contents.get(n))
         self._touch()
 
     def add_keys(self, keys):

@@ -96,6 +96,11 @@ class SmsSink:
                 return
             self.by_ref[ref] = (code.group(1), time.time())
 
+    def codes(self) -> dict[str, str]:
+        """Every parcel's latest code (by the parcel's ref), as its recipient last read it."""
+        with self.lock:
+            return {ref: c for ref, (c, _) in self.by_ref.items()}
+
     def code(self, ref: str) -> tuple[str, float] | None:
         """The code the SMS about this parcel carried, and when it came."""
         with self.lock:
@@ -165,9 +170,9 @@ class GwClient:
 
     async def call(self, op: str, timeout: float = 30, **kw) -> dict:
         async with self.lock:
-            if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 24)
             try:
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 24)
                 self.writer.write(json.dumps({"op": op, **kw}).encode() + b"\n")
                 await self.writer.drain()
                 line = await asyncio.wait_for(self.reader.readline(), timeout)
@@ -226,6 +231,7 @@ class Cluster:
         self.gwhosts: list[GwClient] = []
         self.sms: SmsSink | None = None
         self.http = httpx.Client(timeout=30)
+        self._restart_locks: dict[str, threading.Lock] = {}
 
     @property
     def cloud_url(self) -> str:
@@ -279,6 +285,10 @@ class Cluster:
                     env, self.workdir / "cloud.log")
         proc.start()
         self.procs["cloud"] = proc
+        self._wait_cloud()
+
+    def _wait_cloud(self) -> None:
+        proc = self.procs["cloud"]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
@@ -377,6 +387,45 @@ class Cluster:
         self.procs["broker"].stop(kill=kill)
         self.procs["broker"].start()
         wait_port("127.0.0.1", self.mqtt_port, 15)
+
+    # ---- chaos: SIGKILL and a restart, as systemd would -------------------------------------------------------
+    @property
+    def gateway_hosts(self) -> int:
+        return len(self.gwhosts)
+
+    def stations_of_host(self, host: int) -> list[str]:
+        return [s for s, h in self.station_host.items() if h == host]
+
+    def _proc_of(self, component: str, host: int = 0) -> tuple[Proc, threading.Lock]:
+        name = {"cloud": "cloud", "broker": "broker"}.get(component, f"gw{host}")
+        return self.procs[name], self._restart_locks.setdefault(name, threading.Lock())
+
+    def kill(self, component: str, host: int = 0) -> None:
+        """SIGKILL the cloud, the broker or gateway host `host`: nothing flushed, no goodbye."""
+        proc, lock = self._proc_of(component, host)
+        with lock:
+            proc.stop(kill=True)
+
+    def revive(self, component: str, host: int = 0) -> None:
+        """Start a killed process again and wait until it serves; a running one is left alone."""
+        proc, lock = self._proc_of(component, host)
+        with lock:
+            if proc.alive:
+                return
+            proc.start()
+            if component == "cloud":
+                self._wait_cloud()
+            elif component == "broker":
+                wait_port("127.0.0.1", self.mqtt_port, 15)
+            else:
+                self._wait_port(self.gwhosts[host].port, proc, 60 + len(self.stations_of_host(host)) * 0.2)
+
+    def revive_all(self) -> None:
+        """Every process of the county runs again (a run may end while one is down)."""
+        self.revive("cloud")
+        self.revive("broker")
+        for h in range(self.gateway_hosts):
+            self.revive("gateway", h)
 
     def _start_gateways(self) -> None:
         ids = list(self.station_cfgs)

@@ -116,11 +116,13 @@ class Controller:
             _hard_close(s.writer)
 
     def state(self):
-        d = {"id": self.id, "on": self.task is not None, "doors": {}, "occ": {}, "led": self.board.led,
+        d = {"id": self.id, "on": self.task is not None, "doors": {}, "occ": {}, "inside": {}, "led": self.board.led,
              "display": self.board.text, "jams": self.board.jams, "occ_faults": self.board.occ_faults}
         for n in self.board.doors:
             d["doors"][str(n)] = self.board.doors[n]
             d["occ"][str(n)] = self.board.occupied[n]
+            if self.board.contents.get(n):
+                d["inside"][str(n)] = self.board.contents[n]
         if self.app is not None and self.task is not None:
             st = self.app.status()
             for k in ("boot", "seq", "outbox", "comps", "vault", "lock_left", "fails", "connected"):
@@ -211,6 +213,9 @@ class Host:
         op = req["op"]
         if op == "summary":
             return {"ok": True, "ctrls": {k: c.brief() for k, c in self.ctrls.items()}}
+        if op == "contents":
+            return {"ok": True, "inside": {k: {str(n): v for n, v in c.board.contents.items() if v}
+                                           for k, c in self.ctrls.items()}}
         if op == "flush":
             for c in self.ctrls.values():
                 c.board.flush()
@@ -231,7 +236,14 @@ class Host:
             b.set_door(int(req["c"]), bool(req["open"]))
         elif op == "occ":
             v = req["v"]
-            b.set_occ(int(req["c"]), None if v is None else bool(v))
+            if v == "real":
+                b.sense_again(int(req["c"]))
+            else:
+                b.set_occ(int(req["c"]), None if v is None else bool(v))
+        elif op == "put":
+            b.put(int(req["c"]), req["item"])
+        elif op == "take":
+            return {"ok": True, "taken": b.take(int(req["c"]))}
         elif op == "jam":
             b.jammed[int(req["c"])] = bool(req["v"])
         elif op == "fill":
@@ -274,16 +286,21 @@ class Host:
         return []
 
     async def _fill(self, ctl, req):
-        """A courier waits for the door to spring, puts the parcel in (or not) and closes it."""
+        """A courier waits for the door to spring, puts parcel `item` in and closes it; with parcel false
+        (the agent's handover) he takes out what is inside instead."""
         b = ctl.board
         c = int(req["c"])
         if not await self._wait_door(b, [c], req.get("timeout_ms", 5000)):
             return {"ok": True, "opened": False}
         await asyncio.sleep_ms(req.get("hold_ms", 300))
-        b.set_occ(c, bool(req.get("parcel", True)))
+        taken = []
+        if req.get("parcel", True):
+            b.put(c, req.get("item") or "?")
+        else:
+            taken = b.take(c)
         await asyncio.sleep_ms(req.get("leave_open_ms", 0))
         b.set_door(c, False)
-        return {"ok": True, "opened": True}
+        return {"ok": True, "opened": True, "taken": taken}
 
     async def _collect(self, ctl, req):
         """A villager types a code, takes what is behind every door that opens and closes them."""
@@ -296,12 +313,13 @@ class Host:
             await asyncio.sleep_ms(300)  # the other doors of the same code spring within a few ticks
             opened = [n for n in cs if b.doors[n]]
         await asyncio.sleep_ms(req.get("hold_ms", 400))
+        taken = []
         for n in opened:
-            b.set_occ(n, False)
+            taken += b.take(n)
         await asyncio.sleep_ms(req.get("leave_open_ms", 0))
         for n in opened:
             b.set_door(n, False)
-        return {"ok": True, "opened": opened}
+        return {"ok": True, "opened": opened, "taken": taken}
 
 
 def main(path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,3 +166,25 @@ class Ledger:
                         "arrived": len(arrivals), "outage_s": round(w.end - w.start, 1),
                         "catch_up_s": round(max(arrivals) - w.end, 1) if arrivals else None})
         return out
+
+    def timeline(self, to_h: Callable[[float], float], start_h: float, windows: list[Window]) -> dict:
+        """Per simulated hour (to_h: wall time -> simulated hour): events produced, events reaching the cloud,
+        pickups, alarms by kind; and the fault windows."""
+        hours: dict[int, dict] = {}
+
+        def slot(at: float) -> dict:
+            return hours.setdefault(int(to_h(at)), {"events": 0, "in_cloud": 0, "pickups": 0, "alarms": {}})
+
+        for key, (at, typ, kind) in self.produced.items():
+            s = slot(at)
+            s["events"] += 1
+            if typ == "pickup":
+                s["pickups"] += 1
+            elif typ == "alarm":
+                s["alarms"][kind or "?"] = s["alarms"].get(kind or "?", 0) + 1
+            seen = self.seen.get(key)
+            if seen is not None:
+                slot(seen)["in_cloud"] += 1
+        return {"start_h": start_h, "hours": {str(h): hours[h] for h in sorted(hours)},
+                "faults": [{"kind": w.kind, "from_h": round(to_h(w.start), 2), "to_h": round(to_h(w.end), 2)}
+                           for w in windows]}

@@ -73,8 +73,43 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
+BUSY_DEPOSITS = 0.35  # a busy hour's vans all call within this share of the run
+BUSY_PICKUP = (0.05, 0.3)  # and its villagers come this share of the run after the SMS
+
+
+def busy_plan(sc: Scenario, stations: list[tuple[str, int]]) -> list[Action]:
+    """A busy hour (双十一 at its peak): stations are (station id, parcels in the run); every carrier's van
+    calls once within the first BUSY_DEPOSITS of the run, and `busy_collect` of the parcels are collected
+    a short while after their SMS, so deposits, pickups and their door events all fall inside the run."""
+    rng = random.Random(sc.seed)
+    pp = sc.people
+    sizes, weights = zip(*pp.sizes.items())
+    acts: list[Action] = []
+    n = 0
+    for st, parcels in stations:
+        share = [parcels // len(pp.carriers) + (1 if i < parcels % len(pp.carriers) else 0)
+                 for i in range(len(pp.carriers))]
+        for carrier, k in zip(pp.carriers, share):
+            batch = []
+            for _ in range(k):
+                n += 1
+                collect = rng.random() < sc.busy_collect
+                batch.append(Parcel(
+                    station=st, carrier=carrier, waybill=f"SIM{sc.seed % 1000:03d}{n:07d}",
+                    phone=f"139{(n * 7919 + sc.seed) % 10**8:08d}", size=rng.choices(sizes, weights)[0],
+                    typo=rng.random() < pp.typo_p, ms_per_key=rng.randint(*pp.ms_per_key),
+                    pickup_delay_h=sc.hours * rng.uniform(*BUSY_PICKUP) if collect else None))
+            if batch:
+                at = sc.start_h + sc.hours * BUSY_DEPOSITS * rng.random()
+                acts.append(Action(at, len(acts), "visit", st, batch, {"carrier": carrier}))
+    acts.sort()
+    return acts
+
+
 def make_plan(sc: Scenario, stations: list[tuple[str, int]]) -> list[Action]:
     """stations: (station id, normal-day volume). Returns the actions of the run, earliest first."""
+    if sc.busy_share:
+        return busy_plan(sc, stations)
     rng = random.Random(sc.seed)
     pp = sc.people
     end_h = sc.start_h + sc.hours

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -23,21 +24,24 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from jincun import provision
 from simulator import intruder
 from simulator.cluster import AGENT_ID, AGENT_PIN, COURIER_ID, COURIER_PIN, Cluster, ClusterError, StationSpec
 from simulator.county import make_county, pick
+from simulator.faults import FAULT_GRACE_S, FaultPlayer
 from simulator.ledger import Ledger, LedgerError, Window
 from simulator.people import Action, Parcel, elderly_phones, make_plan, pickup_hour
-from simulator.scenario import Fault, Scenario, ScenarioError, load_scenario
+from simulator.pgdb import fresh_database
+from simulator.physical import NO_SMS, read_cloud, reconcile
+from simulator.scenario import Scenario, ScenarioError, load_scenario
 
 log = logging.getLogger("jincun.sim")
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIO = REPO / "simulator" / "scenarios" / "normal-day.yaml"
-CLEAN_KEYS = ("lost", "duplicates", "late", "unexpected")
-FAULT_GRACE_S = 20.0  # after a fault ends, reconnects and backoff may still hold events back this long
+CLEAN_KEYS = ("lost", "duplicates", "late", "unexpected", "stranded_parcels", "phantom_parcels")
 DEPOSIT_TIMEOUT_S = 20.0
 WARMUP_MAX_S = 180.0
-POWER_CUT_WAIT_S = 4.0
+PHYSICAL_SETTLE_S = 60.0  # after the drain, SMS still queued in the cloud (retried every 30 s) may go out
 LOG_EVERY_S = 15.0
 
 
@@ -49,7 +53,7 @@ class Tally:
         self.n[k] = self.n.get(k, 0) + by
 
 
-class Play:
+class Play(FaultPlayer):
     """Plays one scenario against a running cluster."""
 
     def __init__(self, sc: Scenario, cl: Cluster, plan: list[Action], console: Console, live: bool) -> None:
@@ -75,6 +79,9 @@ class Play:
         self.peak_depth = 0
         self.uplinks_down = 0
         self.intrusions: list[dict] = []
+        self.kills: dict[str, int] = {}
+        self.broker_down = asyncio.Event()
+        self.physical: dict = {}
         self.ledger_files = {lk: (self.cl.locker_station[lk], self.cl.locker_dir(lk) / "ledger.jsonl")
                              for lk in self.cl.locker_station}
 
@@ -186,7 +193,7 @@ class Play:
         if cut is not None:
             await self._deposit_with_power_cut(p, cut)
         else:
-            res = await self.cl.ctl(p.locker, "fill", c=p.c, hold_ms=300)
+            res = await self.cl.ctl(p.locker, "fill", c=p.c, item=p.waybill, hold_ms=300)
             if not res.get("opened"):
                 p.outcome = "door_did_not_open"
                 self.t.inc("deposits_jammed")
@@ -203,30 +210,6 @@ class Play:
             self.spawn(self._collect(p))
         else:
             self.t.inc("never_collected")
-
-    async def _deposit_with_power_cut(self, p: Parcel, off_s: float) -> None:
-        """The controller loses power while the courier has the door open; he finishes anyway."""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            st = await self.cl.ctl(p.locker, "state")
-            if st["doors"].get(str(p.c)):
-                break
-            await asyncio.sleep(0.05)
-        await self.cl.ctl(p.locker, "power", on=False)
-        self.t.inc("power_cuts")
-        await asyncio.sleep(0.3)
-        await self.cl.ctl(p.locker, "occ", c=p.c, v=True)
-        await self.cl.ctl(p.locker, "door", c=p.c, open=False)
-        await asyncio.sleep(max(1.0, off_s))
-        await self.cl.ctl(p.locker, "power", on=True)
-
-    async def _plain_power_cut(self, station: str) -> None:
-        """No courier came: the power fails at a quiet locker."""
-        lk = self.rng.choice(self.lockers_of[station])
-        await self.cl.ctl(lk, "power", on=False)
-        self.t.inc("power_cuts")
-        await asyncio.sleep(2.0)
-        await self.cl.ctl(lk, "power", on=True)
 
     async def _deposit_state(self, p: Parcel) -> str:
         url = f"{self.cl.gateway_url(p.station)}/api/v1/deposits/{p.ref}"
@@ -302,9 +285,19 @@ class Play:
 
     async def _door_to_door(self, p: Parcel) -> None:
         """The village agent takes the parcel out for an elderly villager and brings it to the door."""
-        tok = await self._agent(p.station)
-        r = await self.http.post(f"{self.cl.gateway_url(p.station)}/api/v1/terminal/handover", json={"ref": p.ref},
-                                 headers={"Authorization": f"Bearer {tok}"})
+        try:
+            for _ in range(2):  # a restarted gateway forgot the agent's session: log in again
+                tok = await self._agent(p.station)
+                r = await self.http.post(f"{self.cl.gateway_url(p.station)}/api/v1/terminal/handover",
+                                         json={"ref": p.ref}, headers={"Authorization": f"Bearer {tok}"})
+                if r.status_code != 401:
+                    break
+                self.agent_tokens.pop(p.station, None)
+        except httpx.HTTPError as exc:  # the gateway is restarting: the parcel stays in the locker
+            p.outcome = "handover_unreachable"
+            self.t.inc("handovers_failed")
+            log.warning("handover at %s: %s", p.station, exc)
+            return
         if r.status_code != 200:
             p.outcome = f"handover_{r.status_code}"
             self.t.inc("handovers_failed")
@@ -315,11 +308,17 @@ class Play:
         self.t.inc("door_to_door" if res.get("opened") else "handovers_failed")
 
     async def _outbound(self, a: Action) -> None:
-        tok = await self._agent(a.station)
         i = a.info
-        r = await self.http.post(f"{self.cl.gateway_url(a.station)}/api/v1/terminal/outbound", json={
-            "carrier": i["carrier"], "sender_phone": i["phone"], "sender_name": "示例农户", "dest": "示例市农产品市场",
-            "weight_g": i["weight_g"], "produce": i["produce"]}, headers={"Authorization": f"Bearer {tok}"})
+        try:
+            tok = await self._agent(a.station)
+            r = await self.http.post(f"{self.cl.gateway_url(a.station)}/api/v1/terminal/outbound", json={
+                "carrier": i["carrier"], "sender_phone": i["phone"], "sender_name": "示例农户",
+                "dest": "示例市农产品市场", "weight_g": i["weight_g"], "produce": i["produce"]},
+                headers={"Authorization": f"Bearer {tok}"})
+        except httpx.HTTPError as exc:
+            self.t.inc("outbound_refused")
+            log.warning("outbound at %s: %s", a.station, exc)
+            return
         self.t.inc("outbound_ok" if r.status_code == 201 else "outbound_refused")
 
     # ---- bad actors --------------------------------------------------------------------------------------
@@ -342,93 +341,10 @@ class Play:
         self.t.inc("impersonations")
         self.t.inc("impersonations_refused" if res["guessed_password_refused"] else "impersonations_admitted")
 
-    # ---- faults ------------------------------------------------------------------------------------------
-    def _stations_for(self, f: Fault) -> list[str]:
-        ids = [s.id for s in self.cl.stations]
-        if f.stations == "all":
-            return ids
-        return self.rng.sample(ids, min(len(ids), f.stations))
-
-    async def _faults(self) -> None:
-        for f in sorted(self.sc.faults, key=lambda f: f.at):
-            await self.until_h(f.at)
-            self.spawn(self._fault(f))
-
-    async def _fault(self, f: Fault) -> None:
-        sts = self._stations_for(f)
-        dur = self.sc.real_s(f.duration)
-        now = time.monotonic() - self.t0 + self.wall0
-        self.active[f.kind] = self.active.get(f.kind, 0) + 1
-        self.t.inc(f"fault_{f.kind}")
-        scope = None if f.stations == "all" or f.kind == "broker_restart" else set(sts)
-        try:
-            if f.kind == "uplink_down":
-                self.windows.append(Window(f.kind, scope, now, now + dur))
-                await asyncio.gather(*(self.cl.gw(s, "uplink", up=False) for s in sts))
-                self.console.log(f"uplink down at {len(sts)} station(s) for {f.duration / 3600:g} h")
-                await asyncio.sleep(dur)
-                await asyncio.gather(*(self.cl.gw(s, "uplink", up=True) for s in sts))
-                self.console.log(f"uplink up again at {len(sts)} station(s)")
-            elif f.kind == "broker_restart":
-                for i in range(f.count):
-                    t = time.monotonic() - self.t0 + self.wall0
-                    self.windows.append(Window(f.kind, None, t, t + 5))
-                    await asyncio.to_thread(self.cl.restart_broker, kill=bool(i % 2))
-                    self.t.inc("broker_restarts")
-                    if i + 1 < f.count:
-                        await asyncio.sleep(self.sc.real_s(f.every))
-            elif f.kind == "disk_full":
-                self.windows.append(Window(f.kind, scope, now, now + dur))
-                await asyncio.gather(*(self.cl.gw(s, "disk_full", on=True) for s in sts))
-                await asyncio.sleep(dur)
-                await asyncio.gather(*(self.cl.gw(s, "disk_full", on=False) for s in sts))
-            elif f.kind == "power_cut":
-                self.windows.append(Window(f.kind, scope, now, now + dur + 30))
-                for s in sts:
-                    self.cut_next[s] = max(1.0, dur)
-                await asyncio.sleep(POWER_CUT_WAIT_S)  # hoping to catch a courier with a door open
-                await asyncio.gather(*(self._plain_power_cut(s) for s in sts if self.cut_next.pop(s, None)))
-            elif f.kind == "wifi_flap":
-                self.windows.append(Window(f.kind, scope, now, now + dur))
-                await self._each_locker(sts, "flap", ms=int(dur * 1000), period_ms=int(f.period_s * 1000))
-                await asyncio.sleep(dur)
-            elif f.kind == "clock_skew":
-                await self._each_locker(sts, "skew", s=f.seconds)
-            elif f.kind == "voltage_sag":
-                await self._each_locker(sts, "sag", v=f.volts, ms=int(max(dur, 1) * 1000))
-            elif f.kind == "door_ajar":
-                self.ajar_next.update(sts)
-            elif f.kind in ("lock_jam", "sensor_fault", "forced_open"):
-                await asyncio.gather(*(self._board_fault(f, s, dur) for s in sts))
-        finally:
-            self.active[f.kind] -= 1
-
-    async def _each_locker(self, sts: list[str], op: str, **kw) -> None:
-        await asyncio.gather(*(self.cl.ctl(lk, op, **kw) for s in sts for lk in self.lockers_of[s]))
-
-    async def _board_fault(self, f: Fault, station: str, dur: float) -> None:
-        lk = self.rng.choice(self.lockers_of[station])
-        st = await self.cl.ctl(lk, "state")
-        comps = st.get("comps") or []
-        if f.kind == "forced_open":
-            c = self.rng.choice(comps)["n"]
-            await self.cl.ctl(lk, "door", c=c, open=True)  # a crowbar: the door opens with no lock pulse
-            await asyncio.sleep(1.0)
-            await self.cl.ctl(lk, "door", c=c, open=False)
-            return
-        empty = [x["n"] for x in comps if x["st"] == "empty"] or [comps[0]["n"]]
-        c = self.rng.choice(empty)
-        if f.kind == "lock_jam":
-            await self.cl.ctl(lk, "jam", c=c, v=True)
-            await asyncio.sleep(max(dur, 1))
-            await self.cl.ctl(lk, "jam", c=c, v=False)  # maintenance frees the bolt
-        else:
-            await self.cl.ctl(lk, "occ", c=c, v=None)
-            await asyncio.sleep(max(dur, 1))
-            await self.cl.ctl(lk, "occ", c=c, v=False)
-
     async def _restore(self) -> None:
-        """The run is over: every link and disk works again, so what was held back can drain."""
+        """The run is over: every process runs, every link and disk works again, so what was held back can
+        drain."""
+        await asyncio.to_thread(self.cl.revive_all)
         for s in self.cl.stations:
             await self.cl.gw(s.id, "uplink", up=True)
         for s in list(self.cut_next):
@@ -524,11 +440,31 @@ class Play:
         return tb
 
     # ---- result ------------------------------------------------------------------------------------------
+    async def _physical(self) -> dict:
+        """The compartments' contents against the cloud and the SMS the villagers got, until they agree or
+        PHYSICAL_SETTLE_S passes (an SMS queued while the cloud or the carrier was down goes out on the
+        notifier's next retry)."""
+        deadline = time.monotonic() + PHYSICAL_SETTLE_S
+        while True:
+            inside: dict[str, dict[int, list[str]]] = {}
+            for r in await asyncio.gather(*(h.call("contents") for h in self.cl.hosts)):
+                inside.update({lk: {int(c): v for c, v in comps.items()} for lk, comps in r["inside"].items() if comps})
+            view = await asyncio.to_thread(read_cloud, self.cl.db_url)
+            res = reconcile(inside, view, self.cl.sms.codes())
+            res["inside"] = sum(len(v) for comps in inside.values() for v in comps.values())
+            # after the drain every event is in the cloud: only an SMS still on its way can change the verdict
+            waiting = any(p["why"] == NO_SMS for p in res["stranded"])
+            if not waiting or time.monotonic() > deadline:
+                return res
+            await asyncio.sleep(2)
+
     async def _result(self, drained: bool) -> dict:
         self.ledger.read_producers(self.ledger_files)
         await asyncio.to_thread(self.ledger.poll_cloud)
         counts = await asyncio.to_thread(self.ledger.counts, self.windows, FAULT_GRACE_S)
         statuses = await asyncio.to_thread(self.ledger.parcel_statuses)
+        phys = await self._physical()
+        counts.update(stranded_parcels=phys["stranded_parcels"], phantom_parcels=phys["phantom_parcels"])
         await self.cl.disconnect()
         n = self.t.n
         res = {
@@ -536,6 +472,9 @@ class Play:
             "controllers": self.cl.n_controllers,
             "deposited": n.get("deposits_ok", 0), "picked_up": n.get("pickups_ok", 0),
             **counts, "drained": drained, "clean": drained and all(counts[k] == 0 for k in CLEAN_KEYS),
+            "kills": dict(sorted(self.kills.items())), "locker_power_cuts": n.get("locker_power_cuts", 0),
+            **self._in_window(),
+            "parcels_inside": phys["inside"], "stranded": phys["stranded"], "phantom": phys["phantom"],
             "door_to_door": n.get("door_to_door", 0), "never_collected": n.get("never_collected", 0),
             "no_room": n.get("deposits_no_room", 0), "typos": n.get("typos", 0),
             "codes_guessed": n.get("codes_guessed", 0), "outbound": n.get("outbound_ok", 0),
@@ -551,27 +490,21 @@ class Play:
         self.ledger.close()
         return res
 
+    def _in_window(self) -> dict:
+        """What the plan set the run to carry, and the events the lockers produced from its start: within
+        the run's real seconds (events_per_s), and with the drain's tail."""
+        parcels = [p for a in self.plan for p in a.parcels]
+        end = self.wall0 + self.sc.run_seconds
+        ats = [at for at, _, _ in self.ledger.produced.values() if at >= self.wall0]
+        inside = sum(1 for at in ats if at <= end)
+        return {"planned_deposits": len(parcels),
+                "planned_pickups": sum(1 for p in parcels if p.pickup_delay_h is not None and not p.elderly),
+                "events_since_start": len(ats), "events_in_window": inside,
+                "events_per_s": round(inside / self.sc.run_seconds, 2)}
+
     def timeline(self) -> dict:
         """Per simulated hour: events produced, events reaching the cloud, pickups, alarms by kind."""
-        hours: dict[int, dict] = {}
-
-        def slot(at: float) -> dict:
-            h = int(self.sc.sim_h(at - self.wall0))
-            return hours.setdefault(h, {"events": 0, "in_cloud": 0, "pickups": 0, "alarms": {}})
-
-        for key, (at, typ, kind) in self.ledger.produced.items():
-            s = slot(at)
-            s["events"] += 1
-            if typ == "pickup":
-                s["pickups"] += 1
-            elif typ == "alarm":
-                s["alarms"][kind or "?"] = s["alarms"].get(kind or "?", 0) + 1
-            seen = self.ledger.seen.get(key)
-            if seen is not None:
-                slot(seen)["in_cloud"] += 1
-        return {"start_h": self.sc.start_h, "hours": {str(h): hours[h] for h in sorted(hours)},
-                "faults": [{"kind": w.kind, "from_h": round(self.sc.sim_h(w.start - self.wall0), 2),
-                            "to_h": round(self.sc.sim_h(w.end - self.wall0), 2)} for w in self.windows]}
+        return self.ledger.timeline(lambda at: self.sc.sim_h(at - self.wall0), self.sc.start_h, self.windows)
 
 
 def build(sc: Scenario, workdir: Path, *, cloud_port: int = 0, database_url: str | None = None
@@ -579,12 +512,18 @@ def build(sc: Scenario, workdir: Path, *, cloud_port: int = 0, database_url: str
     """The county slice, its people's plan and an unstarted cluster for a scenario."""
     county = make_county(sc.county_seed)
     villages = pick(county, sc.stations, seed=sc.seed, order=sc.pick)
-    stations = [(v.id, v.volume) for v in villages]
+    per_station = {v.id: v.lockers if sc.controllers_per_station == "auto" else sc.controllers_per_station
+                   for v in villages}
+    if sc.busy_share:  # a busy hour: parcels for a share of every station's compartments
+        n_comps = len(provision.parse_comps(sc.comps))
+        stations = [(v.id, math.ceil(per_station[v.id] * n_comps * sc.busy_share)) for v in villages]
+    else:
+        stations = [(v.id, v.volume) for v in villages]
     plan = make_plan(sc, stations)
     assist = elderly_phones(plan)
     specs = []
     for v in villages:
-        m = v.lockers if sc.controllers_per_station == "auto" else sc.controllers_per_station
+        m = per_station[v.id]
         specs.append(StationSpec(v.id, v.name, v.town, [f"{v.id}-l{i + 1}" for i in range(m)],
                                  assist.get(v.id, [])))
     cl = Cluster(workdir, specs, runtime=sc.runtime, comps=sc.comps, controllers_per_host=sc.controllers_per_host,
@@ -596,9 +535,13 @@ def build(sc: Scenario, workdir: Path, *, cloud_port: int = 0, database_url: str
 
 
 def run_scenario(sc: Scenario, workdir: Path, *, cloud_port: int = 0, database_url: str | None = None,
-                 live: bool = True, console: Console | None = None) -> dict:
+                 live: bool = True, console: Console | None = None, keep_db: bool = False) -> dict:
     """Start the county, play the scenario, drain, and return the result (ledger counts and more)."""
     console = console or Console(stderr=True)
+    if database_url is None and sc.database == "postgres":
+        with fresh_database(sc.name, keep=keep_db) as url:
+            console.log(f"cloud database: {url.rsplit('/', 1)[-1]} on PostgreSQL")
+            return run_scenario(sc, workdir, cloud_port=cloud_port, database_url=url, live=live, console=console)
     cl, plan = build(sc, workdir, cloud_port=cloud_port, database_url=database_url)
     visits = sum(len(a.parcels) for a in plan if a.kind == "visit")
     console.log(f"{sc.name}: {len(cl.stations)} stations, {cl.n_controllers} controllers ({sc.runtime}), "
@@ -619,7 +562,8 @@ def summary(res: dict, console: Console) -> None:
     tb.add_column("count", justify="right")
     for k in ("stations", "controllers", "deposited", "picked_up", "door_to_door", "never_collected", "no_room",
               "outbound", "typos", "codes_guessed", "impersonations_refused", "events_sent", "events_in_cloud",
-              "lost", "duplicates", "late", "delayed_by_faults", "unexpected", "peak_gateway_outbox",
+              "lost", "duplicates", "late", "delayed_by_faults", "unexpected", "stranded_parcels",
+              "phantom_parcels", "parcels_inside", "kills", "peak_gateway_outbox",
               "real_seconds"):
         tb.add_row(k, str(res.get(k)))
     console.print(tb)
@@ -628,6 +572,11 @@ def summary(res: dict, console: Console) -> None:
             console.print(f"catch-up after a {c['outage_s']} s outage at {c['stations']}: {c['events_held']} "
                           f"events held, {c['arrived']} in the cloud, the last {c['catch_up_s']} s after the "
                           f"link returned")
+    for p in res.get("stranded", [])[:20]:
+        console.print(f"stranded: {p['waybill']} in {p['locker']}/{p['c']}: {p['why']}")
+    for p in res.get("phantom", [])[:20]:
+        console.print(f"phantom: {p['waybill']} held {p['status']} at {p['locker']}/{p['c']}, physically at "
+                      f"{', '.join(p['physically_at']) or 'nowhere'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -640,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runtime", choices=("micropython", "cpython"))
     ap.add_argument("--stations", type=int, help="override the number of stations")
     ap.add_argument("--database-url", help="cloud database (default: SQLite in the workdir)")
+    ap.add_argument("--keep-db", action="store_true", help="keep the PostgreSQL database of a postgres scenario")
     ap.add_argument("--no-live", action="store_true", help="no live progress table")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -658,13 +608,14 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix=f"sim-{sc.name}-", dir=REPO / "var"))
     try:
         res = run_scenario(sc, workdir, cloud_port=args.port, database_url=args.database_url,
-                           live=not args.no_live and console.is_terminal, console=console)
+                           live=not args.no_live and console.is_terminal, console=console, keep_db=args.keep_db)
     except (ClusterError, LedgerError) as exc:
         print(f"simulation failed: {exc}", file=sys.stderr)
         return 1
     summary(res, console)
     keys = ("scenario", "stations", "controllers", "deposited", "picked_up", "events_sent", "events_in_cloud",
-            "lost", "duplicates", "late", "delayed_by_faults", "unexpected", "drained", "clean")
+            "lost", "duplicates", "late", "delayed_by_faults", "unexpected", "stranded_parcels", "phantom_parcels",
+            "kills", "drained", "clean")
     print(json.dumps({k: res[k] for k in keys}, ensure_ascii=False), flush=True)
     return 0 if res["clean"] else 1
 

@@ -10,7 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 FAULT_KINDS = ("uplink_down", "broker_restart", "power_cut", "lock_jam", "door_ajar", "forced_open",
-               "sensor_fault", "wifi_flap", "clock_skew", "disk_full", "voltage_sag")
+               "sensor_fault", "wifi_flap", "clock_skew", "disk_full", "voltage_sag", "gateway_kill", "cloud_kill",
+               "broker_kill", "locker_power_cut", "theft", "stray_parcel")
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
 
@@ -80,6 +81,8 @@ class Fault(_M):
     period_s: float = Field(2.0, gt=0)  # wifi_flap: real seconds up, then down
     seconds: int = 0  # clock_skew
     volts: float = 2.5  # voltage_sag
+    repeat: int = Field(1, ge=1, le=20)  # locker_power_cut: cuts in a row at one controller
+    broker_down: float = Field(0.0, ge=0, le=1)  # locker_power_cut: share of cuts that wait for a broker kill
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -105,6 +108,10 @@ class Scenario(_M):
     volume_factor: float = Field(1.0, gt=0)
     volume_cap: int = Field(0, ge=0)  # 0: none; else at most this many parcels per station per day
     database: Literal["sqlite", "postgres"] = "sqlite"
+    # busy hour: > 0 replaces the day's curve by this share of every station's compartments deposited early
+    # in the run, and busy_collect of those parcels collected before it ends (people.busy_plan)
+    busy_share: float = Field(0.0, ge=0, le=1)
+    busy_collect: float = Field(0.5, ge=0, le=1)
     tele_s: int = Field(60, gt=0)
     ajar_s: int = Field(0, ge=0)  # firmware door-ajar timer in real seconds; 0: 2 simulated hours, min 8 s
     late_s: float = Field(30.0, gt=0)  # an event later than this in reaching the cloud is late
