@@ -450,13 +450,35 @@ class Play(FaultPlayer):
             for r in await asyncio.gather(*(h.call("contents") for h in self.cl.hosts)):
                 inside.update({lk: {int(c): v for c, v in comps.items()} for lk, comps in r["inside"].items() if comps})
             view = await asyncio.to_thread(read_cloud, self.cl.db_url)
-            res = reconcile(inside, view, self.cl.sms.codes())
+            found = {wb for lk, c in await self._found_places() for wb in inside.get(lk, {}).get(c, [])}
+            res = reconcile(inside, view, self.cl.sms.codes(), found)
             res["inside"] = sum(len(v) for comps in inside.values() for v in comps.values())
             # after the drain every event is in the cloud: only an SMS still on its way can change the verdict
             waiting = any(p["why"] == NO_SMS for p in res["stranded"])
             if not waiting or time.monotonic() > deadline:
                 return res
             await asyncio.sleep(2)
+
+    async def _found_places(self) -> set[tuple[str, int]]:
+        """The compartments on the agents' found-parcel lists (GET /api/v1/terminal/found at each station):
+        a parcel lying there is the agent's task, not stranded."""
+        places: set[tuple[str, int]] = set()
+        for s in self.cl.stations:
+            for _ in range(2):  # a restarted gateway forgot the agent's session: log in again
+                try:
+                    tok = await self._agent(s.id)
+                    r = await self.http.get(f"{self.cl.gateway_url(s.id)}/api/v1/terminal/found",
+                                            headers={"Authorization": f"Bearer {tok}"})
+                except httpx.HTTPError as exc:
+                    log.warning("found parcels at %s: %s", s.id, exc)
+                    break
+                if r.status_code == 401:
+                    self.agent_tokens.pop(s.id, None)
+                    continue
+                if r.status_code == 200:
+                    places |= {(f["locker"], int(f["c"])) for f in r.json()["found"]}
+                break
+        return places
 
     async def _result(self, drained: bool) -> dict:
         self.ledger.read_producers(self.ledger_files)
