@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 # the ingest's code is held to this share of the machine's own upsert rate (`ingest_ratio`)
 RATIO_GOAL = 0.6
@@ -17,7 +18,7 @@ def _psycopg_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def _array_literal(values: list) -> str:
+def _array_literal(values: list[Any]) -> str:
     """A PostgreSQL array literal of the values (strings quoted)."""
     def one(v) -> str:
         if isinstance(v, str):
@@ -60,13 +61,13 @@ def pg_ceiling(url: str, *, batch: int, seconds: float, stations: int, lockers: 
     # each array travels as the text literal the server parses (as psycopg would send a list), written once
     # here: the loop's own cost must stay far below the server's (dumping the lists anew cost this client
     # two thirds of a core, and it shares the cores with the server)
-    fixed = {"src": srcs, "boot": ["b0c1d2e3"] * batch, "kind": ["evt"] * batch, "month": [month] * batch,
-             "type": types, "ts": [float(int(now))] * batch, "rx": [now] * batch, "body": bodies}
+    fixed: dict[str, list[Any]] = {
+        "src": srcs, "boot": ["b0c1d2e3"] * batch, "kind": ["evt"] * batch, "month": [month] * batch, "type": types, "ts": [float(int(now))] * batch, "rx": [now] * batch, "body": bodies}
     literals = {name: _array_literal(values) for name, values in fixed.items()}
     station_arrays = [_array_literal([f"bench-{i:04d}"] * batch) for i in range(stations)]
     with psycopg.connect(_psycopg_url(url), autocommit=True) as conn:
-        partitioned = conn.execute("SELECT count(*) FROM pg_partitioned_table t JOIN pg_class c "
-                                   "ON c.oid = t.partrelid WHERE c.relname = 'events'").fetchone()[0] > 0
+        partitioned = _count(conn, "SELECT count(*) FROM pg_partitioned_table t JOIN pg_class c "
+                                   "ON c.oid = t.partrelid WHERE c.relname = 'events'") > 0
         conn.execute(f"DROP TABLE IF EXISTS {CEILING_TABLE}")
         conn.execute(f"CREATE TABLE {CEILING_TABLE} (LIKE events INCLUDING INDEXES INCLUDING CONSTRAINTS)"
                      + (" PARTITION BY RANGE (month)" if partitioned else ""))
@@ -90,13 +91,18 @@ def pg_ceiling(url: str, *, batch: int, seconds: float, stations: int, lockers: 
                     break
             secs = time.perf_counter() - t0
             cpu1 = _backend_cpu_seconds(pid)
-            held = conn.execute(f"SELECT count(*) FROM {CEILING_TABLE}").fetchone()[0]
+            held = _count(conn, f"SELECT count(*) FROM {CEILING_TABLE}")
         finally:
             conn.execute(f"DROP TABLE IF EXISTS {CEILING_TABLE}")
     if held != rows:
         raise RuntimeError(f"the ceiling table holds {held} rows of {rows} written")
     db_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
     return {"rows_per_s": rows / secs, "rows": rows, "seconds": secs, "db_cpu_s": db_cpu}
+
+
+def _count(conn: Any, sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _backend_cpu_seconds(pid: int) -> float | None:
