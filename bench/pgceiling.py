@@ -62,7 +62,8 @@ def pg_ceiling(url: str, *, batch: int, seconds: float, stations: int, lockers: 
     # here: the loop's own cost must stay far below the server's (dumping the lists anew cost this client
     # two thirds of a core, and it shares the cores with the server)
     fixed: dict[str, list[Any]] = {
-        "src": srcs, "boot": ["b0c1d2e3"] * batch, "kind": ["evt"] * batch, "month": [month] * batch, "type": types, "ts": [float(int(now))] * batch, "rx": [now] * batch, "body": bodies}
+        "src": srcs, "boot": ["b0c1d2e3"] * batch, "kind": ["evt"] * batch, "month": [month] * batch, "type": types,
+        "ts": [float(int(now))] * batch, "rx": [now] * batch, "body": bodies}
     literals = {name: _array_literal(values) for name, values in fixed.items()}
     station_arrays = [_array_literal([f"bench-{i:04d}"] * batch) for i in range(stations)]
     with psycopg.connect(_psycopg_url(url), autocommit=True) as conn:
