@@ -1,5 +1,6 @@
-"""`jincun bench cloud`: one uvicorn worker on PostgreSQL; batched gateway ingest, then code and parcel
-lookups at a fixed request rate. The last line printed is one JSON object."""
+"""`jincun bench cloud`: one uvicorn worker on PostgreSQL; batched gateway ingest, set beside the machine's own
+PostgreSQL upsert rate (bench/pgceiling.py), then code and parcel lookups at a fixed request rate. The last line
+printed is one JSON object."""
 
 from __future__ import annotations
 
