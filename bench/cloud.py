@@ -1,5 +1,6 @@
-"""`jincun bench cloud`: one uvicorn worker on PostgreSQL; batched gateway ingest, then code and parcel
-lookups at a fixed request rate. The last line printed is one JSON object."""
+"""`jincun bench cloud`: one uvicorn worker on PostgreSQL; batched gateway ingest, set beside the machine's own
+PostgreSQL upsert rate (bench/pgceiling.py), then code and parcel lookups at a fixed request rate. The last line
+printed is one JSON object."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from urllib.parse import quote, urlparse
 
 import httpx
 
+from bench.pgceiling import RATIO_GOAL, pg_ceiling, ratio_fields
 from simulator.net import free_port
 from simulator.procs import stop_process
 
@@ -344,6 +346,17 @@ def _p(values: list[float], q: float) -> float:
     return round(s[min(len(s) - 1, int(q * len(s)))], 2) if s else 0.0
 
 
+def _ceiling(url: str, args: argparse.Namespace) -> dict:
+    got = pg_ceiling(url, batch=args.batch, seconds=args.ceiling_seconds, stations=args.stations,
+                     lockers=LOCKERS, comps=COMPS)
+    cpu = (f", its backend used {got['db_cpu_s']:.1f} CPU s ({got['db_cpu_s'] / got['rows'] * 10_000:.2f} per 10k rows)"
+           if got["db_cpu_s"] is not None else "")
+    print(f"PostgreSQL ceiling: {got['rows']} rows upserted in {got['seconds']:.1f} s = {got['rows_per_s']:.0f} "
+          f"rows/s (batches of {args.batch}, one connection){cpu}; load average {os.getloadavg()[0]:.1f}",
+          file=sys.stderr)
+    return got
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; prints progress, then one JSON object as the last line."""
     ap = argparse.ArgumentParser(prog="jincun bench cloud", description=__doc__)
@@ -364,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--influx-bucket", default="jincun/autogen", help="InfluxDB bucket (database/retention) for telemetry (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the generated events (default: %(default)s)")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds between ingest and lookups")
+    ap.add_argument("--ceiling-seconds", type=float, default=3.0,
+                    help="seconds of PostgreSQL's own upsert loop, run once before and once after the ingest, "
+                         "for pg_ceiling_rows_per_s and ingest_ratio (default: %(default)s)")
     args = ap.parse_args(argv)
 
     created = influx = None
@@ -415,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         n_items = sum(len(b[1]) for b in batches)
         print(f"ingest: {n_items} items in {len(batches)} batches of {args.batch}, {args.senders} senders",
               file=sys.stderr)
+        ceilings = [_ceiling(url, args)]
         db_before, cloud_before = _db_cpu_seconds(url), _proc_cpu_seconds(proc.pid)
         influx_before = influx.cpu_seconds() if influx else 0.0
         _quiet_gc()
@@ -447,6 +464,14 @@ def main(argv: list[str] | None = None) -> int:
                 break
             last = sent
             time.sleep(2)
+        ceilings.append(_ceiling(url, args))
+        ratio = ratio_fields(eps, [c["rows_per_s"] for c in ceilings])
+        ceiling_cpu = [c["db_cpu_s"] / c["rows"] * 10_000 for c in ceilings if c["db_cpu_s"] is not None]
+        ratio["pg_ceiling_db_cpu_s_per_10k_rows"] = (round(sum(ceiling_cpu) / len(ceiling_cpu), 3)
+                                                     if ceiling_cpu else None)
+        print(f"ingest ratio: {eps:.0f} events/s over PostgreSQL's own {ratio['pg_ceiling_rows_per_s']} rows/s "
+              f"= {ratio['ingest_ratio']} (goal {RATIO_GOAL}: {'met' if ratio['ingest_ratio_met'] else 'not met'})",
+              file=sys.stderr)
         time.sleep(args.settle)
         del batches, warm
         _quiet_gc()
@@ -463,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   args.seed))
         print(f"lookups: {len(lat)} at {args.lookup_rate:.0f}/s (achieved {achieved}/s), p50 {_p(lat, .5)} ms, "
               f"p99 {_p(lat, .99)} ms, {bad} not 200", file=sys.stderr)
-        result = {"ingest_events_per_s": round(eps), "lookup_p99_ms": _p(lat, 0.99),
+        result = {"ingest_events_per_s": round(eps), **ratio, "lookup_p99_ms": _p(lat, 0.99),
                   "lookup_rate": args.lookup_rate, "lookup_p50_ms": _p(lat, 0.5), "lookup_errors": bad,
                   "lookup_seconds": args.lookup_seconds, "lookup_warmup_s": args.lookup_warmup,
                   "ingest_items": applied, "ingest_errors": errors,
