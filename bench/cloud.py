@@ -207,7 +207,7 @@ class _Conn:
         self.writer: asyncio.StreamWriter | None = None
 
     @classmethod
-    def to(cls, base: str) -> "_Conn":
+    def to(cls, base: str) -> _Conn:
         """A connection to the server at the base URL `base` (not opened yet)."""
         url = urlparse(base)
         return cls(url.hostname or "127.0.0.1", url.port or 80)
@@ -301,7 +301,8 @@ def _db_cpu_seconds(url: str) -> float:
     eng = create_engine(PG_ADMIN_URL)
     try:
         with eng.connect() as conn:
-            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": name}).scalars().all()
+            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+                                {"d": name}).scalars().all()
     finally:
         eng.dispose()
     ticks = os.sysconf("SC_CLK_TCK")
@@ -352,8 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=100_000, help="ingest items to send in total")
     ap.add_argument("--batch", type=int, default=500, help="events per ingest batch (default: %(default)s)")
     ap.add_argument("--senders", type=int, default=8, help="concurrent gateways sending")
-    ap.add_argument("--lookup-rate", type=float, default=500.0, help="pickup-code look-ups per second offered (default: %(default)s)")
-    ap.add_argument("--lookup-seconds", type=float, default=10.0, help="seconds of measured look-ups (default: %(default)s)")
+    ap.add_argument("--lookup-rate", type=float, default=500.0,
+                    help="pickup-code look-ups per second offered (default: %(default)s)")
+    ap.add_argument("--lookup-seconds", type=float, default=10.0,
+                    help="seconds of measured look-ups (default: %(default)s)")
     ap.add_argument("--lookup-warmup", type=float, default=2.0,
                     help="seconds of lookups at the same rate before the measured ones (not counted)")
     ap.add_argument("--telemetry", choices=("auto", "sql", "influxdb"), default="auto",
@@ -361,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                          "auto: influxdb when `influxd` is installed, else sql")
     ap.add_argument("--influx-url", help="InfluxDB 2.x-compatible write URL of a running server (telemetry store)")
     ap.add_argument("--influx-query-url", help="InfluxQL /query base URL if not the write URL")
-    ap.add_argument("--influx-bucket", default="jincun/autogen", help="InfluxDB bucket (database/retention) for telemetry (default: %(default)s)")
+    ap.add_argument("--influx-bucket", default="jincun/autogen",
+                    help="InfluxDB bucket (database/retention) for telemetry (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the generated events (default: %(default)s)")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds between ingest and lookups")
     args = ap.parse_args(argv)

@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--procs", type=int, default=2, help="publisher processes")
     ap.add_argument("--day", type=int, default=1_000_000,
                     help="then buffer this many events with the uplink down and time the drain (0: skip)")
-    ap.add_argument("--day-rate", type=float, default=3000, help="events per second offered during the backlog run (default: %(default)s)")
+    ap.add_argument("--day-rate", type=float, default=3000,
+                    help="events per second offered during the backlog run (default: %(default)s)")
     ap.add_argument("--keep-up-ms", type=float, default=1000.0,
                     help="a step is held only if p99 publish-to-durable stays under this")
     ap.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, stats into FILE")

@@ -303,7 +303,7 @@ def check_villages(rows: list[list[str]], problems: list[Problem]) -> list[Villa
         found: list[Problem] = []
 
         def bad(name: str, reason: str) -> None:
-            found.append(Problem(table, n, spelled.get(name, name), reason))
+            found.append(Problem(table, n, spelled.get(name, name), reason))  # noqa: B023 -- used in this row only
 
         code = unicodedata.normalize("NFKC", cells["code"]).replace(" ", "")
         name, town = cells["name"], cells["town"]
@@ -382,7 +382,8 @@ def check_points(rows: list[list[str]], problems: list[Problem], *, village_code
         found: list[Problem] = []
 
         def bad(name: str, reason: str) -> None:
-            found.append(Problem(table, n, spelled.get(name, POINT_COLUMNS[name][0]), reason))
+            # noqa below: bad() is called only while this row is read
+            found.append(Problem(table, n, spelled.get(name, POINT_COLUMNS[name][0]), reason))  # noqa: B023
 
         sid, name = cells["id"], cells["name"]
         if not STATION_ID_RE.match(sid):

@@ -91,4 +91,5 @@ def open_cap_crossed(session: Session, settings: Settings, who: Principal, stati
     text = f"remote opens refused: {who.name} ({who.role}) reached the {scope} limit of {limit}"
     if raise_alarm(session, station_id=station_id, kind=ALARM_OPEN_CAP, text=text, now=now) and settings.duty_phone:
         session.add(Notification(phone=settings.duty_phone, status="queued", attempts=0, ref=None, created_at=now,
-                                 text=f"【进村】告警：远程开柜被拒（{scope} 上限 {limit}），操作员 {who.name}，站点 {station_id}。"))
+                                 text=f"【进村】告警：远程开柜被拒（{scope} 上限 {limit}），"
+                                      f"操作员 {who.name}，站点 {station_id}。"))

@@ -17,9 +17,9 @@ from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticat
 from .deps import ServicesDep
 from .errors import CommandRefused, Conflict, NotFound
 from .models import Alarm, Carrier, Command, Courier, Recipient, User
-from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup, CodeResend,
-                      CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic, GatewayHealthPublic,
-                      ParcelPublic,
+from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup,
+                      CodeResend, CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic,
+                      GatewayHealthPublic, ParcelPublic,
                       ReasonBody, RecipientPublic, RecipientUpdate, TokenPublic, UserCreate, UserPublic)
 from .storage import SessionDep
 

@@ -8,7 +8,8 @@ table, only the changed columns of the changed rows.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
+from collections.abc import Iterable
 
 import orjson
 from sqlalchemy import Table, and_, bindparam, insert, select
@@ -185,9 +186,10 @@ def _update_portable(session: Session, cls: type[PlainRow], found: list[tuple[Pl
     # primary-key order, as the unit of work updates, so concurrent writers take row locks alike
     for names, objs in shapes.items():
         objs.sort(key=lambda o: tuple(getattr(o, k) for k in keys))
+        # noqa below: _cached calls the builder at once, within this iteration
         stmt = _cached(("update-portable", table.name, names), lambda: table.update().where(
             and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys))).values(
-            {name: bindparam(f"v_{name}") for name in names}))
+            {name: bindparam(f"v_{name}") for name in names}))  # noqa: B023
         session.execute(stmt, [{**{f"k_{k}": getattr(o, k) for k in keys},
                                 **{f"v_{n}": getattr(o, n) for n in names}} for o in objs])
 

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     otp_limit_per_hour: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
-    def _check(self) -> "Settings":
+    def _check(self) -> Settings:
         if not self.admin_token:
             if not self.demo:
                 raise ValueError("JINCUN_ADMIN_TOKEN is required (at least 16 characters) unless JINCUN_DEMO=1")

@@ -139,8 +139,8 @@ def among(column, name: str, *, pg: bool) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))
 
 
-_PG_ARRAY_TYPES = {"INTEGER": "integer", "BIGINT": "bigint", "BIGINTEGER": "bigint", "FLOAT": "double precision", "VARCHAR": "text",
-                   "TEXT": "text", "BOOLEAN": "boolean", "JSON": "json"}
+_PG_ARRAY_TYPES = {"INTEGER": "integer", "BIGINT": "bigint", "BIGINTEGER": "bigint", "FLOAT": "double precision",
+                   "VARCHAR": "text", "TEXT": "text", "BOOLEAN": "boolean", "JSON": "json"}
 
 
 def _pg_type(table: Table, name: str) -> str:

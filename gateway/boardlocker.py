@@ -72,7 +72,7 @@ def sensed_occupancy(comp: Compartment) -> bool:
 class BoardLocker:
     """One lock board (16 locks) acting as locker `cfg.id` of this station."""
 
-    def __init__(self, cfg: "BoardConfig", link: "LockerLink", outbox: "Outbox", counters: Counters,
+    def __init__(self, cfg: BoardConfig, link: LockerLink, outbox: Outbox, counters: Counters,
                  bus: SerialBus | None = None) -> None:
         self.cfg = cfg
         self.id = cfg.id

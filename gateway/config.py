@@ -65,7 +65,7 @@ class GatewayConfig(_Model):
     firmware: FirmwareConfig = FirmwareConfig()
 
     @model_validator(mode="after")
-    def _firmware_dir(self) -> "GatewayConfig":
+    def _firmware_dir(self) -> GatewayConfig:
         if self.firmware.dir is None:
             self.firmware = self.firmware.model_copy(update={"dir": self.db.parent / "firmware"})
         return self

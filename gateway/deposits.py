@@ -190,7 +190,8 @@ class Deposits:
             await self._deposited(locker, evt["c"], evt["ref"])
         elif t == "deposit_void":
             await self.outbox.run(lambda conn: conn.execute(
-                "UPDATE parcels SET state='void', updated=? WHERE ref=? AND state='opening'", (time.time(), evt["ref"])))
+                "UPDATE parcels SET state='void', updated=? WHERE ref=? AND state='opening'",
+                (time.time(), evt["ref"])))
             self.counters.inc("deposits_void")
         elif t == "pickup":
             await self.outbox.run(lambda conn: conn.execute(

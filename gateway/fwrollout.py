@@ -321,7 +321,7 @@ class Rollouts:
             log.info("locker %s took the offer of firmware %s", locker, ver)
             try:
                 return await asyncio.wait_for(fut, self.locker_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 try:
                     await self.link.send_command(locker, "fw_abort", wait=False, ver=ver)
                 except LockerError as exc:

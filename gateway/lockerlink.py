@@ -11,7 +11,8 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
 
 from jincun.mirror import mirror
 
@@ -745,7 +746,7 @@ class LockerLink:
             await self._publish(locker, "cmd", payload)
             self.counters.inc("cmds_sent")
             return await asyncio.wait_for(fut, timeout or self.cfg.gateway.cmd_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.counters.inc("cmd_timeouts")
             raise CommandTimeout(f"locker {locker} did not ack {op} {cmd_id}") from None
         finally:

@@ -18,9 +18,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from . import const as C
 from .counters import Counters
@@ -61,7 +62,7 @@ class Record:
 _ROWS_PER_INSERT = 500  # 3,000 parameters a statement; SQLite takes 32,766 since 3.32
 
 
-@lru_cache(maxsize=None)
+@cache
 def _insert_sql(n: int) -> str:
     return "INSERT OR IGNORE INTO outbox (src, boot, seq, kind, rx, body) VALUES " + ",".join(["(?,?,?,?,?,?)"] * n)
 
@@ -100,7 +101,7 @@ def savepoint(conn: sqlite3.Connection, name: str) -> Iterator[None]:
     conn.execute(f"RELEASE {name}")
 
 
-def body_text(rec: "Record") -> str:
+def body_text(rec: Record) -> str:
     """The JSON text stored for a record: its raw text as received, else its body written out."""
     if rec.raw is not None:
         return rec.raw

@@ -107,7 +107,7 @@ class Uplink:
                         await asyncio.wait_for(self.outbox.changed.wait(), self.cfg.poll_s)
                         # let a burst gather into one batch instead of one request per commit
                         await asyncio.sleep(self.cfg.linger_s)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     continue
                 try:
