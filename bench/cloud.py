@@ -219,21 +219,23 @@ class _Conn:
         """One request on the kept connection: the status and the response body."""
         if self.writer is None:
             await self.connect()
+        reader, writer = self.reader, self.writer
+        assert reader is not None and writer is not None  # connect() sets both
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        self.writer.write(head.encode() + b"\r\n" + (body or b""))
-        await self.writer.drain()
-        status = int((await self.reader.readline()).split()[1])
+        writer.write(head.encode() + b"\r\n" + (body or b""))
+        await writer.drain()
+        status = int((await reader.readline()).split()[1])
         length = 0
         while True:
-            line = await self.reader.readline()
+            line = await reader.readline()
             if line in (b"\r\n", b""):
                 break
             name, _, value = line.decode("latin-1").partition(":")
             if name.lower() == "content-length":
                 length = int(value)
-        return status, await self.reader.readexactly(length)
+        return status, await reader.readexactly(length)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -458,9 +460,10 @@ def main(argv: list[str] | None = None) -> int:
             # the worker's first requests pay for its cold paths (the pool's connections, statements prepared
             # on the server, compiled caches): a warm-up at the same rate, not counted, as any steady-state
             # measurement takes
-            warm, _, _ = asyncio.run(_lookups(base, token, stations, args.lookup_rate, args.lookup_warmup,
-                                              args.seed + 1))
-            print(f"lookup warm-up: {len(warm)} in {args.lookup_warmup:.0f} s, p99 {_p(warm, .99)} ms (not counted)",
+            warm_lat, _, _ = asyncio.run(_lookups(base, token, stations, args.lookup_rate, args.lookup_warmup,
+                                                  args.seed + 1))
+            print(f"lookup warm-up: {len(warm_lat)} in {args.lookup_warmup:.0f} s, p99 {_p(warm_lat, .99)} ms "
+                  "(not counted)",
                   file=sys.stderr)
         _quiet_gc()
         lat, bad, achieved = asyncio.run(_lookups(base, token, stations, args.lookup_rate, args.lookup_seconds,

@@ -258,7 +258,7 @@ class BoardLocker:
         elif op == JK.OP_CODE_DEL:
             await self._vault_call(self.vault.delete, f["h"], self.ms())
         elif op in (JK.OP_DEPOSIT, JK.OP_OPEN, JK.OP_DISABLE, JK.OP_ENABLE):
-            comp = self.comps.get(f.get("c"))
+            comp = self.comps.get(f["c"]) if "c" in f else None
             if comp is None:
                 err = JK.ERR_NO_SUCH_COMP
             elif op in (JK.OP_DISABLE, JK.OP_ENABLE):

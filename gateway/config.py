@@ -247,7 +247,8 @@ class StationConfig(_Model):
 
     def locker(self, locker_id: str) -> LockerConfig | BoardConfig | None:
         """The configured locker or lock board with this id, or None."""
-        for lk in [*self.lockers, *self.boards]:
+        every: list[LockerConfig | BoardConfig] = [*self.lockers, *self.boards]
+        for lk in every:
             if lk.id == locker_id:
                 return lk
         return None

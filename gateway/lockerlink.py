@@ -487,7 +487,9 @@ class LockerLink:
                 for h in handlers:
                     self._spawn(h(ls.id, evt), f"event handler for {evt['type']}")
         if kick:
-            eacks = [(ls.id, ls.ev_boot, ls.acked) for ls in kick.values() if self._eack_ready(ls)]
+            # _eack_ready holds only for a locker whose boot was saved, so ev_boot is set
+            eacks = [(ls.id, ls.ev_boot, ls.acked) for ls in kick.values()
+                     if ls.ev_boot is not None and self._eack_ready(ls)]
             if eacks:
                 self._queue_eacks(eacks)
             for ls in kick.values():
@@ -586,7 +588,7 @@ class LockerLink:
 
     @staticmethod
     def _apply(ls: LockerState, evt: dict) -> None:
-        comp = ls.comps.get(evt.get("c")) if "c" in evt else None
+        comp = ls.comps.get(evt["c"]) if "c" in evt else None
         if comp is not None:
             comp.follow(evt)
 

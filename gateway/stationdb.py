@@ -41,7 +41,7 @@ class Record:
 
     src: str
     kind: str
-    body: dict
+    body: dict | None  # None only when read back without decoding (then raw holds it)
     boot: str | None = None
     seq: int | None = None
     rx: float = field(default_factory=time.time)
@@ -283,7 +283,8 @@ class StationDB:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                group, weight = [], 0
+                group: list[tuple[str, Any, asyncio.Future]] = []
+                weight = 0
                 for entry in self._queue:
                     if group and weight >= GROUP_MAX:
                         break
@@ -576,8 +577,10 @@ class StationDB:
 
     async def stats(self) -> dict:
         """depth (rows held), oldest_rx (receive time of the oldest, or None), pending (in memory)."""
+        conn = self._rconn
+        assert conn is not None
         depth, oldest = await asyncio.get_running_loop().run_in_executor(
-            self._rpool, lambda: self._rconn.execute("SELECT COUNT(*), MIN(rx) FROM outbox").fetchone())
+            self._rpool, lambda: conn.execute("SELECT COUNT(*), MIN(rx) FROM outbox").fetchone())
         return {"depth": depth, "oldest_rx": oldest, "pending": self._queued}
 
     async def query(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
