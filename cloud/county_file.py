@@ -351,6 +351,7 @@ def check_villages(rows: list[list[str]], problems: list[Problem]) -> list[Villa
             continue
         codes[code] = n
         names[(town, name)] = n
+        assert population is not None and distance is not None  # else bad() was called: found is not empty
         out.append(VillageRow(row=n, code=code, name=name, town=town, population=int(population),
                               distance_km=float(distance), lat=lat, lon=lon))
     if not out and not problems:
@@ -418,6 +419,7 @@ def check_points(rows: list[list[str]], problems: list[Problem], *, village_code
             problems.extend(found)
             continue
         ids[sid] = n
+        assert kind is not None  # else bad() was called: found is not empty
         out.append(PointRow(row=n, id=sid, name=name, kind=kind, lat=lat, lon=lon,
                             town=town or (village_codes[vcode] if vcode else None), village_code=vcode))
     return out

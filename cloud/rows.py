@@ -23,6 +23,7 @@ class PlainRow:
     """One table row as plain attributes; `_orig` holds the values as last read or written (None: not stored)."""
 
     __slots__ = ("_orig",)
+    _orig: tuple[Any, ...] | None
     table: ClassVar[Table]
     cols: ClassVar[tuple[str, ...]]
     keys: ClassVar[tuple[str, ...]]
@@ -172,7 +173,7 @@ def _update_pg(session: Session, cls: type[PlainRow], found: list[tuple[PlainRow
                 f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {match} "
                 f"AND (SELECT count(*) FROM locked) >= 0")
 
-    params = {"rows": doc}
+    params: dict[str, Any] = {"rows": doc}
     if len(keys) == 1:
         params["keys"] = [r[keys[0]] for r in rows]
     pg_rows(session, _cached(("update", table.name, tuple(cols)), build), params)
@@ -208,7 +209,7 @@ def _insert(session: Session, cls: type[PlainRow], objs: list[PlainRow], *, keep
                 session.execute(stmt)
             o.mark_stored()
         return
-    rows = [{n: getattr(o, n) for n in names} for o in objs]
+    rows: list[dict[str, Any]] | None = [{n: getattr(o, n) for n in names} for o in objs]
     if pg:
         try:
             doc = orjson.dumps(rows).decode("utf-8")

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def jwt_key(self) -> str:
+        """The JWT signing secret: jwt_secret, which the start-up check fills in when none is set."""
+        assert self.jwt_secret is not None
+        return self.jwt_secret
+
+    @property
     def sms_style(self) -> sms_text.Style:
         """The signature and link every SMS text carries."""
         return sms_text.Style(signature=self.sms_signature, public_url=self.public_url)
