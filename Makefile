@@ -1,4 +1,5 @@
-# jincun: `make demo` runs the whole system on embedded defaults, `make test` runs the test suite.
+# jincun: `make demo` runs the whole system on embedded defaults, `make check` lints and type-checks,
+# `make test` runs both checks and then the test suite.
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
@@ -21,10 +22,14 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/jincun demo $(DEMO_ARGS)
 
-test: install
+check: install
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/mypy
+
+test: install check
 	@scripts/sysdeps.sh test
 	$(VENV)/bin/jincun firmware check
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

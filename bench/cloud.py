@@ -209,7 +209,7 @@ class _Conn:
         self.writer: asyncio.StreamWriter | None = None
 
     @classmethod
-    def to(cls, base: str) -> "_Conn":
+    def to(cls, base: str) -> _Conn:
         """A connection to the server at the base URL `base` (not opened yet)."""
         url = urlparse(base)
         return cls(url.hostname or "127.0.0.1", url.port or 80)
@@ -221,21 +221,23 @@ class _Conn:
         """One request on the kept connection: the status and the response body."""
         if self.writer is None:
             await self.connect()
+        reader, writer = self.reader, self.writer
+        assert reader is not None and writer is not None  # connect() sets both
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        self.writer.write(head.encode() + b"\r\n" + (body or b""))
-        await self.writer.drain()
-        status = int((await self.reader.readline()).split()[1])
+        writer.write(head.encode() + b"\r\n" + (body or b""))
+        await writer.drain()
+        status = int((await reader.readline()).split()[1])
         length = 0
         while True:
-            line = await self.reader.readline()
+            line = await reader.readline()
             if line in (b"\r\n", b""):
                 break
             name, _, value = line.decode("latin-1").partition(":")
             if name.lower() == "content-length":
                 length = int(value)
-        return status, await self.reader.readexactly(length)
+        return status, await reader.readexactly(length)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -303,7 +305,8 @@ def _db_cpu_seconds(url: str) -> float:
     eng = create_engine(PG_ADMIN_URL)
     try:
         with eng.connect() as conn:
-            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": name}).scalars().all()
+            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+                                {"d": name}).scalars().all()
     finally:
         eng.dispose()
     ticks = os.sysconf("SC_CLK_TCK")
@@ -365,8 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=100_000, help="ingest items to send in total")
     ap.add_argument("--batch", type=int, default=500, help="events per ingest batch (default: %(default)s)")
     ap.add_argument("--senders", type=int, default=8, help="concurrent gateways sending")
-    ap.add_argument("--lookup-rate", type=float, default=500.0, help="pickup-code look-ups per second offered (default: %(default)s)")
-    ap.add_argument("--lookup-seconds", type=float, default=10.0, help="seconds of measured look-ups (default: %(default)s)")
+    ap.add_argument("--lookup-rate", type=float, default=500.0,
+                    help="pickup-code look-ups per second offered (default: %(default)s)")
+    ap.add_argument("--lookup-seconds", type=float, default=10.0,
+                    help="seconds of measured look-ups (default: %(default)s)")
     ap.add_argument("--lookup-warmup", type=float, default=2.0,
                     help="seconds of lookups at the same rate before the measured ones (not counted)")
     ap.add_argument("--telemetry", choices=("auto", "sql", "influxdb"), default="auto",
@@ -374,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
                          "auto: influxdb when `influxd` is installed, else sql")
     ap.add_argument("--influx-url", help="InfluxDB 2.x-compatible write URL of a running server (telemetry store)")
     ap.add_argument("--influx-query-url", help="InfluxQL /query base URL if not the write URL")
-    ap.add_argument("--influx-bucket", default="jincun/autogen", help="InfluxDB bucket (database/retention) for telemetry (default: %(default)s)")
+    ap.add_argument("--influx-bucket", default="jincun/autogen",
+                    help="InfluxDB bucket (database/retention) for telemetry (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the generated events (default: %(default)s)")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds between ingest and lookups")
     ap.add_argument("--ceiling-seconds", type=float, default=3.0,
@@ -479,9 +485,10 @@ def main(argv: list[str] | None = None) -> int:
             # the worker's first requests pay for its cold paths (the pool's connections, statements prepared
             # on the server, compiled caches): a warm-up at the same rate, not counted, as any steady-state
             # measurement takes
-            warm, _, _ = asyncio.run(_lookups(base, token, stations, args.lookup_rate, args.lookup_warmup,
-                                              args.seed + 1))
-            print(f"lookup warm-up: {len(warm)} in {args.lookup_warmup:.0f} s, p99 {_p(warm, .99)} ms (not counted)",
+            warm_lat, _, _ = asyncio.run(_lookups(base, token, stations, args.lookup_rate, args.lookup_warmup,
+                                                  args.seed + 1))
+            print(f"lookup warm-up: {len(warm_lat)} in {args.lookup_warmup:.0f} s, p99 {_p(warm_lat, .99)} ms "
+                  "(not counted)",
                   file=sys.stderr)
         _quiet_gc()
         lat, bad, achieved = asyncio.run(_lookups(base, token, stations, args.lookup_rate, args.lookup_seconds,

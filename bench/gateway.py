@@ -138,13 +138,14 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
     def reader() -> None:
         sel = selectors.DefaultSelector()
         for s in socks.values():
-            sel.register(s, selectors.EVENT_READ)
+            sel.register(s, selectors.EVENT_READ, s)
         while not stop.is_set():
             for key, _ in sel.select(0.2):
-                data = key.fileobj.recv(1 << 18)
+                sock: socket.socket = key.data
+                data = sock.recv(1 << 18)
                 if not data:
                     continue
-                lk, p = parsers[key.fileobj.fileno()]
+                lk, p = parsers[sock.fileno()]
                 now = time.monotonic()
                 acks = b""
                 with lock:
@@ -152,7 +153,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
                         if type(pk) is M.Puback:
                             unacked_pubs[lk] -= 1
                         elif type(pk) is M.Publish:
-                            if pk.qos:
+                            if pk.qos and pk.packet_id is not None:
                                 acks += M.encode_puback(pk.packet_id)
                             e = json.loads(pk.payload)
                             for sq in range(eacked[lk] + 1, e["seq"] + 1):
@@ -161,7 +162,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
                                     lat.append((now - t0) * 1000)
                             eacked[lk] = max(eacked[lk], e["seq"])
                 if acks:
-                    key.fileobj.sendall(acks)
+                    sock.sendall(acks)
         sel.close()
 
     th = threading.Thread(target=reader, daemon=True)
@@ -275,7 +276,8 @@ class Bench:
         except BaseException:
             # a gateway that did not come up: say why, and leave no broker behind
             self.close()
-            raise RuntimeError(f"the gateway did not start: {self.gw.stderr.read().decode()[-2000:]}") from None
+            why = self.gw.stderr.read().decode()[-2000:] if self.gw.stderr is not None else ""
+            raise RuntimeError(f"the gateway did not start: {why}") from None
         threading.Thread(target=_discard, args=(self.gw.stderr,), daemon=True).start()  # never blocks it
         time.sleep(1.0)
 
@@ -371,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--procs", type=int, default=2, help="publisher processes")
     ap.add_argument("--day", type=int, default=1_000_000,
                     help="then buffer this many events with the uplink down and time the drain (0: skip)")
-    ap.add_argument("--day-rate", type=float, default=3000, help="events per second offered during the backlog run (default: %(default)s)")
+    ap.add_argument("--day-rate", type=float, default=3000,
+                    help="events per second offered during the backlog run (default: %(default)s)")
     ap.add_argument("--keep-up-ms", type=float, default=1000.0,
                     help="a step is held only if p99 publish-to-durable stays under this")
     ap.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, stats into FILE")

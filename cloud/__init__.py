@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 
-def serve(host: str, port: int, settings: "Settings | None" = None, workers: int = 1) -> None:
+def serve(host: str, port: int, settings: Settings | None = None, workers: int = 1) -> None:
     """Run the cloud with uvicorn (blocks until stopped).
 
     With more than one worker, the schema is brought to head once here, before the workers start, and each

@@ -11,12 +11,14 @@ import secrets
 import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import cast
 
 import anyio
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from jincun import __version__, httpedge, logmask
@@ -78,7 +80,7 @@ def _sweep_once(services: Services, holder: str) -> None:
             return
         done = lifecycle.sweep(session, services.settings)
         session.commit()
-        engine = session.get_bind()
+        engine = cast(Engine, session.get_bind())  # the sessionmaker is bound to the engine
     # still under the lease: one worker at a time
     parts = maintain_partitions(engine, ahead=services.settings.events_months_ahead,
                                 retention=services.settings.events_retention_months)

@@ -107,7 +107,7 @@ def resolve(request: Request, session: Session, services) -> Principal | None:
     if token is not None:
         if (admin := _admin(token, settings)) is not None:
             return admin
-        claims = read_token(settings.jwt_secret, token)
+        claims = read_token(settings.jwt_key, token)
         if claims is not None:
             return _staff(session, claims)
         station = session.scalar(select(Station).where(Station.api_key_hash == hash_key(token)))
@@ -122,7 +122,7 @@ def resolve(request: Request, session: Session, services) -> Principal | None:
         return None
     cookie = request.cookies.get(STAFF_COOKIE)
     if cookie:
-        claims = read_token(settings.jwt_secret, cookie)
+        claims = read_token(settings.jwt_key, cookie)
         if claims is not None:
             return _staff(session, claims)
     return None
@@ -200,7 +200,7 @@ def recipient_phone(request: Request, services) -> str | None:
     cookie = request.cookies.get(RECIPIENT_COOKIE)
     if not cookie:
         return None
-    claims = read_token(services.settings.jwt_secret, cookie)
+    claims = read_token(services.settings.jwt_key, cookie)
     if claims is None or claims.get("role") != "recipient":
         return None
     return claims["sub"]

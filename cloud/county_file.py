@@ -303,7 +303,7 @@ def check_villages(rows: list[list[str]], problems: list[Problem]) -> list[Villa
         found: list[Problem] = []
 
         def bad(name: str, reason: str) -> None:
-            found.append(Problem(table, n, spelled.get(name, name), reason))
+            found.append(Problem(table, n, spelled.get(name, name), reason))  # noqa: B023 -- used in this row only
 
         code = unicodedata.normalize("NFKC", cells["code"]).replace(" ", "")
         name, town = cells["name"], cells["town"]
@@ -351,6 +351,7 @@ def check_villages(rows: list[list[str]], problems: list[Problem]) -> list[Villa
             continue
         codes[code] = n
         names[(town, name)] = n
+        assert population is not None and distance is not None  # else bad() was called: found is not empty
         out.append(VillageRow(row=n, code=code, name=name, town=town, population=int(population),
                               distance_km=float(distance), lat=lat, lon=lon))
     if not out and not problems:
@@ -382,7 +383,8 @@ def check_points(rows: list[list[str]], problems: list[Problem], *, village_code
         found: list[Problem] = []
 
         def bad(name: str, reason: str) -> None:
-            found.append(Problem(table, n, spelled.get(name, POINT_COLUMNS[name][0]), reason))
+            # noqa below: bad() is called only while this row is read
+            found.append(Problem(table, n, spelled.get(name, POINT_COLUMNS[name][0]), reason))  # noqa: B023
 
         sid, name = cells["id"], cells["name"]
         if not STATION_ID_RE.match(sid):
@@ -417,6 +419,7 @@ def check_points(rows: list[list[str]], problems: list[Problem], *, village_code
             problems.extend(found)
             continue
         ids[sid] = n
+        assert kind is not None  # else bad() was called: found is not empty
         out.append(PointRow(row=n, id=sid, name=name, kind=kind, lat=lat, lon=lon,
                             town=town or (village_codes[vcode] if vcode else None), village_code=vcode))
     return out

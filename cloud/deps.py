@@ -34,7 +34,7 @@ class Services:
     notifier: Notifier
     sms_gate: DispatchGate = field(default_factory=DispatchGate)
     # the hot lookups on the event loop (PostgreSQL), or None: they run on SQLAlchemy in a thread
-    reader: "PgReader | None" = None
+    reader: PgReader | None = None
 
 
 async def get_services(request: Request) -> Services:

@@ -15,6 +15,7 @@ from .commands import audit
 from .crud import hash_key
 from .errors import Conflict, NotFound
 from .models import Compartment, Courier, EnrollToken, Locker, Station
+from .storage import rows_touched
 
 TTL_DEFAULT_S = 24 * 3600
 TTL_MAX_S = 7 * 24 * 3600
@@ -141,7 +142,7 @@ def redeem(session: Session, *, token: str, peer: str, now: float | None = None)
         raise EnrollRefused(409, f"station {station.id} has no lockers with compartments registered yet")
     spent = session.execute(update(EnrollToken).where(EnrollToken.id == row.id, EnrollToken.used_at.is_(None))
                             .values(used_at=now))
-    if spent.rowcount != 1:
+    if rows_touched(spent) != 1:
         raise EnrollRefused(403, "this enrollment token was used already: ask the county for a new one")
     api_key = secrets.token_urlsafe(API_KEY_BYTES)
     station.api_key_hash = hash_key(api_key)

@@ -13,6 +13,7 @@ key (the admin token) is a machine, not a person, and is not counted here.
 from __future__ import annotations
 
 import logging
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -58,8 +59,17 @@ def count_code_lookup(session: Session, settings: Settings, who: Principal, stat
     return False
 
 
-LOGIN_BY_NAME = {"fails": 5, "first_s": 60.0, "max_s": 960.0, "forget_s": 3600.0}
-LOGIN_BY_ADDR = {"fails": 20, "first_s": 60.0, "max_s": 960.0, "forget_s": 3600.0}
+class LockoutRule(TypedDict):
+    """How many failures lock a key out, for how long at first and at most, and when they are forgiven."""
+
+    fails: int
+    first_s: float
+    max_s: float
+    forget_s: float
+
+
+LOGIN_BY_NAME: LockoutRule = {"fails": 5, "first_s": 60.0, "max_s": 960.0, "forget_s": 3600.0}
+LOGIN_BY_ADDR: LockoutRule = {"fails": 20, "first_s": 60.0, "max_s": 960.0, "forget_s": 3600.0}
 
 
 def login_locked(session: Session, name: str, addr: str, now: float) -> int:
@@ -91,4 +101,5 @@ def open_cap_crossed(session: Session, settings: Settings, who: Principal, stati
     text = f"remote opens refused: {who.name} ({who.role}) reached the {scope} limit of {limit}"
     if raise_alarm(session, station_id=station_id, kind=ALARM_OPEN_CAP, text=text, now=now) and settings.duty_phone:
         session.add(Notification(phone=settings.duty_phone, status="queued", attempts=0, ref=None, created_at=now,
-                                 text=f"【进村】告警：远程开柜被拒（{scope} 上限 {limit}），操作员 {who.name}，站点 {station_id}。"))
+                                 text=f"【进村】告警：远程开柜被拒（{scope} 上限 {limit}），"
+                                      f"操作员 {who.name}，站点 {station_id}。"))

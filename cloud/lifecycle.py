@@ -149,8 +149,8 @@ def raise_flag(session: Session, parcel: Parcel, kind: str, *, extra: dict[str, 
                 session.flush()
         except IntegrityError:
             # another worker raised the same flag in the meantime
-            flag = session.scalar(select(SignoffFlag).where(SignoffFlag.parcel_id == parcel.id,
-                                                            SignoffFlag.kind == kind))
+            flag = session.scalars(select(SignoffFlag).where(SignoffFlag.parcel_id == parcel.id,
+                                                             SignoffFlag.kind == kind)).one()
     else:
         flag.evidence = ev
     log.warning("sign-off flag %s on parcel %s: missing %s", kind, parcel.ref, ev.get("missing"))

@@ -90,7 +90,7 @@ class PgReader:
                                         kwargs=kwargs)
 
     @classmethod
-    def for_url(cls, sqlalchemy_url, *, options: str = PG_OPTIONS) -> "PgReader | None":
+    def for_url(cls, sqlalchemy_url, *, options: str = PG_OPTIONS) -> PgReader | None:
         """A reader for a SQLAlchemy PostgreSQL URL (psycopg driver), or None for other databases."""
         if sqlalchemy_url.get_backend_name() != "postgresql" or sqlalchemy_url.get_driver_name() not in (
                 "psycopg", "psycopg_async"):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Float, ForeignKey, ForeignKeyConstraint, Index, Integer,
-                        MetaData, String, Text, UniqueConstraint)
+                        MetaData, String, Table, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -21,6 +21,7 @@ class Base(DeclarativeBase):
     """Declarative base with stable constraint names (so migrations can refer to them)."""
 
     metadata = MetaData(naming_convention=NAMING)
+    __table__: ClassVar[Table]  # every model here maps one Table (SQLAlchemy types it as any FromClause)
 
 
 class District(Base):

@@ -63,7 +63,7 @@ def login_submit(request: Request, session: SessionDep, services: ServicesDep,
     if user is None:
         services.counters.inc("login_failures")
         return _render(request, "login.html", services, status_code=401, error="login_failed", next=next)
-    token = make_token(services.settings.jwt_secret, sub=user.username, role=user.role, uid=user.id,
+    token = make_token(services.settings.jwt_key, sub=user.username, role=user.role, uid=user.id,
                        minutes=services.settings.jwt_minutes)
     # only local paths, so the login form cannot be used to bounce to another site
     target = next if next.startswith("/") and not next.startswith("//") else "/ops"
@@ -103,7 +103,7 @@ LOCKER_STATES = ("offline", "stale", "unknown", "online")
 GATEWAY_STATES = ("stale", "unknown", "online")
 
 
-def _filters(param: str, states: tuple[str, ...], found: list[str], want: str | None, keep: dict[str, str],
+def _filters(param: str, states: tuple[str, ...], found: list[str], want: str | None, keep: dict[str, str | None],
              lang_en: bool) -> list[dict]:
     """The chips above a health table: all, then each state with its count; each links to /ops filtered by it
     (keeping the other table's filter and the language)."""
@@ -262,11 +262,11 @@ def stats_page(request: Request, session: SessionDep, services: ServicesDep) -> 
     by = params.get("by", "town")
     by = by if by in ("town", "village", "carrier") else "town"
     err = None
-    period = params.get("period", str(STATS_PERIODS[1]))
-    if not period.isdigit() or int(period) not in STATS_PERIODS:
+    asked = params.get("period", str(STATS_PERIODS[1]))
+    if not asked.isdigit() or int(asked) not in STATS_PERIODS:
         err = f"period must be one of {', '.join(map(str, STATS_PERIODS))} days; showing {STATS_PERIODS[1]}"
-        period = str(STATS_PERIODS[1])
-    period = int(period)
+        asked = str(STATS_PERIODS[1])
+    period = int(asked)
     lang_en = params.get("lang") == "en"
     periods = [{"days": n, "on": n == period, "href": "/stats?" + urlencode(
         {"period": n, "by": by, **({"lang": "en"} if lang_en else {})})} for n in STATS_PERIODS]
@@ -299,7 +299,7 @@ def _fee_rows(rows: list[dict]) -> list[dict]:
 # ---- phone page ------------------------------------------------------------------------------
 
 def _otp_hash(services, phone: str, code: str) -> str:
-    return hmac.new(services.settings.jwt_secret.encode(), f"otp:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(services.settings.jwt_key.encode(), f"otp:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
 @router.get("/m", response_class=HTMLResponse)
@@ -349,7 +349,7 @@ def phone_login(request: Request, session: SessionDep, services: ServicesDep,
         services.counters.inc("otp_failures")
         return _render(request, "phone_login.html", services, status_code=401, phone=phone, sent=True,
                        error="code_wrong")
-    token = make_token(services.settings.jwt_secret, sub=phone, role="recipient", minutes=60 * 24 * 7)
+    token = make_token(services.settings.jwt_key, sub=phone, role="recipient", minutes=60 * 24 * 7)
     resp = RedirectResponse(f"/m{_lang_q(request)}", status_code=303)
     resp.set_cookie(RECIPIENT_COOKIE, token, httponly=True, samesite="lax", secure=services.settings.cookie_secure,
                     max_age=7 * 86400)

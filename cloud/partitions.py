@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import logging
 import time
+from typing import TypedDict
 
 from sqlalchemy import Connection, Engine, text
 
@@ -95,8 +96,15 @@ def drop_month_partitions(conn: Connection, *, retention: int, now: float | None
     return dropped
 
 
+class PartitionChanges(TypedDict):
+    """What one maintenance run did: how many partitions it created, and the months it dropped."""
+
+    created: int
+    dropped: list[int]
+
+
 def maintain_partitions(engine: Engine, *, ahead: int, retention: int, now: float | None = None,
-                        lock_timeout_ms: int = 5000) -> dict[str, list[int] | int]:
+                        lock_timeout_ms: int = 5000) -> PartitionChanges:
     """The periodic job (PostgreSQL only): create the coming `ahead` months' partitions, detach and drop
     the ones past `retention` months. One transaction, under the same advisory lock as start-up."""
     if engine.dialect.name != "postgresql":

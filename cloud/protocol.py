@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeGuard, overload
 
 import orjson
 
@@ -43,14 +43,18 @@ def _bad(detail: str) -> ItemRejected:
     return ItemRejected(K.E_BAD_FIELD, detail)
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_num(value: Any) -> bool:
+def _is_num(value: Any) -> TypeGuard[float]:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
+@overload
+def _int(d: dict, key: str, lo: int, hi: int, *, required: Literal[True] = ...) -> int: ...
+@overload
+def _int(d: dict, key: str, lo: int, hi: int, *, required: bool) -> int | None: ...
 def _int(d: dict, key: str, lo: int, hi: int, *, required: bool = True) -> int | None:
     value = d.get(key)
     if value is None and not required and key not in d:
@@ -60,6 +64,10 @@ def _int(d: dict, key: str, lo: int, hi: int, *, required: bool = True) -> int |
     return value
 
 
+@overload
+def _num(d: dict, key: str, *, required: Literal[True]) -> float: ...
+@overload
+def _num(d: dict, key: str, *, required: bool = False) -> float | None: ...
 def _num(d: dict, key: str, *, required: bool = False) -> float | None:
     if key not in d and not required:
         return None
@@ -69,6 +77,12 @@ def _num(d: dict, key: str, *, required: bool = False) -> float | None:
     return value
 
 
+@overload
+def _str(d: dict, key: str, pattern=None, *, required: Literal[True] = ..., choices=None,
+         max_len: int = K.MAX_STR) -> str: ...
+@overload
+def _str(d: dict, key: str, pattern=None, *, required: bool, choices=None,
+         max_len: int = K.MAX_STR) -> str | None: ...
 def _str(d: dict, key: str, pattern=None, *, required: bool = True, choices=None,
          max_len: int = K.MAX_STR) -> str | None:
     if key not in d and not required:
@@ -92,6 +106,10 @@ def _bool(d: dict, key: str) -> bool:
     return value
 
 
+@overload
+def _c(d: dict, *, required: Literal[True] = ...) -> int: ...
+@overload
+def _c(d: dict, *, required: bool) -> int | None: ...
 def _c(d: dict, *, required: bool = True) -> int | None:
     return _int(d, "c", K.COMPARTMENT_MIN, K.COMPARTMENT_MAX, required=required)
 
@@ -177,11 +195,11 @@ def item_key(raw: Any) -> tuple[str, str, int] | None:
 _MAX_INT = 2**53
 
 
-def _s(value: Any, pattern, max_len: int = K.MAX_STR) -> bool:
+def _s(value: Any, pattern, max_len: int = K.MAX_STR) -> TypeGuard[str]:
     return type(value) is str and len(value) <= max_len and pattern.fullmatch(value) is not None
 
 
-def _n(value: Any, lo: int, hi: int) -> bool:
+def _n(value: Any, lo: int, hi: int) -> TypeGuard[int]:
     return type(value) is int and lo <= value <= hi
 
 
@@ -257,8 +275,10 @@ def _fast_item(raw: Any) -> Item | None:
     if type(raw) is not dict:
         return None
     src, boot, seq, kind, rx = raw.get("src"), raw.get("boot"), raw.get("seq"), raw.get("kind"), raw.get("rx")
-    found = _FAST.get(kind) if type(kind) is str else None
-    if found is None or "body" not in raw:
+    if type(kind) is not str or "body" not in raw:
+        return None
+    found = _FAST.get(kind)
+    if found is None:
         return None
     if not (_s(src, K.LOCKER_ID_RE) and _s(boot, K.ITEM_BOOT_RE) and _n(seq, 0, K.ITEM_SEQ_MAX)
             and (type(rx) is float or type(rx) is int) and math.isfinite(rx) and rx >= 0):

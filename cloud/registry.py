@@ -55,8 +55,9 @@ def read_county_file(session: Session, path: Path, *, points_path: Path | None =
     out = CountyFile()
     out.villages = check_villages(village_rows, out.problems)
     if point_rows is not None:
-        known = dict(session.execute(select(Village.code, Town.name).join(Town, Town.id == Village.town_id)
-                                     .where(Village.code.is_not(None))).all())
+        known = {code: town for code, town in session.execute(
+            select(Village.code, Town.name).join(Town, Town.id == Village.town_id)
+            .where(Village.code.is_not(None))).all() if code is not None}
         known.update({v.code: v.town for v in out.villages})
         towns = set(session.scalars(select(Town.name)).all()) | {v.town for v in out.villages}
         out.points = check_points(point_rows, out.problems, village_codes=known, towns=towns)
@@ -111,7 +112,7 @@ class _Apply:
                                                                    Town.name == name)) \
                 or s.scalar(select(Town).where(Town.district_id.is_(None), Town.name == name).limit(1))
             created = row is None
-            if created:
+            if row is None:
                 row = Town(name=name)
                 s.add(row)
             changed = _set(row, name=name, code=code, district_id=district.id)
@@ -131,7 +132,7 @@ class _Apply:
             town = towns[r.town]
             row = by_code.get(r.code) or by_name.get((town.id, r.name))
             created = row is None
-            if created:
+            if row is None:
                 row = Village(name=r.name)
                 s.add(row)
             changed = _set(row, name=r.name, town_id=town.id, code=r.code, population=r.population,
@@ -146,7 +147,8 @@ class _Apply:
         s = self.session
         codes = [p.village_code for p in cf.points if p.village_code and p.village_code not in villages]
         if codes:
-            villages = {**villages, **{v.code: v for v in s.scalars(select(Village).where(Village.code.in_(codes)))}}
+            villages = {**villages, **{v.code: v for v in s.scalars(select(Village).where(Village.code.in_(codes)))
+                                       if v.code is not None}}
         for p in cf.points:
             village = villages.get(p.village_code) if p.village_code else None
             town_id = None
@@ -154,10 +156,11 @@ class _Apply:
                 # the county's town of that name, else (a town of the registry only) the first of that name
                 town = s.scalar(select(Town).where(Town.name == p.town, Town.district_id == district.id)) \
                     or s.scalar(select(Town).where(Town.name == p.town).order_by(Town.id).limit(1))
+                assert town is not None  # the file's check found the town in the file or the registry
                 town_id = town.id
             row = s.get(Station, p.id)
             created = row is None
-            if created:
+            if row is None:
                 # no gateway can sign in as it until its key is set: the key is drawn here and thrown away
                 row = Station(id=p.id, api_key_hash=hash_key(secrets.token_urlsafe(32)), active=True,
                               created_at=self.now)
@@ -186,7 +189,9 @@ def import_county(session: Session, path: Path, *, points_path: Path | None = No
         wanted.setdefault(v.town, v.town_code)
     work = _Apply(session, time.time() if now is None else now)
     try:
-        district = work.district(cf.county_code, county)
+        code = cf.county_code
+        assert code is not None  # a file without villages is refused with a problem above
+        district = work.district(code, county)
         towns = work.towns(district, wanted)
         villages = work.villages(cf, towns)
         work.points(cf, district, villages)

@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -81,7 +81,7 @@ def parcels(session: SessionDep, waybill: str | None = None, phone: str | None =
 
 @router.get("/parcels/{ref}", response_model=ParcelPublic, tags=["parcels"], dependencies=STAFF_SECURITY)
 async def parcel(ref: Annotated[str, Path(min_length=1, max_length=64)], request: Request,
-                 services: ServicesDep) -> JSONResponse:
+                 services: ServicesDep) -> Response:
     """One parcel with its timeline."""
     await auth.authorize(request, services, STAFF_READ)
     found = await lookups.parcel_by_ref_any(services, ref)

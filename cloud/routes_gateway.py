@@ -46,7 +46,7 @@ async def raw_body(request: Request) -> bytes:
 
 @router.post(K.INGEST_PATH, response_model=IngestResponse)
 def ingest(services: ServicesDep, background: BackgroundTasks, token: Annotated[str, Depends(bearer)],
-           body: Annotated[bytes, Depends(raw_body)]) -> JSONResponse:
+           body: Annotated[bytes, Depends(raw_body)]) -> Response:
     """Apply a batch of outbox items from one station; per-item results as in §5.1."""
     counters = services.counters
     try:
@@ -154,7 +154,7 @@ def verify_courier(data: CourierLogin, session: SessionDep, services: ServicesDe
     courier = session.scalar(select(Courier).where(Courier.phone == data.phone, Courier.active.is_(True)))
     ok = courier is not None and verify_secret(data.pin, courier.pin_hash) and station.id in courier.stations
     session.commit()
-    if not ok:
+    if not ok or courier is None:
         services.counters.inc("courier_pin_failures")
         return CourierCheck(ok=False, carrier=None, name=None)
     return CourierCheck(ok=True, carrier=courier.carrier_code, name=courier.name)

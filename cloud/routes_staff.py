@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from . import accounts, auth, commands, crud, guards, lifecycle, lookups, maintenance, recipients, stats
 from . import constants as K
@@ -17,9 +16,9 @@ from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticat
 from .deps import ServicesDep
 from .errors import CommandRefused, Conflict, NotFound
 from .models import Alarm, Carrier, Command, Courier, Recipient, User
-from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup, CodeResend,
-                      CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic, GatewayHealthPublic,
-                      ParcelPublic,
+from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup,
+                      CodeResend, CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic,
+                      GatewayHealthPublic, ParcelPublic,
                       ReasonBody, RecipientPublic, RecipientUpdate, TokenPublic, UserCreate, UserPublic)
 from .storage import SessionDep
 
@@ -55,7 +54,7 @@ def login(request: Request, username: Annotated[str, Form(min_length=1, max_leng
     if user is None:
         services.counters.inc("login_failures")
         raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"})
-    token = make_token(services.settings.jwt_secret, sub=user.username, role=user.role, uid=user.id,
+    token = make_token(services.settings.jwt_key, sub=user.username, role=user.role, uid=user.id,
                        minutes=services.settings.jwt_minutes)
     return TokenPublic(access_token=token, role=user.role)
 
@@ -219,7 +218,7 @@ def resend_code(data: CodeResend, session: SessionDep, services: ServicesDep,
 
 
 @router.post("/codes/lookup", response_model=list[ParcelPublic], tags=["parcels"], dependencies=STAFF_SECURITY)
-async def lookup_code(request: Request, services: ServicesDep, data: CodeLookup) -> JSONResponse:
+async def lookup_code(request: Request, services: ServicesDep, data: CodeLookup) -> Response:
     """The parcels a live pickup code opens at a station (a villager calling the station with their code).
 
     The code travels in the body, never in a URL; each staff member has an hourly limit (cloud/guards.py).

@@ -8,7 +8,8 @@ table, only the changed columns of the changed rows.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
+from collections.abc import Iterable
 
 import orjson
 from sqlalchemy import Table, and_, bindparam, insert, select
@@ -22,6 +23,7 @@ class PlainRow:
     """One table row as plain attributes; `_orig` holds the values as last read or written (None: not stored)."""
 
     __slots__ = ("_orig",)
+    _orig: tuple[Any, ...] | None
     table: ClassVar[Table]
     cols: ClassVar[tuple[str, ...]]
     keys: ClassVar[tuple[str, ...]]
@@ -171,7 +173,7 @@ def _update_pg(session: Session, cls: type[PlainRow], found: list[tuple[PlainRow
                 f"UPDATE {table.name} AS t SET {sets} FROM {source} WHERE {match} "
                 f"AND (SELECT count(*) FROM locked) >= 0")
 
-    params = {"rows": doc}
+    params: dict[str, Any] = {"rows": doc}
     if len(keys) == 1:
         params["keys"] = [r[keys[0]] for r in rows]
     pg_rows(session, _cached(("update", table.name, tuple(cols)), build), params)
@@ -185,9 +187,10 @@ def _update_portable(session: Session, cls: type[PlainRow], found: list[tuple[Pl
     # primary-key order, as the unit of work updates, so concurrent writers take row locks alike
     for names, objs in shapes.items():
         objs.sort(key=lambda o: tuple(getattr(o, k) for k in keys))
+        # noqa below: _cached calls the builder at once, within this iteration
         stmt = _cached(("update-portable", table.name, names), lambda: table.update().where(
             and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys))).values(
-            {name: bindparam(f"v_{name}") for name in names}))
+            {name: bindparam(f"v_{name}") for name in names}))  # noqa: B023
         session.execute(stmt, [{**{f"k_{k}": getattr(o, k) for k in keys},
                                 **{f"v_{n}": getattr(o, n) for n in names}} for o in objs])
 
@@ -206,7 +209,7 @@ def _insert(session: Session, cls: type[PlainRow], objs: list[PlainRow], *, keep
                 session.execute(stmt)
             o.mark_stored()
         return
-    rows = [{n: getattr(o, n) for n in names} for o in objs]
+    rows: list[dict[str, Any]] | None = [{n: getattr(o, n) for n in names} for o in objs]
     if pg:
         try:
             doc = orjson.dumps(rows).decode("utf-8")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -96,7 +98,7 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
                              "active": rng.random() > 0.03, "created_at": now - days * 86400})
     session.execute(insert(Station), station_rows)
     carriers = ("EMS", "SF", "ZTO", "YTO", "STO", "YUNDA", "JT", "JD")
-    parcel_rows = []
+    parcel_rows: list[dict[str, Any]] = []
     # weights of outbound parcels (taken in at the station's scale) from a stream of their own, so the
     # rest of the county comes out the same for a given seed
     scale = random.Random(f"weights-{seed}")
@@ -118,10 +120,12 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
             deposited = created + rng.uniform(600, 6 * 3600)
             # most parcels are fetched within a day; a few wait past the 7-day limit
             wait = rng.expovariate(1 / (20 * 3600)) if rng.random() > 0.04 else rng.uniform(7 * 86400, 9 * 86400)
+            picked: float | None
+            overdue_at: float | None
             status, picked, overdue_at = "picked_up", deposited + wait, None
             if wait > 7 * 86400 and deposited + 7 * 86400 <= now:
                 status, picked, overdue_at = "overdue", None, deposited + 7 * 86400
-            elif picked > now:
+            elif deposited + wait > now:
                 status, picked = "notified", None
             if outbound:
                 status, picked, overdue_at, deposited = "picked_up", created + rng.uniform(3600, 30000), None, created

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     otp_limit_per_hour: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
-    def _check(self) -> "Settings":
+    def _check(self) -> Settings:
         if not self.admin_token:
             if not self.demo:
                 raise ValueError("JINCUN_ADMIN_TOKEN is required (at least 16 characters) unless JINCUN_DEMO=1")
@@ -108,6 +108,12 @@ class Settings(BaseSettings):
             self._check_provider()
         sms_text.check_fits(signature=self.sms_signature, public_url=self.public_url)
         return self
+
+    @property
+    def jwt_key(self) -> str:
+        """The JWT signing secret: jwt_secret, which the start-up check fills in when none is set."""
+        assert self.jwt_secret is not None
+        return self.jwt_secret
 
     @property
     def sms_style(self) -> sms_text.Style:

@@ -85,14 +85,16 @@ def make_notifier(settings: Settings) -> Notifier:
     if settings.sms_adapter in ("aliyun", "tencent"):
         from . import sms_providers as P
         secret = settings.sms_access_key_secret.get_secret_value() if settings.sms_access_key_secret else ""
-        common = {"signature": settings.sms_signature, "templates": settings.sms_templates,
-                  "timeout": settings.sms_http_timeout}
         if settings.sms_adapter == "aliyun":
             return P.AliyunNotifier(access_key_id=settings.sms_access_key_id or "", access_key_secret=secret,
-                                    endpoint=settings.sms_endpoint or P.ALIYUN_ENDPOINT, **common)
+                                    endpoint=settings.sms_endpoint or P.ALIYUN_ENDPOINT,
+                                    signature=settings.sms_signature, templates=settings.sms_templates,
+                                    timeout=settings.sms_http_timeout)
         return P.TencentNotifier(secret_id=settings.sms_access_key_id or "", secret_key=secret,
                                  app_id=settings.sms_app_id or "", region=settings.sms_region,
-                                 endpoint=settings.sms_endpoint or P.TENCENT_ENDPOINT, **common)
+                                 endpoint=settings.sms_endpoint or P.TENCENT_ENDPOINT,
+                                 signature=settings.sms_signature, templates=settings.sms_templates,
+                                 timeout=settings.sms_http_timeout)
     return LogNotifier(demo=settings.demo)
 
 

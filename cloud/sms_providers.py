@@ -92,6 +92,7 @@ class AliyunNotifier:
 
     def send(self, phone: str, text: str, message: Message | None = None) -> None:
         template = _template(self._templates, message)
+        assert message is not None  # _template refuses a message without a kind
         form = {"PhoneNumbers": phone, "SignName": self._signature, "TemplateCode": template,
                 "TemplateParam": json.dumps({k: message.params[k] for k in PARAMS[message.kind]}, ensure_ascii=False)}
         if message.key:
@@ -130,6 +131,7 @@ class TencentNotifier:
 
     def send(self, phone: str, text: str, message: Message | None = None) -> None:
         template = _template(self._templates, message)
+        assert message is not None  # _template refuses a message without a kind
         req = tencent_models.SendSmsRequest()
         req.PhoneNumberSet = [phone if phone.startswith("+") else f"+86{phone}"]
         req.SmsSdkAppId = self._app_id

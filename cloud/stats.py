@@ -37,14 +37,15 @@ def day_label(day: int) -> str:
 
 
 def _covered_village_ids(session: Session) -> set[int]:
-    return set(session.scalars(select(Station.village_id).where(Station.active.is_(True),
-                                                                Station.village_id.is_not(None))).all())
+    """The ids of villages with an active service point."""
+    return {vid for vid in session.scalars(select(Station.village_id).where(
+        Station.active.is_(True), Station.village_id.is_not(None))).all() if vid is not None}
 
 
 def coverage(session: Session) -> list[dict[str, Any]]:
     """Per town: villages with an active service point / all villages."""
     covered = _covered_village_ids(session)
-    towns = {t.id: t.name for t in session.scalars(select(Town)).all()}
+    towns: dict[int | None, str] = {t.id: t.name for t in session.scalars(select(Town)).all()}
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for vid, town_id in session.execute(select(Village.id, Village.town_id)).all():
         row = counts[towns.get(town_id, "—")]
@@ -139,8 +140,8 @@ def subsidy(session: Session, *, days: int = 30, limit: int = 50, now: float | N
         .join(Station, Station.id == Parcel.station_id).where(Parcel.created_at >= since)
         .group_by(Station.village_id)).all())
     covered = _covered_village_ids(session)
-    towns = {t.id: t.name for t in session.scalars(select(Town)).all()}
-    out = []
+    towns: dict[int | None, str] = {t.id: t.name for t in session.scalars(select(Town)).all()}
+    out: list[dict[str, Any]] = []
     for v in session.scalars(select(Village)).all():
         per_day = volume.get(v.id, 0) / days
         distance = v.distance_km or 0.0
@@ -159,7 +160,7 @@ def dispatch(session: Session, *, days: int = 30, now: float | None = None) -> l
     The busiest towns first."""
     since = _period(days, now)
     covered = _covered_village_ids(session)
-    hubs: dict[int, list[str]] = defaultdict(list)
+    hubs: dict[int | None, list[str]] = defaultdict(list)
     for town_id, name in session.execute(select(Station.town_id, Station.name).where(
             Station.kind == "town_station", Station.active.is_(True), Station.town_id.is_not(None))
             .order_by(Station.id)).all():
@@ -168,10 +169,10 @@ def dispatch(session: Session, *, days: int = 30, now: float | None = None) -> l
         select(Village.town_id, func.count(Parcel.id)).select_from(Parcel)
         .join(Station, Station.id == Parcel.station_id).join(Village, Village.id == Station.village_id)
         .where(Parcel.direction == "inbound", Parcel.created_at >= since).group_by(Village.town_id)).all())
-    in_town: dict[int, list[tuple[int, float | None]]] = defaultdict(list)
+    in_town: dict[int | None, list[tuple[int, float | None]]] = defaultdict(list)
     for vid, town_id, distance in session.execute(select(Village.id, Village.town_id, Village.distance_km)).all():
         in_town[town_id].append((vid, distance))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for town in session.scalars(select(Town).order_by(Town.name)).all():
         villages = in_town.get(town.id, [])
         if not villages and not hubs.get(town.id):

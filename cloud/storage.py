@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import ColumnElement, Engine, Table, any_, bindparam, create_engine, event, text
+from sqlalchemy import ColumnElement, CursorResult, Engine, Result, Table, any_, bindparam, create_engine, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -93,6 +93,7 @@ def pg_rows(session: Session, sql: str, params: dict[str, Any] | None = None, *,
         if held is None or held[0] is not session.get_transaction():
             from psycopg.rows import namedtuple_row
             dbapi = conn.connection.driver_connection
+            assert dbapi is not None  # the session's connection is open
             held = (None, None, dbapi.cursor(), dbapi.cursor(row_factory=namedtuple_row))
         held = session.info[_PG_CURSORS] = (session.get_transaction(), session.get_nested_transaction(),
                                             held[2], held[3])
@@ -108,7 +109,13 @@ def pg_rows(session: Session, sql: str, params: dict[str, Any] | None = None, *,
 _COMPILED: dict[int, tuple[Any, str, dict[str, Any]]] = {}
 
 
-def fixed_rows(session: Session, stmt, params: dict[str, Any] | None = None, *, named: bool = False) -> list:
+def rows_touched(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE touched (SQLAlchemy types every session.execute result as a plain Result)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+def fixed_rows(session: Session, stmt, params: dict[str, Any] | None = None, *,
+               named: bool = False) -> Sequence[Any]:
     """The rows of a fixed Core statement (a module constant with named bind parameters).
 
     On PostgreSQL its SQL is compiled once and run by `pg_rows`, with the values of its literal binds; elsewhere
@@ -139,8 +146,8 @@ def among(column, name: str, *, pg: bool) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))
 
 
-_PG_ARRAY_TYPES = {"INTEGER": "integer", "BIGINT": "bigint", "BIGINTEGER": "bigint", "FLOAT": "double precision", "VARCHAR": "text",
-                   "TEXT": "text", "BOOLEAN": "boolean", "JSON": "json"}
+_PG_ARRAY_TYPES = {"INTEGER": "integer", "BIGINT": "bigint", "BIGINTEGER": "bigint", "FLOAT": "double precision",
+                   "VARCHAR": "text", "TEXT": "text", "BOOLEAN": "boolean", "JSON": "json"}
 
 
 def _pg_type(table: Table, name: str) -> str:

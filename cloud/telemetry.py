@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from .counters import Counters
 from .models import Telemetry, TelemetryPoint
-from .storage import bulk_insert
+from .storage import bulk_insert, rows_touched
 
 FIELDS = ("rssi", "vin", "temp", "heap", "outbox", "up")
 SERIES_FIELDS = ("rssi", "vin", "temp", "outbox")
@@ -141,13 +141,14 @@ class SqlTelemetryStore:
 
     def _prune(self, session: Session, station_id: str, locker_id: str) -> None:
         mine = (Telemetry.station_id == station_id) & (Telemetry.locker_id == locker_id)
-        dropped = session.execute(delete(Telemetry).where(mine, Telemetry.at < time.time() - self.retention)).rowcount
+        dropped = rows_touched(session.execute(
+            delete(Telemetry).where(mine, Telemetry.at < time.time() - self.retention)))
         count = session.scalar(select(func.count()).select_from(Telemetry).where(mine)) or 0
         if count > self.max_rows:
             cutoff = session.scalar(select(Telemetry.id).where(mine).order_by(Telemetry.id.desc())
                                     .offset(self.max_rows).limit(1))
             if cutoff is not None:
-                dropped += session.execute(delete(Telemetry).where(mine, Telemetry.id <= cutoff)).rowcount
+                dropped += rows_touched(session.execute(delete(Telemetry).where(mine, Telemetry.id <= cutoff)))
         if dropped:
             self.counters.inc("telemetry_pruned", dropped)
 
@@ -170,8 +171,8 @@ class SqlTelemetryStore:
     def prune_points(self, session: Session) -> int:
         """Drop points past retention, and the oldest beyond the row cap."""
         session.flush()
-        dropped = session.execute(delete(TelemetryPoint).where(
-            TelemetryPoint.at < time.time() - self.retention)).rowcount
+        dropped = rows_touched(session.execute(delete(TelemetryPoint).where(
+            TelemetryPoint.at < time.time() - self.retention)))
         cap = self.max_rows * 100
         # ids only grow: while the id span is within the cap, so is the row count, and the index answers the
         # span without counting the whole table
@@ -182,7 +183,7 @@ class SqlTelemetryStore:
         if count > cap:
             cutoff = session.scalar(select(TelemetryPoint.id).order_by(TelemetryPoint.id.desc()).offset(cap).limit(1))
             if cutoff is not None:
-                dropped += session.execute(delete(TelemetryPoint).where(TelemetryPoint.id <= cutoff)).rowcount
+                dropped += rows_touched(session.execute(delete(TelemetryPoint).where(TelemetryPoint.id <= cutoff)))
         if dropped:
             self.counters.inc("telemetry_points_pruned", dropped)
         return dropped

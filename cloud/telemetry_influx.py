@@ -84,7 +84,7 @@ class InfluxTelemetryStore:
             buf.append(line)
         else:
             self._write.write(bucket=self.bucket, org=self.org, record=line.encode("utf-8"),
-                              write_precision=WritePrecision.MS)
+                              write_precision=WritePrecision.MS)  # type: ignore[arg-type]  # its constants are str, its hint the class
 
     def record(self, session: Session, sample: TelemetrySample, *, batch: list[str] | None = None) -> None:
         # fields as floats, as the history and series queries read them
@@ -112,7 +112,7 @@ class InfluxTelemetryStore:
         lines = batch
         if lines:
             self._write.write(bucket=self.bucket, org=self.org, record="\n".join(lines).encode("utf-8"),
-                              write_precision=WritePrecision.MS)
+                              write_precision=WritePrecision.MS)  # type: ignore[arg-type]  # its constants are str, its hint the class
 
     def flush(self) -> None:
         """Send what the batcher holds now."""

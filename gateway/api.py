@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 BODY_MAX = 16 * 1024  # every request body of the station's API (the largest, an outbound intake, is < 1 KB)
 
 
-def create_app(gw: "HttpServices") -> FastAPI:
+def create_app(gw: HttpServices) -> FastAPI:
     """The FastAPI app bound to one running gateway's services (`gw` holds those, not the `Gateway`)."""
     app = FastAPI(title="jincun station gateway", docs_url=None, redoc_url=None)
     httpedge.install(app, default=BODY_MAX, counters=gw.counters)

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import uvicorn

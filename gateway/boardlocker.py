@@ -72,7 +72,7 @@ def sensed_occupancy(comp: Compartment) -> bool:
 class BoardLocker:
     """One lock board (16 locks) acting as locker `cfg.id` of this station."""
 
-    def __init__(self, cfg: "BoardConfig", link: "LockerLink", outbox: "Outbox", counters: Counters,
+    def __init__(self, cfg: BoardConfig, link: LockerLink, outbox: Outbox, counters: Counters,
                  bus: SerialBus | None = None) -> None:
         self.cfg = cfg
         self.id = cfg.id
@@ -258,7 +258,7 @@ class BoardLocker:
         elif op == JK.OP_CODE_DEL:
             await self._vault_call(self.vault.delete, f["h"], self.ms())
         elif op in (JK.OP_DEPOSIT, JK.OP_OPEN, JK.OP_DISABLE, JK.OP_ENABLE):
-            comp = self.comps.get(f.get("c"))
+            comp = self.comps.get(f["c"]) if "c" in f else None
             if comp is None:
                 err = JK.ERR_NO_SUCH_COMP
             elif op in (JK.OP_DISABLE, JK.OP_ENABLE):

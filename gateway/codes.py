@@ -86,6 +86,7 @@ class Codes:
         code_id = conn.execute(
             "INSERT INTO codes (locker, phone, code, h, cs, exp_ts, state) VALUES (?,?,?,?,?,?, 'active')",
             (locker, phone, code, h, json.dumps(sorted(set(cs))), exp_ts)).lastrowid
+        assert code_id is not None  # set by every INSERT
         self.counters.inc("codes_replaced")
         return (old[1] if old is not None and old[1] != h else None), code_id
 

@@ -65,7 +65,7 @@ class GatewayConfig(_Model):
     firmware: FirmwareConfig = FirmwareConfig()
 
     @model_validator(mode="after")
-    def _firmware_dir(self) -> "GatewayConfig":
+    def _firmware_dir(self) -> GatewayConfig:
         if self.firmware.dir is None:
             self.firmware = self.firmware.model_copy(update={"dir": self.db.parent / "firmware"})
         return self
@@ -247,7 +247,8 @@ class StationConfig(_Model):
 
     def locker(self, locker_id: str) -> LockerConfig | BoardConfig | None:
         """The configured locker or lock board with this id, or None."""
-        for lk in [*self.lockers, *self.boards]:
+        every: list[LockerConfig | BoardConfig] = [*self.lockers, *self.boards]
+        for lk in every:
             if lk.id == locker_id:
                 return lk
         return None

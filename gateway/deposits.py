@@ -112,7 +112,7 @@ class Deposits:
         and SMS then go out exactly as for a deposit."""
         ls = self.link.lockers.get(locker)
         comp = ls.comps.get(c) if ls is not None else None
-        if comp is None or not comp.mm:
+        if ls is None or comp is None or not comp.mm:
             raise NoFoundParcel(f"no found parcel in {locker}/{c}")
         if not ls.online:
             raise LockerOffline("locker offline")
@@ -190,7 +190,8 @@ class Deposits:
             await self._deposited(locker, evt["c"], evt["ref"])
         elif t == "deposit_void":
             await self.outbox.run(lambda conn: conn.execute(
-                "UPDATE parcels SET state='void', updated=? WHERE ref=? AND state='opening'", (time.time(), evt["ref"])))
+                "UPDATE parcels SET state='void', updated=? WHERE ref=? AND state='opening'",
+                (time.time(), evt["ref"])))
             self.counters.inc("deposits_void")
         elif t == "pickup":
             await self.outbox.run(lambda conn: conn.execute(

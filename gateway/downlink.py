@@ -9,6 +9,7 @@ import random
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -127,7 +128,8 @@ class Downlink:
             self.counters.inc("downlink_repeats")
             await self.outbox.run(lambda conn: conn.execute("UPDATE downlink SET acked=0 WHERE id=?", (cmd_id,)))
             return {"ok": bool(stored[0]), **({"err": stored[1]} if stored[1] else {})}
-        op = cmd.get("op") if isinstance(cmd.get("op"), str) else "?"
+        given = cmd.get("op")
+        op = given if isinstance(given, str) else "?"
         executed = 0
         try:
             if op == "fw_rollout" and self.rollouts.running(cmd_id):
@@ -283,7 +285,7 @@ class Downlink:
                 # the cloud will never take this ack (unknown id, bad form): retrying would block the queue
                 self.counters.inc("downlink_ack_refused")
                 log.error("cloud refused the ack of %s: %s", cmd_id, exc)
-            await self.outbox.run(lambda conn, i=cmd_id: conn.execute("UPDATE downlink SET acked=1 WHERE id=?", (i,)))
+            await self.outbox.run(_mark_acked(cmd_id))
 
     async def _cursor(self) -> int:
         row = await self.outbox.query(lambda conn: conn.execute(
@@ -296,3 +298,6 @@ class Downlink:
             (str(cursor),)))
 
 
+def _mark_acked(cmd_id: str) -> Callable[[sqlite3.Connection], sqlite3.Cursor]:
+    """The outbox step that marks one command's ack as taken by the cloud."""
+    return lambda conn: conn.execute("UPDATE downlink SET acked=1 WHERE id=?", (cmd_id,))

@@ -181,6 +181,7 @@ class Rollouts:
         self.parallel = fw.parallel
         self.locker_timeout_s = fw.locker_timeout_s
         self.max_bytes = int(fw.max_archive_mb * 1024 * 1024)
+        assert fw.dir is not None  # the configuration fills it in when it is validated
         self.store = ArchiveStore(fw.dir, self.max_bytes, counters, transport)
         self.secrets = {lk.id: lk.secret for lk in cfg.lockers}
         self._tasks: dict[str, asyncio.Task] = {}
@@ -321,7 +322,7 @@ class Rollouts:
             log.info("locker %s took the offer of firmware %s", locker, ver)
             try:
                 return await asyncio.wait_for(fut, self.locker_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 try:
                     await self.link.send_command(locker, "fw_abort", wait=False, ver=ver)
                 except LockerError as exc:

@@ -75,7 +75,7 @@ class FirmwareSet:
         self.files = {p: FwFile(p, bytes(d)) for p, d in sorted(files.items())}
 
     @classmethod
-    def load(cls, folder: str | Path, ver: str) -> "FirmwareSet":
+    def load(cls, folder: str | Path, ver: str) -> FirmwareSet:
         """Every file under folder except the loader, device config and caches."""
         root = Path(folder)
         if not root.is_dir():

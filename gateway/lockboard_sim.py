@@ -92,7 +92,7 @@ class SimBus:
         self._th.start()
 
     @classmethod
-    def single(cls, model: str = "kr-cu16", addr: int = 0) -> "SimBus":
+    def single(cls, model: str = "kr-cu16", addr: int = 0) -> SimBus:
         return cls([SimBoard(model, addr)])
 
     @property

@@ -11,7 +11,8 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
 
 from jincun.mirror import mirror
 
@@ -486,7 +487,9 @@ class LockerLink:
                 for h in handlers:
                     self._spawn(h(ls.id, evt), f"event handler for {evt['type']}")
         if kick:
-            eacks = [(ls.id, ls.ev_boot, ls.acked) for ls in kick.values() if self._eack_ready(ls)]
+            # _eack_ready holds only for a locker whose boot was saved, so ev_boot is set
+            eacks = [(ls.id, ls.ev_boot, ls.acked) for ls in kick.values()
+                     if ls.ev_boot is not None and self._eack_ready(ls)]
             if eacks:
                 self._queue_eacks(eacks)
             for ls in kick.values():
@@ -585,7 +588,7 @@ class LockerLink:
 
     @staticmethod
     def _apply(ls: LockerState, evt: dict) -> None:
-        comp = ls.comps.get(evt.get("c")) if "c" in evt else None
+        comp = ls.comps.get(evt["c"]) if "c" in evt else None
         if comp is not None:
             comp.follow(evt)
 
@@ -745,7 +748,7 @@ class LockerLink:
             await self._publish(locker, "cmd", payload)
             self.counters.inc("cmds_sent")
             return await asyncio.wait_for(fut, timeout or self.cfg.gateway.cmd_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.counters.inc("cmd_timeouts")
             raise CommandTimeout(f"locker {locker} did not ack {op} {cmd_id}") from None
         finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from . import mqtt_codec as M
 from .errors import BrokerError, BrokerRefused, MqttProtocolError
@@ -64,13 +64,13 @@ class MqttClient(asyncio.Protocol):
         self._slots = asyncio.Semaphore(self.max_inflight)
         try:
             await asyncio.wait_for(loop.create_connection(lambda: self, host, port), timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise BrokerError(f"cannot reach the broker at {host}:{port}: {exc or 'timeout'}") from None
         self._send(M.encode_connect(self.client_id, clean_session=self.clean_session, keepalive=self.keepalive,
                                     username=self.username, password=self.password))
         try:
             ack: M.Connack = await asyncio.wait_for(asyncio.shield(self._connack), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._abort(BrokerError(f"no CONNACK from {host}:{port} within {timeout} s"))
             raise self._reason() from None
         except BrokerError:
@@ -250,7 +250,7 @@ class MqttClient(asyncio.Protocol):
     async def _await_ack(self, pid: int, fut: asyncio.Future, timeout: float | None, what: str):
         try:
             return await asyncio.wait_for(fut, timeout or self.ack_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise BrokerError(f"no {what} for packet {pid} within {timeout or self.ack_timeout} s") from None
         finally:
             if self._acks.get(pid) is fut:

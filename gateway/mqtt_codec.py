@@ -108,7 +108,7 @@ def encode_publish(topic: str, payload: bytes, *, qos: int = 0, packet_id: int |
     if qos and not (packet_id and 1 <= packet_id <= 0xFFFF):
         raise MqttProtocolError("a QoS 1 publish needs a packet id 1..65535")
     first = (PUBLISH << 4) | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0)
-    body = _str(topic) + (packet_id.to_bytes(2, "big") if qos else b"") + payload
+    body = _str(topic) + (packet_id.to_bytes(2, "big") if qos and packet_id else b"") + payload
     return _packet(first, body)
 
 

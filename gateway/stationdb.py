@@ -18,9 +18,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from . import const as C
 from .counters import Counters
@@ -40,7 +41,7 @@ class Record:
 
     src: str
     kind: str
-    body: dict
+    body: dict | None  # None only when read back without decoding (then raw holds it)
     boot: str | None = None
     seq: int | None = None
     rx: float = field(default_factory=time.time)
@@ -61,7 +62,7 @@ class Record:
 _ROWS_PER_INSERT = 500  # 3,000 parameters a statement; SQLite takes 32,766 since 3.32
 
 
-@lru_cache(maxsize=None)
+@cache
 def _insert_sql(n: int) -> str:
     return "INSERT OR IGNORE INTO outbox (src, boot, seq, kind, rx, body) VALUES " + ",".join(["(?,?,?,?,?,?)"] * n)
 
@@ -100,7 +101,7 @@ def savepoint(conn: sqlite3.Connection, name: str) -> Iterator[None]:
     conn.execute(f"RELEASE {name}")
 
 
-def body_text(rec: "Record") -> str:
+def body_text(rec: Record) -> str:
     """The JSON text stored for a record: its raw text as received, else its body written out."""
     if rec.raw is not None:
         return rec.raw
@@ -282,7 +283,8 @@ class StationDB:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                group, weight = [], 0
+                group: list[tuple[str, Any, asyncio.Future]] = []
+                weight = 0
                 for entry in self._queue:
                     if group and weight >= GROUP_MAX:
                         break
@@ -575,8 +577,10 @@ class StationDB:
 
     async def stats(self) -> dict:
         """depth (rows held), oldest_rx (receive time of the oldest, or None), pending (in memory)."""
+        conn = self._rconn
+        assert conn is not None
         depth, oldest = await asyncio.get_running_loop().run_in_executor(
-            self._rpool, lambda: self._rconn.execute("SELECT COUNT(*), MIN(rx) FROM outbox").fetchone())
+            self._rpool, lambda: conn.execute("SELECT COUNT(*), MIN(rx) FROM outbox").fetchone())
         return {"depth": depth, "oldest_rx": oldest, "pending": self._queued}
 
     async def query(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:

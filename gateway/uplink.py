@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import time
+from typing import cast
 
 import httpx
 import orjson
@@ -38,12 +39,13 @@ def batch_id(records: list[Record]) -> str:
 def encode_batch(station: str, batch: str, records: list[Record]) -> bytes:
     """The ingest request body, splicing each record's stored JSON in as it is (no decode and re-encode).
 
-    The few distinct sources, boots and kinds of a batch are quoted once each.
+    The few distinct sources, boots and kinds of a batch are quoted once each. The records are read back
+    from the outbox, so each is numbered (seq set).
     """
     d = json.dumps
-    quoted: dict[str, str] = {}
+    quoted: dict[str | None, str] = {}
 
-    def q(s: str) -> str:
+    def q(s: str | None) -> str:
         v = quoted.get(s)
         if v is None:
             v = quoted[s] = d(s)
@@ -51,7 +53,8 @@ def encode_batch(station: str, batch: str, records: list[Record]) -> bytes:
 
     items = ",".join(
         '{"src":%s,"boot":%s,"seq":%d,"kind":%s,"rx":%s,"body":%s}' % (
-            q(r.src), q(r.boot), r.seq, q(r.kind), d(r.rx) if type(r.rx) is not float else float.__repr__(r.rx),
+            q(r.src), q(r.boot), cast(int, r.seq), q(r.kind),
+            d(r.rx) if type(r.rx) is not float else float.__repr__(r.rx),
             r.raw if r.raw is not None else d(r.body, separators=(",", ":"), ensure_ascii=False))
         for r in records)
     return ('{"station":%s,"batch":%s,"items":[%s]}' % (d(station), d(batch), items)).encode("utf-8")
@@ -66,10 +69,12 @@ def settle(records: list[Record], response: dict) -> tuple[list[int], dict[str, 
     for res in results:
         if isinstance(res, dict) and res.get("status") in C.RESULT_DONE:
             done[(res.get("src"), res.get("boot"), res.get("seq"))] = res["status"]
-    ids, tally = [], {s: 0 for s in C.RESULT_DONE}
+    ids: list[int] = []
+    tally = {s: 0 for s in C.RESULT_DONE}
     for r in records:
         st = done.get((r.src, r.boot, r.seq))
         if st is not None:
+            assert r.id is not None  # records read back from the outbox carry their row id
             ids.append(r.id)
             tally[st] += 1
     return ids, tally
@@ -107,7 +112,7 @@ class Uplink:
                         await asyncio.wait_for(self.outbox.changed.wait(), self.cfg.poll_s)
                         # let a burst gather into one batch instead of one request per commit
                         await asyncio.sleep(self.cfg.linger_s)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     continue
                 try:
@@ -144,6 +149,7 @@ class Uplink:
         except UplinkError:
             return False
         rec = records[0]
+        assert rec.id is not None  # read back from the outbox
         reason = str(exc)[:500]
 
         def keep(conn) -> None:

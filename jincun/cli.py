@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jincun import __version__
+
+if TYPE_CHECKING:  # pydantic is imported only by the commands that need it, to keep start-up quick
+    from pydantic_core import ErrorDetails
 
 
 def _print_json(obj: dict) -> None:
@@ -362,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
 USAGE_ERROR = 2  # the exit status argparse gives a mistake on the command line; ours match it
 
 
-def _setting_problem(err: dict) -> str:
+def _setting_problem(err: ErrorDetails) -> str:
     """One settings error as the user sets it: the environment variable's name, then what is wrong."""
     msg = str(err.get("msg", "")).removeprefix("Value error, ")
     loc = [str(part) for part in err.get("loc", ()) if part]

@@ -267,7 +267,9 @@ def esp32_violations(uses: list[PinUse], facts: dict[int, NetFacts] | None = Non
 # --- independent ERC over the written KiCad netlist ---------------------------------------------------------
 def parse_sexpr(text: str):
     """Parse one KiCad s-expression into nested lists of strings."""
-    stack, cur, i, n = [], [], 0, len(text)
+    stack: list[list] = []
+    cur: list = []
+    i, n = 0, len(text)
     while i < n:
         ch = text[i]
         if ch == "(":

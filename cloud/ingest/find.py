@@ -100,5 +100,6 @@ def statuses(b: BatchContext, refs: list[str]) -> dict[str, str]:
     out = {r: b.parcels[r].status for r in refs if r in b.parcels}
     rest = [r for r in refs if r not in out]
     if rest:
-        out.update(b.session.execute(select(Parcel.ref, Parcel.status).where(one_of(b.session, Parcel.ref, rest))).all())
+        out.update(b.session.execute(
+            select(Parcel.ref, Parcel.status).where(one_of(b.session, Parcel.ref, rest))).all())
     return out

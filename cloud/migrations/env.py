@@ -20,12 +20,15 @@ if config.config_file_name is not None:  # run by hand with an ini file: its log
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 engine = config.attributes.get("engine")
 if engine is None:
-    engine = make_engine(os.environ.get("JINCUN_DATABASE_URL") or config.get_main_option("sqlalchemy.url"))
+    url = os.environ.get("JINCUN_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database: set JINCUN_DATABASE_URL (or sqlalchemy.url in the ini file)")
+    engine = make_engine(url)
 
 with engine.connect() as connection:
     sqlite = connection.dialect.name == "sqlite"
     raw = connection.connection.driver_connection if sqlite else None
-    if sqlite:
+    if raw is not None:
         # a batch migration copies a table, drops the original and renames the copy; with foreign keys
         # enforced, dropping a table that other rows refer to fails. They are off for the migration (the
         # pragma is ignored inside a transaction, so it is sent before one begins) and checked at its end
@@ -45,5 +48,5 @@ with engine.connect() as connection:
                     raise RuntimeError(f"the migration left rows without their parent rows: {broken[:5]}")
         connection.commit()
     finally:
-        if sqlite:
+        if raw is not None:
             raw.execute("PRAGMA foreign_keys=ON")
