@@ -187,7 +187,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = services.sessionmaker
     # every body is bounded before it is parsed: an ingest batch and a carrier's manifest may be large
     httpedge.install(app, default=K.MAX_BODY_BYTES, counters=counters, limits={
-        K.INGEST_PATH: K.MAX_BATCH_BYTES, f"{K.API_PREFIX}/carrier/manifests": K.MAX_MANIFEST_BYTES})
+        K.INGEST_PATH: K.MAX_BATCH_BYTES, f"{K.API_PREFIX}/carrier/manifests": K.MAX_MANIFEST_BYTES},
+        own_depth=frozenset({K.INGEST_PATH}))  # the ingest answers a too-deep item alone, per item
 
     @app.exception_handler(SQLAlchemyError)
     async def _db_down(_request: Request, exc: SQLAlchemyError) -> JSONResponse:

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from . import constants as K
 from . import guards
+from .audit import audit
 from .errors import CommandRefused, NotFound
-from .models import AuditEntry, Command, Compartment, Locker, PickupCode, Station
+from .models import Command, Compartment, Locker, PickupCode, Station
 from .principal import Principal
 from .ratelimit import hit
 from .settings import Settings
@@ -30,13 +31,6 @@ ROLES_FOR_OP = {
     "config": ("admin",),
     "code_sync": ("admin", "maintenance", "station_agent", "recipient"),
 }
-
-
-def audit(session: Session, who: Principal, action: str, target: str, reason: str | None = None,
-          **detail: Any) -> None:
-    """Append one audit line."""
-    session.add(AuditEntry(at=time.time(), actor=who.name, role=who.role, action=action, target=target,
-                           reason=reason, detail=detail or None))
 
 
 def new_command_id() -> str:

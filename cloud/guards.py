@@ -18,7 +18,7 @@ from typing import TypedDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import commands
+from .audit import audit
 from .auth import Principal
 from .models import Alarm, Command, Notification
 from .ratelimit import hit, lockout_clear, lockout_fail, lockout_wait
@@ -51,9 +51,9 @@ def count_code_lookup(session: Session, settings: Settings, who: Principal, stat
         return True
     limit = settings.code_lookup_limit_per_hour
     if hit(session, f"codelookup:{who.name}:3600", limit=limit, window=3600.0, now=now):
-        commands.audit(session, who, "code_lookup", station_id)
+        audit(session, who, "code_lookup", station_id)
         return True
-    commands.audit(session, who, "code_lookup_refused", station_id, limit=limit)
+    audit(session, who, "code_lookup_refused", station_id, limit=limit)
     raise_alarm(session, station_id=station_id, kind=ALARM_CODE_LOOKUPS, now=now,
                 text=f"{who.name} ({who.role}) passed {limit} code lookups an hour")
     return False

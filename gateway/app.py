@@ -32,6 +32,7 @@ from .errors import GatewayError
 from .lockerlink import LockerLink
 from .stationdb import Outbox, Record
 from .scanner_serial import Scanner
+from .pins import Sessions
 from .services import HttpServices
 from .uplink import Uplink
 
@@ -74,9 +75,11 @@ class Gateway:
         self.scanner = Scanner(cfg.scanner.port, self.counters, baud=cfg.scanner.baud) if cfg.scanner else None
         self.consent: ConsentPort = consent or CloudConsent(cfg.cloud, self.outbox, self.counters,
                                                             cache_s=cfg.terminal.consent_cache_s, transport=transport)
+        self.sessions = Sessions(cfg.terminal, self.counters)
         self.app = create_app(HttpServices(
             cfg=cfg, counters=self.counters, outbox=self.outbox, deposits=self.deposits, consent=self.consent,
-            link=self.link, uplink=self.uplink, boards=self.boards, scanner=self.scanner, health=self.health))
+            link=self.link, uplink=self.uplink, boards=self.boards, scanner=self.scanner, health=self.health,
+            sessions=self.sessions))
 
     async def open(self) -> None:
         db = self.cfg.gateway.db

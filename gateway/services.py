@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .lockerlink import LockerLink
     from .scanner_serial import Scanner
     from .stationdb import Outbox
+    from .pins import Sessions
     from .uplink import Uplink
 
 
@@ -36,3 +37,4 @@ class HttpServices:
     boards: dict[str, BoardLocker]
     scanner: Scanner | None
     health: Callable[[], Awaitable[dict]]
+    sessions: Sessions  # the terminal's logins (in memory: a restart logs everyone out)

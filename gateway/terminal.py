@@ -4,13 +4,9 @@ Routes live under /api/v1/terminal; the page itself is gateway/terminal_static/i
 """
 
 
-import asyncio
 import functools
-import hashlib
-import hmac
 import html
 import logging
-import re
 import secrets
 import sqlite3
 import time
@@ -30,7 +26,9 @@ from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
                      OutboxError, ProtocolError, UnknownParcel)
-from .lockout import Lockout, RateWindows
+from .lockout import RateWindows
+from .pins import (PIN_ADDR_LOCK, PIN_ITERATIONS, PIN_MIN_DIGITS, PIN_RE, PIN_USER_LOCK,  # noqa: F401 (the
+                   SESSIONS_PER_USER, Sessions, hash_pin, verify_pin)  # terminal's names, re-exported)
 from .stationdb import Record
 
 if TYPE_CHECKING:
@@ -39,15 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("jincun.gateway.terminal")
 
 STATIC = Path(__file__).with_name("terminal_static")
-PIN_ITERATIONS = 100_000
-PIN_MIN_DIGITS = 6
-PIN_RE = rf"^[0-9]{{{PIN_MIN_DIGITS},12}}$"
-# one user's PIN: 5 wrong in a row lock that user for 1 min, doubling up to 16 min
-PIN_USER_LOCK = {"fails": 5, "first_s": 60, "max_s": 960, "forget_s": 3600}
-# one client address, whichever users it tries: a spray across names locks the address. Looser than the
-# per-user lock, because the station's own tablet is one address shared by every courier and the agent
-PIN_ADDR_LOCK = {"fails": 20, "first_s": 60, "max_s": 960, "forget_s": 3600}
-SESSIONS_PER_USER = 4
 # door-to-door hand-overs per agent: a morning's round is a handful; a script opening door after door is not
 HANDOVER_LIMITS = ((5, 60.0), (30, 3600.0))
 
@@ -57,27 +46,6 @@ def terminal_page() -> str:
     """The terminal page, its phone inputs carrying the one phone rule (jincun/phone.py) as their pattern."""
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     return page.replace("{{phone_pattern}}", html.escape(PHONE_BODY, quote=True))
-
-
-def hash_pin(pin: str, *, salt: bytes | None = None, iterations: int = PIN_ITERATIONS) -> str:
-    """The station.json form of a terminal PIN: pbkdf2_sha256$iterations$salt$hash."""
-    if not re.fullmatch(PIN_RE, pin):
-        raise ValueError(f"a terminal PIN is {PIN_MIN_DIGITS} to 12 digits")
-    salt = salt or secrets.token_bytes(16)
-    dk = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
-    return f"pbkdf2_sha256${iterations}${salt.hex()}${dk.hex()}"
-
-
-def verify_pin(pin: str, stored: str) -> bool:
-    """Check a PIN against its station.json hash: PBKDF2 set here, or argon2id enrolled from the cloud."""
-    if stored.startswith("$argon2id$"):
-        from pwdlib import PasswordHash
-        from pwdlib.hashers.argon2 import Argon2Hasher
-
-        return PasswordHash((Argon2Hasher(),)).verify(pin, stored)
-    _, it, salt, want = stored.split("$")
-    dk = hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt), int(it))
-    return hmac.compare_digest(dk.hex(), want)
 
 
 def fee_cents(cfg: TerminalConfig, carrier: str, weight_g: int, produce: str) -> tuple[int, str]:
@@ -97,69 +65,6 @@ def fee_cents(cfg: TerminalConfig, carrier: str, weight_g: int, produce: str) ->
 
 def mask_phone(phone: str) -> str:
     return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
-
-
-class Sessions:
-    """Logged-in terminal users by bearer token, with PIN lockouts per user and per client address.
-
-    A user's lockout holds even against that user's right PIN (so guessing learns nothing during it) and
-    touches no one else; each user keeps at most SESSIONS_PER_USER sessions, so no login ends another
-    user's session.
-    """
-
-    def __init__(self, cfg: TerminalConfig, counters, *, clock=time.monotonic) -> None:
-        self.cfg = cfg
-        self.counters = counters
-        self.clock = clock
-        self._s: dict[str, tuple[TerminalUser, float]] = {}
-        self.users = {u.id: u for u in cfg.users}
-        self.by_user = Lockout(**PIN_USER_LOCK, clock=clock)
-        self.by_addr = Lockout(**PIN_ADDR_LOCK, clock=clock)
-        # an unknown name costs the same PBKDF2 as a known one, so timing does not tell them apart
-        its = int(cfg.users[0].pin_hash.split("$")[1]) if cfg.users else PIN_ITERATIONS
-        self._dummy = hash_pin("".join(secrets.choice("0123456789") for _ in range(PIN_MIN_DIGITS)),
-                               iterations=its)
-
-    async def login(self, user_id: str, pin: str, addr: str) -> tuple[str, TerminalUser]:
-        for lock, key, scope in ((self.by_addr, addr, "address"), (self.by_user, user_id, "user")):
-            secs = lock.wait_s(key)
-            if secs:
-                self.counters.inc("pin_locked")
-                raise HTTPException(429, {"error": "locked", "secs": secs, "scope": scope})
-        user = self.users.get(user_id)
-        # PBKDF2 takes a while on a Pi: off the event loop
-        ok = await asyncio.to_thread(verify_pin, pin, user.pin_hash if user else self._dummy)
-        if not ok or user is None:
-            self.counters.inc("pin_failures")
-            if user is not None:  # unknown names make no entries; the address counts them
-                self.by_user.failed(user_id)
-            self.by_addr.failed(addr)
-            log.warning("wrong terminal PIN for %s from %s", user_id if user else "an unknown user", addr)
-            raise HTTPException(401, {"error": "bad_pin"})
-        self.by_user.succeeded(user_id)
-        return self.open(user), user
-
-    def open(self, user: TerminalUser) -> str:
-        """A new session of `user` (whose PIN was checked); ends only that user's own oldest one if needed."""
-        now = self.clock()
-        for tok in [t for t, (_, exp) in self._s.items() if exp < now]:
-            del self._s[tok]
-        mine = [t for t, (u, _) in self._s.items() if u.id == user.id]
-        if len(mine) >= SESSIONS_PER_USER:
-            del self._s[min(mine, key=lambda t: self._s[t][1])]
-        token = secrets.token_urlsafe(24)
-        self._s[token] = (user, now + self.cfg.session_s)
-        return token
-
-    def user(self, token: str | None) -> TerminalUser:
-        got = self._s.get(token or "")
-        if got is None or got[1] < self.clock():
-            self._s.pop(token or "", None)
-            raise HTTPException(401, {"error": "login"})
-        return got[0]
-
-    def logout(self, token: str | None) -> None:
-        self._s.pop(token or "", None)
 
 
 class LoginIn(BaseModel):
@@ -222,7 +127,7 @@ def create_router(gw: "HttpServices") -> APIRouter:
     """Terminal routes bound to one running gateway's services (`gw` holds those, not the `Gateway`)."""
     r = APIRouter()
     cfg = gw.cfg.terminal
-    sessions = Sessions(cfg, gw.counters)
+    sessions = gw.sessions
 
     def token(authorization: Annotated[str | None, Header()] = None) -> str | None:
         return authorization.removeprefix("Bearer ").strip() if authorization else None

@@ -59,11 +59,13 @@ Send = Callable[[dict], Awaitable[None]]
 class BodyGuard:
     """ASGI middleware: body limit per route (longest matching path prefix) and the JSON depth bound."""
 
-    def __init__(self, app, *, default: int, limits: Mapping[str, int] | None = None, counters=None) -> None:
+    def __init__(self, app, *, default: int, limits: Mapping[str, int] | None = None, counters=None,
+                 own_depth: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.default = default
         self.limits = sorted((limits or {}).items(), key=lambda kv: -len(kv[0]))
         self.counters = counters
+        self.own_depth = own_depth
 
     def limit_for(self, path: str) -> int:
         """The body limit of a path: the longest configured prefix, else the default."""
@@ -93,7 +95,8 @@ class BodyGuard:
             more = msg.get("more_body", False)
         body = b"".join(chunks)
         ctype = headers.get(b"content-type", b"")
-        if b"json" in ctype and size <= DEPTH_SCAN_BYTES and too_deep(body):
+        if (b"json" in ctype and size <= DEPTH_SCAN_BYTES and scope["path"] not in self.own_depth
+                and too_deep(body)):
             await self._refuse(send, 400, f"JSON nests deeper than {MAX_DEPTH} levels", "body_too_deep")
             return
         sent = False
@@ -130,8 +133,13 @@ def safe_errors(errors) -> list[dict]:
     return out
 
 
-def install(app, *, default: int, limits: Mapping[str, int] | None = None, counters=None) -> None:
-    """Put the body guard in front of a FastAPI app and answer its 422s and RecursionErrors safely."""
+def install(app, *, default: int, limits: Mapping[str, int] | None = None, counters=None,
+            own_depth: frozenset[str] = frozenset()) -> None:
+    """Put the body guard in front of a FastAPI app and answer its 422s and RecursionErrors safely.
+
+    `own_depth` names the paths whose handler bounds the nesting itself, item by item (the cloud's ingest
+    answers a deep item on its own, so that one bad item does not refuse a station's whole batch).
+    """
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
@@ -145,7 +153,8 @@ def install(app, *, default: int, limits: Mapping[str, int] | None = None, count
             counters.inc("body_too_deep")
         return JSONResponse({"detail": "input nests too deep"}, status_code=400)
 
-    app.add_middleware(BodyGuard, default=default, limits=dict(limits or {}), counters=counters)
+    app.add_middleware(BodyGuard, default=default, limits=dict(limits or {}), counters=counters,
+                       own_depth=frozenset(own_depth))
     _document_422(app)
 
 

@@ -74,7 +74,7 @@ def _batches() -> list[list[dict]]:
             "body": {"v": 1, "boot": "5f0c3a9e", "seq": 3, "ts": 1764355262, "mono": 3000, "rssi": -61, "vin": 12.1, "temp": 21.5,
                      "heap": 61000, "outbox": 0, "up": 3600}}
     online = {"src": "l2", "boot": "5f0c3a9e", "seq": 1, "kind": "status", "rx": 1764355201.0,
-              "body": {"v": 1, "state": "online"}}
+              "body": {"v": 1, "state": "online", "boot": "5f0c3a9e"}}
     gw_tele = {"outbox_depth": 3, "oldest_unsent_s": 12.5, "uplink": "up", "lockers_online": 2, "lockers_total": 2,
                "cpu_temp": 48.0, "up_s": 7200, "counters": {"uplink_failures": 1}}
     outbound = {"ref": "o-parity-1", "carrier": "yto", "sender_phone": "13912345678", "sender_name": "王大妈",

@@ -182,7 +182,7 @@ async def test_a_waybill_the_station_cannot_store_is_refused_and_opens_nothing(g
         assert r.status_code == 422, r.text
         assert r.json()["detail"][0]["loc"] == ["body", "waybill"]
         ok = await http.post("/api/v1/deposits", json={"waybill": "SF5", "phone": "13800000001", "carrier": "SF",
-                                                       "size": "S"})
+                                                       "size": "S", "consent_asked": True})
         assert ok.status_code == 201, ok.text
     await until(lambda: len(deposit_cmds(l1)) == 1, what="one door asked to open")
     assert deposit_cmds(l1)[0]["ref"] == ok.json()["ref"]
@@ -198,7 +198,7 @@ async def test_a_compartment_the_sensor_reads_full_is_never_assigned(gateway, lo
     async with api(gateway.gw) as http:
         async def post(size):
             return await http.post("/api/v1/deposits", json={"waybill": "SF7", "phone": "13800000007",
-                                                            "carrier": "顺丰", "size": size})
+                                                            "carrier": "顺丰", "size": size, "consent_asked": True})
         r = await post("S")
         assert r.status_code == 201 and r.json()["c"] == 3, r.text
         l1.evt("deposit", c=3, ref=r.json()["ref"])

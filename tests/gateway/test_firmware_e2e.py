@@ -2,11 +2,13 @@
 
 import asyncio
 
+import httpx
+
 import pytest
 
 from gateway.consent import FixedConsent
 from gateway.terminal import hash_pin
-from gwkit import SECRET_L1, RunningGateway, courier_api, make_config, until
+from gwkit import COURIER, SECRET_L1, RunningGateway, courier_api, make_config, until
 
 pytestmark = pytest.mark.micropython
 
@@ -84,7 +86,8 @@ async def test_a_found_parcel_becomes_the_agents_task_and_reaches_its_recipient(
     terminal: the firmware confirms it with a deposit event, the code goes out, and the villager's code opens it."""
     sim_mod = pytest.importorskip("simulator.locker")
     _, broker = station
-    top = {"terminal": {"users": [{"id": "a-li", "name": "李大姐", "role": "agent", "pin_hash": hash_pin("135790")}]}}
+    top = {"terminal": {"users": [COURIER, {"id": "a-li", "name": "李大姐", "role": "agent",
+                                            "pin_hash": hash_pin("135790")}]}}
     rg = RunningGateway(make_config(tmp_path, broker.port, top=top),
                         consent=FixedConsent({"13800000001": ("granted", False)}))
     await rg.start()
@@ -106,13 +109,14 @@ async def test_a_found_parcel_becomes_the_agents_task_and_reaches_its_recipient(
         await th(sim.close_door, 2)
         await until(lambda: comps[2].mm and comps[2].st == "fault", timeout=10, what="found parcel reported")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=rg.gw.app), base_url="http://gw") as http:
-            tok = (await http.post("/api/v1/terminal/login", json={"pin": "135790"})).json()["token"]
+            tok = (await http.post("/api/v1/terminal/login", json={"user": "a-li", "pin": "135790"})).json()["token"]
             auth = {"Authorization": f"Bearer {tok}"}
             found = (await http.get("/api/v1/terminal/found", headers=auth)).json()["found"]
             assert found == [{"locker": "l1", "c": 2, "size": "M", "online": True}]
             # a courier is never given the compartment with the found parcel
-            r = await http.post("/api/v1/deposits", json={"waybill": "SF2001", "phone": "13800000001",
-                                                          "carrier": "顺丰", "size": "M"})
+            async with courier_api(rg.gw) as desk:
+                r = await desk.post("/api/v1/deposits", json={"waybill": "SF2001", "phone": "13800000001",
+                                                              "carrier": "顺丰", "size": "M", "consent_asked": True})
             assert r.status_code == 201 and r.json()["c"] == 3, r.text
             # the agent scans the waybill and types the recipient's phone
             r = await http.post("/api/v1/terminal/found", headers=auth, json={

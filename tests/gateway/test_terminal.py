@@ -181,6 +181,8 @@ async def test_agent_registers_a_found_parcel_in_chromium(terminal, lockers):
         try:
             page = await browser.new_page(viewport={"width": 900, "height": 900})
             await page.goto(rg.url)
+            await page.wait_for_selector("#user option[value=a-li]", state="attached")
+            await page.select_option("#user", "a-li")
             await page.fill("#pin", "135790")
             await page.click("#f-login button")
             await page.wait_for_selector("#v-agent:not(.hidden)")
@@ -325,14 +327,14 @@ async def test_a_courier_enrolled_from_the_cloud_logs_in_with_the_clouds_hash():
     from cloud.auth import hash_secret
     from gateway.config import TerminalConfig
     from gateway.counters import Counters
-    from gateway.terminal import Sessions
+    from gateway.pins import Sessions
 
     cfg = TerminalConfig.model_validate({"users": [
         {"id": "c7", "name": "王师傅", "role": "courier", "carrier": "YTO", "pin_hash": hash_secret("482913")},
         {"id": "a-li", "name": "李大姐", "role": "agent", "pin_hash": hash_pin("135790")}]})
     sessions = Sessions(cfg, Counters())
-    token, user = await sessions.login("482913")
+    token, user = await sessions.login("c7", "482913", "10.0.0.2")
     assert (user.id, sessions.user(token).carrier) == ("c7", "YTO")
-    assert (await sessions.login("135790"))[1].id == "a-li"
+    assert (await sessions.login("a-li", "135790", "10.0.0.2"))[1].id == "a-li"
     with pytest.raises(HTTPException):
-        await sessions.login("482914")
+        await sessions.login("c7", "482914", "10.0.0.2")
