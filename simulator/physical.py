@@ -73,10 +73,13 @@ def reconcile(inside: dict[str, dict[int, list[str]]], cloud: CloudView, sms: di
     """inside: locker -> compartment -> parcels physically there; sms: parcel ref -> code the recipient got;
     found: waybills on the agents' found-parcel lists. Returns the stranded and phantom parcels, each with
     its reason."""
-    stranded, phantom = [], []
+    stranded, phantom, on_list = [], [], []
     for locker, comps in inside.items():
         for c, items in comps.items():
             for wb in items:
+                if wb in found:
+                    on_list.append({"waybill": wb, "locker": locker, "c": c})
+                    continue
                 why = _why_stranded(wb, locker, c, cloud, sms, found)
                 if why:
                     stranded.append({"waybill": wb, "locker": locker, "c": c, "why": why})
@@ -86,7 +89,7 @@ def reconcile(inside: dict[str, dict[int, list[str]]], cloud: CloudView, sms: di
             phantom.append({"waybill": p.waybill, "locker": p.locker, "c": p.c, "status": p.status,
                             "physically_at": where})
     return {"stranded_parcels": len(stranded), "phantom_parcels": len(phantom), "stranded": stranded,
-            "phantom": phantom}
+            "phantom": phantom, "found": on_list}
 
 
 def _why_stranded(wb: str, locker: str, c: int, cloud: CloudView, sms: dict[str, str], found: set[str]) -> str:

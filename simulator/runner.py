@@ -461,23 +461,21 @@ class Play(FaultPlayer):
 
     async def _found_places(self) -> set[tuple[str, int]]:
         """The compartments on the agents' found-parcel lists (GET /api/v1/terminal/found at each station):
-        a parcel lying there is the agent's task, not stranded."""
+        a parcel lying there is the agent's task, not stranded. Read after the run's own client is closed."""
         places: set[tuple[str, int]] = set()
-        for s in self.cl.stations:
-            for _ in range(2):  # a restarted gateway forgot the agent's session: log in again
+        async with httpx.AsyncClient(timeout=30) as http:
+            for s in self.cl.stations:
+                url = self.cl.gateway_url(s.id)
                 try:
-                    tok = await self._agent(s.id)
-                    r = await self.http.get(f"{self.cl.gateway_url(s.id)}/api/v1/terminal/found",
-                                            headers={"Authorization": f"Bearer {tok}"})
+                    r = await http.post(f"{url}/api/v1/terminal/login", json={"user": AGENT_ID, "pin": AGENT_PIN})
+                    r.raise_for_status()
+                    r = await http.get(f"{url}/api/v1/terminal/found",
+                                       headers={"Authorization": f"Bearer {r.json()['token']}"})
+                    r.raise_for_status()
                 except httpx.HTTPError as exc:
                     log.warning("found parcels at %s: %s", s.id, exc)
-                    break
-                if r.status_code == 401:
-                    self.agent_tokens.pop(s.id, None)
                     continue
-                if r.status_code == 200:
-                    places |= {(f["locker"], int(f["c"])) for f in r.json()["found"]}
-                break
+                places |= {(f["locker"], int(f["c"])) for f in r.json()["found"]}
         return places
 
     async def _result(self, drained: bool) -> dict:
@@ -497,6 +495,7 @@ class Play(FaultPlayer):
             "kills": dict(sorted(self.kills.items())), "locker_power_cuts": n.get("locker_power_cuts", 0),
             **self._in_window(),
             "parcels_inside": phys["inside"], "stranded": phys["stranded"], "phantom": phys["phantom"],
+            "found_parcels": phys["found"],
             "door_to_door": n.get("door_to_door", 0), "never_collected": n.get("never_collected", 0),
             "no_room": n.get("deposits_no_room", 0), "typos": n.get("typos", 0),
             "codes_guessed": n.get("codes_guessed", 0), "outbound": n.get("outbound_ok", 0),
