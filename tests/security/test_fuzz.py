@@ -15,8 +15,9 @@ from cloud.protocol import decode_batch, parse_item
 from gateway import const as C
 from gateway import protocol, terminal
 from gateway.errors import MqttProtocolError, ProtocolError
-from gateway.lockboard_codec import MODELS, BoardProtocolError, FrameSplitter, parse, parse_open, parse_status
+from gateway.lockboard_sim import FrameSplitter
 from gateway.mqtt_codec import Parser
+from jc.lockboard import MODELS, BoardError, parse, parse_open, parse_status
 from jincun.httpedge import MAX_DEPTH, too_deep
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
@@ -61,11 +62,11 @@ def test_lockboard_frames_answer_only_board_errors(raw, model, addr, lock):
     for fn in (lambda: parse(raw), lambda: parse_status(m, addr, raw), lambda: parse_open(m, addr, lock, raw)):
         try:
             fn()
-        except BoardProtocolError:
+        except BoardError:
             pass
     s = FrameSplitter(max_buffer=128)
     s.feed(raw)
-    while s.take(6) is not None:
+    while s.take_request() is not None:
         pass
 
 
