@@ -4,12 +4,14 @@ Routes live under /api/v1/terminal; the page itself is gateway/terminal_static/i
 """
 
 
+import contextlib
 import functools
 import html
 import logging
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -123,6 +125,25 @@ class PickupIn(BaseModel):
     code: str = Field(pattern=r"^[0-9]{6}$")
 
 
+@contextlib.contextmanager
+def door_errors() -> Iterator[None]:
+    """The answer a courier or agent gets when a door cannot be opened for them, one rule for every route."""
+    try:
+        yield
+    except NoCompartment:
+        raise HTTPException(409, {"error": "no_compartment"}) from None
+    except NoFoundParcel:
+        raise HTTPException(409, {"error": "not_found_parcel"}) from None
+    except CommandRejected as exc:
+        raise HTTPException(409, {"error": "locker_refused", "detail": exc.err}) from None
+    except (LockerOffline, CommandTimeout):
+        raise HTTPException(503, {"error": "locker_offline"}) from None
+    except OutboxError:
+        raise HTTPException(503, {"error": "storage"}) from None
+    except LockerError:
+        raise HTTPException(404, {"error": "unknown_locker"}) from None
+
+
 def create_router(gw: "HttpServices") -> APIRouter:
     """Terminal routes bound to one running gateway's services (`gw` holds those, not the `Gateway`)."""
     r = APIRouter()
@@ -221,19 +242,9 @@ def create_router(gw: "HttpServices") -> APIRouter:
         if u.carrier and carrier and carrier != u.carrier:
             raise HTTPException(403, {"error": "carrier"})
         how = await consent_how(phone, consent_asked)
-        try:
+        with door_errors():
             return await gw.deposits.request(waybill, phone, u.carrier or carrier or u.name, size, locker,
                                              courier=u.id, consent=how)
-        except NoCompartment:
-            raise HTTPException(409, {"error": "no_compartment"}) from None
-        except CommandRejected as exc:
-            raise HTTPException(409, {"error": "locker_refused", "detail": exc.err}) from None
-        except (LockerOffline, CommandTimeout):
-            raise HTTPException(503, {"error": "locker_offline"}) from None
-        except OutboxError:
-            raise HTTPException(503, {"error": "storage"}) from None
-        except LockerError:
-            raise HTTPException(404, {"error": "unknown_locker"}) from None
 
     @r.post(f"{p}/deposit", status_code=201)
     async def deposit(body: TermDepositIn, u: TerminalUser = Depends(courier)) -> dict:
@@ -270,17 +281,9 @@ def create_router(gw: "HttpServices") -> APIRouter:
     async def adopt(body: FoundIn, u: TerminalUser = Depends(agent)) -> dict:
         """A found parcel: the agent scans its waybill and types the phone; code and SMS go out as for a deposit."""
         how = await consent_how(body.phone, body.consent_asked)
-        try:
+        with door_errors():
             return await gw.deposits.adopt(body.locker, body.c, body.waybill, body.phone, body.carrier,
                                            agent=u.id, consent=how)
-        except NoFoundParcel:
-            raise HTTPException(409, {"error": "not_found_parcel"}) from None
-        except CommandRejected as exc:
-            raise HTTPException(409, {"error": "locker_refused", "detail": exc.err}) from None
-        except (LockerOffline, CommandTimeout):
-            raise HTTPException(503, {"error": "locker_offline"}) from None
-        except OutboxError:
-            raise HTTPException(503, {"error": "storage"}) from None
 
     handovers = RateWindows(HANDOVER_LIMITS)
     door_to_door = frozenset(cfg.assist_phones)
