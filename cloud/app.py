@@ -26,7 +26,7 @@ from jincun.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jincun.metrics import Metrics, TimedRequests
 
 from . import constants as K
-from . import lifecycle, lookups, migrate
+from . import alerts, lifecycle, lookups, migrate
 from .auth import allow
 from .partitions import ensure_partitions, maintain_partitions
 from .ratelimit import acquire_lease
@@ -42,6 +42,7 @@ from .routes_carrier import router as carrier_router
 from .routes_staff import router as staff_router
 from .routes_gateway import router as gateway_router
 from .routes_enroll import router as enroll_router
+from .routes_alerts import router as alerts_router
 from .settings import Settings
 from .sms import HttpNotifier, deliver_pending_logged, make_notifier
 from .storage import make_engine, make_sessionmaker
@@ -80,14 +81,20 @@ def _sweep_once(services: Services, holder: str) -> None:
             return
         done = lifecycle.sweep(session, services.settings)
         session.commit()
+        told = alerts.sweep(session, services.settings)
+        session.commit()
         engine = cast(Engine, session.get_bind())  # the sessionmaker is bound to the engine
     # still under the lease: one worker at a time
+    alerts.deliver_posts(services.sessionmaker, services.settings)
     parts = maintain_partitions(engine, ahead=services.settings.events_months_ahead,
                                 retention=services.settings.events_retention_months)
     if parts["created"] or parts["dropped"]:
         services.counters.inc("partitions_created", parts["created"])
         services.counters.inc("partitions_dropped", len(parts["dropped"]))
     services.counters.inc("sweeps")
+    if told["opened"] or told["closed"]:
+        services.counters.inc("alerts_opened", told["opened"])
+        services.counters.inc("alerts_closed", told["closed"])
     if done["reminders"] or done["overdue"]:
         log.info("sweep: %d reminders queued, %d parcels overdue", done["reminders"], done["overdue"])
         services.counters.inc("reminders_queued", done["reminders"])
@@ -95,7 +102,8 @@ def _sweep_once(services: Services, holder: str) -> None:
 
 
 async def _sweep_loop(services: Services) -> None:
-    """Reminders, overdue marking and the events partitions; a lease in the database lets one worker at a time do it."""
+    """Reminders, overdue marking, alerts and the events partitions; a lease in the database lets one worker
+    at a time do it."""
     holder = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     while True:
         try:
@@ -209,6 +217,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff_router)
     app.include_router(carrier_router)
     app.include_router(enroll_router)
+    app.include_router(alerts_router)
     app.include_router(pages_router)
     app.include_router(ops_pages_router)
     return app

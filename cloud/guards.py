@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from .audit import audit
 from .auth import Principal
-from .models import Alarm, Command, Notification
+from .models import Alarm, Command
 from .ratelimit import hit, lockout_clear, lockout_fail, lockout_wait
 from .settings import Settings
 
@@ -96,10 +96,8 @@ def stations_opened_by(session: Session, operator: str, since: float) -> set[str
 
 def open_cap_crossed(session: Session, settings: Settings, who: Principal, station_id: str, key: str, limit: int,
                      now: float) -> None:
-    """A remote-open cap was crossed: an alarm on the dashboard and, once per alarm, an SMS to the duty phone."""
+    """A remote-open cap was crossed: an alarm on the dashboard, told to the station's maintenance phone (or the
+    county's duty phone) once per episode by the alert sweep (cloud/alerts.py)."""
     scope = key.split(":")[1]
     text = f"remote opens refused: {who.name} ({who.role}) reached the {scope} limit of {limit}"
-    if raise_alarm(session, station_id=station_id, kind=ALARM_OPEN_CAP, text=text, now=now) and settings.duty_phone:
-        session.add(Notification(phone=settings.duty_phone, status="queued", attempts=0, ref=None, created_at=now,
-                                 text=f"【进村】告警：远程开柜被拒（{scope} 上限 {limit}），"
-                                      f"操作员 {who.name}，站点 {station_id}。"))
+    raise_alarm(session, station_id=station_id, kind=ALARM_OPEN_CAP, text=text, now=now)

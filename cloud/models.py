@@ -76,6 +76,7 @@ class Station(Base):
     created_at: Mapped[float] = mapped_column(Float)
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
+    maint_phone: Mapped[str | None] = mapped_column(String(24))  # alerts go here (cloud/alerts.py)
 
 
 class Locker(Base):
@@ -490,3 +491,35 @@ class EnrollToken(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
     used_at: Mapped[float | None] = mapped_column(Float)
+
+
+class AlertEpisode(Base):
+    """One episode of a condition at one place, told when it starts and when it ends (cloud/alerts.py)."""
+
+    __tablename__ = "alert_episodes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(32), index=True)
+    locker_id: Mapped[str] = mapped_column(String(32))
+    c: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))
+    # station/locker/c/kind while the episode is open, NULL once it is over: one open episode per condition
+    open_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    opened_at: Mapped[float] = mapped_column(Float)
+    closed_at: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[str | None] = mapped_column(String(200))
+
+
+class AlertPost(Base):
+    """A text waiting to reach the county's WeCom or DingTalk group robot; retried with backoff."""
+
+    __tablename__ = "alert_posts"
+    __table_args__ = (Index("ix_alert_posts_due", "status", "next_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("alert_episodes.id"))
+    phase: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[float] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)

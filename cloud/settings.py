@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     county_open_limit_per_hour: int = Field(default=30, ge=1)  # remote opens, all stations together
     operator_station_limit_per_hour: int = Field(default=3, ge=1)  # distinct stations one operator opens at
     duty_phone: str | None = Field(default=None, pattern=PHONE_PATTERN)  # the county's duty SMS
+    # alerts to people (cloud/alerts.py): thresholds, and the optional WeCom/DingTalk group robot
+    alert_offline_minutes: int = Field(default=15, ge=1, le=1440)
+    alert_low_voltage: float = Field(default=11.0, gt=0, le=60)  # volts at the locker's supply input
+    alert_outbox_items: int = Field(default=500, ge=1)  # items waiting at a station's gateway
+    alert_outbox_age_s: float = Field(default=1800.0, gt=0)  # age of the oldest of them
+    alert_webhook_url: SecretStr | None = None  # the robot's URL holds its key: kept out of logs
+    alert_webhook_kind: Literal["wecom", "dingtalk"] = "wecom"
+    alert_webhook_secret: SecretStr | None = None  # DingTalk 加签 secret
     command_ttl_seconds: int = Field(default=300, ge=10)
     otp_ttl_seconds: int = Field(default=300, ge=30)
     otp_limit_per_hour: int = Field(default=5, ge=1)

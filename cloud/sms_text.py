@@ -25,6 +25,9 @@ TEMPLATES: dict[str, str] = {
     "reminder": "{carrier}包裹在{station} {box}已放{hours}小时，请凭码取件 {link}",
     "recode": "您在{station}的新取件码 {code}，旧码已作废 {link}",
     "otp": "查件验证码 {code}，{minutes}分钟内有效，请勿告诉他人",
+    # to the station's maintenance phone (cloud/alerts.py): an episode starts, and it is over
+    "alert": "告警：{station}{box}{what}，{at}起，请尽快处理",
+    "alert_ok": "恢复：{station}{box}{what}已解除，{at}",
 }
 KINDS = tuple(TEMPLATES)
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -37,7 +40,7 @@ PARAM_CHARS = 12         # Tencent Cloud refuses a parameter longer than 12 char
 STATION_MIN_CHARS = 4    # below this a station is no longer recognisable; settings refuse such a link
 # the longest values the fixed parameters take (settings check that the station still gets its minimum)
 WORST = {"carrier": "快" * CARRIER_CHARS, "box": "999号柜 999号格口", "code": "0" * 8, "hours": "999",
-         "minutes": "99"}
+         "minutes": "99", "what": "快" * 7, "at": "12-31 23:59"}
 
 # what people drop or shorten when they name a station
 _ADMIN_PREFIX = re.compile(r"^.{2,}?(?:自治区|自治州|自治县|特别行政区|省|市|州|盟|县|区|旗|街道|镇|乡)(?=.{2,})")
