@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--db", default="/var/lib/jincun/gateway.db", help="the gateway's outbox database (default: %(default)s)")
     ge.add_argument("--http-port", type=int, default=8100, help="the gateway's local HTTP port (default: %(default)s)")
     ge.add_argument("--mqtt-port", type=int, default=1883, help="the station broker's port (default: %(default)s)")
-    ge.add_argument("--listen", default="0.0.0.0", help="the broker's listen address on the station LAN (default: %(default)s)")
+    ge.add_argument("--listen", default="127.0.0.1", help="the broker's plain listener, the gateway's own: a loopback "
+                    "address (lockers use the TLS port) (default: %(default)s)")
     ge.add_argument("--audit-log", default=None, help="the broker log the gateway follows for ACL refusals "
                                                       "(install.sh: /run/jincun-mosquitto/mosquitto.log)")
     ge.add_argument("--tls-port", type=int, default=8883, help="the broker's TLS listener (default: %(default)s)")

@@ -46,6 +46,16 @@ def _log(*a):
     print(*a)
 
 
+def _is_der_b64(v):
+    if type(v) is not str or not v:
+        return False
+    try:
+        der = binascii.a2b_base64(v)
+    except ValueError:
+        return False
+    return len(der) > 2 and der[0] == 0x30  # an X.509 certificate is one DER SEQUENCE
+
+
 def check_config(cfg):
     """Validate config.json at start-up; raise ConfigError naming the bad key."""
     def need(cond, key):
@@ -62,6 +72,10 @@ def check_config(cfg):
     need(type(m.get("port")) is int and 0 < m["port"] < 65536, "mqtt.port")
     need(type(m.get("client_id")) is str and m["client_id"], "mqtt.client_id")
     need(type(m.get("keepalive", 60)) is int and 0 < m.get("keepalive", 60) <= 3600, "mqtt.keepalive")
+    need(m.get("tls", False) in (True, False), "mqtt.tls")
+    if m.get("tls"):
+        need(_is_der_b64(m.get("ca")), "mqtt.ca (the station CA, DER in base64)")
+        need(type(m.get("server_hostname", "")) is str, "mqtt.server_hostname")
     comps = cfg.get("comps")
     need(type(comps) is list and 1 <= len(comps) <= K.COMP_MAX, "comps")
     seen = set()
@@ -129,7 +143,10 @@ class App:
                   "handler_errors": 0, "acks_dropped": 0, "unreadable_records": 0, "wdt_starved": 0,
                   "fw_stale_chunks": 0, "fw_timeouts": 0, "courier_opens": 0}
         self.acks_pending = 0
-        self.link = Link(self, cfg["mqtt"], log)
+        try:
+            self.link = Link(self, cfg["mqtt"], log)
+        except ValueError as e:  # mbedTLS could not parse the CA
+            raise ConfigError("config.json: mqtt.ca is not a usable certificate: %s" % e)
         self.t = {}
         for k in K.KINDS:
             self.t[k] = proto.topic(self.station, self.locker, k)

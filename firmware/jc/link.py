@@ -1,5 +1,6 @@
 """Connectivity: keep one MQTT session up forever, reconnecting with exponential backoff and jitter."""
 
+import binascii
 import os
 from jc.mqtt import Session, MQTTError
 
@@ -8,6 +9,18 @@ def _jitter(ms):
     """Spread ms over [ms/2, 3ms/2) so many lockers do not reconnect in lock-step."""
     r = int.from_bytes(os.urandom(2), "little") / 65536
     return int(ms * (0.5 + r))
+
+
+def tls_context(ca_b64):
+    """A client context that trusts only the station's CA (DER, base64, as config.json carries it).
+
+    DER, not PEM: MicroPython's mbedTLS builds need not parse PEM (the unix port's does not), DER they all do.
+    """
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=binascii.a2b_base64(ca_b64))
+    return ctx
 
 
 class Link:
@@ -20,6 +33,9 @@ class Link:
         self.connects = 0
         self.failures = 0
         self.net_down = 0  # attempts skipped because Wi-Fi was down
+        # made once: the parsed CA stays in the context for every reconnect
+        self.tls = tls_context(mcfg["ca"]) if mcfg.get("tls") else None
+        self.hostname = mcfg.get("server_hostname") or mcfg["host"]
 
     async def run(self):
         backoff = self.base_ms
@@ -31,10 +47,11 @@ class Link:
             if up:
                 try:
                     await s.connect(c["host"], c["port"], c["client_id"], c.get("user"), c.get("password"),
-                                    c.get("keepalive", 60), will=self.app.will())
+                                    c.get("keepalive", 60), will=self.app.will(), tls=self.tls,
+                                    server_hostname=self.hostname)
                     self.connects += 1
                     backoff = self.base_ms
-                    self._log("link", "connected to", c["host"], c["port"])
+                    self._log("link", "connected to", c["host"], c["port"], "over TLS" if s.tls else "")
                     await self.app.serve(s)
                 except MQTTError as e:
                     self.failures += 1
