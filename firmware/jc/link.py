@@ -14,7 +14,7 @@ def _jitter(ms):
 def tls_context(ca_b64):
     """A client context that trusts only the station's CA (DER, base64, as config.json carries it).
 
-    DER, not PEM: MicroPython's mbedTLS builds need not parse PEM (the unix port's does not), DER they all do.
+    DER, not PEM: every MicroPython release documents DER for cadata, and the unix port refuses PEM.
     """
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

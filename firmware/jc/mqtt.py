@@ -30,6 +30,11 @@ class MQTTError(JcError):
     """The session is unusable (protocol violation, refused, timed out or closed)."""
 
 
+def _why(e):
+    """An exception as one line (mbedTLS's messages come wrapped in newlines)."""
+    return ("%s" % e).strip() or repr(e)
+
+
 # ---- sans-IO encode ----
 
 def _varlen(n):
@@ -238,8 +243,8 @@ class Session:
             self.writer.write(data)
             await self.writer.drain()
         except (OSError, ValueError) as e:  # mbedTLS reports a refused certificate as ValueError
-            self._fail("write: %s" % e)
-            raise MQTTError("write failed: %s" % e)
+            self._fail("write: " + _why(e))
+            raise MQTTError("write failed: " + _why(e))
         self.last_tx = time.ticks_ms()
 
     async def connect(self, host, port, client_id, user=None, password=None, keepalive=60,
@@ -273,8 +278,8 @@ class Session:
             self._fail("no CONNACK")
             raise MQTTError("no CONNACK")
         except (OSError, ValueError) as e:
-            self._fail("read: %r" % e)
-            raise MQTTError("no CONNACK: %r" % e)
+            self._fail("read: " + _why(e))
+            raise MQTTError("no CONNACK: " + _why(e))
         if ptype != CONNACK:
             self._fail("expected CONNACK")
             raise MQTTError("expected CONNACK, got %d" % ptype)
@@ -296,8 +301,8 @@ class Session:
             tsock = ctx.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
             tsock.setblocking(False)
         except (OSError, ValueError) as e:
-            self._fail("tls: %r" % e)
-            raise MQTTError("tls: %r" % e)
+            self._fail("tls: " + _why(e))
+            raise MQTTError("tls: " + _why(e))
         self.writer.s = tsock  # open_connection returns one Stream as both reader and writer
         self.reader.s = tsock
         self.tls = True
