@@ -14,7 +14,7 @@ from jc.vault import Vault, OK, COURIER, LOCKED
 from jc.update import Updater, UpdateError, rmtree
 from jc import bootstate
 from jc.outbox import Outbox, K_EVT, K_TELE
-from jc.link import Link
+from jc.link import Link, is_der_b64
 from jc.mqtt import MQTTError
 from jc.hal import HalError
 from jc.errors import JcError
@@ -46,16 +46,6 @@ def _log(*a):
     print(*a)
 
 
-def _is_der_b64(v):
-    if type(v) is not str or not v:
-        return False
-    try:
-        der = binascii.a2b_base64(v)
-    except ValueError:
-        return False
-    return len(der) > 2 and der[0] == 0x30  # an X.509 certificate is one DER SEQUENCE
-
-
 def check_config(cfg):
     """Validate config.json at start-up; raise ConfigError naming the bad key."""
     def need(cond, key):
@@ -74,7 +64,7 @@ def check_config(cfg):
     need(type(m.get("keepalive", 60)) is int and 0 < m.get("keepalive", 60) <= 3600, "mqtt.keepalive")
     need(m.get("tls", False) in (True, False), "mqtt.tls")
     if m.get("tls"):
-        need(_is_der_b64(m.get("ca")), "mqtt.ca (the station CA, DER in base64)")
+        need(is_der_b64(m.get("ca")), "mqtt.ca (the station CA, DER in base64)")
         need(type(m.get("server_hostname", "")) is str, "mqtt.server_hostname")
     comps = cfg.get("comps")
     need(type(comps) is list and 1 <= len(comps) <= K.COMP_MAX, "comps")

@@ -11,6 +11,17 @@ def _jitter(ms):
     return int(ms * (0.5 + r))
 
 
+def is_der_b64(v):
+    """True for base64 text that decodes to a DER SEQUENCE, as an X.509 certificate is (config check)."""
+    if type(v) is not str or not v:
+        return False
+    try:
+        der = binascii.a2b_base64(v)
+    except ValueError:
+        return False
+    return len(der) > 2 and der[0] == 0x30
+
+
 def tls_context(ca_b64):
     """A client context that trusts only the station's CA (DER, base64, as config.json carries it).
 
