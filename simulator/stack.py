@@ -191,6 +191,8 @@ class Stack:
                 lockers=[provision.locker_entry(lk, comps) for lk in self.lockers])
             if self.tls:
                 self.station_cfg["mqtt"]["tls"] = self._make_ca()
+            elif self.broker_kind == "mosquitto":
+                self.station_cfg["demo"] = True  # only a demo station's broker takes lockers in plain MQTT
             provision.write_private(cfg_path, self.station_cfg)
         if self.terminal and self.station_cfg.get("terminal") != self.terminal:
             self.station_cfg["terminal"] = self.terminal
