@@ -176,3 +176,15 @@ def test_provision_refuses_a_name_the_broker_certificate_does_not_carry(station,
         provision.provision_device(station=None, locker="l1", mqtt_host="192.168.9.9", mqtt_port=None, comps=None,
                                    out=tmp_path / "dev.json", station_config=cfg_path)
     assert not (tmp_path / "dev.json").exists()
+
+
+def test_the_stack_reports_what_the_broker_saw_not_what_was_configured(tmp_path):
+    """The demo's `tls` comes from the broker's log: a plain station is reported plain."""
+    from simulator.stack import Stack
+
+    with Stack(tmp_path / "plain", broker="mosquitto", tls=False) as s:
+        assert s.locker_transports() == {"l1": ["plain"]}
+        assert s.all_lockers_on_tls() is False
+        s.restart_broker()
+        s.wait_lockers_ready()
+        assert s.locker_transports()["l1"][-1] == "plain"
