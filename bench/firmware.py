@@ -1,14 +1,19 @@
 """`jincun bench firmware`: the real firmware under the MicroPython unix port, on a scripted board.
 
 Measures keypad code to lock decision (full vault of 64 codes), the heap held once 1,000 and 10,000
-events have gone through the outbox (stored, sent, acknowledged), outbox throughput, and the compiled
-size. The last line printed is one JSON object.
+events have gone through the outbox (stored, sent, acknowledged), outbox throughput, the heap with an
+MQTT session over TLS up (against a local Mosquitto with the bench's own CA), and the compiled size. The
+last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
+import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -125,16 +130,61 @@ while events < TOTAL:
 elapsed = time.ticks_diff(time.ticks_ms(), t_start)
 gc.collect()
 heap_end = gc.mem_alloc() - heap_code
-print(json.dumps({"code_check_us_p99": p99, "code_check_us_p50": p50, "code_check_us_p99_rounds": rounds,
-                  "heap_steady_b": heap_steady, "heap_growth_b": heap_end - heap_steady, "heap_code_b": heap_code,
-                  "outbox_events_per_s": int(events * 1000 / max(1, elapsed)), "events": events,
-                  "outbox_left": app.outbox.count(), "segments": len(app.outbox.segs)}))
+
+# the app as it is, plus one MQTT session over TLS to a local Mosquitto trusting the bench's own CA
+tls = {}
+if len(sys.argv) > 6:
+    import asyncio
+    from jc.link import tls_context
+    from jc.mqtt import Session
+
+    async def tls_up():
+        gc.collect()
+        before = gc.mem_alloc()
+        s = Session(lambda t, p: None)
+        t0 = time.ticks_ms()
+        with open(sys.argv[6]) as f:
+            ctx = tls_context(f.read())
+        await s.connect("127.0.0.1", int(sys.argv[5]), "bench-l1", tls=ctx)
+        ms = time.ticks_diff(time.ticks_ms(), t0)
+        await s.publish("bench/tls", b"x" * 200, 1, wait=True)
+        gc.collect()
+        tls.update(heap_tls_b=gc.mem_alloc() - before, heap_free_tls_bytes=gc.mem_free(), tls_connect_ms=ms,
+                   heap_steady_tls_b=gc.mem_alloc() - heap_code, tls_session=s.tls)
+        await s.disconnect()
+
+    asyncio.run(tls_up())
+out = {"code_check_us_p99": p99, "code_check_us_p50": p50, "code_check_us_p99_rounds": rounds,
+       "heap_steady_b": heap_steady, "heap_growth_b": heap_end - heap_steady, "heap_code_b": heap_code,
+       "outbox_events_per_s": int(events * 1000 / max(1, elapsed)), "events": events,
+       "outbox_left": app.outbox.count(), "segments": len(app.outbox.segs)}
+out.update(tls)
+print(json.dumps(out))
 '''
 
 
 def _tool(name: str) -> str:
     venv = REPO / ".venv" / "bin" / name
     return str(venv) if venv.exists() else name
+
+
+def _tls_broker(work: Path) -> tuple[subprocess.Popen, int, str] | None:
+    """A Mosquitto with only a TLS listener and a fresh station CA; (process, port, CA as DER base64)."""
+    if not shutil.which("mosquitto"):
+        return None
+    from gateway.station_ca import make_station_ca
+    from simulator.net import free_port, wait_port
+
+    paths = make_station_ca(work / "ca", work / "tls", station="bench", hosts=["127.0.0.1"])
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\ncafile {paths['broker ca.pem']}\n"
+                    f"certfile {paths['server.pem']}\nkeyfile {paths['server.key']}\ntls_version tlsv1.2\n"
+                    + ("user root\n" if os.geteuid() == 0 else ""))
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port("127.0.0.1", port, 15)
+    der = ssl.PEM_cert_to_DER_cert(paths["ca.pem"].read_text())
+    return proc, port, base64.b64encode(der).decode()
 
 
 def run(codes: int = 2000, steady: int = 1000, total: int = 10000, heap: str = "2M", rounds: int = 5) -> dict:
@@ -147,8 +197,19 @@ def run(codes: int = 2000, steady: int = 1000, total: int = 10000, heap: str = "
         flash = Path(d) / "flash"
         flash.mkdir()
         env = {"MICROPYPATH": f"{FIRMWARE}:.frozen", "PATH": "/usr/bin:/bin"}
-        out = subprocess.run([_tool("micropython"), "-X", f"heapsize={heap}", str(prog), str(codes), str(steady),
-                              str(total), str(rounds)], cwd=flash, capture_output=True, text=True, timeout=900, env=env)
+        broker = _tls_broker(Path(d))
+        tls_args = []
+        if broker:  # a file, not an argument: the unix port dies on a command line argument this long
+            (Path(d) / "ca.b64").write_text(broker[2])
+            tls_args = [str(broker[1]), str(Path(d) / "ca.b64")]
+        try:
+            out = subprocess.run([_tool("micropython"), "-X", f"heapsize={heap}", str(prog), str(codes), str(steady),
+                                  str(total), str(rounds), *tls_args], cwd=flash, capture_output=True, text=True,
+                                 timeout=900, env=env)
+        finally:
+            if broker:
+                broker[0].terminate()
+                broker[0].wait(10)
         if out.returncode != 0:
             raise RuntimeError(f"firmware benchmark failed:\n{out.stdout}\n{out.stderr}")
         res = json.loads(out.stdout.strip().splitlines()[-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import logging
 import os
 import secrets
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from . import const as C
 from .config import StationConfig
+from .errors import ConfigError
 
 log = logging.getLogger("jincun.gateway.broker")
 
@@ -81,12 +83,40 @@ def audit_lines(cfg: StationConfig) -> str:
 
 
 def tls_lines(cfg: StationConfig) -> str:
-    """A second listener with TLS for lockers, when `mqtt.tls` is set."""
+    """The lockers' listener, TLS only, on every interface, when `mqtt.tls` is set."""
     t = cfg.mqtt.tls
     if t is None:
         return ""
     return (f"listener {t.port}\ncafile {t.cafile}\ncertfile {t.certfile}\nkeyfile {t.keyfile}\n"
             f"require_certificate {'true' if t.require_certificate else 'false'}\ntls_version tlsv1.2\n")
+
+
+def plain_listener(cfg: StationConfig) -> str:
+    """The plain listener's address: the gateway's own, on loopback, outside the demo.
+
+    Lockers reach the broker over TLS only (`mqtt.tls`); no plain listener faces the locker network. The
+    gateway connects from the same Pi, so its session needs no TLS. A demo station may open the plain
+    listener to its `mqtt.listen`.
+    """
+    if cfg.demo:
+        return cfg.mqtt.listen
+    if cfg.mqtt.tls is None:
+        raise ConfigError("outside the demo lockers connect over TLS: station.json needs mqtt.tls "
+                          "(`jincun gateway enroll` writes it with the station's CA and certificate)")
+    if not is_loopback(cfg.mqtt.listen):
+        raise ConfigError(f"mqtt.listen {cfg.mqtt.listen} is not a loopback address: outside the demo the plain "
+                          "listener is the gateway's own, and lockers use the TLS listener (mqtt.tls.port)")
+    return cfg.mqtt.listen
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def write_auth_files(cfg: StationConfig, out_dir: str | Path) -> Path:
@@ -134,7 +164,7 @@ def write_broker_config(cfg: StationConfig, out_dir: str | Path, *, listener: bo
         run_as = broker_user(out)
     head = ""
     if listener:
-        head = f"listener {cfg.mqtt.port} {cfg.mqtt.listen}\npersistence_location {out}/\n"
+        head = f"listener {cfg.mqtt.port} {plain_listener(cfg)}\npersistence_location {out}/\n"
     conf = out / "mosquitto.conf"
     conf.write_text(head + broker_body(cfg, out, run_as=run_as) + (tls_lines(cfg) if listener else ""),
                     encoding="utf-8")

@@ -72,7 +72,7 @@ class GatewayConfig(_Model):
 
 
 class TlsConfig(_Model):
-    """TLS for the lockers' listener (optional: the station LAN is a closed network)."""
+    """TLS for the lockers' listener: required outside the demo (gateway/broker.py, plain_listener)."""
 
     port: int = Field(8883, ge=1, le=65535)
     cafile: Path
@@ -89,7 +89,9 @@ class MqttConfig(_Model):
     # the broker's log file, followed for ACL refusals (broker_audit.py); None: not watched
     audit_log: Path | None = None
     tls: TlsConfig | None = None
-    listen: str = "0.0.0.0"  # the broker's plain listener: the station LAN, where the lockers are
+    # the broker's plain listener: the gateway's own on loopback; lockers use the TLS listener (`tls`).
+    # Only a demo station may open it to the LAN (gateway/broker.py, plain_listener)
+    listen: str = "127.0.0.1"
 
     _check = field_validator("password")(classmethod(lambda cls, v: _secret(v)))
 

@@ -10,7 +10,7 @@ import httpx
 
 from jincun.provision import locker_entry, station_config, write_private
 
-from .broker import write_broker_config
+from .broker import plain_listener, write_broker_config
 from .config import parse_config
 from .errors import ConfigError
 from .station_ca import default_hosts, make_station_ca
@@ -64,11 +64,12 @@ def build_station(answer: dict, *, cloud_url: str, db: str, http_port: int, mqtt
 
 
 def enroll(*, cloud_url: str, token: str, out: Path, db: str = "/var/lib/jincun/gateway.db",
-           http_port: int = 8100, mqtt_port: int = 1883, listen: str = "0.0.0.0",
+           http_port: int = 8100, mqtt_port: int = 1883, listen: str = "127.0.0.1",
            audit_log: str | None = None, tls_port: int = 8883, tls_hosts: list[str] | None = None,
            verify: bool | str = True) -> dict:
     """Enroll this station: write out/station.json, out/mosquitto/{mosquitto.conf,passwd,acl} and the
-    station's CA in out/ca/ with the broker's certificate in out/mosquitto/tls/ (a TLS listener on tls_port).
+    station's CA in out/ca/ with the broker's certificate in out/mosquitto/tls/: lockers connect to the TLS
+    listener on tls_port, the gateway to the plain one on mqtt_port, which listens on loopback (`listen`).
 
     An existing station.json is never overwritten: its lockers' credentials are on their boards.
     """
@@ -88,6 +89,10 @@ def enroll(*, cloud_url: str, token: str, out: Path, db: str = "/var/lib/jincun/
         cfg = parse_config(json.loads(json.dumps(data)))
     except ConfigError as exc:
         raise EnrollError(f"the cloud's answer does not make a valid station: {exc}") from None
+    try:
+        plain_listener(cfg)
+    except ConfigError as exc:
+        raise EnrollError(str(exc)) from None
     hosts = list(dict.fromkeys([*(tls_hosts or []), *default_hosts()]))
     make_station_ca(out / "ca", tls_dir, station=cfg.station, hosts=hosts)
     write_private(target, data)

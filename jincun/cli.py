@@ -298,8 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--out", default="/etc/jincun", help="folder for station.json and mosquitto/ (default: %(default)s)")
     ge.add_argument("--db", default="/var/lib/jincun/gateway.db", help="the gateway's outbox database (default: %(default)s)")
     ge.add_argument("--http-port", type=int, default=8100, help="the gateway's local HTTP port (default: %(default)s)")
-    ge.add_argument("--mqtt-port", type=int, default=1883, help="the station broker's port (default: %(default)s)")
-    ge.add_argument("--listen", default="0.0.0.0", help="the broker's listen address on the station LAN (default: %(default)s)")
+    ge.add_argument("--mqtt-port", type=int, default=1883, help="the broker's plain port, for the gateway on the Pi "
+                    "(default: %(default)s)")
+    ge.add_argument("--listen", default="127.0.0.1", help="the broker's plain listener, the gateway's own: a loopback "
+                    "address (lockers use the TLS port) (default: %(default)s)")
     ge.add_argument("--audit-log", default=None, help="the broker log the gateway follows for ACL refusals "
                                                       "(install.sh: /run/jincun-mosquitto/mosquitto.log)")
     ge.add_argument("--tls-port", type=int, default=8883, help="the broker's TLS listener (default: %(default)s)")
@@ -326,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--station", default=None, help="station id, [a-z0-9-]{1,32} (default: station.json's)")
     fp.add_argument("--locker", required=True, help="locker id within the station, [a-z0-9-]{1,32}")
     fp.add_argument("--mqtt-host", required=True, help="address of the station's broker as the locker reaches it")
-    fp.add_argument("--mqtt-port", type=int, default=None, help="port of the station's broker (default: station.json's, else 1883)")
+    fp.add_argument("--mqtt-port", type=int, default=None, help="port of the station's broker as the locker reaches it "
+                    "(default: station.json's TLS port, 8883, else its plain one)")
     fp.add_argument("--comps", default=None, help="compartments per size of a new locker, e.g. 6S,4M,2L (default: "
                                                   "station.json's, else 6S,4M,2L)")
     fp.add_argument("--station-config", default="station.json", help="the station's station.json (default: %(default)s)")

@@ -14,7 +14,7 @@ FIRMWARE = REPO / "firmware"
 # Modules of the MicroPython ESP32 port that the firmware may import.
 ESP32_MODULES = frozenset({
     "asyncio", "socket", "select", "hashlib", "json", "struct", "binascii", "os", "time", "gc",
-    "machine", "network", "esp32", "micropython", "sys", "errno", "random", "framebuf",
+    "machine", "network", "esp32", "micropython", "sys", "errno", "random", "framebuf", "ssl",
 })
 LOCAL_PACKAGE = "jc"
 

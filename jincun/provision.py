@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import secrets
+import ssl
 from pathlib import Path
 
 SIZES = ("S", "M", "L")
@@ -72,14 +74,15 @@ def device_config(station_cfg: dict, locker_id: str, *, keepalive: int = 30, tel
     else:
         raise ProvisionError(f"locker {locker_id!r} is not in station {station_cfg['station']!r}")
     mqtt = station_cfg["mqtt"]
+    link = {"host": mqtt["host"], "port": mqtt["port"], "user": locker_id, "password": lk["mqtt_password"],
+            "client_id": locker_id, "keepalive": keepalive}
+    if mqtt.get("tls"):
+        link.update(locker_tls(mqtt["tls"], mqtt["host"]))
     cfg = {
         "station": station_cfg["station"],
         "locker": locker_id,
         "secret": lk["secret"],
-        "mqtt": {
-            "host": mqtt["host"], "port": mqtt["port"], "user": locker_id, "password": lk["mqtt_password"],
-            "client_id": locker_id, "keepalive": keepalive,
-        },
+        "mqtt": link,
         "comps": lk["comps"],
         "tele_s": tele_s,
     }
@@ -91,6 +94,34 @@ def device_config(station_cfg: dict, locker_id: str, *, keepalive: int = 30, tel
     elif len(lk["comps"]) > 12:
         raise ProvisionError(f"{len(lk['comps'])} compartments need RS-485 lock boards (locks bus 'rs485')")
     return cfg
+
+
+def locker_tls(tls: dict, host: str) -> dict:
+    """A locker's TLS keys: the broker's TLS port, the station CA (DER, base64) and the name to check.
+
+    Refused when the broker's certificate does not name host: the locker would refuse the broker.
+    """
+    ca_pem = Path(tls["cafile"]).read_text()
+    names = certificate_names(Path(tls["certfile"]))
+    if host not in names:
+        raise ProvisionError(f"the broker's certificate names {', '.join(sorted(names))}, not {host}: give one "
+                             f"of those as --mqtt-host, or enroll again with --tls-host {host}")
+    der = ssl.PEM_cert_to_DER_cert(ca_pem)
+    return {"port": int(tls.get("port", 8883)), "tls": True, "ca": base64.b64encode(der).decode(),
+            "server_hostname": host}
+
+
+def certificate_names(certfile: Path) -> set[str]:
+    """The DNS names and IP addresses a server certificate is valid for."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(certfile.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    ips = {str(a) for a in san.get_values_for_type(x509.IPAddress)}
+    return set(san.get_values_for_type(x509.DNSName)) | ips
 
 
 def write_private(path: Path, obj: dict) -> Path:
@@ -125,6 +156,9 @@ def provision_device(
         st = json.loads(station_config.read_text())
         if station is not None and st["station"] != station:
             raise ProvisionError(f"{station_config} is for station {st['station']!r}, not {station!r}")
+        if not st["mqtt"].get("tls") and not st.get("demo"):
+            raise ProvisionError(f"{station_config} has no mqtt.tls: outside the demo the broker takes lockers over "
+                                 "TLS only (`jincun gateway enroll` makes the station's CA and certificate)")
         entry = next((lk for lk in st["lockers"] if lk["id"] == locker), None)
         if entry is None:
             entry = locker_entry(locker, parsed or parse_comps(DEFAULT_COMPS))
@@ -140,7 +174,12 @@ def provision_device(
         elif parsed is not None and parsed != entry["comps"]:
             raise ProvisionError(f"locker {locker!r} has other compartments in {station_config}; "
                                  "leave out --comps to use them")
-        st = dict(st, mqtt={"host": mqtt_host, "port": mqtt_port or st["mqtt"]["port"]})
+        link = dict(st["mqtt"], host=mqtt_host)
+        if mqtt_port:
+            link["port"] = mqtt_port
+            if link.get("tls"):
+                link["tls"] = dict(link["tls"], port=mqtt_port)
+        st = dict(st, mqtt=link)
         bus = {"bus": "rs485", "model": lock_board, "addr": 0} if lock_board else None
         return write_private(out, device_config(st, locker, wifi_ssid=wifi_ssid, wifi_password=wifi_password,
                                                 locks=bus))

@@ -228,6 +228,8 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
         "picked_up": sum(1 for p in parcels if p.get("status") == "picked_up"),
         **{k: ledger[k] for k in ("events_sent", "events_in_cloud", "lost", "duplicates")},
         **counts,
+        # every locker session the broker saw came in on its TLS listener (from the broker's log, not the config)
+        "tls": stack.all_lockers_on_tls(),
         "seconds": round(time.monotonic() - t0, 1),
     }
 

@@ -26,6 +26,8 @@ from simulator.procs import stop_process
 log = logging.getLogger(__name__)
 
 CODE_RE = re.compile(r"取件码\s*(\d{6})")
+_NEW_CONN = re.compile(r"New connection from (\S+) on port (\d+)\.")
+_LOGIN = re.compile(r"New client connected from (\S+) as (\S+) ")
 # the demo station's couriers' desk: a demo-only PIN, like the demo's other known values
 DESK = {"id": "desk", "name": "投递台", "role": "courier"}
 DESK_PIN = "864209"
@@ -74,6 +76,7 @@ class Stack:
     cloud_port: int = 0
     database_url: str | None = None
     broker: str = "auto"  # auto | mosquitto | amqtt
+    tls: bool = True  # lockers reach Mosquitto over TLS with the station's own CA, as at a real station
     tele_s: int = 60
     terminal: dict = field(default_factory=dict)  # station.json "terminal" section (users with PIN hashes)
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -87,6 +90,11 @@ class Stack:
         self.cloud_port = self.cloud_port or free_port()
         self.gateway_port = free_port()
         self.mqtt_port = free_port()
+        self.tls_port = free_port()
+        self.broker_kind = self.broker
+        if self.broker_kind == "auto":
+            self.broker_kind = "mosquitto" if shutil.which("mosquitto") else "amqtt"
+        self.tls = self.tls and self.broker_kind == "mosquitto"  # the embedded broker speaks no TLS
         self.relay: LinkRelay | None = None
         self._amqtt = None
         self._desk_token: str | None = None
@@ -181,6 +189,10 @@ class Stack:
                 http_port=self.gateway_port, mqtt_host="127.0.0.1", mqtt_port=self.mqtt_port,
                 cloud_url=f"http://127.0.0.1:{self.relay.port}", api_key=self.api_key,
                 lockers=[provision.locker_entry(lk, comps) for lk in self.lockers])
+            if self.tls:
+                self.station_cfg["mqtt"]["tls"] = self._make_ca()
+            elif self.broker_kind == "mosquitto":
+                self.station_cfg["demo"] = True  # only a demo station's broker takes lockers in plain MQTT
             provision.write_private(cfg_path, self.station_cfg)
         if self.terminal and self.station_cfg.get("terminal") != self.terminal:
             self.station_cfg["terminal"] = self.terminal
@@ -197,11 +209,17 @@ class Stack:
             if r.status_code not in (200, 201, 409):
                 raise StackError(f"cloud refused locker {lk['id']}: {r.status_code} {r.text}")
 
+    def _make_ca(self) -> dict:
+        """The station's CA and the broker's certificate, as enrollment makes them; station.json's mqtt.tls."""
+        from gateway.station_ca import make_station_ca
+
+        tls_dir = self.workdir / "mosquitto" / "tls"
+        paths = make_station_ca(self.workdir / "ca", tls_dir, station=self.station, hosts=["localhost", "127.0.0.1"])
+        return {"port": self.tls_port, "cafile": str(paths["broker ca.pem"]), "certfile": str(paths["server.pem"]),
+                "keyfile": str(paths["server.key"])}
+
     def _start_broker(self) -> None:
-        kind = self.broker
-        if kind == "auto":
-            kind = "mosquitto" if shutil.which("mosquitto") else "amqtt"
-        self.broker_kind = kind
+        kind = self.broker_kind
         if kind == "mosquitto":
             from gateway.broker import write_broker_config
             from gateway.config import load_config
@@ -216,6 +234,29 @@ class Stack:
             self._amqtt = EmbeddedBroker(port=self.mqtt_port)
             self._amqtt.start()
         wait_port("127.0.0.1", self.mqtt_port, 15)
+
+    def locker_transports(self) -> dict[str, list[str]]:
+        """How each locker's sessions reached the broker, oldest first ("tls" or "plain"), from the broker's log.
+
+        Mosquitto logs the port of every new connection and then the client id it logged in as.
+        """
+        log_path = self.workdir / "mosquitto.log"
+        if self.broker_kind != "mosquitto" or not log_path.exists():
+            return {}
+        port_of: dict[str, int] = {}
+        seen: dict[str, list[str]] = {}
+        for line in log_path.read_text(errors="replace").splitlines():
+            if m := _NEW_CONN.search(line):
+                port_of[m.group(1)] = int(m.group(2))
+            elif (m := _LOGIN.search(line)) and m.group(2) in self.lockers:
+                port = port_of.pop(m.group(1), None)
+                seen.setdefault(m.group(2), []).append("tls" if port == self.tls_port and self.tls else "plain")
+        return seen
+
+    def all_lockers_on_tls(self) -> bool:
+        """True when every locker has connected, and only ever over TLS."""
+        seen = self.locker_transports()
+        return all(seen.get(lk) and set(seen[lk]) == {"tls"} for lk in self.lockers)
 
     def _start_gateway(self) -> None:
         proc = Proc("gateway", self._jincun("gateway", "run", "--config", str(self.workdir / "station.json")),

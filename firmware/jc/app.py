@@ -14,7 +14,7 @@ from jc.vault import Vault, OK, COURIER, LOCKED
 from jc.update import Updater, UpdateError, rmtree
 from jc import bootstate
 from jc.outbox import Outbox, K_EVT, K_TELE
-from jc.link import Link
+from jc.link import Link, is_der_b64
 from jc.mqtt import MQTTError
 from jc.hal import HalError
 from jc.errors import JcError
@@ -62,6 +62,10 @@ def check_config(cfg):
     need(type(m.get("port")) is int and 0 < m["port"] < 65536, "mqtt.port")
     need(type(m.get("client_id")) is str and m["client_id"], "mqtt.client_id")
     need(type(m.get("keepalive", 60)) is int and 0 < m.get("keepalive", 60) <= 3600, "mqtt.keepalive")
+    need(m.get("tls", False) in (True, False), "mqtt.tls")
+    if m.get("tls"):
+        need(is_der_b64(m.get("ca")), "mqtt.ca (the station CA, DER in base64)")
+        need(type(m.get("server_hostname", "")) is str, "mqtt.server_hostname")
     comps = cfg.get("comps")
     need(type(comps) is list and 1 <= len(comps) <= K.COMP_MAX, "comps")
     seen = set()
@@ -129,7 +133,10 @@ class App:
                   "handler_errors": 0, "acks_dropped": 0, "unreadable_records": 0, "wdt_starved": 0,
                   "fw_stale_chunks": 0, "fw_timeouts": 0, "courier_opens": 0}
         self.acks_pending = 0
-        self.link = Link(self, cfg["mqtt"], log)
+        try:
+            self.link = Link(self, cfg["mqtt"], log)
+        except ValueError as e:  # mbedTLS could not parse the CA
+            raise ConfigError("config.json: mqtt.ca is not a usable certificate: %s" % e)
         self.t = {}
         for k in K.KINDS:
             self.t[k] = proto.topic(self.station, self.locker, k)

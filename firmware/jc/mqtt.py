@@ -1,6 +1,8 @@
 """MQTT 3.1.1 client: sans-IO packet codec plus an asyncio session over one TCP stream.
 
 Reconnecting is not done here: the connectivity layer (jc.link) owns retries and backoff.
+With an ssl.SSLContext the stream is TLS: the broker's certificate is checked against the context's CA and
+the host name (an IP address is matched against the certificate's IP entries) before CONNECT leaves.
 """
 
 import asyncio
@@ -26,6 +28,11 @@ MAX_REMAINING = 268435455
 
 class MQTTError(JcError):
     """The session is unusable (protocol violation, refused, timed out or closed)."""
+
+
+def _why(e):
+    """An exception as one line (mbedTLS's messages come wrapped in newlines)."""
+    return ("%s" % e).strip() or repr(e)
 
 
 # ---- sans-IO encode ----
@@ -211,6 +218,7 @@ class Session:
         self.waiters = {}  # pid -> asyncio.Event for SUBACK/PUBACK
         self.closed = asyncio.Event()
         self.alive = False
+        self.tls = False  # the session runs over TLS
         self.last_rx = 0
         self.last_tx = 0
         self.ping_out = False
@@ -234,14 +242,17 @@ class Session:
         try:
             self.writer.write(data)
             await self.writer.drain()
-        except OSError as e:
-            self._fail("write: %s" % e)
-            raise MQTTError("write failed")
+        except (OSError, ValueError) as e:  # mbedTLS reports a refused certificate as ValueError
+            self._fail("write: " + _why(e))
+            raise MQTTError("write failed: " + _why(e))
         self.last_tx = time.ticks_ms()
 
     async def connect(self, host, port, client_id, user=None, password=None, keepalive=60,
-                      will=None, timeout_ms=10000):
-        """Open TCP + CONNECT; will = (topic, payload, qos, retain). Raise MQTTError on failure."""
+                      will=None, timeout_ms=10000, tls=None, server_hostname=None):
+        """Open TCP (+ TLS with tls, an ssl.SSLContext) + CONNECT; will = (topic, payload, qos, retain).
+
+        Raise MQTTError on failure, a refused certificate included.
+        """
         self.keepalive = keepalive
         try:
             self.reader, self.writer = await asyncio.wait_for_ms(
@@ -250,13 +261,25 @@ class Session:
             raise MQTTError("tcp connect %s:%s: %r" % (host, port, e))
         self.alive = True
         self._nodelay()
+        if tls is not None:
+            self._wrap(tls, server_hostname or host)
         wt, wm, wq, wr = will if will else (None, b"", 0, False)
-        await self._write(enc_connect(client_id, user, password, keepalive, True, wt, wm, wq, wr))
+        try:
+            # the TLS handshake runs inside this first write: a broker that accepts TCP and then says
+            # nothing must not hold the session forever
+            await asyncio.wait_for_ms(
+                self._write(enc_connect(client_id, user, password, keepalive, True, wt, wm, wq, wr)), timeout_ms)
+        except asyncio.TimeoutError:
+            self._fail("no TLS handshake")
+            raise MQTTError("no TLS handshake with %s:%s" % (host, port))
         try:
             ptype, flags, body = await asyncio.wait_for_ms(self._read_one(), timeout_ms)
         except asyncio.TimeoutError:
             self._fail("no CONNACK")
             raise MQTTError("no CONNACK")
+        except (OSError, ValueError) as e:
+            self._fail("read: " + _why(e))
+            raise MQTTError("no CONNACK: " + _why(e))
         if ptype != CONNACK:
             self._fail("expected CONNACK")
             raise MQTTError("expected CONNACK, got %d" % ptype)
@@ -266,6 +289,23 @@ class Session:
             raise MQTTError("connection refused, code %d" % rc)
         self.last_rx = time.ticks_ms()
         self.tasks = [asyncio.create_task(self._rx_loop()), asyncio.create_task(self._timer_loop())]
+
+    def _wrap(self, ctx, hostname):
+        """Put TLS over the connected socket; the handshake runs on the first write.
+
+        The socket is wrapped here rather than by open_connection(ssl=...): TCP_NODELAY has to be set on the
+        plain socket, and MicroPython's TLS socket has no setsockopt.
+        """
+        sock = self.writer.s
+        try:
+            tsock = ctx.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
+            tsock.setblocking(False)
+        except (OSError, ValueError) as e:
+            self._fail("tls: " + _why(e))
+            raise MQTTError("tls: " + _why(e))
+        self.writer.s = tsock  # open_connection returns one Stream as both reader and writer
+        self.reader.s = tsock
+        self.tls = True
 
     def _nodelay(self):
         """Send small packets at once: a PUBACK followed by a request would otherwise wait on Nagle."""
@@ -290,13 +330,15 @@ class Session:
                 await self._handle(*self._pending.pop(0))
             while self.alive:
                 n = await self.reader.readinto(self._rbuf)
+                if n is None:
+                    continue  # a TLS record not yet complete: no application bytes to read
                 if not n:
                     self._fail("closed by peer")
                     return
                 self.last_rx = time.ticks_ms()
                 for pk in self.dec.feed(self._rmv[:n]):
                     await self._handle(*pk)
-        except (OSError, MQTTError) as e:
+        except (OSError, ValueError, MQTTError) as e:
             self._fail("rx: %r" % e)
 
     async def _handle(self, ptype, flags, body):

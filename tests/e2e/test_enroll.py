@@ -6,6 +6,7 @@ the enrollment wrote.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import ssl
@@ -164,15 +165,20 @@ def test_enroll_provision_and_connect(cloud, pg_url, tmp_path, capsys, monkeypat
         dev = json.loads(device.read_text())
         entry = json.loads((etc / "station.json").read_text())["lockers"][0]
         assert dev["secret"] == entry["secret"] and dev["mqtt"]["password"] == entry["mqtt_password"]
-        assert dev["mqtt"]["port"] == mqtt_port and [c["n"] for c in dev["comps"]] == list(range(1, 7))
+        assert [c["n"] for c in dev["comps"]] == list(range(1, 7))
+        # the locker reaches the broker's TLS listener and trusts the station's CA, checking the name it dials
+        m = dev["mqtt"]
+        assert (m["port"], m["tls"], m["server_hostname"]) == (tls_port, True, "127.0.0.1")
+        dev_ca = tmp_path / "device-ca.pem"
+        dev_ca.write_text(ssl.DER_cert_to_PEM_cert(base64.b64decode(m["ca"])))
+        assert ssl.PEM_cert_to_DER_cert(ca.read_text()) == base64.b64decode(m["ca"])
 
         gw, why = _connect(mqtt_port, cfg.mqtt.username, cfg.mqtt.password, "gw-test")
         assert gw is not None, why
         got = threading.Event()
         gw.on_message = lambda c, u, msg: got.set()
         gw.subscribe(f"{C.PREFIX}/{STATION}/#", qos=1)
-        m = dev["mqtt"]
-        locker, why = _connect(mqtt_port, m["user"], m["password"], m["client_id"])
+        locker, why = _connect(m["port"], m["user"], m["password"], m["client_id"], ca=dev_ca)
         assert locker is not None, why
         locker.publish(f"{C.PREFIX}/{STATION}/l1/status", b"online", qos=1).wait_for_publish(10)
         assert got.wait(10), "the gateway did not receive the locker's message"
@@ -199,7 +205,7 @@ def test_enroll_provision_and_connect(cloud, pg_url, tmp_path, capsys, monkeypat
         assert "user l2" in (etc / "mosquitto" / "acl").read_text()
         broker.restart()
         l2 = json.loads((tmp_path / "l2.json").read_text())["mqtt"]
-        c2, why = _connect(mqtt_port, l2["user"], l2["password"], l2["client_id"])
+        c2, why = _connect(l2["port"], l2["user"], l2["password"], l2["client_id"], ca=dev_ca)
         assert c2 is not None, why
         c2.loop_stop()
         c2.disconnect()

@@ -29,6 +29,7 @@ def _statuses(parcel: dict) -> list[str]:
 
 
 def test_courier_deposit_and_villager_pickup(stack):
+    assert stack.tls and stack.all_lockers_on_tls(), "the locker reaches the station's broker over TLS"
     d = stack.deposit(waybill="YT1000000001", phone="13800000001", carrier="YTO", size="M")
     assert d["size"] in ("M", "L")
 

@@ -10,3 +10,6 @@ def test_bench_reports_every_figure():
     assert res["events"] >= 600 and res["outbox_left"] == 0  # every event went through and was acknowledged
     assert res["mpy_bytes"] > 0 and res["goals"]["heap_steady_b"] == 65536
     assert len(res["code_check_us_p99_rounds"]) == 3
+    # a real TLS session was up while the heap was measured
+    assert res["tls_session"] is True and res["tls_connect_ms"] >= 0
+    assert 0 < res["heap_tls_b"] < res["heap_steady_tls_b"] and res["heap_free_tls_bytes"] > 0

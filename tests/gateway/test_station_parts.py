@@ -141,7 +141,7 @@ def test_broker_config_with_tls_and_audit(tmp_path):
     from gateway.config import TlsConfig
     cfg.mqtt.tls = TlsConfig(cafile=tmp_path / "ca.crt", certfile=tmp_path / "s.crt", keyfile=tmp_path / "s.key")
     text = write_broker_config(cfg, tmp_path / "b", run_as=None).read_text()
-    assert "listener 1883 0.0.0.0" in text, "lockers reach the broker over the LAN"
+    assert "listener 1883 127.0.0.1" in text, "the plain listener is the gateway's own, on loopback"
     assert "listener 8883\n" in text and f"cafile {tmp_path / 'ca.crt'}" in text
     assert f"log_dest file {cfg.mqtt.audit_log}" in text and "log_type debug" in text
     assert "max_queued_messages 200000" in text and "autosave_interval 30" in text

@@ -29,6 +29,7 @@ def test_headless_demo_from_another_folder_counts_every_event(tmp_path):
     assert result["events_sent"] > 0, "the lockers' ledger was not read"
     assert result["events_in_cloud"] == result["events_sent"]
     assert result["lost"] == 0 and result["duplicates"] == 0
+    assert result["tls"] is True, "every locker reached the broker over TLS"
     assert (tmp_path / "var").is_dir()
 
 

@@ -33,3 +33,19 @@ def test_bad_values_are_named():
     _bad(lambda c: c["comps"].append({"n": 1, "size": "M"}), "comps[].n")
     _bad(lambda c: c["comps"].append({"n": 3, "size": "XL"}), "comps[].size")
     _bad(lambda c: c.update(tele_s=0), "tele_s")
+
+
+def test_tls_keys_are_checked():
+    _bad(lambda c: c["mqtt"].update(tls=True), "mqtt.ca")
+    _bad(lambda c: c["mqtt"].update(tls=True, ca="not base64!"), "mqtt.ca")
+    _bad(lambda c: c["mqtt"].update(tls=True, ca="aGVsbG8="), "mqtt.ca")  # base64, but no DER certificate
+    _bad(lambda c: c["mqtt"].update(tls="yes"), "mqtt.tls")
+    _bad(lambda c: c["mqtt"].update(tls=True, ca="MIIBAA==", server_hostname=5), "mqtt.server_hostname")
+    c = good()
+    c["mqtt"].update(tls=True, ca="MIIBAA==", server_hostname="192.168.4.1")
+    eq(check_config(c), None)
+
+
+def test_a_ca_that_does_not_parse_is_refused_by_the_tls_context():
+    from jc.link import tls_context
+    raises(ValueError, tls_context, "MIIBAA==")
