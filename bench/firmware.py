@@ -29,7 +29,7 @@ import binascii
 from jc.app import App
 from jc.clock import VirtualClock
 from jc.hal import Hal
-from jc.hmac256 import code_hash
+from jc.digest import code_hash
 
 gc.collect()
 heap_code = gc.mem_alloc()  # the firmware's own bytecode: in flash when frozen on the board, in RAM here
@@ -146,7 +146,7 @@ def run(codes: int = 2000, steady: int = 1000, total: int = 10000, heap: str = "
         prog.write_text(MP_PROGRAM)
         flash = Path(d) / "flash"
         flash.mkdir()
-        env = {"MICROPYPATH": f"{FIRMWARE}:.frozen", "PATH": "/usr/bin:/bin"}
+        env = {"MICROPYPATH": fwtools.micropypath(), "PATH": "/usr/bin:/bin"}
         out = subprocess.run([_tool("micropython"), "-X", f"heapsize={heap}", str(prog), str(codes), str(steady),
                               str(total), str(rounds)], cwd=flash, capture_output=True, text=True, timeout=900, env=env)
         if out.returncode != 0:

@@ -93,7 +93,7 @@ def test_provision_writes_unique_private_configs_the_firmware_accepts(tmp_path):
         assert fwtools.check_device_config(p)["wifi"]["ssid"] == "station"
         prog = f"import json\nfrom jc.app import check_config\ncheck_config(json.load(open({str(p)!r})))\nprint('ok')\n"
         out = subprocess.run([_find_micropython(), "-c", prog], capture_output=True, text=True, timeout=30,
-                             env={"MICROPYPATH": f"{FIRMWARE}:.frozen"})
+                             env={"MICROPYPATH": fwtools.micropypath()})
         assert out.stdout.strip() == "ok", out.stdout + out.stderr
     import pytest
     with pytest.raises(provision.ProvisionError):
