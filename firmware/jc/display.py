@@ -108,17 +108,11 @@ class Glyphs:
                 hi = mid - 1
         return None
 
-    def has_all(self, text):
-        for ch in text:
-            if self.find(ord(ch)) is None:
-                return False
-        return True
-
     def draw(self, fb, ch, x, y):
-        """Blit one character at (x, y); return its width."""
+        """Blit one character at (x, y); return its width, or 0 when the file has no glyph for it."""
         found = self.find(ord(ch))
         if found is None:
-            return cell_width(ch)
+            return 0
         w, off = found
         buf, cell = self.cells[w]
         self.f.seek(off)
@@ -134,13 +128,20 @@ def draw(fb, glyphs, text):
     """Draw a message into a cleared 128x64 frame: Chinese from the glyph file where it has every character,
     else the English half in the built-in font."""
     fb.fill(0)
-    zh = chinese(text)
-    if glyphs is not None and glyphs.has_all(zh.replace(" ", "")):
-        for i, line in enumerate(lines(zh)):
+    if glyphs is not None:
+        for i, line in enumerate(lines(chinese(text))):
             x = 0
             for ch in line:
-                x += glyphs.draw(fb, ch, x, i * glyphs.height)
-        return
+                w = glyphs.draw(fb, ch, x, i * glyphs.height)
+                if not w:
+                    break
+                x += w
+            else:
+                continue
+            fb.fill(0)  # a character the file lacks: the whole message in English instead
+            break
+        else:
+            return
     for i, line in enumerate(wrap(english(text))):
         fb.text(line, 0, i * 10, 1)
 
