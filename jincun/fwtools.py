@@ -186,13 +186,15 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
-def check_imports(root: Path = FIRMWARE, allowed: frozenset[str] = ESP32_MODULES) -> list[dict]:
+def check_imports(root: Path = FIRMWARE, allowed: frozenset[str] = ESP32_MODULES,
+                  libs: dict[str, Path] | None = None) -> list[dict]:
     """Return one entry per file that imports a module neither the ESP32 port nor the vendored libraries give.
 
     Application files may import the port's built-ins, `jc` and the vendored packages; a vendored module
     may import only the port's built-ins and the other vendored packages.
     """
-    libs = vendored() if root == FIRMWARE else {}
+    if libs is None:
+        libs = vendored() if root == FIRMWARE else {}
     ok = allowed | set(libs)
     bad = []
     for src in firmware_files(root):
@@ -202,7 +204,7 @@ def check_imports(root: Path = FIRMWARE, allowed: frozenset[str] = ESP32_MODULES
     for src in sorted(libs.values()):
         extra = sorted(imports_of(src) - ok)
         if extra:
-            bad.append({"path": str(src.relative_to(root)), "modules": extra})
+            bad.append({"path": str(src), "modules": extra})
     return bad
 
 
