@@ -21,4 +21,5 @@ def log(part, *words):
     logging.getLogger(part).info(" ".join([str(w) for w in words]))
 
 
-setup()
+if sys.implementation.name == "micropython":
+    setup()  # on CPython (the gateway imports some jc modules) the host process owns its logging
