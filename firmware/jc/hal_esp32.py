@@ -80,14 +80,17 @@ class Esp32Hal(Hal):
             import ssd1306
             from jc.display import Display, Glyphs, WIDTH, HEIGHT
             try:
-                glyphs = Glyphs(GLYPH_FILE)
-            except (OSError, ValueError) as e:
-                glyphs = None
-                self._log("display", "no glyph file, showing English:", e)
-            try:
-                self.oled = Display(ssd1306.SSD1306_I2C(WIDTH, HEIGHT, self.i2c, disp.get("addr", 0x3C)), glyphs)
+                oled = ssd1306.SSD1306_I2C(WIDTH, HEIGHT, self.i2c, disp.get("addr", 0x3C))
             except OSError as e:
+                oled = None
                 self._log("display", "SSD1306 not answering, running without it:", e)
+            if oled is not None:
+                try:
+                    glyphs = Glyphs(GLYPH_FILE)
+                except (OSError, ValueError) as e:
+                    glyphs = None
+                    self._log("display", "no glyph file, showing English:", e)
+                self.oled = Display(oled, glyphs)
 
     # ---- expanders ----
     def _write16(self, addr, reg, value):
