@@ -118,3 +118,16 @@ def test_display_heap_stays_within_budget(built):
     # one message's line strings and characters, garbage once drawn (about 1 KB; one early render takes ~3 KB)
     assert heap["render_peak_b"] <= 4096, heap
     print(json.dumps(heap))
+
+
+def test_glyphs_command_writes_the_file_and_check_catches_a_stale_one(built, tmp_path):
+    data, _, _ = built
+    out = subprocess.run([fwtools.REPO / ".venv" / "bin" / "jincun", "firmware", "glyphs", "--out",
+                          str(tmp_path / "glyphs.bin")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["bytes"] == len(data)
+    assert (tmp_path / "glyphs.bin").read_bytes() == data
+    stale = bytearray(data)
+    stale[-1] ^= 0xFF
+    (tmp_path / "glyphs.bin").write_bytes(bytes(stale))
+    assert fwtools.check_glyphs(tmp_path).startswith("stale")
