@@ -34,7 +34,7 @@ import binascii
 from jc.app import App
 from jc.clock import VirtualClock
 from jc.hal import Hal
-from jc.hmac256 import code_hash
+from jc.digest import code_hash
 
 gc.collect()
 heap_code = gc.mem_alloc()  # the firmware's own bytecode: in flash when frozen on the board, in RAM here
@@ -196,7 +196,7 @@ def run(codes: int = 2000, steady: int = 1000, total: int = 10000, heap: str = "
         prog.write_text(MP_PROGRAM)
         flash = Path(d) / "flash"
         flash.mkdir()
-        env = {"MICROPYPATH": f"{FIRMWARE}:.frozen", "PATH": "/usr/bin:/bin"}
+        env = {"MICROPYPATH": fwtools.micropypath(), "PATH": "/usr/bin:/bin"}
         broker = _tls_broker(Path(d))
         tls_args = []
         if broker:  # a file, not an argument: the unix port dies on a command line argument this long

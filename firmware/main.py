@@ -55,12 +55,14 @@ def main():
         raise
     try:
         check_config(cfg)
+        from jc.log import log, setup
+        setup(cfg.get("log", "info"))
         if "sim" in cfg:
             from jc.hal_sim import SimHal
-            hal = SimHal(cfg, log=print)
+            hal = SimHal(cfg, log=log)
         else:
             from jc.hal_esp32 import Esp32Hal
-            hal = Esp32Hal(cfg, log=print)
+            hal = Esp32Hal(cfg, log=log)
         app = App(cfg, hal, boot=st, safe=safe)
     except (ConfigError, HalError) as e:
         # locks stay off (boot.py); maintenance reads this on the serial console

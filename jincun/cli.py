@@ -160,14 +160,26 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
 
 
 def cmd_firmware_check(args: argparse.Namespace) -> int:
-    """Compile every firmware file with mpy-cross and report sizes."""
+    """Compile every firmware file with mpy-cross, check imports, the manifest and the glyph file; report sizes."""
     from jincun import fwtools
 
     result = fwtools.check()
     for f in result.get("files", []):
         print(f"{f['mpy_bytes']:>7} B  {f['path']}")
-    _print_json({"files": len(result.get("files", [])), "mpy_bytes": result["mpy_bytes"], "errors": result["errors"]})
-    return 1 if result["errors"] else 0
+    imports = fwtools.check_imports()
+    manifest = fwtools.check_manifest()
+    glyphs = fwtools.check_glyphs()
+    _print_json({"files": len(result.get("files", [])), "mpy_bytes": result["mpy_bytes"], "errors": result["errors"],
+                 "bad_imports": imports, "manifest": manifest, "glyphs": glyphs})
+    return 1 if result["errors"] or imports or manifest or glyphs.startswith("stale") else 0
+
+
+def cmd_firmware_glyphs(args: argparse.Namespace) -> int:
+    """Render the display's glyph file from jc/msgs.py with the CJK font."""
+    from jincun import glyphs
+
+    _print_json(glyphs.write(Path(args.out)))
+    return 0
 
 
 def cmd_firmware_provision(args: argparse.Namespace) -> int:
@@ -322,7 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     sr.set_defaults(fn=cmd_sim_run)
 
     f = sub.add_parser("firmware", help="the locker controller firmware").add_subparsers(dest="sub", required=True)
-    f.add_parser("check", help="compile every file with mpy-cross").set_defaults(fn=cmd_firmware_check)
+    f.add_parser("check", help="compile every file with mpy-cross; check imports, manifest.py and the glyph file"
+                 ).set_defaults(fn=cmd_firmware_check)
+    fg = f.add_parser("glyphs", help="render the display's glyph file from the messages (needs Pillow and the CJK font)")
+    fg.add_argument("--out", default="firmware/glyphs.bin", help="where to write it (default: %(default)s)")
+    fg.set_defaults(fn=cmd_firmware_glyphs)
     fp = f.add_parser("provision", help="write a locker's config from the station's station.json",
                       description="See docs/firmware.md, Provisioning and deployment.")
     fp.add_argument("--station", default=None, help="station id, [a-z0-9-]{1,32} (default: station.json's)")
@@ -383,6 +399,7 @@ def user_error(exc: BaseException) -> str | None:
     from gateway.errors import ConfigError
     from jincun.flash import FlashError
     from jincun.fwtools import FwToolsError
+    from jincun.glyphs import GlyphError
     from jincun.provision import ProvisionError
 
     if isinstance(exc, ConfigError):
@@ -393,6 +410,8 @@ def user_error(exc: BaseException) -> str | None:
         return f"{exc} (see docs/firmware.md, Flashing)"
     if isinstance(exc, FwToolsError):
         return f"{exc} (write one with `jincun firmware provision`, or pass --config PATH)"
+    if isinstance(exc, GlyphError):
+        return f"{exc} (see docs/firmware.md, Display font)"
     if isinstance(exc, ValidationError):
         problems = "; ".join(_setting_problem(e) for e in exc.errors())
         return f"{problems} (set it in the environment; docs/cloud.md lists the settings)"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Self
 
 from jc import const as K
+from jincun import fwtools
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
@@ -93,7 +94,7 @@ class Firmware:
     """One MicroPython process judging payloads with the firmware's own modules, a line at a time."""
 
     def __init__(self) -> None:
-        env = {"MICROPYPATH": f"{FIRMWARE}:.frozen", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        env = {"MICROPYPATH": fwtools.micropypath(), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         self.proc = subprocess.Popen([micropython(), str(MP_SCRIPT)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, text=True, bufsize=1)
 

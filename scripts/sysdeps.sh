@@ -17,7 +17,7 @@ for i in "${!need_cmds[@]}"; do
 done
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "$want" = test ] && ! fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy"; then
-  missing+=(fonts-wqy-microhei)  # Chinese glyphs for the browser tests' screenshots
+  missing+=(fonts-wqy-microhei)  # Chinese glyphs: browser screenshots, the locker display's glyph file
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 

@@ -27,6 +27,7 @@ from gateway.broker import acl_text, broker_body, broker_user, password_line
 from gateway.config import parse_config
 from gateway.terminal import hash_pin
 from jincun import provision
+from jincun.fwtools import micropypath
 from simulator.locker import _find_micropython
 from simulator.net import PortPool, wait_port
 from simulator.stack import Proc, StackError
@@ -471,7 +472,7 @@ class Cluster:
                 heap = max(4, 2 + len(chunk) // 2)
                 argv = [_find_micropython(), "-X", f"heapsize={heap}M", str(REPO / "simulator" / "fw_host.py"),
                         str(path)]
-                env = dict(self.env, MICROPYPATH=f"{REPO / 'firmware'}:{REPO / 'simulator'}:.frozen")
+                env = dict(self.env, MICROPYPATH=micropypath(REPO / 'simulator'))
             else:
                 argv = [sys.executable, "-m", "simulator.cpython_rt", str(path)]
                 env = self.env

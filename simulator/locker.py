@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from jincun.fwtools import micropypath
 from simulator.procs import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,7 +91,7 @@ class SimLocker:
 
     def _spawn(self, reset: str) -> None:
         (self.flash / "sim_reset").write_text(reset)
-        env = dict(os.environ, MICROPYPATH=f"{FIRMWARE}:.frozen")
+        env = dict(os.environ, MICROPYPATH=micropypath())
         with self.log.open("ab") as logf:
             proc = subprocess.Popen(
                 [self.micropython, "-X", f"heapsize={HEAP}", str(FIRMWARE / "main.py")],

@@ -6,6 +6,7 @@ import gc
 import json
 import os
 from jc import const as K
+from jc import msgs as M
 from jc import proto
 from jc import store
 from jc.clock import Clock
@@ -18,6 +19,7 @@ from jc.link import Link, is_der_b64
 from jc.mqtt import MQTTError
 from jc.hal import HalError
 from jc.errors import JcError
+from jc.log import log as _log, LEVELS as LOG_LEVELS
 
 HW_TICK_MS = 10
 KEY_IDLE_MS = 15000
@@ -40,10 +42,6 @@ SAFE_REFUSED = (K.OP_FW_OFFER, K.OP_DEPOSIT, K.OP_OPEN, K.OP_DISABLE, K.OP_ENABL
 
 class ConfigError(JcError):
     """config.json is missing a key or has a bad value."""
-
-
-def _log(*a):
-    print(*a)
 
 
 def check_config(cfg):
@@ -81,6 +79,8 @@ def check_config(cfg):
     need(type(cfg.get("healthy_s", 60)) is int and cfg.get("healthy_s", 60) > 0, "healthy_s")
     disp = cfg.get("display")
     need(disp is None or (type(disp) is dict and type(disp.get("addr", 0x3C)) is int), "display.addr")
+    need(cfg.get("log", "info") in LOG_LEVELS, "log (debug|info|warning|error)")
+    need(type(cfg.get("console", False)) is bool, "console (true|false)")
     locks = cfg.get("locks")
     if locks is not None:
         need(type(locks) is dict and locks.get("bus") in ("gpio", "rs485"), "locks.bus")
@@ -215,11 +215,11 @@ class App:
     def _idle_display(self, now):
         left = self.vault.lock_left_s(now)
         if left:
-            self.hal.show("已锁定 %d秒 / Locked %ds" % (left, left), "red")
+            self.hal.show(M.LOCKED % (left, left), "red")
         elif self.safe:
-            self.hal.show("维护模式 请输入取件码 / Safe mode: enter code", "amber")
+            self.hal.show(M.SAFE_ENTER_CODE, "amber")
         else:
-            self.hal.show("请输入取件码 / Enter code", "green")
+            self.hal.show(M.ENTER_CODE, "green")
 
     def _keypad(self, now):
         keys = self.hal.keys()
@@ -260,7 +260,7 @@ class App:
                     opened.append(n)
         self.vault.commit(now)
         if r[0] == LOCKED:
-            self.hal.show("已锁定 %d秒 / Locked %ds" % (r[1], r[1]), "red")
+            self.hal.show(M.LOCKED % (r[1], r[1]), "red")
             return
         if r[0] == COURIER:
             self._courier(r[1])
@@ -271,18 +271,18 @@ class App:
                 self.emit(K.T_LOCK, {"c": n, "why": "pickup"})
             if opened:
                 s = ",".join(str(n) for n in opened)
-                self.hal.show("请取件 %s号柜 / Take parcel: %s" % (s, s), "green")
+                self.hal.show(M.TAKE_PARCEL % (s, s), "green")
             else:
-                self.hal.show("无待取包裹 / Nothing to collect", "amber")
+                self.hal.show(M.NOTHING_TO_COLLECT, "amber")
             return
         _, fails, secs, count = r
         self.emit(K.T_CODE_BAD, {"fails": fails})
         if secs:
             self.emit(K.T_LOCKOUT, {"secs": secs, "count": count})
             self.emit(K.T_ALARM, {"kind": K.A_LOCKOUT})
-            self.hal.show("已锁定 %d秒 / Locked %ds" % (secs, secs), "red")
+            self.hal.show(M.LOCKED % (secs, secs), "red")
         else:
-            self.hal.show("取件码错误 / Wrong code", "red")
+            self.hal.show(M.WRONG_CODE, "red")
 
     def _courier(self, deps):
         """A courier PIN: open a deposit for every compartment the gateway assigned to it."""
@@ -298,9 +298,9 @@ class App:
             self.emit(K.T_LOCK, {"c": n, "why": "courier"})
         if opened:
             s = ",".join(str(n) for n in opened)
-            self.hal.show("请投递 %s号柜 / Deposit in: %s" % (s, s), "green")
+            self.hal.show(M.DEPOSIT_IN % (s, s), "green")
         else:
-            self.hal.show("无可用柜门 / No compartment free", "amber")
+            self.hal.show(M.NONE_FREE, "amber")
 
     # ---- commands ----
     def on_message(self, topic, payload):
@@ -675,6 +675,9 @@ class App:
         # safe mode runs the hardware loop too: pickups and the door/occupancy logic never stop
         tasks = [self.hw_task(), self.tele_task(), self._net_task(), self.wdt_task(), self.fw_task(),
                  self.health_task()]
+        if self.cfg.get("console"):
+            from jc import console
+            tasks.append(console.run(self, self._log))
         await asyncio.gather(*tasks)
 
     async def _net_task(self):

@@ -18,6 +18,7 @@ _OLATA = 0x14
 _KEYMAP = ("123", "456", "789", "*0#")
 WDT_MS = 8000
 WIFI_WAIT_MS = 15000
+GLYPH_FILE = "glyphs.bin"  # the display's glyph file on the flash, copied by `jincun firmware deploy`
 
 
 def _reset_name():
@@ -76,11 +77,20 @@ class Esp32Hal(Hal):
         self.oled = None
         disp = cfg.get("display")
         if disp:
-            from jc.display import Ssd1306
+            import ssd1306
+            from jc.display import Display, Glyphs, WIDTH, HEIGHT
             try:
-                self.oled = Ssd1306(self.i2c, disp.get("addr", 0x3C))
+                oled = ssd1306.SSD1306_I2C(WIDTH, HEIGHT, self.i2c, disp.get("addr", 0x3C))
             except OSError as e:
+                oled = None
                 self._log("display", "SSD1306 not answering, running without it:", e)
+            if oled is not None:
+                try:
+                    glyphs = Glyphs(GLYPH_FILE)
+                except (OSError, ValueError) as e:
+                    glyphs = None
+                    self._log("display", "no glyph file, showing English:", e)
+                self.oled = Display(oled, glyphs)
 
     # ---- expanders ----
     def _write16(self, addr, reg, value):

@@ -10,7 +10,7 @@ import os
 from jc import const as K
 from jc import bootstate
 from jc.errors import JcError
-from jc.hmac256 import hmac_hex, ct_equal
+from jc.digest import hmac_hex, ct_equal
 
 STAGE = "fw.stage"
 SPACE_MARGIN = 8192  # leave room for the outbox and vault to keep writing while a set is staged

@@ -4,7 +4,7 @@ import json
 import binascii
 from jc import const as K
 from jc import store
-from jc.hmac256 import Hmac, ct_equal
+from jc.digest import Hmac, ct_equal
 
 MAX_ENTRIES = 64
 

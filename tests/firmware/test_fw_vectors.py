@@ -3,14 +3,15 @@
 import json
 import subprocess
 
-from simulator.locker import FIRMWARE, REPO, _find_micropython
+from jincun.fwtools import micropypath
+from simulator.locker import REPO, _find_micropython
 
 VECTORS = REPO / "tests" / "vectors"
 MP_DIR = REPO / "tests" / "firmware" / "mp"
 
 
 def test_firmware_codec_matches_vectors():
-    env = {"MICROPYPATH": f"{FIRMWARE}:.frozen", "PATH": "/usr/bin:/bin"}
+    env = {"MICROPYPATH": micropypath(), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([_find_micropython(), str(MP_DIR / "vectors_check.py"), str(VECTORS)],
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stdout + out.stderr

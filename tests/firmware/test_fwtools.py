@@ -1,5 +1,7 @@
 """`jincun firmware check`: every firmware file compiles with mpy-cross and imports only ESP32-port modules."""
 
+from pathlib import Path
+
 from jincun import fwtools
 
 
@@ -24,14 +26,41 @@ def test_compile_error_is_reported(tmp_path):
     assert [f["path"] for f in res["files"]] == ["ok.py"]
 
 
-def test_firmware_imports_only_esp32_modules():
+def test_firmware_imports_only_esp32_modules_and_the_vendored_libraries():
     assert fwtools.check_imports() == []
+    assert set(fwtools.vendored()) == {"hmac", "logging", "ssd1306", "aiorepl"}
 
 
 def test_import_outside_allow_list_is_flagged(tmp_path):
     (tmp_path / "a.py").write_text("import json\nfrom jc import proto\n")
-    (tmp_path / "b.py").write_text("def f():\n    import re\n    from collections import deque\n")
-    assert fwtools.check_imports(tmp_path) == [{"path": "b.py", "modules": ["collections", "re"]}]
+    (tmp_path / "b.py").write_text("def f():\n    import re\n    from collections import deque\n    import umqtt\n")
+    assert fwtools.check_imports(tmp_path) == [{"path": "b.py", "modules": ["collections", "umqtt"]}]
+
+
+def test_only_the_packages_the_manifest_requires_are_allowed(tmp_path):
+    """ntptime is in upstream micropython-lib but not required by the manifest: importing it is flagged."""
+    (tmp_path / "x.py").write_text("import ntptime\nimport hmac\nimport logging\nimport ssd1306\n")
+    assert fwtools.check_imports(tmp_path, libs=fwtools.vendored()) == [{"path": "x.py", "modules": ["ntptime"]}]
+
+
+def test_manifest_freezes_the_app_and_requires_the_vendored_packages():
+    m = fwtools.read_manifest()
+    app = {p.relative_to(fwtools.FIRMWARE).as_posix() for p in m.app}
+    assert {"jc/app.py", "jc/display.py", "jc/digest.py", "jc/console.py", "jc/wire.py"} <= app
+    assert all(a.startswith("jc/") for a in app)  # boot.py and main.py stay files on the flash
+    assert m.versions == {"hmac": "3.4.4", "logging": "0.6.2", "ssd1306": "0.1.0", "aiorepl": "0.2.4"}
+    assert fwtools.check_manifest() == []
+    lib = fwtools.LIB / "micropython-lib"
+    assert "MIT" in (lib / "LICENSE").read_text()
+    assert "ee4bb8ff139e24c42b739935fbd8ec7c4d061e02" in (lib / "UPSTREAM.md").read_text()
+
+
+def test_manifest_names_a_package_that_is_not_vendored(tmp_path):
+    import pytest
+    (tmp_path / "manifest.py").write_text('add_library("v", "lib")\nrequire("umqtt.simple", library="v")\n')
+    (tmp_path / "lib").mkdir()
+    with pytest.raises(fwtools.FwToolsError, match="umqtt.simple"):
+        fwtools.read_manifest(tmp_path / "manifest.py")
 
 
 def _device_config(tmp_path, **over):
@@ -55,11 +84,14 @@ def test_deploy_copies_mpy_loader_and_config_with_mpremote(tmp_path):
     assert fwtools.deploy("/dev/ttyUSB0", cfg, mpremote=str(fake)) == 0
     calls = log.read_text().split("---\n")
     assert calls[0].startswith("connect /dev/ttyUSB0 exec import os")
-    assert "boot.json" in calls[0]  # an earlier over-the-air set is cleared
+    assert "boot.json" in calls[0] and "'lib'" in calls[0]  # an earlier over-the-air set and old libraries go
     copy = calls[1].splitlines()
-    assert copy[0] == "connect /dev/ttyUSB0 fs cp -r jc boot.py main.py config.json :"
+    assert copy[0] == "connect /dev/ttyUSB0 fs cp -r jc lib boot.py main.py glyphs.bin config.json :"
     files = set(copy[1:])
-    assert {"./boot.py", "./main.py", "./config.json", "./jc/app.mpy", "./jc/vault.mpy"} <= files
+    assert {"./boot.py", "./main.py", "./config.json", "./jc/app.mpy", "./jc/vault.mpy", "./glyphs.bin"} <= files
+    # micropython-lib's modules go to /lib, compiled, as `mpremote mip install` would put them
+    assert {"./lib/hmac.mpy", "./lib/logging.mpy", "./lib/ssd1306.mpy", "./lib/aiorepl.mpy"} <= files
+    assert not any(f.startswith("./lib/") and not f.endswith(".mpy") for f in files)
     assert {"./jc/wire.mpy", "./jc/const.mpy"} <= files  # the wire core the gateway and cloud share
     assert not any(f.startswith("./jc/") and f.endswith(".py") for f in files)
     assert calls[2].splitlines()[0] == "connect /dev/ttyUSB0 reset"
@@ -93,7 +125,7 @@ def test_provision_writes_unique_private_configs_the_firmware_accepts(tmp_path):
         assert fwtools.check_device_config(p)["wifi"]["ssid"] == "station"
         prog = f"import json\nfrom jc.app import check_config\ncheck_config(json.load(open({str(p)!r})))\nprint('ok')\n"
         out = subprocess.run([_find_micropython(), "-c", prog], capture_output=True, text=True, timeout=30,
-                             env={"MICROPYPATH": f"{FIRMWARE}:.frozen"})
+                             env={"MICROPYPATH": fwtools.micropypath()})
         assert out.stdout.strip() == "ok", out.stdout + out.stderr
     import pytest
     with pytest.raises(provision.ProvisionError):

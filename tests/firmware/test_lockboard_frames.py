@@ -10,7 +10,8 @@ import pytest
 
 import gateway  # noqa: F401 (puts the firmware's jc package within reach, as the gateway does)
 from jc import lockboard as L
-from simulator.locker import FIRMWARE, _find_micropython
+from jincun.fwtools import micropypath
+from simulator.locker import _find_micropython
 
 CU16 = L.MODELS["kr-cu16"]
 IR = L.MODELS["kr-cu16-ir"]
@@ -51,7 +52,7 @@ def run_here() -> dict:
 
 def test_the_same_module_gives_the_same_bytes_and_verdicts_under_micropython_and_cpython():
     prog = f"CASES = {CASES!r}\n" + PROG
-    env = {"MICROPYPATH": f"{FIRMWARE}:.frozen", "PATH": "/usr/bin:/bin"}
+    env = {"MICROPYPATH": micropypath(), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([_find_micropython(), "-c", prog], capture_output=True, text=True, timeout=30, env=env)
     assert out.returncode == 0, out.stderr
     mp = json.loads(out.stdout.strip())

@@ -4,7 +4,8 @@ import subprocess
 
 import pytest
 
-from simulator.locker import FIRMWARE, REPO, _find_micropython
+from jincun.fwtools import micropypath
+from simulator.locker import REPO, _find_micropython
 
 MP_DIR = REPO / "tests" / "firmware" / "mp"
 MODULES = sorted(p.stem for p in MP_DIR.glob("test_*.py"))
@@ -12,7 +13,7 @@ MODULES = sorted(p.stem for p in MP_DIR.glob("test_*.py"))
 
 @pytest.mark.parametrize("module", MODULES)
 def test_micropython_module(module, tmp_path):
-    env = {"MICROPYPATH": f"{FIRMWARE}:.frozen", "PATH": "/usr/bin:/bin"}
+    env = {"MICROPYPATH": micropypath(), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [_find_micropython(), "-X", "heapsize=8M", str(MP_DIR / "runner.py"), str(MP_DIR), module, str(tmp_path)],
         capture_output=True, text=True, timeout=120, env=env)

@@ -18,6 +18,7 @@ import pytest
 from gateway.broker import broker_body, write_auth_files
 from gateway.config import parse_config
 from jincun import provision
+from jincun.fwtools import micropypath
 from simulator import intruder
 from simulator.cluster import HostClient
 from simulator.net import free_port, wait_port
@@ -45,7 +46,7 @@ def _start(runtime: str, spec: Path, ctl_port: int, tmp_path: Path) -> subproces
     if runtime == "micropython":
         argv = [str(REPO / ".venv" / "bin" / "micropython"), "-X", "heapsize=4M",
                 str(REPO / "simulator" / "fw_host.py"), str(spec)]
-        env = dict(os.environ, MICROPYPATH=f"{REPO / 'firmware'}:{REPO / 'simulator'}:.frozen")
+        env = dict(os.environ, MICROPYPATH=micropypath(REPO / 'simulator'))
     else:
         argv = [sys.executable, "-m", "simulator.cpython_rt", str(spec)]
         env = dict(os.environ)

@@ -7,7 +7,7 @@ from jc import bootstate
 from jc.app import App
 from jc.clock import VirtualClock
 from jc.hal import Hal
-from jc.hmac256 import code_hash, pin_hash
+from jc.digest import code_hash, pin_hash
 
 SECRET = "9fd687cc5e1918da74cb849b2370293069abc311a49d4f4b7772006b898ad859"
 KEY = binascii.unhexlify(SECRET)

@@ -2,7 +2,7 @@
 
 from check import eq, true
 from jc.vault import Vault, OK, BAD, LOCKED
-from jc.hmac256 import code_hash
+from jc.digest import code_hash
 
 SECRET = bytes(range(32))
 

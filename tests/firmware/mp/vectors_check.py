@@ -1,9 +1,9 @@
-"""Check jc.proto and jc.hmac256 against tests/vectors/*.json; print one JSON summary line."""
+"""Check jc.proto and jc.digest against tests/vectors/*.json; print one JSON summary line."""
 
 import sys
 import json
 import binascii
-from jc import proto, hmac256
+from jc import proto, digest
 
 vec = sys.argv[1]
 out = {"payloads": 0, "wire": 0, "topics": 0, "codes": 0, "failures": []}
@@ -40,9 +40,9 @@ with open(vec + "/topics.json") as f:
 
 with open(vec + "/codes.json") as f:
     for c in json.load(f)["cases"]:
-        h = hmac256.code_hash(binascii.unhexlify(c["secret"]), c["code"])
+        h = digest.code_hash(binascii.unhexlify(c["secret"]), c["code"])
         out["codes"] += 1
-        if h != c["h"] or not hmac256.ct_equal(h, c["h"]) or hmac256.ct_equal(h, c["h"][:-1] + "0"):
+        if h != c["h"] or not digest.ct_equal(h, c["h"]) or digest.ct_equal(h, c["h"][:-1] + "0"):
             out["failures"].append({"case": "code " + c["code"], "got": h, "want": c["h"]})
 
 print(json.dumps(out))
@@ -69,7 +69,7 @@ if fw is not None:
         if m != c["manifest"] or mac != c["mac"]:
             out["failures"].append({"case": "mac " + c["ver"], "got": [m, mac]})
     for c in fw["pins"]:
-        h = hmac256.pin_hash(binascii.unhexlify(c["secret"]), c["pin"])
+        h = digest.pin_hash(binascii.unhexlify(c["secret"]), c["pin"])
         out["fwupdate"] += 1
         if h != c["h"]:
             out["failures"].append({"case": "pin " + c["pin"], "got": h, "want": c["h"]})

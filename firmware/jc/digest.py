@@ -1,41 +1,27 @@
-"""HMAC-SHA256 over hashlib.sha256 (MicroPython has no hmac module) and a constant-time compare."""
+"""Code and PIN hashes and firmware-offer MACs: HMAC-SHA256 from micropython-lib's `hmac`, constant-time compare.
 
-import hashlib
+micropython-lib's hmac works over the port's built-in `hashlib.sha256`, whose objects have no `copy()`: each
+HMAC object gives one digest, so every call here makes a fresh one.
+"""
+
 import binascii
-
-_BLOCK = 64
+import hashlib
+import hmac
 
 
 def hmac_sha256(key, msg):
     """Return the 32-byte HMAC-SHA256 of msg under key (RFC 2104)."""
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key + b"\x00" * (_BLOCK - len(key))
-    ipad = bytes([b ^ 0x36 for b in key])
-    opad = bytes([b ^ 0x5C for b in key])
-    inner = hashlib.sha256(ipad)
-    inner.update(msg)
-    outer = hashlib.sha256(opad)
-    outer.update(inner.digest())
-    return outer.digest()
+    return hmac.new(key, msg, hashlib.sha256).digest()
 
 
 class Hmac:
-    """HMAC-SHA256 under one fixed key, with the padded keys computed once (the keypad path is hot)."""
+    """HMAC-SHA256 under one fixed key (the device secret)."""
 
     def __init__(self, key):
-        if len(key) > _BLOCK:
-            key = hashlib.sha256(key).digest()
-        key = key + b"\x00" * (_BLOCK - len(key))
-        self.ipad = bytes([b ^ 0x36 for b in key])
-        self.opad = bytes([b ^ 0x5C for b in key])
+        self.key = bytes(key)
 
     def digest(self, msg):
-        inner = hashlib.sha256(self.ipad)
-        inner.update(msg)
-        outer = hashlib.sha256(self.opad)
-        outer.update(inner.digest())
-        return outer.digest()
+        return hmac.new(self.key, msg, hashlib.sha256).digest()
 
 
 def hmac_hex(key, msg):
