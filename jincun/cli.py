@@ -21,6 +21,9 @@ def _print_json(obj: dict) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole system on embedded defaults."""
+    from jincun.extras import need
+
+    need("sim")  # the demo starts processes of every tier: say what is missing first
     from simulator.demo import run_demo
 
     return run_demo(headless=args.headless, duration=args.duration, port=args.port, workdir=args.workdir)
@@ -375,7 +378,14 @@ def _setting_problem(err: ErrorDetails) -> str:
 
 def user_error(exc: BaseException) -> str | None:
     """The one-line message for a mistake the user can fix, or None for a fault that deserves a traceback."""
-    from pydantic import ValidationError
+    from jincun.extras import missing_extra
+
+    if (fix := missing_extra(exc)) is not None:
+        return fix
+    try:
+        from pydantic import ValidationError
+    except ModuleNotFoundError:  # the base install: no tier's errors can have been raised
+        return None
 
     from gateway.errors import ConfigError
     from jincun.flash import FlashError
