@@ -145,6 +145,23 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway_bundle(args: argparse.Namespace) -> int:
+    """Build the wheelhouse that installs the gateway on a Pi with no package index."""
+    from jincun import bundle
+
+    machines = args.cpu or None
+    if args.dry_run:
+        _print_json(bundle.plan(Path(args.out), machines).as_dict())
+        return 0
+    manifest = bundle.build(Path(args.out), machines)
+    for machine, got in manifest["platforms"].items():
+        print(f"{machine}: {len(got['wheels'])} wheels; built from sdist: {', '.join(got['built_from_sdist']) or '-'}; "
+              f"no wheel: {', '.join(got['no_wheel']) or '-'}")
+    _print_json({"out": args.out, **{m: {"wheels": len(g["wheels"]), "no_wheel": g["no_wheel"]}
+                                     for m, g in manifest["platforms"].items()}})
+    return 0
+
+
 def cmd_gateway_init(args: argparse.Namespace) -> int:
     """Write the station's Mosquitto config (listener, passwords, ACL, persistence)."""
     from gateway.broker import write_broker_config
@@ -311,6 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "host name, NAME.local and the Pi's IPv4 addresses are always in)")
     ge.add_argument("--cafile", default=None, help="CA bundle to check the cloud's certificate with (default: the system's)")
     ge.set_defaults(fn=cmd_gateway_enroll)
+    gb = g.add_parser("bundle", help="build a wheelhouse that installs the gateway on a Pi with no package index",
+                      description="See docs/deploy.md, A station with no package index.")
+    gb.add_argument("--out", default="wheelhouse", help="folder for <cpu>/*.whl and manifest.json (default: %(default)s)")
+    gb.add_argument("--cpu", action="append", choices=("aarch64", "armv7l"), default=[],
+                    help="a Pi CPU to bundle for (repeatable; default: both)")
+    gb.add_argument("--dry-run", action="store_true", help="print the plan (requirements, platform tags, pip steps); fetch nothing")
+    gb.set_defaults(fn=cmd_gateway_bundle)
     gi = g.add_parser("init", help="write the station's Mosquitto config")
     gi.add_argument("--config", default="station.json", help="the station's station.json (default: %(default)s)")
     gi.add_argument("--out", default="mosquitto", help="folder to write mosquitto.conf, passwords and ACL into (default: %(default)s)")
@@ -388,12 +412,15 @@ def user_error(exc: BaseException) -> str | None:
         return None
 
     from gateway.errors import ConfigError
+    from jincun.bundle import BundleError
     from jincun.flash import FlashError
     from jincun.fwtools import FwToolsError
     from jincun.provision import ProvisionError
 
     if isinstance(exc, ConfigError):
         return f"{exc} (pass the station's file with --config PATH; docs/gateway.md shows one)"
+    if isinstance(exc, BundleError):
+        return f"{exc} (see docs/deploy.md, A station with no package index)"
     if isinstance(exc, ProvisionError):
         return f"{exc} (see `jincun firmware provision --help`)"
     if isinstance(exc, FlashError):
