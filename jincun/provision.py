@@ -93,7 +93,7 @@ def device_config(station_cfg: dict, locker_id: str, *, keepalive: int = 30, tel
     return cfg
 
 
-def write_private(path: Path, obj: dict) -> Path:
+def write_private(path: Path, obj: dict | list) -> Path:
     """Write JSON readable by the owner only: it holds secrets."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

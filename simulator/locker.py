@@ -10,7 +10,8 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
+from typing import IO
 
 from simulator.procs import stop_process
 
@@ -77,7 +78,7 @@ class SimLocker:
         self.micropython = micropython or _find_micropython()
         self.proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
-        self._rfile = None
+        self._rfile: IO[bytes] | None = None
         self._lock = threading.Lock()
         self._stopping = False
         self._rebooting = False
@@ -118,7 +119,7 @@ class SimLocker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:
-                raise SimError(f"firmware exited with {self.proc.returncode}; see {self.log}")
+                raise SimError(f"firmware exited with {self.proc.returncode if self.proc else None}; see {self.log}")
             try:
                 self._connect()
                 return
@@ -161,7 +162,7 @@ class SimLocker:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "SimLocker":
+    def __enter__(self) -> SimLocker:
         self.start()
         return self
 
@@ -175,6 +176,7 @@ class SimLocker:
         try:
             if self._sock is None:
                 self._connect()
+            assert self._sock is not None and self._rfile is not None  # _connect set both or raised
             self._sock.sendall(json.dumps(req).encode() + b"\n")
             line = self._rfile.readline()
         except OSError as e:
