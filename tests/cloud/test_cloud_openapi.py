@@ -21,7 +21,7 @@ def test_every_guarded_route_declares_how_to_authorise(cloud):
     unguarded = {(path, method) for path, ops in spec["paths"].items() for method, op in ops.items()
                  if not op.get("security")}
     assert unguarded == OPEN
-    for path, method in OPEN:
+    for path, _method in OPEN:
         assert path in spec["paths"], path
     # what Swagger UI sends after "Authorize" with the admin token is accepted
     guarded = cloud.client.get("/api/v1/admin/ledger", params={"station": "fengjia"},

@@ -154,7 +154,7 @@ class PahoLocker:
             self.eack_meta.append((time.monotonic(), msg.qos))
         self.msgs.put((msg.topic, body))
 
-    def connect(self, *, subscribe: bool = True, wait: bool = True) -> "PahoLocker":
+    def connect(self, *, subscribe: bool = True, wait: bool = True) -> PahoLocker:
         self.c.connect("127.0.0.1", self.port, keepalive=2)
         self.c.loop_start()
         deadline = time.monotonic() + 5
