@@ -68,3 +68,33 @@ def test_an_aarch64_bundle_installs_with_no_index(tmp_path):
     installed = {i["metadata"]["name"].lower() for i in json.loads(res.stdout)["install"]}
     assert {"jincun", "fastapi", "uvicorn", "paho-mqtt", "pyserial", "orjson"} <= installed
     assert not installed & {"sqlalchemy", "alembic", "matplotlib", "influxdb-client", "playwright"}
+
+
+def test_an_sdist_with_sources_for_a_compiler_is_not_built_for_the_pi(tmp_path):
+    """A wheel built here from C (or Rust, Cython) sources would be for this machine, not the Pi: such a
+    distribution is listed as having no wheel instead."""
+    import io
+    import tarfile
+    import zipfile
+
+    from jincun.bundle import _compiled
+
+    def sdist(name: str, files: dict[str, bytes]):
+        path = tmp_path / name
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(path, "w") as z:
+                for n, data in files.items():
+                    z.writestr(n, data)
+        else:
+            with tarfile.open(path, "w:gz") as t:
+                for n, data in files.items():
+                    info = tarfile.TarInfo(n)
+                    info.size = len(data)
+                    t.addfile(info, io.BytesIO(data))
+        return path
+
+    pure = {"pkg-1.0/setup.py": b"", "pkg-1.0/pkg/__init__.py": b""}
+    assert not _compiled(sdist("pure-1.0.tar.gz", pure))
+    assert not _compiled(sdist("pure-1.0.zip", pure))
+    assert _compiled(sdist("cext-1.0.tar.gz", {**pure, "pkg-1.0/src/_speed.c": b"int x;"}))
+    assert _compiled(sdist("rust-1.0.tar.gz", {**pure, "pkg-1.0/src/lib.rs": b"fn f() {}"}))
