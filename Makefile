@@ -6,6 +6,8 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+# every extra: a developer runs all tiers, the tests and the checks (pyproject.toml lists what each holds)
+EXTRAS  ?= gateway,cloud,sim,postgres,firmware,hardware,test,dev
 
 .PHONY: install demo test sysdeps-demo sysdeps-test check clean
 
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 	@scripts/sysdeps.sh demo
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[postgres,firmware,hardware,test]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 	@echo "installed: $(VENV)/bin/jincun"
 

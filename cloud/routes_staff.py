@@ -16,6 +16,7 @@ from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticat
 from .deps import ServicesDep
 from .errors import CommandRefused, Conflict, NotFound
 from .models import Alarm, Carrier, Command, Courier, Recipient, User
+from .stats_schemas import ROW_MODELS, AuditEntryPublic, CodeResent, FlagResolved, WhoAmI
 from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup,
                       CodeResend, CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic,
                       GatewayHealthPublic, ParcelPublic,
@@ -59,10 +60,10 @@ def login(request: Request, username: Annotated[str, Form(min_length=1, max_leng
     return TokenPublic(access_token=token, role=user.role)
 
 
-@router.get("/auth/me", response_model=dict, tags=["auth"])
-def me(who: Annotated[Principal, Depends(allow(*K.ROLES))]) -> dict:
+@router.get("/auth/me", response_model=WhoAmI, tags=["auth"])
+def me(who: Annotated[Principal, Depends(allow(*K.ROLES))]) -> WhoAmI:
     """Who the credentials belong to."""
-    return {"name": who.name, "role": who.role, "station_id": who.station_id, "carrier_code": who.carrier_code}
+    return WhoAmI(name=who.name, role=who.role, station_id=who.station_id, carrier_code=who.carrier_code)
 
 
 @router.post("/users", status_code=201, response_model=UserPublic, tags=["users"])
@@ -204,9 +205,9 @@ def list_commands(session: SessionDep, who: Annotated[Principal, Depends(allow(*
     return maintenance.list_commands(session, who, station=station, op=op, limit=limit)
 
 
-@router.post("/codes/resend", status_code=201, response_model=dict, tags=["parcels"])
+@router.post("/codes/resend", status_code=201, response_model=CodeResent, tags=["parcels"])
 def resend_code(data: CodeResend, session: SessionDep, services: ServicesDep,
-                who: Annotated[Principal, Depends(allow(*OPS_VIEW))]) -> dict:
+                who: Annotated[Principal, Depends(allow(*OPS_VIEW))]) -> CodeResent:
     """Issue a replacement pickup code (leaked code, lost SMS); goes down as `code_sync`."""
     try:
         _code, cmds = lifecycle.replacement_code(session, services.settings, who, station_id=data.station,
@@ -214,7 +215,7 @@ def resend_code(data: CodeResend, session: SessionDep, services: ServicesDep,
     except (CommandRefused, NotFound) as exc:
         raise _refuse(exc) from exc
     session.commit()
-    return {"commands": [c.cmd_id for c in cmds]}
+    return CodeResent(commands=[c.cmd_id for c in cmds])
 
 
 @router.post("/codes/lookup", response_model=list[ParcelPublic], tags=["parcels"], dependencies=STAFF_SECURITY)
@@ -268,16 +269,16 @@ def list_flags(session: SessionDep, _who: Annotated[Principal, Depends(allow(*ST
     return [FlagPublic(**{k: v for k, v in r.items() if k != "missing"}) for r in stats.flags(session)]
 
 
-@router.post("/flags/{flag_id}/resolve", response_model=dict, tags=["statistics"])
+@router.post("/flags/{flag_id}/resolve", response_model=FlagResolved, tags=["statistics"])
 def resolve_flag(flag_id: Annotated[int, Path(ge=1, le=2**31 - 1)], data: ReasonBody, session: SessionDep,
-                 who: Annotated[Principal, Depends(allow(*STATS))]) -> dict:
+                 who: Annotated[Principal, Depends(allow(*STATS))]) -> FlagResolved:
     """Close a flag after checking it (audited)."""
     try:
         maintenance.resolve_flag(session, who, flag_id=flag_id, reason=data.reason)
     except NotFound as exc:
         raise _refuse(exc) from exc
     session.commit()
-    return {"id": flag_id, "resolved": True}
+    return FlagResolved(id=flag_id, resolved=True)
 
 
 Table = Literal["coverage", "volumes", "pickup_times", "overdue", "flags", "subsidy", "produce", "fees", "door_help",
@@ -285,31 +286,53 @@ Table = Literal["coverage", "volumes", "pickup_times", "overdue", "flags", "subs
 By = Literal["village", "town", "carrier"]
 
 
-@router.get("/stats/{name}", response_model=list[dict], tags=["statistics"])
-def stats_table(name: Table, session: SessionDep, _who: Annotated[Principal, Depends(allow(*STATS))],
-                by: By = "town", days: Annotated[int, Query(ge=1, le=366)] = 30) -> list:
-    """One county statistics table as JSON."""
-    return stats.table(session, name, by=by, days=days) if name == "volumes" else \
-        stats.table(session, name, **({} if name in ("coverage", "flags") else {"days": days}))
+def _table_rows(session, name: str, by: str, days: int) -> list[dict]:
+    """One county statistics table's rows (the query parameters each table does not take are ignored)."""
+    if name == "volumes":
+        return stats.table(session, name, by=by, days=days)
+    return stats.table(session, name, **({} if name in ("coverage", "flags") else {"days": days}))
 
 
-@router.get("/stats/{name}/export", tags=["statistics"],
-            responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument."
-                                                            "spreadsheetml.sheet": {}}}})
+def _stats_endpoint(name: str):
+    def endpoint(session: SessionDep, _who: Annotated[Principal, Depends(allow(*STATS))], by: By = "town",
+                 days: Annotated[int, Query(ge=1, le=366)] = 30) -> list:
+        return _table_rows(session, name, by, days)
+    endpoint.__doc__ = (getattr(stats, name).__doc__ or "").split("\n\n")[0]
+    return endpoint
+
+
+# one route per table, each with its row model; volumes names only the key `by` chose
+for _name, _row in ROW_MODELS.items():
+    router.add_api_route(f"/stats/{_name}", _stats_endpoint(_name), methods=["GET"],
+                         response_model=list[_row],  # type: ignore[valid-type]  # a model chosen per route
+                         response_model_exclude_none=_name == "volumes", tags=["statistics"], name=f"stats_{_name}")
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FILE = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get("/stats/{name}/export", tags=["statistics"], response_class=Response,
+            responses={200: {"description": "the table as a file", "content": {"text/csv": FILE, XLSX: FILE}}})
 def stats_export(name: Table, session: SessionDep, _who: Annotated[Principal, Depends(allow(*STATS))],
                  fmt: Literal["csv", "xlsx"] = "csv", by: By = "town",
                  days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
     """A statistics table as CSV or XLSX."""
-    rows = stats_table(name, session, _who, by=by, days=days)
+    rows = _table_rows(session, name, by, days)
     if fmt == "csv":
         return Response(stats.to_csv(rows), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    return Response(stats.to_xlsx(rows, name),
-                    media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    return Response(stats.to_xlsx(rows, name), media_type=XLSX,
                     headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
 
 
-@router.get("/audit", response_model=list[dict], tags=["users"])
+@router.get("/stats/{name}", include_in_schema=False)
+def unknown_table(name: str, _who: Annotated[Principal, Depends(allow(*STATS))]) -> None:
+    """A table name that is none of the above (registered after them, so it only sees the others)."""
+    raise HTTPException(422, f"unknown statistics table {name!r}; one of: {', '.join(ROW_MODELS)}")
+
+
+@router.get("/audit", response_model=list[AuditEntryPublic], tags=["users"])
 def audit_log(session: SessionDep, _who: Annotated[Principal, Depends(allow("admin"))],
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list:
     """The audit log, newest first."""

@@ -21,6 +21,9 @@ def _print_json(obj: dict) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole system on embedded defaults."""
+    from jincun.extras import need
+
+    need("sim")  # the demo starts processes of every tier: say what is missing first
     from simulator.demo import run_demo
 
     return run_demo(headless=args.headless, duration=args.duration, port=args.port, workdir=args.workdir)
@@ -142,6 +145,23 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway_bundle(args: argparse.Namespace) -> int:
+    """Build the wheelhouse that installs the gateway on a Pi with no package index."""
+    from jincun import bundle
+
+    machines = args.cpu or None
+    if args.dry_run:
+        _print_json(bundle.plan(Path(args.out), machines).as_dict())
+        return 0
+    manifest = bundle.build(Path(args.out), machines)
+    for machine, got in manifest["platforms"].items():
+        print(f"{machine}: {len(got['wheels'])} wheels; built from sdist: {', '.join(got['built_from_sdist']) or '-'}; "
+              f"no wheel: {', '.join(got['no_wheel']) or '-'}")
+    _print_json({"out": args.out, **{m: {"wheels": len(g["wheels"]), "no_wheel": g["no_wheel"]}
+                                     for m, g in manifest["platforms"].items()}})
+    return 0
+
+
 def cmd_gateway_init(args: argparse.Namespace) -> int:
     """Write the station's Mosquitto config (listener, passwords, ACL, persistence)."""
     from gateway.broker import write_broker_config
@@ -162,6 +182,9 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
 def cmd_firmware_check(args: argparse.Namespace) -> int:
     """Compile every firmware file with mpy-cross, check imports, the manifest and the glyph file; report sizes."""
     from jincun import fwtools
+    from jincun.extras import need
+
+    need("firmware")
 
     result = fwtools.check()
     for f in result.get("files", []):
@@ -206,6 +229,9 @@ def cmd_firmware_provision(args: argparse.Namespace) -> int:
 def cmd_firmware_deploy(args: argparse.Namespace) -> int:
     """Copy the firmware and a provisioned config to a board with mpremote."""
     from jincun import fwtools
+    from jincun.extras import need
+
+    need("firmware")
 
     return fwtools.deploy(port=args.port, config=Path(args.config))
 
@@ -213,6 +239,9 @@ def cmd_firmware_deploy(args: argparse.Namespace) -> int:
 def cmd_firmware_flash(args: argparse.Namespace) -> int:
     """Write the pinned MicroPython image to a board with esptool, check it, then deploy the firmware."""
     from jincun import flash
+    from jincun.extras import need
+
+    need("firmware")
 
     return flash.flash(args.port, Path(args.image), Path(args.config), sha256=args.sha256, dry_run=args.dry_run)
 
@@ -220,6 +249,9 @@ def cmd_firmware_flash(args: argparse.Namespace) -> int:
 def cmd_hw_check(args: argparse.Namespace) -> int:
     """Regenerate the controller board outputs and check them against the firmware pin map."""
     from jincun import hwtools
+    from jincun.extras import need
+
+    need("hardware")
 
     result = hwtools.check()
     _print_json(result)
@@ -231,6 +263,9 @@ def cmd_hw_check(args: argparse.Namespace) -> int:
 def cmd_wire_verdicts(args: argparse.Namespace) -> int:
     """Print the firmware's, gateway's and cloud's verdict on each payload read from stdin (JSON lines)."""
     from jincun import wire
+    from jincun.extras import need
+
+    need("cloud")  # the cloud's and the gateway's validators judge beside the firmware's
 
     return wire.run(sys.stdin, sys.stdout)
 
@@ -322,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "host name, NAME.local and the Pi's IPv4 addresses are always in)")
     ge.add_argument("--cafile", default=None, help="CA bundle to check the cloud's certificate with (default: the system's)")
     ge.set_defaults(fn=cmd_gateway_enroll)
+    gb = g.add_parser("bundle", help="build a wheelhouse that installs the gateway on a Pi with no package index",
+                      description="See docs/deploy.md, A station with no package index.")
+    gb.add_argument("--out", default="wheelhouse", help="folder for <cpu>/*.whl and manifest.json (default: %(default)s)")
+    gb.add_argument("--cpu", action="append", choices=("aarch64", "armv7l"), default=[],
+                    help="a Pi CPU to bundle for (repeatable; default: both)")
+    gb.add_argument("--dry-run", action="store_true", help="print the plan (requirements, platform tags, pip steps); fetch nothing")
+    gb.set_defaults(fn=cmd_gateway_bundle)
     gi = g.add_parser("init", help="write the station's Mosquitto config")
     gi.add_argument("--config", default="station.json", help="the station's station.json (default: %(default)s)")
     gi.add_argument("--out", default="mosquitto", help="folder to write mosquitto.conf, passwords and ACL into (default: %(default)s)")
@@ -394,9 +436,12 @@ def _setting_problem(err: ErrorDetails) -> str:
 
 def user_error(exc: BaseException) -> str | None:
     """The one-line message for a mistake the user can fix, or None for a fault that deserves a traceback."""
-    from pydantic import ValidationError
+    from jincun.extras import missing_extra
 
+    if (fix := missing_extra(exc)) is not None:
+        return fix
     from gateway.errors import ConfigError
+    from jincun.bundle import BundleError
     from jincun.flash import FlashError
     from jincun.fwtools import FwToolsError
     from jincun.glyphs import GlyphError
@@ -404,6 +449,8 @@ def user_error(exc: BaseException) -> str | None:
 
     if isinstance(exc, ConfigError):
         return f"{exc} (pass the station's file with --config PATH; docs/gateway.md shows one)"
+    if isinstance(exc, BundleError):
+        return f"{exc} (see docs/deploy.md, A station with no package index)"
     if isinstance(exc, ProvisionError):
         return f"{exc} (see `jincun firmware provision --help`)"
     if isinstance(exc, FlashError):
@@ -412,6 +459,10 @@ def user_error(exc: BaseException) -> str | None:
         return f"{exc} (write one with `jincun firmware provision`, or pass --config PATH)"
     if isinstance(exc, GlyphError):
         return f"{exc} (see docs/firmware.md, Display font)"
+    try:
+        from pydantic import ValidationError
+    except ModuleNotFoundError:  # the base install: no settings were validated
+        return None
     if isinstance(exc, ValidationError):
         problems = "; ".join(_setting_problem(e) for e in exc.errors())
         return f"{problems} (set it in the environment; docs/cloud.md lists the settings)"

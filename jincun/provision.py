@@ -124,7 +124,7 @@ def certificate_names(certfile: Path) -> set[str]:
     return set(san.get_values_for_type(x509.DNSName)) | ips
 
 
-def write_private(path: Path, obj: dict) -> Path:
+def write_private(path: Path, obj: dict | list) -> Path:
     """Write JSON readable by the owner only: it holds secrets."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -129,6 +129,7 @@ class HostClient:
 
     async def _rx(self) -> None:
         try:
+            assert self.reader is not None, "connect() opened it"
             while line := await self.reader.readline():
                 reply = json.loads(line)
                 fut = self.futs.pop(reply.get("rid"), None)
@@ -167,17 +168,19 @@ class GwClient:
     def __init__(self, port: int) -> None:
         self.port = port
         self.lock = asyncio.Lock()
-        self.reader = self.writer = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
 
     async def call(self, op: str, timeout: float = 30, **kw) -> dict:
         async with self.lock:
             try:
-                if self.writer is None:
+                if self.writer is None or self.reader is None:
                     self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 24)
-                self.writer.write(json.dumps({"op": op, **kw}).encode() + b"\n")
-                await self.writer.drain()
-                line = await asyncio.wait_for(self.reader.readline(), timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
+                reader, writer = self.reader, self.writer
+                writer.write(json.dumps({"op": op, **kw}).encode() + b"\n")
+                await writer.drain()
+                line = await asyncio.wait_for(reader.readline(), timeout)
+            except (TimeoutError, OSError) as exc:
                 self.writer = None
                 raise ClusterError(f"gateway host on {self.port}: {exc!r}") from None
         if not line:
@@ -249,11 +252,16 @@ class Cluster:
     def gateway_url(self, station: str) -> str:
         return f"http://127.0.0.1:{self.station_cfgs[station]['gateway']['http']['port']}"
 
+    def sms_sink(self) -> SmsSink:
+        """The SMS provider stand-in, which start() made."""
+        assert self.sms is not None, "the cluster is not started"
+        return self.sms
+
     def locker_dir(self, locker: str) -> Path:
         return self.workdir / "lockers" / locker
 
     # ---- start / stop -------------------------------------------------------------------------------------
-    def start(self, progress=lambda msg: None) -> "Cluster":
+    def start(self, progress=lambda msg: None) -> Cluster:
         try:
             self.sms = SmsSink()
             progress("cloud")
@@ -281,7 +289,7 @@ class Cluster:
 
     def _start_cloud(self) -> None:
         env = dict(self.env, JINCUN_DATABASE_URL=self.db_url, JINCUN_ADMIN_TOKEN=self.admin_token, JINCUN_DEMO="1",
-                   JINCUN_SMS_ADAPTER="http", JINCUN_SMS_HTTP_URL=f"http://127.0.0.1:{self.sms.port}/sms")
+                   JINCUN_SMS_ADAPTER="http", JINCUN_SMS_HTTP_URL=f"http://127.0.0.1:{self.sms_sink().port}/sms")
         proc = Proc("cloud", [sys.executable, "-m", "jincun", "cloud", "serve", "--port", str(self.cloud_port)],
                     env, self.workdir / "cloud.log")
         proc.start()

@@ -51,27 +51,26 @@ def install() -> None:
     """Add the MicroPython names the firmware needs and put the firmware on sys.path."""
     if getattr(install, "done", False):
         return
+    # setattr: these names are MicroPython's, which CPython's modules (and their type stubs) do not have
     mp = types.ModuleType("micropython")
-    mp.const = lambda x: x
+    setattr(mp, "const", lambda x: x)  # noqa: B010
     sys.modules.setdefault("micropython", mp)
-    time.ticks_ms = _ticks_ms
-    time.ticks_diff = _ticks_diff
-    time.ticks_add = _ticks_add
-    time.sleep_ms = _sleep_ms
-    asyncio.sleep_ms = _async_sleep_ms
-    asyncio.wait_for_ms = _wait_for_ms
-    asyncio.StreamReader.readinto = _readinto
+    for module, name, fn in ((time, "ticks_ms", _ticks_ms), (time, "ticks_diff", _ticks_diff),
+                             (time, "ticks_add", _ticks_add), (time, "sleep_ms", _sleep_ms),
+                             (asyncio, "sleep_ms", _async_sleep_ms), (asyncio, "wait_for_ms", _wait_for_ms),
+                             (asyncio.StreamReader, "readinto", _readinto)):
+        setattr(module, name, fn)
     if not hasattr(gc, "mem_free"):
-        gc.mem_free = lambda: 96_000  # an ESP32's free heap after boot, for telemetry only
+        setattr(gc, "mem_free", lambda: 96_000)  # noqa: B010  # an ESP32's free heap after boot, for telemetry only
     if str(FIRMWARE) not in sys.path:
         sys.path.insert(0, str(FIRMWARE))
-    install.done = True
+    setattr(install, "done", True)  # noqa: B010
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run one controller host from its spec file."""
     install()
-    gc.collect = lambda *a: 0  # the firmware collects before every telemetry; CPython's full pass is costly
+    setattr(gc, "collect", lambda *a: 0)  # noqa: B010  # the firmware collects before every telemetry; CPython's full pass is costly
     from simulator import fw_host
 
     fw_host.main((argv or sys.argv[1:])[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import random
@@ -12,6 +13,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 from gateway.terminal import PIN_MIN_DIGITS, hash_pin, verify_pin
 from jincun import provision
@@ -113,11 +115,12 @@ def addresses(stack: Stack, people: list[Person]) -> str:
         f"  县级统计 county office      {c}/stats       {login('county')}",
         f"  运维 maintenance            {c}/ops         {login('maint')}",
         f"  代办员 station agent        {c}/ops         {login('agent')}",
-        f"                              {g}/terminal  {by['agent'].display} ({by['agent'].username}) PIN: {by['agent'].pin}",
+        f"                              {g}/terminal  {by['agent'].display} ({by['agent'].username}) "
+        f"PIN: {by['agent'].pin}",
     ]
     for p in people:
         if p.terminal_role == "courier":
-            lines.append(f"  快递员 {p.carrier} courier" + " " * (11 - len(p.carrier)) + f"{g}/terminal  "
+            lines.append(f"  快递员 {p.carrier} courier" + " " * (11 - len(p.carrier or "")) + f"{g}/terminal  "
                          f"{p.display} ({p.username}) PIN: {p.pin}   (cloud {login(p.username)})")
     lines += [
         f"  村民 villager               {c}/m           手机号+短信验证码 phone + SMS code (read it with: sms PHONE)",
@@ -172,12 +175,14 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
     counts = {"deposits_ok": 0, "pickups_ok": 0, "wrong_codes": 0, "gateway_power_cuts": 0}
     n = 0
     outage_done = killed = False
+    relay = stack.relay
+    assert relay is not None, "the stack is started"
     while (now := time.monotonic() - t0) < duration:
         down = outage[0] <= now < outage[1]
-        if down and stack.relay.is_up:
+        if down and relay.is_up:
             print(f"[{now:5.1f}s] uplink down / 上行链路中断", flush=True)
             stack.uplink_down()
-        if not down and not stack.relay.is_up:
+        if not down and not relay.is_up:
             print(f"[{now:5.1f}s] uplink up / 上行链路恢复", flush=True)
             stack.uplink_up()
             outage_done = True
@@ -199,7 +204,7 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
             stack.deposit(waybill=waybill, phone=phone, carrier=rng.choice(CARRIERS), size=size)
             counts["deposits_ok"] += 1
             p = {"waybill": waybill, "phone": phone}
-            if stack.relay.is_up:
+            if relay.is_up:
                 p["code"] = stack.sms_code(phone=phone, waybill=waybill)
                 waiting.append(p)
             else:
@@ -212,7 +217,7 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
             stack.pickup(p["code"])
             counts["pickups_ok"] += 1
         time.sleep(0.05)
-    if not stack.relay.is_up:
+    if not relay.is_up:
         stack.uplink_up()
     for p in unsent:
         p["code"] = stack.sms_code(phone=p["phone"], waybill=p["waybill"], timeout=60)
@@ -251,7 +256,7 @@ def _free_compartments(stack: Stack) -> dict[str, int]:
 
 def interactive(stack: Stack, people: list[Person]) -> int:
     """Read commands from a person until quit or end of input."""
-    sys.stdout.reconfigure(line_buffering=True)  # a pipe reads each answer as it is printed
+    cast(io.TextIOWrapper, sys.stdout).reconfigure(line_buffering=True)  # a pipe reads each answer as it is printed
     sim = stack.sims[stack.lockers[0]]
     courier_pin = next(p.pin for p in people if p.terminal_role == "courier")
     agent_pin = next(p.pin for p in people if p.terminal_role == "agent")
@@ -296,7 +301,10 @@ Play maintenance: remote 12 门卡住了       (then: take 12)
                     continue
                 sim.set_occupied(c, True)
                 sim.close_door(c)
-                sim.wait_for(lambda s, c=c: any(x["n"] == c and x.get("st") == "occupied" for x in s["comps"]), 10)
+                def occupied(s: dict, c: int = c) -> bool:
+                    return any(x["n"] == c and x.get("st") == "occupied" for x in s["comps"])
+
+                sim.wait_for(occupied, 10)
                 print(f"存件完成 compartment {c} holds the parcel, door shut; the villager's SMS follows")
             elif cmd == "agent" and args:
                 waiting = terminal_waiting(stack, pin=args[0])

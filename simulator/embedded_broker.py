@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ class EmbeddedBroker:
         self.host, self.port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._broker = None
+        self._broker: Any = None  # amqtt.broker.Broker, imported in the broker thread
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
@@ -39,7 +40,8 @@ class EmbeddedBroker:
             fut.result(10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+            if self._thread is not None:
+                self._thread.join(10)
             self._loop = self._broker = None
 
     def _run(self) -> None:

@@ -13,9 +13,18 @@ import asyncio
 import random
 import time
 
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
 from simulator.ledger import Window
 from simulator.people import Parcel
-from simulator.scenario import Fault
+from simulator.scenario import Fault, Scenario
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from simulator.cluster import Cluster
+    from simulator.runner import Tally
 
 KILLS = {"gateway_kill": "gateway", "cloud_kill": "cloud", "broker_kill": "broker"}
 RESTART_S = (0.2, 5.0)  # systemd restarts a killed service after this long (RestartSec plus start-up)
@@ -29,6 +38,20 @@ FAULT_GRACE_S = 20.0  # after a fault ends, reconnects and backoff may still hol
 class FaultPlayer:
     """The fault schedule; expects the runner's Play attributes (sc, cl, rng, t, windows, ...)."""
 
+    # what Play (simulator/runner.py) sets in its __init__ and defines, named here for the type checker
+    sc: Scenario
+    cl: Cluster
+    t: Tally
+    console: Console
+    t0: float
+    wall0: float
+    windows: list[Window]
+    lockers_of: dict[str, list[str]]
+    cut_next: dict[str, float]
+    ajar_next: set[str]
+    active: dict[str, int]
+    until_h: Callable[[float], Awaitable[None]]
+    spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task]
     rng: random.Random
     kills: dict[str, int]
     broker_down: asyncio.Event
@@ -40,6 +63,7 @@ class FaultPlayer:
 
     async def _deposit_with_power_cut(self, p: Parcel, off_s: float) -> None:
         """The controller loses power while the courier has the door open; he finishes anyway."""
+        assert p.locker is not None, "a parcel being deposited has its locker"
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             st = await self.cl.ctl(p.locker, "state")

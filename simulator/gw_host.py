@@ -59,8 +59,8 @@ class GwHost:
             tasks.append(asyncio.create_task(self._run_one(st, cfg), name=f"gw-{st}"))
         while len(self.gws) < len(self.cfgs):
             for t in tasks:
-                if t.done() and t.exception() is not None:
-                    raise t.exception()
+                if t.done() and (exc := t.exception()) is not None:
+                    raise exc
             await asyncio.sleep(0.05)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

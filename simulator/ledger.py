@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +135,7 @@ class Ledger:
         """Produced events not seen in the cloud yet."""
         return sum(1 for k in self.produced if k not in self.seen)
 
-    def counts(self, windows: list[Window] = (), grace_s: float = 0.0) -> dict:
+    def counts(self, windows: Sequence[Window] = (), grace_s: float = 0.0) -> dict:
         lost = late = delayed = 0
         for key, (at, _, _) in self.produced.items():
             seen = self.seen.get(key)

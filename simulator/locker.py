@@ -10,7 +10,8 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
+from typing import IO
 
 from jincun.fwtools import micropypath
 from simulator.procs import stop_process
@@ -78,7 +79,7 @@ class SimLocker:
         self.micropython = micropython or _find_micropython()
         self.proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
-        self._rfile = None
+        self._rfile: IO[bytes] | None = None
         self._lock = threading.Lock()
         self._stopping = False
         self._rebooting = False
@@ -119,7 +120,7 @@ class SimLocker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:
-                raise SimError(f"firmware exited with {self.proc.returncode}; see {self.log}")
+                raise SimError(f"firmware exited with {self.proc.returncode if self.proc else None}; see {self.log}")
             try:
                 self._connect()
                 return
@@ -162,7 +163,7 @@ class SimLocker:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "SimLocker":
+    def __enter__(self) -> SimLocker:
         self.start()
         return self
 
@@ -176,6 +177,7 @@ class SimLocker:
         try:
             if self._sock is None:
                 self._connect()
+            assert self._sock is not None and self._rfile is not None  # _connect set both or raised
             self._sock.sendall(json.dumps(req).encode() + b"\n")
             line = self._rfile.readline()
         except OSError as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from sqlalchemy import create_engine, text
@@ -69,7 +70,7 @@ def read_cloud(db_url: str, now: float | None = None) -> CloudView:
 
 
 def reconcile(inside: dict[str, dict[int, list[str]]], cloud: CloudView, sms: dict[str, str],
-              found: set[str] = frozenset()) -> dict:
+              found: AbstractSet[str] = frozenset()) -> dict:
     """inside: locker -> compartment -> parcels physically there; sms: parcel ref -> code the recipient got;
     found: waybills on the agents' found-parcel lists. Returns the stranded and phantom parcels, each with
     its reason."""
@@ -84,7 +85,8 @@ def reconcile(inside: dict[str, dict[int, list[str]]], cloud: CloudView, sms: di
                 if why:
                     stranded.append({"waybill": wb, "locker": locker, "c": c, "why": why})
     for p in cloud.parcels.values():
-        if p.status in IN_LOCKER and p.waybill not in inside.get(p.locker or "", {}).get(p.c, []):
+        there = inside.get(p.locker or "", {}).get(p.c, []) if p.c is not None else []
+        if p.status in IN_LOCKER and p.waybill not in there:
             where = [f"{lk}/{c}" for lk, comps in inside.items() for c, items in comps.items() if p.waybill in items]
             phantom.append({"waybill": p.waybill, "locker": p.locker, "c": p.c, "status": p.status,
                             "physically_at": where})
@@ -92,7 +94,8 @@ def reconcile(inside: dict[str, dict[int, list[str]]], cloud: CloudView, sms: di
             "phantom": phantom, "found": on_list}
 
 
-def _why_stranded(wb: str, locker: str, c: int, cloud: CloudView, sms: dict[str, str], found: set[str]) -> str:
+def _why_stranded(wb: str, locker: str, c: int, cloud: CloudView, sms: dict[str, str],
+                  found: AbstractSet[str]) -> str:
     if wb in found:
         return ""
     p = cloud.parcels.get(wb)

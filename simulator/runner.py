@@ -228,12 +228,14 @@ class Play(FaultPlayer):
 
     # ---- villagers -----------------------------------------------------------------------------------------
     async def _collect(self, p: Parcel) -> None:
-        while (got := self.cl.sms.code(p.ref or "")) is None:
+        delay_h = p.pickup_delay_h
+        assert delay_h is not None, "only parcels with a pickup delay are collected"
+        while (got := self.cl.sms_sink().code(p.ref or "")) is None:
             await asyncio.sleep(0.5)
         p.code = got[0]
-        p.sms_h = self.sc.sim_h(got[1] - self.wall0)
+        p.sms_h = sms_h = self.sc.sim_h(got[1] - self.wall0)
         self.t.inc("sms_received")
-        await self.until_h(pickup_hour(max(p.sms_h, p.deposited_h or 0), p.pickup_delay_h))
+        await self.until_h(pickup_hour(max(sms_h, p.deposited_h or 0), delay_h))
         async with self.station_lock[p.station]:
             if p.elderly:
                 await self._door_to_door(p)
@@ -241,6 +243,8 @@ class Play(FaultPlayer):
                 await self._pickup(p)
 
     async def _pickup(self, p: Parcel) -> None:
+        code, locker = p.code, p.locker
+        assert code is not None and locker is not None, "a villager with an SMS code picks up at a locker"
         leave = 0
         if p.leave_open or p.station in self.ajar_next:
             self.ajar_next.discard(p.station)
@@ -248,18 +252,18 @@ class Play(FaultPlayer):
             self.t.inc("doors_left_open")
         for attempt in range(4):
             if p.typo and attempt == 0:
-                wrong = p.code[:5] + str((int(p.code[5]) + 1 + self.rng.randrange(8)) % 10)
-                await self.cl.ctl(p.locker, "keys", keys=wrong + "#", ms_per_key=p.ms_per_key)
+                wrong = code[:5] + str((int(code[5]) + 1 + self.rng.randrange(8)) % 10)
+                await self.cl.ctl(locker, "keys", keys=wrong + "#", ms_per_key=p.ms_per_key)
                 self.t.inc("typos")
                 await asyncio.sleep(0.5)
-            res = await self.cl.ctl(p.locker, "collect", keys=p.code + "#", ms_per_key=p.ms_per_key,
+            res = await self.cl.ctl(locker, "collect", keys=code + "#", ms_per_key=p.ms_per_key,
                                     leave_open_ms=leave, timeout=60 + leave / 1000)
             if p.c in res["opened"]:
                 p.picked_h = self.now_h()
                 p.outcome = "picked_up"
                 self.t.inc("pickups_ok")
                 return
-            st = await self.cl.ctl(p.locker, "state")
+            st = await self.cl.ctl(locker, "state")
             wait = (st.get("lock_left") or 0) + 2  # a keypad locked out by a guesser: come back later
             self.t.inc("pickup_retries")
             await asyncio.sleep(wait)
@@ -302,6 +306,7 @@ class Play(FaultPlayer):
             p.outcome = f"handover_{r.status_code}"
             self.t.inc("handovers_failed")
             return
+        assert p.locker is not None, "a parcel handed over was in a locker"
         res = await self.cl.ctl(p.locker, "fill", c=p.c, parcel=False, hold_ms=300)
         p.outcome = "door_to_door" if res.get("opened") else "handover_door_stuck"
         p.picked_h = self.now_h()
@@ -347,8 +352,8 @@ class Play(FaultPlayer):
         await asyncio.to_thread(self.cl.revive_all)
         for s in self.cl.stations:
             await self.cl.gw(s.id, "uplink", up=True)
-        for s in list(self.cut_next):
-            self.cut_next.pop(s)
+        for lk in list(self.cut_next):
+            self.cut_next.pop(lk)
         summ = await self.cl.controllers_summary()
         for lk, (on, *_rest) in summ.items():
             if not on:
@@ -451,7 +456,7 @@ class Play(FaultPlayer):
                 inside.update({lk: {int(c): v for c, v in comps.items()} for lk, comps in r["inside"].items() if comps})
             view = await asyncio.to_thread(read_cloud, self.cl.db_url)
             found = {wb for lk, c in await self._found_places() for wb in inside.get(lk, {}).get(c, [])}
-            res = reconcile(inside, view, self.cl.sms.codes(), found)
+            res = reconcile(inside, view, self.cl.sms_sink().codes(), found)
             res["inside"] = sum(len(v) for comps in inside.values() for v in comps.values())
             # after the drain every event is in the cloud: only an SMS still on its way can change the verdict
             waiting = any(p["why"] == NO_SMS for p in res["stranded"])

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -22,6 +23,9 @@ from simulator.linkfault import LinkRelay
 from simulator.locker import SimLocker
 from simulator.net import free_port, wait_port
 from simulator.procs import stop_process
+
+if TYPE_CHECKING:
+    from simulator.embedded_broker import EmbeddedBroker
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +100,13 @@ class Stack:
             self.broker_kind = "mosquitto" if shutil.which("mosquitto") else "amqtt"
         self.tls = self.tls and self.broker_kind == "mosquitto"  # the embedded broker speaks no TLS
         self.relay: LinkRelay | None = None
-        self._amqtt = None
+        self._amqtt: EmbeddedBroker | None = None
         self._desk_token: str | None = None
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.env.pop("JINCUN_DATABASE_URL", None)
 
     # ---- life cycle -------------------------------------------------------------------------------------
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         """Start cloud, uplink relay, broker, gateway and lockers, and wait until every locker is online."""
         try:
             self._start_cloud()
@@ -133,7 +137,7 @@ class Stack:
             self.relay = None
         self._http.close() if hasattr(self, "_http") else None
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -187,7 +191,7 @@ class Stack:
             self.station_cfg = provision.station_config(
                 station=self.station, name=self.station_name, db=str(self.workdir / "gateway.db"),
                 http_port=self.gateway_port, mqtt_host="127.0.0.1", mqtt_port=self.mqtt_port,
-                cloud_url=f"http://127.0.0.1:{self.relay.port}", api_key=self.api_key,
+                cloud_url=f"http://127.0.0.1:{self._relay().port}", api_key=self.api_key,
                 lockers=[provision.locker_entry(lk, comps) for lk in self.lockers])
             if self.tls:
                 self.station_cfg["mqtt"]["tls"] = self._make_ca()
@@ -274,11 +278,16 @@ class Stack:
     # ---- faults -----------------------------------------------------------------------------------------
     def uplink_down(self) -> None:
         """Cut the station's uplink to the cloud."""
-        self.relay.down()
+        self._relay().down()
 
     def uplink_up(self) -> None:
         """Restore the station's uplink."""
-        self.relay.up()
+        self._relay().up()
+
+    def _relay(self) -> LinkRelay:
+        """The uplink relay, which start() made."""
+        assert self.relay is not None, "the stack is not started"
+        return self.relay
 
     def restart_gateway(self, *, kill: bool = False) -> None:
         """Restart the gateway process (kill=True is a power cut, SIGKILL) and wait for its lockers."""

@@ -5,6 +5,8 @@
 #   sudo gateway/deploy/install.sh --enroll https://CLOUD TOKEN [--tls-host 192.168.4.1 ...]
 #   sudo gateway/deploy/install.sh /path/to/station.json
 # Re-running it upgrades the code and rewrites the broker config; the outbox database is kept.
+# With a wheelhouse from `jincun gateway bundle` beside the checkout (wheelhouse/aarch64 or wheelhouse/armv7l,
+# or JINCUN_WHEELHOUSE=DIR), Python packages come from it alone: no package index is needed.
 set -eu
 
 USAGE="usage: install.sh /path/to/station.json | install.sh --enroll CLOUD_URL TOKEN"
@@ -23,8 +25,14 @@ VAR=/var/lib/jincun
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root (sudo)" >&2; exit 1; }
 
-apt-get update -q
-apt-get install -y -q mosquitto python3 python3-venv logrotate
+PKGS="mosquitto python3 python3-venv logrotate"
+# already installed (a prepared image, or a re-run): no Debian mirror is needed either
+# shellcheck disable=SC2086
+if ! dpkg -s $PKGS >/dev/null 2>&1; then
+    apt-get update -q
+    apt-get install -y -q $PKGS
+fi
+WHEELS=${JINCUN_WHEELHOUSE:-$SRC/wheelhouse}/$(uname -m)
 
 id jincun >/dev/null 2>&1 || useradd --system --home-dir "$VAR" --shell /usr/sbin/nologin jincun
 usermod -a -G dialout jincun
@@ -35,8 +43,14 @@ rm -rf "$PREFIX/src.new"
 cp -a "$SRC" "$PREFIX/src.new"
 rm -rf "$PREFIX/src" && mv "$PREFIX/src.new" "$PREFIX/src"
 [ -x "$PREFIX/venv/bin/python" ] || python3 -m venv "$PREFIX/venv"
-"$PREFIX/venv/bin/pip" install -q --upgrade pip
-"$PREFIX/venv/bin/pip" install -q "$PREFIX/src"
+if [ -d "$WHEELS" ]; then
+    # the bundle's own wheel of the project is reinstalled on every run, so a re-run upgrades the code
+    "$PREFIX/venv/bin/pip" install -q --no-index --find-links "$WHEELS" "jincun[gateway]"
+    "$PREFIX/venv/bin/pip" install -q --no-index --no-deps --force-reinstall "$WHEELS"/jincun-*.whl
+else
+    "$PREFIX/venv/bin/pip" install -q --upgrade pip
+    "$PREFIX/venv/bin/pip" install -q "$PREFIX/src[gateway]"
+fi
 
 if [ -n "${TOKEN:-}" ] && [ ! -e "$ETC/station.json" ]; then
     "$PREFIX/venv/bin/jincun" gateway enroll --cloud "$CLOUD_URL" --token "$TOKEN" --out "$ETC" \

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
 from cloudkit import OTHER, OTHER_KEY, STATION, STATION_KEY, Cloud, TestClient, make_settings, register
+from influxkit import start_influx
 
 from cloud.app import create_app
 
@@ -25,3 +27,13 @@ def cloud(db_url):
             time.sleep(0.02)
         assert cloud.counters().get("sweeps"), "the start-up sweep did not run"
         yield cloud
+
+
+@pytest.fixture
+def influx(tmp_path):
+    """A real InfluxDB 1.6 (Debian's influxd) on free ports, with the v2-write relay in front of it."""
+    if not shutil.which("influxd"):
+        pytest.fail("influxd is not installed (apt-get install influxdb)")
+    server = start_influx(tmp_path / "influx")
+    yield server
+    server.stop()

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -119,7 +119,7 @@ class AliyunSms(ProviderServer):
         if lower.get("x-acs-content-sha256") != _sha256(body):
             return False
         try:
-            at = datetime.strptime(lower["x-acs-date"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            at = datetime.strptime(lower["x-acs-date"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         except (KeyError, ValueError):
             return False
         nonce = lower.get("x-acs-signature-nonce", "")
@@ -185,7 +185,7 @@ class TencentSms(ProviderServer):
             stamp = int(headers.get("X-TC-Timestamp") or "")
         except ValueError:
             return False
-        date = datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d")
+        date = datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d")
         if abs(time.time() - stamp) > SKEW_S or date != m.group(2):
             return False
         signed = m.group(4).split(";")

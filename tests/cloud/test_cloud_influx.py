@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import html
 import json
 import re
 import time
 
-import pytest
 from cloudkit import ADMIN, STATION, Cloud, TestClient, birth, empty_comps, evt, register
-from influxkit import start_influx
 
 from cloud.app import create_app
 from cloud.settings import Settings
-
-
-@pytest.fixture
-def influx(tmp_path):
-    if not shutil.which("influxd"):
-        pytest.fail("influxd is not installed (apt-get install influxdb)")
-    server = start_influx(tmp_path / "influx")
-    yield server
-    server.stop()
 
 
 def tele(seq: int, rx: float, **values) -> dict:

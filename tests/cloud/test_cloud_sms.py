@@ -46,7 +46,7 @@ class SmsGateway:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/send"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "SmsGateway":
+    def __enter__(self) -> SmsGateway:
         self.thread.start()
         return self
 

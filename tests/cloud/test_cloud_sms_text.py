@@ -49,7 +49,7 @@ def test_every_kind_fits_one_segment_and_keeps_the_code(station):
         # the parameters carry the same facts: the provider's template filled in gives the same text
         template = provider_template(msg.kind, numbered=True, public_url=STYLE.public_url)
         values = [msg.params[k] for k in PARAMS[msg.kind]]
-        assert "【进村】" + re.sub(r"\{(\d)\}", lambda g: values[int(g.group(1)) - 1], template) == msg.text
+        assert "【进村】" + re.sub(r"\{(\d)\}", lambda g, values=values: values[int(g.group(1)) - 1], template) == msg.text
         assert all(len(v) <= 12 for v in values)   # Tencent Cloud's limit on one parameter
 
 

@@ -45,7 +45,14 @@ def free_port() -> int:
 def make_config(tmp_path: Path, mqtt_port: int = 1883, cloud_url: str = "http://127.0.0.1:9", *,
                 extra_locker: bool = False, cloud: dict | None = None, top: dict | None = None,
                 **gateway) -> StationConfig:
-    data = {
+    return parse_config(config_data(tmp_path, mqtt_port, cloud_url, extra_locker=extra_locker, cloud=cloud, top=top,
+                                    **gateway))
+
+
+def config_data(tmp_path: Path, mqtt_port: int = 1883, cloud_url: str = "http://127.0.0.1:9", *,
+                extra_locker: bool = False, cloud: dict | None = None, top: dict | None = None, **gateway) -> dict:
+    """The test station's station.json, as a dict."""
+    return {
         "station": STATION, "name": "示例村服务站", "demo": True,  # the published test secrets below
         "gateway": {"db": str(tmp_path / "gateway.db"), "http": {"port": 0}, "cmd_timeout_s": 3.0, **gateway},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "username": "gateway", "password": "gw-pass-1234"},
@@ -61,7 +68,6 @@ def make_config(tmp_path: Path, mqtt_port: int = 1883, cloud_url: str = "http://
         "terminal": {"users": [COURIER]},
         **(top or {}),
     }
-    return parse_config(data)
 
 
 @pytest.fixture
@@ -148,7 +154,7 @@ class PahoLocker:
             self.eack_meta.append((time.monotonic(), msg.qos))
         self.msgs.put((msg.topic, body))
 
-    def connect(self, *, subscribe: bool = True, wait: bool = True) -> "PahoLocker":
+    def connect(self, *, subscribe: bool = True, wait: bool = True) -> PahoLocker:
         self.c.connect("127.0.0.1", self.port, keepalive=2)
         self.c.loop_start()
         deadline = time.monotonic() + 5

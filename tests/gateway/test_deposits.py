@@ -2,7 +2,6 @@
 
 import asyncio
 
-import httpx
 
 from gateway.protocol import code_hash
 from gwkit import SECRET_L1, courier_api, until

@@ -244,7 +244,7 @@ async def test_fwreq_is_answered_with_chunks_and_bad_requests_are_counted(gatewa
     got = b""
     for off in (0, 512):
         l1.pub("fwreq", {"v": 1, "ver": "0.9.0", "file": "jc/a.py", "off": off, "len": 512}, qos=0)
-        await until(lambda: len(chunks()) == off // 512 + 1, what=f"chunk at {off}")
+        await until(lambda off=off: len(chunks()) == off // 512 + 1, what=f"chunk at {off}")
         ch = chunks()[-1]
         assert (ch["ver"], ch["file"], ch["off"]) == ("0.9.0", "jc/a.py", off)
         got += base64.b64decode(ch["data"])

@@ -16,7 +16,7 @@ async def test_locker_credentials_cannot_take_over_the_gateway_or_a_neighbour(ga
     restarts = rg.gw.counters.snapshot().get("task_restarts", 0)
     # the ids the gateway and l2 connect with (and the ones they used before ids were tied to usernames)
     victims = ["gateway", f"{STATION}-gateway", "l2", f"{STATION}-l2"]
-    for i in range(20):
+    for _ in range(20):
         for cid in victims:
             rc = await asyncio.to_thread(try_connect, "127.0.0.1", port, cid, "l1", "l1-pass-1234")
             assert rc == 0, "l1's own credentials still connect (as l1)"

@@ -56,7 +56,7 @@ def _start(runtime: str, spec: Path, ctl_port: int, tmp_path: Path) -> subproces
         wait_port("127.0.0.1", ctl_port, 15)
     except TimeoutError:
         proc.kill()
-        raise AssertionError((tmp_path / "host.out").read_text())
+        raise AssertionError((tmp_path / "host.out").read_text()) from None
     return proc
 
 
