@@ -195,8 +195,26 @@ def item_key(raw: Any) -> tuple[str, str, int] | None:
 _MAX_INT = 2**53
 
 
+# the texts each pattern has matched, by pattern: a batch names the same few lockers, boots and refs again
+# and again, and a set look-up costs a fraction of a match. Bounded: a set that grows past the limit starts afresh
+_MATCHED: dict[Any, set[str]] = {}
+_MATCHED_MAX = 4096
+
+
 def _s(value: Any, pattern, max_len: int = K.MAX_STR) -> TypeGuard[str]:
-    return type(value) is str and len(value) <= max_len and pattern.fullmatch(value) is not None
+    if type(value) is not str or len(value) > max_len:
+        return False
+    seen = _MATCHED.get(pattern)
+    if seen is None:
+        seen = _MATCHED[pattern] = set()
+    elif value in seen:
+        return True
+    if pattern.fullmatch(value) is None:
+        return False
+    if len(seen) >= _MATCHED_MAX:
+        seen.clear()
+    seen.add(value)
+    return True
 
 
 def _n(value: Any, lo: int, hi: int) -> TypeGuard[int]:

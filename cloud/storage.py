@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -103,6 +104,27 @@ def pg_rows(session: Session, sql: str, params: dict[str, Any] | None = None, *,
         return cur.fetchall() if cur.description is not None else []
     except psycopg.Error as exc:
         raise DBAPIError.instance(sql, params, exc, psycopg.Error, hide_parameters=True,
+                                  dialect=session.get_bind().dialect) from exc
+
+
+@contextmanager
+def pg_pipeline(session: Session) -> Iterator[None]:
+    """On PostgreSQL, send the statements run within as one pipeline: they go out together and the server's
+    answers are read once, at the end, instead of one round trip (a wake-up of the worker and of the server,
+    and a wait) per statement. Only for statements whose answer nobody reads before the end (no `RETURNING`,
+    no row counts); an error of any of them comes out at the end, as SQLAlchemy's, as from `pg_rows`, and the
+    transaction is then failed. Elsewhere the statements run one by one as usual."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    import psycopg
+    dbapi = session.connection().connection.driver_connection
+    assert dbapi is not None  # the session's connection is open
+    try:
+        with dbapi.pipeline():
+            yield
+    except psycopg.Error as exc:
+        raise DBAPIError.instance("(pipeline)", None, exc, psycopg.Error, hide_parameters=True,
                                   dialect=session.get_bind().dialect) from exc
 
 

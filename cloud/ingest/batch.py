@@ -22,7 +22,7 @@ from ..models import Notification, ParcelEvent, Station
 from ..partitions import month_of
 from ..protocol import Batch, Item, item_key, parse_item
 from ..sms_text import Style
-from ..storage import bulk_insert, transient
+from ..storage import bulk_insert, pg_pipeline, transient
 from ..telemetry import TelemetryStore
 from . import codes, lockers, parcels, records, store
 from .context import BatchContext, StationRef
@@ -142,14 +142,19 @@ class Ingestor:
                         statuses.append(K.APPLIED)
                     else:
                         statuses.append(K.DUPLICATE)
-                # the rows the effects changed, one statement per table instead of one per row
-                ctx.write(keep_new=False)
+                # the rows the effects changed, one statement per table instead of one per row, and the rows the
+                # batch only inserts (timeline, SMS outbox; neither has a foreign key to the others): all in one
+                # pipeline, one round trip instead of one per statement
+                buffered, ctx.buffered = ctx.buffered, None
+                with pg_pipeline(session):
+                    ctx.write(keep_new=False)
+                    bulk_insert(session, store.table_of(ParcelEvent), buffered["parcel_events"])
+                    bulk_insert(session, store.table_of(Notification), buffered["notifications"])
+                # the rare ORM rows (alarms, gateway health, webhook deliveries) and SQL telemetry, which reads
+                # its row counts, after the pipeline
                 session.flush()
                 samples, ctx.samples = ctx.samples, None
                 self.telemetry.write_batch(session, samples)
-                buffered, ctx.buffered = ctx.buffered, None
-                bulk_insert(session, store.table_of(ParcelEvent), buffered["parcel_events"])
-                bulk_insert(session, store.table_of(Notification), buffered["notifications"])
         except Exception as exc:
             if isinstance(exc, DBAPIError) and transient(exc):
                 raise

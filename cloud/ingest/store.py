@@ -190,8 +190,9 @@ def insert_ledger(session: Session, station_id: str, rows: list[dict[str, Any]],
     doc = None
     texts = [it.text for it in items]
     if all(t is not None for t in texts):
-        doc = (b"[" + b",".join(orjson.dumps(r)[:-1] + b',"body":' + t + b"}" for r, t in zip(rows, texts) if t)
-               + b"]").decode("utf-8")
+        # one document written in one call, each body as the text it stands in
+        fragment = orjson.Fragment
+        doc = orjson.dumps([{**r, "body": fragment(t)} for r, t in zip(rows, texts) if t is not None]).decode("utf-8")
     else:
         try:
             doc = orjson.dumps([{**r, "body": it.body} for r, it in zip(rows, items)]).decode("utf-8")

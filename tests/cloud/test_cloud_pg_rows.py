@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError
 
-from cloud.storage import make_engine, make_sessionmaker, pg_rows
+from cloud.storage import make_engine, make_sessionmaker, pg_pipeline, pg_rows
 
 
 @pytest.fixture
@@ -56,6 +56,25 @@ def test_driver_errors_are_sqlalchemy_errors(session):
         pg_rows(session, "SELECT CAST(%(x)s AS integer)", {"x": "not a number"})
     session.rollback()
     assert pg_rows(session, "SELECT 1") == [(1,)]
+
+
+def test_pipeline_writes_together_and_fails_at_its_end(session):
+    with pg_pipeline(session):
+        pg_rows(session, "INSERT INTO t VALUES (1, 'a')")
+        pg_rows(session, "INSERT INTO t VALUES (2, 'b')")
+    # written, in the session's transaction, which goes on after the pipeline
+    assert _keys(session) == [1, 2]
+    session.commit()
+    # one bad statement among good ones: the error is SQLAlchemy's, the whole transaction is failed and rolled back
+    with pytest.raises(IntegrityError):
+        with pg_pipeline(session):
+            pg_rows(session, "INSERT INTO t VALUES (3, 'c')")
+            pg_rows(session, "INSERT INTO t VALUES (1, 'clash')")
+            pg_rows(session, "INSERT INTO t VALUES (4, 'd')")
+    session.rollback()
+    assert _keys(session) == [1, 2]
+    # the connection is usable again, outside any pipeline
+    assert pg_rows(session, "SELECT count(*) FROM t") == [(2,)]
 
 
 def test_connections_plan_with_the_configured_page_cost(pg_url):
