@@ -95,7 +95,7 @@ def pickup_times(session: Session, *, days: int = 30, now: float | None = None) 
     for lo, hi in PICKUP_BUCKETS:
         cond = [base, wait >= lo] + ([wait < hi] if hi is not None else [])
         n = session.scalar(select(func.count()).select_from(Parcel).where(*cond)) or 0
-        out.append({"hours": f"{lo}-{hi}" if hi is not None else f"{lo}+", "parcels": n,
+        out.append({"hours": f"{lo}-{hi}" if hi is not None else f"{lo}+", "lo": lo, "hi": hi, "parcels": n,
                     "share": round(n / total, 4) if total else 0.0})
     return out
 

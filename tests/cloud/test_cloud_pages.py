@@ -23,10 +23,10 @@ def test_overview_page(cloud):
     assert 'id="comp-lz-fengjia-01-l1-2"' in html
     assert 'class="comp state-occupied"' in html and 'class="comp state-fault"' in html
     assert "在线" in html and "未知" in html            # l1 after its birth, l2 never heard from
-    assert "ZT5566778899" in html and "中通快递" in html and "已通知" in html
+    assert "ZT5566778899" in html and "中通快递" in html and "待取件" in html and "已通知" not in html
     en = cloud.client.get("/?lang=en", headers=admin_headers()).text
     assert '<html lang="en">' in en
-    assert "Stations overview" in en and "Recent parcels" in en and "ZTO Express" in en and "notified" in en
+    assert "Stations overview" in en and "Recent parcels" in en and "ZTO Express" in en and "waiting for pickup" in en
     assert "站点总览" not in en
 
 
@@ -74,10 +74,12 @@ def test_parcel_page(cloud):
     assert "13800138000" not in html and "730518" not in html     # open tracking: no phone, no code
     assert 'class="status status-picked_up">已取件<' in html
     timeline = html[html.index('id="timeline"'):]
-    positions = [timeline.find(step) for step in ("已预报", "已入柜", "已通知", "已取件")]
+    positions = [timeline.find(step) for step in ("快递公司已预报", "已放入快递柜", "已发取件短信", "已取件")]
     assert -1 not in positions and positions == sorted(positions)
+    # who moved it on, as people say it: the locker by its number, never its wire address
+    assert "1号柜" in timeline and ">l1/" not in timeline and ">p-page1" not in html
     en = cloud.client.get("/parcels/p-page1?lang=en").text
-    assert "Parcel timeline" in en and "picked up" in en and "deposited" in en
+    assert "Parcel timeline" in en and "picked up" in en and "put in the locker" in en and "locker 1" in en
     missing = cloud.client.get("/parcels/p-nothing")
     assert missing.status_code == 404 and "找不到这个包裹" in missing.text
 
