@@ -15,6 +15,7 @@ from . import constants as K
 from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticate_user, make_token
 from .deps import ServicesDep
 from .errors import CommandRefused, Conflict, NotFound
+from .exports import Sheet
 from .models import Alarm, Carrier, Command, Courier, Recipient, User
 from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup,
                       CodeResend, CommandCreate, CommandPublic, CourierCreate, CourierPublic, FlagPublic,
@@ -298,13 +299,15 @@ def stats_table(name: Table, session: SessionDep, _who: Annotated[Principal, Dep
                                                             "spreadsheetml.sheet": {}}}})
 def stats_export(name: Table, session: SessionDep, _who: Annotated[Principal, Depends(allow(*STATS))],
                  fmt: Literal["csv", "xlsx"] = "csv", by: By = "town",
-                 days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
-    """A statistics table as CSV or XLSX."""
+                 days: Annotated[int, Query(ge=1, le=366)] = 30, lang: Literal["zh", "en"] = "zh") -> Response:
+    """A statistics table as CSV or XLSX, for WPS and Excel: headers in Chinese (`lang=en`: English), carriers
+    by name, local dates, shares as percentages, typed cells in XLSX."""
     rows = stats_table(name, session, _who, by=by, days=days)
+    sheet = Sheet(name, rows, lang=lang, carriers=crud.carrier_names(session))
     if fmt == "csv":
-        return Response(stats.to_csv(rows), media_type="text/csv; charset=utf-8",
+        return Response(sheet.csv(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    return Response(stats.to_xlsx(rows, name),
+    return Response(sheet.xlsx(),
                     media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
 
