@@ -320,6 +320,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "err.no_such_compartment": ("没有这个格口", "No such compartment"),
     "err.no_board_lockers": ("这个站点不能用取件码开柜", "This station has no code pickup"),
     "err.unauthorized": ("请重新登录", "Please log in again"),
+    "err.login": ("请重新登录", "Please log in again"),
+    "err.bad_text": ("内容里有不能用的字符", "The text has characters that cannot be used"),
     # the station terminal (gateway/terminal_static/app.js reads these from /terminal/words.json)
     "term.logout": ("退出", "Log out"),
     "term.login_title": ("驿站终端登录", "Station terminal"),
@@ -431,7 +433,7 @@ def duration(seconds: float | None, lang: str) -> str:
     if seconds is None:
         return "—"
     t = translator(lang)
-    minutes = max(0, int(round(seconds / 60)))
+    minutes = max(1 if seconds > 0 else 0, int(round(seconds / 60)))  # a few seconds count as a minute
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
     parts = []
