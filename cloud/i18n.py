@@ -121,7 +121,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "parcels_unit": ("件", "parcels"),
     "overdue_now": ("超期未取", "Overdue now"),
     "door_backlog": ("送货上门待办", "Door-to-door backlog"),
-    "oldest_days": ("件，最久已等 {d} 天", "parcels, oldest waiting {d} days"),
+    "oldest_days": ("件，最久已等 {d}", "parcels, oldest waiting {d}"),
     "extra_charges": ("额外收费", "Extra charges"),
     "extra_parcels": ("{n} 件入站包裹", "on {n} inbound parcels"),
     "unit_dbm": ("dBm", "dBm"),

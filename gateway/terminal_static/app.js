@@ -31,7 +31,14 @@ function show(view) {
 }
 function every(ms, fn) { timers.push(setInterval(fn, ms)); }
 function stopTimers() { timers.forEach(clearInterval); timers = []; }
-function fmtTime(s) { return new Date(s * 1000).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB"); }
+// station time is China Standard Time, whatever the terminal's own clock zone
+function fmtTime(s) { return new Date(s * 1000).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", {timeZone: "Asia/Shanghai", dateStyle: "short", timeStyle: "short"}); }
+// a locker and compartment as people say them: 1号柜 2号格口 (locker 1, compartment 2)
+function where(locker, c) {
+  const n = /(\d+)$/.exec(String(locker));
+  const lk = n ? t("locker_n").replace("{n}", n[1]) : String(locker);
+  return c == null ? lk : lk + (lang === "zh" ? " " : ", ") + t("comp_n").replace("{n}", c);
+}
 function esc(s) { const d = document.createElement("div"); d.textContent = s == null ? "" : String(s); return d.innerHTML; }
 
 async function loadInfo() {
@@ -80,7 +87,7 @@ $("f-login").onsubmit = async (ev) => {
 };
 $("f-pickup").onsubmit = async (ev) => {
   ev.preventDefault();
-  try { const r = await api("POST", "/pickup", {code: $("pickup-code").value}); $("pickup-msg").textContent = t("opened") + " " + r.locker + " / " + r.cs.join(", "); }
+  try { const r = await api("POST", "/pickup", {code: $("pickup-code").value}); $("pickup-msg").textContent = t("opened") + " " + r.cs.map((c) => where(r.locker, c)).join(", "); }
   catch (e) { $("pickup-msg").textContent = errText(e); }
   $("pickup-code").value = "";
 };
@@ -91,7 +98,7 @@ $("f-deposit").onsubmit = async (ev) => {
   try {
     const d = await api("POST", "/deposit", body);
     $("f-deposit").classList.add("hidden");
-    $("opening").innerHTML = `${esc(t("opening"))}<strong>${esc(d.locker)} · ${esc(d.c)}</strong>${esc(t("door"))}`;
+    $("opening").innerHTML = `${esc(t("opening"))}<strong>${esc(where(d.locker, d.c))}</strong>${esc(t("door"))}`;
     $("opening").classList.remove("hidden");
     const poll = setInterval(async () => {
       let s; try { s = await api("GET", "/deposit/" + d.ref); } catch (e) { return; }
@@ -101,7 +108,7 @@ $("f-deposit").onsubmit = async (ev) => {
       if (s.state === "deposited") {
         $("receipt").innerHTML = `<h2>${esc(t("receipt"))} · ${esc(t("deposited"))}</h2><dl>
           <dt>${esc(t("waybill"))}</dt><dd id="r-waybill">${esc(s.waybill)}</dd><dt>${esc(t("phone"))}</dt><dd>${esc(s.phone)}</dd>
-          <dt>${esc(t("where"))}</dt><dd id="r-where">${esc(s.locker)} · ${esc(s.c)} (${esc(t("size_" + s.size))})</dd>
+          <dt>${esc(t("where"))}</dt><dd id="r-where">${esc(where(s.locker, s.c))} (${esc(t("size_" + s.size))})</dd>
           <dt>${esc(t("ref"))}</dt><dd>${esc(s.ref)}</dd><dt>${esc(t("at"))}</dt><dd>${esc(fmtTime(s.at))}</dd></dl>`;
         $("receipt").classList.remove("hidden");
       } else { $("deposit-err").textContent = t("void"); }
@@ -118,7 +125,7 @@ document.querySelectorAll(".tabs button").forEach((b) => { b.onclick = () => {
 }; });
 async function loadParcels() {
   let r; try { r = await api("GET", "/parcels"); } catch (e) { return; }
-  const row = (p) => `<td>${esc(p.waybill)}</td><td>${esc(p.phone)}</td><td>${esc(p.locker)} · ${esc(p.c)}</td>`;
+  const row = (p) => `<td>${esc(p.waybill)}</td><td>${esc(p.phone)}</td><td>${esc(where(p.locker, p.c))}</td>`;
   $("waiting-rows").innerHTML = r.parcels.map((p) => `<tr class="${p.door_to_door ? "d2d" : ""}">${row(p)}<td>${esc(fmtTime(p.since))}</td></tr>`).join("")
     || `<tr><td colspan="4" class="muted">${esc(t("none"))}</td></tr>`;
   $("d2d-rows").innerHTML = r.door_to_door.map((p) => `<tr>${row(p)}<td><button data-ref="${esc(p.ref)}" class="handover">${esc(t("handed"))}</button></td></tr>`).join("")
@@ -133,12 +140,12 @@ async function loadFound() {
   let r; try { r = await api("GET", "/found"); } catch (e) { return; }
   $("tab-found").textContent = t("tab_found") + (r.found.length ? " (" + r.found.length + ")" : "");
   $("tab-found").classList.toggle("warn", r.found.length > 0);
-  $("found-rows").innerHTML = r.found.map((f) => `<tr><td>${esc(f.locker)} · ${esc(f.c)}</td><td>${esc(t("size_" + f.size))}</td>
+  $("found-rows").innerHTML = r.found.map((f) => `<tr><td>${esc(where(f.locker, f.c))}</td><td>${esc(t("size_" + f.size))}</td>
     <td><button class="adopt" data-locker="${esc(f.locker)}" data-c="${esc(f.c)}">${esc(t("register"))}</button></td></tr>`).join("")
     || `<tr><td colspan="3" class="muted">${esc(t("none"))}</td></tr>`;
   document.querySelectorAll("button.adopt").forEach((b) => { b.onclick = () => {
     foundAt = {locker: b.dataset.locker, c: parseInt(b.dataset.c, 10)};
-    $("fd-where").textContent = foundAt.locker + " · " + foundAt.c; $("found-msg").textContent = "";
+    $("fd-where").textContent = where(foundAt.locker, foundAt.c); $("found-msg").textContent = "";
     $("f-found").classList.remove("hidden"); $("fd-waybill").focus();
   }; });
 }
@@ -173,7 +180,7 @@ $("t-fault").onsubmit = async (ev) => {
   const c = $("ft-c").value ? parseInt($("ft-c").value, 10) : null;
   try {
     const r = await api("POST", "/fault", {locker: $("ft-locker").value, c, phone: $("ft-phone").value.trim(), text: $("ft-text").value.trim()});
-    $("ft-msg").textContent = t("reported") + " " + r.locker + (r.c ? " · " + r.c : ""); $("t-fault").reset();
+    $("ft-msg").textContent = t("reported") + " " + where(r.locker, r.c || null); $("t-fault").reset();
   } catch (e) { $("ft-msg").textContent = errText(e); }
 };
 applyLang(); loadInfo().then(start);
