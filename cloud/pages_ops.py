@@ -155,10 +155,8 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     shown_lockers = [r for r in lockers if want["health"] in (None, r[2])]
     shown_gateways = [r for r in gateways if want["gw"] in (None, r[2])]
     worst: dict[str, int] = {}
-    for s, _, h in shown_lockers:
-        worst[s.id] = min(worst.get(s.id, 9), LOCKER_STATES.index(h))
-    for s, _, h in shown_gateways:
-        worst[s.id] = min(worst.get(s.id, 9), GATEWAY_STATES.index(h))
+    for s, _, h in (*shown_lockers, *shown_gateways):
+        worst[s.id] = min(worst.get(s.id, len(LOCKER_STATES)), LOCKER_STATES.index(h))
     order = sorted(worst, key=lambda sid: (worst[sid], sid))
     pg = pager(request, len(order), page)
     on_page = set(order[pg["start"]:pg["start"] + PAGE_SIZE])
@@ -248,7 +246,9 @@ def ops_ack(alarm_id: int, request: Request, session: SessionDep, services: Serv
         pass  # another station's alarm, or none: the dashboard shows it no more either way
     else:
         session.commit()
-    return RedirectResponse(f"/ops{_lang_q(request)}", status_code=303)
+    # back to the dashboard as it was: its search, filters, page and language
+    query = request.url.query
+    return RedirectResponse("/ops" + (f"?{query}" if query else ""), status_code=303)
 
 
 @router.post("/ops/{station_id}/{locker_id}/command")

@@ -109,8 +109,9 @@ def staff_login(page, base: str, user: str, next_path: str) -> None:
 
 def test_maintenance_dashboard_in_chromium(served, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    staff_login(page, served, "ops-li", "/ops")
-    assert page.url.endswith("/ops")
+    # a county of 300 stations: the operator searches for the one at hand
+    staff_login(page, served, "ops-li", "/ops?q=冯家村")
+    assert "/ops?q=" in page.url and page.locator("#station-count").inner_text() == "共 1 个站点"
     assert page.locator("#page-title").inner_text().startswith("运维看板")
     assert page.locator("tr.alarm").count() == 2
     assert page.locator("tr.alarm-lock_jam").inner_text().count("锁卡住") == 1
