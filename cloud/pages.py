@@ -49,7 +49,7 @@ def _render(request: Request, name: str, services, status_code: int = 200, **ctx
         "q": "?lang=en" if lang == "en" else "", "other_q": "" if lang == "en" else "?lang=en",
         # the language switch keeps the page's query (by=, next=, q=, page=...)
         "switch_href": with_lang(here, "zh" if lang == "en" else "en"),
-        "refresh": services.settings.page_refresh_seconds, **ctx,
+        "refresh": services.settings.page_refresh_seconds, "stale_s": services.settings.stale_seconds, **ctx,
     }, status_code=status_code)
 
 

@@ -28,7 +28,7 @@ from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
 from .models import GatewayHealth, Notification, OtpCode
 from .i18n import pick_lang, refusal, translator
-from .pages import PAGE_SIZE, _render, _staff, pager, search_terms, with_lang
+from .pages import PAGE_SIZE, TEMPLATES, _render, _staff, pager, search_terms, with_lang
 from .ratelimit import hit
 from .schemas import RecipientUpdate
 from .sms import queued
@@ -103,6 +103,9 @@ def gateway_state(report: GatewayHealth | None, now: float, stale_after: int) ->
         return "unknown"
     return "stale" if now - report.at > stale_after else "online"
 
+
+# the overview's locker badges use the same rule as the dashboard
+TEMPLATES.env.globals["health_of"] = locker_health
 
 # most urgent first: the dashboard lists rows in this order and counts them per state
 LOCKER_STATES = ("offline", "stale", "unknown", "online")

@@ -328,6 +328,10 @@ def test_ops_page_lists_the_urgent_first_and_filters_by_state(cloud):
         assert f"<b>{count}</b>" in chip, (state, chip)
     gws = html[html.index('id="gateways"'):html.index('id="health"')]
     assert gws.index(f'id="gw-{OTHER}"') < gws.index(f'id="gw-{STATION}"')   # never reported before online
+    # the overview says the same of a locker gone quiet, not the green 在线 of its last status
+    overview = cloud.client.get("/", headers=admin_headers()).text
+    l9 = overview[overview.index(f'id="locker-{OTHER}-l9"'):].split("</h3>")[0]
+    assert 'data-health="stale"' in l9 and "分钟没有消息" in l9 and "在线" not in l9
 
     offline = cloud.client.get("/ops?health=offline", headers=admin_headers()).text
     assert f'id="row-{STATION}-l2"' in offline and "row-" + OTHER not in offline and f"row-{STATION}-l1" not in offline
