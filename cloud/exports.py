@@ -9,7 +9,8 @@ import io
 from datetime import datetime
 from typing import Any
 
-from .i18n import CST, translator, wait_range
+from .i18n import translator
+from .wording import CST, wait_range
 
 # per table: (field, header key, kind); kind says how a value is written (see `_cell`)
 COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {

@@ -17,8 +17,9 @@ from . import crud
 from .auth import STAFF_READ, Principal, staff_page
 from .deps import ServicesDep
 from .errors import NotFound
-from .i18n import (duration, fmt_date, fmt_time, locker_label, op_label, pick_lang, place, source_label,
-                   step_label, translator, wait_range)
+from .i18n import pick_lang, translator
+from .wording import (duration, fmt_date, fmt_time, locker_label, op_label, place, source_label, step_label,
+                      wait_range)
 from .models import Station
 from .storage import SessionDep
 

@@ -27,12 +27,13 @@ from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, authenticate
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
 from .models import GatewayHealth, Notification, OtpCode
-from .i18n import pick_lang, refusal, translator
+from .i18n import pick_lang, translator
 from .pages import PAGE_SIZE, TEMPLATES, _render, _staff, pager, search_terms, with_lang
 from .ratelimit import hit
 from .schemas import RecipientUpdate
 from .sms import queued
 from .storage import SessionDep
+from .wording import refusal
 
 log = logging.getLogger("jincun.cloud.pages")
 router = APIRouter(include_in_schema=False)

@@ -170,7 +170,7 @@ def test_a_wrong_phone_number_is_told_plainly_and_kept(cloud):
 def test_phone_page_shows_when_and_where(cloud):
     from datetime import datetime
 
-    from cloud.i18n import CST
+    from cloud.wording import CST
     from cloud.models import Station
 
     with cloud.client.app.state.sessionmaker() as session:

@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from cloud import stats
-from cloud.i18n import duration
+from cloud.wording import duration
 from cloud.models import Parcel, Recipient, Station, Village
 from cloud.seed import seed_county
 

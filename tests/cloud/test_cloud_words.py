@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 from cloud.errors import CommandRefused
-from cloud.i18n import STRINGS, duration, fmt_time, place, refusal, source_label, translator, wait_range
+from cloud.i18n import STRINGS, translator
+from cloud.wording import duration, fmt_time, place, refusal, source_label, wait_range
 
 REPO = Path(__file__).resolve().parents[2]
 FIELDS = re.compile(r"\{(\w*)\}")
