@@ -22,7 +22,7 @@ COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "overdue": (("town", "town", "total"), ("deposited", "deposited_n", "int"), ("overdue", "overdue_n", "int"),
                 ("overdue_rate", "overdue_rate", "pct")),
     "flags": (("at", "time", "time"), ("waybill", "waybill", "text"), ("carrier", "carrier", "carrier"),
-              ("station_id", "station_code", "text"), ("kind", "kind", "word"), ("missing", "missing", "text"),
+              ("station_id", "station_code", "text"), ("kind", "kind", "word"), ("missing", "missing", "evidence"),
               ("resolved", "flag_resolved", "bool")),
     "subsidy": (("village", "village", "text"), ("town", "town", "text"), ("distance_km", "distance_km", "float"),
                 ("population", "population", "int"), ("parcels_per_day", "per_day", "float"),
@@ -73,6 +73,8 @@ class Sheet:
             return ("、" if self.lang == "zh" else ", ").join(name_of(c) for c in str(v).split(" ") if c)
         if kind == "word":
             return t(v)
+        if kind == "evidence":
+            return ("、" if self.lang == "zh" else ", ").join(t(f"ev.{m}") for m in str(v).split(",") if m) or None
         if kind == "bool":
             return t("yes" if v else "no")
         if kind == "total":

@@ -272,6 +272,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "expired": ("已过期", "expired"),
     "wait_under": ("{x}以内", "under {x}"),
     "station_code": ("站点编号", "Station code"),
+    "ev.deposit": ("入柜记录", "deposit record"),
+    "ev.pickup": ("取件记录", "pickup record"),
     "oldest_wait_days": ("最久等待(天)", "Longest wait (days)"),
     # the steps of a parcel's timeline: what happened at each (its status after is in the plain keys)
     "step.preadvised": ("快递公司已预报", "carrier announced it"),
