@@ -18,6 +18,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--no-first-run", "--disable-sync"]
 VILLAGER = "13800000001"
 
+pytestmark = pytest.mark.micropython  # the demo's lockers run the firmware in the MicroPython unix port
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
