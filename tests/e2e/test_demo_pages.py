@@ -72,7 +72,8 @@ class Looker:
             page.goto(url)
         page.wait_for_load_state("networkidle")
         scroll, inner = page.evaluate(FITS)
-        assert scroll <= inner, f"{name} as {self.who}: {scroll} px wide on a {inner} px phone"
+        # a phone browser widens its layout to a page too wide (and zooms out): the width must stay the phone's
+        assert scroll <= inner == PHONE["width"], f"{name} as {self.who}: {scroll} px wide, {inner} px window"
         page.screenshot(path=str(screenshot_path(f"{name}-390")), full_page=True)
         page.set_viewport_size(DESKTOP)
         page.wait_for_timeout(150)  # the charts redraw for the new width
