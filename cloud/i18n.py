@@ -102,7 +102,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "kind": ("类型", "Kind"),
     "actions": ("操作", "Actions"),
     "remote_open": ("远程开门", "Remote open"),
-    "command_queued": ("命令已排队，等网关取走：", "Command queued for the gateway:"),
+    "command_queued": ("命令已发出，网关上线后执行。", "Command sent; the gateway carries it out on its next call."),
     "command_log": ("命令记录", "Command log"),
     "command": ("命令", "Command"),
     "disable_comp": ("停用格口", "Disable compartment"),
