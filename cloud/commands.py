@@ -43,24 +43,27 @@ def issue(session: Session, settings: Settings, who: Principal, *, station_id: s
           extra: dict[str, Any] | None = None, ttl: float | None = None) -> Command:
     """Check role, target, reason and limits, then queue the command and audit it. Caller commits."""
     if op not in K.COMMAND_OPS:
-        raise CommandRefused(422, f"unknown op {op}")
+        raise CommandRefused(422, f"unknown op {op}", key="unknown_op")
     if who.role not in ROLES_FOR_OP[op]:
-        raise CommandRefused(403, f"role {who.role} may not send {op}")
+        raise CommandRefused(403, f"role {who.role} may not send {op}", key="role_may_not", op=op)
     if who.role == "station_agent" and who.station_id != station_id:
-        raise CommandRefused(403, "a station agent acts only on their own station")
+        raise CommandRefused(403, "a station agent acts only on their own station", key="own_station")
     station = session.get(Station, station_id)
     if station is None:
         raise NotFound(f"no station {station_id}")
     if op in OPS_NEEDING_REASON:
         if not reason or not reason.strip():
-            raise CommandRefused(422, f"{op} needs a reason")
+            raise CommandRefused(422, f"{op} needs a reason", key="needs_reason", op=op)
         if locker is None or c is None:
-            raise CommandRefused(422, f"{op} needs a locker and a compartment")
+            raise CommandRefused(422, f"{op} needs a locker and a compartment", key="needs_compartment",
+                                  op=op)
     if locker is not None and session.get(Locker, (station_id, locker)) is None:
-        raise CommandRefused(422, f"locker {locker} is not registered for station {station_id}")
+        raise CommandRefused(422, f"locker {locker} is not registered for station {station_id}", key="no_locker",
+                             locker=locker)
     if c is not None and locker is not None and session.scalar(select(Compartment.id).where(
             Compartment.station_id == station_id, Compartment.locker_id == locker, Compartment.n == c)) is None:
-        raise CommandRefused(422, f"locker {locker} has no compartment {c}")
+        raise CommandRefused(422, f"locker {locker} has no compartment {c}", key="no_compartment_n",
+                             locker=locker, comp=c)
     now = time.time()
     if op == "open":
         # the cloud's limits sit at or below the gateway's own (3 a minute, 20 a day per station)
@@ -102,7 +105,8 @@ def _refuse_open(session: Session, settings: Settings, who: Principal, station_i
     """Audit a refused remote open, raise the alarm (dashboard and duty phone), then refuse with 429."""
     audit(session, who, "open_refused", target, reason, limit=key)
     guards.open_cap_crossed(session, settings, who, station_id, key, limit, now)
-    raise CommandRefused(429, f"remote open limit reached ({limit}: {key.split(':')[1]})")
+    raise CommandRefused(429, f"remote open limit reached ({limit}: {key.split(':')[1]})", key="open_limit",
+                         limit=limit)
 
 
 def wire(cmd: Command) -> dict[str, Any]:

@@ -55,6 +55,7 @@ def create_station(session: Session, *, data: StationCreate) -> Station:
     if session.scalar(select(Station.id).where(Station.api_key_hash == key_hash)) is not None:
         raise Conflict("this API key is in use by another station")
     station = Station(id=data.id, name=data.name, kind=data.kind, api_key_hash=key_hash, active=True,
+                      address=data.address, phone=data.phone, hours=data.hours,
                       village_id=_village_id(session, village=data.village, town=data.town),
                       created_at=time.time())
     session.add(station)
@@ -111,11 +112,28 @@ def _place_names(session: Session, station: Station) -> tuple[str | None, str | 
     return (village.name if village else None), (town.name if town else None)
 
 
-def list_stations(session: Session, *, station_id: str | None = None) -> list[StationPublic]:
-    """Stations with their lockers and compartments."""
+def find_stations(session: Session, *, q: str = "", only: str | None = None) -> list[str]:
+    """The ids of the stations whose id, name, village or town holds `q` (any case), in id order; with `only`,
+    that station alone if it matches. The pages search and page through a county's stations with this."""
+    stmt = (select(Station.id).outerjoin(Village, Village.id == Station.village_id)
+            .outerjoin(Town, Town.id == func.coalesce(Village.town_id, Station.town_id)).order_by(Station.id))
+    if q:
+        like = f"%{q.lower()}%"
+        stmt = stmt.where(or_(func.lower(Station.id).like(like), func.lower(Station.name).like(like),
+                              func.lower(Village.name).like(like), func.lower(Town.name).like(like)))
+    if only is not None:
+        stmt = stmt.where(Station.id == only)
+    return list(session.scalars(stmt).all())
+
+
+def list_stations(session: Session, *, station_id: str | None = None,
+                  ids: list[str] | None = None) -> list[StationPublic]:
+    """Stations with their lockers and compartments (one, some by id, or all)."""
     stmt = select(Station).order_by(Station.id)
     if station_id is not None:
         stmt = stmt.where(Station.id == station_id)
+    if ids is not None:
+        stmt = stmt.where(Station.id.in_(ids))
     stations = session.scalars(stmt).all()
     ids = [s.id for s in stations]
     lockers = session.scalars(select(Locker).where(Locker.station_id.in_(ids))
@@ -134,7 +152,8 @@ def list_stations(session: Session, *, station_id: str | None = None) -> list[St
     for station in stations:
         village, town = _place_names(session, station)
         out.append(StationPublic(id=station.id, name=station.name, kind=station.kind, active=station.active,
-                                 village=village, town=town, lockers=by_station[station.id]))
+                                 village=village, town=town, address=station.address, phone=station.phone,
+                                 hours=station.hours, lockers=by_station[station.id]))
     return out
 
 

@@ -47,9 +47,12 @@ class NotifierThrottled(NotifierError):
 
 
 class CommandRefused(CloudError):
-    """A command (or another staff action) is not allowed; carries the HTTP status to answer with."""
+    """A command (or another staff action) is not allowed; carries the HTTP status to answer with, and
+    optionally the key of its words in the table (jincun/i18n.py, `err.<key>`) with their arguments."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, *, key: str | None = None, **args: object) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.key = key
+        self.args_ = args

@@ -76,6 +76,10 @@ class Station(Base):
     created_at: Mapped[float] = mapped_column(Float)
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
+    # for the villagers' phone page: where the station is, how to call it, when it is open
+    address: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(24))
+    hours: Mapped[str | None] = mapped_column(String(64))
     maint_phone: Mapped[str | None] = mapped_column(String(24))  # alerts go here (cloud/alerts.py)
 
 

@@ -12,13 +12,13 @@ import logging
 import secrets
 import time
 from typing import Annotated
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from jincun.phone import is_phone
+from jincun.phone import is_mobile
 
 from . import commands, crud, guards, lifecycle, maintenance, recipients, stats
 from . import constants as K
@@ -27,11 +27,13 @@ from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, authenticate
 from .deps import ServicesDep
 from .errors import CommandRefused, NotFound
 from .models import GatewayHealth, Notification, OtpCode
-from .pages import _render, _staff
+from jincun.i18n import pick_lang, translator
+from .pages import PAGE_SIZE, TEMPLATES, _render, _staff, pager, search_terms, with_lang
 from .ratelimit import hit
 from .schemas import RecipientUpdate
 from .sms import queued
 from .storage import SessionDep
+from .wording import refusal
 
 log = logging.getLogger("jincun.cloud.pages")
 router = APIRouter(include_in_schema=False)
@@ -45,7 +47,8 @@ def _lang_q(request: Request) -> str:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, services: ServicesDep) -> HTMLResponse:
-    return _render(request, "login.html", services, error=None, next=request.query_params.get("next", "/ops"))
+    return _render(request, "login.html", services, error=None, next=request.query_params.get("next", "/ops"),
+                   username="")
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -56,17 +59,21 @@ def login_submit(request: Request, session: SessionDep, services: ServicesDep,
     if guards.login_locked(session, username, addr, now):
         session.commit()
         services.counters.inc("login_locked")
-        return _render(request, "login.html", services, status_code=429, error="too_many", next=next)
+        return _render(request, "login.html", services, status_code=429, error="too_many", next=next,
+                       username=username)
     user = authenticate_user(session, username, password)
     guards.login_result(session, username, addr, user is not None, now)
     session.commit()
     if user is None:
         services.counters.inc("login_failures")
-        return _render(request, "login.html", services, status_code=401, error="login_failed", next=next)
+        return _render(request, "login.html", services, status_code=401, error="login_failed", next=next,
+                       username=username)
     token = make_token(services.settings.jwt_key, sub=user.username, role=user.role, uid=user.id,
                        minutes=services.settings.jwt_minutes)
     # only local paths, so the login form cannot be used to bounce to another site
     target = next if next.startswith("/") and not next.startswith("//") else "/ops"
+    # in the language the person chose on the login page, whatever the page they came from was in
+    target = with_lang(target, pick_lang(request.query_params.get("lang")))
     resp = RedirectResponse(target, status_code=303)
     resp.set_cookie(STAFF_COOKIE, token, httponly=True, samesite="lax", secure=services.settings.cookie_secure,
                     max_age=services.settings.jwt_minutes * 60)
@@ -97,6 +104,9 @@ def gateway_state(report: GatewayHealth | None, now: float, stale_after: int) ->
         return "unknown"
     return "stale" if now - report.at > stale_after else "online"
 
+
+# the overview's locker badges use the same rule as the dashboard
+TEMPLATES.env.globals["health_of"] = locker_health
 
 # most urgent first: the dashboard lists rows in this order and counts them per state
 LOCKER_STATES = ("offline", "stale", "unknown", "online")
@@ -129,11 +139,11 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     want = {"health": params.get("health") or None, "gw": params.get("gw") or None}
     for param, states in (("health", LOCKER_STATES), ("gw", GATEWAY_STATES)):
         if want[param] is not None and want[param] not in states:
-            err = f"{param} must be one of {', '.join(states)}; showing all"
+            err = translator(pick_lang(params.get("lang")))("bad_filter")
             want[param] = None
-    stations = crud.list_stations(session)
-    if who.role == "station_agent":
-        stations = [s for s in stations if s.id == who.station_id]
+    search, page = search_terms(request)
+    stations = crud.list_stations(session, ids=crud.find_stations(
+        session, q=search, only=who.station_id if who.role == "station_agent" else None))
     ids = {s.id for s in stations}
     alarms = [a for a in maintenance.list_alarms(session, who, limit=200) if a.station_id in ids]
     rollouts = maintenance.list_commands(session, who, op="fw_rollout", limit=20)
@@ -145,13 +155,23 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     gateways = sorted(((s, reports.get(s.id), gateway_state(reports.get(s.id), now, stale_after))
                        for s in stations), key=lambda r: (GATEWAY_STATES.index(r[2]), r[0].id))
     lang_en = params.get("lang") == "en"
+    # 20 stations a page, the most urgent first; both tables show the rows of the stations on the page
+    shown_lockers = [r for r in lockers if want["health"] in (None, r[2])]
+    shown_gateways = [r for r in gateways if want["gw"] in (None, r[2])]
+    worst: dict[str, int] = {}
+    for s, _, h in (*shown_lockers, *shown_gateways):
+        worst[s.id] = min(worst.get(s.id, len(LOCKER_STATES)), LOCKER_STATES.index(h))
+    order = sorted(worst, key=lambda sid: (worst[sid], sid))
+    pg = pager(request, len(order), page)
+    on_page = set(order[pg["start"]:pg["start"] + PAGE_SIZE])
     return _render(request, "ops.html", services, who=who, alarms=alarms, names={s.id: s.name for s in stations},
-                   lockers=[r for r in lockers if want["health"] in (None, r[2])],
-                   gateways=[r for r in gateways if want["gw"] in (None, r[2])],
+                   lockers=[r for r in shown_lockers if r[0].id in on_page],
+                   gateways=[r for r in shown_gateways if r[0].id in on_page], search=search, pager=pg,
+                   stale_min=stale_after // 60,
                    locker_chips=_filters("health", LOCKER_STATES, [r[2] for r in lockers], want["health"],
-                                         {"gw": want["gw"]}, lang_en),
+                                         {"gw": want["gw"], "q": search}, lang_en),
                    gateway_chips=_filters("gw", GATEWAY_STATES, [r[2] for r in gateways], want["gw"],
-                                          {"health": want["health"]}, lang_en),
+                                          {"health": want["health"], "q": search}, lang_en),
                    rollouts=[r for r in rollouts if r.station_id in ids], msg=params.get("msg"), err=err)
 
 
@@ -198,18 +218,25 @@ def locker_page(station_id: str, locker_id: str, request: Request, session: Sess
     who = _staff(request, session, services, OPS_VIEW)
     if isinstance(who, Response):
         return who
+    return _locker_view(request, session, services, who, station_id, locker_id,
+                        msg=request.query_params.get("msg"), err=None, form={})
+
+
+def _locker_view(request: Request, session, services, who, station_id: str, locker_id: str, *,
+                 status_code: int = 200, msg: str | None, err: str | None, form: dict) -> Response:
+    """The locker page; after a refused command, with the refusal in the page's language and the form as sent."""
     found = [s for s in crud.list_stations(session, station_id=station_id)
              if who.role != "station_agent" or s.id == who.station_id]
     locker = next((lk for s in found for lk in s.lockers if lk.id == locker_id), None)
     if locker is None:
         return _render(request, "ops_locker.html", services, status_code=404, station=None, locker=None,
-                       charts={}, who=who, health="unknown", commands=[])
+                       charts={}, who=who, health="unknown", commands=[], form={})
     now = time.time()
     charts = health_charts(services.ingestor.telemetry, session, station_id=station_id, locker_id=locker_id, now=now)
     cmds = maintenance.list_commands(session, who, station=station_id, locker=locker_id, limit=20)
-    return _render(request, "ops_locker.html", services, station=found[0], locker=locker, charts=charts, who=who,
-                   health=locker_health(locker, now, services.settings.stale_seconds), commands=cmds,
-                   msg=request.query_params.get("msg"), err=request.query_params.get("err"))
+    return _render(request, "ops_locker.html", services, status_code=status_code, station=found[0], locker=locker,
+                   charts=charts, who=who, health=locker_health(locker, now, services.settings.stale_seconds),
+                   commands=cmds, msg=msg, err=err, form=form, stale_min=services.settings.stale_seconds // 60)
 
 
 @router.post("/ops/alarms/{alarm_id}/ack")
@@ -223,7 +250,9 @@ def ops_ack(alarm_id: int, request: Request, session: SessionDep, services: Serv
         pass  # another station's alarm, or none: the dashboard shows it no more either way
     else:
         session.commit()
-    return RedirectResponse(f"/ops{_lang_q(request)}", status_code=303)
+    # back to the dashboard as it was: its search, filters, page and language
+    query = request.url.query
+    return RedirectResponse("/ops" + (f"?{query}" if query else ""), status_code=303)
 
 
 @router.post("/ops/{station_id}/{locker_id}/command")
@@ -235,15 +264,19 @@ def ops_command(station_id: str, locker_id: str, request: Request, session: Sess
         return who
     back = f"/ops/{station_id}/{locker_id}"
     sep = "&" if _lang_q(request) else "?"
+    lang = pick_lang(request.query_params.get("lang"))
+    form = {"op": op, "c": c, "reason": reason}
     if op not in ("open", "disable", "enable", "rebirth"):
-        return RedirectResponse(f"{back}{_lang_q(request)}{sep}err=bad_command", status_code=303)
+        return _locker_view(request, session, services, who, station_id, locker_id, status_code=422, msg=None,
+                            err=translator(lang)("bad_command"), form=form)
     try:
         cmd = commands.issue(session, services.settings, who, station_id=station_id, op=op, locker=locker_id,
                              c=c if op != "rebirth" else None, reason=reason or None)
     except (CommandRefused, NotFound) as exc:
         session.commit()
         services.counters.inc("commands_refused")
-        return RedirectResponse(f"{back}{_lang_q(request)}{sep}err={quote(str(exc))}", status_code=303)
+        return _locker_view(request, session, services, who, station_id, locker_id,
+                            status_code=getattr(exc, "status_code", 404), msg=None, err=refusal(exc, lang), form=form)
     session.commit()
     return RedirectResponse(f"{back}{_lang_q(request)}{sep}msg={cmd.cmd_id}", status_code=303)
 
@@ -264,13 +297,14 @@ def stats_page(request: Request, session: SessionDep, services: ServicesDep) -> 
     err = None
     asked = params.get("period", str(STATS_PERIODS[1]))
     if not asked.isdigit() or int(asked) not in STATS_PERIODS:
-        err = f"period must be one of {', '.join(map(str, STATS_PERIODS))} days; showing {STATS_PERIODS[1]}"
+        err = translator(pick_lang(params.get("lang")))("bad_period").format(
+            p="/".join(map(str, STATS_PERIODS)), d=STATS_PERIODS[1])
         asked = str(STATS_PERIODS[1])
     period = int(asked)
     lang_en = params.get("lang") == "en"
     periods = [{"days": n, "on": n == period, "href": "/stats?" + urlencode(
         {"period": n, "by": by, **({"lang": "en"} if lang_en else {})})} for n in STATS_PERIODS]
-    vols = stats.volumes(session, by=by, days=7)
+    vols = stats.volumes(session, by=by, days=period)
     days = sorted({r["day"] for r in vols})
     pivot: dict[str, dict[str, tuple[int, int]]] = {}
     for r in vols:
@@ -308,16 +342,18 @@ def phone_home(request: Request, session: SessionDep, services: ServicesDep) -> 
     if phone is None:
         return _render(request, "phone_login.html", services, phone="", sent=False, error=None)
     return _render(request, "phone.html", services, phone=phone, **recipients.phone_view(session, phone=phone),
-                   msg=request.query_params.get("msg"), carriers=crud.carrier_names(session))
+                   msg=request.query_params.get("msg"), carriers=crud.carrier_names(session),
+                   keep_days=services.settings.overdue_days)
 
 
 @router.post("/m/otp", response_class=HTMLResponse)
 def phone_otp(request: Request, session: SessionDep, services: ServicesDep,
               phone: Annotated[str, Form(max_length=24)]) -> Response:
     phone = phone.strip()
-    if not is_phone(phone):
-        return _render(request, "phone_login.html", services, status_code=422, phone="", sent=False,
-                       error="code_wrong")
+    if not is_mobile(phone):
+        # the typed value stays in the box (escaped by the template), with what a number must look like
+        return _render(request, "phone_login.html", services, status_code=422, phone=phone, sent=False,
+                       error="phone_invalid")
     if not hit(session, f"otp:{phone}:3600", limit=services.settings.otp_limit_per_hour, window=3600):
         session.commit()
         return _render(request, "phone_login.html", services, status_code=429, phone=phone, sent=False,
@@ -358,13 +394,25 @@ def phone_login(request: Request, session: SessionDep, services: ServicesDep,
 
 @router.post("/m/consent")
 def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
-                  consent: Annotated[str, Form(pattern="^(granted|refused)$")],
-                  door_help: Annotated[bool, Form()] = False) -> Response:
+                  consent: Annotated[str, Form(pattern="^(granted|refused)$")]) -> Response:
+    who = recipient(request, services)
+    if who is None:
+        return RedirectResponse("/m", status_code=303)
+    recipients.set_recipient(session, who, who.name.removeprefix("recipient-"), RecipientUpdate(consent=consent))
+    session.commit()
+    sep = "&" if _lang_q(request) else "?"
+    return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=done", status_code=303)
+
+
+@router.post("/m/door-help")
+def phone_door_help(request: Request, session: SessionDep, services: ServicesDep,
+                    door_help: Annotated[str, Form(pattern="^(on|off)$")]) -> Response:
+    """Door-to-door help, a setting of its own (apart from the locker consent)."""
     who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
     recipients.set_recipient(session, who, who.name.removeprefix("recipient-"),
-                  RecipientUpdate(consent=consent, door_help=door_help))
+                             RecipientUpdate(door_help=door_help == "on"))
     session.commit()
     sep = "&" if _lang_q(request) else "?"
     return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=done", status_code=303)

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import commands
+from . import constants as K
 from .errors import NotFound
-from .models import Parcel, PickupCode, Recipient, Station
+from .models import Parcel, PickupCode, Recipient, SignoffFlag, Station
 from .principal import Principal
 from .schemas import ConsentPublic, RecipientUpdate
 
@@ -58,10 +59,16 @@ def phone_view(session: Session, *, phone: str, limit: int = 50) -> dict[str, An
                               .limit(limit)).all()
     codes = session.scalars(select(PickupCode).where(PickupCode.phone == phone, PickupCode.used.is_(False))).all()
     station_ids = {p.station_id for p in parcels}
-    station_names = dict(session.execute(select(Station.id, Station.name).where(Station.id.in_(station_ids))).all()
-                         ) if station_ids else {}
+    stations = {s.id: s for s in session.scalars(select(Station).where(Station.id.in_(station_ids))).all()
+                } if station_ids else {}
+    ids = [p.id for p in parcels]
+    # a "not received" report already made: the page shows its state instead of the button
+    reported = {pid: resolved for pid, resolved in session.execute(
+        select(SignoffFlag.parcel_id, SignoffFlag.resolved).where(
+            SignoffFlag.parcel_id.in_(ids), SignoffFlag.kind == K.FLAG_NOT_RECEIVED)).all()} if ids else {}
     return {"parcels": parcels, "code_of": {ref: c.code for c in codes for ref in c.refs},
-            "rec": session.get(Recipient, phone), "station_names": station_names}
+            "rec": session.get(Recipient, phone), "station_names": {k: s.name for k, s in stations.items()},
+            "stations": stations, "reported": reported}
 
 
 def own_parcel(session: Session, *, phone: str, ref: str) -> Parcel | None:

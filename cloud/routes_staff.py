@@ -15,6 +15,7 @@ from . import constants as K
 from .auth import OPS_VIEW, STAFF_SECURITY, STATS, Principal, allow, authenticate_user, make_token
 from .deps import ServicesDep
 from .errors import CommandRefused, Conflict, NotFound
+from .exports import Sheet
 from .models import Alarm, Carrier, Command, Courier, Recipient, User
 from .stats_schemas import ROW_MODELS, AuditEntryPublic, CodeResent, FlagResolved, WhoAmI
 from .schemas import (AlarmPublic, ApiClientCreate, ApiClientCreated, CarrierCreate, CarrierPublic, CodeLookup,
@@ -316,13 +317,15 @@ FILE = {"schema": {"type": "string", "format": "binary"}}
             responses={200: {"description": "the table as a file", "content": {"text/csv": FILE, XLSX: FILE}}})
 def stats_export(name: Table, session: SessionDep, _who: Annotated[Principal, Depends(allow(*STATS))],
                  fmt: Literal["csv", "xlsx"] = "csv", by: By = "town",
-                 days: Annotated[int, Query(ge=1, le=366)] = 30) -> Response:
-    """A statistics table as CSV or XLSX."""
+                 days: Annotated[int, Query(ge=1, le=366)] = 30, lang: Literal["zh", "en"] = "zh") -> Response:
+    """A statistics table as CSV or XLSX, for WPS and Excel: headers in Chinese (`lang=en`: English), carriers
+    by name, local dates, shares as percentages, typed cells in XLSX."""
     rows = _table_rows(session, name, by, days)
+    sheet = Sheet(name, rows, lang=lang, carriers=crud.carrier_names(session))
     if fmt == "csv":
-        return Response(stats.to_csv(rows), media_type="text/csv; charset=utf-8",
+        return Response(sheet.csv(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    return Response(stats.to_xlsx(rows, name), media_type=XLSX,
+    return Response(sheet.xlsx(), media_type=XLSX,
                     headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
 
 

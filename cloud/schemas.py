@@ -60,6 +60,10 @@ class StationCreate(BaseModel):
     village: str | None = Field(default=None, min_length=1, max_length=64)
     town: str | None = Field(default=None, min_length=1, max_length=64)
     api_key: str = Field(min_length=16, max_length=256)
+    # what a villager needs to find the station: shown on their phone page
+    address: str | None = Field(default=None, min_length=1, max_length=200)
+    phone: str | None = Field(default=None, pattern=K.PHONE_RE.pattern)
+    hours: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class StationPublic(BaseModel):
@@ -69,6 +73,9 @@ class StationPublic(BaseModel):
     kind: str
     village: str | None = None
     town: str | None = None
+    address: str | None = None
+    phone: str | None = None
+    hours: str | None = None
     active: bool
     lockers: list[LockerPublic] = []
 

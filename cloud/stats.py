@@ -4,8 +4,6 @@ and their CSV / XLSX export. Days are China Standard Time calendar days."""
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -95,7 +93,7 @@ def pickup_times(session: Session, *, days: int = 30, now: float | None = None) 
     for lo, hi in PICKUP_BUCKETS:
         cond = [base, wait >= lo] + ([wait < hi] if hi is not None else [])
         n = session.scalar(select(func.count()).select_from(Parcel).where(*cond)) or 0
-        out.append({"hours": f"{lo}-{hi}" if hi is not None else f"{lo}+", "parcels": n,
+        out.append({"hours": f"{lo}-{hi}" if hi is not None else f"{lo}+", "lo": lo, "hi": hi, "parcels": n,
                     "share": round(n / total, 4) if total else 0.0})
     return out
 
@@ -306,29 +304,3 @@ def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
 def carriers(session: Session) -> dict[str, str]:
     """Carrier code -> Chinese name."""
     return {c.code: c.name_zh for c in session.scalars(select(Carrier)).all()}
-
-
-def to_csv(rows: list[dict[str, Any]]) -> bytes:
-    """UTF-8 CSV with a BOM so spreadsheet programs read the Chinese names right."""
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
-        writer.writeheader()
-        writer.writerows(rows)
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
-
-
-def to_xlsx(rows: list[dict[str, Any]], title: str) -> bytes:
-    """One worksheet with a header row."""
-    from openpyxl import Workbook
-
-    wb = Workbook()
-    ws = wb.active
-    ws.title = title[:31]
-    if rows:
-        ws.append(list(rows[0].keys()))
-        for r in rows:
-            ws.append([v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for v in r.values()])
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()

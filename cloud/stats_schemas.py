@@ -37,6 +37,8 @@ class VolumeRow(_Row):
 class PickupTimeRow(_Row):
     """Picked-up parcels by how long they waited, in an hour bucket such as `2-6` or `72+`."""
     hours: str
+    lo: int  # the bucket's bounds in hours; `hi` is null for the last, open bucket
+    hi: int | None
     parcels: int
     share: float
 

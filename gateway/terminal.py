@@ -7,6 +7,7 @@ Routes live under /api/v1/terminal; the page itself is gateway/terminal_static/i
 import contextlib
 import functools
 import html
+import json
 import logging
 import secrets
 import sqlite3
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
+from jincun.i18n import LANGS, section
 from jincun.phone import PHONE_BODY, PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN
 from jc import records
 
@@ -44,10 +46,19 @@ HANDOVER_LIMITS = ((5, 60.0), (30, 3600.0))
 
 
 @functools.cache
+def terminal_words() -> dict[str, dict[str, str]]:
+    """The terminal's words in both languages, from the one table (jincun/i18n.py): its own `term.` entries
+    and the `err.` entries for the error codes its API answers with."""
+    return {lang: {**section("err.", lang), **section("term.", lang)} for lang in LANGS}
+
+
+@functools.cache
 def terminal_page() -> str:
-    """The terminal page, its phone inputs carrying the one phone rule (jincun/phone.py) as their pattern."""
+    """The terminal page, its phone inputs carrying the one phone rule (jincun/phone.py) as their pattern and
+    its words from the one table, in the page itself, so it needs no second request and works offline."""
     page = (STATIC / "index.html").read_text(encoding="utf-8")
-    return page.replace("{{phone_pattern}}", html.escape(PHONE_BODY, quote=True))
+    words = json.dumps(terminal_words(), ensure_ascii=False).replace("</", "<\\/")
+    return page.replace("{{phone_pattern}}", html.escape(PHONE_BODY, quote=True)).replace("{{words}}", words)
 
 
 def fee_cents(cfg: TerminalConfig, carrier: str, weight_g: int, produce: str) -> tuple[int, str]:
@@ -186,6 +197,10 @@ def create_router(gw: "HttpServices") -> APIRouter:
     @r.get("/terminal", include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(terminal_page())
+
+    @r.get("/terminal/words.json", include_in_schema=False)
+    async def words() -> dict:
+        return terminal_words()
 
     @r.get("/terminal/{name}", include_in_schema=False)
     async def asset(name: Literal["app.js", "style.css"]) -> FileResponse:

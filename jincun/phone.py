@@ -22,3 +22,13 @@ _FULL = re.compile(PHONE_BODY)
 def is_phone(value: object) -> bool:
     """True for a string that is a whole phone number (no trailing newline slips through, unlike `$`)."""
     return isinstance(value, str) and _FULL.fullmatch(value) is not None
+
+
+# a mainland China mobile number, the only kind an SMS code can reach: 11 digits, 1 then 3-9
+MOBILE_BODY = r"1[3-9][0-9]{9}"
+_MOBILE = re.compile(MOBILE_BODY)
+
+
+def is_mobile(value: object) -> bool:
+    """True for a mainland mobile number (13800138000), with no spaces, dashes or +86."""
+    return isinstance(value, str) and is_phone(value) and _MOBILE.fullmatch(value) is not None

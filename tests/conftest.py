@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 from simulator.net import free_port, wait_port  # noqa: F401 - re-exported for tests
 from simulator.procs import stop_process
+
+from screens import SCREENSHOTS
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "tests" / "vectors"
@@ -113,3 +116,16 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/cloud.db"
     return request.getfixturevalue("pg_url")
+
+
+_RUN_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where the screenshots of this run are, so a reviewer can look at the pages."""
+    if not SCREENSHOTS.is_dir():
+        return
+    new = [p for p in SCREENSHOTS.glob("*.png") if p.stat().st_mtime >= _RUN_STARTED]
+    if new:
+        terminalreporter.write_sep("-", "screenshots")
+        terminalreporter.write_line(f"{len(new)} screenshots of the pages in {SCREENSHOTS}")

@@ -1,45 +1,7 @@
 "use strict";
 // Station terminal: Chinese first, English on request; talks only to the gateway, so it works offline.
-const T = {
-  zh: {logout: "退出", login_title: "驿站终端登录", user: "姓名", pin: "PIN 码（6 位以上）", login: "登录", pickup_title: "取件（输入取件码）",
-    code: "6 位取件码", pickup: "取件", deposit_title: "快递员投递", waybill: "运单号", scan_hint: "扫描枪扫码会自动填入",
-    phone: "收件人手机", size: "格口大小", size_S: "小", size_M: "中", size_L: "大",
-    consent_ask: "收件人尚未授权投柜：我已电话征得收件人同意", open_door: "分配格口并开门",
-    tab_waiting: "待取包裹", tab_d2d: "送货上门", tab_outbound: "寄件", tab_fault: "报修",
-    where: "柜/格口", since: "入柜时间", d2d_hint: "行动不便的村民：取出包裹并送货上门后点击“已送达”。",
-    carrier: "快递公司", sender_name: "寄件人", sender_phone: "寄件人手机", dest: "目的地", weight: "重量（克）",
-    produce: "农产品（如有）", take_in: "收件并计费", locker: "快递柜", compartment: "格口号",
-    fault_text: "问题描述（如：柜门打不开）", report: "提交报修", handed: "已送达（开柜取出）",
-    up: "云端在线", down: "离线运行", opening: "请把包裹放入", door: "号格口，放好后关门",
-    receipt: "投递凭条", deposited: "已入柜", void: "格口未检测到包裹，已取消", ref: "单号", at: "时间", fee: "运费",
-    yuan: "元", reported: "已记录报修，编号", bad_pin: "PIN 码错误", locked: "尝试过多，请稍后再试（秒）：",
-    consent_refused: "收件人拒绝投柜，请联系收件人改为驿站或上门交付", consent_unknown: "请先电话征得收件人同意",
-    no_compartment: "没有合适的空格口", locker_offline: "快递柜离线", locker_refused: "快递柜拒绝开门",
-    bad_code: "取件码错误", opened: "已开门，格口：", none: "暂无", sent: "已记录", storage: "存储故障",
-    tab_found: "发现包裹", found_hint: "格口里检测到没有登记的包裹：扫描运单号、填写收件人手机后登记，取件码短信将照常发出。",
-    register: "登记", register_found: "登记并发送取件码", found_done: "已登记，取件码已发给收件人。单号：",
-    not_found_parcel: "该格口已没有待登记的包裹"},
-  en: {logout: "Log out", login_title: "Station terminal", user: "Name", pin: "PIN (6 digits or more)", login: "Log in", pickup_title: "Pick up (type your code)",
-    code: "6-digit pickup code", pickup: "Pick up", deposit_title: "Courier deposit", waybill: "Waybill",
-    scan_hint: "A scanned barcode fills this in", phone: "Recipient phone", size: "Compartment size",
-    size_S: "Small", size_M: "Medium", size_L: "Large",
-    consent_ask: "Recipient has not consented to lockers: I asked by phone and they agreed", open_door: "Pick a compartment and open",
-    tab_waiting: "Waiting", tab_d2d: "Door to door", tab_outbound: "Send (寄件)", tab_fault: "Report fault",
-    where: "Locker/comp.", since: "Since", d2d_hint: "Villagers who need help: take the parcel out, deliver it, then press Delivered.",
-    carrier: "Carrier", sender_name: "Sender", sender_phone: "Sender phone", dest: "Destination", weight: "Weight (g)",
-    produce: "Farm produce (if any)", take_in: "Take in and charge", locker: "Locker", compartment: "Compartment",
-    fault_text: "What is wrong (e.g. door won't open)", report: "Report", handed: "Delivered (open and take out)",
-    up: "Cloud online", down: "Working offline", opening: "Put the parcel into compartment", door: "then close the door",
-    receipt: "Deposit receipt", deposited: "Deposited", void: "No parcel detected; cancelled", ref: "Ref", at: "Time",
-    fee: "Fee", yuan: "yuan", reported: "Fault recorded:", bad_pin: "Wrong PIN", locked: "Too many tries; wait (s):",
-    consent_refused: "The recipient refused locker delivery: hand it over at the station or door",
-    consent_unknown: "Ask the recipient by phone first", no_compartment: "No free compartment of that size",
-    locker_offline: "Locker offline", locker_refused: "The locker refused to open", bad_code: "Wrong code",
-    opened: "Opened compartment:", none: "None", sent: "Recorded", storage: "Storage fault",
-    tab_found: "Found parcels", found_hint: "A compartment holds a parcel nobody registered: scan its waybill and type the recipient's phone; the pickup code goes out by SMS as for a deposit.",
-    register: "Register", register_found: "Register and send the code", found_done: "Registered; the code is on its way to the recipient. Ref:",
-    not_found_parcel: "That compartment has no found parcel any more"},
-};
+// the words come from the one table (jincun/i18n.py), written into the page by the gateway
+const T = JSON.parse(document.getElementById("words").textContent);
 let lang = localStorage.getItem("jc-lang") || "zh";
 let token = sessionStorage.getItem("jc-token");
 let me = JSON.parse(sessionStorage.getItem("jc-me") || "null");
@@ -50,7 +12,7 @@ const t = (k) => T[lang][k] || k;
 function applyLang() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   document.querySelectorAll("[data-t]").forEach((el) => { el.textContent = t(el.dataset.t); });
-  $("lang").textContent = lang === "zh" ? "English" : "中文";
+  $("lang").textContent = t("switch_lang");
   if (info) { $("uplink").textContent = t(info.uplink); }
 }
 async function api(method, path, body) {
@@ -61,7 +23,7 @@ async function api(method, path, body) {
   if (!r.ok) { const d = data.detail || {}; const e = new Error(d.error || ("HTTP " + r.status)); e.info = d; throw e; }
   return data;
 }
-function errText(e) { return e.message === "locked" ? t("locked") + " " + e.info.secs : t(e.message); }
+function errText(e) { return (e.message === "locked" || e.message === "rate_limited") ? t(e.message) + " " + e.info.secs : t(e.message); }
 function show(view) {
   ["v-login", "v-courier", "v-agent"].forEach((v) => $(v).classList.toggle("hidden", v !== view));
   $("logout").classList.toggle("hidden", view === "v-login");
@@ -69,7 +31,14 @@ function show(view) {
 }
 function every(ms, fn) { timers.push(setInterval(fn, ms)); }
 function stopTimers() { timers.forEach(clearInterval); timers = []; }
-function fmtTime(s) { return new Date(s * 1000).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB"); }
+// station time is China Standard Time, whatever the terminal's own clock zone
+function fmtTime(s) { return new Date(s * 1000).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", {timeZone: "Asia/Shanghai", dateStyle: "short", timeStyle: "short"}); }
+// a locker and compartment as people say them: 1号柜 2号格口 (locker 1, compartment 2)
+function where(locker, c) {
+  const n = /(\d+)$/.exec(String(locker));
+  const lk = n ? t("locker_n").replace("{n}", n[1]) : String(locker);
+  return c == null ? lk : lk + (lang === "zh" ? " " : ", ") + t("comp_n").replace("{n}", c);
+}
 function esc(s) { const d = document.createElement("div"); d.textContent = s == null ? "" : String(s); return d.innerHTML; }
 
 async function loadInfo() {
@@ -118,7 +87,7 @@ $("f-login").onsubmit = async (ev) => {
 };
 $("f-pickup").onsubmit = async (ev) => {
   ev.preventDefault();
-  try { const r = await api("POST", "/pickup", {code: $("pickup-code").value}); $("pickup-msg").textContent = t("opened") + " " + r.locker + " / " + r.cs.join(", "); }
+  try { const r = await api("POST", "/pickup", {code: $("pickup-code").value}); $("pickup-msg").textContent = t("opened") + " " + r.cs.map((c) => where(r.locker, c)).join(", "); }
   catch (e) { $("pickup-msg").textContent = errText(e); }
   $("pickup-code").value = "";
 };
@@ -129,7 +98,7 @@ $("f-deposit").onsubmit = async (ev) => {
   try {
     const d = await api("POST", "/deposit", body);
     $("f-deposit").classList.add("hidden");
-    $("opening").innerHTML = `${esc(t("opening"))}<strong>${esc(d.locker)} · ${esc(d.c)}</strong>${esc(t("door"))}`;
+    $("opening").innerHTML = `${esc(t("opening"))}<strong>${esc(where(d.locker, d.c))}</strong>${esc(t("door"))}`;
     $("opening").classList.remove("hidden");
     const poll = setInterval(async () => {
       let s; try { s = await api("GET", "/deposit/" + d.ref); } catch (e) { return; }
@@ -139,7 +108,7 @@ $("f-deposit").onsubmit = async (ev) => {
       if (s.state === "deposited") {
         $("receipt").innerHTML = `<h2>${esc(t("receipt"))} · ${esc(t("deposited"))}</h2><dl>
           <dt>${esc(t("waybill"))}</dt><dd id="r-waybill">${esc(s.waybill)}</dd><dt>${esc(t("phone"))}</dt><dd>${esc(s.phone)}</dd>
-          <dt>${esc(t("where"))}</dt><dd id="r-where">${esc(s.locker)} · ${esc(s.c)} (${esc(t("size_" + s.size))})</dd>
+          <dt>${esc(t("where"))}</dt><dd id="r-where">${esc(where(s.locker, s.c))} (${esc(t("size_" + s.size))})</dd>
           <dt>${esc(t("ref"))}</dt><dd>${esc(s.ref)}</dd><dt>${esc(t("at"))}</dt><dd>${esc(fmtTime(s.at))}</dd></dl>`;
         $("receipt").classList.remove("hidden");
       } else { $("deposit-err").textContent = t("void"); }
@@ -156,7 +125,7 @@ document.querySelectorAll(".tabs button").forEach((b) => { b.onclick = () => {
 }; });
 async function loadParcels() {
   let r; try { r = await api("GET", "/parcels"); } catch (e) { return; }
-  const row = (p) => `<td>${esc(p.waybill)}</td><td>${esc(p.phone)}</td><td>${esc(p.locker)} · ${esc(p.c)}</td>`;
+  const row = (p) => `<td>${esc(p.waybill)}</td><td>${esc(p.phone)}</td><td>${esc(where(p.locker, p.c))}</td>`;
   $("waiting-rows").innerHTML = r.parcels.map((p) => `<tr class="${p.door_to_door ? "d2d" : ""}">${row(p)}<td>${esc(fmtTime(p.since))}</td></tr>`).join("")
     || `<tr><td colspan="4" class="muted">${esc(t("none"))}</td></tr>`;
   $("d2d-rows").innerHTML = r.door_to_door.map((p) => `<tr>${row(p)}<td><button data-ref="${esc(p.ref)}" class="handover">${esc(t("handed"))}</button></td></tr>`).join("")
@@ -171,12 +140,12 @@ async function loadFound() {
   let r; try { r = await api("GET", "/found"); } catch (e) { return; }
   $("tab-found").textContent = t("tab_found") + (r.found.length ? " (" + r.found.length + ")" : "");
   $("tab-found").classList.toggle("warn", r.found.length > 0);
-  $("found-rows").innerHTML = r.found.map((f) => `<tr><td>${esc(f.locker)} · ${esc(f.c)}</td><td>${esc(t("size_" + f.size))}</td>
+  $("found-rows").innerHTML = r.found.map((f) => `<tr><td>${esc(where(f.locker, f.c))}</td><td>${esc(t("size_" + f.size))}</td>
     <td><button class="adopt" data-locker="${esc(f.locker)}" data-c="${esc(f.c)}">${esc(t("register"))}</button></td></tr>`).join("")
     || `<tr><td colspan="3" class="muted">${esc(t("none"))}</td></tr>`;
   document.querySelectorAll("button.adopt").forEach((b) => { b.onclick = () => {
     foundAt = {locker: b.dataset.locker, c: parseInt(b.dataset.c, 10)};
-    $("fd-where").textContent = foundAt.locker + " · " + foundAt.c; $("found-msg").textContent = "";
+    $("fd-where").textContent = where(foundAt.locker, foundAt.c); $("found-msg").textContent = "";
     $("f-found").classList.remove("hidden"); $("fd-waybill").focus();
   }; });
 }
@@ -211,7 +180,7 @@ $("t-fault").onsubmit = async (ev) => {
   const c = $("ft-c").value ? parseInt($("ft-c").value, 10) : null;
   try {
     const r = await api("POST", "/fault", {locker: $("ft-locker").value, c, phone: $("ft-phone").value.trim(), text: $("ft-text").value.trim()});
-    $("ft-msg").textContent = t("reported") + " " + r.locker + (r.c ? " · " + r.c : ""); $("t-fault").reset();
+    $("ft-msg").textContent = t("reported") + " " + where(r.locker, r.c || null); $("t-fault").reset();
   } catch (e) { $("ft-msg").textContent = errText(e); }
 };
 applyLang(); loadInfo().then(start);

@@ -109,8 +109,9 @@ def staff_login(page, base: str, user: str, next_path: str) -> None:
 
 def test_maintenance_dashboard_in_chromium(served, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    staff_login(page, served, "ops-li", "/ops")
-    assert page.url.endswith("/ops")
+    # a county of 300 stations: the operator searches for the one at hand
+    staff_login(page, served, "ops-li", "/ops?q=冯家村")
+    assert "/ops?q=" in page.url and page.locator("#station-count").inner_text() == "共 1 个站点"
     assert page.locator("#page-title").inner_text().startswith("运维看板")
     assert page.locator("tr.alarm").count() == 2
     assert page.locator("tr.alarm-lock_jam").inner_text().count("锁卡住") == 1
@@ -144,14 +145,19 @@ def test_maintenance_dashboard_in_chromium(served, browser, tmp_path):
     page.fill("#reason", "门卡住了")
     page.click("#action-send")
     page.wait_for_load_state()
-    assert re.fullmatch(r"k-[0-9a-f]{16}", page.locator("#cmd-ok").inner_text())
+    # the command's id stays out of sight: the page says what happened in words
+    assert re.fullmatch(r"k-[0-9a-f]{16}", page.locator("#cmd-ok").get_attribute("data-cmd"))
+    assert page.locator("#cmd-ok").inner_text() == "命令已发出，网关上线后执行。"
     assert page.locator("#commands tr.command .op").first.inner_text() == "远程开门"
     shot(page, "ops-locker-zh", tmp_path)
     page.select_option("#op", "open")
+    page.select_option("#c", "7")
     page.fill("#reason", "")
     page.click("#action-send")
     page.wait_for_load_state()
-    assert "needs a reason" in page.locator("#cmd-err").inner_text()
+    # in the page's language, and the form keeps what was chosen
+    assert page.locator("#cmd-err").inner_text() == "远程开门需要填写原因。"
+    assert page.locator("#op").input_value() == "open" and page.locator("#c").input_value() == "7"
 
     page.goto(f"{served}/ops/{STATION}/l1?lang=en")
     assert "Remote open" in page.content() and "Last 7 days" in page.content()
@@ -245,7 +251,7 @@ def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     page.wait_for_load_state()
     # the export links work with the page's login cookie
     csv = page.request.get(served + page.locator("#fees h2 a", has_text="CSV").get_attribute("href"))
-    assert csv.status == 200 and "偏远村派送费" in csv.text() and csv.text().startswith("\ufefftown,station_id")
+    assert csv.status == 200 and "偏远村派送费" in csv.text() and csv.text().startswith("\ufeff乡镇,站点,站点编号,方向")
     shot(page, "stats-zh", tmp_path)
     with page.expect_download() as dl:
         page.click("#coverage a:has-text('XLSX')")

@@ -4,6 +4,7 @@ station, replacement codes going down as code_sync, and "not received" reports."
 from __future__ import annotations
 
 import re
+import time
 
 from cloudkit import (OTHER_KEY, STATION, add_user, admin_headers, birth, code_record, empty_comps, evt,
                       gw_headers, login, parcel_record)
@@ -48,11 +49,19 @@ def test_consent_for_the_gateway_and_from_the_phone_page(cloud):
     phone_login(cloud)
     page = c.get("/m")
     assert "我的包裹" in page.text and "未选择" in page.text
-    c.post("/m/consent", data={"consent": "granted", "door_help": "true"})
+    c.post("/m/consent", data={"consent": "granted"})
     got = c.get(url, headers=gw_headers(OTHER_KEY)).json()
-    assert (got["consent"], got["locker_allowed"], got["door_help"]) == ("granted", True, True)
+    assert (got["consent"], got["locker_allowed"], got["door_help"]) == ("granted", True, False)
+    # door-to-door help is a setting of its own: turning it on leaves the consent, and a consent leaves it
+    page = c.post("/m/door-help", data={"door_help": "on"}).text
+    assert 'id="door-help-state">已开启：包裹会送到家<' in page and 'id="consent-state">已同意<' in page
+    assert c.get(url, headers=gw_headers()).json()["door_help"] is True
     c.post("/m/consent", data={"consent": "refused"})
-    assert c.get(url, headers=gw_headers()).json()["locker_allowed"] is False
+    got = c.get(url, headers=gw_headers()).json()
+    assert got["locker_allowed"] is False and got["door_help"] is True
+    # the consent form has no door-to-door box among its buttons
+    consent = page[page.index('id="consent"'):page.index('id="door-help"')]
+    assert "door_help" not in consent
     audit = c.get("/api/v1/audit", headers=admin_headers()).json()
     assert [a["detail"]["after"] for a in audit if a["action"] == "consent"] == ["refused", "granted"]
 
@@ -116,8 +125,15 @@ def test_phone_page_new_code_and_not_received(cloud):
     assert "新取件码已通过短信发送" in resp.text
     cmd = c.get("/api/v1/gateway/commands", headers=gw_headers()).json()["commands"][0]
     assert cmd["refs"] == ["p-b"] and cmd["cs"] == [4]
+    # "I did not receive it" asks once more before it is sent
+    before = c.get("/m").text
+    card = before[before.index('id="parcel-p-a"'):].split('class="parcel-card')[0]
+    assert "确定没有收到这个包裹吗" in card and 'class="not-received-yes"' in card
     resp = c.post("/m/parcels/p-a/not-received")
     assert "已记录" in resp.text
+    # once reported, the card says so instead of offering the button again
+    card = resp.text[resp.text.index('id="parcel-p-a"'):].split('class="parcel-card')[0]
+    assert "已报告没有收到，工作人员核查中" in card and "not-received-yes" not in card
     flags = c.get("/api/v1/flags", headers=admin_headers()).json()
     assert len(flags) == 1 and flags[0]["kind"] == "not_received" and flags[0]["ref"] == "p-a"
     ev = flags[0]["evidence"]
@@ -132,8 +148,44 @@ def test_phone_login_page_carries_the_one_phone_rule(cloud):
     import html
     import re
 
-    from jincun.phone import PHONE_BODY
+    from jincun.phone import MOBILE_BODY
 
     page = cloud.client.get("/m").text
     (pattern,) = re.findall(r'<input name="phone"[^>]* pattern="([^"]*)"', page)
-    assert html.unescape(pattern) == PHONE_BODY
+    assert html.unescape(pattern) == MOBILE_BODY
+
+
+def test_a_wrong_phone_number_is_told_plainly_and_kept(cloud):
+    c = cloud.client
+    for typed in ("abc12345678", "1380013800", "+8613800138000", "23800138000"):
+        page = c.post("/m/otp", data={"phone": typed})
+        assert page.status_code == 422
+        assert "请输入11位手机号，以1开头" in page.text and "验证码错误" not in page.text, typed
+        assert f'value="{typed}"' in page.text, "the form keeps what was typed"
+    en = c.post("/m/otp?lang=en", data={"phone": "hello"}).text
+    assert "11-digit mainland mobile number" in en
+    assert cloud.admin_get("/api/v1/notifications") == []
+
+
+def test_phone_page_shows_when_and_where(cloud):
+    from datetime import datetime
+
+    from cloud.wording import CST
+    from cloud.models import Station
+
+    with cloud.client.app.state.sessionmaker() as session:
+        st = session.get(Station, STATION)
+        st.address, st.phone, st.hours = "冯家村村委会东侧", "057512345678", "08:00–20:00"
+        session.commit()
+    at = int(time.time()) - 3600
+    cloud.ingest([parcel_record(1, "p-w", c=2), birth(0, empty_comps(6), item_seq=0),
+                  evt(1, "deposit", c=2, ref="p-w", ts=at, rx=at), code_record(2, "p-w", "482913")])
+    phone_login(cloud)
+    page = cloud.client.get("/m").text
+    card = page[page.index('id="parcel-p-w"'):].split('class="parcel-card')[0]
+    deposited = datetime.fromtimestamp(at, CST)
+    assert f'class="deposited-at">{deposited:%Y-%m-%d %H:%M}<' in card
+    deadline = datetime.fromtimestamp(at + cloud.settings.overdue_days * 86400, CST)
+    assert f'class="pickup-by">{deadline:%Y-%m-%d %H:%M}<' in card
+    assert "冯家村村委会东侧" in card and 'href="tel:057512345678"' in card and "08:00–20:00" in card
+    assert 'class="parcel-status">待取件<' in card and "1号柜 2号格口" in card

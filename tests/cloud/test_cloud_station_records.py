@@ -287,9 +287,12 @@ def test_ops_page_shows_gateway_health_and_fault_report(cloud):
     html = page.text
     row = html[html.index(f'id="gw-{STATION}"'):].split("</tr>")[0]
     assert 'data-health="online"' in row and 'data-uplink="up"' in row
-    assert ">4321<" in row and "1800 s" in row and "1/2" in row
+    assert ">4321 条<" in row and ">30 分钟<" in row and "1/2" in row
     other = html[html.index(f'id="gw-{OTHER}"'):].split("</tr>")[0]
-    assert 'data-health="stale"' in other and 'data-uplink="down"' in other and ">12<" in other
+    # a gateway not heard from says so plainly, and is not shown as connected by its last word
+    minutes = cloud.settings.stale_seconds // 60
+    assert 'data-health="stale"' in other and 'data-uplink="quiet"' in other and ">12 条<" in other
+    assert f"超过 {minutes} 分钟没有消息" in other and "已连接" not in other and "数据陈旧" not in html
     alarms = html[html.index('id="alarms"'):html.index('id="gateways"')]
     assert "5号格口门锁坏了" in alarms and "村民报修" in alarms and "13800138000" in alarms
 
@@ -325,6 +328,10 @@ def test_ops_page_lists_the_urgent_first_and_filters_by_state(cloud):
         assert f"<b>{count}</b>" in chip, (state, chip)
     gws = html[html.index('id="gateways"'):html.index('id="health"')]
     assert gws.index(f'id="gw-{OTHER}"') < gws.index(f'id="gw-{STATION}"')   # never reported before online
+    # the overview says the same of a locker gone quiet, not the green 在线 of its last status
+    overview = cloud.client.get("/", headers=admin_headers()).text
+    l9 = overview[overview.index(f'id="locker-{OTHER}-l9"'):].split("</h3>")[0]
+    assert 'data-health="stale"' in l9 and "分钟没有消息" in l9 and "在线" not in l9
 
     offline = cloud.client.get("/ops?health=offline", headers=admin_headers()).text
     assert f'id="row-{STATION}-l2"' in offline and "row-" + OTHER not in offline and f"row-{STATION}-l1" not in offline
@@ -341,7 +348,7 @@ def test_ops_page_lists_the_urgent_first_and_filters_by_state(cloud):
     assert 'href="/ops?health=stale&amp;gw=online&amp;lang=en"' in gw_unknown
 
     bad = cloud.client.get("/ops?health=broken", headers=admin_headers())
-    assert bad.status_code == 200 and "health must be one of offline, stale, unknown, online" in bad.text
+    assert bad.status_code == 200 and "没有这个筛选条件，已显示全部。" in bad.text
     assert all(r in bad.text for r in rows)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from cloud import stats
+from cloud.wording import duration
 from cloud.models import Parcel, Recipient, Station, Village
 from cloud.seed import seed_county
 
@@ -74,19 +76,34 @@ def test_county_statistics(cloud):
 
     csv = c.get("/api/v1/stats/coverage/export", params={"fmt": "csv"}, headers=admin_headers())
     assert csv.headers["content-type"].startswith("text/csv")
+    # WPS and Excel read the BOM as UTF-8; headers are Chinese, shares percentages
+    assert csv.content.startswith(b"\xef\xbb\xbf")
     lines = csv.content.decode("utf-8-sig").splitlines()
-    assert lines[0] == "town,villages,covered,uncovered,coverage" and len(lines) == len(cov) + 1
-    xlsx = c.get("/api/v1/stats/volumes/export", params={"fmt": "xlsx", "by": "carrier"}, headers=admin_headers())
+    assert lines[0] == "乡镇,行政村数,已覆盖,未覆盖,比例" and len(lines) == len(cov) + 1
+    assert all(re.fullmatch(r"\d+\.\d%", line.rsplit(",", 1)[1]) for line in lines[1:])
+    en = c.get("/api/v1/stats/coverage/export", params={"fmt": "csv", "lang": "en"}, headers=admin_headers())
+    assert en.content.decode("utf-8-sig").splitlines()[0] == "Town,Villages,Covered,Uncovered,Rate"
+    xlsx = c.get("/api/v1/stats/volumes/export", params={"fmt": "xlsx", "by": "carrier"},
+                 headers=admin_headers())
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0] == ("day", "carrier", "inbound", "outbound")
+    assert rows[0] == ("日期", "快递公司", "收件", "寄件")
     assert sum(r[2] + r[3] for r in rows[1:]) == total
+    # typed cells: a real date, carriers by name, whole numbers
+    assert isinstance(rows[1][0], datetime) and sheet.cell(2, 1).number_format == "yyyy-mm-dd"
+    assert {r[1] for r in rows[1:]} <= {"中国邮政EMS", "顺丰速运", "中通快递", "圆通速递", "申通快递", "韵达快递",
+                                        "极兔速递", "京东物流", "—"}
+    assert all(isinstance(r[2], int) for r in rows[1:])
+    ov = load_workbook(io.BytesIO(c.get("/api/v1/stats/overdue/export", params={"fmt": "xlsx"},
+                                        headers=admin_headers()).content)).active
+    assert ov.cell(1, 4).value == "滞留率" and ov.cell(2, 4).number_format == "0.0%"
+    assert isinstance(ov.cell(2, 4).value, float) and ov.cell(ov.max_row, 1).value == "合计"
     assert c.get("/api/v1/stats/nonsense", headers=admin_headers()).status_code == 422
     # the page's period: 7, 30 or 90 days; anything else shows 30 with an error line
     page = c.get("/stats", params={"period": "7"}, headers=admin_headers()).text
     assert 'id="period-7" class="chip on"' in page and "近7天" in page
     page = c.get("/stats", params={"period": "365"}, headers=admin_headers())
-    assert page.status_code == 200 and "period must be one of 7, 30, 90 days; showing 30" in page.text
+    assert page.status_code == 200 and "统计期只能是 7/30/90 天，已显示 30 天。" in page.text
     assert 'id="period-30" class="chip on"' in page.text
     assert c.get("/api/v1/stats/volumes", params={"by": "planet"}, headers=admin_headers()).status_code == 422
     assert c.get("/api/v1/stats/volumes", params={"days": 0}, headers=admin_headers()).status_code == 422
@@ -130,6 +147,8 @@ def test_stats_page_opens_with_the_county_summary(cloud):
     # the summary comes first, above the tables, with the numbers a county officer reads
     assert page.index('id="summary"') < page.index('id="coverage"')
     assert f"{covered}/{villages} 个村" in page and f"{got['coverage'] * 100:.1f}%" in page
-    assert f"¥{got['extra_yuan']:.2f}" in page and f"最久已等 {got['door_oldest_days']} 天" in page
+    assert f"¥{got['extra_yuan']:.2f}" in page and f"最久已等 {duration(got['door_oldest_days'] * 86400, 'zh')}" in page
+    # a wait in days and hours, never a fraction
+    assert re.search(r"最久已等 \d+ 天( \d+ 小时)?<", page)
     en = cloud.client.get("/stats", params={"lang": "en", "period": "7"}, headers=admin_headers()).text
     assert "County at a glance" in en and f"{covered} of {villages} villages" in en and "Last 7 days" in en

@@ -1,14 +1,14 @@
 """Alerts to people: a station's maintenance phone, alert episodes and the group-robot outbox.
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0016'
-down_revision = '0011'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
