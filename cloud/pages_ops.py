@@ -364,7 +364,7 @@ def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
     if who is None:
         return RedirectResponse("/m", status_code=303)
     recipients.set_recipient(session, who, who.name.removeprefix("recipient-"),
-                  RecipientUpdate(consent=consent, door_help=door_help))
+                  RecipientUpdate(consent=consent, door_help=door_help), services.settings)
     session.commit()
     sep = "&" if _lang_q(request) else "?"
     return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=done", status_code=303)

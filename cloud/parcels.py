@@ -13,20 +13,24 @@ from typing import Any
 from .models import Parcel, ParcelEvent
 from .webhooks import enqueue_status
 
-# every status a parcel can hold; taken_in: an outbound parcel (寄件) accepted at the station counter
-STATUSES = ("preadvised", "deposited", "notified", "picked_up", "overdue", "returned", "delivered_door", "taken_in")
+# every status a parcel can hold; taken_in: an outbound parcel (寄件) accepted at the station counter;
+# cancelled: a deposit the locker never saw (the door closed on an empty compartment), shown to staff only
+STATUSES = ("preadvised", "deposited", "notified", "picked_up", "overdue", "returned", "delivered_door", "taken_in",
+            "cancelled")
 # the forward-only order: a parcel moves to a status of higher rank, never back (a lower one is only recorded)
 RANK = {"taken_in": 0, "preadvised": 0, "deposited": 1, "notified": 2, "overdue": 3, "picked_up": 4,
-        "returned": 4, "delivered_door": 4}
+        "returned": 4, "delivered_door": 4, "cancelled": 4}
 DIRECTIONS = ("inbound", "outbound")
 # in a locker, not yet taken: what the reminder sweep looks at
 REMINDED = ("deposited", "notified")
 # in a locker waiting for its recipient: what a replacement or superseding code carries over
 WAITING = ("deposited", "notified", "overdue")
 # finished: a pickup code has nothing left to open for such a parcel, and staff cannot act on it any more
-DONE = ("picked_up", "delivered_door", "returned")
-# a deposit taken back by the courier (deposit_void) returns a parcel from these to preadvised
-VOIDABLE = ("deposited", "notified")
+DONE = ("picked_up", "delivered_door", "returned", "cancelled")
+# a deposit the locker did not confirm (deposit_void) cancels a parcel in these
+VOIDABLE = ("preadvised", "deposited", "notified")
+# what villagers never see (their phone page): a cancelled deposit was never in a locker for them
+HIDDEN_FROM_RECIPIENT = ("cancelled",)
 # the return flow: only an overdue parcel is taken back by its courier (returned)
 RETURNABLE = ("overdue",)
 
@@ -57,11 +61,12 @@ def advance(session, parcel: Parcel | Any, status: str, at: float, source: str, 
 
 
 def void_deposit(session, parcel: Parcel | Any, at: float, source: str, *, rows: list | None = None) -> None:
-    """A deposit the courier took back: the one step back the state machine allows, to preadvised."""
+    """A deposit the terminal cancelled (the door closed on an empty compartment): the parcel is cancelled. It
+    vanishes from the villager's pages and from the pre-advised counts; staff still see it, as 已取消."""
     if parcel.status not in VOIDABLE:
         return
-    parcel.status = "preadvised"
+    parcel.status = "cancelled"
     parcel.deposited_at = None
     parcel.updated_at = time.time()
-    _timeline(session, {"parcel_id": parcel.id, "status": "preadvised", "at": at,
+    _timeline(session, {"parcel_id": parcel.id, "status": "cancelled", "at": at,
                         "source": f"{source} deposit_void"}, rows)

@@ -25,6 +25,7 @@ TEMPLATES: dict[str, str] = {
     "reminder": "{carrier}包裹在{station} {box}已放{hours}小时，请凭码取件 {link}",
     "recode": "您在{station}的新取件码 {code}，旧码已作废 {link}",
     "otp": "查件验证码 {code}，{minutes}分钟内有效，请勿告诉他人",
+    "returning": "{carrier}包裹在{station}超期未取，已退回快递公司，取件码作废 {link}",
 }
 KINDS = tuple(TEMPLATES)
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -165,6 +166,11 @@ class Style:
     def recode(self, *, station: str, code: str) -> Message:
         """A replacement code for every parcel the villager has waiting at a station."""
         return build("recode", station=station, signature=self.signature, public_url=self.public_url, code=code)
+
+    def returning(self, *, carrier: str | None, station: str) -> Message:
+        """An overdue parcel goes back to its carrier: the villager's code no longer opens it."""
+        return build("returning", station=station, signature=self.signature, public_url=self.public_url,
+                     carrier=carrier_name(carrier))
 
     def otp(self, *, code: str, minutes: int) -> Message:
         """The one-time code that logs the villager in on /m."""
