@@ -23,8 +23,9 @@ RANK = {"taken_in": 0, "preadvised": 0, "deposited": 1, "notified": 2, "overdue"
 DIRECTIONS = ("inbound", "outbound")
 # in a locker, not yet taken: what the reminder sweep looks at
 REMINDED = ("deposited", "notified")
-# in a locker waiting for its recipient: what a replacement or superseding code carries over
-WAITING = ("deposited", "notified", "overdue")
+# in a locker waiting for its recipient: what a replacement or superseding code carries over (an overdue
+# parcel is in the return flow: its code is revoked, and it waits for its carrier, not its recipient)
+WAITING = ("deposited", "notified")
 # finished: a pickup code has nothing left to open for such a parcel, and staff cannot act on it any more
 DONE = ("picked_up", "delivered_door", "returned", "cancelled")
 # a deposit the locker did not confirm (deposit_void) cancels a parcel in these

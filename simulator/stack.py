@@ -263,8 +263,9 @@ class Stack:
 
     # ---- people -----------------------------------------------------------------------------------------
     def deposit(self, *, waybill: str, phone: str, carrier: str = "EMS", size: str = "M",
-                occupied: bool = True, timeout: float = 15) -> dict:
-        """A courier asks for a compartment, puts the parcel in and closes the door."""
+                occupied: bool = True, timeout: float = 15, locker: str | None = None) -> dict:
+        """A courier asks for a compartment (at `locker`, or wherever one is free), puts the parcel in and closes
+        the door (with nothing inside when not `occupied`: the terminal cancels that deposit)."""
         for _ in range(2):
             if self._desk_token is None:
                 r = self.http.post(f"{self.gateway_url}/api/v1/terminal/login",
@@ -275,7 +276,7 @@ class Stack:
             r = self.http.post(f"{self.gateway_url}/api/v1/deposits",
                                headers={"Authorization": f"Bearer {self._desk_token}"},
                                json={"waybill": waybill, "phone": phone, "carrier": carrier, "size": size,
-                                     "consent_asked": True})
+                                     "consent_asked": True, **({"locker": locker} if locker else {})})
             if r.status_code != 401:
                 break
             self._desk_token = None  # the session ended (a restarted gateway forgets sessions): log in again
