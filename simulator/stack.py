@@ -315,7 +315,9 @@ class Stack:
         """A villager types the code, takes every parcel behind the doors that open, and closes them."""
         sim = self.sims[locker or self.lockers[0]]
         sim.press(code + "#")
-        state = sim.wait_for(lambda s: any(_door(s, x["n"]) and x.get("st") == "pickup" for x in s["comps"]),
+        sim.wait_for(lambda s: any(_door(s, x["n"]) and x.get("st") == "pickup" for x in s["comps"]), timeout)
+        # the controller pulses one lock at a time: wait for every door of the code to spring open
+        state = sim.wait_for(lambda s: all(_door(s, x["n"]) for x in s["comps"] if x.get("st") == "pickup"),
                              timeout)
         opened = [x["n"] for x in state["comps"] if x.get("st") == "pickup"]
         for c in opened:
