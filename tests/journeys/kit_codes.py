@@ -154,3 +154,42 @@ def cloud_compartment(stack: Stack, locker: str, c: int) -> dict:
                     if comp.get("n") == c:
                         return comp
     return {}
+
+
+class Receiver:
+    """The carrier's webhook endpoint: a real HTTP server that keeps what the cloud posts to it."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.got: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server naming
+                outer.got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def statuses(self, ref: str) -> list[str]:
+        return [h["status"] for h in self.got if h.get("ref") == ref]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def carrier_webhook(stack: Stack, carrier: str, url: str) -> None:
+    """The county registers the carrier's API client with its webhook address."""
+    r = stack.http.post(f"{stack.cloud_url}/api/v1/carriers/{carrier}/clients", headers=admin(stack),
+                        json={"name": f"{carrier.lower()}-api", "webhook_url": url})
+    assert r.status_code == 201, r.text
