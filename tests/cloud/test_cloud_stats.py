@@ -40,7 +40,7 @@ def test_county_statistics(cloud):
             Parcel.fee_cents > 0, Parcel.created_at >= now - 30 * 86400).group_by(Parcel.direction)).all())
         door_waiting = session.scalar(select(func.count()).select_from(Parcel).join(
             Recipient, Recipient.phone == Parcel.phone).where(
-            Recipient.door_help.is_(True), Parcel.status.in_(("deposited", "notified", "overdue"))))
+            Recipient.door_help.is_(True), Parcel.status.in_(("deposited", "notified"))))  # overdue: going back
         door_done = session.scalar(select(func.count()).select_from(Parcel).where(
             Parcel.status == "delivered_door"))
         late = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.overdue_at.is_not(None)))

@@ -188,8 +188,9 @@ class Receiver:
         self.server.server_close()
 
 
-def carrier_webhook(stack: Stack, carrier: str, url: str) -> None:
-    """The county registers the carrier's API client with its webhook address."""
+def carrier_webhook(stack: Stack, carrier: str, url: str | None) -> dict:
+    """The county registers the carrier's API client (with its webhook address); its key and secret."""
     r = stack.http.post(f"{stack.cloud_url}/api/v1/carriers/{carrier}/clients", headers=admin(stack),
                         json={"name": f"{carrier.lower()}-api", "webhook_url": url})
     assert r.status_code == 201, r.text
+    return r.json()
