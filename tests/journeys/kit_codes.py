@@ -5,21 +5,19 @@ phone calls it, the carrier API, the county's admin API)."""
 
 from __future__ import annotations
 
-import re
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gateway.terminal import hash_pin
+from simulator.demo_journeys import (Phone, Terminal, admin, cloud_compartment, commands,  # noqa: F401 (the
+                                     compartment, notifications, parcel, refused, sweep)  # ways in, re-exported)
 from simulator.stack import Stack
 
 PG_ADMIN_URL = __import__("os").environ.get(
     "JINCUN_TEST_PG", "postgresql+psycopg://jincun:jincun@127.0.0.1:5432/postgres")
-OTP_RE = re.compile(r"查件验证码\s*(\d{6})")
 
 AGENT = {"id": "agent1", "name": "王站长", "role": "agent"}
 AGENT_PIN = "531864"
@@ -57,103 +55,6 @@ def station(workdir: Path, database_url: str, lockers: tuple[str, ...] = ("l1",)
     """The station, started: the journeys' users are in its terminal section."""
     return Stack(workdir, broker="mosquitto", lockers=lockers, database_url=database_url,
                  terminal=terminal_users()).start()
-
-
-class Terminal:
-    """One person logged in at the station terminal, calling its API as the page does."""
-
-    def __init__(self, stack: Stack, user: str, pin: str) -> None:
-        self.stack = stack
-        r = stack.http.post(f"{stack.gateway_url}/api/v1/terminal/login", json={"user": user, "pin": pin})
-        assert r.status_code == 200, r.text
-        self.headers = {"Authorization": f"Bearer {r.json()['token']}"}
-
-    def get(self, path: str) -> httpx.Response:
-        return self.stack.http.get(f"{self.stack.gateway_url}/api/v1/terminal/{path}", headers=self.headers)
-
-    def post(self, path: str, body: dict) -> httpx.Response:
-        return self.stack.http.post(f"{self.stack.gateway_url}/api/v1/terminal/{path}", json=body,
-                                    headers=self.headers)
-
-
-class Phone:
-    """A villager's phone on `/m`: logs in with the SMS code, reads the page, submits its forms."""
-
-    def __init__(self, stack: Stack, phone: str) -> None:
-        self.stack = stack
-        self.phone = phone
-        self.client = httpx.Client(base_url=stack.cloud_url, timeout=10, follow_redirects=True)
-        before = {n["id"] for n in notifications(stack, phone)}
-        r = self.client.post("/m/otp", data={"phone": phone})
-        assert r.status_code == 200, r.text
-        code = None
-        for n in notifications(stack, phone):
-            m = OTP_RE.search(n.get("text", ""))
-            if n["id"] not in before and m:
-                code = m.group(1)
-                break
-        assert code, "the login SMS reached the phone"
-        r = self.client.post("/m/login", data={"phone": phone, "code": code})
-        assert r.status_code == 200 and "parcel" in r.text, r.text[:500]
-
-    def page(self) -> str:
-        r = self.client.get("/m")
-        assert r.status_code == 200
-        return r.text
-
-    def choose(self, *, door_help: bool, consent: str = "granted") -> None:
-        data = {"consent": consent, **({"door_help": "true"} if door_help else {})}
-        r = self.client.post("/m/consent", data=data)
-        assert r.status_code == 200, r.text
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def admin(stack: Stack) -> dict:
-    return {"Authorization": f"Bearer {stack.admin_token}"}
-
-
-def notifications(stack: Stack, phone: str) -> list[dict]:
-    """The SMS the cloud sent to a phone, newest first."""
-    r = stack.http.get(f"{stack.cloud_url}/api/v1/notifications", params={"phone": phone}, headers=admin(stack))
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def parcel(stack: Stack, waybill: str) -> dict:
-    """The parcel of a waybill as the county's staff see it."""
-    found = stack.parcels(waybill=waybill)
-    assert len(found) == 1, found
-    return found[0]
-
-
-def sweep(stack: Stack, *, days: float = 0.0) -> dict:
-    """The cloud's lifecycle sweep, run with its clock `days` ahead (the demo's clock seam)."""
-    r = stack.http.post(f"{stack.cloud_url}/api/v1/admin/sweep", params={"at": time.time() + days * 86400},
-                        headers=admin(stack))
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def compartment(stack: Stack, locker: str, c: int) -> dict:
-    """One compartment as the gateway's live view shows it."""
-    for comp in stack.gateway_locker(locker).get("comps", []):
-        if comp.get("n") == c:
-            return comp
-    return {}
-
-
-def cloud_compartment(stack: Stack, locker: str, c: int) -> dict:
-    """One compartment as the county's staff see it in the cloud."""
-    r = stack.http.get(f"{stack.cloud_url}/api/v1/stations", headers=admin(stack))
-    for st in r.json():
-        for lk in st.get("lockers", []):
-            if lk["id"] == locker:
-                for comp in lk.get("compartments", lk.get("comps", [])):
-                    if comp.get("n") == c:
-                        return comp
-    return {}
 
 
 class Receiver:

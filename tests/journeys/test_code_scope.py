@@ -4,10 +4,9 @@ the station, offline; a replacement code reaches both lockers, and the old code 
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
-from kit_codes import Phone, admin, notifications, parcel, pg_database, station
+from kit_codes import Phone, commands, notifications, parcel, pg_database, refused, station
 
 pytestmark = pytest.mark.micropython
 
@@ -22,22 +21,6 @@ def stack(tmp_path_factory):
             yield s
         finally:
             s.stop()
-
-
-def _refused(stack, locker: str, code: str) -> bool:
-    """The villager types a code at one locker: True when no door opens for it."""
-    sim = stack.sims[locker]
-    sim.press(code + "#")
-    time.sleep(1.5)
-    return all(x.get("st") != "pickup" for x in sim.state()["comps"])
-
-
-def _commands(stack, op: str) -> list[dict]:
-    """The downlink commands of an op, as the county's maintenance staff list them."""
-    r = stack.http.get(f"{stack.cloud_url}/api/v1/commands", params={"station": stack.station, "op": op},
-                       headers=admin(stack))
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_one_code_opens_both_lockers_and_a_replacement_reaches_both(stack):
@@ -59,14 +42,14 @@ def test_one_code_opens_both_lockers_and_a_replacement_reaches_both(stack):
 
     stack.wait(lambda: new in phone.page(), 30, "the phone page shows the new code")
     # the cloud sent it to each locker that holds a parcel of the villager; the station took both
-    stack.wait(lambda: {c["locker_id"]: c["status"] for c in _commands(stack, "code_sync")} == {"l1": "done",
+    stack.wait(lambda: {c["locker_id"]: c["status"] for c in commands(stack, "code_sync")} == {"l1": "done",
                                                                                                 "l2": "done"},
                30, "both lockers took the replacement code (no CodeClash)")
-    assert all(c["ack_ok"] for c in _commands(stack, "code_sync"))
+    assert all(c["ack_ok"] for c in commands(stack, "code_sync"))
 
     # the old code opens nothing; the new one opens the villager's compartments at each locker, offline
     stack.uplink_down()
-    assert _refused(stack, "l1", first) and _refused(stack, "l2", first)
+    assert refused(stack, "l1", first) and refused(stack, "l2", first)
     assert stack.pickup(new, locker="l1") == [d1["c"]]
     assert sorted(stack.pickup(new, locker="l2")) == sorted([d2["c"], d3["c"]])
     stack.uplink_up()
