@@ -32,6 +32,8 @@ DONE = ("picked_up", "delivered_door", "returned", "cancelled")
 VOIDABLE = ("preadvised", "deposited", "notified")
 # what villagers never see (their phone page): a cancelled deposit was never in a locker for them
 HIDDEN_FROM_RECIPIENT = ("cancelled",)
+# not counted as parcels in the county's volumes: a cancelled deposit was an attempt, not a parcel
+NOT_PARCELS = ("cancelled",)
 # the return flow: only an overdue parcel is taken back by its courier (returned)
 RETURNABLE = ("overdue",)
 

@@ -98,11 +98,13 @@ class Codes:
             raise CodeClash("the code is active for another recipient at this station")
         old = conn.execute("SELECT id, h, cs FROM codes WHERE state='active' AND locker=? AND phone=?",
                            (locker, phone)).fetchone()
+        h = protocol.code_hash(self._secrets[locker], code)
         if old is not None:
-            conn.execute("UPDATE codes SET state='retired', code=NULL WHERE id=?", (old[0],))
+            # a different old code must leave the locker's vault too: `revoked` until the locker deleted it
+            conn.execute("UPDATE codes SET state=?, code=NULL, synced=0 WHERE id=?",
+                         ("revoked" if old[1] != h else "retired", old[0]))
             # what the old code still opened here stays the recipient's (a deposit after the cloud issued)
             cs = [*cs, *json.loads(old[2])]
-        h = protocol.code_hash(self._secrets[locker], code)
         code_id = conn.execute(
             "INSERT INTO codes (locker, phone, code, h, cs, exp_ts, state) VALUES (?,?,?,?,?,?, 'active')",
             (locker, phone, code, h, json.dumps(sorted(set(cs))), exp_ts)).lastrowid
@@ -110,15 +112,27 @@ class Codes:
         self.counters.inc("codes_replaced")
         return (old[1] if old is not None and old[1] != h else None), code_id
 
+    def _replace_all_in_tx(self, conn: sqlite3.Connection, locker: str, phone: str, code: str, cs: list[int],
+                           exp_ts: float) -> list[tuple[str, int]]:
+        """The code replaces the recipient's code at `locker` and at every other locker of the station where
+        they hold one (one code per recipient per station); returns (locker, new code id) for each."""
+        others = [r[0] for r in conn.execute(
+            "SELECT DISTINCT locker FROM codes WHERE state='active' AND phone=? AND locker<>? AND code<>?",
+            (phone, locker, code))]
+        done = [(locker, self.replace_in_tx(conn, locker, phone, code, cs, exp_ts)[1])]
+        return done + [(lk, self.replace_in_tx(conn, lk, phone, code, [], exp_ts)[1]) for lk in others]
+
     async def replace(self, locker: str, phone: str, code: str, cs: list[int], exp_ts: float) -> bool:
-        """Replace the recipient's code at a locker and push the change; True once the locker took it."""
-        old_h, code_id = await self.outbox.run(
-            lambda conn: self.replace_in_tx(conn, locker, phone, code, cs, exp_ts))
-        if old_h is not None:
-            ack = await self.link.send_command(locker, "code_del", h=old_h)
-            if not ack or not ack.get("ok"):
-                log.warning("locker %s did not delete a replaced code: %s", locker, ack and ack.get("err"))
-        return await self.push(code_id)
+        """Replace the recipient's code (at `locker`, and at their other lockers here) and push the change; True
+        once `locker` took it. An old code a locker did not delete yet is deleted by the next sync."""
+        changed = await self.outbox.run(lambda conn: self._replace_all_in_tx(conn, locker, phone, code, cs, exp_ts))
+        ok = False
+        for lk, code_id in changed:
+            deleted = await self._delete_revoked(lk)
+            pushed = await self.push(code_id)
+            if lk == locker:
+                ok = deleted and pushed
+        return ok
 
     def _expire_in_tx(self, conn: sqlite3.Connection, now: float) -> None:
         n = conn.execute("UPDATE codes SET state='retired', code=NULL WHERE state='active' AND exp_ts < ?",
