@@ -165,12 +165,17 @@ class Deposits:
     async def to_return(self, locker: str, c: int, ref: str) -> bool:
         """The cloud sent an overdue parcel back to its carrier: the villager's code stops opening it, and it
         waits on the couriers' 待退回 list. False when this station holds no such parcel there."""
-        def tx(conn: sqlite3.Connection) -> bool:
-            return conn.execute("UPDATE parcels SET state='returning', updated=? WHERE ref=? AND locker=? AND c=? "
-                                "AND state IN ('deposited', 'returning')", (time.time(), ref, locker, c)).rowcount > 0
-        if not await self.outbox.run(tx):
+        held = await self.outbox.query(lambda conn: conn.execute(
+            "SELECT 1 FROM parcels WHERE ref=? AND locker=? AND c=? AND state IN ('deposited', 'returning')",
+            (ref, locker, c)).fetchone())
+        if held is None:
             return False
+        # the code first: the parcel is on the couriers' list only once the villager's code stopped opening it
+        # (an offline locker gets the change from the next sync)
         await self.codes.revoke(locker, c)
+        await self.outbox.run(lambda conn: conn.execute(
+            "UPDATE parcels SET state='returning', updated=? WHERE ref=? AND state IN ('deposited', 'returning')",
+            (time.time(), ref)))
         self.counters.inc("returns_started")
         return True
 

@@ -153,6 +153,13 @@ def _until(pred: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
+def _verdict(name: str, **seen: bool) -> bool:
+    """A journey held when everything its people should see, they saw; what they did not is logged."""
+    ok = all(seen.values())
+    log.log(logging.INFO if ok else logging.WARNING, "journey %s: %s", name, seen)
+    return ok
+
+
 def _freed_in_cloud(stack: Stack, locker: str, c: int) -> bool:
     comp = cloud_compartment(stack, locker, c)
     return comp.get("state") == "empty" and comp.get("ref") is None
@@ -179,9 +186,8 @@ def code_scope(stack: Stack) -> bool:
     done = _until(lambda: all(parcel(stack, w).get("status") == "picked_up" for w in ("JCSCOPE0001", "JCSCOPE0002")),
                   30)
     villager.close()
-    log.info("code scope: same=%s synced=%s old_refused=%s opened=%s done=%s", same, synced, old_refused, opened,
-             done)
-    return same and bool(new) and new != first and synced and old_refused and opened and done
+    return _verdict("code scope", same=same, new=bool(new) and new != first, synced=synced,
+                    old_refused=old_refused, opened=opened, done=done)
 
 
 def door_to_door(stack: Stack, *, agent_pin: str) -> bool:
@@ -199,8 +205,8 @@ def door_to_door(stack: Stack, *, agent_pin: str) -> bool:
     closed = _until(lambda: parcel(stack, waybill).get("status") == "delivered_door", 20)
     seen = "已送货上门" in villager.page()
     villager.close()
-    log.info("door to door: listed=%s handed=%s freed=%s closed=%s seen=%s", listed, handed, freed, closed, seen)
-    return listed and freed and closed and _freed_in_cloud(stack, "l1", d["c"]) and seen
+    return _verdict("door to door", listed=listed, handed=handed, freed=freed, closed=closed, seen=seen,
+                    freed_in_cloud=_freed_in_cloud(stack, "l1", d["c"]))
 
 
 def cancelled(stack: Stack) -> bool:
@@ -213,8 +219,8 @@ def cancelled(stack: Stack) -> bool:
     hidden = waybill not in villager.page()
     villager.close()
     html = stack.http.get(f"{stack.cloud_url}/parcels/{d['ref']}").text
-    log.info("cancelled: gone=%s hidden=%s", gone, hidden)
-    return gone and hidden and "已取消" in html and _freed_in_cloud(stack, "l1", d["c"])
+    return _verdict("cancelled", gone=gone, hidden=hidden, staff_see_cancelled="已取消" in html,
+                    freed_in_cloud=_freed_in_cloud(stack, "l1", d["c"]))
 
 
 def returns(stack: Stack, *, courier: str, courier_pin: str, carrier: str, days: float) -> bool:
@@ -232,8 +238,8 @@ def returns(stack: Stack, *, courier: str, courier_pin: str, carrier: str, days:
     stack.wait_drained()
     back = _until(lambda: parcel(stack, waybill).get("status") == "returned", 20)
     told = any("已退回快递公司" in n.get("text", "") for n in notifications(stack, phone))
-    log.info("returns: listed=%s revoked=%s freed=%s back=%s told=%s", listed, revoked, freed, back, told)
-    return listed and revoked and freed and back and told and _freed_in_cloud(stack, "l1", d["c"])
+    return _verdict("returns", listed=listed, revoked=revoked, taken=taken, freed=freed, back=back, told=told,
+                    freed_in_cloud=_freed_in_cloud(stack, "l1", d["c"]))
 
 
 def never_delivered(stack: Stack, *, carrier: str = "YUNDA") -> bool:
@@ -248,8 +254,8 @@ def never_delivered(stack: Stack, *, carrier: str = "YUNDA") -> bool:
                                                      "phone": "13900000015"}]})
     early = sweep(stack, days=1)["never_delivered"] == 0
     late = sweep(stack, days=3)["never_delivered"] >= 1
-    log.info("never delivered: manifest=%s early=%s late=%s", r.status_code, early, late)
-    return r.status_code == 200 and early and late and "YD00000000001" in [f["waybill"] for f in flags(stack)]
+    return _verdict("never delivered", manifest=r.status_code == 200, early=early, late=late,
+                    listed="YD00000000001" in [f["waybill"] for f in flags(stack)])
 
 
 def flags(stack: Stack, kind: str = "never_delivered") -> list[dict]:

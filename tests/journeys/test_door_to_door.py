@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from kit_codes import (AGENT_PIN, Phone, Terminal, cloud_compartment, compartment, parcel, pg_database, station)
+from kit_codes import (AGENT_PIN, Phone, Terminal, cloud_compartment, compartment, parcel, pg_database, refused,
+                       station)
 
 pytestmark = pytest.mark.micropython
 
@@ -59,10 +60,10 @@ def test_door_to_door_choice_reaches_the_station_and_a_handover_frees_the_compar
     stack.wait(lambda: compartment(stack, d["locker"], d["c"]).get("st") == "empty"
                and not compartment(stack, d["locker"], d["c"]).get("ref"), 10, "the gateway frees the compartment")
     assert _listed(agent) == [] and WAYBILL not in [p["waybill"] for p in agent.get("parcels").json()["parcels"]]
-    # the old code opens nothing in the freed compartment
-    sim.press(code + "#")
-    time.sleep(1.5)
-    assert all(x.get("st") != "pickup" for x in sim.state()["comps"])
+    # the freed compartment takes the next parcel, and the old code does not open it
+    nxt = stack.deposit(waybill="ZT9300000002", phone="13800000302", carrier="ZTO", size="S")
+    assert (nxt["locker"], nxt["c"]) == (d["locker"], d["c"])
+    assert refused(stack, d["locker"], code)
 
     # back online: the cloud closes the parcel and frees the compartment too; the villager sees it delivered
     stack.uplink_up()
