@@ -70,7 +70,7 @@ def test_door_to_door_choice_reaches_the_station_and_a_handover_frees_the_compar
     stack.wait_drained(60)
     stack.wait(lambda: parcel(stack, WAYBILL)["status"] == "delivered_door", 20, "delivered_door in the cloud")
     comp = cloud_compartment(stack, d["locker"], d["c"])
-    assert comp["state"] == "empty" and comp["ref"] is None
+    assert comp["state"] == "occupied" and comp["ref"] == nxt["ref"], "the compartment holds the next parcel only"
     assert "已送货上门" in phone.page()
     phone.close()
     ledger = stack.ledger()
