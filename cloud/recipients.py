@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -14,7 +15,13 @@ from .parcels import DONE, HIDDEN_FROM_RECIPIENT
 from .models import Parcel, PickupCode, Recipient, Station
 from .principal import Principal
 from .schemas import ConsentPublic, RecipientUpdate
+from .ratelimit import hit
 from .settings import Settings
+
+log = logging.getLogger("jincun.cloud.recipients")
+
+# door-to-door changes a phone may send to its stations in an hour
+ASSIST_PER_HOUR = 10
 
 
 def get_recipient(session: Session, *, phone: str) -> Recipient:
@@ -51,6 +58,10 @@ def set_recipient(session: Session, who: Principal, phone: str, data: RecipientU
 def tell_stations(session: Session, settings: Settings, who: Principal, phone: str, door_help: bool) -> int:
     """Send a villager's door-to-door choice to the stations that hold or expect their parcels (an `assist`
     command each, §5.2): the station's list follows within the downlink's poll, and keeps it offline."""
+    if not hit(session, f"assist:{phone}:3600", limit=ASSIST_PER_HOUR, window=3600):
+        # a phone flipping its choice over and over does not flood its stations' downlink; the choice is kept
+        log.warning("door-to-door choice of %s not sent: more than %d changes this hour", phone, ASSIST_PER_HOUR)
+        return 0
     stations = session.scalars(select(Parcel.station_id).where(Parcel.phone == phone, Parcel.status.not_in(DONE))
                                .distinct().limit(20)).all()
     sent = 0
