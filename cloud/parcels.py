@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import select
+
 from .models import Parcel, ParcelEvent
 from .webhooks import enqueue_status
 
@@ -65,11 +67,19 @@ def advance(session, parcel: Parcel | Any, status: str, at: float, source: str, 
 
 def void_deposit(session, parcel: Parcel | Any, at: float, source: str, *, rows: list | None = None) -> None:
     """A deposit the terminal cancelled (the door closed on an empty compartment): the parcel is cancelled. It
-    vanishes from the villager's pages and from the pre-advised counts; staff still see it, as 已取消."""
+    vanishes from the villager's pages and from the pre-advised counts; staff still see it, as 已取消.
+
+    A parcel its carrier pre-advised (a manifest) is still owed to the villager: it goes back to `preadvised`,
+    in no locker, so the next deposit adopts it again and the never-delivered sweep still watches it."""
     if parcel.status not in VOIDABLE:
         return
-    parcel.status = "cancelled"
+    owed = session.scalar(select(ParcelEvent.id).where(ParcelEvent.parcel_id == parcel.id,
+                                                       ParcelEvent.source.like("carrier:%")).limit(1)) is not None
+    status = "preadvised" if owed else "cancelled"
+    parcel.status = status
     parcel.deposited_at = None
+    if owed:
+        parcel.locker_id = parcel.compartment = None
     parcel.updated_at = time.time()
-    _timeline(session, {"parcel_id": parcel.id, "status": "cancelled", "at": at,
+    _timeline(session, {"parcel_id": parcel.id, "status": status, "at": at,
                         "source": f"{source} deposit_void"}, rows)

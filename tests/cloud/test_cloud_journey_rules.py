@@ -66,3 +66,20 @@ def test_the_sweeps_clock_moves_only_in_the_demo(cloud):
     refused = c.post("/api/v1/admin/sweep", params={"at": time.time() + 86400}, headers=admin_headers())
     assert refused.status_code == 403
     assert c.post("/api/v1/admin/sweep", headers=gw_headers()).status_code in (401, 403)
+
+
+def test_a_cancelled_deposit_of_a_preadvised_parcel_is_still_owed(cloud):
+    """The carrier's manifest said the parcel comes; a deposit the locker never saw leaves it pre-advised, in no
+    locker, so the never-delivered sweep still flags it."""
+    c = cloud.client
+    key = c.post("/api/v1/carriers/YTO/clients", json={"name": "yto"}, headers=admin_headers()).json()["api_key"]
+    c.post("/api/v1/carrier/manifests", headers={"Authorization": f"Bearer {key}"}, json={
+        "manifest_id": "m-10", "parcels": [{"waybill": "YT5550008888", "station": STATION, "phone": PHONE}]})
+    cloud.ingest([parcel_record(1, "p-try", c=3, waybill="YT5550008888"), birth(0, empty_comps(6), item_seq=0),
+                  evt(1, "deposit_void", c=3, ref="p-try")])
+    got = cloud.admin_get("/api/v1/parcels", waybill="YT5550008888")
+    assert [(p["status"], p["locker_id"]) for p in got] == [("preadvised", None)]
+    with c.app.state.sessionmaker() as session:
+        done = lifecycle.sweep(session, cloud.settings, now=time.time() + 49 * 3600)
+        session.commit()
+    assert done["never_delivered"] == 1
