@@ -30,6 +30,9 @@ ROLES_FOR_OP = {
     "fw_rollout": ("admin", "maintenance"),
     "config": ("admin",),
     "code_sync": ("admin", "maintenance", "station_agent", "recipient"),
+    # a villager's door-to-door choice, and an overdue parcel going back to its carrier (the lifecycle sweep)
+    "assist": ("admin", "maintenance", "station_agent", "recipient"),
+    "return": ("admin",),
 }
 
 

@@ -104,7 +104,7 @@ STAFF_ROLES = ("admin", "county_official", "maintenance", "station_agent", "cour
 CONSENT_STATES = ("unknown", "granted", "refused")
 
 # downlink (§5.2)
-COMMAND_OPS = ("open", "disable", "enable", "code_sync", "rebirth", "fw_rollout", "config")
+COMMAND_OPS = R.DOWNLINK_OPS
 ACK_ERRORS = ("expired", "rate_limited", "unknown_locker", "busy", "offline", "bad_command")
 MAX_WAIT_SECONDS = 30
 COMMANDS_PAGE = 100
@@ -114,3 +114,5 @@ MAX_REASON = 200
 # fake sign-off flags
 FLAG_CARRIER_SIGNED = "carrier_signed"
 FLAG_NOT_RECEIVED = "not_received"
+# a parcel the carrier pre-advised that never reached a locker (不送货上门, or a sign-off without delivery)
+FLAG_NEVER_DELIVERED = "never_delivered"

@@ -25,10 +25,12 @@ log = logging.getLogger("jincun.cloud.lifecycle")
 
 
 def sweep(session: Session, settings: Settings, *, now: float | None = None) -> dict[str, int]:
-    """Queue due reminders and mark overdue parcels; idempotent (a parcel counts its reminders). Caller commits."""
+    """Queue due reminders, mark overdue parcels (and start their return), flag parcels never delivered;
+    idempotent (a parcel counts its reminders, a flag is raised once). Caller commits. `now` is the clock seam
+    tests and the demo move."""
     now = time.time() if now is None else now
     first, second = settings.reminder_hours
-    done = {"reminders": 0, "overdue": 0}
+    done = {"reminders": 0, "overdue": 0, "never_delivered": never_delivered(session, settings, now=now)}
     parcels = session.scalars(select(Parcel).where(Parcel.status.in_(REMINDED), Parcel.deposited_at.is_not(None),
                                                    Parcel.deposited_at <= now - first * 3600)
                               .order_by(Parcel.id).limit(5000)).all()
@@ -37,6 +39,7 @@ def sweep(session: Session, settings: Settings, *, now: float | None = None) -> 
         if waited >= settings.overdue_days * 86400:
             p.overdue_at = now
             advance(session, p, "overdue", now, "sweep")
+            start_return(session, settings, p)
             done["overdue"] += 1
             continue
         due = 2 if waited >= second * 3600 else 1
@@ -50,6 +53,41 @@ def sweep(session: Session, settings: Settings, *, now: float | None = None) -> 
             session.add(Notification(**queued(p.phone, message, ref=p.ref, now=now)))
             done["reminders"] += 1
     return done
+
+
+SWEEP = Principal(name="sweep", role="admin")
+
+
+def start_return(session: Session, settings: Settings, parcel: Parcel) -> None:
+    """An overdue parcel goes back to its carrier: the station revokes the villager's code and lists it for the
+    carrier's courier (a `return` command), the villager is told by SMS; the carrier has the overdue webhook."""
+    if parcel.locker_id is not None and parcel.compartment is not None:
+        try:
+            with session.begin_nested():
+                commands.issue(session, settings, SWEEP, station_id=parcel.station_id, op="return",
+                               locker=parcel.locker_id, c=parcel.compartment, reason="overdue",
+                               ttl=settings.overdue_days * 86400, extra={"ref": parcel.ref})
+        except (CommandRefused, NotFound) as exc:
+            log.error("parcel %s cannot go back through its locker: %s", parcel.ref, exc)
+    if parcel.phone:
+        station = session.get(Station, parcel.station_id)
+        carrier = session.get(Carrier, parcel.carrier) if parcel.carrier else None
+        message = settings.sms_style.returning(carrier=carrier.name_zh if carrier else parcel.carrier,
+                                               station=station.name if station else parcel.station_id)
+        session.add(Notification(**queued(parcel.phone, message, ref=parcel.ref)))
+
+
+def never_delivered(session: Session, settings: Settings, *, now: float) -> int:
+    """Flag the parcels a carrier pre-advised that no courier deposited within `never_delivered_hours`, for the
+    county's quality table; returns how many were flagged now (a flag is raised once)."""
+    late = now - settings.never_delivered_hours * 3600
+    flagged = select(SignoffFlag.parcel_id).where(SignoffFlag.kind == K.FLAG_NEVER_DELIVERED)
+    rows = session.scalars(select(Parcel).where(
+        Parcel.status == "preadvised", Parcel.direction == "inbound", Parcel.locker_id.is_(None),
+        Parcel.created_at <= late, Parcel.id.not_in(flagged)).order_by(Parcel.id).limit(5000)).all()
+    for p in rows:
+        raise_flag(session, p, K.FLAG_NEVER_DELIVERED, extra={"preadvised_at": p.created_at, "checked_at": now})
+    return len(rows)
 
 
 def mark_returned(session: Session, who: Principal, *, ref: str, reason: str) -> Parcel:

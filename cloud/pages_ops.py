@@ -412,7 +412,7 @@ def phone_door_help(request: Request, session: SessionDep, services: ServicesDep
     if who is None:
         return RedirectResponse("/m", status_code=303)
     recipients.set_recipient(session, who, who.name.removeprefix("recipient-"),
-                             RecipientUpdate(door_help=door_help == "on"))
+                             RecipientUpdate(door_help=door_help == "on"), services.settings)
     session.commit()
     sep = "&" if _lang_q(request) else "?"
     return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=done", status_code=303)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -10,10 +11,18 @@ from sqlalchemy.orm import Session
 
 from . import commands
 from . import constants as K
-from .errors import NotFound
+from .errors import CommandRefused, NotFound
+from .parcels import DONE, HIDDEN_FROM_RECIPIENT
 from .models import Parcel, PickupCode, Recipient, SignoffFlag, Station
 from .principal import Principal
 from .schemas import ConsentPublic, RecipientUpdate
+from .ratelimit import hit
+from .settings import Settings
+
+log = logging.getLogger("jincun.cloud.recipients")
+
+# door-to-door changes a phone may send to its stations in an hour
+ASSIST_PER_HOUR = 10
 
 
 def get_recipient(session: Session, *, phone: str) -> Recipient:
@@ -24,8 +33,10 @@ def get_recipient(session: Session, *, phone: str) -> Recipient:
     return rec
 
 
-def set_recipient(session: Session, who: Principal, phone: str, data: RecipientUpdate) -> Recipient:
-    """Create or update a recipient; consent changes are audited. Caller commits."""
+def set_recipient(session: Session, who: Principal, phone: str, data: RecipientUpdate,
+                  settings: Settings | None = None) -> Recipient:
+    """Create or update a recipient; consent changes are audited; a changed door-to-door choice goes to the
+    stations (with `settings`). Caller commits."""
     now = time.time()
     rec = session.get(Recipient, phone)
     if rec is None:
@@ -33,14 +44,36 @@ def set_recipient(session: Session, who: Principal, phone: str, data: RecipientU
         session.add(rec)
     if data.name is not None:
         rec.name = data.name
-    if data.door_help is not None:
+    if data.door_help is not None and data.door_help != rec.door_help:
         rec.door_help = data.door_help
+        if settings is not None:
+            tell_stations(session, settings, who, phone, data.door_help)
     if data.consent is not None and data.consent != rec.consent:
         commands.audit(session, who, "consent", phone, None, before=rec.consent, after=data.consent)
         rec.consent, rec.consent_at = data.consent, now
     rec.updated_at = now
     session.flush()
     return rec
+
+
+def tell_stations(session: Session, settings: Settings, who: Principal, phone: str, door_help: bool) -> int:
+    """Send a villager's door-to-door choice to the stations that hold or expect their parcels (an `assist`
+    command each, §5.2): the station's list follows within the downlink's poll, and keeps it offline."""
+    if not hit(session, f"assist:{phone}:3600", limit=ASSIST_PER_HOUR, window=3600):
+        # a phone flipping its choice over and over does not flood its stations' downlink; the choice is kept
+        log.warning("door-to-door choice of %s not sent: more than %d changes this hour", phone, ASSIST_PER_HOUR)
+        return 0
+    stations = session.scalars(select(Parcel.station_id).where(Parcel.phone == phone, Parcel.status.not_in(DONE))
+                               .distinct().limit(20)).all()
+    sent = 0
+    for station_id in stations:
+        try:
+            commands.issue(session, settings, who, station_id=station_id, op="assist", ttl=7 * 86400,
+                           reason="door-to-door choice", extra={"phone": phone, "door_help": door_help})
+            sent += 1
+        except (CommandRefused, NotFound):
+            continue  # a station agent's change reaches their own station only
+    return sent
 
 
 def consent_of(session: Session, *, phone: str) -> ConsentPublic:
@@ -55,8 +88,9 @@ def consent_of(session: Session, *, phone: str) -> ConsentPublic:
 def phone_view(session: Session, *, phone: str, limit: int = 50) -> dict[str, Any]:
     """What the villager's phone page shows: their parcels (newest first), the live code of each, their
     record, and the name of each parcel's station (the villager goes to a place, not an id)."""
-    parcels = session.scalars(select(Parcel).where(Parcel.phone == phone).order_by(Parcel.updated_at.desc())
-                              .limit(limit)).all()
+    parcels = session.scalars(select(Parcel).where(Parcel.phone == phone,
+                                                   Parcel.status.not_in(HIDDEN_FROM_RECIPIENT))
+                              .order_by(Parcel.updated_at.desc()).limit(limit)).all()
     codes = session.scalars(select(PickupCode).where(PickupCode.phone == phone, PickupCode.used.is_(False))).all()
     station_ids = {p.station_id for p in parcels}
     stations = {s.id: s for s in session.scalars(select(Station).where(Station.id.in_(station_ids))).all()

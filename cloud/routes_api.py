@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import auth, crud, lookups
+from . import auth, crud, lifecycle, lookups
 from .constants import API_PREFIX
 from .auth import STAFF_READ, STAFF_SECURITY, allow
 from .deps import ServicesDep
@@ -70,6 +70,17 @@ def add_locker(station_id: str, data: LockerCreate, session: SessionDep) -> Lock
 def ledger(session: SessionDep, station: Annotated[str, Query(min_length=1, max_length=32)]) -> dict:
     """Every locker event held for a station and parcel status counts."""
     return crud.ledger(session, station=station)
+
+
+@admin.post("/admin/sweep", tags=["admin"])
+def sweep(session: SessionDep, services: ServicesDep, at: float | None = None) -> dict[str, int]:
+    """Run the lifecycle sweep now (reminders, overdue and returns, never delivered). `at` moves its clock, in
+    the demo only: the scripted day and the journey tests play a week in a minute."""
+    if at is not None and not services.settings.demo:
+        raise HTTPException(403, "the sweep's clock moves in the demo only")
+    done = lifecycle.sweep(session, services.settings, now=at)
+    session.commit()
+    return done
 
 
 @read.get("/parcels", response_model=list[ParcelPublic], tags=["parcels"])

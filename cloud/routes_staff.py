@@ -132,10 +132,10 @@ def get_recipient(phone: PhonePath, session: SessionDep,
 
 
 @router.put("/recipients/{phone}", response_model=RecipientPublic, tags=["recipients"])
-def put_recipient(phone: PhonePath, data: RecipientUpdate, session: SessionDep,
+def put_recipient(phone: PhonePath, data: RecipientUpdate, session: SessionDep, services: ServicesDep,
                   who: Annotated[Principal, Depends(allow("admin", "station_agent"))]) -> Recipient:
     """Record a recipient's name, consent (e.g. signed on paper at the station) or door-to-door need."""
-    rec = recipients.set_recipient(session, who, phone, data)
+    rec = recipients.set_recipient(session, who, phone, data, services.settings)
     session.commit()
     return rec
 

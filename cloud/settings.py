@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     influx_batch_size: int = Field(default=5000, ge=1, le=100_000)
     influx_flush_ms: int = Field(default=1000, ge=10)
     overdue_days: int = Field(default=7, ge=1, le=60)
+    # a parcel the carrier pre-advised and no courier deposited within this is flagged (never delivered)
+    never_delivered_hours: int = Field(default=48, ge=1, le=24 * 60)
     reminder_hours: tuple[int, int] = (24, 48)
     sweep_seconds: float = Field(default=60.0, gt=0)
     # PostgreSQL events partitions: months created ahead, and months kept before the current one (older

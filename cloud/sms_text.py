@@ -25,6 +25,7 @@ TEMPLATES: dict[str, str] = {
     "reminder": "{carrier}包裹在{station} {box}已放{hours}小时，请凭码取件 {link}",
     "recode": "您在{station}的新取件码 {code}，旧码已作废 {link}",
     "otp": "查件验证码 {code}，{minutes}分钟内有效，请勿告诉他人",
+    "returning": "{carrier}包裹在{station}超期未取，已退回快递公司，取件码作废 {link}",
     # to the station's maintenance phone (cloud/alerts.py): an episode starts, and it is over
     "alert": "告警：{station}{box}{what}，{at}起，请尽快处理",
     "alert_ok": "恢复：{station}{box}{what}已解除，{at}",
@@ -168,6 +169,11 @@ class Style:
     def recode(self, *, station: str, code: str) -> Message:
         """A replacement code for every parcel the villager has waiting at a station."""
         return build("recode", station=station, signature=self.signature, public_url=self.public_url, code=code)
+
+    def returning(self, *, carrier: str | None, station: str) -> Message:
+        """An overdue parcel goes back to its carrier: the villager's code no longer opens it."""
+        return build("returning", station=station, signature=self.signature, public_url=self.public_url,
+                     carrier=carrier_name(carrier))
 
     def otp(self, *, code: str, minutes: int) -> Message:
         """The one-time code that logs the villager in on /m."""

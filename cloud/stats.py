@@ -13,7 +13,7 @@ from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from .models import Carrier, Parcel, Recipient, SignoffFlag, Station, Town, Village
-from .parcels import WAITING
+from .parcels import NOT_PARCELS, WAITING
 
 CST = timezone(timedelta(hours=8))
 PICKUP_BUCKETS = ((0, 2), (2, 6), (6, 12), (12, 24), (24, 48), (48, 72), (72, None))
@@ -75,7 +75,8 @@ def volumes(session: Session, *, by: str = "town", days: int = 30, now: float | 
         stmt = _placed(select(day, key, Parcel.direction, func.count()).select_from(Parcel))
     else:
         raise ValueError("by must be village, town or carrier")
-    stmt = stmt.where(Parcel.created_at >= _period(days, now)).group_by(day, key, Parcel.direction)
+    stmt = stmt.where(Parcel.created_at >= _period(days, now), Parcel.status.not_in(NOT_PARCELS)) \
+        .group_by(day, key, Parcel.direction)
     rows: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: {"inbound": 0, "outbound": 0})
     for d, k, direction, n in session.execute(stmt).all():
         rows[(d, k or "—")][direction] += n
@@ -268,7 +269,8 @@ def summary(session: Session, *, days: int = 30, now: float | None = None) -> di
     week = today - datetime.fromtimestamp(now, CST).weekday() * 86400
 
     def created_since(t: float) -> int:
-        return session.scalar(select(func.count()).select_from(Parcel).where(Parcel.created_at >= t)) or 0
+        return session.scalar(select(func.count()).select_from(Parcel).where(
+            Parcel.created_at >= t, Parcel.status.not_in(NOT_PARCELS))) or 0
 
     door = door_help(session, days=days, now=now)
     oldest_h = max((r["oldest_wait_h"] for r in door if r["oldest_wait_h"] is not None), default=None)

@@ -64,10 +64,11 @@ class Gateway:
         self.codes = Codes(cfg, self.outbox, self.link, self.counters)
         self.deposits = Deposits(self.outbox, self.link, self.codes, self.counters)
         self.link.event_handlers += [self.deposits.on_event, self.codes.on_event]
-        self.link.handled_types = {"deposit", "deposit_void", "pickup", "fw"}
+        self.link.handled_types = {"deposit", "deposit_void", "pickup", "state", "fw"}
         self.link.birth_handlers += [self.deposits.on_birth, self.codes.on_birth]
         self.uplink = Uplink(cfg.station, cfg.cloud, self.outbox, self.counters, transport=transport)
         self.downlink = Downlink(cfg, self.outbox, self.link, self.codes, self.counters, transport=transport)
+        self.downlink.on_return = self.deposits.to_return
         self.boards = {b.id: BoardLocker(b, self.link, self.outbox, self.counters) for b in cfg.boards}
         self.link.local.update(self.boards)
         self.audit = (BrokerAudit(cfg.mqtt.audit_log, cfg.station, self.counters)

@@ -121,7 +121,7 @@ class BoardLocker:
             self.counters.inc("board_unacked_dropped")
         self.unacked[self.seq] = (time.monotonic(), evt)
         await self.link.handle_local(self.id, "evt", evt)
-        if type_ == JK.T_PICKUP:
+        if type_ == JK.T_PICKUP or type_ == JK.T_STATE and fields.get("st") == JK.ST_EMPTY:
             await self._vault_call(self.vault.consume, fields["c"], now)  # as the firmware's App does
 
     def eack(self, boot: str, seq: int) -> None:

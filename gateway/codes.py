@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
@@ -27,7 +28,12 @@ class CodeClash(GatewayError):
 
 
 class Codes:
-    """Issues, syncs to lockers and retires the 6-digit pickup codes of one station."""
+    """Issues, syncs to lockers and retires the 6-digit pickup codes of one station.
+
+    The rule (docs/gateway.md, "Pickup codes"): one code per recipient per station. A recipient with parcels
+    in several lockers of the station has one plain code; each locker holds it as a row of its own (hashed
+    with that locker's secret, with that locker's compartments), so every locker opens its share offline.
+    """
 
     def __init__(self, cfg: StationConfig, outbox: Outbox, link: LockerLink, counters: Counters) -> None:
         self.cfg = cfg
@@ -56,11 +62,7 @@ class Codes:
             n_active = conn.execute("SELECT COUNT(*) FROM codes WHERE state='active'").fetchone()[0]
             if n_active >= MAX_ACTIVE_CODES:
                 raise LockerError("too many active pickup codes at this station")
-            taken = {r[0] for r in conn.execute("SELECT code FROM codes WHERE state='active'")}
-            while True:
-                code = f"{secrets.randbelow(10 ** C.CODE_DIGITS):0{C.CODE_DIGITS}d}"
-                if code not in taken:
-                    break
+            code = self._station_code(conn, phone)
             h = protocol.code_hash(self._secrets[locker], code)
             code_id = conn.execute(
                 "INSERT INTO codes (locker, phone, code, h, cs, exp_ts, state) VALUES (?,?,?,?,?,?, 'active')",
@@ -70,19 +72,39 @@ class Codes:
             "ref": ref, "locker": locker, "phone": phone, "code": code, "exp_ts": exp_ts}))
         return code_id
 
+    @staticmethod
+    def _station_code(conn: sqlite3.Connection, phone: str) -> str:
+        """The recipient's code at this station: the one active at another locker, or a fresh one no one holds."""
+        row = conn.execute("SELECT code FROM codes WHERE state='active' AND phone=? AND code IS NOT NULL "
+                           "ORDER BY id DESC LIMIT 1", (phone,)).fetchone()
+        if row is not None:
+            return row[0]
+        taken = {r[0] for r in conn.execute("SELECT code FROM codes WHERE state='active'")}
+        while True:
+            code = f"{secrets.randbelow(10 ** C.CODE_DIGITS):0{C.CODE_DIGITS}d}"
+            if code not in taken:
+                return code
+
     def replace_in_tx(self, conn: sqlite3.Connection, locker: str, phone: str, code: str, cs: list[int],
                       exp_ts: float) -> tuple[str | None, int]:
-        """Make `code` the recipient's code at `locker` (a code the cloud issued); returns (old hash, new id)."""
+        """Make `code` the recipient's code at `locker` (a code the cloud issued); returns (old hash, new id).
+
+        The same code arriving for the recipient's other lockers is the rule, not a clash: only a code active
+        for another recipient of the station is refused."""
         self._expire_in_tx(conn, time.time())
-        clash = conn.execute("SELECT 1 FROM codes WHERE state='active' AND code=? AND NOT (locker=? AND phone=?)",
-                             (code, locker, phone)).fetchone()
+        clash = conn.execute("SELECT 1 FROM codes WHERE state='active' AND code=? AND phone<>?",
+                             (code, phone)).fetchone()
         if clash:
             raise CodeClash("the code is active for another recipient at this station")
-        old = conn.execute("SELECT id, h FROM codes WHERE state='active' AND locker=? AND phone=?",
+        old = conn.execute("SELECT id, h, cs FROM codes WHERE state='active' AND locker=? AND phone=?",
                            (locker, phone)).fetchone()
-        if old is not None:
-            conn.execute("UPDATE codes SET state='retired', code=NULL WHERE id=?", (old[0],))
         h = protocol.code_hash(self._secrets[locker], code)
+        if old is not None:
+            # a different old code must leave the locker's vault too: `revoked` until the locker deleted it
+            conn.execute("UPDATE codes SET state=?, code=NULL, synced=0 WHERE id=?",
+                         ("revoked" if old[1] != h else "retired", old[0]))
+            # what the old code still opened here stays the recipient's (a deposit after the cloud issued)
+            cs = [*cs, *json.loads(old[2])]
         code_id = conn.execute(
             "INSERT INTO codes (locker, phone, code, h, cs, exp_ts, state) VALUES (?,?,?,?,?,?, 'active')",
             (locker, phone, code, h, json.dumps(sorted(set(cs))), exp_ts)).lastrowid
@@ -90,15 +112,27 @@ class Codes:
         self.counters.inc("codes_replaced")
         return (old[1] if old is not None and old[1] != h else None), code_id
 
+    def _replace_all_in_tx(self, conn: sqlite3.Connection, locker: str, phone: str, code: str, cs: list[int],
+                           exp_ts: float) -> list[tuple[str, int]]:
+        """The code replaces the recipient's code at `locker` and at every other locker of the station where
+        they hold one (one code per recipient per station); returns (locker, new code id) for each."""
+        others = [r[0] for r in conn.execute(
+            "SELECT DISTINCT locker FROM codes WHERE state='active' AND phone=? AND locker<>? AND code<>?",
+            (phone, locker, code))]
+        done = [(locker, self.replace_in_tx(conn, locker, phone, code, cs, exp_ts)[1])]
+        return done + [(lk, self.replace_in_tx(conn, lk, phone, code, [], exp_ts)[1]) for lk in others]
+
     async def replace(self, locker: str, phone: str, code: str, cs: list[int], exp_ts: float) -> bool:
-        """Replace the recipient's code at a locker and push the change; True once the locker took it."""
-        old_h, code_id = await self.outbox.run(
-            lambda conn: self.replace_in_tx(conn, locker, phone, code, cs, exp_ts))
-        if old_h is not None:
-            ack = await self.link.send_command(locker, "code_del", h=old_h)
-            if not ack or not ack.get("ok"):
-                log.warning("locker %s did not delete a replaced code: %s", locker, ack and ack.get("err"))
-        return await self.push(code_id)
+        """Replace the recipient's code (at `locker`, and at their other lockers here) and push the change; True
+        once `locker` took it. An old code a locker did not delete yet is deleted by the next sync."""
+        changed = await self.outbox.run(lambda conn: self._replace_all_in_tx(conn, locker, phone, code, cs, exp_ts))
+        ok = False
+        for lk, code_id in changed:
+            deleted = await self._delete_revoked(lk)
+            pushed = await self.push(code_id)
+            if lk == locker:
+                ok = deleted and pushed
+        return ok
 
     def _expire_in_tx(self, conn: sqlite3.Connection, now: float) -> None:
         n = conn.execute("UPDATE codes SET state='retired', code=NULL WHERE state='active' AND exp_ts < ?",
@@ -144,6 +178,8 @@ class Codes:
             q += " AND locker=?"
             args = (locker,)
         ids = [r[0] for r in await self.outbox.query(lambda conn: conn.execute(q, args).fetchall())]
+        for lk in [locker] if locker else list(self.link.lockers):
+            await self._delete_revoked(lk)
         ok = 0
         for code_id in ids:
             ok += await self.push(code_id)
@@ -167,24 +203,60 @@ class Codes:
                 self.counters.inc("codes_resent", n)
         await self.sync(locker)
 
+    def _drop_in_tx(self, conn: sqlite3.Connection, locker: str, c: int, *, left: str) -> list[int]:
+        """Take compartment c off every active code at `locker`; a code with nothing left goes to state `left`.
+        Returns the ids of the codes that still open something (their locker must hear the smaller list)."""
+        kept = []
+        for code_id, cs in conn.execute(
+                "SELECT id, cs FROM codes WHERE state='active' AND locker=?", (locker,)).fetchall():
+            cs = json.loads(cs)
+            if c in cs:
+                cs.remove(c)
+                if cs:
+                    conn.execute("UPDATE codes SET cs=?, synced=0 WHERE id=?", (json.dumps(cs), code_id))
+                    kept.append(code_id)
+                else:
+                    conn.execute("UPDATE codes SET state=?, code=NULL, cs='[]', synced=0 WHERE id=?",
+                                 (left, code_id))
+                    self.counters.inc("codes_used")
+        return kept
+
     async def on_event(self, locker: str, evt: dict) -> None:
-        """A pickup empties a compartment: take it off its code, retire the code when nothing is left."""
-        if evt["type"] != "pickup":
+        """A pickup, or staff who took a parcel out (`state` empty), empties a compartment: take it off its
+        code, retire the code when nothing is left. The controller drops it from its vault by itself."""
+        if not (evt["type"] == "pickup" or evt["type"] == "state" and evt.get("st") == "empty"):
             return
         c = evt["c"]
 
         def taken(conn: sqlite3.Connection) -> None:
-            for code_id, cs in conn.execute(
-                    "SELECT id, cs FROM codes WHERE state='active' AND locker=?", (locker,)).fetchall():
-                cs = json.loads(cs)
-                if c in cs:
-                    cs.remove(c)
-                    if cs:
-                        conn.execute("UPDATE codes SET cs=? WHERE id=?", (json.dumps(cs), code_id))
-                    else:
-                        conn.execute("UPDATE codes SET state='retired', code=NULL, cs='[]' WHERE id=?", (code_id,))
-                        self.counters.inc("codes_used")
+            for code_id in self._drop_in_tx(conn, locker, c, left="retired"):
+                conn.execute("UPDATE codes SET synced=1 WHERE id=?", (code_id,))  # the locker consumed it too
         await self.outbox.run(taken)
+
+    async def revoke(self, locker: str, c: int) -> bool:
+        """The recipient's code no longer opens compartment c (its parcel goes back to the carrier): the locker
+        gets the smaller list, or the code deleted. True once the locker took it; else the sync retries."""
+        kept = await self.outbox.run(lambda conn: self._drop_in_tx(conn, locker, c, left="revoked"))
+        self.counters.inc("codes_revoked")
+        done = await self._delete_revoked(locker)
+        for code_id in kept:
+            done = await self.push(code_id) and done
+        return done
+
+    async def _delete_revoked(self, locker: str) -> bool:
+        """Send code_del for every code at `locker` taken back whole; True when none is left to delete."""
+        rows = await self.outbox.query(lambda conn: conn.execute(
+            "SELECT id, h FROM codes WHERE state='revoked' AND locker=?", (locker,)).fetchall())
+        for code_id, h in rows:
+            try:
+                ack = await self.link.send_command(locker, "code_del", h=h)
+            except LockerError as exc:
+                log.warning("revoked code %d not deleted at %s yet: %s", code_id, locker, exc)
+                return False
+            if not ack or not ack.get("ok"):
+                return False
+            await self.outbox.run(functools.partial(_retire, code_id=code_id))
+        return True
 
     async def active(self, locker: str | None = None) -> list[dict]:
         """Active codes without the plain code (for views and tests)."""
@@ -194,3 +266,8 @@ class Codes:
             return [{"id": r[0], "locker": r[1], "phone": r[2], "h": r[3], "cs": json.loads(r[4]),
                      "exp_ts": r[5], "synced": bool(r[6])} for r in rows]
         return await self.outbox.query(q)
+
+
+def _retire(conn: sqlite3.Connection, *, code_id: int) -> None:
+    """A revoked code the locker deleted: nothing is left of it anywhere."""
+    conn.execute("UPDATE codes SET state='retired', synced=1 WHERE id=?", (code_id,))

@@ -1,6 +1,7 @@
 """Constants of protocol v1 as the gateway uses them; the wire's own come from the wire core (jc.const)."""
 
 from jc import const as K
+from jc import records as R
 
 PREFIX = K.PREFIX
 VERSION = K.V
@@ -75,7 +76,7 @@ LOCKER_KINDS = ("evt", "birth", "status", "tele")
 COMMANDS_PATH = "/api/v1/gateway/commands"
 COMMAND_ACK_PATH = "/api/v1/gateway/commands/{id}/ack"
 DOWNLINK_WAIT_MAX_S = 30
-DOWNLINK_OPS = ("open", "disable", "enable", "code_sync", "rebirth", "fw_rollout", "config")
+DOWNLINK_OPS = R.DOWNLINK_OPS
 DOWNLINK_ERRORS = ("expired", "rate_limited", "unknown_locker", "busy", "offline", "bad_command")
 REMOTE_OPEN_PER_MIN = 3
 REMOTE_OPEN_PER_DAY = 20

@@ -157,9 +157,38 @@ class Deposits:
         return [dict(zip(_PARCEL_KEYS, r)) for r in rows]
 
     @staticmethod
-    def handed_over_in_tx(conn: sqlite3.Connection, *, ref: str, at: float) -> None:
-        """Inside the transaction that records the handover: the parcel left the locker door to door."""
-        conn.execute("UPDATE parcels SET state='handed_over', updated=? WHERE ref=?", (at, ref))
+    def handed_over_in_tx(conn: sqlite3.Connection, *, ref: str, at: float, state: str = "handed_over") -> None:
+        """Inside the transaction that records the handover: the parcel left the locker door to door
+        (`handed_over`) or went back to its carrier (`returned`)."""
+        conn.execute("UPDATE parcels SET state=?, updated=? WHERE ref=?", (state, at, ref))
+
+    async def to_return(self, locker: str, c: int, ref: str) -> bool:
+        """The cloud sent an overdue parcel back to its carrier: the villager's code stops opening it, and it
+        waits on the couriers' 待退回 list. False when this station holds no such parcel there."""
+        held = await self.outbox.query(lambda conn: conn.execute(
+            "SELECT 1 FROM parcels WHERE ref=? AND locker=? AND c=? AND state IN ('deposited', 'returning')",
+            (ref, locker, c)).fetchone())
+        if held is None:
+            return False
+        # the code first: the parcel is on the couriers' list only once the villager's code stopped opening it
+        # (an offline locker gets the change from the next sync)
+        await self.codes.revoke(locker, c)
+        await self.outbox.run(lambda conn: conn.execute(
+            "UPDATE parcels SET state='returning', updated=? WHERE ref=? AND state IN ('deposited', 'returning')",
+            (time.time(), ref)))
+        self.counters.inc("returns_started")
+        return True
+
+    async def returns(self, carrier: str | None = None, *, limit: int = 500) -> list[dict]:
+        """Parcels waiting for their carrier's courier to take them back (as `get`), of one carrier or all."""
+        q = f"SELECT {_PARCEL_COLS} FROM parcels WHERE state='returning'"
+        args: tuple = ()
+        if carrier:
+            q += " AND carrier=?"
+            args = (carrier,)
+        rows = await self.outbox.query(lambda conn: conn.execute(q + " ORDER BY updated LIMIT ?",
+                                                                 (*args, limit)).fetchall())
+        return [dict(zip(_PARCEL_KEYS, r)) for r in rows]
 
     async def _set_state(self, ref: str, state: str) -> None:
         await self.outbox.run(lambda conn: conn.execute(

@@ -9,12 +9,13 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from jincun.phone import is_phone
 
+from . import assist
 from . import const as C
 from .codes import CodeClash, Codes
 from .config import StationConfig
@@ -60,6 +61,8 @@ class Downlink:
         self._delay = cfg.cloud.backoff_min_s
         self.last_error: str | None = None
         self.rollouts = Rollouts(cfg, outbox, link, counters, transport=transport)
+        # a `return` command: the parcel goes back to its carrier (Deposits.to_return); set by the gateway
+        self.on_return: Callable[[str, int, str], Awaitable[bool]] | None = None
 
     async def run(self) -> None:
         """Poll, execute and ack forever; a failing cloud only delays."""
@@ -165,6 +168,12 @@ class Downlink:
         if op == "fw_rollout":
             await self._fw_rollout(cmd)
             return
+        if op == "assist":
+            phone, on, at = cmd.get("phone"), cmd.get("door_help"), cmd.get("issued_at")
+            if not (isinstance(phone, str) and is_phone(phone) and isinstance(on, bool)):
+                raise BadCommand("bad_command")
+            await assist.choose(self.outbox, phone, on, at if isinstance(at, (int, float)) else None)
+            return
         locker = cmd.get("locker")
         if not isinstance(locker, str) or locker not in self.link.lockers:
             raise BadCommand("unknown_locker")
@@ -175,6 +184,13 @@ class Downlink:
                 return
             if op == "code_sync":
                 await self._code_sync(cmd, locker, comps)
+                return
+            if op == "return":
+                ref, c = cmd.get("ref"), cmd.get("c")
+                if not (isinstance(ref, str) and _ID.match(ref) and type(c) is int and c in comps):
+                    raise BadCommand("bad_command")
+                if self.on_return is None or not await self.on_return(locker, c, ref):
+                    raise BadCommand("bad_command")
                 return
             c = cmd.get("c")
             if type(c) is not int or c not in comps:

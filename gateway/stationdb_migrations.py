@@ -87,9 +87,15 @@ CREATE TABLE IF NOT EXISTS board_comps (
 CREATE TABLE IF NOT EXISTS uplink_refused (id INTEGER PRIMARY KEY AUTOINCREMENT, src TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, rx REAL NOT NULL, body TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL, UNIQUE (src, boot, seq));
 """
 
+# 2: the door-to-door list as the villagers chose it on their phones (assist.py), kept for offline days
+_V2 = """
+CREATE TABLE IF NOT EXISTS assist (phone TEXT PRIMARY KEY, door_help INTEGER NOT NULL, at REAL NOT NULL);
+"""
+
 # MIGRATIONS[n] takes a database from version n to version n + 1
 MIGRATIONS: list[str] = [
     _V1,  # 1: the full schema over whatever a version-0 (unversioned) database holds
+    _V2,  # 2: the door-to-door choices the cloud sent (assist)
 ]
 
 

@@ -24,8 +24,10 @@ from jincun.i18n import LANGS, section
 from jincun.phone import PHONE_BODY, PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN
 from jc import records
 
+from . import assist
 from . import const as C
 from . import protocol
+from . import returns
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
@@ -282,7 +284,7 @@ def create_router(gw: "HttpServices") -> APIRouter:
 
     @r.get(f"{p}/parcels")
     async def parcels(_: TerminalUser = Depends(agent)) -> dict:
-        assist = set(cfg.assist_phones)
+        assist = await door_to_door()
         items = [{"ref": w["ref"], "waybill": w["waybill"], "phone": mask_phone(w["phone"]), "carrier": w["carrier"],
                   "locker": w["locker"], "c": w["c"], "since": int(w["updated"]), "door_to_door": w["phone"] in assist}
                  for w in await gw.deposits.waiting(limit=500)]
@@ -301,7 +303,10 @@ def create_router(gw: "HttpServices") -> APIRouter:
                                            agent=u.id, consent=how)
 
     handovers = RateWindows(HANDOVER_LIMITS)
-    door_to_door = frozenset(cfg.assist_phones)
+
+    async def door_to_door() -> set[str]:
+        """The station's door-to-door list: station.json's phones and the villagers' own choices (assist.py)."""
+        return await assist.phones(gw.outbox, cfg.assist_phones)
 
     @r.post(f"{p}/handover")
     async def handover(body: HandoverIn, u: TerminalUser = Depends(agent)) -> dict:
@@ -311,7 +316,7 @@ def create_router(gw: "HttpServices") -> APIRouter:
             got = None
         if got is None or got["state"] != "deposited":
             raise HTTPException(409, {"error": "not_waiting"})
-        if got["phone"] not in door_to_door:
+        if got["phone"] not in await door_to_door():
             gw.counters.inc("handovers_refused")
             log.warning("agent %s asked to hand over %s, which is not on the door-to-door list", u.id, body.ref)
             raise HTTPException(403, {"error": "not_door_to_door"})
@@ -333,6 +338,8 @@ def create_router(gw: "HttpServices") -> APIRouter:
         await record(C.KIND_HANDOVER, {"ref": body.ref, "by": u.id, "at": at, "how": "door_to_door"}, mark)
         gw.counters.inc("handovers")
         return {"ref": body.ref, "locker": got["locker"], "c": got["c"], "at": at}
+
+    returns.add_routes(r, gw, courier=courier, record=record, mask=mask_phone)
 
     @r.post(f"{p}/outbound", status_code=201)
     async def outbound(body: OutboundIn, u: TerminalUser = Depends(agent)) -> dict:

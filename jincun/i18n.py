@@ -155,6 +155,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "missing": ("缺少证据", "Missing evidence"),
     "carrier_signed": ("快递员报签收", "carrier reported signed"),
     "not_received": ("收件人报未收到", "recipient reports not received"),
+    "never_delivered": ("预报未投递（超时未入柜）", "pre-advised, never delivered"),
     "subsidy": ("补贴优先村（偏远、人多、件量少）", "Subsidy ranking (remote, populous, low volume)"),
     "population": ("人口", "Population"),
     "dispatch": ("镇级共配站派送", "Dispatch from the town stations"),

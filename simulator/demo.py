@@ -17,6 +17,7 @@ from typing import cast
 
 from gateway.terminal import PIN_MIN_DIGITS, hash_pin, verify_pin
 from jincun import provision
+from simulator import demo_journeys
 from simulator.stack import Stack, StackError, _door
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,11 @@ def run_demo(*, headless: bool, duration: float, port: int, workdir: str | None)
     folder = _workdir(workdir)
     folder.mkdir(parents=True, exist_ok=True)
     people = demo_people(folder)
-    stack = Stack(folder, cloud_port=port, terminal=terminal_section(people))
-    print(f"starting cloud, broker, gateway and a 12-compartment locker in {stack.workdir} ...", flush=True)
+    # the scripted day plays the code-scope journey across two lockers; a person gets one to play with
+    stack = Stack(folder, cloud_port=port, terminal=terminal_section(people),
+                  lockers=("l1", "l2") if headless else ("l1",))
+    print(f"starting cloud, broker, gateway and {len(stack.lockers)} 12-compartment locker(s) in {stack.workdir} ...",
+          flush=True)
     try:
         stack.start()
         create_accounts(stack, people)
@@ -156,10 +160,13 @@ def run_demo(*, headless: bool, duration: float, port: int, workdir: str | None)
     try:
         if headless:
             result = scripted_day(stack, duration)
+            result.update(play_journeys(stack, people))
+            result["journeys_ok"] = bool(result["journeys"]) and all(result["journeys"].values())
             print(json.dumps(result, ensure_ascii=False))
             # an empty ledger proves nothing: the lockers must have recorded events, and all of them arrived
             clean = result["events_sent"] > 0 and result["events_in_cloud"] == result["events_sent"]
-            return 0 if clean and result["lost"] == 0 and result["duplicates"] == 0 else 1
+            ok = clean and result["lost"] == 0 and result["duplicates"] == 0 and result["journeys_ok"]
+            return 0 if ok else 1
         return interactive(stack, people)
     finally:
         stack.stop()
@@ -201,7 +208,8 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
             phone = f"138{rng.randrange(10**8):08d}"
             waybill = f"JC{n:06d}{rng.randrange(1000):03d}"
             size = rng.choice([s for s in ("S", "M", "L") if s in free] or ["S"])
-            stack.deposit(waybill=waybill, phone=phone, carrier=rng.choice(CARRIERS), size=size)
+            stack.deposit(waybill=waybill, phone=phone, carrier=rng.choice(CARRIERS), size=size,
+                          locker=stack.lockers[0])
             counts["deposits_ok"] += 1
             p = {"waybill": waybill, "phone": phone}
             if relay.is_up:
@@ -237,6 +245,18 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
         "tls": stack.all_lockers_on_tls(),
         "seconds": round(time.monotonic() - t0, 1),
     }
+
+
+def play_journeys(stack: Stack, people: list[Person]) -> dict:
+    """After the day: every journey across the tiers, once (simulator/demo_journeys.py); the ledger is read again
+    so the journeys' events count too."""
+    agent = next(p for p in people if p.terminal_role == "agent")
+    courier = next(p for p in people if p.terminal_role == "courier" and p.carrier)
+    got = demo_journeys.play(stack, agent_pin=agent.pin or "", courier=courier.username,
+                             courier_pin=courier.pin or "", carrier=courier.carrier or "")
+    stack.wait_drained(120)
+    ledger = stack.ledger()
+    return {**got, **{k: ledger[k] for k in ("events_sent", "events_in_cloud", "lost", "duplicates")}}
 
 
 def _wrong_code(stack: Stack, code: str) -> None:

@@ -315,8 +315,9 @@ class Stack:
 
     # ---- people -----------------------------------------------------------------------------------------
     def deposit(self, *, waybill: str, phone: str, carrier: str = "EMS", size: str = "M",
-                occupied: bool = True, timeout: float = 15) -> dict:
-        """A courier asks for a compartment, puts the parcel in and closes the door."""
+                occupied: bool = True, timeout: float = 15, locker: str | None = None) -> dict:
+        """A courier asks for a compartment (at `locker`, or wherever one is free), puts the parcel in and closes
+        the door (with nothing inside when not `occupied`: the terminal cancels that deposit)."""
         for _ in range(2):
             if self._desk_token is None:
                 r = self.http.post(f"{self.gateway_url}/api/v1/terminal/login",
@@ -327,7 +328,7 @@ class Stack:
             r = self.http.post(f"{self.gateway_url}/api/v1/deposits",
                                headers={"Authorization": f"Bearer {self._desk_token}"},
                                json={"waybill": waybill, "phone": phone, "carrier": carrier, "size": size,
-                                     "consent_asked": True})
+                                     "consent_asked": True, **({"locker": locker} if locker else {})})
             if r.status_code != 401:
                 break
             self._desk_token = None  # the session ended (a restarted gateway forgets sessions): log in again
@@ -366,7 +367,9 @@ class Stack:
         """A villager types the code, takes every parcel behind the doors that open, and closes them."""
         sim = self.sims[locker or self.lockers[0]]
         sim.press(code + "#")
-        state = sim.wait_for(lambda s: any(_door(s, x["n"]) and x.get("st") == "pickup" for x in s["comps"]),
+        sim.wait_for(lambda s: any(_door(s, x["n"]) and x.get("st") == "pickup" for x in s["comps"]), timeout)
+        # the controller pulses one lock at a time: wait for every door of the code to spring open
+        state = sim.wait_for(lambda s: all(_door(s, x["n"]) for x in s["comps"] if x.get("st") == "pickup"),
                              timeout)
         opened = [x["n"] for x in state["comps"] if x.get("st") == "pickup"]
         for c in opened:

@@ -29,7 +29,9 @@ def use_codes(b: BatchContext, ref: str, phone: str | None = None) -> None:
 
 
 def _keep_code(b: BatchContext, body: dict, ref: str, locker_id: str | None) -> None:
-    """One live code per recipient per station: the same code gains the parcel, a new one supersedes."""
+    """One live code per recipient per station (docs/architecture.md, "Rules written once"): the same code gains
+    the parcel, whichever locker of the station it is in (the gateway gives a recipient one code at all of
+    them); a new one supersedes."""
     live = [c for c in live_codes(b, body["phone"]) if not c.used]
     for code in live:
         if code.code == body["code"]:

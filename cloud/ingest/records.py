@@ -9,6 +9,7 @@ import time
 from .. import constants as K
 from ..errors import ItemRejected
 from ..models import Alarm, GatewayHealth
+from ..parcels import RETURNABLE
 from ..protocol import Item
 from ..rows import ParcelRow, write_rows
 from ..telemetry import TelemetryPointSample
@@ -72,7 +73,8 @@ def outbound(b: BatchContext, item: Item) -> None:
 
 
 def handover(b: BatchContext, item: Item) -> None:
-    """Door-to-door delivery by the village agent: delivered_door in the timeline, with who and when."""
+    """A parcel that left its locker by hand: door-to-door delivery by the village agent (delivered_door), or an
+    overdue parcel its carrier's courier took back (returned); the timeline keeps who and when."""
     body = item.body
     parcel, _ = own_parcel(b, body["ref"], None, None)
     if parcel.direction == "outbound":
@@ -81,7 +83,15 @@ def handover(b: BatchContext, item: Item) -> None:
     if parcel.waybill is None and parcel.phone is None and parcel.deposited_at is None:
         b.counters.inc("handover_unknown_parcel")
         log.warning("%s: handover of parcel %s the cloud had no record of", b.station.id, parcel.ref)
-    b.advance(parcel, "delivered_door", float(body["at"]), f"{body['how']} by {body['by']}"[:64])
+    if body["how"] == "return":
+        # the carrier's courier took an overdue parcel back at the terminal: the return flow is closed
+        if parcel.status not in RETURNABLE:
+            b.counters.inc("return_not_overdue")
+            log.warning("%s: parcel %s taken back while %s", b.station.id, parcel.ref, parcel.status)
+        parcel.returned_at = float(body["at"])
+        b.advance(parcel, "returned", float(body["at"]), f"return by {body['by']}"[:64])
+    else:
+        b.advance(parcel, "delivered_door", float(body["at"]), f"{body['how']} by {body['by']}"[:64])
     codes.use_codes(b, parcel.ref, parcel.phone)
 
 

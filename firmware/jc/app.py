@@ -181,7 +181,8 @@ class App:
             rec[k] = fields[k]
         self.hal.record(rec)
         self.wake.set()
-        if etype == K.T_PICKUP:
+        if etype == K.T_PICKUP or etype == K.T_STATE and fields.get("st") == K.ST_EMPTY:
+            # emptied (a pickup, or staff who took the parcel out): no code opens this compartment any more
             self.vault.consume(fields["c"], now)
 
     # ---- hardware task ----

@@ -18,7 +18,9 @@ LOCKERS_MAX = 10000
 COUNTERS_MAX, COUNTER_NAME_MAX = 64, 40
 PHONE_MIN, PHONE_MAX = 5, 20
 UPLINK_STATES = ("up", "down")
-HANDOVER_HOW = ("door_to_door",)
+HANDOVER_HOW = ("door_to_door", "return")
+# the commands the cloud queues for a station and the gateway carries out (docs/protocol.md §5.2)
+DOWNLINK_OPS = ("open", "disable", "enable", "code_sync", "rebirth", "fw_rollout", "config", "assist", "return")
 _AGENT_CH = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 _DIGITS = "0123456789"
 _BIG = 1 << 53

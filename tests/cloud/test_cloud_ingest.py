@@ -107,10 +107,11 @@ def test_order_does_not_matter_stub_parcel(cloud):
     assert parcel["status"] == "deposited" and parcel["waybill"] == "SF1234567890"
 
 
-def test_deposit_void_returns_parcel_to_preadvised(cloud):
+def test_deposit_void_cancels_the_parcel(cloud):
     cloud.ingest([parcel_record(1, "p-v", c=4), birth(0, empty_comps(6)), evt(1, "deposit_void", c=4, ref="p-v")])
     parcel = cloud.admin_get("/api/v1/parcels/p-v")
-    assert parcel["status"] == "preadvised" and parcel["deposited_at"] is None
+    assert parcel["status"] == "cancelled" and parcel["deposited_at"] is None
+    assert [t["status"] for t in parcel["timeline"]][-1] == "cancelled"
     assert comp(cloud, "l1", 4)["state"] == "empty"
 
 

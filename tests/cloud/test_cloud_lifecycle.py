@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from cloudkit import STATION, add_user, birth, code_record, empty_comps, evt, login, parcel_record
+from cloudkit import STATION, add_user, birth, code_record, empty_comps, evt, gw_headers, login, parcel_record
 
 from cloud import lifecycle
 
@@ -23,16 +23,22 @@ def test_reminders_overdue_and_return(cloud):
             session.commit()
         return done
 
-    assert sweep(t0 + 23 * 3600) == {"reminders": 0, "overdue": 0}
-    assert sweep(t0 + 25 * 3600) == {"reminders": 1, "overdue": 0}
-    assert sweep(t0 + 26 * 3600) == {"reminders": 0, "overdue": 0}     # not twice
-    assert sweep(t0 + 49 * 3600) == {"reminders": 1, "overdue": 0}
+    assert sweep(t0 + 23 * 3600) == {"reminders": 0, "overdue": 0, "never_delivered": 0}
+    assert sweep(t0 + 25 * 3600) == {"reminders": 1, "overdue": 0, "never_delivered": 0}
+    assert sweep(t0 + 26 * 3600) == {"reminders": 0, "overdue": 0, "never_delivered": 0}     # not twice
+    assert sweep(t0 + 49 * 3600) == {"reminders": 1, "overdue": 0, "never_delivered": 0}
     texts = [n["text"] for n in cloud.admin_get("/api/v1/notifications", phone="13800138000")]
     assert sum("已放24小时" in t for t in texts) == 1 and sum("已放48小时" in t for t in texts) == 1
-    assert sweep(t0 + settings.overdue_days * 86400 + 60) == {"reminders": 0, "overdue": 1}
+    assert sweep(t0 + settings.overdue_days * 86400 + 60) == {"reminders": 0, "overdue": 1, "never_delivered": 0}
     parcel = cloud.admin_get("/api/v1/parcels/p-late")
     assert parcel["status"] == "overdue"
     assert [e["status"] for e in parcel["timeline"]][-1] == "overdue"
+    # the return flow starts: the villager is told, and the station gets the parcel back through its locker
+    texts = [n["text"] for n in cloud.admin_get("/api/v1/notifications", phone="13800138000")]
+    assert sum("已退回快递公司" in t for t in texts) == 1
+    cmds = c.get("/api/v1/gateway/commands", params={"after": 0, "wait": 0}, headers=gw_headers()).json()
+    returns = [k for k in cmds["commands"] if k["op"] == "return"]
+    assert [(k["locker"], k["c"], k["ref"]) for k in returns] == [("l1", 2, "p-late")]
 
     add_user(c, "agent-zhao", "station_agent", station_id=STATION)
     agent = login(c, "agent-zhao")

@@ -42,7 +42,7 @@ def test_county_statistics(cloud):
             Parcel.fee_cents > 0, Parcel.created_at >= now - 30 * 86400).group_by(Parcel.direction)).all())
         door_waiting = session.scalar(select(func.count()).select_from(Parcel).join(
             Recipient, Recipient.phone == Parcel.phone).where(
-            Recipient.door_help.is_(True), Parcel.status.in_(("deposited", "notified", "overdue"))))
+            Recipient.door_help.is_(True), Parcel.status.in_(("deposited", "notified"))))  # overdue: going back
         door_done = session.scalar(select(func.count()).select_from(Parcel).where(
             Parcel.status == "delivered_door"))
         late = session.scalar(select(func.count()).select_from(Parcel).where(Parcel.overdue_at.is_not(None)))
@@ -132,7 +132,7 @@ def test_stats_page_opens_with_the_county_summary(cloud):
         waiting = session.execute(select(func.count(), func.min(Parcel.deposited_at)).select_from(Parcel).join(
             Recipient, Recipient.phone == Parcel.phone).where(
             Recipient.door_help.is_(True), Parcel.direction == "inbound",
-            Parcel.status.in_(("deposited", "notified", "overdue")))).one()
+            Parcel.status.in_(("deposited", "notified")))).one()  # overdue: going back
         extra_n, extra_cents = session.execute(select(func.count(), func.sum(Parcel.fee_cents)).where(
             Parcel.direction == "inbound", Parcel.fee_cents > 0, Parcel.created_at >= now - 30 * 86400)).one()
     assert (got["villages"], got["covered"]) == (villages, covered) and 0 < covered < villages

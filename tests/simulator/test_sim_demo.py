@@ -30,6 +30,11 @@ def test_headless_demo_from_another_folder_counts_every_event(tmp_path):
     assert result["events_in_cloud"] == result["events_sent"]
     assert result["lost"] == 0 and result["duplicates"] == 0
     assert result["tls"] is True, "every locker reached the broker over TLS"
+    # every journey the day played ended as its rule says, judged from what the people then saw
+    assert {"code_scope", "door_to_door", "cancelled", "returns", "never_delivered"} <= set(result["journeys"])
+    assert all(result["journeys"].values()) and result["journeys_ok"] is True, result["journeys"]
+    assert (result["returns"], result["door_to_door"], result["cancelled"]) == (1, 1, 1)
+    assert result["never_delivered_flagged"] == 1
     assert (tmp_path / "var").is_dir()
 
 

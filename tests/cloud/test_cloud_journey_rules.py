@@ -1,0 +1,85 @@
+"""The cloud's side of the journeys (the whole journeys run in tests/journeys/): a door-to-door choice goes to
+the station as `assist`, a cancelled deposit leaves the phone page, a pre-advised parcel never deposited is
+flagged once, and the sweep's clock moves only in the demo."""
+
+from __future__ import annotations
+
+import time
+
+from cloudkit import ADMIN, STATION, admin_headers, birth, code_record, empty_comps, evt, gw_headers, parcel_record
+from test_cloud_recipients import PHONE, phone_login
+
+from cloud import lifecycle
+
+
+def _commands(cloud, op: str) -> list[dict]:
+    got = cloud.client.get("/api/v1/gateway/commands", params={"after": 0, "wait": 0}, headers=gw_headers())
+    return [k for k in got.json()["commands"] if k["op"] == op]
+
+
+def test_a_door_to_door_choice_on_the_phone_page_goes_to_the_station(cloud):
+    cloud.ingest([parcel_record(1, "p-a", c=2), birth(0, empty_comps(6), item_seq=0), evt(1, "deposit", c=2,
+                                                                                          ref="p-a")])
+    phone_login(cloud)
+    c = cloud.client
+    c.post("/m/consent", data={"consent": "granted", "door_help": "true"})
+    assert [(k["phone"], k["door_help"]) for k in _commands(cloud, "assist")] == [(PHONE, True)]
+    c.post("/m/consent", data={"consent": "granted", "door_help": "true"})  # unchanged: nothing new to send
+    c.post("/m/consent", data={"consent": "granted"})
+    assert [k["door_help"] for k in _commands(cloud, "assist")] == [True, False]
+
+
+def test_a_cancelled_deposit_leaves_the_phone_page(cloud):
+    cloud.ingest([parcel_record(1, "p-a", c=2), parcel_record(2, "p-v", c=3, waybill="SF5550001111", carrier="SF"),
+                  birth(0, empty_comps(6), item_seq=0), evt(1, "deposit", c=2, ref="p-a"),
+                  evt(2, "deposit_void", c=3, ref="p-v"), code_record(3, "p-a", "482913")])
+    assert cloud.admin_get("/api/v1/parcels/p-v")["status"] == "cancelled"
+    phone_login(cloud)
+    page = cloud.client.get("/m").text
+    assert "YT7788990011" in page and "482913" in page
+    assert "SF5550001111" not in page and "已预报" not in page
+
+
+def test_never_delivered_is_flagged_once_after_48_hours(cloud):
+    c = cloud.client
+    key = c.post("/api/v1/carriers/YTO/clients", json={"name": "yto"}, headers=admin_headers()).json()["api_key"]
+    r = c.post("/api/v1/carrier/manifests", headers={"Authorization": f"Bearer {key}"}, json={
+        "manifest_id": "m-9", "parcels": [{"waybill": "YT5550009999", "station": STATION, "phone": PHONE}]})
+    assert r.status_code == 200
+    settings, factory = cloud.settings, c.app.state.sessionmaker
+    t0 = time.time()
+
+    def sweep(hours: float) -> int:
+        with factory() as session:
+            done = lifecycle.sweep(session, settings, now=t0 + hours * 3600)
+            session.commit()
+        return done["never_delivered"]
+
+    assert (sweep(47), sweep(49), sweep(60)) == (0, 1, 0)
+    flags = c.get("/api/v1/stats/flags", headers=admin_headers()).json()
+    assert [(f["waybill"], f["kind"]) for f in flags] == [("YT5550009999", "never_delivered")]
+
+
+def test_the_sweeps_clock_moves_only_in_the_demo(cloud):
+    c = cloud.client
+    assert ADMIN and c.post("/api/v1/admin/sweep", headers=admin_headers()).status_code == 200
+    refused = c.post("/api/v1/admin/sweep", params={"at": time.time() + 86400}, headers=admin_headers())
+    assert refused.status_code == 403
+    assert c.post("/api/v1/admin/sweep", headers=gw_headers()).status_code in (401, 403)
+
+
+def test_a_cancelled_deposit_of_a_preadvised_parcel_is_still_owed(cloud):
+    """The carrier's manifest said the parcel comes; a deposit the locker never saw leaves it pre-advised, in no
+    locker, so the never-delivered sweep still flags it."""
+    c = cloud.client
+    key = c.post("/api/v1/carriers/YTO/clients", json={"name": "yto"}, headers=admin_headers()).json()["api_key"]
+    c.post("/api/v1/carrier/manifests", headers={"Authorization": f"Bearer {key}"}, json={
+        "manifest_id": "m-10", "parcels": [{"waybill": "YT5550008888", "station": STATION, "phone": PHONE}]})
+    cloud.ingest([parcel_record(1, "p-try", c=3, waybill="YT5550008888"), birth(0, empty_comps(6), item_seq=0),
+                  evt(1, "deposit_void", c=3, ref="p-try")])
+    got = cloud.admin_get("/api/v1/parcels", waybill="YT5550008888")
+    assert [(p["status"], p["locker_id"]) for p in got] == [("preadvised", None)]
+    with c.app.state.sessionmaker() as session:
+        done = lifecycle.sweep(session, cloud.settings, now=time.time() + 49 * 3600)
+        session.commit()
+    assert done["never_delivered"] == 1
