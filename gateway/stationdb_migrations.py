@@ -87,9 +87,19 @@ CREATE TABLE IF NOT EXISTS board_comps (
 CREATE TABLE IF NOT EXISTS uplink_refused (id INTEGER PRIMARY KEY AUTOINCREMENT, src TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, rx REAL NOT NULL, body TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL, UNIQUE (src, boot, seq));
 """
 
+_V2 = """
+-- the couriers and station agents the county manages, as the cloud last sent them (staff.py); the terminal
+-- checks their PINs offline from here
+CREATE TABLE IF NOT EXISTS staff_users (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, carrier TEXT NOT NULL, pin_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS staff_sync (one INTEGER PRIMARY KEY CHECK (one = 1), at REAL NOT NULL);
+"""
+
 # MIGRATIONS[n] takes a database from version n to version n + 1
 MIGRATIONS: list[str] = [
     _V1,  # 1: the full schema over whatever a version-0 (unversioned) database holds
+    _V2,  # 2: the cloud's couriers and station agents, cached for offline logins
 ]
 
 

@@ -200,7 +200,7 @@ def create_router(gw: "HttpServices") -> APIRouter:
                 "lockers": [{"id": ls.id, "online": ls.online, "comps": sorted(ls.comps)}
                             for ls in gw.link.lockers.values()],
                 "board_pickup": bool(gw.boards),
-                "users": [{"id": u.id, "name": u.name, "role": u.role} for u in cfg.users]}
+                "users": [{"id": u.id, "name": u.name, "role": u.role} for u in sessions.users.values()]}
 
     @r.post(f"{p}/login")
     async def login(body: LoginIn, request: Request) -> dict:
