@@ -1,0 +1,79 @@
+"""A courier the county manages in the cloud deposits at the station, and is refused once retired.
+
+Real processes throughout: the cloud on PostgreSQL, `jincun cloud` run as the county admin runs it, the
+gateway, Mosquitto with the gateway's ACL, and the locker firmware under MicroPython.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from kit_couriers import jincun_cloud, put_parcel_in, terminal_deposit, terminal_login, terminal_users
+
+from simulator.stack import Stack
+
+pytestmark = pytest.mark.micropython
+
+PIN = "518204"
+PHONE = "13900000031"
+VILLAGER = "13800000031"
+
+
+@pytest.fixture
+def stack(tmp_path, pg_url):
+    """A station whose gateway fetches the county's couriers every second (30 s by default)."""
+    with Stack(tmp_path / "station", broker="mosquitto", database_url=pg_url,
+               terminal={"staff_sync_s": 1.0}) as s:
+        yield s
+
+
+def test_courier_created_in_the_cloud_deposits_and_is_refused_once_retired(stack, pg_url):
+    # the county admin registers a ZTO courier for this station; the PIN goes in on stdin, never as an argument
+    rc, out, err = jincun_cloud(pg_url, "courier", "add", "--carrier", "ZTO", "--name", "王师傅", "--phone", PHONE,
+                                "--station", stack.station, "--secrets-stdin", stdin=PIN + "\n")
+    assert rc == 0, err
+    uid = out["terminal_id"]
+    assert re.fullmatch(r"c\d+", uid) and out["stations"] == [stack.station]
+
+    # within the sync interval the terminal offers the courier at login, and takes their PIN
+    stack.wait(lambda: uid in terminal_users(stack), 15, "the courier reaches the terminal")
+    assert terminal_users(stack)[uid]["name"] == "王师傅"
+    assert terminal_login(stack, uid, "000000").status_code == 401
+    login = terminal_login(stack, uid, PIN)
+    assert login.status_code == 200, login.text
+    assert login.json()["role"] == "courier" and login.json()["carrier"] == "ZTO"
+    token = login.json()["token"]
+
+    # the courier deposits through the terminal page's calls; the door opens, the parcel goes in
+    d = terminal_deposit(stack, token, waybill="ZT7000000031", phone=VILLAGER)
+    assert d.status_code == 201, d.text
+    put_parcel_in(stack, d.json())
+
+    # the villager gets the code by SMS, and the cloud has the parcel deposited by the ZTO courier
+    code = stack.sms_code(phone=VILLAGER, waybill="ZT7000000031")
+    (parcel,) = stack.parcels(waybill="ZT7000000031")
+    assert parcel["status"] in ("deposited", "notified") and parcel["carrier"] == "ZTO"
+    assert stack.pickup(code) == [d.json()["c"]]
+
+    # offline, the station keeps the courier from its own database, through a restart of the gateway
+    stack.uplink_down()
+    stack.restart_gateway()
+    assert uid in terminal_users(stack)
+    relogin = terminal_login(stack, uid, PIN)
+    assert relogin.status_code == 200, relogin.text
+    token = relogin.json()["token"]
+    stack.uplink_up()
+
+    # the admin retires the courier: within the sync the terminal ends their session and refuses their PIN
+    rc, out, err = jincun_cloud(pg_url, "courier", "retire", PHONE, "--reason", "离职")
+    assert rc == 0 and out["active"] is False, err
+    stack.wait(lambda: uid not in terminal_users(stack), 15, "the retired courier leaves the terminal")
+    assert terminal_login(stack, uid, PIN).status_code == 401
+    refused = terminal_deposit(stack, token, waybill="ZT7000000032", phone=VILLAGER)
+    assert refused.status_code == 401, refused.text
+    assert not stack.parcels(waybill="ZT7000000032")
+
+    # a second retire is the admin's mistake: one line, exit 2
+    rc, out, err = jincun_cloud(pg_url, "courier", "retire", PHONE, "--reason", "again")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "retired already" in err
