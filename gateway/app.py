@@ -93,6 +93,7 @@ class Gateway:
         await self.outbox.open()
         await self.link.load()
         await self.staff.load()
+        await self.deposits.load()
         await self.downlink.load_overrides()
         await self.downlink.rollouts.resume()
 

@@ -39,9 +39,15 @@ def terminal_deposit(stack: Stack, token: str, *, waybill: str, phone: str, size
                            json={"waybill": waybill, "phone": phone, "size": size, "consent_asked": True})
 
 
-def put_parcel_in(stack: Stack, d: dict, *, timeout: float = 15) -> None:
+def keypad_booking(stack: Stack, token: str, parcels: list[dict]) -> httpx.Response:
+    """The terminal page's call that books compartments for the locker's keypad and shows the PIN once."""
+    return stack.http.post(f"{stack.gateway_url}/api/v1/terminal/keypad", headers={"Authorization": f"Bearer {token}"},
+                           json={"parcels": [{**p, "consent_asked": True} for p in parcels]})
+
+
+def put_parcel_in(stack: Stack, d: dict, *, locker: str | None = None, timeout: float = 15) -> None:
     """The courier puts the parcel into the compartment that opened and closes its door; the gateway confirms."""
-    sim = stack.sims[d["locker"]]
+    sim = stack.sims[locker or d["locker"]]
     c = d["c"]
     sim.wait_for(lambda s: _door(s, c), timeout)
     sim.set_occupied(c, True)

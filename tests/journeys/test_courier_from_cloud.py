@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from kit_couriers import jincun_cloud, put_parcel_in, terminal_deposit, terminal_login, terminal_users
+from kit_couriers import (jincun_cloud, keypad_booking, put_parcel_in, terminal_deposit, terminal_login,
+                          terminal_users)
 
 from simulator.stack import Stack
 
@@ -55,6 +56,30 @@ def test_courier_created_in_the_cloud_deposits_and_is_refused_once_retired(stack
     (parcel,) = stack.parcels(waybill="ZT7000000031")
     assert parcel["status"] in ("deposited", "notified") and parcel["carrier"] == "ZTO"
     assert stack.pickup(code) == [d.json()["c"]]
+
+    # the keypad: the courier books two compartments at the terminal and gets a one-time 8-digit PIN; at the
+    # locker a wrong PIN opens nothing, theirs opens both doors, and each parcel is confirmed by its door
+    booked = keypad_booking(stack, token, [{"waybill": "ZT7000000041", "phone": "13800000041", "size": "S"},
+                                           {"waybill": "ZT7000000042", "phone": "13800000042", "size": "M"}])
+    assert booked.status_code == 201, booked.text
+    pin, deps = booked.json()["pin"], booked.json()["deposits"]
+    assert re.fullmatch(r"\d{8}", pin) and len({d["c"] for d in deps}) == 2
+    sim = stack.sims[booked.json()["locker"]]
+    sim.press(("1" if pin[0] != "1" else "2") + pin[1:] + "#")
+    sim.wait_for(lambda st: "Wrong code" in st["display"])
+    assert not any(sim.state()["doors"].values()), "no door opened"
+    sim.press(pin + "#")
+    sim.wait_for(lambda st: "Deposit in" in st["display"])
+    for d in deps:
+        put_parcel_in(stack, d, locker=booked.json()["locker"])
+    for d in deps:
+        assert stack.sms_code(phone=f"1380000004{d['waybill'][-1]}", waybill=d["waybill"])
+        (kp,) = stack.parcels(waybill=d["waybill"])
+        assert kp["status"] in ("deposited", "notified") and kp["compartment"] == d["c"] and kp["carrier"] == "ZTO"
+    # used once: the same PIN opens nothing again
+    sim.press(pin + "#")
+    sim.wait_for(lambda st: "Wrong code" in st["display"])
+    assert not any(sim.state()["doors"].values()), "no door opened"
 
     # offline, the station keeps the courier from its own database, through a restart of the gateway
     stack.uplink_down()
