@@ -69,10 +69,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "postal_point": ("邮政网点", "Post office point"),
     "town_station": ("乡镇共配站", "Town co-delivery station"),
     "district_hub": ("区县分拨中心", "District hub"),
-    "station_agent": ("驿站代办员", "Station agent"),
-    "maintenance": ("运维人员", "Maintenance"),
-    "county_official": ("县级管理人员", "County official"),
-    "courier": ("快递员", "Courier"),
+    "retire_station": ("停用站点", "Retire the station"),
+    "role_station_agent": ("驿站代办员", "Station agent"),
+    "role_maintenance": ("运维人员", "Maintenance"),
+    "role_county_official": ("县级管理人员", "County official"),
+    "role_admin": ("县级管理员", "County admin"),
+    "role_courier": ("快递员（旧账号）", "Courier (old account)"),
 }
 
 

@@ -18,7 +18,10 @@ const T = {
     bad_code: "取件码错误", opened: "已开门，格口：", none: "暂无", sent: "已记录", storage: "存储故障",
     tab_found: "发现包裹", found_hint: "格口里检测到没有登记的包裹：扫描运单号、填写收件人手机后登记，取件码短信将照常发出。",
     register: "登记", register_found: "登记并发送取件码", found_done: "已登记，取件码已发给收件人。单号：",
-    not_found_parcel: "该格口已没有待登记的包裹"},
+    not_found_parcel: "该格口已没有待登记的包裹",
+    keypad_add: "加入柜上投递清单（稍后在快递柜键盘开门）", keypad_title: "柜上投递清单", keypad_go: "获取柜上投递码",
+    keypad_pin: "在快递柜键盘输入投递码后按 #（30 分钟内有效，仅一次）：", keypad_where: "将打开的格口：",
+    no_keypad: "该快递柜没有投递键盘"},
   en: {logout: "Log out", login_title: "Station terminal", user: "Name", pin: "PIN (6 digits or more)", login: "Log in", pickup_title: "Pick up (type your code)",
     code: "6-digit pickup code", pickup: "Pick up", deposit_title: "Courier deposit", waybill: "Waybill",
     scan_hint: "A scanned barcode fills this in", phone: "Recipient phone", size: "Compartment size",
@@ -38,7 +41,10 @@ const T = {
     opened: "Opened compartment:", none: "None", sent: "Recorded", storage: "Storage fault",
     tab_found: "Found parcels", found_hint: "A compartment holds a parcel nobody registered: scan its waybill and type the recipient's phone; the pickup code goes out by SMS as for a deposit.",
     register: "Register", register_found: "Register and send the code", found_done: "Registered; the code is on its way to the recipient. Ref:",
-    not_found_parcel: "That compartment has no found parcel any more"},
+    not_found_parcel: "That compartment has no found parcel any more",
+    keypad_add: "Add to the keypad list (open later at the locker's keypad)", keypad_title: "Keypad list",
+    keypad_go: "Get the keypad PIN", keypad_pin: "Type this PIN and # on the locker's keypad (once, within 30 min):",
+    keypad_where: "Compartments it opens:", no_keypad: "That locker has no courier keypad"},
 };
 let lang = localStorage.getItem("jc-lang") || "zh";
 let token = sessionStorage.getItem("jc-token");
@@ -148,6 +154,32 @@ $("f-deposit").onsubmit = async (ev) => {
   } catch (e) {
     if (e.message === "consent_unknown") $("consent-box").classList.remove("hidden");
     $("deposit-err").textContent = errText(e);
+  }
+};
+// keypad bookings: parcels gathered here get compartments and one PIN the courier types at the locker
+let keypadList = [];
+function showKeypadList() {
+  $("keypad").classList.toggle("hidden", keypadList.length === 0);
+  $("keypad-list").innerHTML = keypadList.map((p) => `<li>${esc(p.waybill)} · ${esc(p.phone)} · ${esc(t("size_" + p.size))}</li>`).join("");
+}
+$("keypad-add").onclick = () => {
+  const f = $("f-deposit");
+  if (!f.reportValidity() || keypadList.length >= 8) return;
+  keypadList.push({waybill: $("waybill").value.trim(), phone: $("phone").value.trim(),
+    size: document.querySelector("input[name=size]:checked").value, consent_asked: $("consent-asked").checked});
+  f.reset(); $("keypad-pin").classList.add("hidden"); showKeypadList();
+};
+$("keypad-go").onclick = async () => {
+  $("keypad-err").textContent = "";
+  try {
+    const b = await api("POST", "/keypad", {parcels: keypadList});
+    keypadList = []; showKeypadList();
+    $("keypad-pin").innerHTML = `${esc(t("keypad_pin"))}<strong id="keypad-pin-digits">${esc(b.pin)}</strong>
+      ${esc(t("keypad_where"))} ${esc(b.locker)} · ${b.deposits.map((d) => esc(d.c)).join(", ")}`;
+    $("keypad-pin").classList.remove("hidden");
+  } catch (e) {
+    if (e.message === "consent_unknown") $("consent-box").classList.remove("hidden");
+    $("keypad-err").textContent = errText(e);
   }
 };
 document.querySelectorAll(".tabs button").forEach((b) => { b.onclick = () => {

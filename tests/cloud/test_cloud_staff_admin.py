@@ -51,7 +51,7 @@ def test_admin_page_adds_and_retires_and_the_station_list_follows(cloud):
     assert "人员与站点管理" in page and "西村便民店" in page and "王师傅" in page and "李代办" in page
     assert "13900000002" not in page and COURIER_PIN not in page
     en = c.get("/admin?lang=en", headers=admin).text
-    assert "Staff and stations" in en and "Add a courier" in en and "Station agent" in en
+    assert "Staff and stations" in en and "Add a courier" in en and "Station agent" in en and "Retire the station" in en
 
     # the station's terminal list: the courier (c<n>) and the agent (a<n>), hashed by the one PIN rule
     people = _staff_list(cloud)
