@@ -81,6 +81,14 @@ def test_courier_created_in_the_cloud_deposits_and_is_refused_once_retired(stack
     sim.wait_for(lambda st: "Wrong code" in st["display"])
     assert not any(sim.state()["doors"].values()), "no door opened"
 
+    # the station's agent, given an account with a terminal PIN in the cloud, logs in at the terminal too
+    rc, out, err = jincun_cloud(pg_url, "user", "add", "li.agent", "--role", "station_agent", "--name", "李代办",
+                                "--station", stack.station, "--secrets-stdin", stdin="long-password-1\n246810\n")
+    assert rc == 0, err
+    agent = out["terminal_id"]
+    stack.wait(lambda: agent in terminal_users(stack), 15, "the agent reaches the terminal")
+    assert terminal_login(stack, agent, "246810").json()["role"] == "agent"
+
     # offline, the station keeps the courier from its own database, through a restart of the gateway
     stack.uplink_down()
     stack.restart_gateway()
