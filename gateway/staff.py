@@ -12,6 +12,7 @@ and after a restart it is read back from the database, so logins keep working of
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
@@ -42,6 +43,7 @@ class StaffSync:
         self.counters = counters
         self.transport = transport
         self.synced_at: float | None = None
+        self._failing = False
 
     async def load(self) -> int:
         """Give the terminal the list cached by the last sync (none yet: station.json alone); how many."""
@@ -82,16 +84,26 @@ class StaffSync:
         try:
             async with httpx.AsyncClient(base_url=cloud.url, transport=self.transport, timeout=cloud.timeout_s,
                                          headers={"Authorization": f"Bearer {cloud.api_key}"}) as client:
-                resp = await client.get(STAFF_PATH)
-            if resp.status_code != 200:
-                raise ValueError(f"HTTP {resp.status_code}")
-            if len(resp.content) > MAX_ANSWER_BYTES:
-                raise ValueError("answer too large")
-            return self.parse(resp.json())
+                async with client.stream("GET", STAFF_PATH) as resp:
+                    if resp.status_code != 200:
+                        raise ValueError(f"HTTP {resp.status_code}")
+                    body = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_ANSWER_BYTES:  # read no further than a list could be
+                            raise ValueError("answer too large")
+            users = self.parse(json.loads(body))
         except (httpx.HTTPError, ValueError) as exc:
             self.counters.inc("staff_sync_failures")
-            log.warning("couriers and agents not fetched from the cloud: %s", exc)
+            # said once per outage (the uplink reports the link itself); every failure is counted
+            if not self._failing:
+                log.warning("couriers and agents not fetched from the cloud, the cached list holds: %s", exc)
+            self._failing = True
             return None
+        if self._failing:
+            log.info("couriers and agents fetched from the cloud again")
+        self._failing = False
+        return users
 
     async def sync_once(self) -> bool:
         """One fetch; the list, if had, is stored and in force before this returns."""
