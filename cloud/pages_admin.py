@@ -16,6 +16,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from jincun.provision import ProvisionError, parse_comps
+
 from . import accounts, crud
 from .deps import ServicesDep
 from .errors import CommandRefused, Conflict, NotFound
@@ -50,7 +52,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "kind": ("类型", "Kind"),
     "village": ("行政村", "Village"),
     "town": ("乡镇", "Town"),
-    "comps_spec": ("格口尺寸（每格一个字母 S/M/L）", "Compartment sizes (one letter S/M/L each)"),
+    "comps_spec": ("格口（各尺寸数量，如 6S,4M,2L）", "Compartments (how many of each size, e.g. 6S,4M,2L)"),
     "carrier": ("快递公司", "Carrier"),
     "phone": ("手机号", "Phone"),
     "stations_csv": ("可投递站点（逗号分隔）", "Stations (comma-separated)"),
@@ -161,11 +163,11 @@ def retire_station(station_id: str, request: Request, session: SessionDep, servi
 def add_locker(request: Request, session: SessionDep, services: ServicesDep, station: Text, id: Text,
                comps: Text) -> Response:
     def work(who: Principal) -> str:
-        spec = comps.strip().upper()
-        if not spec or set(spec) - set("SML"):
-            raise CommandRefused(422, "one letter S, M or L per compartment, e.g. SSSSMMML")
-        data = LockerCreate.model_validate({"id": id.strip(), "comps": [{"n": i, "size": ch}
-                                                                       for i, ch in enumerate(spec, start=1)]})
+        try:
+            numbered = parse_comps(comps.upper())
+        except ProvisionError as exc:
+            raise CommandRefused(422, str(exc)) from None
+        data = LockerCreate.model_validate({"id": id.strip(), "comps": numbered})
         return f"{station}/{crud.add_locker(session, station_id=station, data=data, who=who).id}"
     return _act(request, session, services, work, anchor="#stations")
 

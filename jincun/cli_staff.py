@@ -16,15 +16,15 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jincun.cli import USAGE_ERROR
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from cloud.principal import Principal
 
-USAGE_ERROR = 2
-SIZES = "SML"
 STATION_KINDS = ("village_shop", "party_service_centre", "postal_point", "town_station", "district_hub")
 ROLES = ("admin", "county_official", "maintenance", "station_agent")
 
@@ -55,14 +55,6 @@ def _pin(ask: Callable[[str], str]) -> str:
     if not is_pin(pin):
         raise StaffCliError(f"a terminal PIN is {PIN_MIN_DIGITS} to {PIN_MAX_DIGITS} digits")
     return pin
-
-
-def _comps(spec: str) -> list[dict[str, Any]]:
-    """'SSSMMML' -> compartments 1..7 with those sizes."""
-    spec = spec.strip().upper()
-    if not spec or any(ch not in SIZES for ch in spec):
-        raise StaffCliError(f"--comps {spec!r}: one letter S, M or L per compartment, e.g. SSSSMMML")
-    return [{"n": i, "size": ch} for i, ch in enumerate(spec, start=1)]
 
 
 def _validation(exc: Exception) -> str:
@@ -146,9 +138,14 @@ def locker_add(args: argparse.Namespace) -> int:
     """Register a locker and its compartments under a station."""
     from cloud import crud
     from cloud.schemas import LockerCreate
+    from jincun.provision import ProvisionError, parse_comps
 
     def work(session, who) -> dict:
-        data = LockerCreate.model_validate({"id": args.locker, "comps": _comps(args.comps)})
+        try:
+            comps = parse_comps(args.comps)
+        except ProvisionError as exc:
+            raise StaffCliError(f"--comps: {exc}") from None
+        data = LockerCreate.model_validate({"id": args.locker, "comps": comps})
         crud.add_locker(session, station_id=args.station, data=data, who=who)
         return {"station": args.station, "locker": args.locker, "comps": [c.model_dump() for c in data.comps],
                 "active": True}
@@ -248,8 +245,8 @@ def add_parsers(c: argparse._SubParsersAction) -> None:
     p = lk.add_parser("add", help="register a locker and its compartments under a station")
     p.add_argument("station", help="the station's id")
     p.add_argument("locker", help="the locker's id at the station, e.g. l1")
-    p.add_argument("--comps", required=True, metavar="SIZES",
-                   help="one letter S, M or L per compartment, numbered from 1, e.g. SSSSMMML")
+    p.add_argument("--comps", required=True, metavar="SPEC",
+                   help="how many of each size, numbered from 1 in that order, e.g. 6S,4M,2L (as firmware provision)")
     p.set_defaults(fn=locker_add)
     p = lk.add_parser("retire", help="retire a locker: kept for history, left out of enrollment")
     p.add_argument("station", help="the station's id")

@@ -39,7 +39,7 @@ def test_add_and_retire_each_kind(db):
     assert _json(_cloud(db, "station", "add", "lz-xicun-03", "--name", "西村便民店", "--village", "西村",
                         "--town", "临泽镇")) == {"station": "lz-xicun-03", "name": "西村便民店", "kind": "village_shop",
                                                 "active": True}
-    got = _json(_cloud(db, "locker", "add", "lz-xicun-03", "l1", "--comps", "sssmml"))
+    got = _json(_cloud(db, "locker", "add", "lz-xicun-03", "l1", "--comps", "3S,2M,1L"))
     assert [c["size"] for c in got["comps"]] == ["S", "S", "S", "M", "M", "L"]
     courier = _json(_cloud(db, "courier", "add", "--carrier", "zto", "--name", "王师傅", "--phone", "13900000001",
                            "--station", "lz-xicun-03", "--secrets-stdin", stdin="482913\n"))
@@ -72,7 +72,7 @@ def test_add_and_retire_each_kind(db):
 
 
 MISTAKES = {
-    "bad sizes": ((["locker", "add", "lz-a", "l1", "--comps", "SSX"]), "", "one letter S, M or L"),
+    "bad sizes": ((["locker", "add", "lz-a", "l1", "--comps", "3S,2X"]), "", "expected like 6S,4M,2L"),
     "short PIN": ((["courier", "add", "--carrier", "ZTO", "--name", "x", "--phone", "13900000002",
                     "--secrets-stdin"]), "1234\n", "6 to 12 digits"),
     "no PIN on stdin": ((["courier", "add", "--carrier", "ZTO", "--name", "x", "--phone", "13900000002",

@@ -35,7 +35,7 @@ def test_admin_page_adds_and_retires_and_the_station_list_follows(cloud):
     # a station, a locker, a courier for two stations and a station agent with a terminal PIN
     assert "msg=" in post("/admin/stations", id="lz-xicun-03", name="西村便民店", kind="village_shop",
                           village="西村", town="临泽镇")
-    assert "msg=" in post("/admin/lockers", station="lz-xicun-03", id="l1", comps="SSSMML")
+    assert "msg=" in post("/admin/lockers", station="lz-xicun-03", id="l1", comps="3S,2M,1L")
     assert "msg=" in post("/admin/couriers", carrier="ZTO", name="王师傅", phone="13900000001", pin=COURIER_PIN,
                           stations=f"{STATION}，lz-xicun-03")
     assert "msg=" in post("/admin/users", username="li.agent", display_name="李代办", role="station_agent",
@@ -43,7 +43,7 @@ def test_admin_page_adds_and_retires_and_the_station_list_follows(cloud):
     # refusals come back as one line, nothing half-done
     assert "err=" in post("/admin/couriers", carrier="ZTO", name="短", phone="13900000002", pin="1234")
     assert "err=" in post("/admin/couriers", carrier="ZTO", name="重", phone="13900000001", pin=COURIER_PIN)
-    assert "err=" in post("/admin/lockers", station="lz-xicun-03", id="l2", comps="SSX")
+    assert "err=" in post("/admin/lockers", station="lz-xicun-03", id="l2", comps="3S,2X")
     assert "err=" in post("/admin/users", username="ops.wu", display_name="吴", role="maintenance",
                           password="long-password-2", pin=AGENT_PIN)
 
