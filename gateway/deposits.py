@@ -27,7 +27,7 @@ log = logging.getLogger("jincun.gateway.deposits")
 
 SIZE_RANK = {s: i for i, s in enumerate(C.SIZES)}
 KEYPAD_TTL_S = 1800  # a keypad booking (and its PIN on the locker) lasts half an hour
-KEYPAD_MAX = 8  # parcels one keypad PIN opens
+KEYPAD_MAX = 8  # parcels one keypad PIN opens, and compartments one courier may hold for the keypad at once
 PIN_DIGITS = 8  # the keypad tells a courier PIN (8 digits) from a pickup code (6) by its length
 _PARCEL_KEYS = ("ref", "state", "locker", "c", "size", "waybill", "carrier", "phone", "updated")
 _PARCEL_COLS = ", ".join(_PARCEL_KEYS)
@@ -42,8 +42,8 @@ class Deposits:
         self.codes = codes
         self.counters = counters
         self._reserved: set[tuple[str, int]] = set()
-        # compartments held by keypad bookings: (locker, c) -> (ref, expiry on time.time())
-        self._held: dict[tuple[str, int], tuple[str, float]] = {}
+        # compartments held by keypad bookings: (locker, c) -> (ref, expiry on time.time(), courier)
+        self._held: dict[tuple[str, int], tuple[str, float, str]] = {}
 
     def _live(self, locker: str | None) -> list:
         if locker is not None and locker not in self.link.lockers:
@@ -249,13 +249,13 @@ class Deposits:
         now = time.time()
         for ref, lk, c, at in rows:
             if at + KEYPAD_TTL_S > now:
-                self._held[(lk, c)] = (ref, at + KEYPAD_TTL_S)
+                self._held[(lk, c)] = (ref, at + KEYPAD_TTL_S, "")
         await self._expire_keypad()
 
     async def _expire_keypad(self) -> None:
         """Bookings whose PIN has expired: their compartments are free again, their parcels void."""
         now = time.time()
-        for key in [k for k, (_, exp) in self._held.items() if exp <= now]:
+        for key in [k for k, (_, exp, _) in self._held.items() if exp <= now]:
             del self._held[key]
         n = await self.outbox.run(lambda conn: conn.execute(
             "UPDATE parcels SET state='void', updated=? WHERE state='keypad' AND updated <= ?",
@@ -290,6 +290,10 @@ class Deposits:
         if any(p["size"] not in SIZE_RANK for p in parcels):
             raise NoCompartment("unknown size")
         await self._expire_keypad()
+        if sum(1 for h in self._held.values() if h[2] == courier) + len(parcels) > KEYPAD_MAX:
+            # one courier cannot hold more than one PIN's worth of compartments away from everybody else
+            self.counters.inc("keypad_refused")
+            raise CommandRejected("keypad_limit")
         lk, picks = self._pick_many([p["size"] for p in parcels], locker)
         cfg = self.link.cfg.locker(lk)
         if cfg is None or not hasattr(cfg, "secret") or lk in self.link.local:
@@ -317,7 +321,7 @@ class Deposits:
                 raise CommandRejected((ack or {}).get("err", "offline"))
             exp = time.time() + ttl_s
             for d in deps:
-                self._held[(lk, d["c"])] = (d["ref"], exp)
+                self._held[(lk, d["c"])] = (d["ref"], exp, courier)
         finally:
             for c, _ in picks:
                 self._reserved.discard((lk, c))

@@ -29,6 +29,12 @@ async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin
         for d in deps:
             await wait_state(http, d["ref"], "keypad")
 
+        # one courier holds at most 8 compartments for the keypad at a time
+        r = await http.post("/api/v1/terminal/keypad", json={"parcels": [
+            {"waybill": f"ZT10000001{i}", "phone": "13800000001", "size": "S", "consent_asked": True}
+            for i in range(7)]})
+        assert r.status_code == 409 and r.json()["detail"] == {"error": "locker_refused", "detail": "keypad_limit"}
+
         # a deposit at the terminal meanwhile gets neither held compartment
         r = await http.post("/api/v1/deposits", json={"waybill": "SF100", "phone": "13800000003", "carrier": "SF",
                                                      "size": "S", "consent_asked": True})
@@ -49,7 +55,7 @@ async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin
         old = time.time() - 2000
         await gateway.gw.outbox.run(lambda conn: conn.execute("UPDATE parcels SET updated=? WHERE ref=?",
                                                               (old, second["ref"])))
-        gateway.gw.deposits._held[("l1", 2)] = (second["ref"], old)
+        gateway.gw.deposits._held[("l1", 2)] = (second["ref"], old, COURIER["id"])
         await gateway.gw.deposits._expire_keypad()
         await wait_state(http, second["ref"], "void")
         assert ("l1", 2) not in gateway.gw.deposits._held
