@@ -1,12 +1,20 @@
 """Keypad bookings: compartments held for a courier's one-time PIN (courier_put), confirmed by the locker's
 deposit events like any deposit, and freed again when the PIN expires."""
 
+import re
 import time
+from pathlib import Path
 
-from gwkit import COURIER, SECRET_L1, courier_api, until
+import pytest
+from gwkit import COURIER, COURIER_PIN, SECRET_L1, RunningGateway, courier_api, free_port, make_config, until
 from test_deposits import ready_locker, wait_state
 
+from gateway.consent import FixedConsent
 from gateway.protocol import courier_hash
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
 async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin_hash(gateway, lockers):
@@ -71,3 +79,44 @@ async def test_a_locker_that_refuses_the_pin_voids_the_booking(gateway, lockers)
         (parcel,) = [p.body for p in await gateway.outbox_rows("parcel")]
         await wait_state(http, parcel["ref"], "void")
         assert not gateway.gw.deposits._held
+
+
+async def test_the_terminal_page_books_the_keypad_and_shows_the_pin_once(station, lockers, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.async_api")
+    _, broker = station
+    port = free_port()
+    rg = RunningGateway(make_config(tmp_path, broker.port, http={"port": port}),
+                        consent=FixedConsent({"13800000001": ("granted", False), "13800000002": ("granted", False)}))
+    await rg.start()
+    rg.broker = broker
+    try:
+        l1 = await ready_locker(rg, lockers)
+        async with playwright.async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+                await page.goto(f"http://127.0.0.1:{port}/terminal")
+                await page.wait_for_selector(f"#user option[value={COURIER['id']}]", state="attached")
+                await page.select_option("#user", COURIER["id"])
+                await page.fill("#pin", COURIER_PIN)
+                await page.click("#f-login button")
+                await page.wait_for_selector("#v-courier:not(.hidden)")
+                for waybill, phone in (("ZT200000001", "13800000001"), ("ZT200000002", "13800000002")):
+                    await page.fill("#waybill", waybill)
+                    await page.fill("#phone", phone)
+                    await page.click("#keypad-add")
+                assert (await page.text_content("#keypad-list")).count("ZT20000000") == 2
+                await page.click("#keypad-go")
+                await page.wait_for_selector("#keypad-pin-digits")
+                pin = await page.text_content("#keypad-pin-digits")
+                assert re.fullmatch(r"\d{8}", pin) and "柜上投递码" not in pin
+                assert await page.is_hidden("#keypad"), "the list is spent"
+                put = [c for c in l1.cmds if c["op"] == "courier_put"][-1]
+                assert put["h"] == courier_hash(SECRET_L1, pin) and len(put["deps"]) == 2
+                assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+            finally:
+                await browser.close()
+    finally:
+        await rg.close()
