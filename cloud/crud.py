@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections import defaultdict
 from typing import Any
@@ -10,11 +11,13 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
+from .audit import audit
 from .errors import Conflict, NotFound
 from .models import (Carrier, Compartment, Event, Locker, Notification, Parcel, ParcelEvent, Station, Town,
                      Village)
 from .schemas import (CompartmentPublic, LockerCreate, LockerPublic, NotificationPublic, ParcelEventPublic,
                       ParcelPublic, StationCreate, StationPublic)
+from .principal import Principal
 from .storage import fixed_rows
 
 
@@ -47,11 +50,12 @@ def _village_id(session: Session, *, village: str | None, town: str | None) -> i
     return row.id
 
 
-def create_station(session: Session, *, data: StationCreate) -> Station:
-    """Register a station; its API key is stored only as a hash."""
+def create_station(session: Session, *, data: StationCreate, who: Principal | None = None) -> Station:
+    """Register a station; its API key is stored only as a hash (none given: one nobody knows, until the
+    station's gateway enrolls). Audited when a staff member `who` registers it."""
     if session.get(Station, data.id) is not None:
         raise Conflict(f"station {data.id} exists already")
-    key_hash = hash_key(data.api_key)
+    key_hash = hash_key(data.api_key or secrets.token_urlsafe(32))
     if session.scalar(select(Station.id).where(Station.api_key_hash == key_hash)) is not None:
         raise Conflict("this API key is in use by another station")
     station = Station(id=data.id, name=data.name, kind=data.kind, api_key_hash=key_hash, active=True,
@@ -60,13 +64,30 @@ def create_station(session: Session, *, data: StationCreate) -> Station:
                       created_at=time.time())
     session.add(station)
     session.flush()
+    if who is not None:
+        audit(session, who, "station_created", data.id, name=data.name, kind=data.kind)
     return station
 
 
-def add_locker(session: Session, *, station_id: str, data: LockerCreate) -> Locker:
-    """Register a locker and its compartments under a station."""
-    if session.get(Station, station_id) is None:
+def retire_station(session: Session, who: Principal, *, station_id: str, reason: str | None = None) -> Station:
+    """Retire a station: kept with its history, its gateway's key no longer accepted. Audited; caller commits."""
+    station = session.get(Station, station_id)
+    if station is None:
         raise NotFound(f"no station {station_id}")
+    if not station.active:
+        raise Conflict(f"station {station_id} is retired already")
+    station.active = False
+    audit(session, who, "station_retired", station_id, reason)
+    return station
+
+
+def add_locker(session: Session, *, station_id: str, data: LockerCreate, who: Principal | None = None) -> Locker:
+    """Register a locker and its compartments under a station (audited when a staff member `who` adds it)."""
+    station = session.get(Station, station_id)
+    if station is None:
+        raise NotFound(f"no station {station_id}")
+    if not station.active:
+        raise Conflict(f"station {station_id} is retired")
     if session.get(Locker, (station_id, data.id)) is not None:
         raise Conflict(f"locker {data.id} exists already at station {station_id}")
     if data.id == "gw":
@@ -80,6 +101,21 @@ def add_locker(session: Session, *, station_id: str, data: LockerCreate) -> Lock
         session.add(Compartment(station_id=station_id, locker_id=data.id, n=comp.n, size=comp.size,
                                 state="empty", door="closed", occ=False))
     session.flush()
+    if who is not None:
+        audit(session, who, "locker_added", f"{station_id}/{data.id}", comps=len(data.comps))
+    return locker
+
+
+def retire_locker(session: Session, who: Principal, *, station_id: str, locker_id: str,
+                  reason: str | None = None) -> Locker:
+    """Retire a locker: kept with its history, left out of the station's enrollment. Audited; caller commits."""
+    locker = session.get(Locker, (station_id, locker_id))
+    if locker is None:
+        raise NotFound(f"no locker {locker_id} at station {station_id}")
+    if not locker.active:
+        raise Conflict(f"locker {station_id}/{locker_id} is retired already")
+    locker.active = False
+    audit(session, who, "locker_retired", f"{station_id}/{locker_id}", reason)
     return locker
 
 

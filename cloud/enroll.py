@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from .accounts import station_staff
 from .auth import Principal
 from .commands import audit
 from .crud import hash_key
 from .errors import Conflict, NotFound
-from .models import Compartment, Courier, EnrollToken, Locker, Station
+from .models import Compartment, EnrollToken, Locker, Station
 from .storage import rows_touched
 
 TTL_DEFAULT_S = 24 * 3600
@@ -59,10 +60,13 @@ class EnrollLocker(BaseModel):
 
 
 class EnrollCourier(BaseModel):
+    """A courier (`c<n>`) or station agent (`a<n>`) of the station, as the gateway's staff sync lists them too."""
+
     id: str
     name: str
+    role: str = "courier"
     carrier: str
-    pin_hash: str  # the cloud's argon2 hash: the terminal checks a courier's PIN offline with it
+    pin_hash: str  # hashed by the one PIN rule (jincun/pins.py): the terminal checks the PIN offline with it
 
 
 class EnrollStation(BaseModel):
@@ -109,14 +113,13 @@ def _lockers(session: Session, station_id: str) -> list[EnrollLocker]:
     for c in session.scalars(select(Compartment).where(Compartment.station_id == station_id)
                              .order_by(Compartment.locker_id, Compartment.n)):
         comps.setdefault(c.locker_id, []).append(EnrollComp(n=c.n, size=c.size))
-    ids = session.scalars(select(Locker.id).where(Locker.station_id == station_id).order_by(Locker.id))
+    ids = session.scalars(select(Locker.id).where(Locker.station_id == station_id, Locker.active.is_(True))
+                          .order_by(Locker.id))
     return [EnrollLocker(id=lid, comps=comps.get(lid, [])) for lid in ids]
 
 
 def _couriers(session: Session, station_id: str) -> list[EnrollCourier]:
-    rows = session.scalars(select(Courier).where(Courier.active.is_(True)).order_by(Courier.id))
-    return [EnrollCourier(id=f"c{c.id}", name=c.name[:40], carrier=c.carrier_code, pin_hash=c.pin_hash)
-            for c in rows if station_id in (c.stations or [])]
+    return [EnrollCourier(**u.model_dump()) for u in station_staff(session, station_id)]
 
 
 def redeem(session: Session, *, token: str, peer: str, now: float | None = None) -> Enrollment:

@@ -93,6 +93,8 @@ class Locker(Base):
     boot: Mapped[str | None] = mapped_column(String(32))
     birth_seq: Mapped[int | None] = mapped_column(BigInteger)
     online: Mapped[str] = mapped_column(String(16), default="unknown")
+    # a retired locker stays for its history; it is left out of the station's enrollment
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
     status_rx: Mapped[float | None] = mapped_column(Float)
     last_seen: Mapped[float | None] = mapped_column(Float)
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -329,6 +331,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(255))
+    # a station agent's terminal PIN (jincun/pins.py), sent to their station; None for other roles
+    pin_hash: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(24))
     station_id: Mapped[str | None] = mapped_column(ForeignKey("stations.id"))
     carrier_code: Mapped[str | None] = mapped_column(ForeignKey("carriers.code"))
@@ -351,7 +355,7 @@ class ApiClient(Base):
 
 
 class Courier(Base):
-    """A courier of a carrier; the PIN is kept as an argon2 hash."""
+    """A courier of a carrier; the PIN is kept only hashed (jincun/pins.py)."""
 
     __tablename__ = "couriers"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

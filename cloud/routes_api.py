@@ -12,11 +12,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import auth, crud, lifecycle, lookups
 from .constants import API_PREFIX
-from .auth import STAFF_READ, STAFF_SECURITY, allow
+from .auth import STAFF_READ, STAFF_SECURITY, Principal, allow
 from .deps import ServicesDep
 from .errors import Conflict, NotFound
 from .schemas import (HealthPublic, LedgerPublic, LockerCreate, LockerPublic, NotificationPublic, ParcelPublic,
-                      StationCreate, StationPublic)
+                      ReasonBody, StationCreate, StationPublic)
 from .storage import SessionDep
 
 log = logging.getLogger("jincun.cloud.api")
@@ -41,11 +41,15 @@ def health(session: SessionDep, services: ServicesDep) -> HealthPublic:
     return HealthPublic(status="ok" if db == "ok" else "degraded", db=db, counters=counters)
 
 
+Admin = Annotated[Principal, Depends(allow("admin"))]
+StationPath = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,32}$")]
+
+
 @admin.post("/admin/stations", status_code=201, response_model=StationPublic, tags=["admin"])
-def create_station(data: StationCreate, session: SessionDep) -> StationPublic:
-    """Register a station with its API key."""
+def create_station(data: StationCreate, session: SessionDep, who: Admin) -> StationPublic:
+    """Register a station (its API key, or none until its gateway enrolls); audited."""
     try:
-        station = crud.create_station(session, data=data)
+        station = crud.create_station(session, data=data, who=who)
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from exc
     session.commit()
@@ -53,10 +57,10 @@ def create_station(data: StationCreate, session: SessionDep) -> StationPublic:
 
 
 @admin.post("/admin/stations/{station_id}/lockers", status_code=201, response_model=LockerPublic, tags=["admin"])
-def add_locker(station_id: str, data: LockerCreate, session: SessionDep) -> LockerPublic:
-    """Register a locker and its compartments."""
+def add_locker(station_id: str, data: LockerCreate, session: SessionDep, who: Admin) -> LockerPublic:
+    """Register a locker and its compartments; audited."""
     try:
-        crud.add_locker(session, station_id=station_id, data=data)
+        crud.add_locker(session, station_id=station_id, data=data, who=who)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from exc
     except Conflict as exc:
@@ -64,6 +68,34 @@ def add_locker(station_id: str, data: LockerCreate, session: SessionDep) -> Lock
     session.commit()
     station = crud.list_stations(session, station_id=station_id)[0]
     return next(locker for locker in station.lockers if locker.id == data.id)
+
+
+@admin.post("/admin/stations/{station_id}/retire", response_model=StationPublic, tags=["admin"])
+def retire_station(station_id: StationPath, data: ReasonBody, session: SessionDep, who: Admin) -> StationPublic:
+    """Retire a station: kept for history, its gateway no longer accepted; audited."""
+    try:
+        crud.retire_station(session, who, station_id=station_id, reason=data.reason)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    session.commit()
+    return crud.list_stations(session, station_id=station_id)[0]
+
+
+@admin.post("/admin/stations/{station_id}/lockers/{locker_id}/retire", response_model=LockerPublic, tags=["admin"])
+def retire_locker(station_id: StationPath, locker_id: StationPath, data: ReasonBody, session: SessionDep,
+                  who: Admin) -> LockerPublic:
+    """Retire a locker: kept for history, left out of the station's enrollment; audited."""
+    try:
+        crud.retire_locker(session, who, station_id=station_id, locker_id=locker_id, reason=data.reason)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    session.commit()
+    station = crud.list_stations(session, station_id=station_id)[0]
+    return next(locker for locker in station.lockers if locker.id == locker_id)
 
 
 @admin.get("/admin/ledger", response_model=LedgerPublic, tags=["admin"])

@@ -14,16 +14,19 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from jincun.pins import verify_pin
+
 from . import commands, ratelimit, recipients
 from . import constants as K
-from .auth import station_caller, verify_secret
+from .accounts import station_staff
+from .auth import station_caller
 from .crud import key_and_station
 from .deps import ServicesDep, bearer
 from .errors import BatchRejected, NotFound
 from .models import Courier
 from .protocol import decode_batch
 from .schemas import (CommandAck, CommandAckResult, CommandsPage, ConsentPublic, CourierCheck, CourierLogin,
-                      IngestResponse)
+                      IngestResponse, StaffList)
 from .storage import SessionDep
 
 log = logging.getLogger("jincun.cloud.gateway")
@@ -152,9 +155,18 @@ def verify_courier(data: CourierLogin, session: SessionDep, services: ServicesDe
         session.commit()
         raise HTTPException(429, "too many PIN attempts; wait 10 minutes")
     courier = session.scalar(select(Courier).where(Courier.phone == data.phone, Courier.active.is_(True)))
-    ok = courier is not None and verify_secret(data.pin, courier.pin_hash) and station.id in courier.stations
+    ok = courier is not None and verify_pin(data.pin, courier.pin_hash) and station.id in courier.stations
     session.commit()
     if not ok or courier is None:
         services.counters.inc("courier_pin_failures")
         return CourierCheck(ok=False, carrier=None, name=None)
     return CourierCheck(ok=True, carrier=courier.carrier_code, name=courier.name)
+
+
+@router.get(f"{K.API_PREFIX}/gateway/couriers", response_model=StaffList, tags=["gateway"])
+def station_couriers(session: SessionDep, services: ServicesDep, token: Annotated[str, Depends(bearer)]) -> StaffList:
+    """Who may log in at this station's terminal, with PIN hashes for the offline check (§5.6); the gateway
+    fetches it every `terminal.staff_sync_s` and replaces its cached list with it."""
+    station = station_caller(session, services, token)
+    services.counters.inc("staff_lists")
+    return StaffList(users=station_staff(session, station.id))

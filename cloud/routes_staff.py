@@ -79,6 +79,24 @@ def create_user(data: UserCreate, session: SessionDep,
     return user
 
 
+@router.get("/users", response_model=list[UserPublic], tags=["users"])
+def list_users(session: SessionDep, _who: Annotated[Principal, Depends(allow("admin"))]) -> list:
+    """Every staff account, retired ones too (admin only)."""
+    return accounts.list_users(session)
+
+
+@router.post("/users/{username}/retire", response_model=UserPublic, tags=["users"])
+def retire_user(username: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{3,64}$")], data: ReasonBody,
+                session: SessionDep, who: Annotated[Principal, Depends(allow("admin"))]) -> User:
+    """Retire a staff account: kept for the audit trail, no longer able to log in (admin only; audited)."""
+    try:
+        user = accounts.retire_user(session, who, username=username, reason=data.reason)
+    except (CommandRefused, Conflict, NotFound) as exc:
+        raise _refuse(exc) from exc
+    session.commit()
+    return user
+
+
 @router.get("/carriers", response_model=list[CarrierPublic], tags=["carriers"])
 def list_carriers(session: SessionDep, _who: Annotated[Principal, Depends(allow(*K.STAFF_ROLES))]) -> list:
     """Every carrier."""
@@ -116,6 +134,24 @@ def add_courier(code: Annotated[str, Path(pattern=r"^[A-Z0-9_]{1,16}$")], data: 
     try:
         courier = accounts.add_courier(session, who, code=code, data=data)
     except (CommandRefused, Conflict, NotFound) as exc:
+        raise _refuse(exc) from exc
+    session.commit()
+    return courier
+
+
+@router.get("/couriers", response_model=list[CourierPublic], tags=["carriers"])
+def list_couriers(session: SessionDep, _who: Annotated[Principal, Depends(allow("admin"))]) -> list:
+    """Every courier, retired ones too (admin only)."""
+    return accounts.list_couriers(session)
+
+
+@router.post("/couriers/{phone}/retire", response_model=CourierPublic, tags=["carriers"])
+def retire_courier(phone: PhonePath, data: ReasonBody, session: SessionDep,
+                   who: Annotated[Principal, Depends(allow("admin"))]) -> Courier:
+    """Retire a courier: their stations refuse their PIN from the next sync (within a minute); audited."""
+    try:
+        courier = accounts.retire_courier(session, who, phone=phone, reason=data.reason)
+    except (Conflict, NotFound) as exc:
         raise _refuse(exc) from exc
     session.commit()
     return courier

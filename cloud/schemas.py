@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jincun.pins import PIN_RE
+
 from . import constants as K
 
 StationKind = Literal["village_shop", "party_service_centre", "postal_point", "town_station", "district_hub"]
@@ -49,6 +51,7 @@ class LockerPublic(BaseModel):
     heap: int | None
     outbox: int | None
     up: int | None
+    active: bool = True
     compartments: list[CompartmentPublic] = []
 
 
@@ -59,7 +62,8 @@ class StationCreate(BaseModel):
     kind: StationKind = "village_shop"
     village: str | None = Field(default=None, min_length=1, max_length=64)
     town: str | None = Field(default=None, min_length=1, max_length=64)
-    api_key: str = Field(min_length=16, max_length=256)
+    # None: a key is drawn and thrown away; the station's gateway gets its own at enrollment
+    api_key: str | None = Field(default=None, min_length=16, max_length=256)
     # what a villager needs to find the station: shown on their phone page
     address: str | None = Field(default=None, min_length=1, max_length=200)
     phone: str | None = Field(default=None, pattern=K.PHONE_RE.pattern)
@@ -180,13 +184,27 @@ class ConsentPublic(BaseModel):
 class CourierLogin(BaseModel):
     model_config = ConfigDict(extra="forbid")
     phone: str = Field(pattern=K.PHONE_RE.pattern)
-    pin: str = Field(pattern=r"^[0-9]{4,8}$")
+    pin: str = Field(pattern=PIN_RE)
 
 
 class CourierCheck(BaseModel):
     ok: bool
     carrier: str | None
     name: str | None
+
+
+class StaffEntry(BaseModel):
+    """One person who may log in at a station's terminal: `c<n>` a courier, `a<n>` a station agent."""
+
+    id: str
+    name: str
+    role: Literal["courier", "agent"]
+    carrier: str
+    pin_hash: str
+
+
+class StaffList(BaseModel):
+    users: list[StaffEntry]
 
 
 # ---- staff -----------------------------------------------------------------------------------
@@ -209,6 +227,8 @@ class UserCreate(BaseModel):
     role: Role
     station_id: str | None = Field(default=None, pattern=STATION_ID)
     carrier_code: str | None = Field(default=None, pattern=r"^[A-Z0-9_]{1,16}$")
+    # a station agent's terminal PIN, sent to their station only hashed
+    pin: str | None = Field(default=None, pattern=PIN_RE)
 
 
 class UserPublic(BaseModel):
@@ -253,7 +273,7 @@ class CourierCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64)
     phone: str = Field(pattern=K.PHONE_RE.pattern)
-    pin: str = Field(pattern=r"^[0-9]{4,8}$")
+    pin: str = Field(pattern=PIN_RE)
     stations: list[str] = Field(default_factory=list, max_length=200)
 
 

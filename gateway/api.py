@@ -47,7 +47,8 @@ def create_app(gw: HttpServices) -> FastAPI:
             p = await gw.deposits.get(ref)
         except UnknownParcel:
             raise HTTPException(404, {"error": "unknown_parcel"}) from None
-        state = "opening" if p["state"] == "opening" else ("void" if p["state"] == "void" else "deposited")
+        # 'keypad': booked for a courier's keypad PIN, not opened yet (deposits.py)
+        state = p["state"] if p["state"] in ("opening", "void", "keypad") else "deposited"
         return {"ref": p["ref"], "state": state, "locker": p["locker"], "c": p["c"]}
 
     @app.get("/api/v1/lockers")

@@ -33,6 +33,7 @@ from .lockerlink import LockerLink
 from .stationdb import Outbox, Record
 from .scanner_serial import Scanner
 from .pins import Sessions
+from .staff import StaffSync
 from .services import HttpServices
 from .uplink import Uplink
 
@@ -77,6 +78,7 @@ class Gateway:
         self.consent: ConsentPort = consent or CloudConsent(cfg.cloud, self.outbox, self.counters,
                                                             cache_s=cfg.terminal.consent_cache_s, transport=transport)
         self.sessions = Sessions(cfg.terminal, self.counters)
+        self.staff = StaffSync(cfg, self.outbox, self.sessions, self.counters, transport=transport)
         self.app = create_app(HttpServices(
             cfg=cfg, counters=self.counters, outbox=self.outbox, deposits=self.deposits, consent=self.consent,
             link=self.link, uplink=self.uplink, boards=self.boards, scanner=self.scanner, health=self.health,
@@ -91,6 +93,8 @@ class Gateway:
             os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
         await self.outbox.open()
         await self.link.load()
+        await self.staff.load()
+        await self.deposits.load()
         await self.downlink.load_overrides()
         await self.downlink.rollouts.resume()
 
@@ -239,6 +243,7 @@ async def run(cfg: StationConfig, *, transport: httpx.AsyncBaseTransport | None 
         tasks.append(asyncio.create_task(supervise("scanner", gw.scanner.run, gw.counters), name="scanner"))
     if cfg.cloud.downlink:
         tasks.append(asyncio.create_task(supervise("downlink", gw.downlink.run, gw.counters), name="downlink"))
+        tasks.append(asyncio.create_task(supervise("staff-sync", gw.staff.run, gw.counters), name="staff-sync"))
 
     async def serve_http() -> None:
         try:

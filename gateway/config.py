@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jincun.phone import PHONE_PATTERN
+from jincun.pins import PIN_HASH_RE
 from jincun.weaksecret import weakness
 
 from . import const as C
@@ -178,8 +179,8 @@ class TerminalUser(_Model):
     name: str = Field(min_length=1, max_length=40)
     role: Literal["courier", "agent"]
     carrier: str = Field("", max_length=32)
-    # a PIN set at the station (terminal.hash_pin), or a courier's PIN as the cloud keeps it (argon2id)
-    pin_hash: str = Field(pattern=r"^(pbkdf2_sha256\$[0-9]+\$[0-9a-f]+\$[0-9a-f]{64}|\$argon2id\$[!-~]{20,200})$")
+    # hashed by the one PIN rule (jincun/pins.py), at the station or in the cloud
+    pin_hash: str = Field(pattern=PIN_HASH_RE)
 
 
 class FeeRule(_Model):
@@ -196,6 +197,8 @@ class TerminalConfig(_Model):
     carriers: list[str] = ["中国邮政", "顺丰", "中通", "圆通", "申通", "韵达", "极兔", "京东"]
     fees: dict[str, FeeRule] = {}
     session_s: int = Field(1800, ge=60, le=86400)
+    # how often the couriers and station agents the county manages are fetched from the cloud
+    staff_sync_s: float = Field(30.0, ge=1.0, le=3600.0)
     consent_cache_s: int = Field(7 * 86400, ge=60)
     # offline and not cached: "ask" lets the courier record that the recipient agreed by phone
     consent_offline: Literal["ask", "refuse"] = "ask"

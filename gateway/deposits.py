@@ -1,4 +1,11 @@
-"""Courier deposit flow: pick a compartment, open it, and on the locker's confirmation issue the pickup code."""
+"""Courier deposit flow: pick a compartment, open it, and on the locker's confirmation issue the pickup code.
+
+A courier may also book compartments for the locker's keypad (`book_keypad`): the gateway holds a compartment
+per parcel in one locker and pushes a one-time 8-digit PIN's HMAC with those deposits (`courier_put`,
+docs/protocol.md §4.1); typed on the keypad, the PIN opens them, and each deposit is then confirmed by its
+door and occupancy exactly as a `deposit` command's. A booking holds its compartments until it is used or
+expires (`KEYPAD_TTL_S`, the PIN's `exp` on the locker too).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import sqlite3
 import time
 
 from . import const as C
+from . import protocol
 from .codes import Codes
 from .counters import Counters
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
@@ -18,6 +26,9 @@ from .stationdb import Outbox, Record
 log = logging.getLogger("jincun.gateway.deposits")
 
 SIZE_RANK = {s: i for i, s in enumerate(C.SIZES)}
+KEYPAD_TTL_S = 1800  # a keypad booking (and its PIN on the locker) lasts half an hour
+KEYPAD_MAX = 8  # parcels one keypad PIN opens, and compartments one courier may hold for the keypad at once
+PIN_DIGITS = 8  # the keypad tells a courier PIN (8 digits) from a pickup code (6) by its length
 _PARCEL_KEYS = ("ref", "state", "locker", "c", "size", "waybill", "carrier", "phone", "updated")
 _PARCEL_COLS = ", ".join(_PARCEL_KEYS)
 
@@ -31,18 +42,27 @@ class Deposits:
         self.codes = codes
         self.counters = counters
         self._reserved: set[tuple[str, int]] = set()
+        # compartments held by keypad bookings: (locker, c) -> (ref, expiry on time.time(), courier)
+        self._held: dict[tuple[str, int], tuple[str, float, str]] = {}
 
-    def _pick(self, size: str, locker: str | None) -> tuple[str, int, str]:
+    def _live(self, locker: str | None) -> list:
         if locker is not None and locker not in self.link.lockers:
             raise LockerError(f"unknown locker {locker!r}")
         pool = [self.link.lockers[locker]] if locker else list(self.link.lockers.values())
         live = [ls for ls in pool if ls.online and ls.birth_at is not None]
         if not live:
             raise LockerOffline("locker offline" if locker else "no locker online")
+        return live
+
+    def _free(self, locker: str, c: int) -> bool:
+        return (locker, c) not in self._reserved and (locker, c) not in self._held
+
+    def _pick(self, size: str, locker: str | None) -> tuple[str, int, str]:
+        live = self._live(locker)
         best = None
         for ls in live:
             for comp in ls.comps.values():
-                if not comp.assignable() or (ls.id, comp.n) in self._reserved:
+                if not comp.assignable() or not self._free(ls.id, comp.n):
                     continue
                 rank = SIZE_RANK[comp.size] - SIZE_RANK[size]
                 if rank < 0:
@@ -86,16 +106,17 @@ class Deposits:
             self._reserved.discard((lk, c))
 
     async def _record(self, waybill: str, phone: str, carrier: str, size: str, lk: str, c: int,
-                      extra: dict) -> str:
-        """A new parcel in state 'opening', with its record for the cloud, in one transaction; returns its ref."""
+                      extra: dict, *, state: str = "opening") -> str:
+        """A new parcel in state 'opening' (or 'keypad': booked for a PIN), with its record for the cloud, in
+        one transaction; returns its ref."""
         ref = "p-" + secrets.token_hex(6)
         now = time.time()
         body = {"ref": ref, "waybill": waybill, "carrier": carrier, "phone": phone, "locker": lk, "c": c,
                 "size": size, **extra}
 
         def record(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO parcels VALUES (?,?,?,?,?,?,?, 'opening', ?, ?)",
-                         (ref, waybill, phone, carrier, size, lk, c, now, now))
+            conn.execute("INSERT INTO parcels VALUES (?,?,?,?,?,?,?, ?, ?, ?)",
+                         (ref, waybill, phone, carrier, size, lk, c, state, now, now))
             self.outbox._insert(conn, Record(src=C.SRC_GATEWAY, kind="parcel", body=body))
         await self.outbox.run(record)
         return ref
@@ -208,6 +229,7 @@ class Deposits:
                 conn.execute("UPDATE parcels SET locker=?, c=? WHERE ref=?", (locker, c, ref))
             conn.execute("UPDATE parcels SET state='deposited', updated=? WHERE ref=?", (time.time(), ref))
             return self.codes.issue_in_tx(conn, locker, row[1], ref, c)
+        self._release(locker, c, ref)
         code_id = await self.outbox.run(tx)
         if code_id is not None:
             self.counters.inc("deposits_done")
@@ -218,8 +240,9 @@ class Deposits:
         if t == "deposit":
             await self._deposited(locker, evt["c"], evt["ref"])
         elif t == "deposit_void":
+            self._release(locker, evt["c"], evt["ref"])
             await self.outbox.run(lambda conn: conn.execute(
-                "UPDATE parcels SET state='void', updated=? WHERE ref=? AND state='opening'",
+                "UPDATE parcels SET state='void', updated=? WHERE ref=? AND state IN ('opening', 'keypad')",
                 (time.time(), evt["ref"])))
             self.counters.inc("deposits_void")
         elif t == "pickup":
@@ -241,3 +264,95 @@ class Deposits:
             elif (locker, c) not in self._reserved:
                 await self._set_state(ref, "void")
                 self.counters.inc("deposits_void")
+
+    # ---- keypad bookings ---------------------------------------------------------------------------------
+    def _release(self, locker: str, c: int, ref: str) -> None:
+        held = self._held.get((locker, c))
+        if held is not None and held[0] == ref:
+            del self._held[(locker, c)]
+
+    async def load(self) -> None:
+        """Hold again the compartments of keypad bookings still running (after a restart)."""
+        rows = await self.outbox.query(lambda conn: conn.execute(
+            "SELECT ref, locker, c, updated FROM parcels WHERE state='keypad'").fetchall())
+        now = time.time()
+        for ref, lk, c, at in rows:
+            if at + KEYPAD_TTL_S > now:
+                self._held[(lk, c)] = (ref, at + KEYPAD_TTL_S, "")
+        await self._expire_keypad()
+
+    async def _expire_keypad(self) -> None:
+        """Bookings whose PIN has expired: their compartments are free again, their parcels void."""
+        now = time.time()
+        for key in [k for k, (_, exp, _) in self._held.items() if exp <= now]:
+            del self._held[key]
+        n = await self.outbox.run(lambda conn: conn.execute(
+            "UPDATE parcels SET state='void', updated=? WHERE state='keypad' AND updated <= ?",
+            (now, now - KEYPAD_TTL_S)).rowcount)
+        if n:
+            self.counters.inc("keypad_expired", n)
+
+    def _pick_many(self, sizes: list[str], locker: str | None) -> tuple[str, list[tuple[int, str]]]:
+        """A compartment for each size, all in one locker (one PIN opens one locker's doors)."""
+        for ls in self._live(locker):
+            free = sorted((SIZE_RANK[comp.size], comp.n) for comp in ls.comps.values()
+                          if comp.assignable() and self._free(ls.id, comp.n))
+            got: list[tuple[int, str]] = []
+            for size in sorted(sizes, key=SIZE_RANK.__getitem__, reverse=True):
+                fit = next((f for f in free if f[0] >= SIZE_RANK[size]), None)
+                if fit is None:
+                    break
+                free.remove(fit)
+                got.append((fit[1], C.SIZES[fit[0]]))
+            if len(got) == len(sizes):
+                return ls.id, got
+        raise NoCompartment(f"no locker has {len(sizes)} free compartments of these sizes")
+
+    async def book_keypad(self, parcels: list[dict], locker: str | None = None, *, courier: str,
+                          ttl_s: int = KEYPAD_TTL_S) -> dict:
+        """Hold a compartment per parcel ({"waybill","phone","carrier","size","consent"}) in one locker and put
+        a fresh one-time keypad PIN for them on it; returns {"pin","locker","exp_s","deposits"}.
+
+        The PIN is returned here once and kept nowhere at the station: the locker holds only its HMAC."""
+        if not 1 <= len(parcels) <= KEYPAD_MAX:
+            raise NoCompartment(f"a keypad PIN opens 1 to {KEYPAD_MAX} compartments")
+        if any(p["size"] not in SIZE_RANK for p in parcels):
+            raise NoCompartment("unknown size")
+        await self._expire_keypad()
+        if sum(1 for h in self._held.values() if h[2] == courier) + len(parcels) > KEYPAD_MAX:
+            # one courier cannot hold more than one PIN's worth of compartments away from everybody else
+            self.counters.inc("keypad_refused")
+            raise CommandRejected("keypad_limit")
+        lk, picks = self._pick_many([p["size"] for p in parcels], locker)
+        cfg = self.link.cfg.locker(lk)
+        if cfg is None or not hasattr(cfg, "secret") or lk in self.link.local:
+            raise CommandRejected("no_keypad")  # a lock board driven by the gateway has no courier keypad
+        order = sorted(range(len(parcels)), key=lambda i: SIZE_RANK[parcels[i]["size"]], reverse=True)
+        deps: list[dict] = []
+        for c, _ in picks:
+            self._reserved.add((lk, c))
+        try:
+            for i, (c, csize) in zip(order, picks):
+                p = parcels[i]
+                extra = {"courier": courier, **({"consent": p["consent"]} if p.get("consent") else {})}
+                ref = await self._record(p["waybill"], p["phone"], p["carrier"], csize, lk, c, extra, state="keypad")
+                deps.append({"c": c, "ref": ref, "size": csize, "waybill": p["waybill"]})
+            pin = "".join(secrets.choice("0123456789") for _ in range(PIN_DIGITS))
+            try:
+                ack = await self.link.send_command(lk, "courier_put", h=protocol.courier_hash(cfg.secret, pin),
+                                                   deps=[{"c": d["c"], "ref": d["ref"]} for d in deps], exp=ttl_s)
+            except (CommandTimeout, LockerOffline):
+                ack = None
+            if not ack or not ack.get("ok"):
+                for d in deps:
+                    await self._set_state(d["ref"], "void")
+                self.counters.inc("keypad_refused")
+                raise CommandRejected((ack or {}).get("err", "offline"))
+            exp = time.time() + ttl_s
+            for d in deps:
+                self._held[(lk, d["c"])] = (d["ref"], exp, courier)
+        finally:
+            for c, _ in picks:
+                self._reserved.discard((lk, c))
+        self.counters.inc("keypad_bookings")
+        return {"pin": pin, "locker": lk, "exp_s": ttl_s, "deposits": deps}

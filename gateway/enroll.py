@@ -58,8 +58,9 @@ def build_station(answer: dict, *, cloud_url: str, db: str, http_port: int, mqtt
         data["mqtt"]["audit_log"] = audit_log
     if tls:
         data["mqtt"]["tls"] = tls
-    data["terminal"] = {"users": [{"id": c["id"], "name": c["name"], "role": "courier", "carrier": c["carrier"],
-                                   "pin_hash": c["pin_hash"]} for c in answer["couriers"]]}
+    # the station's couriers and agents as the cloud lists them now; the gateway's staff sync keeps them current
+    data["terminal"] = {"users": [{"id": c["id"], "name": c["name"], "role": c.get("role", "courier"),
+                                   "carrier": c["carrier"], "pin_hash": c["pin_hash"]} for c in answer["couriers"]]}
     return data
 
 

@@ -1,15 +1,13 @@
 """Terminal PINs and sessions: how a PIN is stored and checked, and who is logged in at the station terminal.
 
-A PIN is 6 to 12 digits, stored as PBKDF2 (`hash_pin`) or, for a courier enrolled from the cloud, as the
-cloud's argon2id hash. Lockouts are per user and per client address (gateway/lockout.py), never for the whole
-station.
+A PIN is 6 to 12 digits, hashed and checked by the one PIN rule (`jincun/pins.py`), which the cloud uses
+too for the couriers and station agents it sends to the station. Lockouts are per user and per client
+address (gateway/lockout.py), never for the whole station.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import re
 import secrets
@@ -17,40 +15,26 @@ import time
 
 from fastapi import HTTPException
 
+from jincun.pins import PIN_ITERATIONS, PIN_MIN_DIGITS, PIN_RE, hash_pin, verify_pin
+
+# the terminal's names for the one PIN rule, re-exported
+__all__ = ["CLOUD_USER_RE", "PIN_ADDR_LOCK", "PIN_ITERATIONS", "PIN_MIN_DIGITS", "PIN_RE", "PIN_USER_LOCK",
+           "SESSIONS_PER_USER", "Sessions", "hash_pin", "verify_pin"]
+
 from .config import TerminalConfig, TerminalUser
 from .lockout import Lockout
 
 log = logging.getLogger("jincun.gateway.terminal")
 
-PIN_ITERATIONS = 100_000
-PIN_MIN_DIGITS = 6
-PIN_RE = rf"^[0-9]{{{PIN_MIN_DIGITS},12}}$"
 # one user's PIN: 5 wrong in a row lock that user for 1 min, doubling up to 16 min
 PIN_USER_LOCK = {"fails": 5, "first_s": 60, "max_s": 960, "forget_s": 3600}
 # one client address, whichever users it tries: a spray across names locks the address. Looser than the
 # per-user lock, because the station's own tablet is one address shared by every courier and the agent
 PIN_ADDR_LOCK = {"fails": 20, "first_s": 60, "max_s": 960, "forget_s": 3600}
 SESSIONS_PER_USER = 4
-
-def hash_pin(pin: str, *, salt: bytes | None = None, iterations: int = PIN_ITERATIONS) -> str:
-    """The station.json form of a terminal PIN: pbkdf2_sha256$iterations$salt$hash."""
-    if not re.fullmatch(PIN_RE, pin):
-        raise ValueError(f"a terminal PIN is {PIN_MIN_DIGITS} to 12 digits")
-    salt = salt or secrets.token_bytes(16)
-    dk = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
-    return f"pbkdf2_sha256${iterations}${salt.hex()}${dk.hex()}"
-
-
-def verify_pin(pin: str, stored: str) -> bool:
-    """Check a PIN against its station.json hash: PBKDF2 set here, or argon2id enrolled from the cloud."""
-    if stored.startswith("$argon2id$"):
-        from pwdlib import PasswordHash
-        from pwdlib.hashers.argon2 import Argon2Hasher
-
-        return PasswordHash((Argon2Hasher(),)).verify(pin, stored)
-    _, it, salt, want = stored.split("$")
-    dk = hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt), int(it))
-    return hmac.compare_digest(dk.hex(), want)
+# the terminal ids of the couriers (c<n>) and station agents (a<n>) the county manages in the cloud: once the
+# station has the cloud's list, it alone decides who of these may log in (staff.py)
+CLOUD_USER_RE = re.compile(r"^[ca][0-9]{1,9}$")
 
 
 class Sessions:
@@ -81,6 +65,19 @@ class Sessions:
         else:
             its = int(first.split("$")[1]) if first else PIN_ITERATIONS
             self._dummy = hash_pin(dummy_pin, iterations=its)
+
+    def set_synced(self, synced: list[TerminalUser] | None) -> set[str]:
+        """Take the cloud's couriers and agents (None: no list yet, station.json alone); return the ids whose
+        entry went or changed. Their sessions end at once: a retired courier is logged out too."""
+        users = {u.id: u for u in self.cfg.users if synced is None or not CLOUD_USER_RE.match(u.id)}
+        for u in synced or []:
+            if CLOUD_USER_RE.match(u.id):
+                users[u.id] = u
+        gone = {uid for uid, u in self.users.items() if users.get(uid) != u}
+        self.users = users
+        for tok in [t for t, (u, _) in self._s.items() if u.id in gone]:
+            del self._s[tok]
+        return gone
 
     async def login(self, user_id: str, pin: str, addr: str) -> tuple[str, TerminalUser]:
         for lock, key, scope in ((self.by_addr, addr, "address"), (self.by_user, user_id, "user")):

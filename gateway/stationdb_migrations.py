@@ -92,10 +92,20 @@ _V2 = """
 CREATE TABLE IF NOT EXISTS assist (phone TEXT PRIMARY KEY, door_help INTEGER NOT NULL, at REAL NOT NULL);
 """
 
+_V3 = """
+-- the couriers and station agents the county manages, as the cloud last sent them (staff.py); the terminal
+-- checks their PINs offline from here
+CREATE TABLE IF NOT EXISTS staff_users (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, carrier TEXT NOT NULL, pin_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS staff_sync (one INTEGER PRIMARY KEY CHECK (one = 1), at REAL NOT NULL);
+"""
+
 # MIGRATIONS[n] takes a database from version n to version n + 1
 MIGRATIONS: list[str] = [
     _V1,  # 1: the full schema over whatever a version-0 (unversioned) database holds
     _V2,  # 2: the door-to-door choices the cloud sent (assist)
+    _V3,  # 3: the cloud's couriers and station agents, cached for offline logins
 ]
 
 

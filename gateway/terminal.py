@@ -30,6 +30,7 @@ from . import protocol
 from . import returns
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import TerminalConfig, TerminalUser
+from .deposits import KEYPAD_MAX
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
                      OutboxError, ProtocolError, UnknownParcel)
 from .lockout import RateWindows
@@ -92,6 +93,20 @@ class TermDepositIn(BaseModel):
     phone: str = Field(pattern=PHONE_PATTERN)
     size: Literal["S", "M", "L"]
     consent_asked: bool = False
+
+
+class KeypadParcelIn(BaseModel):
+    waybill: str = Field(pattern=r"^[A-Za-z0-9-]{6,40}$")
+    phone: str = Field(pattern=PHONE_PATTERN)
+    size: Literal["S", "M", "L"]
+    consent_asked: bool = False
+
+
+class KeypadIn(BaseModel):
+    """A courier's parcels for the locker's keypad: one PIN opens their compartments, in one locker."""
+
+    parcels: list[KeypadParcelIn] = Field(min_length=1, max_length=KEYPAD_MAX)
+    locker: str | None = Field(None, pattern=C.ID_RE)
 
 
 class FoundIn(BaseModel):
@@ -217,7 +232,7 @@ def create_router(gw: "HttpServices") -> APIRouter:
                 "lockers": [{"id": ls.id, "online": ls.online, "comps": sorted(ls.comps)}
                             for ls in gw.link.lockers.values()],
                 "board_pickup": bool(gw.boards),
-                "users": [{"id": u.id, "name": u.name, "role": u.role} for u in cfg.users]}
+                "users": [{"id": u.id, "name": u.name, "role": u.role} for u in sessions.users.values()]}
 
     @r.post(f"{p}/login")
     async def login(body: LoginIn, request: Request) -> dict:
@@ -271,6 +286,16 @@ def create_router(gw: "HttpServices") -> APIRouter:
     async def api_deposit(body: DepositIn, u: TerminalUser = Depends(courier)) -> dict:
         return await deposit_as(u, body.waybill, body.phone, body.size, body.consent_asked, carrier=body.carrier,
                                 locker=body.locker)
+
+    @r.post(f"{p}/keypad", status_code=201)
+    async def keypad(body: KeypadIn, u: TerminalUser = Depends(courier)) -> dict:
+        """Book compartments for the keypad: the same consent rule per parcel, then a one-time PIN shown once."""
+        parcels = [{"waybill": x.waybill, "phone": x.phone, "size": x.size, "carrier": u.carrier or u.name,
+                    "consent": await consent_how(x.phone, x.consent_asked)} for x in body.parcels]
+        with door_errors():
+            booked = await gw.deposits.book_keypad(parcels, body.locker, courier=u.id)
+        log.info("keypad booking by %s: %d compartments at %s", u.id, len(booked["deposits"]), booked["locker"])
+        return booked
 
     @r.get(f"{p}/deposit/{{ref}}")
     async def deposit_state(ref: str, _: TerminalUser = Depends(courier)) -> dict:

@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("--ttl-h", type=float, default=24.0, help="hours the token stays valid (default: %(default)s, at most 168)")
     ce.set_defaults(fn=cmd_cloud_enroll_token)
 
+    from jincun.cli_staff import add_parsers as staff_parsers
+    staff_parsers(c)
+
     k = sub.add_parser("county", help="the county's village registry").add_subparsers(dest="sub", required=True)
     ki = k.add_parser("import", help="load towns, villages and service points (JINCUN_DATABASE_URL); "
                                      "a bad file is refused whole", description="See docs/cloud.md, Village registry.")

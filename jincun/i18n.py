@@ -309,6 +309,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "err.no_compartment": ("没有合适的空格口", "No free compartment of that size"),
     "err.locker_offline": ("快递柜离线", "Locker offline"),
     "err.locker_refused": ("快递柜拒绝开门", "The locker refused to open"),
+    "err.not_returning": ("这件包裹不在待退回清单上", "That parcel is not on the returns list"),
+    "err.no_keypad": ("该快递柜没有投递键盘", "That locker has no courier keypad"),
+    "err.keypad_limit": ("柜上投递清单最多 8 件", "A keypad list holds at most 8 parcels"),
     "err.bad_code": ("取件码错误", "Wrong code"),
     "err.storage": ("存储故障", "Storage fault"),
     "err.not_found_parcel": ("该格口已没有待登记的包裹", "That compartment has no found parcel any more"),
@@ -391,6 +394,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "term.comp_n": ("{n}号格口", "compartment {n}"),
     "term.switch_lang": ("English", "中文"),
     "term.station": ("驿站", "Station"),
+    "term.keypad_add": ("加入柜上投递清单（稍后在快递柜键盘开门）",
+                        "Add to the keypad list (open later at the locker's keypad)"),
+    "term.keypad_title": ("柜上投递清单", "Keypad list"),
+    "term.keypad_go": ("获取柜上投递码", "Get the keypad PIN"),
+    "term.keypad_pin": ("在快递柜键盘输入投递码后按 #（30 分钟内有效，仅一次）：",
+                        "Type this PIN and # on the locker's keypad (once, within 30 min):"),
+    "term.keypad_where": ("将打开的格口：", "Compartments it opens:"),
 }
 
 

@@ -119,6 +119,32 @@ $("f-deposit").onsubmit = async (ev) => {
     $("deposit-err").textContent = errText(e);
   }
 };
+// keypad bookings: parcels gathered here get compartments and one PIN the courier types at the locker
+let keypadList = [];
+function showKeypadList() {
+  $("keypad").classList.toggle("hidden", keypadList.length === 0);
+  $("keypad-list").innerHTML = keypadList.map((p) => `<li>${esc(p.waybill)} · ${esc(p.phone)} · ${esc(t("size_" + p.size))}</li>`).join("");
+}
+$("keypad-add").onclick = () => {
+  const f = $("f-deposit");
+  if (!f.reportValidity() || keypadList.length >= 8) return;
+  keypadList.push({waybill: $("waybill").value.trim(), phone: $("phone").value.trim(),
+    size: document.querySelector("input[name=size]:checked").value, consent_asked: $("consent-asked").checked});
+  f.reset(); $("keypad-pin").classList.add("hidden"); showKeypadList();
+};
+$("keypad-go").onclick = async () => {
+  $("keypad-err").textContent = "";
+  try {
+    const b = await api("POST", "/keypad", {parcels: keypadList});
+    keypadList = []; showKeypadList();
+    $("keypad-pin").innerHTML = `${esc(t("keypad_pin"))}<strong id="keypad-pin-digits">${esc(b.pin)}</strong>
+      ${esc(t("keypad_where"))} ${esc(b.locker)} · ${b.deposits.map((d) => esc(d.c)).join(", ")}`;
+    $("keypad-pin").classList.remove("hidden");
+  } catch (e) {
+    if (e.message === "consent_unknown") $("consent-box").classList.remove("hidden");
+    $("keypad-err").textContent = errText(e);
+  }
+};
 document.querySelectorAll(".tabs button").forEach((b) => { b.onclick = () => {
   document.querySelectorAll(".tabs button").forEach((x) => x.classList.toggle("on", x === b));
   document.querySelectorAll(".tab").forEach((x) => x.classList.toggle("hidden", x.id !== "t-" + b.dataset.tab));

@@ -199,19 +199,19 @@ def test_new_carrier_and_courier_pin(cloud):
     assert resp.status_code == 201
     assert c.post("/api/v1/carriers", json={"code": "DB", "name_zh": "x", "name_en": "x"},
                   headers=admin_headers()).status_code == 409
-    resp = c.post("/api/v1/carriers/DB/couriers", json={"name": "李师傅", "phone": "13700000001", "pin": "4821",
+    resp = c.post("/api/v1/carriers/DB/couriers", json={"name": "李师傅", "phone": "13700000001", "pin": "482100",
                                                          "stations": [STATION]}, headers=admin_headers())
     assert resp.status_code == 201
     gwh = {"Authorization": "Bearer fengjia-station-key-0001"}
     other = {"Authorization": "Bearer dongcun-station-key-0002"}
-    ok = c.post("/api/v1/gateway/couriers/verify", json={"phone": "13700000001", "pin": "4821"}, headers=gwh)
+    ok = c.post("/api/v1/gateway/couriers/verify", json={"phone": "13700000001", "pin": "482100"}, headers=gwh)
     assert ok.json() == {"ok": True, "carrier": "DB", "name": "李师傅"}
     # not allowed at the other station, wrong PIN refused
-    assert c.post("/api/v1/gateway/couriers/verify", json={"phone": "13700000001", "pin": "4821"},
+    assert c.post("/api/v1/gateway/couriers/verify", json={"phone": "13700000001", "pin": "482100"},
                   headers=other).json()["ok"] is False
-    assert c.post("/api/v1/gateway/couriers/verify", json={"phone": "13700000001", "pin": "0000"},
+    assert c.post("/api/v1/gateway/couriers/verify", json={"phone": "13700000001", "pin": "000000"},
                   headers=gwh).json()["ok"] is False
-    codes = [c.post("/api/v1/gateway/couriers/verify", json={"phone": "13700000001", "pin": "0000"},
+    codes = [c.post("/api/v1/gateway/couriers/verify", json={"phone": "13700000001", "pin": "000000"},
                     headers=gwh).status_code for _ in range(4)]
     assert codes[-1] == 429
 
