@@ -70,7 +70,12 @@ class Phone:
         return self.client.get("/m").text
 
     def choose(self, *, door_help: bool, consent: str = "granted") -> None:
-        self.client.post("/m/consent", data={"consent": consent, **({"door_help": "true"} if door_help else {})})
+        """Consent to the locker, and door-to-door help as its own setting, as the phone page sends them."""
+        for path, data in (("/m/consent", {"consent": consent}),
+                           ("/m/door-help", {"door_help": "on" if door_help else "off"})):
+            r = self.client.post(path, data=data)
+            if r.status_code >= 400:
+                raise RuntimeError(f"{path} answered {r.status_code}")
 
     def new_code(self, station: str) -> None:
         self.client.post("/m/code", data={"station": station})

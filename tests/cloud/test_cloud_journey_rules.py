@@ -22,10 +22,12 @@ def test_a_door_to_door_choice_on_the_phone_page_goes_to_the_station(cloud):
                                                                                           ref="p-a")])
     phone_login(cloud)
     c = cloud.client
-    c.post("/m/consent", data={"consent": "granted", "door_help": "true"})
+    c.post("/m/door-help", data={"door_help": "on"})
     assert [(k["phone"], k["door_help"]) for k in _commands(cloud, "assist")] == [(PHONE, True)]
-    c.post("/m/consent", data={"consent": "granted", "door_help": "true"})  # unchanged: nothing new to send
-    c.post("/m/consent", data={"consent": "granted"})
+    c.post("/m/door-help", data={"door_help": "on"})  # unchanged: nothing new to send
+    c.post("/m/consent", data={"consent": "granted"})  # the locker consent leaves door-to-door help alone
+    assert [k["door_help"] for k in _commands(cloud, "assist")] == [True]
+    c.post("/m/door-help", data={"door_help": "off"})
     assert [k["door_help"] for k in _commands(cloud, "assist")] == [True, False]
 
 

@@ -1,6 +1,7 @@
--- A version-1 station database: the whole schema of the first numbered migration, before the cloud's
--- couriers and station agents were cached at the station (version 2).
-PRAGMA user_version = 1;
+-- A version-2 station database: the whole schema of the first numbered migration and the door-to-door list
+-- the villagers chose (version 2), before the cloud's couriers and station agents were cached at the
+-- station (version 3).
+PRAGMA user_version = 2;
 BEGIN TRANSACTION;
 CREATE TABLE board_comps (
     locker TEXT NOT NULL, n INTEGER NOT NULL, st TEXT NOT NULL, ref TEXT,
@@ -53,3 +54,5 @@ CREATE INDEX remote_opens_at ON remote_opens (at);
 DELETE FROM "sqlite_sequence";
 INSERT INTO "sqlite_sequence" VALUES('outbox',2);
 COMMIT;
+CREATE TABLE assist (phone TEXT PRIMARY KEY, door_help INTEGER NOT NULL, at REAL NOT NULL);
+INSERT INTO assist VALUES ('13800000009', 1, 1764355300.0);
