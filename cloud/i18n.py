@@ -214,6 +214,25 @@ STRINGS: dict[str, tuple[str, str]] = {
     "refused": ("被拒绝", "Refused"),
     "station_health": ("站点与快递柜状态", "Stations and lockers"),
     "seen_ago": ("前", "ago"),
+    # extra charges (二次收费) and outbound collection
+    "collected": ("已揽收", "collected"),
+    "charge_title": ("被额外收费？", "Charged extra?"),
+    "charge_text_hint": ("取件本应免费。如果快递员或驿站向您收了钱，请告诉我们。",
+                         "Pickup is free. If a courier or the station charged you, tell us."),
+    "charge_amount": ("金额（元）", "Amount (yuan)"),
+    "charge_kind": ("收费名目", "Charged for"),
+    "charge_parcel": ("哪个包裹（可不选）", "Which parcel (optional)"),
+    "charge_note": ("说明（可不填）", "Note (optional)"),
+    "charge_report_btn": ("举报收费", "Report the charge"),
+    "charge_reported": ("已记录这笔收费，县里会核查。", "The charge is recorded; the county will look into it."),
+    "charge_bad": ("请填写金额和快递公司。", "Enter the amount and the carrier."),
+    "my_charges": ("我报告的收费", "Charges I reported"),
+    "fee_pickup": ("取件费", "pickup fee"),
+    "fee_delivery": ("派送费", "delivery fee"),
+    "fee_remote_surcharge": ("偏远加收", "remote surcharge"),
+    "fee_storage": ("保管费", "storage fee"),
+    "fee_postage": ("运费", "postage"),
+    "fee_other": ("其他", "other"),
 }
 
 

@@ -13,18 +13,22 @@ from typing import Any
 from .models import Parcel, ParcelEvent
 from .webhooks import enqueue_status
 
-# every status a parcel can hold; taken_in: an outbound parcel (寄件) accepted at the station counter
-STATUSES = ("preadvised", "deposited", "notified", "picked_up", "overdue", "returned", "delivered_door", "taken_in")
+# every status a parcel can hold; taken_in: an outbound parcel (寄件) accepted at the station counter (with the
+# sender's real name and the agent's inspection), collected: its carrier's courier took it away
+STATUSES = ("preadvised", "deposited", "notified", "picked_up", "overdue", "returned", "delivered_door", "taken_in",
+            "collected")
 # the forward-only order: a parcel moves to a status of higher rank, never back (a lower one is only recorded)
 RANK = {"taken_in": 0, "preadvised": 0, "deposited": 1, "notified": 2, "overdue": 3, "picked_up": 4,
-        "returned": 4, "delivered_door": 4}
+        "returned": 4, "delivered_door": 4, "collected": 4}
 DIRECTIONS = ("inbound", "outbound")
 # in a locker, not yet taken: what the reminder sweep looks at
 REMINDED = ("deposited", "notified")
 # in a locker waiting for its recipient: what a replacement or superseding code carries over
 WAITING = ("deposited", "notified", "overdue")
 # finished: a pickup code has nothing left to open for such a parcel, and staff cannot act on it any more
-DONE = ("picked_up", "delivered_door", "returned")
+DONE = ("picked_up", "delivered_door", "returned", "collected")
+# an outbound parcel counts as sent (produce statistics) once its carrier collected it
+SENT = ("collected",)
 # a deposit taken back by the courier (deposit_void) returns a parcel from these to preadvised
 VOIDABLE = ("deposited", "notified")
 # the return flow: only an overdue parcel is taken back by its courier (returned)

@@ -386,6 +386,8 @@ class ManifestParcel(BaseModel):
     size: Size | None = None
     fee_cents: int = Field(default=0, ge=0, le=1_000_000)
     fee_reason: str | None = Field(default=None, min_length=1, max_length=64)
+    # what the fee is for (jc.records.FEE_KINDS): required with a fee; `pickup` is refused (pickup is free)
+    fee_kind: str | None = Field(default=None, max_length=16)
 
 
 class Manifest(BaseModel):

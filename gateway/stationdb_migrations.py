@@ -87,9 +87,22 @@ CREATE TABLE IF NOT EXISTS board_comps (
 CREATE TABLE IF NOT EXISTS uplink_refused (id INTEGER PRIMARY KEY AUTOINCREMENT, src TEXT NOT NULL, boot TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, rx REAL NOT NULL, body TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL, UNIQUE (src, boot, seq));
 """
 
+# outbound parcels (寄件) from taken in to collected by the carrier's courier (outbound.py); the sender's
+# name and ID tail travel only in the outbox's `outbound` record
+_V2 = """
+CREATE TABLE IF NOT EXISTS outbound (
+    ref TEXT PRIMARY KEY, carrier TEXT NOT NULL, dest TEXT NOT NULL, weight_g INTEGER NOT NULL,
+    taken_by TEXT NOT NULL, taken REAL NOT NULL,
+    state TEXT NOT NULL,  -- taken_in | collected
+    collected_by TEXT, collected REAL, waybill TEXT
+);
+CREATE INDEX IF NOT EXISTS outbound_waiting ON outbound (state, carrier);
+"""
+
 # MIGRATIONS[n] takes a database from version n to version n + 1
 MIGRATIONS: list[str] = [
     _V1,  # 1: the full schema over whatever a version-0 (unversioned) database holds
+    _V2,  # 2: the outbound book
 ]
 
 
