@@ -14,6 +14,12 @@ const T = {
     receipt: "投递凭条", deposited: "已入柜", void: "格口未检测到包裹，已取消", ref: "单号", at: "时间", fee: "运费",
     yuan: "元", reported: "已记录报修，编号", bad_pin: "PIN 码错误", locked: "尝试过多，请稍后再试（秒）：",
     consent_refused: "收件人拒绝投柜，请联系收件人改为驿站或上门交付", consent_unknown: "请先电话征得收件人同意",
+    sender_id: "寄件人身份证号（实名，仅保存后 4 位）", inspected: "已当面验视，无禁寄物品", inspection_required: "请先验视包裹",
+    bad_id: "身份证号不正确", tab_charge: "二次收费", charge_hint: "村民反映被额外收费（取件本应免费）：记录下来，县里会核查。",
+    charge_kind: "收费名目", charge_amount: "金额（元）", charge_note: "说明", charge_record: "记录收费",
+    fee_pickup: "取件费", fee_delivery: "派送费", fee_remote_surcharge: "偏远加收", fee_storage: "保管费", fee_other: "其他",
+    charge_done: "已记录收费", collect_title: "待揽收寄件", collect_waybill: "本公司运单号（扫码）", collect: "揽收",
+    collected: "已揽收", not_collectable: "该寄件已揽收或不属于本公司",
     no_compartment: "没有合适的空格口", locker_offline: "快递柜离线", locker_refused: "快递柜拒绝开门",
     bad_code: "取件码错误", opened: "已开门，格口：", none: "暂无", sent: "已记录", storage: "存储故障",
     tab_found: "发现包裹", found_hint: "格口里检测到没有登记的包裹：扫描运单号、填写收件人手机后登记，取件码短信将照常发出。",
@@ -31,6 +37,14 @@ const T = {
     fault_text: "What is wrong (e.g. door won't open)", report: "Report", handed: "Delivered (open and take out)",
     up: "Cloud online", down: "Working offline", opening: "Put the parcel into compartment", door: "then close the door",
     receipt: "Deposit receipt", deposited: "Deposited", void: "No parcel detected; cancelled", ref: "Ref", at: "Time",
+    sender_id: "Sender's ID number (real name; only the last 4 kept)", inspected: "Inspected in person; nothing forbidden",
+    inspection_required: "Inspect the parcel first", bad_id: "Not a valid ID number", tab_charge: "Extra charges",
+    charge_hint: "A villager says they were charged extra (pickup is free): record it for the county.",
+    charge_kind: "Charged for", charge_amount: "Amount (yuan)", charge_note: "Note", charge_record: "Record the charge",
+    fee_pickup: "pickup fee", fee_delivery: "delivery fee", fee_remote_surcharge: "remote surcharge", fee_storage: "storage fee",
+    fee_other: "other", charge_done: "Charge recorded", collect_title: "Outbound parcels to collect",
+    collect_waybill: "Our waybill (scan)", collect: "Collect", collected: "Collected",
+    not_collectable: "Collected already, or not your carrier's",
     fee: "Fee", yuan: "yuan", reported: "Fault recorded:", bad_pin: "Wrong PIN", locked: "Too many tries; wait (s):",
     consent_refused: "The recipient refused locker delivery: hand it over at the station or door",
     consent_unknown: "Ask the recipient by phone first", no_compartment: "No free compartment of that size",
@@ -78,8 +92,9 @@ async function loadInfo() {
     $("station-name").textContent = info.name || info.station; $("station-id").textContent = info.station;
     $("uplink").className = "badge " + info.uplink; $("uplink").textContent = t(info.uplink);
     $("f-pickup").classList.toggle("hidden", !info.board_pickup);
-    $("ob-carrier").innerHTML = info.carriers.map((c) => `<option>${esc(c)}</option>`).join("");
-    if (!$("fd-carrier").options.length) $("fd-carrier").innerHTML = $("ob-carrier").innerHTML;
+    // carriers are codes (sent) with names (shown)
+    const opts = info.carriers.map((c) => `<option value="${esc(c.code)}">${esc(lang === "en" ? c.en : c.zh)}</option>`).join("");
+    ["ob-carrier", "fd-carrier", "ch-carrier"].forEach((id) => { if (!$(id).options.length) $(id).innerHTML = opts; });
     $("ft-locker").innerHTML = info.lockers.map((l) => `<option>${esc(l.id)}</option>`).join("");
     const pick = $("user").value;
     $("user").innerHTML = info.users.map((u) => `<option value="${esc(u.id)}">${esc(u.name)}</option>`).join("");
@@ -102,7 +117,7 @@ function start() {
       if (s.scans.length) { const last = s.scans[s.scans.length - 1]; scanSeen = last.n; $(target[0]).value = last.waybill; $(target[1]).focus(); }
     } catch (e) { /* shown on the next action */ }
   });
-  if (me.role === "courier") { show("v-courier"); }
+  if (me.role === "courier") { show("v-courier"); loadCollect(); every(5000, loadCollect); }
   else { show("v-agent"); loadParcels(); every(3000, loadParcels); }
 }
 
@@ -199,7 +214,8 @@ $("t-outbound").onsubmit = async (ev) => {
   try {
     const r = await api("POST", "/outbound", {carrier: $("ob-carrier").value, sender_name: $("ob-name").value.trim(),
       sender_phone: $("ob-phone").value.trim(), dest: $("ob-dest").value.trim(), weight_g: parseInt($("ob-weight").value, 10),
-      produce: $("ob-produce").value.trim()});
+      produce: $("ob-produce").value.trim(), sender_id: $("ob-id").value.trim(), inspected: $("ob-inspected").checked});
+    $("ob-id").value = "";
     $("ob-receipt").innerHTML = `<h2>${esc(t("receipt"))}</h2><dl><dt>${esc(t("ref"))}</dt><dd id="ob-ref">${esc(r.ref)}</dd>
       <dt>${esc(t("carrier"))}</dt><dd>${esc(r.carrier)}</dd><dt>${esc(t("dest"))}</dt><dd>${esc(r.dest)}</dd>
       <dt>${esc(t("weight"))}</dt><dd>${esc(r.weight_g)}</dd><dt>${esc(t("fee"))}</dt><dd id="ob-fee">${(r.fee_cents / 100).toFixed(2)} ${esc(t("yuan"))}</dd></dl>`;
@@ -214,4 +230,26 @@ $("t-fault").onsubmit = async (ev) => {
     $("ft-msg").textContent = t("reported") + " " + r.locker + (r.c ? " · " + r.c : ""); $("t-fault").reset();
   } catch (e) { $("ft-msg").textContent = errText(e); }
 };
+$("t-charge").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const [y, f = ""] = $("ch-amount").value.trim().split(".");
+  try {
+    await api("POST", "/charge", {carrier: $("ch-carrier").value, kind: $("ch-kind").value,
+      cents: parseInt(y, 10) * 100 + parseInt((f + "00").slice(0, 2), 10), waybill: $("ch-waybill").value.trim(),
+      phone: $("ch-phone").value.trim(), text: $("ch-text").value.trim()});
+    $("ch-msg").textContent = t("charge_done"); $("t-charge").reset();
+  } catch (e) { $("ch-msg").textContent = errText(e); }
+};
+async function loadCollect() {
+  let r; try { r = await api("GET", "/outbound"); } catch (e) { return; }
+  $("collect-rows").innerHTML = r.outbound.map((o) => `<tr><td>${esc(o.ref)}</td><td>${esc(o.dest)}</td><td>${esc(o.weight_g)}</td>
+    <td><button class="collect" data-ref="${esc(o.ref)}">${esc(t("collect"))}</button></td></tr>`).join("")
+    || `<tr><td colspan="4" class="muted">${esc(t("none"))}</td></tr>`;
+  document.querySelectorAll("button.collect").forEach((b) => { b.onclick = async () => {
+    try {
+      await api("POST", "/outbound/" + encodeURIComponent(b.dataset.ref) + "/collect", {waybill: $("co-waybill").value.trim()});
+      $("co-msg").textContent = t("collected") + ": " + b.dataset.ref; $("co-waybill").value = ""; loadCollect();
+    } catch (e) { $("co-msg").textContent = errText(e); }
+  }; });
+}
 applyLang(); loadInfo().then(start);

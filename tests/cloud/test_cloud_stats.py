@@ -79,8 +79,11 @@ def test_county_statistics(cloud):
     xlsx = c.get("/api/v1/stats/volumes/export", params={"fmt": "xlsx", "by": "carrier"}, headers=admin_headers())
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0] == ("day", "carrier", "inbound", "outbound")
-    assert sum(r[2] + r[3] for r in rows[1:]) == total
+    assert rows[0] == ("day", "carrier", "name", "inbound", "outbound")
+    assert sum(r[3] + r[4] for r in rows[1:]) == total
+    assert {(r[1], r[2]) for r in rows[1:]} <= {("ZTO", "中通快递"), ("SF", "顺丰速运"), ("EMS", "中国邮政"),
+                                                 ("YTO", "圆通速递"), ("STO", "申通快递"), ("YUNDA", "韵达快递"),
+                                                 ("JT", "极兔速递"), ("JD", "京东物流")}
     assert c.get("/api/v1/stats/nonsense", headers=admin_headers()).status_code == 422
     # the page's period: 7, 30 or 90 days; anything else shows 30 with an error line
     page = c.get("/stats", params={"period": "7"}, headers=admin_headers()).text
