@@ -233,6 +233,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "fee_storage": ("保管费", "storage fee"),
     "fee_postage": ("运费", "postage"),
     "fee_other": ("其他", "other"),
+    "reported_by_villager": ("村民举报", "reported by villagers"),
+    "reported_by_agent": ("代办员记录", "recorded by the agent"),
 }
 
 
