@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gateway.terminal import PIN_MIN_DIGITS, hash_pin, verify_pin
 from jincun import provision
+from simulator import demo_carriers
 from simulator.stack import Stack, StackError, _door
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def run_demo(*, headless: bool, duration: float, port: int, workdir: str | None)
         return 1
     try:
         if headless:
-            result = scripted_day(stack, duration)
+            result = scripted_day(stack, duration, people=people)
             print(json.dumps(result, ensure_ascii=False))
             # an empty ledger proves nothing: the lockers must have recorded events, and all of them arrived
             clean = result["events_sent"] > 0 and result["events_in_cloud"] == result["events_sent"]
@@ -162,7 +163,7 @@ def run_demo(*, headless: bool, duration: float, port: int, workdir: str | None)
         stack.stop()
 
 
-def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
+def scripted_day(stack: Stack, duration: float, *, seed: int = 11, people: list[Person] | None = None) -> dict:
     """Couriers deposit, villagers pick up, the uplink fails for a while and the gateway loses power once."""
     rng = random.Random(seed)
     t0 = time.monotonic()
@@ -220,6 +221,11 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
     for p in waiting:  # the day ends with every villager having collected
         stack.pickup(p["code"])
         counts["pickups_ok"] += 1
+    # the carrier journeys: a pre-advised deposit, extra charges, an outbound parcel (simulator/demo_carriers.py)
+    by = {p.username: p for p in people or []}
+    carrier_journeys = demo_carriers.play(
+        stack, courier=("courier-sf", by["courier-sf"].pin or ""), agent=("agent", by["agent"].pin or ""),
+        carrier="SF") if {"courier-sf", "agent"} <= set(by) else {"charges_reported": 0, "journeys": {}}
     stack.wait_drained(120)
     parcels = stack.parcels(station=stack.station)
     ledger = stack.ledger()
@@ -228,6 +234,7 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
         "picked_up": sum(1 for p in parcels if p.get("status") == "picked_up"),
         **{k: ledger[k] for k in ("events_sent", "events_in_cloud", "lost", "duplicates")},
         **counts,
+        **carrier_journeys,
         "seconds": round(time.monotonic() - t0, 1),
     }
 
