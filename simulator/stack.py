@@ -183,7 +183,8 @@ class Stack:
                 lockers=[provision.locker_entry(lk, comps) for lk in self.lockers])
             provision.write_private(cfg_path, self.station_cfg)
         if self.terminal and self.station_cfg.get("terminal") != self.terminal:
-            self.station_cfg["terminal"] = self.terminal
+            self.station_cfg["terminal"] = json.loads(json.dumps(self.terminal))  # a copy: the desk is added below
+            provision.write_private(cfg_path, self.station_cfg)
         if not any(u["id"] == DESK["id"] for u in self.station_cfg.get("terminal", {}).get("users", [])):
             # the couriers' desk the demo deposits through (a deposit needs a logged-in courier)
             from gateway.terminal import hash_pin

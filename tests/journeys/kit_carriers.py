@@ -4,6 +4,8 @@ too (simulator/demo_carriers.py)."""
 
 from __future__ import annotations
 
+import copy
+
 from gateway.terminal import hash_pin
 from simulator import demo_carriers
 from simulator.demo_carriers import WebhookReceiver, admin, carrier_client, county, phone  # noqa: F401
@@ -23,7 +25,7 @@ TERMINAL = {
 
 def station(tmp_path, pg_url) -> Stack:
     """A whole station (firmware under MicroPython, Mosquitto with its ACL, gateway) and a cloud on PostgreSQL."""
-    return Stack(tmp_path / "station", broker="mosquitto", database_url=pg_url, terminal=TERMINAL)
+    return Stack(tmp_path / "station", broker="mosquitto", database_url=pg_url, terminal=copy.deepcopy(TERMINAL))
 
 
 class Terminal(demo_carriers.Terminal):

@@ -29,6 +29,10 @@ def test_headless_demo_from_another_folder_counts_every_event(tmp_path):
     assert result["events_sent"] > 0, "the lockers' ledger was not read"
     assert result["events_in_cloud"] == result["events_sent"]
     assert result["lost"] == 0 and result["duplicates"] == 0
+    # the scripted day plays the carrier journeys: a charge reported on /m and one at the terminal
+    assert result["charges_reported"] == 2
+    assert result["journeys"]["carrier_identity"] is True and result["journeys"]["extra_charge"] is True
+    assert result["journeys"]["outbound"] is True
     assert (tmp_path / "var").is_dir()
 
 
