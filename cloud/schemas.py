@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from jincun.carriers import code_of
 
 from . import constants as K
 
@@ -201,7 +203,9 @@ class UserCreate(BaseModel):
     password: str = Field(min_length=10, max_length=128)
     role: Role
     station_id: str | None = Field(default=None, pattern=STATION_ID)
-    carrier_code: str | None = Field(default=None, pattern=r"^[A-Z0-9_]{1,16}$")
+    # a code, or a carrier's name mapped to its code through the one table (中通 -> ZTO)
+    carrier_code: Annotated[str | None, BeforeValidator(lambda v: code_of(v) if isinstance(v, str) else v)] = Field(
+        default=None, pattern=r"^[A-Z0-9_]{1,16}$")
 
 
 class UserPublic(BaseModel):
