@@ -72,7 +72,3 @@ def fee_rows(session: Session, *, since: float) -> list[tuple[Any, ...]]:
             .group_by(Charge.station_id, Station.name, Charge.carrier, Charge.kind, Charge.source))
     return [tuple(r) for r in session.execute(stmt).all()]
 
-
-def count(session: Session, *, since: float = 0.0) -> int:
-    """How many charges were reported or recorded since `since`."""
-    return session.scalar(select(func.count()).select_from(Charge).where(Charge.at >= since)) or 0

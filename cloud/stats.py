@@ -231,8 +231,9 @@ def fees(session: Session, *, days: int = 30, now: float | None = None) -> list[
         row["parcels"] += n
         row["total_yuan"] = round(row["total_yuan"] + (cents or 0) / 100, 2)
         row["carriers"].add(code_of(carrier) or "—")
-    towns = _station_towns(session)
-    for sid, sname, carrier, kind, source, n, cents in charges.fee_rows(session, since=since):
+    reported = charges.fee_rows(session, since=since)
+    towns = _station_towns(session, {r[0] for r in reported if r[0]})
+    for sid, sname, carrier, kind, source, n, cents in reported:
         grouped[(sid, source, kind, carrier)] = {
             "town": towns.get(sid) or "—", "station_id": sid or "—", "station": sname or "—", "direction": "inbound",
             "kind": kind, "reason": kind, "source": source, "parcels": n, "total_yuan": round((cents or 0) / 100, 2),
@@ -242,10 +243,12 @@ def fees(session: Session, *, days: int = 30, now: float | None = None) -> list[
     return rows
 
 
-def _station_towns(session: Session) -> dict[str, str | None]:
+def _station_towns(session: Session, ids: set[str]) -> dict[str, str | None]:
     """Station id -> the name of its town (through its village, or its own for a town station)."""
+    if not ids:
+        return {}
     stmt = (select(Station.id, Town.name).select_from(Station).outerjoin(Village, Village.id == Station.village_id)
-            .outerjoin(Town, Town.id == func.coalesce(Village.town_id, Station.town_id)))
+            .outerjoin(Town, Town.id == func.coalesce(Village.town_id, Station.town_id)).where(Station.id.in_(ids)))
     return {sid: town for sid, town in session.execute(stmt).all()}
 
 
