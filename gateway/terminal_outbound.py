@@ -8,7 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jincun.gateway.terminal")
 
 FeeKind = Literal["pickup", "delivery", "remote_surcharge", "storage", "postage", "other"]
-assert FeeKind.__args__ == records.FEE_KINDS  # type: ignore[attr-defined]  # the wire core's list, spelt for pydantic
+assert get_args(FeeKind) == records.FEE_KINDS, "the wire core's list, spelt out for pydantic"
 
 
 def mask_phone(phone: str) -> str:
