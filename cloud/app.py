@@ -36,6 +36,7 @@ from .ingest import Ingestor
 from .pages import router as pages_router
 from .pages_admin import router as admin_pages_router
 from .pages_ops import router as ops_pages_router
+from .pages_charges import router as charge_pages_router
 from .routes_api import admin as admin_router
 from .routes_api import read as read_router
 from .routes_api import router as api_router
@@ -222,4 +223,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages_router)
     app.include_router(ops_pages_router)
     app.include_router(admin_pages_router)
+    app.include_router(charge_pages_router)
     return app

@@ -25,7 +25,7 @@ MAX_GW_BODY_BYTES = R.MAX_BODY
 
 GATEWAY_SRC = "gw"
 LOCKER_KINDS = ("evt", "birth", "status", "tele")
-GATEWAY_KINDS = ("parcel", "code", "gw_tele", "outbound", "handover", "fault_report")
+GATEWAY_KINDS = ("parcel", "code", "gw_tele", "outbound", "handover", "fault_report", "collected", "charge")
 ITEM_KINDS = LOCKER_KINDS + GATEWAY_KINDS
 
 STATION_ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")

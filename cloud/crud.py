@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
+from jincun import carriers
+
 from .audit import audit
 from .errors import Conflict, NotFound
 from .models import (Carrier, Compartment, Event, Locker, Notification, Parcel, ParcelEvent, Station, Town,
@@ -250,5 +252,6 @@ def ledger(session: Session, *, station: str) -> dict:
 
 
 def carrier_names(session: Session) -> dict[str, tuple[str, str]]:
-    """Carrier code -> (Chinese name, English name)."""
-    return {c.code: (c.name_zh, c.name_en) for c in session.scalars(select(Carrier)).all()}
+    """Carrier code -> (Chinese name, English name): the one table's names (jincun/carriers.py), and a carrier
+    added in the cloud with its own."""
+    return {c.code: carriers.NAMES.get(c.code, (c.name_zh, c.name_en)) for c in session.scalars(select(Carrier)).all()}

@@ -9,6 +9,8 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jc.records import FEE_KINDS, PICKUP_FREE
+
 from . import crud
 from .errors import CommandRefused, NotFound
 from .parcels import advance
@@ -22,15 +24,18 @@ def parcel_ref(carrier: str, waybill: str) -> str:
 
 
 def preadvise(session: Session, *, carrier: str, data: Manifest) -> ManifestResult:
-    """Pre-advise a manifest's parcels, checked whole first. Fees must carry a reason; pickup is free."""
+    """Pre-advise a manifest's parcels, checked whole first. A fee must carry its reason and its kind; a fee
+    of a kind the recipient never pays (`pickup`, jc.records.PICKUP_FREE) refuses the manifest."""
     stations = {s.id: s for s in session.scalars(select(Station).where(
         Station.id.in_({p.station for p in data.parcels}))).all()}
     for i, p in enumerate(data.parcels):
         if p.station not in stations or not stations[p.station].active:
             raise CommandRefused(422, f"parcels[{i}]: unknown or inactive station {p.station}")
-        if p.fee_cents and not p.fee_reason:
-            raise CommandRefused(422, f"parcels[{i}]: a fee needs fee_reason, so it can be audited")
-        if p.fee_reason and ("pickup" in p.fee_reason.lower() or "取件" in p.fee_reason):
+        if p.fee_cents and not (p.fee_reason and p.fee_kind):
+            raise CommandRefused(422, f"parcels[{i}]: a fee needs fee_reason and fee_kind, so it can be audited")
+        if p.fee_kind is not None and p.fee_kind not in FEE_KINDS:
+            raise CommandRefused(422, f"parcels[{i}]: fee_kind must be one of {', '.join(FEE_KINDS)}")
+        if p.fee_cents and p.fee_kind in PICKUP_FREE:
             raise CommandRefused(422, f"parcels[{i}]: pickup is free; no pickup fee may be charged")
     created = existing = 0
     refs = []
@@ -44,7 +49,8 @@ def preadvise(session: Session, *, carrier: str, data: Manifest) -> ManifestResu
             continue
         parcel = Parcel(ref=ref, waybill=p.waybill, carrier=carrier, direction=p.direction, phone=p.phone,
                         recipient_name=p.name, station_id=p.station, size=p.size, status="preadvised",
-                        produce=p.produce, fee_cents=p.fee_cents, fee_reason=p.fee_reason, created_at=now,
+                        produce=p.produce, fee_cents=p.fee_cents, fee_reason=p.fee_reason,
+                        fee_kind=p.fee_kind if p.fee_cents else None, created_at=now,
                         updated_at=now, reminders=0)
         session.add(parcel)
         session.flush()

@@ -169,6 +169,29 @@ class Parcel(Base):
     dest: Mapped[str | None] = mapped_column(String(120))
     weight_g: Mapped[int | None] = mapped_column(Integer)
     produce_name: Mapped[str | None] = mapped_column(String(40))
+    # what its fee is for (jc.records.FEE_KINDS; a recipient is never charged a pickup fee), the outbound
+    # sender's ID number as its last 4 characters (实名), and when the carrier's courier collected it
+    fee_kind: Mapped[str | None] = mapped_column(String(16))
+    sender_id_tail: Mapped[str | None] = mapped_column(String(4))
+    collected_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Charge(Base):
+    """An extra charge (二次收费) a villager reported on the phone page or the station agent recorded."""
+
+    __tablename__ = "charges"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("stations.id"), index=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    cents: Mapped[int] = mapped_column(Integer)
+    parcel_ref: Mapped[str | None] = mapped_column(String(40))
+    waybill: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str | None] = mapped_column(String(24))
+    text: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(8))  # villager | agent
+    by: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class ParcelEvent(Base):

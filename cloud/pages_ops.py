@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from jincun.phone import is_mobile
 
-from . import commands, crud, guards, lifecycle, maintenance, recipients, stats
+from . import charges, commands, crud, guards, lifecycle, maintenance, recipients, stats
 from . import constants as K
 from .auth import (OPS_VIEW, RECIPIENT_COOKIE, STAFF_COOKIE, STATS, authenticate_user, make_token, recipient,
                    recipient_phone)
@@ -343,7 +343,8 @@ def phone_home(request: Request, session: SessionDep, services: ServicesDep) -> 
         return _render(request, "phone_login.html", services, phone="", sent=False, error=None)
     return _render(request, "phone.html", services, phone=phone, **recipients.phone_view(session, phone=phone),
                    msg=request.query_params.get("msg"), carriers=crud.carrier_names(session),
-                   keep_days=services.settings.overdue_days)
+                   keep_days=services.settings.overdue_days,
+                   my_charges=charges.of_phone(session, phone=phone), fee_kinds=charges.VILLAGER_KINDS)
 
 
 @router.post("/m/otp", response_class=HTMLResponse)

@@ -15,13 +15,14 @@ from sqlalchemy import select
 from .models import Parcel, ParcelEvent
 from .webhooks import enqueue_status
 
-# every status a parcel can hold; taken_in: an outbound parcel (寄件) accepted at the station counter;
-# cancelled: a deposit the locker never saw (the door closed on an empty compartment), shown to staff only
+# every status a parcel can hold; taken_in: an outbound parcel (寄件) accepted at the station counter (with the
+# sender's real name and the agent's inspection), collected: its carrier's courier took it away; cancelled: a
+# deposit the locker never saw (the door closed on an empty compartment), shown to staff only
 STATUSES = ("preadvised", "deposited", "notified", "picked_up", "overdue", "returned", "delivered_door", "taken_in",
-            "cancelled")
+            "collected", "cancelled")
 # the forward-only order: a parcel moves to a status of higher rank, never back (a lower one is only recorded)
 RANK = {"taken_in": 0, "preadvised": 0, "deposited": 1, "notified": 2, "overdue": 3, "picked_up": 4,
-        "returned": 4, "delivered_door": 4, "cancelled": 4}
+        "returned": 4, "delivered_door": 4, "collected": 4, "cancelled": 4}
 DIRECTIONS = ("inbound", "outbound")
 # in a locker, not yet taken: what the reminder sweep looks at
 REMINDED = ("deposited", "notified")
@@ -29,7 +30,9 @@ REMINDED = ("deposited", "notified")
 # parcel is in the return flow: its code is revoked, and it waits for its carrier, not its recipient)
 WAITING = ("deposited", "notified")
 # finished: a pickup code has nothing left to open for such a parcel, and staff cannot act on it any more
-DONE = ("picked_up", "delivered_door", "returned", "cancelled")
+DONE = ("picked_up", "delivered_door", "returned", "collected", "cancelled")
+# an outbound parcel counts as sent (produce statistics) once its carrier collected it
+SENT = ("collected",)
 # a deposit the locker did not confirm (deposit_void) cancels a parcel in these
 VOIDABLE = ("preadvised", "deposited", "notified")
 # what villagers never see (their phone page): a cancelled deposit was never in a locker for them

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from jincun.carriers import code_of
 
 from jincun.pins import PIN_RE
 
@@ -226,7 +228,9 @@ class UserCreate(BaseModel):
     password: str = Field(min_length=10, max_length=128)
     role: Role
     station_id: str | None = Field(default=None, pattern=STATION_ID)
-    carrier_code: str | None = Field(default=None, pattern=r"^[A-Z0-9_]{1,16}$")
+    # a code, or a carrier's name mapped to its code through the one table (中通 -> ZTO)
+    carrier_code: Annotated[str | None, BeforeValidator(lambda v: code_of(v) if isinstance(v, str) else v)] = Field(
+        default=None, pattern=r"^[A-Z0-9_]{1,16}$")
     # a station agent's terminal PIN, sent to their station only hashed
     pin: str | None = Field(default=None, pattern=PIN_RE)
 
@@ -413,6 +417,8 @@ class ManifestParcel(BaseModel):
     size: Size | None = None
     fee_cents: int = Field(default=0, ge=0, le=1_000_000)
     fee_reason: str | None = Field(default=None, min_length=1, max_length=64)
+    # what the fee is for (jc.records.FEE_KINDS): required with a fee; `pickup` is refused (pickup is free)
+    fee_kind: str | None = Field(default=None, max_length=16)
 
 
 class Manifest(BaseModel):

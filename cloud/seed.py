@@ -128,7 +128,8 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
             elif deposited + wait > now:
                 status, picked = "notified", None
             if outbound:
-                status, picked, overdue_at, deposited = "picked_up", created + rng.uniform(3600, 30000), None, created
+                # an outbound parcel's courier collected it from the station
+                status, picked, overdue_at, deposited = "collected", created + rng.uniform(3600, 30000), None, created
             parcel_rows.append({
                 "ref": f"ex{seed}-{k:07d}", "waybill": f"EX{seed}{k:09d}", "carrier": rng.choice(carriers),
                 "direction": "outbound" if outbound else "inbound", "phone": f"139{rng.randint(0, 99999999):08d}",
@@ -136,12 +137,15 @@ def seed_county(session: Session, *, towns: int = 12, villages: int = 400, cover
                 "status": status, "created_at": created, "updated_at": picked or deposited,
                 "deposited_at": min(deposited, now), "picked_up_at": picked, "fee_cents": 0, "fee_reason": None,
                 "produce": outbound and rng.random() < 0.6, "reminders": 0, "overdue_at": overdue_at,
-                "weight_g": scale.randint(500, 20000) if outbound else None})
+                "weight_g": scale.randint(500, 20000) if outbound else None, "fee_kind": None,
+                "collected_at": picked if outbound else None})
             row = parcel_rows[-1]
             if outbound:
                 row["fee_cents"], row["fee_reason"] = charge.choice((800, 1000, 1200, 1500)), "运费"
+                row["fee_kind"] = "postage"
             elif st["id"] in charging and charge.random() < 0.5:
                 row["fee_cents"], row["fee_reason"] = charge.choice((100, 200, 300)), "偏远村派送费"
+                row["fee_kind"] = "remote_surcharge"
             if not outbound and helped.random() < 0.03:
                 door_phones.add(row["phone"])
                 if row["status"] == "picked_up":

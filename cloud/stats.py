@@ -12,8 +12,13 @@ from typing import Any
 from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.orm import Session
 
+from jc.records import PICKUP_FREE
+from jincun.carriers import CODES as CARRIER_CODES
+from jincun.carriers import code_of, display
+
+from . import charges
 from .models import Carrier, Parcel, Recipient, SignoffFlag, Station, Town, Village
-from .parcels import NOT_PARCELS, WAITING
+from .parcels import NOT_PARCELS, SENT, WAITING
 
 CST = timezone(timedelta(hours=8))
 PICKUP_BUCKETS = ((0, 2), (2, 6), (6, 12), (12, 24), (24, 48), (48, 72), (72, None))
@@ -79,9 +84,11 @@ def volumes(session: Session, *, by: str = "town", days: int = 30, now: float | 
         .group_by(day, key, Parcel.direction)
     rows: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: {"inbound": 0, "outbound": 0})
     for d, k, direction, n in session.execute(stmt).all():
+        if by == "carrier":
+            k = code_of(k)  # one row per carrier, however an older row spelt it (jincun/carriers.py)
         rows[(d, k or "—")][direction] += n
-    return [{"day": day_label(d), by: k, "inbound": v["inbound"], "outbound": v["outbound"]}
-            for (d, k), v in sorted(rows.items())]
+    return [{"day": day_label(d), by: k, **({"name": display(k)} if by == "carrier" else {}),
+             "inbound": v["inbound"], "outbound": v["outbound"]} for (d, k), v in sorted(rows.items())]
 
 
 def pickup_times(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
@@ -188,9 +195,11 @@ def dispatch(session: Session, *, days: int = 30, now: float | None = None) -> l
 
 
 def produce(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
-    """Farm-produce outbound parcels (寄件) per town and carrier in the period."""
+    """Farm-produce outbound parcels (寄件) per town and carrier in the period, counted once their carrier
+    collected them (a parcel still at the station counter has not been sent)."""
     stmt = (_placed(select(Town.name, Parcel.carrier, func.count(), func.sum(Parcel.weight_g)).select_from(Parcel))
-            .where(Parcel.direction == "outbound", Parcel.produce.is_(True), Parcel.created_at >= _period(days, now))
+            .where(Parcel.direction == "outbound", Parcel.produce.is_(True), Parcel.status.in_(SENT),
+                   Parcel.created_at >= _period(days, now))
             .group_by(Town.name, Parcel.carrier))
     # weight is known for parcels taken in at a station terminal; older rows have none
     return sorted(({"town": t or "—", "carrier": c or "—", "parcels": n, "weight_kg": round((w or 0) / 1000, 1)}
@@ -198,26 +207,48 @@ def produce(session: Session, *, days: int = 30, now: float | None = None) -> li
 
 
 def fees(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
-    """Fees recorded in the period per station (with its town), direction and reason: parcels charged, the
-    total, and the carriers whose parcels they were.
+    """Fees recorded in the period per station (with its town), direction, kind and reason: parcels charged,
+    the total, and the carriers whose parcels they were; then the extra charges (二次收费) villagers reported
+    on the phone page (`source` villager) and agents recorded at the terminal (`source` agent), one row per
+    station, carrier and kind.
 
     A fee on an inbound parcel is a charge to the recipient for its delivery, the extra charge for remote
-    villages (二次收费) the county office looks into: those rows come first, then the largest totals."""
-    stmt = (_placed(select(Town.name, Station.id, Station.name, Parcel.direction, Parcel.fee_reason, Parcel.carrier,
-                           func.count(), func.sum(Parcel.fee_cents)).select_from(Parcel))
-            .where(Parcel.fee_cents > 0, Parcel.created_at >= _period(days, now))
-            .group_by(Town.name, Station.id, Station.name, Parcel.direction, Parcel.fee_reason, Parcel.carrier))
+    villages the county office looks into: those rows come first, then the largest totals. `banned` marks a
+    charge of a kind the recipient never pays (a pickup fee, jc.records.PICKUP_FREE)."""
+    since = _period(days, now)
+    stmt = (_placed(select(Town.name, Station.id, Station.name, Parcel.direction, Parcel.fee_kind, Parcel.fee_reason,
+                           Parcel.carrier, func.count(), func.sum(Parcel.fee_cents)).select_from(Parcel))
+            .where(Parcel.fee_cents > 0, Parcel.created_at >= since)
+            .group_by(Town.name, Station.id, Station.name, Parcel.direction, Parcel.fee_kind, Parcel.fee_reason,
+                      Parcel.carrier))
     grouped: dict[tuple, dict[str, Any]] = {}
-    for town, sid, sname, direction, reason, carrier, n, cents in session.execute(stmt).all():
-        row = grouped.setdefault((sid, direction, reason), {
-            "town": town or "—", "station_id": sid, "station": sname, "direction": direction,
-            "reason": reason or "—", "parcels": 0, "total_yuan": 0.0, "carriers": []})
+    for town, sid, sname, direction, kind, reason, carrier, n, cents in session.execute(stmt).all():
+        row = grouped.setdefault((sid, direction, kind, reason), {
+            "town": town or "—", "station_id": sid, "station": sname, "direction": direction, "kind": kind or "—",
+            "reason": reason or "—", "source": "carrier" if direction == "inbound" else "station",
+            "parcels": 0, "total_yuan": 0.0, "carriers": set(), "banned": kind in PICKUP_FREE})
         row["parcels"] += n
         row["total_yuan"] = round(row["total_yuan"] + (cents or 0) / 100, 2)
-        row["carriers"].append(carrier or "—")
+        row["carriers"].add(code_of(carrier) or "—")
+    reported = charges.fee_rows(session, since=since)
+    towns = _station_towns(session, {r[0] for r in reported if r[0]})
+    for sid, sname, carrier, kind, source, n, cents in reported:
+        grouped[(sid, source, kind, carrier)] = {
+            "town": towns.get(sid) or "—", "station_id": sid or "—", "station": sname or "—", "direction": "inbound",
+            "kind": kind, "reason": kind, "source": source, "parcels": n, "total_yuan": round((cents or 0) / 100, 2),
+            "carriers": {carrier}, "banned": kind in PICKUP_FREE}
     rows = [{**r, "carriers": " ".join(sorted(r["carriers"]))} for r in grouped.values()]
     rows.sort(key=lambda r: (r["direction"] != "inbound", -r["total_yuan"], r["town"], r["station_id"]))
     return rows
+
+
+def _station_towns(session: Session, ids: set[str]) -> dict[str, str | None]:
+    """Station id -> the name of its town (through its village, or its own for a town station)."""
+    if not ids:
+        return {}
+    stmt = (select(Station.id, Town.name).select_from(Station).outerjoin(Village, Village.id == Station.village_id)
+            .outerjoin(Town, Town.id == func.coalesce(Village.town_id, Station.town_id)).where(Station.id.in_(ids)))
+    return {sid: town for sid, town in session.execute(stmt).all()}
 
 
 def door_help(session: Session, *, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
@@ -304,5 +335,6 @@ def table(session: Session, name: str, **kw) -> list[dict[str, Any]]:
 
 
 def carriers(session: Session) -> dict[str, str]:
-    """Carrier code -> Chinese name."""
-    return {c.code: c.name_zh for c in session.scalars(select(Carrier)).all()}
+    """Carrier code -> Chinese name (the one table's names; a carrier added in the cloud keeps its own)."""
+    return {c.code: display(c.code) if c.code in CARRIER_CODES else c.name_zh
+            for c in session.scalars(select(Carrier)).all()}

@@ -30,6 +30,7 @@ class VolumeRow(_Row):
     village: str | None = None
     town: str | None = None
     carrier: str | None = None
+    name: str | None = None  # with `by=carrier`: the carrier's name from the one table (jincun/carriers.py)
     inbound: int
     outbound: int
 
@@ -89,10 +90,13 @@ class FeeRow(_Row):
     station_id: str
     station: str
     direction: str
+    kind: str  # what it was for (jc.records.FEE_KINDS), "—" for an older carrier fee without one
     reason: str
+    source: str  # carrier (its manifest), station (outbound postage), villager (/m) or agent (the terminal)
     parcels: int
     total_yuan: float
     carriers: str
+    banned: bool  # a pickup fee: no recipient may be charged one (jc.records.PICKUP_FREE)
 
 
 class DoorHelpRow(_Row):

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from jincun import carriers as carrier_table
 from jincun.phone import PHONE_PATTERN
 from jincun.pins import PIN_HASH_RE
 from jincun.weaksecret import weakness
@@ -18,6 +19,17 @@ from .errors import ConfigError
 _PLACEHOLDERS = {"...", "changeme", "change-me", "password", "secret", "xxx"}
 
 Id = Annotated[str, Field(pattern=C.ID_RE)]
+
+
+def _carrier(v: str) -> str:
+    """A carrier as its code (jincun/carriers.py): the old Chinese names of station.json map through the table."""
+    code = carrier_table.code_of(v)
+    if code is None or not carrier_table.CODE_RE.match(code):
+        raise ValueError(f"unknown carrier {v!r} (codes: {', '.join(carrier_table.CODES)})")
+    return code
+
+
+Carrier = Annotated[str, Field(max_length=32), AfterValidator(_carrier)]
 
 
 def _secret(v: str) -> str:
@@ -178,7 +190,7 @@ class TerminalUser(_Model):
     id: Id
     name: str = Field(min_length=1, max_length=40)
     role: Literal["courier", "agent"]
-    carrier: str = Field("", max_length=32)
+    carrier: Carrier | Literal[""] = ""
     # hashed by the one PIN rule (jincun/pins.py), at the station or in the cloud
     pin_hash: str = Field(pattern=PIN_HASH_RE)
 
@@ -194,14 +206,21 @@ class TerminalConfig(_Model):
 
     users: list[TerminalUser] = []
     assist_phones: list[Annotated[str, Field(pattern=PHONE_PATTERN)]] = Field([], max_length=5000)
-    carriers: list[str] = ["中国邮政", "顺丰", "中通", "圆通", "申通", "韵达", "极兔", "京东"]
-    fees: dict[str, FeeRule] = {}
+    # carrier codes the terminal offers (shown by their names); old station files name them in Chinese
+    carriers: list[Carrier] = list(carrier_table.CODES)
+    fees: dict[str, FeeRule] = {}  # by carrier code (or an old name), "*" for every other carrier
     session_s: int = Field(1800, ge=60, le=86400)
     # how often the couriers and station agents the county manages are fetched from the cloud
     staff_sync_s: float = Field(30.0, ge=1.0, le=3600.0)
     consent_cache_s: int = Field(7 * 86400, ge=60)
     # offline and not cached: "ask" lets the courier record that the recipient agreed by phone
     consent_offline: Literal["ask", "refuse"] = "ask"
+
+
+    @field_validator("fees")
+    @classmethod
+    def _fee_codes(cls, v: dict[str, FeeRule]) -> dict[str, FeeRule]:
+        return {k if k == "*" else _carrier(k): rule for k, rule in v.items()}
 
 
 class StationConfig(_Model):

@@ -69,7 +69,9 @@ INGEST_MAX_BYTES = 1024 * 1024
 RESULT_DONE = ("applied", "duplicate", "rejected")
 KIND_PARCEL, KIND_CODE, KIND_GW_TELE = "parcel", "code", "gw_tele"
 KIND_OUTBOUND, KIND_HANDOVER, KIND_FAULT_REPORT = "outbound", "handover", "fault_report"
-GW_KINDS = (KIND_PARCEL, KIND_CODE, KIND_GW_TELE, KIND_OUTBOUND, KIND_HANDOVER, KIND_FAULT_REPORT)
+KIND_COLLECTED, KIND_CHARGE = "collected", "charge"
+GW_KINDS = (KIND_PARCEL, KIND_CODE, KIND_GW_TELE, KIND_OUTBOUND, KIND_HANDOVER, KIND_FAULT_REPORT, KIND_COLLECTED,
+            KIND_CHARGE)
 LOCKER_KINDS = ("evt", "birth", "status", "tele")
 
 # cloud -> gateway downlink (§5.2, §5.3)

@@ -101,11 +101,24 @@ CREATE TABLE IF NOT EXISTS staff_users (
 CREATE TABLE IF NOT EXISTS staff_sync (one INTEGER PRIMARY KEY CHECK (one = 1), at REAL NOT NULL);
 """
 
+# 4: outbound parcels (寄件) from taken in to collected by the carrier's courier (outbound.py); the sender's
+# name and ID tail travel only in the outbox's `outbound` record
+_V4 = """
+CREATE TABLE IF NOT EXISTS outbound (
+    ref TEXT PRIMARY KEY, carrier TEXT NOT NULL, dest TEXT NOT NULL, weight_g INTEGER NOT NULL,
+    taken_by TEXT NOT NULL, taken REAL NOT NULL,
+    state TEXT NOT NULL,  -- taken_in | collected
+    collected_by TEXT, collected REAL, waybill TEXT
+);
+CREATE INDEX IF NOT EXISTS outbound_waiting ON outbound (state, carrier);
+"""
+
 # MIGRATIONS[n] takes a database from version n to version n + 1
 MIGRATIONS: list[str] = [
     _V1,  # 1: the full schema over whatever a version-0 (unversioned) database holds
     _V2,  # 2: the door-to-door choices the cloud sent (assist)
     _V3,  # 3: the cloud's couriers and station agents, cached for offline logins
+    _V4,  # 4: the outbound book
 ]
 
 

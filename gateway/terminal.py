@@ -9,7 +9,6 @@ import functools
 import html
 import json
 import logging
-import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
+from jincun import carriers
 from jincun.i18n import LANGS, section
 from jincun.phone import PHONE_BODY, PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN
 from jc import records
@@ -29,7 +29,7 @@ from . import const as C
 from . import protocol
 from . import returns
 from .boardlocker import BoardLocker, KeypadLocked
-from .config import TerminalConfig, TerminalUser
+from .config import Carrier, TerminalUser
 from .deposits import KEYPAD_MAX
 from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
                      OutboxError, ProtocolError, UnknownParcel)
@@ -37,6 +37,7 @@ from .lockout import RateWindows
 from .pins import (PIN_ADDR_LOCK, PIN_ITERATIONS, PIN_MIN_DIGITS, PIN_RE, PIN_USER_LOCK,  # noqa: F401 (the
                    SESSIONS_PER_USER, Sessions, hash_pin, verify_pin)  # terminal's names, re-exported)
 from .stationdb import Record
+from .terminal_outbound import OutboundIn, add_routes, fee_cents, mask_phone  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from .services import HttpServices
@@ -62,25 +63,6 @@ def terminal_page() -> str:
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     words = json.dumps(terminal_words(), ensure_ascii=False).replace("</", "<\\/")
     return page.replace("{{phone_pattern}}", html.escape(PHONE_BODY, quote=True)).replace("{{words}}", words)
-
-
-def fee_cents(cfg: TerminalConfig, carrier: str, weight_g: int, produce: str) -> tuple[int, str]:
-    """Outbound fee from the station's table: first kg, each further kg started, a produce discount."""
-    rule = cfg.fees.get(carrier) or cfg.fees.get("*")
-    if rule is None:
-        from .config import FeeRule
-        rule = FeeRule()
-    kg = max(1, -(-weight_g // 1000))
-    fee = rule.first_kg_cents + (kg - 1) * rule.extra_kg_cents
-    reason = f"{kg} kg: {rule.first_kg_cents} + {kg - 1} x {rule.extra_kg_cents}"
-    if produce and rule.produce_discount_pct:
-        fee = fee * (100 - rule.produce_discount_pct) // 100
-        reason += f", produce -{rule.produce_discount_pct}%"
-    return fee, reason
-
-
-def mask_phone(phone: str) -> str:
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
 
 
 class LoginIn(BaseModel):
@@ -114,7 +96,7 @@ class FoundIn(BaseModel):
     c: int = Field(ge=C.COMP_MIN, le=C.COMP_MAX)
     waybill: str = Field(pattern=r"^[A-Za-z0-9-]{6,40}$")
     phone: str = Field(pattern=PHONE_PATTERN)
-    carrier: str = Field(min_length=1, max_length=records.CARRIER_MAX)
+    carrier: Carrier
     consent_asked: bool = False
 
 
@@ -123,19 +105,10 @@ class DepositIn(BaseModel):
 
     waybill: str = Field(pattern=r"^[A-Za-z0-9-]{1,40}$")
     phone: str = Field(pattern=PHONE_PATTERN)
-    carrier: str | None = Field(None, min_length=1, max_length=32)
+    carrier: Carrier | None = None
     size: Literal["S", "M", "L"]
     locker: str | None = Field(None, pattern=C.ID_RE)
     consent_asked: bool = False
-
-
-class OutboundIn(BaseModel):
-    carrier: str = Field(min_length=1, max_length=records.CARRIER_MAX)
-    sender_phone: str = Field(pattern=PHONE_PATTERN)
-    sender_name: str = Field(min_length=1, max_length=records.SENDER_NAME_MAX)
-    dest: str = Field(min_length=2, max_length=records.DEST_MAX)
-    weight_g: int = Field(ge=1, le=records.WEIGHT_G_MAX)
-    produce: str = Field("", max_length=records.PRODUCE_MAX)
 
 
 class FaultIn(BaseModel):
@@ -227,7 +200,9 @@ def create_router(gw: "HttpServices") -> APIRouter:
 
     @r.get(f"{p}/info")
     async def info() -> dict:
-        return {"station": gw.cfg.station, "name": gw.cfg.name, "carriers": cfg.carriers,
+        return {"station": gw.cfg.station, "name": gw.cfg.name,
+                "carriers": [{"code": c, "zh": carriers.display(c), "en": carriers.display(c, "en")}
+                             for c in cfg.carriers],
                 "uplink": "up" if gw.uplink.up else "down",
                 "lockers": [{"id": ls.id, "online": ls.online, "comps": sorted(ls.comps)}
                             for ls in gw.link.lockers.values()],
@@ -366,17 +341,6 @@ def create_router(gw: "HttpServices") -> APIRouter:
 
     returns.add_routes(r, gw, courier=courier, record=record, mask=mask_phone)
 
-    @r.post(f"{p}/outbound", status_code=201)
-    async def outbound(body: OutboundIn, u: TerminalUser = Depends(agent)) -> dict:
-        fee, reason = fee_cents(cfg, body.carrier, body.weight_g, body.produce)
-        ref = "o-" + secrets.token_hex(6)
-        rec = {"ref": ref, "carrier": body.carrier, "sender_phone": body.sender_phone,
-               "sender_name": body.sender_name, "dest": body.dest, "weight_g": body.weight_g,
-               "fee_cents": fee, "fee_reason": reason, "produce": body.produce}
-        await record(C.KIND_OUTBOUND, rec)
-        gw.counters.inc("outbound_taken")
-        return {**rec, "sender_phone": mask_phone(body.sender_phone), "at": int(time.time()), "by": u.id}
-
     @r.post(f"{p}/fault", status_code=201)
     async def fault(body: FaultIn, _: TerminalUser = Depends(agent)) -> dict:
         ls = gw.link.lockers.get(body.locker)
@@ -408,4 +372,5 @@ def create_router(gw: "HttpServices") -> APIRouter:
                 raise HTTPException(429, {"error": "locked", "secs": exc.secs}) from None
         raise HTTPException(404, {"error": "bad_code"})
 
+    add_routes(r, gw, p, agent=agent, courier=courier, record=record)
     return r

@@ -17,7 +17,7 @@ from typing import cast
 
 from gateway.terminal import PIN_MIN_DIGITS, hash_pin, verify_pin
 from jincun import provision
-from simulator import demo_journeys
+from simulator import demo_carriers, demo_journeys
 from simulator.stack import Stack, StackError, _door
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,10 @@ def run_demo(*, headless: bool, duration: float, port: int, workdir: str | None)
         return 1
     try:
         if headless:
-            result = scripted_day(stack, duration)
+            result = scripted_day(stack, duration, people=people)
+            journeys = result.pop("journeys", {})
             result.update(play_journeys(stack, people))
+            result["journeys"] = {**journeys, **result.get("journeys", {})}
             result["journeys_ok"] = bool(result["journeys"]) and all(result["journeys"].values())
             print(json.dumps(result, ensure_ascii=False))
             # an empty ledger proves nothing: the lockers must have recorded events, and all of them arrived
@@ -172,7 +174,7 @@ def run_demo(*, headless: bool, duration: float, port: int, workdir: str | None)
         stack.stop()
 
 
-def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
+def scripted_day(stack: Stack, duration: float, *, seed: int = 11, people: list[Person] | None = None) -> dict:
     """Couriers deposit, villagers pick up, the uplink fails for a while and the gateway loses power once."""
     rng = random.Random(seed)
     t0 = time.monotonic()
@@ -233,6 +235,11 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
     for p in waiting:  # the day ends with every villager having collected
         stack.pickup(p["code"])
         counts["pickups_ok"] += 1
+    # the carrier journeys: a pre-advised deposit, extra charges, an outbound parcel (simulator/demo_carriers.py)
+    by = {p.username: p for p in people or []}
+    carrier_journeys = demo_carriers.play(
+        stack, courier=("courier-sf", by["courier-sf"].pin or ""), agent=("agent", by["agent"].pin or ""),
+        carrier="SF") if {"courier-sf", "agent"} <= set(by) else {"charges_reported": 0, "journeys": {}}
     stack.wait_drained(120)
     parcels = stack.parcels(station=stack.station)
     ledger = stack.ledger()
@@ -243,6 +250,7 @@ def scripted_day(stack: Stack, duration: float, *, seed: int = 11) -> dict:
         **counts,
         # every locker session the broker saw came in on its TLS listener (from the broker's log, not the config)
         "tls": stack.all_lockers_on_tls(),
+        **carrier_journeys,
         "seconds": round(time.monotonic() - t0, 1),
     }
 

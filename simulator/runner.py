@@ -26,6 +26,7 @@ from rich.table import Table
 
 from jincun import provision
 from simulator import intruder
+from simulator.demo_carriers import DEMO_ID
 from simulator.cluster import AGENT_ID, AGENT_PIN, COURIER_ID, COURIER_PIN, Cluster, ClusterError, StationSpec
 from simulator.county import make_county, pick
 from simulator.faults import FAULT_GRACE_S, FaultPlayer
@@ -318,7 +319,9 @@ class Play(FaultPlayer):
             tok = await self._agent(a.station)
             r = await self.http.post(f"{self.cl.gateway_url(a.station)}/api/v1/terminal/outbound", json={
                 "carrier": i["carrier"], "sender_phone": i["phone"], "sender_name": "示例农户",
-                "dest": "示例市农产品市场", "weight_g": i["weight_g"], "produce": i["produce"]},
+                "dest": "示例市农产品市场", "weight_g": i["weight_g"], "produce": i["produce"],
+                # the agent saw the sender's ID and looked inside (实名, 验视): the terminal requires both
+                "sender_id": DEMO_ID, "inspected": True},
                 headers={"Authorization": f"Bearer {tok}"})
         except httpx.HTTPError as exc:
             self.t.inc("outbound_refused")

@@ -201,7 +201,8 @@ class Stack:
                 self.station_cfg["demo"] = True  # only a demo station's broker takes lockers in plain MQTT
             provision.write_private(cfg_path, self.station_cfg)
         if self.terminal and self.station_cfg.get("terminal") != self.terminal:
-            self.station_cfg["terminal"] = self.terminal
+            self.station_cfg["terminal"] = json.loads(json.dumps(self.terminal))  # a copy: the desk is added below
+            provision.write_private(cfg_path, self.station_cfg)
         if not any(u["id"] == DESK["id"] for u in self.station_cfg.get("terminal", {}).get("users", [])):
             # the couriers' desk the demo deposits through (a deposit needs a logged-in courier)
             from gateway.terminal import hash_pin

@@ -33,7 +33,8 @@ log = logging.getLogger("jincun.cloud.ingest")
 EFFECTS: dict[str, Callable[[BatchContext, Item], None]] = {
     "birth": lockers.birth, "status": lockers.status, "evt": lockers.evt, "tele": lockers.tele,
     "parcel": parcels.parcel_record, "code": codes.code_record, "gw_tele": records.gw_tele,
-    "outbound": records.outbound, "handover": records.handover, "fault_report": records.fault_report}
+    "outbound": records.outbound, "handover": records.handover, "fault_report": records.fault_report,
+    "collected": records.collected, "charge": records.charge}
 
 
 def _echo_key(raw: Any) -> dict[str, Any]:

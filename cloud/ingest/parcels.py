@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from jincun.carriers import code_of
+
 from .. import constants as K
 from ..errors import ItemRejected
 from ..models import Parcel, ParcelEvent
@@ -32,7 +34,7 @@ def stub_parcels(b: BatchContext, items: list[Item]) -> None:
     # a parcel record with a waybill may take over a pre-advised parcel: its ref is left to that record
     candidates = b.preadvised or {}
     adopting = {it.body["ref"] for it in items if it.kind == "parcel" and isinstance(it.body.get("waybill"), str)
-                and (it.body["waybill"].strip(), (it.body.get("carrier") or "").strip().upper()) in candidates}
+                and (it.body["waybill"].strip(), code_of(it.body.get("carrier"))) in candidates}
     for it in items:
         ref = it.body.get("ref")
         # an outbound record creates its own parcel (direction outbound), not an inbound stub
@@ -78,7 +80,7 @@ def _adopt_preadvice(b: BatchContext, body: dict) -> None:
     """A carrier's pre-advised parcel takes the gateway's ref when the courier brings it to the locker."""
     if not body.get("waybill") or exists(b, body["ref"]):
         return
-    key = (body["waybill"].strip(), (body.get("carrier") or "").strip().upper())
+    key = (body["waybill"].strip(), code_of(body.get("carrier")) or "")
     if b.preadvised is not None:
         pre = b.preadvised.pop(key, None)
     else:
@@ -105,11 +107,12 @@ def parcel_record(b: BatchContext, item: Item) -> None:
     _adopt_preadvice(b, body)
     parcel, created = own_parcel(b, body["ref"], lk.id, body["c"])
     parcel.locker_id, parcel.compartment = lk.id, body["c"]
-    for name in ("waybill", "carrier", "phone", "size"):
+    for name in ("waybill", "phone", "size"):
         if body.get(name) is not None:
             setattr(parcel, name, body[name].strip())
-    if parcel.carrier and parcel.carrier.upper() in b.carriers:
-        parcel.carrier = parcel.carrier.upper()
+    if body.get("carrier") is not None:
+        # a carrier is its code (jincun/carriers.py): an older gateway's 中通 is ZTO
+        parcel.carrier = code_of(body["carrier"])
     who = recipient(b, parcel.phone) if parcel.phone else None
     if who is not None and who.consent == "refused":
         # the gateway checks consent before it opens a door; this catches a gateway that did not

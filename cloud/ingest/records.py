@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import time
 
+from jincun.carriers import code_of
+
 from .. import constants as K
 from ..errors import ItemRejected
-from ..models import Alarm, GatewayHealth
+from ..models import Alarm, Charge, GatewayHealth
 from ..parcels import RETURNABLE
 from ..protocol import Item
 from ..rows import ParcelRow, write_rows
@@ -53,14 +55,13 @@ def outbound(b: BatchContext, item: Item) -> None:
     ref = body["ref"]
     if exists(b, ref):
         raise ItemRejected(K.E_BAD_FIELD, f"ref {ref} is already used by another parcel")
-    carrier = body["carrier"].strip()
-    if carrier.upper() in b.carriers:
-        carrier = carrier.upper()
+    carrier = code_of(body["carrier"])
     produce = (body.get("produce") or "").strip()
     parcel = ParcelRow.fresh(
         ref=ref, station_id=b.station.id, direction="outbound", carrier=carrier, phone=body["sender_phone"],
         sender_name=body["sender_name"].strip(), dest=body["dest"].strip(), weight_g=body["weight_g"],
         fee_cents=body["fee_cents"], fee_reason=(body.get("fee_reason") or "").strip() or None,
+        fee_kind="postage" if body["fee_cents"] else None, sender_id_tail=body.get("sender_id_tail"),
         produce=bool(produce), produce_name=produce or None, status="taken_in", reminders=0, created_at=item.rx,
         updated_at=time.time())
     # stored at once: its timeline rows need its id
@@ -70,6 +71,31 @@ def outbound(b: BatchContext, item: Item) -> None:
     if body["fee_cents"]:
         b.counters.inc("outbound_fees_recorded")
     b.advance(parcel, "taken_in", item.rx, f"gw/{item.boot}/{item.seq} outbound")
+
+
+def collected(b: BatchContext, item: Item) -> None:
+    """The carrier's courier collected an outbound parcel at the station: `collected`, the carrier's webhook,
+    the carrier's waybill when the courier gave one."""
+    body = item.body
+    if not exists(b, body["ref"]):
+        raise ItemRejected(K.E_BAD_FIELD, f"outbound parcel {body['ref']} is unknown")
+    parcel, _ = own_parcel(b, body["ref"], None, None)
+    if parcel.direction != "outbound":
+        raise ItemRejected(K.E_BAD_FIELD, f"parcel {parcel.ref} is inbound; only outbound parcels are collected")
+    if body.get("waybill") and not parcel.waybill:
+        parcel.waybill = body["waybill"].strip()
+    parcel.collected_at = float(body["at"])
+    b.advance(parcel, "collected", float(body["at"]), f"collected by {body['by']}"[:64])
+
+
+def charge(b: BatchContext, item: Item) -> None:
+    """An extra charge (二次收费) the station agent recorded for a villager: a row of the fees statistics."""
+    body = item.body
+    b.session.add(Charge(station_id=b.station.id, carrier=code_of(body["carrier"]), kind=body["kind"],
+                         cents=body["cents"], parcel_ref=body.get("ref"), waybill=body.get("waybill") or None,
+                         phone=body.get("phone") or None, text=(body.get("text") or "").strip() or None,
+                         source="agent", by=body["by"], at=float(body["at"])))
+    b.counters.inc("charges_recorded")
 
 
 def handover(b: BatchContext, item: Item) -> None:

@@ -21,6 +21,11 @@ UPLINK_STATES = ("up", "down")
 HANDOVER_HOW = ("door_to_door", "return")
 # the commands the cloud queues for a station and the gateway carries out (docs/protocol.md §5.2)
 DOWNLINK_OPS = ("open", "disable", "enable", "code_sync", "rebirth", "fw_rollout", "config", "assist", "return")
+# what a fee or an extra charge is for; a recipient is never charged one of PICKUP_FREE (the pickup-fee ban)
+FEE_KINDS = ("pickup", "delivery", "remote_surcharge", "storage", "postage", "other")
+PICKUP_FREE = ("pickup",)
+CHARGE_TEXT_MAX = 200
+ID_TAIL = 4  # an outbound sender's ID number travels and is kept as its last 4 characters only
 _AGENT_CH = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 _DIGITS = "0123456789"
 _BIG = 1 << 53
@@ -28,7 +33,8 @@ _BIG = 1 << 53
 # (name, type, required, a, b). Types beyond jc.wire's: free (printable text a..b characters, no control
 # characters), opt_free (the same, or null or "" for none), phone, opt_phone (or null or ""), nnum (a number
 # a..b or null), counters (an object of at most a counters, names of the ref form up to b characters, values
-# 0..2^53), code (6 digits), agent ([A-Za-z0-9_.-]{1,32}).
+# 0..2^53), code (6 digits), agent ([A-Za-z0-9_.-]{1,32}), idtail (the last 4 characters of an ID number:
+# digits, or X last).
 R, O = True, False
 RECORDS = {
     "parcel": (("ref", "str", R, "ref"), ("locker", "str", R, "id"), ("c", "int", R, K.COMP_MIN, K.COMP_MAX),
@@ -43,7 +49,14 @@ RECORDS = {
     "outbound": (("ref", "str", R, "ref"), ("carrier", "free", R, 1, CARRIER_MAX), ("sender_phone", "phone", R),
                  ("sender_name", "free", R, 1, SENDER_NAME_MAX), ("dest", "free", R, 1, DEST_MAX),
                  ("weight_g", "int", R, 1, WEIGHT_G_MAX), ("fee_cents", "int", R, 0, FEE_CENTS_MAX),
-                 ("fee_reason", "opt_free", O, 1, FEE_REASON_MAX), ("produce", "opt_free", O, 1, PRODUCE_MAX)),
+                 ("fee_reason", "opt_free", O, 1, FEE_REASON_MAX), ("produce", "opt_free", O, 1, PRODUCE_MAX),
+                 ("sender_id_tail", "idtail", O), ("inspected", "bool", O), ("by", "agent", O)),
+    "collected": (("ref", "str", R, "ref"), ("carrier", "free", R, 1, CARRIER_MAX), ("by", "agent", R),
+                  ("waybill", "free", O, 1, WAYBILL_MAX), ("at", "int", R, 1, _BIG)),
+    "charge": (("carrier", "free", R, 1, CARRIER_MAX), ("kind", "enum", R, FEE_KINDS),
+               ("cents", "int", R, 1, FEE_CENTS_MAX), ("ref", "str", O, "ref"), ("waybill", "free", O, 1, WAYBILL_MAX),
+               ("phone", "opt_phone", O), ("text", "opt_free", O, 1, CHARGE_TEXT_MAX), ("by", "agent", R),
+               ("at", "int", R, 1, _BIG)),
     "handover": (("ref", "str", R, "ref"), ("by", "agent", R), ("at", "int", R, 1, _BIG),
                  ("how", "enum", R, HANDOVER_HOW)),
     "fault_report": (("locker", "str", R, "id"), ("c", "nint", O, K.COMP_MIN, K.COMP_MAX),
@@ -94,6 +107,8 @@ def _ok(x, f):
         return type(x) is str and len(x) == K.CODE_LEN and _all_in(x, _DIGITS)
     if t == "agent":
         return type(x) is str and 1 <= len(x) <= 32 and _all_in(x, _AGENT_CH)
+    if t == "idtail":
+        return type(x) is str and len(x) == ID_TAIL and _all_in(x[:-1], _DIGITS) and _all_in(x[-1:], _DIGITS + "X")
     if t == "counters":
         if type(x) is not dict or len(x) > f[3]:
             return False
@@ -126,6 +141,8 @@ def _why(x, f):
         return k + " must be 6 digits"
     if t == "agent":
         return k + " must be an agent id ([A-Za-z0-9_.-]{1,32})"
+    if t == "idtail":
+        return k + " must be the last 4 characters of an ID number (digits, X last)"
     if t == "counters":
         return k + " must be an object of at most " + str(f[3]) + " counters (ref names, integers 0..2^53)"
     return wire._why(x, f)

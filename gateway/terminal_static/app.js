@@ -47,8 +47,9 @@ async function loadInfo() {
     $("station-name").textContent = info.name || info.station; $("station-id").textContent = info.station;
     $("uplink").className = "badge " + info.uplink; $("uplink").textContent = t(info.uplink);
     $("f-pickup").classList.toggle("hidden", !info.board_pickup);
-    $("ob-carrier").innerHTML = info.carriers.map((c) => `<option>${esc(c)}</option>`).join("");
-    if (!$("fd-carrier").options.length) $("fd-carrier").innerHTML = $("ob-carrier").innerHTML;
+    // carriers are codes (sent) with names (shown)
+    const opts = info.carriers.map((c) => `<option value="${esc(c.code)}">${esc(lang === "en" ? c.en : c.zh)}</option>`).join("");
+    ["ob-carrier", "fd-carrier", "ch-carrier"].forEach((id) => { if (!$(id).options.length) $(id).innerHTML = opts; });
     $("ft-locker").innerHTML = info.lockers.map((l) => `<option>${esc(l.id)}</option>`).join("");
     const pick = $("user").value;
     $("user").innerHTML = info.users.map((u) => `<option value="${esc(u.id)}">${esc(u.name)}</option>`).join("");
@@ -71,7 +72,7 @@ function start() {
       if (s.scans.length) { const last = s.scans[s.scans.length - 1]; scanSeen = last.n; $(target[0]).value = last.waybill; $(target[1]).focus(); }
     } catch (e) { /* shown on the next action */ }
   });
-  if (me.role === "courier") { show("v-courier"); }
+  if (me.role === "courier") { show("v-courier"); loadCollect(); every(5000, loadCollect); }
   else { show("v-agent"); loadParcels(); every(3000, loadParcels); }
 }
 
@@ -194,7 +195,8 @@ $("t-outbound").onsubmit = async (ev) => {
   try {
     const r = await api("POST", "/outbound", {carrier: $("ob-carrier").value, sender_name: $("ob-name").value.trim(),
       sender_phone: $("ob-phone").value.trim(), dest: $("ob-dest").value.trim(), weight_g: parseInt($("ob-weight").value, 10),
-      produce: $("ob-produce").value.trim()});
+      produce: $("ob-produce").value.trim(), sender_id: $("ob-id").value.trim(), inspected: $("ob-inspected").checked});
+    $("ob-id").value = "";
     $("ob-receipt").innerHTML = `<h2>${esc(t("receipt"))}</h2><dl><dt>${esc(t("ref"))}</dt><dd id="ob-ref">${esc(r.ref)}</dd>
       <dt>${esc(t("carrier"))}</dt><dd>${esc(r.carrier)}</dd><dt>${esc(t("dest"))}</dt><dd>${esc(r.dest)}</dd>
       <dt>${esc(t("weight"))}</dt><dd>${esc(r.weight_g)}</dd><dt>${esc(t("fee"))}</dt><dd id="ob-fee">${(r.fee_cents / 100).toFixed(2)} ${esc(t("yuan"))}</dd></dl>`;
@@ -209,4 +211,26 @@ $("t-fault").onsubmit = async (ev) => {
     $("ft-msg").textContent = t("reported") + " " + where(r.locker, r.c || null); $("t-fault").reset();
   } catch (e) { $("ft-msg").textContent = errText(e); }
 };
+$("t-charge").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const [y, f = ""] = $("ch-amount").value.trim().split(".");
+  try {
+    await api("POST", "/charge", {carrier: $("ch-carrier").value, kind: $("ch-kind").value,
+      cents: parseInt(y, 10) * 100 + parseInt((f + "00").slice(0, 2), 10), waybill: $("ch-waybill").value.trim(),
+      phone: $("ch-phone").value.trim(), text: $("ch-text").value.trim()});
+    $("ch-msg").textContent = t("charge_done"); $("t-charge").reset();
+  } catch (e) { $("ch-msg").textContent = errText(e); }
+};
+async function loadCollect() {
+  let r; try { r = await api("GET", "/outbound"); } catch (e) { return; }
+  $("collect-rows").innerHTML = r.outbound.map((o) => `<tr><td>${esc(o.ref)}</td><td>${esc(o.dest)}</td><td>${esc(o.weight_g)}</td>
+    <td><button class="collect" data-ref="${esc(o.ref)}">${esc(t("collect"))}</button></td></tr>`).join("")
+    || `<tr><td colspan="4" class="muted">${esc(t("none"))}</td></tr>`;
+  document.querySelectorAll("button.collect").forEach((b) => { b.onclick = async () => {
+    try {
+      await api("POST", "/outbound/" + encodeURIComponent(b.dataset.ref) + "/collect", {waybill: $("co-waybill").value.trim()});
+      $("co-msg").textContent = t("collected") + ": " + b.dataset.ref; $("co-waybill").value = ""; loadCollect();
+    } catch (e) { $("co-msg").textContent = errText(e); }
+  }; });
+}
 applyLang(); loadInfo().then(start);

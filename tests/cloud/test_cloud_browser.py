@@ -280,6 +280,13 @@ def test_statistics_and_phone_page_in_chromium(served, browser, tmp_path):
     phone.click("#consent-grant")
     phone.wait_for_load_state()
     assert phone.locator("#consent-state").inner_text() == "已同意"
+    # an extra charge reported from the phone, listed back; the page still fits the phone's width
+    phone.fill("#charge-form input[name=amount]", "2")
+    phone.select_option("#charge-form select[name=kind]", "pickup")
+    phone.click("#charge-submit")
+    phone.wait_for_load_state()
+    assert "取件费 · 2.00" in phone.locator("#my-charges").inner_text()
+    assert phone.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     shot(phone, "phone-zh", tmp_path)
 
 

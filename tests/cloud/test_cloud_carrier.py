@@ -86,13 +86,16 @@ def test_manifest_refuses_bad_input(cloud):
     key = {"Authorization": f"Bearer {make_client(cloud)['api_key']}"}
     cases = [manifest(["YT1"]), manifest(["YT7788990011"], fee_cents=200),
              manifest(["YT7788990011"], fee_cents=200, fee_reason="取件费"),
+             manifest(["YT7788990011"], fee_cents=200, fee_reason="代收服务", fee_kind="pickup"),
+             manifest(["YT7788990011"], fee_cents=200, fee_reason="送货", fee_kind="tea"),
              {"manifest_id": "m", "parcels": [{"waybill": "YT7788990011", "station": "nowhere", "phone": "138"}]},
              {"manifest_id": "m", "parcels": []}, manifest(["YT7788990011"], name="x" * 65),
              manifest(["YT7788990011"], direction="sideways"), manifest(["YT7788990011"], fee_cents="many")]
     for body in cases:
         assert c.post("/api/v1/carrier/manifests", json=body, headers=key).status_code == 422, body
     ok = c.post("/api/v1/carrier/manifests", json=manifest(["YT7788990099"], fee_cents=300,
-                                                           fee_reason="送货上门费"), headers=key)
+                                                           fee_reason="送货上门费", fee_kind="delivery"),
+                headers=key)
     assert ok.status_code == 200
     parcel = cloud.admin_get("/api/v1/parcels", waybill="YT7788990099")[0]
     assert (parcel["fee_cents"], parcel["fee_reason"]) == (300, "送货上门费")

@@ -122,6 +122,7 @@ def test_outbound_becomes_outbound_parcel_with_audited_fee(cloud):
     assert p["fee_cents"] == 1620 and p["fee_reason"] == "5 kg: 1000 + 4 x 200, produce -10%"
     assert p["carrier"] == "YTO" and p["phone"] == "13912345678"
     assert [e["status"] for e in p["timeline"]] == ["taken_in"] and p["timeline"][0]["at"] == now - 30
+    assert cloud.admin_get("/api/v1/parcels/o-000000000002")["carrier"] == "ZTO", "a carrier is its code"
     plain = cloud.admin_get("/api/v1/parcels/o-000000000002")
     assert plain["fee_cents"] == 0 and plain["fee_reason"] is None
     with _session(cloud) as s:
@@ -130,9 +131,19 @@ def test_outbound_becomes_outbound_parcel_with_audited_fee(cloud):
         assert row.produce is True and row.produce_name == "苹果"
         assert s.scalar(select(Parcel.produce).where(Parcel.ref == "o-000000000002")) is False
 
-    # farm produce feeds the county statistics; the parcel without produce does not
-    prod = cloud.client.get("/api/v1/stats/produce", headers=admin_headers()).json()
-    assert [(r["carrier"], r["parcels"], r["weight_kg"]) for r in prod] == [("YTO", 1, 4.2)]
+    # farm produce feeds the county statistics once the carrier collected it; the parcel without produce never
+    def produce() -> list:
+        rows = cloud.client.get("/api/v1/stats/produce", headers=admin_headers()).json()
+        return [(r["carrier"], r["parcels"], r["weight_kg"]) for r in rows]
+    assert produce() == [], "still at the station counter: not sent yet"
+    resp = cloud.ingest([gw(3, "collected", {"ref": "o-3fa9c1d2e4b5", "carrier": "YTO", "by": "c-yto",
+                                             "waybill": "YT9988776655", "at": int(now - 10)}),
+                         gw(4, "collected", {"ref": "o-000000000002", "carrier": "ZTO", "by": "c-zto",
+                                             "at": int(now - 5)})])
+    assert _statuses(resp) == ["applied", "applied"]
+    assert produce() == [("YTO", 1, 4.2)]
+    p = cloud.admin_get("/api/v1/parcels/o-3fa9c1d2e4b5")
+    assert p["status"] == "collected" and p["waybill"] == "YT9988776655"
     vols = cloud.client.get("/api/v1/stats/volumes", params={"by": "carrier", "days": 7},
                             headers=admin_headers()).json()
     assert sum(r["outbound"] for r in vols) == 2
@@ -141,6 +152,7 @@ def test_outbound_becomes_outbound_parcel_with_audited_fee(cloud):
     assert _statuses(resp) == ["duplicate"]
     p2 = cloud.admin_get("/api/v1/parcels/o-3fa9c1d2e4b5")
     assert p2["timeline"] == p["timeline"] and p2["fee_cents"] == 1620
+    assert [e["status"] for e in p2["timeline"]] == ["taken_in", "collected"]
 
 
 def test_outbound_bad_fields_are_rejected(cloud):

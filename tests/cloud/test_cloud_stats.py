@@ -89,9 +89,10 @@ def test_county_statistics(cloud):
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0] == ("日期", "快递公司", "收件", "寄件")
     assert sum(r[2] + r[3] for r in rows[1:]) == total
-    # typed cells: a real date, carriers by name, whole numbers
+    # typed cells: a real date, carriers by name (one row per carrier code, named from the one table), whole
+    # numbers
     assert isinstance(rows[1][0], datetime) and sheet.cell(2, 1).number_format == "yyyy-mm-dd"
-    assert {r[1] for r in rows[1:]} <= {"中国邮政EMS", "顺丰速运", "中通快递", "圆通速递", "申通快递", "韵达快递",
+    assert {r[1] for r in rows[1:]} <= {"中国邮政", "顺丰速运", "中通快递", "圆通速递", "申通快递", "韵达快递",
                                         "极兔速递", "京东物流", "—"}
     assert all(isinstance(r[2], int) for r in rows[1:])
     ov = load_workbook(io.BytesIO(c.get("/api/v1/stats/overdue/export", params={"fmt": "xlsx"},

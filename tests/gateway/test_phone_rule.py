@@ -91,7 +91,7 @@ def test_no_copy_of_the_pattern_is_left_in_the_tree():
 def test_terminal_page_phone_inputs_follow_the_rule_in_chromium():
     page_html = terminal_page()
     assert "{{" not in page_html
-    assert page_html.count('inputmode="tel"') == page_html.count(f'pattern="{PHONE_BODY}"') == 4
+    assert page_html.count('inputmode="tel"') == page_html.count(f'pattern="{PHONE_BODY}"') == 5
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("chromium is not installed")
@@ -101,7 +101,7 @@ def test_terminal_page_phone_inputs_follow_the_rule_in_chromium():
         try:
             page = browser.new_page()
             page.set_content(page_html.replace('src="', 'data-src="'))  # the markup alone, no script
-            for sel in ("#phone", "#ob-phone", "#ft-phone"):
+            for sel in ("#phone", "#ob-phone", "#ft-phone", "#ch-phone"):
                 assert page.get_attribute(sel, "pattern") == PHONE_BODY
                 for phone in GOOD + BAD:
                     if "\n" in phone or phone == "":

@@ -2,6 +2,7 @@
 lists, door-to-door hand-over, outbound intake and a fault report, all with the cloud unreachable."""
 
 import asyncio
+import json
 import os
 import tty
 from pathlib import Path
@@ -132,6 +133,8 @@ async def test_courier_and_agent_work_offline_in_chromium(terminal):
             await page.fill("#ob-dest", "广州市天河区")
             await page.fill("#ob-weight", "2500")
             await page.fill("#ob-produce", "蜜桔")
+            await page.fill("#ob-id", "11010519491231002X")
+            await page.check("#ob-inspected")
             await page.click("#t-outbound button[type=submit]")
             await page.wait_for_selector("#ob-fee")
             # 3 kg started: 8.00 + 2 x 3.00 = 14.00, farm produce 20% off = 11.20
@@ -162,6 +165,9 @@ async def test_courier_and_agent_work_offline_in_chromium(terminal):
     assert ho["by"] == "a-li" and ho["how"] == "door_to_door" and ho["ref"] == parcels["ZT7700445566"]["ref"]
     (ob,) = [r.body for r in await rg.outbox_rows("outbound")]
     assert ob["fee_cents"] == 1120 and ob["weight_g"] == 2500 and ob["produce"] == "蜜桔"
+    # the carrier as its code, the sender's ID as its last 4 characters only, the agent's inspection
+    assert ob["carrier"] == "EMS" and ob["sender_id_tail"] == "002X" and ob["inspected"] is True
+    assert "11010519491231002X" not in json.dumps([r.body for r in await rg.outbox_rows("outbound")])
     (fr,) = [r.body for r in await rg.outbox_rows("fault_report")]
     assert fr["locker"] == "b1" and fr["c"] == 3 and fr["text"] == "柜门打不开"
     assert gw.counters["pin_failures"] == 1 and gw.counters["scans"] == 1
@@ -194,7 +200,7 @@ async def test_agent_registers_a_found_parcel_in_chromium(terminal, lockers):
             await page.wait_for_function("document.getElementById('fd-waybill').value === 'YT5500778899'",
                                          timeout=5000)
             await page.fill("#fd-phone", "13800000001")
-            await page.select_option("#fd-carrier", "圆通")
+            await page.select_option("#fd-carrier", "YTO")
             await shot(page, "terminal_found")
             await page.click("#f-found button[type=submit]")
             await page.wait_for_selector("#found-msg:has-text('已登记')")
@@ -214,7 +220,7 @@ async def test_agent_registers_a_found_parcel_in_chromium(terminal, lockers):
     assert codes and codes[0]["phone"] == "13800000001", "the code goes to the recipient as for a deposit"
     (parcel,) = [r.body for r in await rg.outbox_rows("parcel") if r.body["ref"] == cmd["ref"]]
     assert parcel["found"] is True and parcel["agent"] == "a-li" and parcel["waybill"] == "YT5500778899"
-    assert parcel["carrier"] == "圆通" and parcel["consent"] == "recipient"
+    assert parcel["carrier"] == "YTO" and parcel["consent"] == "recipient"
     assert (parcel["locker"], parcel["c"]) == ("l1", 2)
     assert (await rg.gw.deposits.get(cmd["ref"]))["state"] == "deposited"
 
@@ -280,7 +286,8 @@ async def test_terminal_records_are_taken_by_the_real_cloud(terminal, tmp_path):
         assert (await http.post("/api/v1/terminal/handover", headers=h, json={"ref": ref})).status_code == 200
         assert (await http.post("/api/v1/terminal/outbound", headers=h, json={
             "carrier": "中国邮政", "sender_phone": "13600000003", "sender_name": "张大爷", "dest": "广州",
-            "weight_g": 1200, "produce": "蜜桔"})).status_code == 201
+            "weight_g": 1200, "produce": "蜜桔", "sender_id": "11010519491231002X", "inspected": True})
+                ).status_code == 201
         assert (await http.post("/api/v1/terminal/fault", headers=h, json={
             "locker": "b1", "c": 2, "phone": "13500000009", "text": "柜门打不开"})).status_code == 201
     await gw.outbox.append(Record(src="gw", kind="gw_tele", body=gw.tele_body(await gw.outbox.stats())))

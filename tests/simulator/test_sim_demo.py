@@ -35,6 +35,10 @@ def test_headless_demo_from_another_folder_counts_every_event(tmp_path):
     assert all(result["journeys"].values()) and result["journeys_ok"] is True, result["journeys"]
     assert (result["returns"], result["door_to_door"], result["cancelled"]) == (1, 1, 1)
     assert result["never_delivered_flagged"] == 1
+    # the scripted day plays the carrier journeys: a charge reported on /m and one at the terminal
+    assert result["charges_reported"] == 2
+    assert result["journeys"]["carrier_identity"] is True and result["journeys"]["extra_charge"] is True
+    assert result["journeys"]["outbound"] is True
     assert (tmp_path / "var").is_dir()
 
 

@@ -251,22 +251,29 @@ RECORD_BASES = {
     "outbound": {"ref": "o-1", "carrier": "EMS", "sender_phone": "13700000001", "sender_name": "王大妈",
                  "dest": "成都市", "weight_g": 2500, "fee_cents": 1200, "fee_reason": "EMS 3 kg", "produce": "核桃"},
     "handover": {"ref": "p-1", "by": "agent-li", "at": 1764355200, "how": "door_to_door"},
+    "collected": {"ref": "o-1", "carrier": "EMS", "by": "courier-ems", "waybill": "EA123456789CN", "at": 1764355200},
+    "charge": {"carrier": "ZTO", "kind": "pickup", "cents": 200, "ref": "p-1", "waybill": "ZT1234567890",
+               "phone": "13800138000", "text": "取件收了两元", "by": "agent-li", "at": 1764355200},
     "fault_report": {"locker": "l1", "c": 2, "phone": "13800138000", "text": "门打不开", "at": 1764355200},
 }
 RECORD_INTS = [("parcel", "c", 1, 32), ("code", "exp_ts", 0, 2**53), ("gw_tele", "outbox_depth", 0, 2**53),
                ("gw_tele", "lockers_total", 2, 10000), ("gw_tele", "up_s", 0, 2**53),
                ("outbound", "weight_g", 1, 100000), ("outbound", "fee_cents", 0, 10000000),
-               ("handover", "at", 1, 2**53), ("fault_report", "c", 1, 32), ("fault_report", "at", 1, 2**53)]
+               ("handover", "at", 1, 2**53), ("fault_report", "c", 1, 32), ("fault_report", "at", 1, 2**53),
+               ("collected", "at", 1, 2**53), ("charge", "cents", 1, 10000000), ("charge", "at", 1, 2**53)]
 RECORD_TEXT = [("parcel", "waybill", 64), ("parcel", "carrier", 32), ("outbound", "carrier", 32),
                ("outbound", "sender_name", 64), ("outbound", "dest", 120), ("outbound", "fee_reason", 64),
-               ("outbound", "produce", 40), ("fault_report", "text", 300)]
+               ("outbound", "produce", 40), ("fault_report", "text", 300), ("collected", "carrier", 32),
+               ("collected", "waybill", 64), ("charge", "carrier", 32), ("charge", "text", 200)]
 RECORD_REQUIRED = {"parcel": ["ref", "locker", "c"], "code": ["ref", "phone", "code"],
                    "gw_tele": ["outbox_depth", "oldest_unsent_s", "uplink", "lockers_online", "lockers_total",
                                "cpu_temp", "up_s"],
                    "outbound": ["ref", "carrier", "sender_phone", "sender_name", "dest", "weight_g", "fee_cents"],
-                   "handover": ["ref", "by", "at", "how"], "fault_report": ["locker", "text", "at"]}
+                   "handover": ["ref", "by", "at", "how"], "fault_report": ["locker", "text", "at"],
+                   "collected": ["ref", "carrier", "by", "at"], "charge": ["carrier", "kind", "cents", "by", "at"]}
 RECORD_OPTIONAL = {"parcel": ["waybill", "carrier", "phone", "size"], "code": ["locker", "exp_ts"],
-                   "gw_tele": ["counters"], "outbound": ["produce"], "fault_report": ["c", "phone"]}
+                   "gw_tele": ["counters"], "outbound": ["produce"], "fault_report": ["c", "phone"],
+                   "collected": ["waybill"], "charge": ["ref", "waybill", "phone", "text"]}
 
 
 def record_cases() -> list[dict]:
@@ -278,7 +285,7 @@ def record_cases() -> list[dict]:
             c["error"] = error
         out.append(c)
 
-    def with_(kind: str, **changes) -> dict:
+    def with_(kind: str, /, **changes) -> dict:  # positional: a charge has a field named kind
         body = dict(RECORD_BASES[kind])
         for k, v in changes.items():
             if v is _DROP:
@@ -337,6 +344,20 @@ def record_cases() -> list[dict]:
         ("outbound empty produce", "outbound", {"produce": ""}, None),
         ("outbound null produce", "outbound", {"produce": None}, None),
         ("outbound sender_phone text", "outbound", {"sender_phone": "call me"}, "bad_field"),
+        ("outbound with real name and inspection", "outbound", {"sender_id_tail": "002X", "inspected": True,
+                                                                "by": "agent-li"}, None),
+        ("outbound id tail of digits", "outbound", {"sender_id_tail": "0014"}, None),
+        ("outbound id tail of 5", "outbound", {"sender_id_tail": "10014"}, "bad_field"),
+        ("outbound id tail with X first", "outbound", {"sender_id_tail": "X014"}, "bad_field"),
+        ("outbound id tail lower x", "outbound", {"sender_id_tail": "001x"}, "bad_field"),
+        ("outbound full id number", "outbound", {"sender_id_tail": "11010519491231002X"}, "bad_field"),
+        ("outbound inspected as text", "outbound", {"inspected": "yes"}, "bad_field"),
+        ("collected by a bad courier id", "collected", {"by": "courier ems"}, "bad_field"),
+        ("charge kind tea", "charge", {"kind": "tea"}, "bad_field"),
+        ("charge kind remote_surcharge", "charge", {"kind": "remote_surcharge"}, None),
+        ("charge of 0 cents", "charge", {"cents": 0}, "bad_field"),
+        ("charge empty phone", "charge", {"phone": ""}, None),
+        ("charge bad phone", "charge", {"phone": "123"}, "bad_field"),
         ("handover by a bad agent id", "handover", {"by": "agent li"}, "bad_field"),
         ("handover how courier", "handover", {"how": "courier"}, "bad_field"),
         ("fault_report without compartment", "fault_report", {"c": None}, None),
