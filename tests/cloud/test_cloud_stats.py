@@ -150,6 +150,6 @@ def test_stats_page_opens_with_the_county_summary(cloud):
     assert f"{covered}/{villages} 个村" in page and f"{got['coverage'] * 100:.1f}%" in page
     assert f"¥{got['extra_yuan']:.2f}" in page and f"最久已等 {duration(got['door_oldest_days'] * 86400, 'zh')}" in page
     # a wait in days and hours, never a fraction
-    assert re.search(r"最久已等 \d+ 天( \d+ 小时)?<", page)
+    assert re.search(r"最久已等 \d+ (天|小时|分钟)( \d+ (小时|分钟))?<", page)
     en = cloud.client.get("/stats", params={"lang": "en", "period": "7"}, headers=admin_headers()).text
     assert "County at a glance" in en and f"{covered} of {villages} villages" in en and "Last 7 days" in en
