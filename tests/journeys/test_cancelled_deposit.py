@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+
+from jincun.i18n import translator
 from kit_codes import Phone, cloud_compartment, notifications, parcel, pg_database, station
 
 pytestmark = pytest.mark.micropython
@@ -52,7 +54,8 @@ def test_a_cancelled_deposit_vanishes_for_the_villager_and_shows_cancelled_to_st
     phone.close()
 
     # staff see it marked 已取消, not 已预报
-    assert _overview_status(stack, gone["ref"]) == "已取消"
-    assert _overview_status(stack, kept["ref"]) in ("已入柜", "已通知")
+    zh = translator("zh")
+    assert _overview_status(stack, gone["ref"]) == zh("cancelled") == "已取消"
+    assert _overview_status(stack, kept["ref"]) in (zh("deposited"), zh("notified"))
     r = stack.http.get(f"{stack.cloud_url}/parcels/{gone['ref']}")
     assert r.status_code == 200 and "已取消" in r.text

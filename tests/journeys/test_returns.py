@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
+
+from jincun.i18n import translator
 from kit_codes import (COURIER_PIN, Phone, Receiver, Terminal, carrier_webhook, cloud_compartment, compartment,
                        notifications, parcel, pg_database, station, sweep)
 
@@ -53,7 +55,7 @@ def _journey(stack, hook: Receiver) -> None:
     assert any("已退回快递公司" in n["text"] for n in notifications(stack, PHONE))
     phone = Phone(stack, PHONE)
     page = phone.page()
-    assert "滞留" in page and code not in page
+    assert translator("zh")("overdue") in page and code not in page
     sim = stack.sims[d["locker"]]
     sim.press(code + "#")
     time.sleep(1.5)
