@@ -110,7 +110,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
     """
     import selectors
 
-    from gateway import mqtt_codec as M
+    from bench import mqttwire as M
     per = rate / len(lockers)
     sent_at: dict[tuple, float] = {}
     lat: list[float] = []
