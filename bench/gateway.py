@@ -1,9 +1,11 @@
 """jincun bench gateway: lockers -> real Mosquitto -> gateway (own process) -> durable outbox -> counting sink.
 
-Simulated lockers are MQTT sessions on plain sockets (the gateway's own codec) in worker processes,
-publishing events at a stepped rate. The sink is an ingest endpoint that records every (locker, boot, seq).
-The last line printed is one JSON object: max_zero_loss_rate, cpu_s_per_1k, p99_ms, lost, duplicates,
-steps, and (with --day) the drain of a day's backlog buffered with the uplink down.
+Simulated lockers are MQTT sessions on plain sockets (the load codec, bench/mqttwire.py) in worker
+processes, publishing events at a stepped rate. The sink is an ingest endpoint that records every (locker,
+boot, seq). The last line printed is one JSON object: max_zero_loss_rate, cpu_s_per_1k, p99_ms, lost,
+duplicates, steps, mqtt_ceiling_rate (paho's own QoS 1 receive rate here, bench/mqttceiling.py) with
+mqtt_ratio (max_zero_loss_rate / mqtt_ceiling_rate), and (with --day) the drain of a day's backlog buffered
+with the uplink down.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
     """Worker process: each locker publishes its events at rate/len(lockers) per second, QoS 1.
 
     Each locker is its own MQTT session (its own client id, user and password, as on a station) on a plain
-    socket driven by the gateway's sans-IO codec, so one process can offer tens of thousands of events a
+    socket driven by the load codec (bench/mqttwire.py), so one process can offer tens of thousands of events a
     second; a reader thread takes the broker's PUBACKs and the gateway's eacks.
     """
     import selectors
@@ -378,11 +380,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-up-ms", type=float, default=1000.0,
                     help="a step is held only if p99 publish-to-durable stays under this")
     ap.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, stats into FILE")
+    ap.add_argument("--ceiling", type=int, default=100_000,
+                    help="first measure paho's own QoS 1 receive rate draining this many queued events (0: skip)")
     args = ap.parse_args(argv)
     if not shutil.which("mosquitto"):
         print("mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the broker and gateway are stopped too
+    ceiling = None
+    if args.ceiling:
+        from bench import mqttceiling
+        ceiling = mqttceiling.measure(args.ceiling, args.lockers)
+        print(json.dumps({"mqtt_ceiling": ceiling}), flush=True)
     work = Path(tempfile.mkdtemp(prefix="jc-bench-"))
     bench = Bench(work, args.lockers, args.profile)
     steps = []
@@ -402,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
                "p99_ms": best["p99_ms"], "lost": sum(s["lost"] for s in steps),
                "duplicates": sum(s["duplicates"] for s in steps),
                "max_buffered_rate": clean[-1]["rate"] if clean else 0, "steps": steps}
+        if ceiling is not None:
+            out["mqtt_ceiling_rate"] = ceiling["rate"]
+            out["mqtt_ratio"] = round(out["max_zero_loss_rate"] / max(1, ceiling["rate"]), 3)
         if args.day:
             out["day"] = bench.day(args.day, args.day_rate, args.procs)
             out["lost"] += out["day"]["lost"]

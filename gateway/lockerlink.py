@@ -139,11 +139,13 @@ class LockerLink:
     # ---- incoming ----
 
     def handle_batch(self, msgs: list[Message]) -> None:
-        """Handle every message of one socket read; their events go to the outbox as one submission.
+        """Handle a batch of messages (at most MQTT_BATCH_MAX of one socket read); their events go to the
+        outbox as one submission, and the broker gets their PUBACKs once that transaction has ended.
 
-        Called by the MQTT client in data_received, so it must not block: when too many events are in
+        Called by the MQTT client as it parses a read, so it must not block: when too many events are in
         flight to the outbox, the client stops reading and the broker holds the rest.
         """
+        self.counters.inc("mqtt_received", len(msgs))
         topics = self._evt_topics
         decode = protocol.decode
         recs, items = self._batch_recs, self._batch_items
@@ -528,6 +530,11 @@ class LockerLink:
             self._pending_locker.pop(cmd_id, None)
 
     # ---- views ----
+
+    @property
+    def in_flight(self) -> int:
+        """Events handed to the outbox and not yet committed: at most MAX_INFLIGHT_EVENTS and one batch."""
+        return self._inflight_n
 
     def online_count(self) -> int:
         return sum(1 for ls in self.lockers.values() if ls.online)

@@ -167,7 +167,10 @@ class MqttClient:
     async def subscribe(self, topics: list[tuple[str, int]], *, timeout: float | None = None) -> tuple[int, ...]:
         """Subscribe and await the SUBACK; a refused filter (0x80) raises BrokerRefused."""
         self._check(MQTTErrorCode.MQTT_ERR_SUCCESS)
-        rc, mid = self._p.subscribe(topics)
+        try:
+            rc, mid = self._p.subscribe(topics)
+        except ValueError as exc:  # paho checks each filter before it leaves
+            raise BrokerRefused(f"subscription refused: {exc}") from None
         self._check(rc)
         assert mid is not None
         codes = await self._await_ack(mid, timeout, "SUBACK")
@@ -181,7 +184,10 @@ class MqttClient:
                       timeout: float | None = None) -> None:
         """Publish; with QoS 1 wait for the broker's PUBACK."""
         self._check(MQTTErrorCode.MQTT_ERR_SUCCESS)
-        info = self._p.publish(topic, payload, qos=qos, retain=retain)
+        try:
+            info = self._p.publish(topic, payload, qos=qos, retain=retain)
+        except ValueError as exc:  # a topic or payload paho will not send
+            raise BrokerError(f"publish refused: {exc}") from None
         self._check(info.rc)
         if qos:
             await self._await_ack(info.mid, timeout, "PUBACK")
@@ -255,9 +261,10 @@ class MqttClient:
             return
         try:
             data = sock.recv(READ_SIZE)
-            pending = getattr(sock, "pending", None)  # TLS: records already decrypted wait inside ssl
-            while pending is not None and pending():
-                data += sock.recv(READ_SIZE)
+            if isinstance(sock, ssl.SSLSocket):
+                # records ssl has decrypted already: the file descriptor will not say they are there
+                while sock.pending():
+                    data += sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             return
         except (OSError, ssl.SSLError) as exc:
