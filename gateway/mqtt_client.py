@@ -106,8 +106,8 @@ class MqttClient:
         p.max_inflight_messages_set(max_inflight)
         p.max_queued_messages_set(max_inflight)
         p.on_connect = self._on_connect
-        p.on_subscribe = self._on_subscribe
-        p.on_publish = self._on_publish
+        p.on_subscribe = self._on_ack  # a SUBACK, with the granted codes
+        p.on_publish = self._on_ack  # a PUBACK (QoS 1) or a QoS 0 publish written
         p.on_message = self._on_message
         p.on_disconnect = self._on_disconnect
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,7 +143,7 @@ class MqttClient:
             raise BrokerError("paho opened no socket")
         self._sock = sock
         p.on_socket_register_write = self._want_write
-        p.on_socket_close = self._on_socket_close
+        p.on_socket_close = lambda client, userdata, sock: self._detach()
         self._start_reading()
         self._misc = loop.call_later(MISC_EVERY_S, self._tick)
         if p.want_write():
@@ -240,8 +240,8 @@ class MqttClient:
                 p.disconnect()  # written at once now that no register callback is set
             except OSError:
                 pass
-            self._close_socket()
         self._finish(BrokerError("client closed the session"))
+        self._abort(None)
 
     # ---- the event loop as paho's network loop ----
 
@@ -374,15 +374,10 @@ class MqttClient:
             return
         self._batch.append(tuple.__new__(Message, (topic, m.payload, m.qos, m.mid, m.retain)))
 
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any = None) -> None:
+    def _on_ack(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any = None) -> None:
         fut = self._acks.pop(mid, None)
         if fut is not None and not fut.done():
             fut.set_result(codes)
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, code: Any, props: Any = None) -> None:
-        fut = self._acks.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, code: Any, props: Any = None) -> None:
         if getattr(code, "value", None) == 141:  # paho's "keep alive timeout"
@@ -390,9 +385,6 @@ class MqttClient:
         else:
             why = f"connection to the broker lost: {code}"
         self._finish(BrokerError(why))
-
-    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
-        self._detach()
 
     # ---- internals ----
 
@@ -416,14 +408,6 @@ class MqttClient:
             self._misc.cancel()
             self._misc = None
 
-    def _close_socket(self) -> None:
-        # this client object is done with; paho is not asked to close, so it calls no callback any more
-        sock = self._sock
-        self._p.on_disconnect = None
-        self._detach()
-        if sock is not None:
-            sock.close()
-
     def _reason(self) -> BrokerError:
         c = self.closed
         if c is not None and c.done() and not c.cancelled() and isinstance(c.exception(), BrokerError):
@@ -441,10 +425,15 @@ class MqttClient:
         self._acks.clear()
 
     def _abort(self, reason: BrokerError | None) -> None:
+        """End the session: this client object is done with. paho is not asked to close, so it calls no
+        callback any more."""
         if reason is not None:
             self._finish(reason)
-        if self._sock is not None:
-            self._close_socket()
+        sock = self._sock
+        if sock is not None:
+            self._p.on_disconnect = None
+            self._detach()
+            sock.close()
 
     async def _await_ack(self, mid: int, timeout: float | None, what: str) -> Any:
         assert self._loop is not None
