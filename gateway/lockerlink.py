@@ -84,12 +84,14 @@ class LockerLink:
     async def run(self) -> None:
         """Connect, subscribe and handle messages until cancelled; raises on a lost connection."""
         m = self.cfg.mqtt
-        # clean_session false: while the gateway restarts or pauses reading, the broker queues for it.
+        # a persistent session: while the gateway restarts or pauses reading, the broker queues for it, and it
+        # sends no more unacked messages than the link takes in flight (MQTT 5 Receive Maximum).
         # The client id is the username: the station broker sets it so anyway (use_username_as_clientid)
         client = MqttClient(m.username, username=m.username, password=m.password,
                             clean_session=False, keepalive=MQTT_KEEPALIVE_S, on_messages=self.handle_batch,
                             ack_timeout=PUBLISH_TIMEOUT_S, max_inflight=MQTT_MAX_INFLIGHT,
-                            batch_max=MQTT_BATCH_MAX, ssl_context=self.ssl_context)
+                            batch_max=MQTT_BATCH_MAX, receive_maximum=MAX_INFLIGHT_EVENTS,
+                            ssl_context=self.ssl_context)
         # set before the CONNACK: a persistent session's queued messages may arrive right behind it
         self._client = client
         try:

@@ -24,10 +24,13 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from .errors import BrokerError, BrokerRefused
 
@@ -35,6 +38,7 @@ log = logging.getLogger("jincun.gateway.mqtt")
 
 READ_SIZE = 256 * 1024
 MISC_EVERY_S = 0.5  # paho's keepalive check (PINGREQ, dead link) runs this often
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5: the broker keeps the session as long as it runs
 
 
 class Message(NamedTuple):
@@ -87,7 +91,7 @@ class MqttClient:
     def __init__(self, client_id: str, *, username: str | None = None, password: str | None = None,
                  clean_session: bool = True, keepalive: int = 30, on_messages: MessagesHandler | None = None,
                  max_inflight: int = 256, ack_timeout: float = 3.0, batch_max: int = 500,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 receive_maximum: int = 500, ssl_context: ssl.SSLContext | None = None) -> None:
         self.client_id = client_id
         self.keepalive = keepalive
         self.on_messages = on_messages or (lambda msgs: None)
@@ -96,8 +100,13 @@ class MqttClient:
         self.session_present = False
         self.received = 0
         self.closed: asyncio.Future | None = None
-        p = self._p = _Paho(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
-                            protocol=paho.MQTTv311, manual_ack=True)
+        # MQTT 5: a persistent session is clean_start false with a session expiry, and Receive Maximum tells
+        # the broker how many QoS 1 messages it may send before their PUBACKs (Mosquitto holds MQTT 3.1.1
+        # clients to its max_inflight_messages instead)
+        self.clean_session = clean_session
+        self.receive_maximum = receive_maximum
+        p = self._p = _Paho(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
+                            manual_ack=True)
         if username is not None:
             p.username_pw_set(username, password)
         if ssl_context is not None:
@@ -135,7 +144,12 @@ class MqttClient:
         try:
             # the TCP (and TLS) handshake blocks: on a worker thread, before any socket callback is set, so
             # paho writes the CONNECT itself there; from here on only the loop thread touches the client
-            await asyncio.wait_for(loop.run_in_executor(None, p.connect, host, port, self.keepalive), timeout + 1)
+            props = Properties(PacketTypes.CONNECT)
+            props.ReceiveMaximum = self.receive_maximum
+            if not self.clean_session:
+                props.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+            start = partial(p.connect, host, port, self.keepalive, clean_start=self.clean_session, properties=props)
+            await asyncio.wait_for(loop.run_in_executor(None, start), timeout + 1)
         except (TimeoutError, OSError, ValueError) as exc:
             raise BrokerError(f"cannot reach the broker at {host}:{port}: {exc or 'timeout'}") from None
         sock = p.socket()
