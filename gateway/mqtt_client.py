@@ -1,8 +1,11 @@
 """The locker link's MQTT client: paho-mqtt 2 driven from the gateway's asyncio loop, no threads.
 
-paho does the protocol (packets, session, keepalive, packet ids); this module gives it the event loop as its
-network loop, through paho's external-loop API (`loop_read`, `loop_write`, `loop_misc` and the socket
-callbacks), and adds what the locker link needs on top:
+paho does the protocol (MQTT 5 here: packets, session, keepalive, packet ids); this module gives it the event
+loop as its network loop, through paho's external-loop API (`loop_read`, `loop_write`, `loop_misc` and the
+socket callbacks), and adds what the locker link needs on top:
+
+- **A persistent session.** `clean_session=False` connects with clean_start false and a session that never
+  expires, and Receive Maximum bounds what the broker sends before the PUBACKs.
 
 - **Batches.** Each readable event costs one `recv` of up to 256 KiB; paho then parses the packets of that
   read out of memory (its reads of one byte at a time are served from the buffer, not the socket), and the

@@ -1,7 +1,7 @@
 """Property fuzz of every codec at an edge: whatever the bytes, each answers with its own error, never a crash.
 
-MQTT payloads (gateway side), the benchmark load's MQTT packet parser, RS-485 lock-board frames, ingest batches and items
-(cloud side), and terminal request bodies. derandomize keeps every run the same, so a failure repeats.
+MQTT payloads (gateway side), the benchmark load's MQTT packet parser, RS-485 lock-board frames, ingest batches
+and items (cloud side), and terminal request bodies. derandomize keeps every run the same, so a failure repeats.
 """
 
 import json
