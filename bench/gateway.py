@@ -103,7 +103,8 @@ class Sink:
             return {k: v for k, v in self.seen.items() if k[0] != "gw" and isinstance(k[2], int) and k[1] != "x"}
 
 
-def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq: dict, out: mp.Queue) -> None:
+def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq: dict, out: mp.Queue,
+              published=None) -> None:
     """Worker process: each locker publishes its events at rate/len(lockers) per second, QoS 1.
 
     Each locker is its own MQTT session (its own client id, user and password, as on a station) on a plain
@@ -121,6 +122,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
     parsers: dict[int, tuple[str, M.Parser]] = {}
     unacked_pubs = {lk: 0 for lk in lockers}  # publishes the broker has not PUBACKed yet
     eacked = {lk: boot_seq[lk][1] for lk in lockers}
+    last_eack = [0.0]  # when the last eack came (CLOCK_MONOTONIC: the same clock in every process)
     for lk in lockers:
         s = socket.create_connection(("127.0.0.1", port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -163,6 +165,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
                                 if t0 is not None:
                                     lat.append((now - t0) * 1000)
                             eacked[lk] = max(eacked[lk], e["seq"])
+                            last_eack[0] = now
                 if acks:
                     sock.sendall(acks)
         sel.close()
@@ -209,6 +212,15 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
                 socks[lk].sendall(b"".join(b))
         time.sleep(0.002)
     elapsed = time.monotonic() - start
+    if published is not None:
+        # every publish taken by the broker: the caller may now let the gateway drain them
+        until_taken = time.monotonic() + 60
+        while time.monotonic() < until_taken:
+            with lock:
+                if not any(unacked_pubs.values()):
+                    break
+            time.sleep(0.02)
+        published.set()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with lock:
@@ -227,6 +239,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
         s.close()
     with lock:
         out.put({"sent": sent, "elapsed": elapsed, "lat": lat, "unacked": len(sent_at), "seqs": seqs,
+                 "last_eack": last_eack[0],
                  "unpublished_clients": unpublished})
 
 
@@ -283,15 +296,31 @@ class Bench:
         threading.Thread(target=_discard, args=(self.gw.stderr,), daemon=True).start()  # never blocks it
         time.sleep(1.0)
 
-    def _publish(self, rate: float, secs: float, procs: int, slack: float) -> list[dict]:
-        """Run the lockers for `secs` at `rate` events/s in `procs` processes; their results, seqs advanced."""
+    def _publish(self, rate: float, secs: float, procs: int, slack: float, stopped: bool = False) -> list[dict]:
+        """Run the lockers for `secs` at `rate` events/s in `procs` processes; their results, seqs advanced.
+
+        stopped: the gateway is stopped (SIGSTOP) while they publish and resumed once the broker holds every
+        event; the results then carry "resumed", the monotonic time it went on."""
         q: mp.Queue = mp.Queue()
         groups = [self.ids[i::procs] for i in range(procs)]
+        taken = [mp.Event() for _ in groups] if stopped else [None] * len(groups)
         ps = [mp.Process(target=publisher, args=(self.mqtt_port, g, rate * len(g) / len(self.ids), secs,
-                                                 self.boot_seq, q)) for g in groups]
-        for p in ps:
-            p.start()
+                                                 self.boot_seq, q, ev)) for g, ev in zip(groups, taken)]
+        if stopped:
+            os.kill(self.gw.pid, signal.SIGSTOP)
+        try:
+            for p in ps:
+                p.start()
+            for ev in taken:
+                if ev is not None:
+                    ev.wait(secs + slack)
+        finally:
+            resumed = time.monotonic()
+            if stopped:
+                os.kill(self.gw.pid, signal.SIGCONT)
         res = [q.get(timeout=secs + slack) for _ in ps]
+        for r in res:
+            r["resumed"] = resumed
         for p in ps:
             p.join(10)
         for r in res:
@@ -355,6 +384,16 @@ class Bench:
                 "drain_rate": round(step["sent"] / drain), "lost": len(want - set(got)),
                 "duplicates": sum(v - 1 for v in got.values()), "in_order": self.sink.order_ok}
 
+    def intake(self, events: int, rate: float, procs: int) -> dict:
+        """The gateway's own MQTT intake: stopped while `events` queue for its session in the broker, then
+        resumed; the rate from then until the last eack (every event durable and eacked)."""
+        res = self._publish(rate, events / rate, procs, slack=120, stopped=True)
+        sent = sum(r["sent"] for r in res)
+        secs = max(r["last_eack"] for r in res) - res[0]["resumed"]
+        left = sum(r["unacked"] for r in res)
+        return {"events": sent, "secs": round(secs, 2), "rate": round(sent / max(secs, 1e-9)) if not left else 0,
+                "not_eacked": left}
+
     def run_step_down(self, events: int, rate: float, procs: int) -> dict:
         res = self._publish(rate, events / rate, procs, slack=300)
         elapsed = max(r["elapsed"] for r in res)
@@ -381,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a step is held only if p99 publish-to-durable stays under this")
     ap.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, stats into FILE")
     ap.add_argument("--ceiling", type=int, default=100_000,
-                    help="first measure paho's own QoS 1 receive rate draining this many queued events (0: skip)")
+                    help="first measure paho's own QoS 1 receive rate draining this many queued events, and after "
+                         "the steps the gateway's own drain of as many (0: skip both)")
     args = ap.parse_args(argv)
     if not shutil.which("mosquitto"):
         print("mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
@@ -414,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         if ceiling is not None:
             out["mqtt_ceiling_rate"] = ceiling["rate"]
             out["mqtt_ratio"] = round(out["max_zero_loss_rate"] / max(1, ceiling["rate"]), 3)
+            out["intake"] = bench.intake(args.ceiling, 20000, args.procs)
+            out["intake_ratio"] = round(out["intake"]["rate"] / max(1, ceiling["rate"]), 3)
+            print(json.dumps({"intake": out["intake"]}), flush=True)
         if args.day:
             out["day"] = bench.day(args.day, args.day_rate, args.procs)
             out["lost"] += out["day"]["lost"]

@@ -17,14 +17,12 @@ from . import const as C
 from . import protocol
 from .config import StationConfig
 from .counters import Counters
-from .eacks import EACK_INTERVAL_S, Eacks
+from .eacks import Eacks
 from .errors import BrokerError, CommandTimeout, LockerError, LockerOffline, OutboxError, ProtocolError
 from .fwserve import FwServe, FwServeError
 from .lockerstate import BirthHandler, Comp, EventHandler, LocalLocker, LockerState
 from .mqtt_client import Message, MqttClient
 from .stationdb import Outbox, Record
-
-__all__ = ["EACK_INTERVAL_S", "Comp", "LocalLocker", "LockerLink", "LockerState"]
 
 log = logging.getLogger("jincun.gateway.lockerlink")
 _BOOT = re.compile(C.BOOT_RE)
