@@ -199,7 +199,7 @@ class MqttClient:
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
                       timeout: float | None = None) -> None:
-        """Publish; with QoS 1 wait for the broker's PUBACK."""
+        """Publish; with QoS 1 wait for the broker's PUBACK (BrokerRefused if it carries a failure code)."""
         self._check(MQTTErrorCode.MQTT_ERR_SUCCESS)
         try:
             info = self._p.publish(topic, payload, qos=qos, retain=retain)
@@ -207,7 +207,9 @@ class MqttClient:
             raise BrokerError(f"publish refused: {exc}") from None
         self._check(info.rc)
         if qos:
-            await self._await_ack(info.mid, timeout, "PUBACK")
+            code = await self._await_ack(info.mid, timeout, "PUBACK")
+            if getattr(code, "is_failure", False):  # MQTT 5 says why it did not take it (e.g. not authorised)
+                raise BrokerRefused(f"broker refused the publish to {topic}: {str(code).lower()}", code.value)
 
     def publish_nowait(self, msgs: list[tuple[str, bytes]], *, qos: int = 0) -> None:
         """Publish (topic, payload) pairs without waiting; they leave in this turn's one write.

@@ -240,3 +240,17 @@ async def test_the_client_speaks_tls_with_the_station_ca(mosquitto_factory, tmp_
     other = MqttClient("tls-probe-2", ssl_context=ssl.create_default_context())
     with pytest.raises(BrokerError, match="cannot reach"):
         await other.connect("127.0.0.1", tls_port, timeout=3)
+
+
+async def test_a_publish_the_acl_denies_is_refused_not_taken_silently(station):
+    """MQTT 5: the broker's PUBACK says why it did not take a publish (an MQTT 3.1.1 client hears nothing)."""
+    cfg, broker = station
+    c = gateway_client()
+    await c.connect("127.0.0.1", broker.port)
+    try:
+        with pytest.raises(BrokerRefused, match="refused the publish to jc/v1/other-01/l1/cmd: not authori") as e:
+            await c.publish("jc/v1/other-01/l1/cmd", b"{}")
+        assert e.value.code == 0x87
+        await c.publish(f"{BASE}/l1/cmd", b"{}")  # its own station's topic is taken
+    finally:
+        await c.close()
