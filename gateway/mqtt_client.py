@@ -6,7 +6,6 @@ socket callbacks), and adds what the locker link needs on top:
 
 - **A persistent session.** `clean_session=False` connects with clean_start false and a session that never
   expires, and Receive Maximum bounds what the broker sends before the PUBACKs.
-
 - **Batches.** Each readable event costs one `recv` of up to 256 KiB; paho then parses the packets of that
   read out of memory (its reads of one byte at a time are served from the buffer, not the socket), and the
   PUBLISHes go to `on_messages` in lists of at most `batch_max`.
