@@ -1,9 +1,11 @@
 """jincun bench gateway: lockers -> real Mosquitto -> gateway (own process) -> durable outbox -> counting sink.
 
-Simulated lockers are MQTT sessions on plain sockets (the gateway's own codec) in worker processes,
-publishing events at a stepped rate. The sink is an ingest endpoint that records every (locker, boot, seq).
-The last line printed is one JSON object: max_zero_loss_rate, cpu_s_per_1k, p99_ms, lost, duplicates,
-steps, and (with --day) the drain of a day's backlog buffered with the uplink down.
+Simulated lockers are MQTT sessions on plain sockets (the load codec, bench/mqttwire.py) in worker
+processes, publishing events at a stepped rate. The sink is an ingest endpoint that records every (locker,
+boot, seq). The last line printed is one JSON object: max_zero_loss_rate, cpu_s_per_1k, p99_ms, lost,
+duplicates, steps, mqtt_ceiling_rate (paho's own QoS 1 receive rate here, bench/mqttceiling.py) with
+mqtt_ratio (max_zero_loss_rate / mqtt_ceiling_rate), and (with --day) the drain of a day's backlog buffered
+with the uplink down.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class Sink:
                 self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        # a keep-alive connection the gateway drops when it stops is no error of the run
+        self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -101,16 +105,17 @@ class Sink:
             return {k: v for k, v in self.seen.items() if k[0] != "gw" and isinstance(k[2], int) and k[1] != "x"}
 
 
-def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq: dict, out: mp.Queue) -> None:
+def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq: dict, out: mp.Queue,
+              published=None) -> None:
     """Worker process: each locker publishes its events at rate/len(lockers) per second, QoS 1.
 
     Each locker is its own MQTT session (its own client id, user and password, as on a station) on a plain
-    socket driven by the gateway's sans-IO codec, so one process can offer tens of thousands of events a
+    socket driven by the load codec (bench/mqttwire.py), so one process can offer tens of thousands of events a
     second; a reader thread takes the broker's PUBACKs and the gateway's eacks.
     """
     import selectors
 
-    from gateway import mqtt_codec as M
+    from bench import mqttwire as M
     per = rate / len(lockers)
     sent_at: dict[tuple, float] = {}
     lat: list[float] = []
@@ -119,6 +124,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
     parsers: dict[int, tuple[str, M.Parser]] = {}
     unacked_pubs = {lk: 0 for lk in lockers}  # publishes the broker has not PUBACKed yet
     eacked = {lk: boot_seq[lk][1] for lk in lockers}
+    last_eack = [0.0]  # when the last eack came (CLOCK_MONOTONIC: the same clock in every process)
     for lk in lockers:
         s = socket.create_connection(("127.0.0.1", port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -161,6 +167,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
                                 if t0 is not None:
                                     lat.append((now - t0) * 1000)
                             eacked[lk] = max(eacked[lk], e["seq"])
+                            last_eack[0] = now
                 if acks:
                     sock.sendall(acks)
         sel.close()
@@ -207,6 +214,15 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
                 socks[lk].sendall(b"".join(b))
         time.sleep(0.002)
     elapsed = time.monotonic() - start
+    if published is not None:
+        # every publish taken by the broker: the caller may now let the gateway drain them
+        until_taken = time.monotonic() + 60
+        while time.monotonic() < until_taken:
+            with lock:
+                if not any(unacked_pubs.values()):
+                    break
+            time.sleep(0.02)
+        published.set()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with lock:
@@ -225,6 +241,7 @@ def publisher(port: int, lockers: list[str], rate: float, secs: float, boot_seq:
         s.close()
     with lock:
         out.put({"sent": sent, "elapsed": elapsed, "lat": lat, "unacked": len(sent_at), "seqs": seqs,
+                 "last_eack": last_eack[0],
                  "unpublished_clients": unpublished})
 
 
@@ -281,15 +298,31 @@ class Bench:
         threading.Thread(target=_discard, args=(self.gw.stderr,), daemon=True).start()  # never blocks it
         time.sleep(1.0)
 
-    def _publish(self, rate: float, secs: float, procs: int, slack: float) -> list[dict]:
-        """Run the lockers for `secs` at `rate` events/s in `procs` processes; their results, seqs advanced."""
+    def _publish(self, rate: float, secs: float, procs: int, slack: float, stopped: bool = False) -> list[dict]:
+        """Run the lockers for `secs` at `rate` events/s in `procs` processes; their results, seqs advanced.
+
+        stopped: the gateway is stopped (SIGSTOP) while they publish and resumed once the broker holds every
+        event; the results then carry "resumed", the monotonic time it went on."""
         q: mp.Queue = mp.Queue()
         groups = [self.ids[i::procs] for i in range(procs)]
+        taken = [mp.Event() for _ in groups] if stopped else [None] * len(groups)
         ps = [mp.Process(target=publisher, args=(self.mqtt_port, g, rate * len(g) / len(self.ids), secs,
-                                                 self.boot_seq, q)) for g in groups]
-        for p in ps:
-            p.start()
+                                                 self.boot_seq, q, ev)) for g, ev in zip(groups, taken)]
+        if stopped:
+            os.kill(self.gw.pid, signal.SIGSTOP)
+        try:
+            for p in ps:
+                p.start()
+            for ev in taken:
+                if ev is not None:
+                    ev.wait(secs + slack)
+        finally:
+            resumed = time.monotonic()
+            if stopped:
+                os.kill(self.gw.pid, signal.SIGCONT)
         res = [q.get(timeout=secs + slack) for _ in ps]
+        for r in res:
+            r["resumed"] = resumed
         for p in ps:
             p.join(10)
         for r in res:
@@ -353,6 +386,16 @@ class Bench:
                 "drain_rate": round(step["sent"] / drain), "lost": len(want - set(got)),
                 "duplicates": sum(v - 1 for v in got.values()), "in_order": self.sink.order_ok}
 
+    def intake(self, events: int, rate: float, procs: int) -> dict:
+        """The gateway's own MQTT intake: stopped while `events` queue for its session in the broker, then
+        resumed; the rate from then until the last eack (every event durable and eacked)."""
+        res = self._publish(rate, events / rate, procs, slack=120, stopped=True)
+        sent = sum(r["sent"] for r in res)
+        secs = max(r["last_eack"] for r in res) - res[0]["resumed"]
+        left = sum(r["unacked"] for r in res)
+        return {"events": sent, "secs": round(secs, 2), "rate": round(sent / max(secs, 1e-9)) if not left else 0,
+                "not_eacked": left}
+
     def run_step_down(self, events: int, rate: float, procs: int) -> dict:
         res = self._publish(rate, events / rate, procs, slack=300)
         elapsed = max(r["elapsed"] for r in res)
@@ -378,11 +421,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-up-ms", type=float, default=1000.0,
                     help="a step is held only if p99 publish-to-durable stays under this")
     ap.add_argument("--profile", metavar="FILE", help="run the gateway under cProfile, stats into FILE")
+    ap.add_argument("--ceiling", type=int, default=100_000,
+                    help="first measure paho's own QoS 1 receive rate draining this many queued events, and after "
+                         "the steps the gateway's own drain of as many (0: skip both)")
     args = ap.parse_args(argv)
     if not shutil.which("mosquitto"):
         print("mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the broker and gateway are stopped too
+    ceiling = None
+    if args.ceiling:
+        from bench import mqttceiling
+        ceiling = mqttceiling.measure(args.ceiling, args.lockers)
+        print(json.dumps({"mqtt_ceiling": ceiling}), flush=True)
     work = Path(tempfile.mkdtemp(prefix="jc-bench-"))
     bench = Bench(work, args.lockers, args.profile)
     steps = []
@@ -402,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
                "p99_ms": best["p99_ms"], "lost": sum(s["lost"] for s in steps),
                "duplicates": sum(s["duplicates"] for s in steps),
                "max_buffered_rate": clean[-1]["rate"] if clean else 0, "steps": steps}
+        if ceiling is not None:
+            out["mqtt_ceiling_rate"] = ceiling["rate"]
+            out["mqtt_ratio"] = round(out["max_zero_loss_rate"] / max(1, ceiling["rate"]), 3)
+            out["intake"] = bench.intake(args.ceiling, 20000, args.procs)
+            out["intake_ratio"] = round(out["intake"]["rate"] / max(1, ceiling["rate"]), 3)
+            print(json.dumps({"intake": out["intake"]}), flush=True)
         if args.day:
             out["day"] = bench.day(args.day, args.day_rate, args.procs)
             out["lost"] += out["day"]["lost"]

@@ -52,11 +52,6 @@ class BrokerRefused(BrokerError):
         self.code = code
 
 
-class MqttProtocolError(BrokerError):
-    """The broker sent bytes that are not valid MQTT 3.1.1 (or a packet over the bound): the session is
-    closed, since the stream cannot be resynchronised."""
-
-
 class CommandTimeout(LockerError):
     """The locker did not ack a command in time."""
 

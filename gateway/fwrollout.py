@@ -28,7 +28,8 @@ from .config import StationConfig
 from .counters import Counters
 from .errors import CommandTimeout, GatewayError, LockerError, LockerOffline
 from .fwserve import EXCLUDED, FirmwareSet, FwServe, FwServeError
-from .lockerlink import LockerLink, LockerState
+from .lockerlink import LockerLink
+from .lockerstate import LockerState
 from .stationdb import Outbox
 
 log = logging.getLogger("jincun.gateway.fwrollout")

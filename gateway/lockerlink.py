@@ -7,113 +7,44 @@ import json
 import logging
 import re
 import secrets
-import sqlite3
+import ssl
 import time
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
-from collections.abc import Awaitable, Callable
-
-from jincun.mirror import mirror
+from typing import Any
+from collections.abc import Awaitable
 
 from . import const as C
 from . import protocol
 from .config import StationConfig
 from .counters import Counters
+from .eacks import Eacks
 from .errors import BrokerError, CommandTimeout, LockerError, LockerOffline, OutboxError, ProtocolError
 from .fwserve import FwServe, FwServeError
-from .mqtt_client import MqttClient
-from .mqtt_codec import Publish
+from .lockerstate import BirthHandler, Comp, EventHandler, LocalLocker, LockerState
+from .mqtt_client import Message, MqttClient
 from .stationdb import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.lockerlink")
 _BOOT = re.compile(C.BOOT_RE)
 
-_SAVE_LINK = ("INSERT INTO links VALUES (?,?,?) ON CONFLICT(locker) DO UPDATE SET boot=excluded.boot,"
-              " acked=MAX(CASE WHEN links.boot=excluded.boot THEN links.acked ELSE 0 END, excluded.acked)")
 MAX_PENDING_CMDS = 256
 MAX_INFLIGHT_EVENTS = 5000
 RESUME_INFLIGHT_EVENTS = MAX_INFLIGHT_EVENTS // 2
 MQTT_KEEPALIVE_S = 30
-# publishes awaiting their PUBACK: eacks are not waited for, and under a burst their PUBACKs queue behind the
-# events the broker is still sending, so the window must hold a few seconds of eacks
-MQTT_MAX_INFLIGHT = 8192
+MQTT_MAX_INFLIGHT = 256  # the gateway's own QoS 1 publishes (commands) awaiting their PUBACK
+MQTT_BATCH_MAX = 500  # messages handed over at a time: the back-pressure check runs this often
 REBIRTH_MIN_INTERVAL_S = 2.0
 PUBLISH_TIMEOUT_S = 3.0
-EACK_INTERVAL_S = 0.02  # under load, eacks go out in rounds at most this often (one per locker a round)
 BIRTH_GRACE_S = 1.0
-
-
-@dataclass
-class Comp:
-    """Live state of one compartment as the locker last reported it."""
-
-    n: int
-    size: str
-    st: str = "unknown"
-    door: str = "unknown"
-    occ: bool = False
-    ref: str | None = None
-    mm: bool = False  # the sensor reads a parcel the compartment's state does not account for
-
-    def view(self) -> dict:
-        return {"n": self.n, "size": self.size, "st": self.st, "door": self.door, "occ": self.occ,
-                "ref": self.ref, "mm": self.mm}
-
-    def assignable(self) -> bool:
-        """Free for a new deposit: empty by state, and by its last occupancy reading (the sensor wins)."""
-        return self.st == "empty" and not self.occ and not self.mm
-
-    def follow(self, evt: dict) -> None:
-        """Move as the locker's event says, by the one mirror the cloud uses too (jincun/mirror.py)."""
-        cur = {"st": self.st, "door": self.door, "occ": self.occ, "ref": self.ref, "mm": self.mm}
-        for key, value in mirror(evt, cur).items():
-            setattr(self, key, value)
-
-
-@dataclass
-class LockerState:
-    """Session state of one locker: connection, boot, event watermark, compartments."""
-
-    id: str
-    comps: dict[int, Comp]
-    online: bool = False
-    boot: str | None = None
-    fw: str | None = None
-    birth_at: float | None = None
-    last_seen: float | None = None
-    ev_boot: str | None = None
-    acked: int = 0
-    max_seq: int = 0
-    committed: set[int] = field(default_factory=set)
-    last_rebirth: float = 0.0
-    vault: int | None = None
-
-    def view(self) -> dict:
-        return {"id": self.id, "online": self.online, "boot": self.boot, "fw": self.fw,
-                "synced": self.birth_at is not None, "last_seen": self.last_seen,
-                "acked_seq": self.acked, "comps": [c.view() for c in sorted(self.comps.values(), key=lambda c: c.n)]}
-
-
-class LocalLocker(Protocol):
-    """A locker the gateway runs itself (a lock board): commands are calls, eacks are calls."""
-
-    online: bool
-
-    async def command(self, op: str, fields: dict) -> dict: ...
-
-    def eack(self, boot: str, seq: int) -> None: ...
-
-
-EventHandler = Callable[[str, dict], Awaitable[None]]
-BirthHandler = Callable[[str], Awaitable[None]]
 
 
 class LockerLink:
     """Subscribes to the station's lockers, stores what they send, acks events, sends commands."""
 
-    def __init__(self, cfg: StationConfig, outbox: Outbox, counters: Counters) -> None:
+    def __init__(self, cfg: StationConfig, outbox: Outbox, counters: Counters, *,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.cfg = cfg
+        self.ssl_context = ssl_context  # for a station broker reached over TLS
         self.station = cfg.station
         self.outbox = outbox
         self.counters = counters
@@ -127,19 +58,9 @@ class LockerLink:
         self._pending: dict[str, asyncio.Future] = {}
         self._pending_locker: dict[str, str] = {}
         self._tasks: set[asyncio.Task] = set()
-        # persisted watermarks (boot, acked) as the event loop knows them; the eack last sent per locker
-        self._links: dict[str, tuple[str, int]] = {}
-        self._eacked: dict[str, tuple[str, int]] = {}
-        self._eack_topics: dict[str, str] = {}
-        # eacks waiting for the next round (see _queue_eacks)
-        self._eack_due: dict[str, tuple[str, int]] = {}
-        self._eack_timer: asyncio.TimerHandle | None = None
-        self._eack_last = 0.0
-        # the outbox writer thread's own view: per locker the highest seq of the boot up to which every
-        # event is committed (only the writer touches it, inside and right after its transactions)
-        self._wm: dict[str, tuple[str, int]] = {}
-        self._wm_staged: dict[str, tuple[str, int]] = {}
-        self._wm_tx = -1
+        self.eacks = Eacks(self.station, outbox, counters, self.local, lambda: self._client, self._spawn)
+        # the last outbox submission: the broker's PUBACK for a message waits for it (the writer is FIFO)
+        self._tail: asyncio.Future | None = None
         self._inflight_n = 0
         self._inflight_free = asyncio.Event()
         # events accepted from the current batch of messages, submitted to the outbox together
@@ -149,7 +70,6 @@ class LockerLink:
         self._evt_topics: dict[str, LockerState] = {}
         # event types the handlers act on (None: all); the rest need no handler task
         self.handled_types: set[str] | None = None
-        self._eack_flushers: set[str] = set()
         # the firmware set each locker is downloading now (fwreqs of other lockers are refused)
         self.fw_servers: dict[str, FwServe] = {}
 
@@ -157,18 +77,19 @@ class LockerLink:
 
     async def load(self) -> None:
         """Read the persisted event watermarks (call after the outbox is open)."""
-        rows = await self.outbox.query(lambda conn: conn.execute("SELECT locker, boot, acked FROM links").fetchall())
-        self._links = {lk: (boot, acked) for lk, boot, acked in rows}
-        self._wm = dict(self._links)
+        await self.eacks.load()
 
     async def run(self) -> None:
         """Connect, subscribe and handle messages until cancelled; raises on a lost connection."""
         m = self.cfg.mqtt
-        # clean_session false: while the gateway restarts or pauses reading, the broker queues for it.
+        # a persistent session: while the gateway restarts or pauses reading, the broker queues for it, and it
+        # sends no more unacked messages than the link takes in flight (MQTT 5 Receive Maximum).
         # The client id is the username: the station broker sets it so anyway (use_username_as_clientid)
         client = MqttClient(m.username, username=m.username, password=m.password,
                             clean_session=False, keepalive=MQTT_KEEPALIVE_S, on_messages=self.handle_batch,
-                            ack_timeout=PUBLISH_TIMEOUT_S, max_inflight=MQTT_MAX_INFLIGHT)
+                            ack_timeout=PUBLISH_TIMEOUT_S, max_inflight=MQTT_MAX_INFLIGHT,
+                            batch_max=MQTT_BATCH_MAX, receive_maximum=MAX_INFLIGHT_EVENTS,
+                            ssl_context=self.ssl_context)
         # set before the CONNACK: a persistent session's queued messages may arrive right behind it
         self._client = client
         try:
@@ -217,26 +138,20 @@ class LockerLink:
 
     # ---- incoming ----
 
-    async def handle(self, topic: str, payload: bytes) -> None:
-        """Handle one MQTT message; bad input is counted and dropped, never raised."""
-        self._dispatch(topic, payload)
-        self._flush_batch()
-        while self._inflight_n >= MAX_INFLIGHT_EVENTS:
-            self._inflight_free.clear()
-            await self._inflight_free.wait()
+    def handle_batch(self, msgs: list[Message]) -> None:
+        """Handle a batch of messages (at most MQTT_BATCH_MAX of one socket read); their events go to the
+        outbox as one submission, and the broker gets their PUBACKs once that transaction has ended.
 
-    def handle_batch(self, msgs: list[Publish]) -> None:
-        """Handle every message of one socket read; their events go to the outbox as one submission.
-
-        Called by the MQTT client in data_received, so it must not block: when too many events are in
+        Called by the MQTT client as it parses a read, so it must not block: when too many events are in
         flight to the outbox, the client stops reading and the broker holds the rest.
         """
+        self.counters.inc("mqtt_received", len(msgs))
         topics = self._evt_topics
         decode = protocol.decode
         recs, items = self._batch_recs, self._batch_items
         now = time.time()
         for m in msgs:
-            if m[5] and not m[0].endswith(C.RETAINED_SUFFIX):
+            if m[4] and not m[0].endswith(C.RETAINED_SUFFIX):
                 self.counters.inc("retained_ignored")
                 log.warning("ignored a retained message on %r (only status is retained)", m[0][:120])
                 continue
@@ -263,7 +178,19 @@ class LockerLink:
                 self._accept_evt(ls, evt, raw=payload.decode())
         self._flush_batch()
         client = self._client
-        if client is not None and self._inflight_n >= MAX_INFLIGHT_EVENTS and not client.paused:
+        if client is None:
+            return
+        # the broker's PUBACKs once these messages' transactions have ended: a gateway that stops before that
+        # leaves them with the broker, which sends them again
+        mids = [m[3] for m in msgs if m[2]]
+        if mids:
+            tail = self._tail
+            if tail is None:
+                client.ack(mids)
+            else:
+                # run after the callbacks already on it (its batch's own first), so PUBACKs keep their order
+                tail.add_done_callback(lambda _f: client.ack(mids))
+        if self._inflight_n >= MAX_INFLIGHT_EVENTS and not client.paused:
             self.counters.inc("link_pauses")
             client.pause()
 
@@ -277,13 +204,14 @@ class LockerLink:
         self._batch_items.clear()
         floors = {ls.id: (ls.ev_boot, ls.acked) for ls in {it[0].id: it[0] for it in items}.values()}
         try:
-            fut = self.outbox.submit_many(recs, partial(self._stage_watermarks, floors))
+            fut = self.outbox.submit_many(recs, partial(self.eacks.stage, floors))
         except OutboxError as exc:
             # not acked, so the lockers keep them in flash and re-send
             self.counters.inc("evt_not_stored", len(recs))
             log.error("%d events refused: %s", len(recs), exc)
             return
         self._inflight_n += len(recs)
+        self._tail = fut
         fut.add_done_callback(partial(self._batch_done, items))
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
@@ -327,22 +255,19 @@ class LockerLink:
             log.error("local locker %s made a bad %s: %s", locker, kind, exc)
             return
         ls.last_seen = time.time()
-        if kind == "evt":
-            self._accept_evt(ls, body)
-            await self.handle_flush()
+        if kind != "evt":
+            self._flush_batch()
+            getattr(self, f"_on_{kind}")(ls, body)
             return
+        self._accept_evt(ls, body)
         self._flush_batch()
-        getattr(self, f"_on_{kind}")(ls, body)
-
-    async def handle_flush(self) -> None:
-        """Submit the accepted events and wait while too many are in flight to the outbox."""
-        self._flush_batch()
+        # a local locker waits while too many events are in flight to the outbox
         while self._inflight_n >= MAX_INFLIGHT_EVENTS:
             self._inflight_free.clear()
             await self._inflight_free.wait()
 
     def _set_ev_boot(self, ls: LockerState, boot: str, guess_acked: int) -> None:
-        stored = self._links.get(ls.id)
+        stored = self.eacks.links.get(ls.id)
         ls.ev_boot = boot
         ls.committed.clear()
         if stored and stored[0] == boot:
@@ -376,9 +301,9 @@ class LockerLink:
                 self._rebirth(ls, "events from a boot without a birth")
         if seq <= ls.acked:
             self.counters.inc("evt_duplicates")
-            saved = self._links.get(ls.id)
+            saved = self.eacks.links.get(ls.id)
             if saved and saved[0] == boot:
-                self._spawn(self._publish_eack(ls.id, boot, saved[1]), "eack")
+                self._spawn(self.eacks.publish(ls.id, boot, saved[1]), "eack")
             return
         if seq > max(ls.max_seq, ls.acked) + 1:
             # Events are stored in order per locker: one past a gap waits in the locker's flash, which sends
@@ -390,49 +315,6 @@ class LockerLink:
         ls.max_seq = max(ls.max_seq, seq)
         self._batch_recs.append(Record(src=ls.id, kind="evt", body=evt, boot=boot, seq=seq, raw=raw))
         self._batch_items.append((ls, evt, valid))
-
-    def _stage_watermarks(self, floors: dict[str, tuple[str | None, int]],
-                          recs: list[Record], stored: list[bool]) -> tuple[dict, Callable[[], None]]:
-        """On the outbox writer, in the batch's own transaction: persist each locker's new watermark (written
-        once per transaction, just before the commit), so its eack can go out as soon as the batch commits
-        instead of after a second commit.
-
-        The watermark grows only through seqs that follow it without a hole, from the last one the writer
-        saw committed or the one the event loop knew when it submitted the batch (both committed or
-        persisted already). A batch whose events follow a failed one finds the hole and persists nothing;
-        the event loop's own tracking and the eack flusher cover that case.
-        """
-        wm = self._wm
-        if self._wm_tx != self.outbox.tx_serial:
-            # a new transaction: what earlier ones staged is either committed (now in wm) or rolled back
-            self._wm_tx = self.outbox.tx_serial
-            self._wm_staged.clear()
-        staged_before = self._wm_staged
-        cur: dict[str, list] = {}
-        for rec in recs:
-            st = cur.get(rec.src)
-            if st is None or st[0] != rec.boot:
-                # only the boot the event loop is on: an older boot's row must not replace the newer one
-                base = -1
-                fl = floors.get(rec.src)
-                if fl is not None and fl[0] == rec.boot:
-                    base = fl[1]
-                    for w in (wm.get(rec.src), staged_before.get(rec.src)):
-                        if w is not None and w[0] == rec.boot and w[1] > base:
-                            base = w[1]
-                st = cur[rec.src] = [rec.boot, base, base]
-            if st[1] >= 0 and rec.seq == st[1] + 1:
-                st[1] = rec.seq
-        staged = {src: (boot, hi) for src, (boot, hi, start) in cur.items() if hi > start}
-        if staged:
-            # later batches of the same transaction build on these, and the newest per locker is written
-            # once, just before the commit, however many batches the transaction holds
-            staged_before.update(staged)
-            self.outbox.before_commit("links", self._write_staged)
-        return staged, partial(wm.update, staged)
-
-    def _write_staged(self, conn: sqlite3.Connection) -> None:
-        conn.executemany(_SAVE_LINK, [(src, boot, hi) for src, (boot, hi) in self._wm_staged.items()])
 
     def _batch_done(self, items: list[tuple[LockerState, dict, bool]], fut: asyncio.Future) -> None:
         """A batch's commit finished: apply its events, advance the eack watermarks, call the handlers.
@@ -458,10 +340,6 @@ class LockerLink:
         handlers = self.event_handlers
         apply = self._apply
         results, staged = fut.result()
-        for src, (boot, hi) in (staged or {}).items():
-            old = self._links.get(src)
-            if old is None or old[0] != boot or old[1] < hi:
-                self._links[src] = (boot, hi)
         for (ls, evt, valid), stored in zip(items, results):
             seq = evt["seq"]
             new = stored and valid
@@ -486,105 +364,7 @@ class LockerLink:
             if new and handlers and (handled is None or evt["type"] in handled):
                 for h in handlers:
                     self._spawn(h(ls.id, evt), f"event handler for {evt['type']}")
-        if kick:
-            # _eack_ready holds only for a locker whose boot was saved, so ev_boot is set
-            eacks = [(ls.id, ls.ev_boot, ls.acked) for ls in kick.values()
-                     if ls.ev_boot is not None and self._eack_ready(ls)]
-            if eacks:
-                self._queue_eacks(eacks)
-            for ls in kick.values():
-                self._kick_eack(ls)
-
-    def _eack_ready(self, ls: LockerState) -> bool:
-        """The watermark was written with the events (and no flusher is busy): the eack can go now."""
-        if ls.id in self._eack_flushers or ls.id in self.local:
-            return False
-        saved = self._links.get(ls.id)
-        return saved is not None and saved == (ls.ev_boot, ls.acked) and self._eacked.get(ls.id) != saved
-
-    def _kick_eack(self, ls: LockerState) -> None:
-        # one watermark write and one eack per locker per commit group, not per event: under load the
-        # flusher finds many events acked at once
-        if ls.id in self._eack_flushers or self._eacked.get(ls.id) == (ls.ev_boot, ls.acked):
-            return
-        self._eack_flushers.add(ls.id)
-        self._spawn(self._flush_eacks(ls), "eack")
-
-    def _queue_eacks(self, eacks: list[tuple[str, str, int]]) -> None:
-        """Eacks after a commit: sent at once if none went out in the last EACK_INTERVAL_S, else with the
-        next round. Under load commits come hundreds of times a second; an eack per locker per commit was a
-        third of the broker's messages, and being cumulative, one per round says the same."""
-        due = self._eack_due
-        for locker, boot, seq in eacks:
-            due[locker] = (boot, seq)
-            # counted as sent from here: the round sends it, so no flusher is needed for it
-            self._eacked[locker] = (boot, seq)
-        if self._eack_timer is not None:
-            return
-        loop = asyncio.get_running_loop()
-        wait = self._eack_last + EACK_INTERVAL_S - loop.time()
-        if wait <= 0:
-            self._eack_round()
-        else:
-            self._eack_timer = loop.call_later(wait, self._eack_round)
-
-    def _eack_round(self) -> None:
-        self._eack_timer = None
-        self._eack_last = asyncio.get_running_loop().time()
-        if self._eack_due:
-            eacks = [(locker, boot, seq) for locker, (boot, seq) in self._eack_due.items()]
-            self._eack_due.clear()
-            self._send_eacks(eacks)
-
-    def _send_eacks(self, eacks: list[tuple[str, str, int]]) -> None:
-        """Send cumulative eacks, all in one write (one per locker, after a commit)."""
-        client = self._client
-        try:
-            if client is None:
-                raise LockerOffline("gateway is not connected to the station broker")
-            topics = self._eack_topics
-            msgs = []
-            for locker, boot, seq in eacks:
-                topic = topics.get(locker)
-                if topic is None:
-                    topic = topics[locker] = protocol.build_topic(self.station, locker, "eack")
-                # boot and seq come from validated events: the bytes protocol.encode_eack gives, built directly
-                msgs.append((topic, b'{"v":1,"boot":"%s","seq":%d}' % (boot.encode(), seq)))
-            # QoS 0: an eack lost with a dropped connection is repaired by the next one (they are cumulative)
-            # or by the locker's re-send after EACK_RESEND (protocol §3.6); no PUBACKs either way
-            client.publish_nowait(msgs, qos=0)
-            self.counters.inc("eacks_sent", len(msgs))
-        except LockerError as exc:
-            # the lockers re-send and get the eack then, so these count as done
-            self.counters.inc("eack_failed", len(eacks))
-            log.warning("%d eacks not sent: %s", len(eacks), exc)
-        for locker, boot, seq in eacks:
-            self._eacked[locker] = (boot, seq)
-
-    async def _flush_eacks(self, ls: LockerState) -> None:
-        try:
-            while True:
-                boot, hi = ls.ev_boot, ls.acked
-                if boot is None or self._eacked.get(ls.id) == (boot, hi):
-                    return
-                saved = self._links.get(ls.id)
-                if saved is None or saved[0] != boot or saved[1] < hi:
-                    await self._save_link(ls.id, boot, hi)
-                await self._publish_eack(ls.id, boot, hi)
-                self._eacked[ls.id] = (boot, hi)
-        finally:
-            self._eack_flushers.discard(ls.id)
-
-    async def _save_link(self, locker: str, boot: str, acked: int) -> None:
-        # persisted before the eack goes out, so a restarted gateway never waits for events the locker deleted
-        def save(conn: sqlite3.Connection) -> None:
-            conn.execute(_SAVE_LINK, (locker, boot, acked))
-            # every event up to acked is committed (or given up by policy): the writer may build on it
-            w = self._wm.get(locker)
-            if w is None or w[0] != boot or w[1] < acked:
-                self._wm[locker] = (boot, acked)
-        await self.outbox.run(save)
-        self._links[locker] = (boot, acked)
+        self.eacks.committed(staged, kick)
 
     @staticmethod
     def _apply(ls: LockerState, evt: dict) -> None:
@@ -684,6 +464,7 @@ class LockerLink:
             self.counters.inc(f"dropped_{kind}")
             log.error("%s from %s not stored: %s", kind, ls.id, exc)
             return
+        self._tail = fut
 
         async def wait() -> None:
             try:
@@ -714,13 +495,6 @@ class LockerLink:
                                  timeout=PUBLISH_TIMEOUT_S)
         except BrokerError as exc:
             raise LockerOffline(f"publish failed: {exc}") from exc
-
-    async def _publish_eack(self, locker: str, boot: str, seq: int) -> None:
-        local = self.local.get(locker)
-        if local is not None:
-            local.eack(boot, seq)
-            return
-        self._send_eacks([(locker, boot, seq)])
 
     async def send_command(self, locker: str, op: str, *, timeout: float | None = None, wait: bool = True,
                            **fields: Any) -> dict | None:
@@ -756,6 +530,11 @@ class LockerLink:
             self._pending_locker.pop(cmd_id, None)
 
     # ---- views ----
+
+    @property
+    def in_flight(self) -> int:
+        """Events handed to the outbox and not yet committed: at most MAX_INFLIGHT_EVENTS and one batch."""
+        return self._inflight_n
 
     def online_count(self) -> int:
         return sum(1 for ls in self.lockers.values() if ls.online)

@@ -3,7 +3,7 @@
 import asyncio
 import json
 
-from gateway.lockerlink import EACK_INTERVAL_S
+from gateway.eacks import EACK_INTERVAL_S
 from gwkit import RunningGateway, make_config, until
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import gateway  # noqa: F401 (puts the firmware's jc package within reach, as the gateway does)
-from gateway.lockerlink import Comp, LockerLink, LockerState
+from gateway.lockerlink import LockerLink
+from gateway.lockerstate import Comp, LockerState
 from jc import const as K
 from jc.compartment import SETTLE_MS, Compartment
 from jincun.mirror import mirror

@@ -1,7 +1,7 @@
 """Property fuzz of every codec at an edge: whatever the bytes, each answers with its own error, never a crash.
 
-MQTT payloads (gateway side), the MQTT packet parser, RS-485 lock-board frames, ingest batches and items
-(cloud side), and terminal request bodies. derandomize keeps every run the same, so a failure repeats.
+MQTT payloads (gateway side), the benchmark load's MQTT packet parser, RS-485 lock-board frames, ingest batches
+and items (cloud side), and terminal request bodies. derandomize keeps every run the same, so a failure repeats.
 """
 
 import json
@@ -14,9 +14,9 @@ from cloud.errors import BatchRejected, ItemRejected
 from cloud.protocol import decode_batch, parse_item
 from gateway import const as C
 from gateway import protocol, terminal
-from gateway.errors import MqttProtocolError, ProtocolError
+from gateway.errors import ProtocolError
 from gateway.lockboard_sim import FrameSplitter
-from gateway.mqtt_codec import Parser
+from bench.mqttwire import MqttProtocolError, Parser
 from jc.lockboard import MODELS, BoardError, parse, parse_open, parse_status
 from jincun.httpedge import MAX_DEPTH, too_deep
 
