@@ -67,6 +67,11 @@ async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin
         await gateway.gw.deposits._expire_keypad()
         await wait_state(http, second["ref"], "void")
         assert ("l1", 2) not in gateway.gw.deposits._held
+        # the cloud is told to cancel it (a parcel record with `void`), once; the used booking is left alone
+        voids = [p.body for p in await gateway.outbox_rows("parcel") if p.body.get("void")]
+        assert voids == [{"ref": second["ref"], "locker": "l1", "c": 2, "void": "keypad_expired"}]
+        await gateway.gw.deposits._expire_keypad()
+        assert len([p for p in await gateway.outbox_rows("parcel") if p.body.get("void")]) == 1
 
 
 async def test_a_locker_that_refuses_the_pin_voids_the_booking(gateway, lockers):
