@@ -87,7 +87,11 @@ $("f-login").onsubmit = async (ev) => {
 };
 $("f-pickup").onsubmit = async (ev) => {
   ev.preventDefault();
-  try { const r = await api("POST", "/pickup", {code: $("pickup-code").value}); $("pickup-msg").textContent = t("opened") + " " + r.cs.map((c) => where(r.locker, c)).join(", "); }
+  try {
+    // one code opens the recipient's compartments on every lock board of the station
+    const r = await api("POST", "/pickup", {code: $("pickup-code").value});
+    $("pickup-msg").textContent = t("opened") + " " + (r.opened || [r]).flatMap((o) => o.cs.map((c) => where(o.locker, c))).join(", ");
+  }
   catch (e) { $("pickup-msg").textContent = errText(e); }
   $("pickup-code").value = "";
 };
