@@ -31,6 +31,9 @@ log = logging.getLogger("jincun.gateway.deposits")
 SIZE_RANK = {s: i for i, s in enumerate(C.SIZES)}
 KEYPAD_TTL_S = 1800  # a keypad booking (and its PIN on the locker) lasts half an hour
 KEYPAD_SWEEP_S = 60.0  # how often the gateway looks for expired keypad bookings
+# a booking is ended this long after its PIN's expiry: the locker counts the PIN's life from when the
+# courier_put reached it, a little after the gateway recorded the booking, so no late PIN finds its parcel cancelled
+KEYPAD_GRACE_S = 60
 KEYPAD_MAX = 8  # parcels one keypad PIN opens, and compartments one courier may hold for the keypad at once
 PIN_DIGITS = 8  # the keypad tells a courier PIN (8 digits) from a pickup code (6) by its length
 _PARCEL_KEYS = ("ref", "state", "locker", "c", "size", "waybill", "carrier", "phone", "updated")
@@ -281,7 +284,7 @@ class Deposits:
             "SELECT ref, locker, c, updated FROM parcels WHERE state='keypad'").fetchall())
         now = time.time()
         for ref, lk, c, at in rows:
-            if at + KEYPAD_TTL_S > now:
+            if at + KEYPAD_TTL_S + KEYPAD_GRACE_S > now:
                 self._held[(lk, c)] = (ref, at + KEYPAD_TTL_S, "")
         await self._expire_keypad()
 
@@ -290,12 +293,12 @@ class Deposits:
         cancelled in the cloud (a parcel record with `void`, in the same transaction), as a deposit whose door
         closed on an empty compartment is."""
         now = time.time()
-        for key in [k for k, (_, exp, _) in self._held.items() if exp <= now]:
+        for key in [k for k, (_, exp, _) in self._held.items() if exp + KEYPAD_GRACE_S <= now]:
             del self._held[key]
 
         def tx(conn: sqlite3.Connection) -> int:
             rows = conn.execute("SELECT ref, locker, c FROM parcels WHERE state='keypad' AND updated <= ?",
-                                (now - KEYPAD_TTL_S,)).fetchall()
+                                (now - KEYPAD_TTL_S - KEYPAD_GRACE_S,)).fetchall()
             for ref, lk, c in rows:
                 conn.execute("UPDATE parcels SET state='void', updated=? WHERE ref=?", (now, ref))
                 self.outbox._insert(conn, Record(src=C.SRC_GATEWAY, kind=C.KIND_PARCEL, body={

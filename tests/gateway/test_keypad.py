@@ -60,6 +60,14 @@ async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin
 
         # the other booking expires unused: its parcel is void and its compartment free again
         second = next(d for d in deps if d["c"] == 2)
+        # just past the PIN's 30 minutes the locker may still take it: the booking holds for a grace minute
+        just = time.time() - 1800 - 10
+        await gateway.gw.outbox.run(lambda conn: conn.execute("UPDATE parcels SET updated=? WHERE ref=?",
+                                                              (just, second["ref"])))
+        gateway.gw.deposits._held[("l1", 2)] = (second["ref"], just + 1800, COURIER["id"])
+        await gateway.gw.deposits._expire_keypad()
+        await wait_state(http, second["ref"], "keypad")
+        assert ("l1", 2) in gateway.gw.deposits._held
         old = time.time() - 2000
         await gateway.gw.outbox.run(lambda conn: conn.execute("UPDATE parcels SET updated=? WHERE ref=?",
                                                               (old, second["ref"])))
