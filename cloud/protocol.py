@@ -276,7 +276,8 @@ def _fast_parcel(b: dict) -> bool:
     return (_s(b.get("ref"), K.REF_RE) and _s(b.get("locker"), K.LOCKER_ID_RE) and _c_ok(b.get("c"))
             and _opt_s(b, "waybill", K.FREE_TEXT_RE, K.MAX_WAYBILL)
             and _opt_s(b, "carrier", K.FREE_TEXT_RE, K.MAX_CARRIER) and _opt_s(b, "phone", K.PHONE_RE)
-            and ("size" not in b or (type(size) is str and size in K.SIZES)))
+            and ("size" not in b or (type(size) is str and size in K.SIZES))
+            and ("void" not in b or (type(b["void"]) is str and b["void"] in records.VOID_WHY)))
 
 
 def _fast_code(b: dict) -> bool:

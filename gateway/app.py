@@ -234,7 +234,7 @@ async def run(cfg: StationConfig, *, transport: httpx.AsyncBaseTransport | None 
                                     log_level="warning", lifespan="off", access_log=False))
     tasks = [asyncio.create_task(supervise(n, f, gw.counters), name=n) for n, f in (
         ("lockerlink", gw.link.run), ("uplink", gw.uplink.run), ("codes-sync", gw.codes.sync_loop),
-        ("gw-tele", gw.tele_loop), ("time", gw.time_loop))]
+        ("gw-tele", gw.tele_loop), ("time", gw.time_loop), ("keypad-expiry", gw.deposits.expiry_loop))]
     tasks += [asyncio.create_task(supervise(f"board-{b.id}", b.run, gw.counters), name=f"board-{b.id}")
               for b in gw.boards.values()]
     if gw.audit:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from jc import const as JK
 from jc.compartment import PULSE_MS, Compartment
+from jc.digest import ct_equal
 from jc.lockboard import MODELS, OPEN_REPLY_LEN, BoardError, open_request, parse_open, parse_status
 from jc.lockboard import status_reply_len, status_request
 from jc.vault import BAD, LOCKED, OK, Vault
@@ -56,6 +57,17 @@ class BoardVault(Vault):
 
     def __len__(self) -> int:
         return self.count()
+
+    def holds(self, code: str, now: int) -> bool:
+        """Whether a live pickup code of this board is `code`, counting nothing (no wrong try, no lockout)."""
+        if len(code) != JK.CODE_LEN:
+            return False
+        h = self.mac.digest(JK.CODE_MSG_PREFIX + code.encode())
+        found = False
+        for e in self.entries:  # every entry, as check() does, so the time taken says nothing
+            if ct_equal(e[0], h) and e[3] is None and e[2] > now:
+                found = True
+        return found
 
 
 def sensed_occupancy(comp: Compartment) -> bool:
@@ -279,6 +291,14 @@ class BoardLocker:
         return {"ok": True} if err is None else {"ok": False, "err": err}
 
     # ---- pickup codes typed on the station terminal: the firmware's keypad path (App._code) ----
+
+    async def holds(self, code: str) -> bool:
+        """Whether this board's vault opens something for pickup code `code` (nothing is counted)."""
+        return bool(self.vault) and await self._vault_call(self.vault.holds, code, self.ms())
+
+    def lock_left_s(self) -> int:
+        """Seconds left of this board's code lockout (0 when code entry is open)."""
+        return int(self.vault.lock_left_s(self.ms()))
 
     async def try_code(self, code: str) -> list[int]:
         """Open every compartment of a pickup code; [] for a wrong code. KeypadLocked while locked out."""

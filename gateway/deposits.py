@@ -4,11 +4,14 @@ A courier may also book compartments for the locker's keypad (`book_keypad`): th
 per parcel in one locker and pushes a one-time 8-digit PIN's HMAC with those deposits (`courier_put`,
 docs/protocol.md §4.1); typed on the keypad, the PIN opens them, and each deposit is then confirmed by its
 door and occupancy exactly as a `deposit` command's. A booking holds its compartments until it is used or
-expires (`KEYPAD_TTL_S`, the PIN's `exp` on the locker too).
+expires (`KEYPAD_TTL_S`, the PIN's `exp` on the locker too). An expired booking's parcel is void at the station
+and cancelled in the cloud (a parcel record with `void: keypad_expired`), so the cloud never waits for it as a
+pre-advised parcel that was never delivered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import sqlite3
@@ -27,6 +30,10 @@ log = logging.getLogger("jincun.gateway.deposits")
 
 SIZE_RANK = {s: i for i, s in enumerate(C.SIZES)}
 KEYPAD_TTL_S = 1800  # a keypad booking (and its PIN on the locker) lasts half an hour
+KEYPAD_SWEEP_S = 60.0  # how often the gateway looks for expired keypad bookings
+# a booking is ended this long after its PIN's expiry: the locker counts the PIN's life from when the
+# courier_put reached it, a little after the gateway recorded the booking, so no late PIN finds its parcel cancelled
+KEYPAD_GRACE_S = 60
 KEYPAD_MAX = 8  # parcels one keypad PIN opens, and compartments one courier may hold for the keypad at once
 PIN_DIGITS = 8  # the keypad tells a courier PIN (8 digits) from a pickup code (6) by its length
 _PARCEL_KEYS = ("ref", "state", "locker", "c", "size", "waybill", "carrier", "phone", "updated")
@@ -277,20 +284,35 @@ class Deposits:
             "SELECT ref, locker, c, updated FROM parcels WHERE state='keypad'").fetchall())
         now = time.time()
         for ref, lk, c, at in rows:
-            if at + KEYPAD_TTL_S > now:
+            if at + KEYPAD_TTL_S + KEYPAD_GRACE_S > now:
                 self._held[(lk, c)] = (ref, at + KEYPAD_TTL_S, "")
         await self._expire_keypad()
 
     async def _expire_keypad(self) -> None:
-        """Bookings whose PIN has expired: their compartments are free again, their parcels void."""
+        """Bookings whose PIN has expired: their compartments are free again, their parcels void here and
+        cancelled in the cloud (a parcel record with `void`, in the same transaction), as a deposit whose door
+        closed on an empty compartment is."""
         now = time.time()
-        for key in [k for k, (_, exp, _) in self._held.items() if exp <= now]:
+        for key in [k for k, (_, exp, _) in self._held.items() if exp + KEYPAD_GRACE_S <= now]:
             del self._held[key]
-        n = await self.outbox.run(lambda conn: conn.execute(
-            "UPDATE parcels SET state='void', updated=? WHERE state='keypad' AND updated <= ?",
-            (now, now - KEYPAD_TTL_S)).rowcount)
+
+        def tx(conn: sqlite3.Connection) -> int:
+            rows = conn.execute("SELECT ref, locker, c FROM parcels WHERE state='keypad' AND updated <= ?",
+                                (now - KEYPAD_TTL_S - KEYPAD_GRACE_S,)).fetchall()
+            for ref, lk, c in rows:
+                conn.execute("UPDATE parcels SET state='void', updated=? WHERE ref=?", (now, ref))
+                self.outbox._insert(conn, Record(src=C.SRC_GATEWAY, kind=C.KIND_PARCEL, body={
+                    "ref": ref, "locker": lk, "c": c, "void": "keypad_expired"}))
+            return len(rows)
+        n = await self.outbox.run(tx)
         if n:
             self.counters.inc("keypad_expired", n)
+
+    async def expiry_loop(self, every_s: float = KEYPAD_SWEEP_S) -> None:
+        """End expired keypad bookings within a minute, whether or not another booking comes."""
+        while True:
+            await asyncio.sleep(every_s)
+            await self._expire_keypad()
 
     def _pick_many(self, sizes: list[str], locker: str | None) -> tuple[str, list[tuple[int, str]]]:
         """A compartment for each size, all in one locker (one PIN opens one locker's doors)."""

@@ -353,24 +353,37 @@ def create_router(gw: "HttpServices") -> APIRouter:
 
     @r.post(f"{p}/pickup")
     async def pickup(body: PickupIn) -> dict:
+        """One code per recipient per station: it opens their compartments on every lock board at once. A wrong
+        code counts once, against the station's first board, whose lockout holds code entry for all of them."""
         boards: list[BoardLocker] = list(gw.boards.values())
         if not boards:
             raise HTTPException(404, {"error": "no_board_lockers"})
-        for b in boards:
+        counting = boards[0]
+        left = counting.lock_left_s()
+        if left:
+            gw.counters.inc("board_code_locked")
+            raise HTTPException(429, {"error": "locked", "secs": left})
+        holding = [b for b in boards if await b.holds(body.code)]
+        if not holding:
             try:
-                if b.online and b.vault:
-                    opened = await b.try_code(body.code)
-                    if opened:
-                        return {"locker": b.id, "cs": opened}
+                await counting.try_code(body.code)  # the wrong code counts, and may start the lockout
             except KeypadLocked as exc:
                 raise HTTPException(429, {"error": "locked", "secs": exc.secs}) from None
-        if not any(b.vault for b in boards):
-            # a wrong code still counts against the lockout when no board holds a code
+            raise HTTPException(404, {"error": "bad_code"})
+        opened: list[dict] = []
+        for b in holding:
+            if not b.online:
+                continue  # the code stays on an offline board: the next try opens it
             try:
-                await boards[0].try_code(body.code)
+                cs = await b.try_code(body.code)
             except KeypadLocked as exc:
                 raise HTTPException(429, {"error": "locked", "secs": exc.secs}) from None
-        raise HTTPException(404, {"error": "bad_code"})
+            if cs:
+                opened.append({"locker": b.id, "cs": cs})
+        if not opened:
+            raise HTTPException(503, {"error": "locker_offline"})
+        # the first board's fields as before, and every board's compartments in `opened`
+        return {"locker": opened[0]["locker"], "cs": opened[0]["cs"], "opened": opened}
 
     add_routes(r, gw, p, agent=agent, courier=courier, record=record)
     return r

@@ -443,6 +443,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "term.keypad_go": ("获取柜上投递码", "Get the keypad PIN"),
     "term.keypad_pin": ("在快递柜键盘输入投递码后按 #（30 分钟内有效，仅一次）：",
                         "Type this PIN and # on the locker's keypad (once, within 30 min):"),
+    "term.tab_deposit": ("投递", "Deposit"),
+    "term.tab_returns": ("待退回", "Returns"),
+    "term.returns_hint": ("超期未取、要退回快递公司的包裹：点击“开门取出”，取出后关好柜门。",
+                          "Overdue parcels going back to your carrier: open, take it out, close the door."),
+    "term.returns_since": ("转退回时间", "On the list since"),
+    "term.take_out": ("开门取出", "Open and take out"),
+    "term.taken_out": ("已开门，取出后请关门：", "Door open; take the parcel and close the door:"),
     "term.keypad_where": ("将打开的格口：", "Compartments it opens:"),
 }
 

@@ -98,12 +98,19 @@ def _adopt_preadvice(b: BatchContext, body: dict) -> None:
 
 
 def parcel_record(b: BatchContext, item: Item) -> None:
-    """The gateway's record of a parcel given a compartment: waybill, carrier, recipient, size."""
+    """The gateway's record of a parcel given a compartment: waybill, carrier, recipient, size.
+
+    A record with `void` ends a parcel the gateway gave a compartment that no door ever took (a keypad booking
+    nobody used in time): it is cancelled as a deposit the locker voided is (`void_deposit`)."""
     body = item.body
     session = b.session
     lk = locker(b, body["locker"])
     if compartment(b, lk, body["c"]) is None:
         raise ItemRejected(K.E_NO_SUCH_COMPARTMENT, f"locker {lk.id} has no compartment {body['c']}")
+    if body.get("void"):
+        voided, _ = own_parcel(b, body["ref"], lk.id, body["c"])
+        b.void_deposit(voided, item.rx, f"gw/{item.boot}/{item.seq} {body['void']}"[:48])
+        return
     _adopt_preadvice(b, body)
     parcel, created = own_parcel(b, body["ref"], lk.id, body["c"])
     parcel.locker_id, parcel.compartment = lk.id, body["c"]

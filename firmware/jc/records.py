@@ -19,6 +19,8 @@ COUNTERS_MAX, COUNTER_NAME_MAX = 64, 40
 PHONE_MIN, PHONE_MAX = 5, 20
 UPLINK_STATES = ("up", "down")
 HANDOVER_HOW = ("door_to_door", "return")
+# why the gateway voids a parcel it recorded (a parcel record with `void`): a keypad booking nobody used in time
+VOID_WHY = ("keypad_expired",)
 # the commands the cloud queues for a station and the gateway carries out (docs/protocol.md §5.2)
 DOWNLINK_OPS = ("open", "disable", "enable", "code_sync", "rebirth", "fw_rollout", "config", "assist", "return")
 # what a fee or an extra charge is for; a recipient is never charged one of PICKUP_FREE (the pickup-fee ban)
@@ -39,7 +41,7 @@ R, O = True, False
 RECORDS = {
     "parcel": (("ref", "str", R, "ref"), ("locker", "str", R, "id"), ("c", "int", R, K.COMP_MIN, K.COMP_MAX),
                ("waybill", "free", O, 1, WAYBILL_MAX), ("carrier", "free", O, 1, CARRIER_MAX),
-               ("phone", "phone", O), ("size", "enum", O, K.SIZES)),
+               ("phone", "phone", O), ("size", "enum", O, K.SIZES), ("void", "enum", O, VOID_WHY)),
     "code": (("ref", "str", R, "ref"), ("phone", "phone", R), ("code", "code", R), ("locker", "str", O, "id"),
              ("exp_ts", "int", O, 0, _BIG)),
     "gw_tele": (("outbox_depth", "int", R, 0, _BIG), ("oldest_unsent_s", "nnum", R, 0, _BIG),

@@ -72,11 +72,11 @@ function start() {
       if (s.scans.length) { const last = s.scans[s.scans.length - 1]; scanSeen = last.n; $(target[0]).value = last.waybill; $(target[1]).focus(); }
     } catch (e) { /* shown on the next action */ }
   });
-  if (me.role === "courier") { show("v-courier"); loadCollect(); every(5000, loadCollect); }
+  if (me.role === "courier") { show("v-courier"); loadCollect(); loadReturns(); every(5000, () => { loadCollect(); loadReturns(); }); }
   else { show("v-agent"); loadParcels(); every(3000, loadParcels); }
 }
 
-$("lang").onclick = () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("jc-lang", lang); applyLang(); if (me && me.role === "agent") loadParcels(); };
+$("lang").onclick = () => { lang = lang === "zh" ? "en" : "zh"; localStorage.setItem("jc-lang", lang); applyLang(); if (me && me.role === "agent") loadParcels(); if (me && me.role === "courier") loadReturns(); };
 $("logout").onclick = logout;
 $("f-login").onsubmit = async (ev) => {
   ev.preventDefault(); $("login-err").textContent = "";
@@ -88,7 +88,11 @@ $("f-login").onsubmit = async (ev) => {
 };
 $("f-pickup").onsubmit = async (ev) => {
   ev.preventDefault();
-  try { const r = await api("POST", "/pickup", {code: $("pickup-code").value}); $("pickup-msg").textContent = t("opened") + " " + r.cs.map((c) => where(r.locker, c)).join(", "); }
+  try {
+    // one code opens the recipient's compartments on every lock board of the station
+    const r = await api("POST", "/pickup", {code: $("pickup-code").value});
+    $("pickup-msg").textContent = t("opened") + " " + (r.opened || [r]).flatMap((o) => o.cs.map((c) => where(o.locker, c))).join(", ");
+  }
   catch (e) { $("pickup-msg").textContent = errText(e); }
   $("pickup-code").value = "";
 };
@@ -146,10 +150,29 @@ $("keypad-go").onclick = async () => {
     $("keypad-err").textContent = errText(e);
   }
 };
+// each view's tabs switch only that view's panes
 document.querySelectorAll(".tabs button").forEach((b) => { b.onclick = () => {
-  document.querySelectorAll(".tabs button").forEach((x) => x.classList.toggle("on", x === b));
-  document.querySelectorAll(".tab").forEach((x) => x.classList.toggle("hidden", x.id !== "t-" + b.dataset.tab));
+  const view = b.closest("section");
+  view.querySelectorAll(".tabs button").forEach((x) => x.classList.toggle("on", x === b));
+  view.querySelectorAll(".tab").forEach((x) => x.classList.toggle("hidden", x.id !== "t-" + b.dataset.tab));
+  if (b.dataset.tab === "returns") loadReturns();
 }; });
+// 待退回: overdue parcels of this courier's carrier; the courier opens the door and takes each one out
+async function loadReturns() {
+  let r; try { r = await api("GET", "/returns"); } catch (e) { return; }
+  $("tab-returns").textContent = t("tab_returns") + (r.returns.length ? " (" + r.returns.length + ")" : "");
+  $("tab-returns").classList.toggle("warn", r.returns.length > 0);
+  $("returns-rows").innerHTML = r.returns.map((p) => `<tr><td>${esc(p.waybill)}</td><td>${esc(p.phone)}</td>
+    <td>${esc(where(p.locker, p.c))}</td><td>${esc(fmtTime(p.since))}</td>
+    <td><button class="take-out" data-ref="${esc(p.ref)}">${esc(t("take_out"))}</button></td></tr>`).join("")
+    || `<tr><td colspan="5" class="muted">${esc(t("none"))}</td></tr>`;
+  document.querySelectorAll("button.take-out").forEach((b) => { b.onclick = async () => {
+    b.disabled = true;
+    try { const d = await api("POST", "/returns", {ref: b.dataset.ref}); $("returns-msg").textContent = t("taken_out") + " " + where(d.locker, d.c); }
+    catch (e) { $("returns-msg").textContent = errText(e); }
+    loadReturns();
+  }; });
+}
 async function loadParcels() {
   let r; try { r = await api("GET", "/parcels"); } catch (e) { return; }
   const row = (p) => `<td>${esc(p.waybill)}</td><td>${esc(p.phone)}</td><td>${esc(where(p.locker, p.c))}</td>`;

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 
-from cloudkit import ADMIN, STATION, admin_headers, birth, code_record, empty_comps, evt, gw_headers, parcel_record
+from cloudkit import (ADMIN, STATION, admin_headers, birth, code_record, empty_comps, evt, gw, gw_headers,
+                      parcel_record)
 from test_cloud_recipients import PHONE, phone_login
 
 from cloud import lifecycle
@@ -40,6 +41,26 @@ def test_a_cancelled_deposit_leaves_the_phone_page(cloud):
     page = cloud.client.get("/m").text
     assert "YT7788990011" in page and "482913" in page
     assert "SF5550001111" not in page and "已预报" not in page
+
+
+def test_an_expired_keypad_booking_is_cancelled_like_a_voided_deposit(cloud):
+    """The gateway booked a compartment for the keypad and nobody typed the PIN in time: its parcel record with
+    `void` cancels the parcel, which leaves the phone page and is never flagged as never delivered."""
+    cloud.ingest([parcel_record(1, "p-kp", c=4, waybill="ZT5550007777", carrier="ZTO"),
+                  birth(0, empty_comps(6), item_seq=0),
+                  gw(2, "parcel", {"ref": "p-kp", "locker": "l1", "c": 4, "void": "keypad_expired"})])
+    got = cloud.admin_get("/api/v1/parcels/p-kp")
+    assert got["status"] == "cancelled"
+    assert [e["status"] for e in got["timeline"]][-1] == "cancelled"
+    phone_login(cloud)
+    assert "ZT5550007777" not in cloud.client.get("/m").text
+    with cloud.client.app.state.sessionmaker() as session:
+        done = lifecycle.sweep(session, cloud.settings, now=time.time() + 49 * 3600)
+        session.commit()
+    assert done["never_delivered"] == 0
+    # a void of any other reason is not taken
+    bad = cloud.ingest([gw(3, "parcel", {"ref": "p-kp", "locker": "l1", "c": 4, "void": "bored"})])
+    assert bad.json()["rejected"] == 1 and cloud.admin_get("/api/v1/parcels/p-kp")["status"] == "cancelled"
 
 
 def test_never_delivered_is_flagged_once_after_48_hours(cloud):

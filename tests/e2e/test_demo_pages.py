@@ -170,7 +170,7 @@ def test_the_station_terminal_fits_a_phone(demo, browser):
     stack, people = demo
     url = f"{stack.gateway_url}/terminal"
     for lang in ("zh", "en"):
-        for person, views in ((people["courier-ems"], ("deposit",)),
+        for person, views in ((people["courier-ems"], ("deposit", "returns")),
                               (people["agent"], ("waiting", "d2d", "outbound", "fault", "found"))):
             looker = Looker(browser, person.username)
             page = looker.page

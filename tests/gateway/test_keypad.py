@@ -60,6 +60,14 @@ async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin
 
         # the other booking expires unused: its parcel is void and its compartment free again
         second = next(d for d in deps if d["c"] == 2)
+        # just past the PIN's 30 minutes the locker may still take it: the booking holds for a grace minute
+        just = time.time() - 1800 - 10
+        await gateway.gw.outbox.run(lambda conn: conn.execute("UPDATE parcels SET updated=? WHERE ref=?",
+                                                              (just, second["ref"])))
+        gateway.gw.deposits._held[("l1", 2)] = (second["ref"], just + 1800, COURIER["id"])
+        await gateway.gw.deposits._expire_keypad()
+        await wait_state(http, second["ref"], "keypad")
+        assert ("l1", 2) in gateway.gw.deposits._held
         old = time.time() - 2000
         await gateway.gw.outbox.run(lambda conn: conn.execute("UPDATE parcels SET updated=? WHERE ref=?",
                                                               (old, second["ref"])))
@@ -67,6 +75,11 @@ async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin
         await gateway.gw.deposits._expire_keypad()
         await wait_state(http, second["ref"], "void")
         assert ("l1", 2) not in gateway.gw.deposits._held
+        # the cloud is told to cancel it (a parcel record with `void`), once; the used booking is left alone
+        voids = [p.body for p in await gateway.outbox_rows("parcel") if p.body.get("void")]
+        assert voids == [{"ref": second["ref"], "locker": "l1", "c": 2, "void": "keypad_expired"}]
+        await gateway.gw.deposits._expire_keypad()
+        assert len([p for p in await gateway.outbox_rows("parcel") if p.body.get("void")]) == 1
 
 
 async def test_a_locker_that_refuses_the_pin_voids_the_booking(gateway, lockers):

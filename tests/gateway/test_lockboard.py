@@ -101,7 +101,8 @@ async def test_board_deposit_code_and_pickup_through_the_outbox(board_station):
             "only the salted hash is kept, in the firmware vault's file"
 
         r = await http.post("/api/v1/terminal/pickup", json={"code": the_code})
-        assert r.status_code == 200 and r.json() == {"locker": "b1", "cs": [2]}
+        assert r.status_code == 200 and r.json() == {"locker": "b1", "cs": [2],
+                                                     "opened": [{"locker": "b1", "cs": [2]}]}
         await until(lambda: b1.comps[2].door == "open", what="door seen open")
         sim.close_door(5, occupied=False)
         await until(lambda: b1.comps[2].st == "empty", what="pickup seen")
@@ -116,6 +117,52 @@ async def test_board_deposit_code_and_pickup_through_the_outbox(board_station):
     for t in ("lock", "door", "deposit", "code_ok", "pickup"):
         assert t in types
     assert b1.acked == len(evts)
+
+
+async def test_one_code_opens_the_recipients_compartments_on_every_board(station, tmp_path):
+    """A villager with parcels on two lock boards types their one code once: both doors open, and no board
+    counts it as a wrong code."""
+    _, broker = station
+    sims = [SimBus.single("kr-cu16-ir"), SimBus.single("kr-cu16-ir")]
+    boards = [{"id": f"b{i + 1}", "port": sim.port, "model": "kr-cu16-ir", "secret": SECRET_L2, "poll_s": 0.05,
+               "comps": [{"n": 1, "size": "M"}, {"n": 2, "size": "M"}]} for i, sim in enumerate(sims)]
+    rg = RunningGateway(make_config(tmp_path, broker.port, top={"boards": boards}))
+    await rg.start()
+    try:
+        gw = rg.gw
+        lks = [gw.link.lockers["b1"], gw.link.lockers["b2"]]
+        await until(lambda: all(lk.online and lk.birth_at for lk in lks), what="both boards born")
+        async with courier_api(gw) as http:
+            for i, (lk, sim) in enumerate(zip(lks, sims)):
+                r = await http.post("/api/v1/deposits", json={
+                    "consent_asked": True, "waybill": f"ZT55500{i}", "phone": "13900000009", "carrier": "ZTO",
+                    "size": "M", "locker": lk.id})
+                assert r.status_code == 201 and r.json()["c"] == 1, r.text
+                await until(lambda lk=lk: lk.comps[1].door == "open", what="deposit door open")
+                sim.close_door(1, occupied=True)
+                await until(lambda lk=lk: lk.comps[1].st == "occupied", what="deposit confirmed")
+            await until(lambda: all(gw.boards[b].vault.count() == 1 for b in ("b1", "b2")), what="codes on boards")
+            codes = {r.body["code"] for r in await rg.outbox_rows("code")}
+            assert len(codes) == 1, "one code per recipient per station"
+            (the_code,) = codes
+
+            r = await http.post("/api/v1/terminal/pickup", json={"code": the_code})
+            assert r.status_code == 200, r.text
+            assert r.json()["opened"] == [{"locker": "b1", "cs": [1]}, {"locker": "b2", "cs": [1]}]
+            assert sims[0].board.opens[-1] == 1 and sims[1].board.opens[-1] == 1
+            await until(lambda: all(lk.comps[1].door == "open" for lk in lks), what="both doors open")
+            assert all(b.vault.fails == 0 for b in gw.boards.values()), "no board counted a wrong code"
+            for sim in sims:
+                sim.close_door(1, occupied=False)
+            await until(lambda: all(lk.comps[1].st == "empty" for lk in lks), what="both picked up")
+            r = await http.post("/api/v1/terminal/pickup", json={"code": the_code})
+            assert r.status_code == 404 and r.json()["detail"]["error"] == "bad_code"
+            # a wrong code counts once, against the first board only
+            assert [gw.boards[b].vault.fails for b in ("b1", "b2")] == [1, 0]
+    finally:
+        await rg.close()
+        for sim in sims:
+            sim.close()
 
 
 async def test_forced_door_jam_and_a_silent_board(board_station):

@@ -1,14 +1,13 @@
 """An overdue parcel goes back to its carrier through the locker: the villager's code stops opening it, the
-carrier's courier finds it on the terminal's 待退回 list and takes it out, the compartment is freed, the villager
-gets an SMS and the carrier its webhooks."""
+carrier's courier finds it on the terminal's 待退回 tab and takes it out (the calls the tab makes), the
+compartment is freed, the villager gets an SMS and the carrier its webhooks."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-
-from jincun.i18n import translator
+from jincun.i18n import STRINGS
 from kit_codes import (COURIER_PIN, Phone, Receiver, Terminal, carrier_webhook, cloud_compartment, compartment,
                        notifications, parcel, pg_database, station, sweep)
 
@@ -50,12 +49,16 @@ def _journey(stack, hook: Receiver) -> None:
     stack.wait(lambda: [r["waybill"] for r in yto.get("returns").json()["returns"]] == [WAYBILL], 30,
                "the YTO courier sees the parcel on the 待退回 list")
     assert zto.get("returns").json()["returns"] == [], "another carrier's courier does not see it"
+    # the row the 待退回 tab shows: where the parcel is, whose it is (the phone masked), since when
+    (row,) = yto.get("returns").json()["returns"]
+    assert (row["ref"], row["locker"], row["c"]) == (d["ref"], d["locker"], d["c"])
+    assert row["phone"] != PHONE and row["phone"][-4:] == PHONE[-4:] and row["since"] > 0
 
     # the villager is told, and the code no longer opens the door
     assert any("已退回快递公司" in n["text"] for n in notifications(stack, PHONE))
     phone = Phone(stack, PHONE)
     page = phone.page()
-    assert translator("zh")("overdue") in page and code not in page
+    assert STRINGS["overdue"][0] in page and code not in page
     sim = stack.sims[d["locker"]]
     sim.press(code + "#")
     time.sleep(1.5)
@@ -64,8 +67,10 @@ def _journey(stack, hook: Receiver) -> None:
 
     # only the parcel's carrier takes it out; the door opens for the YTO courier
     assert zto.post("returns", {"ref": d["ref"]}).status_code == 403
-    r = yto.post("returns", {"ref": d["ref"]})
+    # the tab's take-out button: the door named in the answer is the one the page tells the courier to open
+    r = yto.post("returns", {"ref": row["ref"]})
     assert r.status_code == 200, r.text
+    assert (r.json()["locker"], r.json()["c"]) == (d["locker"], d["c"])
     sim.wait_for(lambda s: s["doors"][str(d["c"])], 10)
     sim.set_occupied(d["c"], False)
     sim.close_door(d["c"])
