@@ -10,18 +10,25 @@ door). `reconcile()` is pure; `read_cloud()` reads the cloud's own database.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from simulator.cluster import AGENT_ID, AGENT_PIN, Cluster
 from simulator.ledger import LedgerError
 
 IN_LOCKER = ("deposited", "notified", "overdue")  # cloud statuses of a parcel that lies in a compartment
 NO_SMS = "no SMS reached the recipient"
+PHYSICAL_SETTLE_S = 60.0  # after the drain, SMS still queued in the cloud (retried every 30 s) may go out
+
+log = logging.getLogger("jincun.sim")
 
 
 @dataclass(frozen=True)
@@ -111,3 +118,42 @@ def _why_stranded(wb: str, locker: str, c: int, cloud: CloudView, sms: dict[str,
     if p.ref not in cloud.live_codes.get((p.station, code), frozenset()):
         return "the code sent is not live for it"
     return ""
+
+
+async def settle_physical(cl: Cluster) -> dict:
+    """The compartments' contents against the cloud and the SMS the villagers got, until they agree or
+    PHYSICAL_SETTLE_S passes (an SMS queued while the cloud or the carrier was down goes out on the
+    notifier's next retry)."""
+    deadline = time.monotonic() + PHYSICAL_SETTLE_S
+    while True:
+        inside: dict[str, dict[int, list[str]]] = {}
+        for r in await asyncio.gather(*(h.call("contents") for h in cl.hosts)):
+            inside.update({lk: {int(c): v for c, v in comps.items()} for lk, comps in r["inside"].items() if comps})
+        view = await asyncio.to_thread(read_cloud, cl.db_url)
+        found = {wb for lk, c in await found_places(cl) for wb in inside.get(lk, {}).get(c, [])}
+        res = reconcile(inside, view, cl.sms_sink().codes(), found)
+        res["inside"] = sum(len(v) for comps in inside.values() for v in comps.values())
+        # after the drain every event is in the cloud: only an SMS still on its way can change the verdict
+        waiting = any(p["why"] == NO_SMS for p in res["stranded"])
+        if not waiting or time.monotonic() > deadline:
+            return res
+        await asyncio.sleep(2)
+
+async def found_places(cl: Cluster) -> set[tuple[str, int]]:
+    """The compartments on the agents' found-parcel lists (GET /api/v1/terminal/found at each station):
+    a parcel lying there is the agent's task, not stranded. Read after the run's own client is closed."""
+    places: set[tuple[str, int]] = set()
+    async with httpx.AsyncClient(timeout=30) as http:
+        for s in cl.stations:
+            url = cl.gateway_url(s.id)
+            try:
+                r = await http.post(f"{url}/api/v1/terminal/login", json={"user": AGENT_ID, "pin": AGENT_PIN})
+                r.raise_for_status()
+                r = await http.get(f"{url}/api/v1/terminal/found",
+                                   headers={"Authorization": f"Bearer {r.json()['token']}"})
+                r.raise_for_status()
+            except httpx.HTTPError as exc:
+                log.warning("found parcels at %s: %s", s.id, exc)
+                continue
+            places |= {(f["locker"], int(f["c"])) for f in r.json()["found"]}
+    return places

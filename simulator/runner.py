@@ -21,8 +21,6 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from jincun import provision
 from simulator import intruder
@@ -33,7 +31,8 @@ from simulator.faults import FAULT_GRACE_S, FaultPlayer
 from simulator.ledger import Ledger, LedgerError, Window
 from simulator.people import Action, Parcel, elderly_phones, make_plan, pickup_hour
 from simulator.pgdb import fresh_database
-from simulator.physical import NO_SMS, read_cloud, reconcile
+from simulator.physical import settle_physical
+from simulator.progress import Progress, summary
 from simulator.scenario import Scenario, ScenarioError, load_scenario
 
 log = logging.getLogger("jincun.sim")
@@ -42,8 +41,6 @@ DEFAULT_SCENARIO = REPO / "simulator" / "scenarios" / "normal-day.yaml"
 CLEAN_KEYS = ("lost", "duplicates", "late", "unexpected", "stranded_parcels", "phantom_parcels")
 DEPOSIT_TIMEOUT_S = 20.0
 WARMUP_MAX_S = 180.0
-PHYSICAL_SETTLE_S = 60.0  # after the drain, SMS still queued in the cloud (retried every 30 s) may go out
-LOG_EVERY_S = 15.0
 
 
 @dataclass
@@ -54,7 +51,7 @@ class Tally:
         self.n[k] = self.n.get(k, 0) + by
 
 
-class Play(FaultPlayer):
+class Play(FaultPlayer, Progress):
     """Plays one scenario against a running cluster."""
 
     def __init__(self, sc: Scenario, cl: Cluster, plan: list[Action], console: Console, live: bool) -> None:
@@ -387,111 +384,13 @@ class Play(FaultPlayer):
             await asyncio.sleep(1)
         return False
 
-    # ---- progress ----------------------------------------------------------------------------------------
-    async def _monitor(self) -> None:
-        live = Live(self._table(), console=self.console, refresh_per_second=2, transient=False) if self.live else None
-        if live:
-            live.start()
-        last = logged = 0.0
-        try:
-            while True:
-                if time.monotonic() - last > 2:
-                    last = time.monotonic()
-                    try:
-                        gws = await self.cl.gateways_summary()
-                        self.depth = sum(g["depth"] for g in gws.values())
-                        self.peak_depth = max(self.peak_depth, self.depth)
-                        self.uplinks_down = sum(1 for g in gws.values() if not g["link_up"])
-                        self.ledger.read_producers(self.ledger_files)
-                        await asyncio.to_thread(self.ledger.poll_cloud)
-                    except (ClusterError, LedgerError, OSError) as exc:
-                        log.warning("progress sample failed: %s", exc)
-                if live:
-                    live.update(self._table())
-                elif time.monotonic() - logged > LOG_EVERY_S:
-                    logged = time.monotonic()
-                    self.console.log(self._line())
-                await asyncio.sleep(0.5)
-        finally:
-            if live:
-                live.update(self._table())
-                live.stop()
-
-    def _line(self) -> str:
-        h = self.now_h() if hasattr(self, "t0") else self.sc.start_h
-        n = self.t.n
-        return (f"{int(h % 24):02d}:{int(h * 60 % 60):02d} deposited {n.get('deposits_ok', 0)} collected "
-                f"{n.get('pickups_ok', 0)} events {len(self.ledger.produced)}/{len(self.ledger.seen)} in cloud, "
-                f"outboxes {self.depth}, uplinks down {self.uplinks_down}, "
-                f"faults {','.join(k for k, v in self.active.items() if v) or '-'}")
-
-    def _table(self) -> Table:
-        h = self.now_h() if hasattr(self, "t0") else self.sc.start_h
-        tb = Table(title=f"{self.sc.name}: day {int(h // 24) + 1} {int(h % 24):02d}:{int(h * 60 % 60):02d}"
-                   f"  ({self.phase})", show_header=False)
-        n = self.t.n
-        alarms = sum(1 for v in self.ledger.produced.values() if v[1] == "alarm")
-        rows = [
-            ("stations / controllers", f"{len(self.cl.stations)} / {self.cl.n_controllers} ({self.cl.runtime})"),
-            ("deposited / collected / door-to-door",
-             f"{n.get('deposits_ok', 0)} / {n.get('pickups_ok', 0)} / {n.get('door_to_door', 0)}"),
-            ("no room / typos / guesses", f"{n.get('deposits_no_room', 0)} / {n.get('typos', 0)} / "
-                                          f"{n.get('codes_guessed', 0)}"),
-            ("events produced / in cloud", f"{len(self.ledger.produced)} / {len(self.ledger.seen)}"),
-            ("alarms", str(alarms)),
-            ("gateway outboxes (peak)", f"{self.depth} ({self.peak_depth})"),
-            ("uplinks down", str(self.uplinks_down)),
-            ("faults active", ", ".join(k for k, v in self.active.items() if v) or "-"),
-        ]
-        for k, v in rows:
-            tb.add_row(k, v)
-        return tb
-
     # ---- result ------------------------------------------------------------------------------------------
-    async def _physical(self) -> dict:
-        """The compartments' contents against the cloud and the SMS the villagers got, until they agree or
-        PHYSICAL_SETTLE_S passes (an SMS queued while the cloud or the carrier was down goes out on the
-        notifier's next retry)."""
-        deadline = time.monotonic() + PHYSICAL_SETTLE_S
-        while True:
-            inside: dict[str, dict[int, list[str]]] = {}
-            for r in await asyncio.gather(*(h.call("contents") for h in self.cl.hosts)):
-                inside.update({lk: {int(c): v for c, v in comps.items()} for lk, comps in r["inside"].items() if comps})
-            view = await asyncio.to_thread(read_cloud, self.cl.db_url)
-            found = {wb for lk, c in await self._found_places() for wb in inside.get(lk, {}).get(c, [])}
-            res = reconcile(inside, view, self.cl.sms_sink().codes(), found)
-            res["inside"] = sum(len(v) for comps in inside.values() for v in comps.values())
-            # after the drain every event is in the cloud: only an SMS still on its way can change the verdict
-            waiting = any(p["why"] == NO_SMS for p in res["stranded"])
-            if not waiting or time.monotonic() > deadline:
-                return res
-            await asyncio.sleep(2)
-
-    async def _found_places(self) -> set[tuple[str, int]]:
-        """The compartments on the agents' found-parcel lists (GET /api/v1/terminal/found at each station):
-        a parcel lying there is the agent's task, not stranded. Read after the run's own client is closed."""
-        places: set[tuple[str, int]] = set()
-        async with httpx.AsyncClient(timeout=30) as http:
-            for s in self.cl.stations:
-                url = self.cl.gateway_url(s.id)
-                try:
-                    r = await http.post(f"{url}/api/v1/terminal/login", json={"user": AGENT_ID, "pin": AGENT_PIN})
-                    r.raise_for_status()
-                    r = await http.get(f"{url}/api/v1/terminal/found",
-                                       headers={"Authorization": f"Bearer {r.json()['token']}"})
-                    r.raise_for_status()
-                except httpx.HTTPError as exc:
-                    log.warning("found parcels at %s: %s", s.id, exc)
-                    continue
-                places |= {(f["locker"], int(f["c"])) for f in r.json()["found"]}
-        return places
-
     async def _result(self, drained: bool) -> dict:
         self.ledger.read_producers(self.ledger_files)
         await asyncio.to_thread(self.ledger.poll_cloud)
         counts = await asyncio.to_thread(self.ledger.counts, self.windows, FAULT_GRACE_S)
         statuses = await asyncio.to_thread(self.ledger.parcel_statuses)
-        phys = await self._physical()
+        phys = await settle_physical(self.cl)
         counts.update(stranded_parcels=phys["stranded_parcels"], phantom_parcels=phys["phantom_parcels"])
         await self.cl.disconnect()
         n = self.t.n
@@ -583,29 +482,6 @@ def run_scenario(sc: Scenario, workdir: Path, *, cloud_port: int = 0, database_u
         cl.stop()
     (cl.workdir / "result.json").write_text(json.dumps(result, ensure_ascii=False, indent=1))
     return result
-
-
-def summary(res: dict, console: Console) -> None:
-    tb = Table(title=f"{res['scenario']}: {'CLEAN' if res['clean'] else 'NOT CLEAN'}")
-    tb.add_column("what")
-    tb.add_column("count", justify="right")
-    for k in ("stations", "controllers", "deposited", "picked_up", "door_to_door", "never_collected", "no_room",
-              "outbound", "typos", "codes_guessed", "impersonations_refused", "events_sent", "events_in_cloud",
-              "lost", "duplicates", "late", "delayed_by_faults", "unexpected", "stranded_parcels",
-              "phantom_parcels", "parcels_inside", "kills", "peak_gateway_outbox",
-              "real_seconds"):
-        tb.add_row(k, str(res.get(k)))
-    console.print(tb)
-    for c in res.get("catch_up", []):
-        if c["events_held"]:
-            console.print(f"catch-up after a {c['outage_s']} s outage at {c['stations']}: {c['events_held']} "
-                          f"events held, {c['arrived']} in the cloud, the last {c['catch_up_s']} s after the "
-                          f"link returned")
-    for p in res.get("stranded", [])[:20]:
-        console.print(f"stranded: {p['waybill']} in {p['locker']}/{p['c']}: {p['why']}")
-    for p in res.get("phantom", [])[:20]:
-        console.print(f"phantom: {p['waybill']} held {p['status']} at {p['locker']}/{p['c']}, physically at "
-                      f"{', '.join(p['physically_at']) or 'nowhere'}")
 
 
 def main(argv: list[str] | None = None) -> int:
