@@ -9,6 +9,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -165,6 +166,13 @@ class Stack:
         return [sys.executable, "-m", "jincun", *args]
 
     def _start_cloud(self) -> None:
+        # a port someone else holds would put the station's requests on their server: say so instead
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind(("127.0.0.1", self.cloud_port))
+        except OSError as exc:
+            raise StackError(f"port {self.cloud_port} is taken ({exc.strerror}): stop what uses it, or choose "
+                             "another with --port") from exc
         env = dict(self.env)
         env["JINCUN_DATABASE_URL"] = self.database_url or f"sqlite:///{self.workdir / 'cloud.db'}"
         env["JINCUN_ADMIN_TOKEN"] = self.admin_token

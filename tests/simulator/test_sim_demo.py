@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from simulator.net import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -21,7 +23,9 @@ def test_headless_demo_from_another_folder_counts_every_event(tmp_path):
     # run from a folder of its own, so the default workdir (var/ under the current folder) is relative:
     # the firmware and the gateway run in folders of their own and must still find their files
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "jincun.cli", "demo", "--headless", "--duration", "12"],
+    # a port of its own: the documented 8000 may be in use on a developer's machine
+    out = subprocess.run([sys.executable, "-m", "jincun.cli", "demo", "--headless", "--duration", "12",
+                          "--port", str(free_port())],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
