@@ -118,6 +118,15 @@ def test_firmware_deploy_refuses_a_plain_config_and_names_the_fix(tmp_path):
     assert "mqtt.tls missing" in lines[0] and "jincun firmware provision" in lines[0]
 
 
+def test_firmware_provision_without_a_station_json_writes_nothing(tmp_path):
+    out = _jincun("firmware", "provision", "--station", "s1", "--locker", "l1", "--mqtt-host", "10.0.0.2",
+                  "--station-config", str(tmp_path / "station.json"), "--out", str(tmp_path / "c.json"))
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "jincun gateway enroll" in lines[0], out.stderr
+    assert list(tmp_path.iterdir()) == []  # no plain config, no half-made station.json
+
+
 def test_cloud_migrate_upgrade_current_and_history(pg_url):
     env = {"JINCUN_DATABASE_URL": pg_url}
     heads = sorted(p.stem.split("_", 1)[0] for p in (REPO / "cloud" / "migrations" / "versions").glob("0*.py"))
