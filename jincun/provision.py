@@ -182,9 +182,18 @@ def provision_device(
                 link["tls"] = dict(link["tls"], port=mqtt_port)
         dev = device_config(dict(st, mqtt=link), locker, wifi_ssid=wifi_ssid, wifi_password=wifi_password,
                             locks=bus)
-        if new:
-            _record_locker(station_config, st, broker_dir)
-        return write_private(out, dev)
+        if out.is_dir():
+            raise ProvisionError(f"{out} is a folder: give --out a file name")
+        # the config is staged first: a folder that cannot be written leaves no locker recorded
+        staged = write_private(out.with_name(out.name + ".new"), dev)
+        try:
+            if new:
+                _record_locker(station_config, st, broker_dir)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        os.replace(staged, out)
+        return out
     if not demo:
         raise ProvisionError("a locker outside the demo needs the station's CA and TLS port from its station.json: "
                              "enroll the station (`jincun gateway enroll`) and pass --station-config PATH")

@@ -190,6 +190,13 @@ def test_a_refused_new_locker_leaves_station_and_broker_as_they_were(station, tm
                                        out=tmp_path / "l9.json", station_config=cfg_path, broker_dir=broker_dir)
         assert {p: p.read_bytes() for p in before} == before
         assert not (tmp_path / "l9.json").exists()
+    # a config that cannot be written (its folder would be a file) records nothing either
+    (tmp_path / "plain-file").write_text("")
+    with pytest.raises(OSError):
+        provision.provision_device(station=None, locker="l9", mqtt_host="127.0.0.1", mqtt_port=None, comps=None,
+                                   out=tmp_path / "plain-file" / "l9.json", station_config=cfg_path,
+                                   broker_dir=broker_dir)
+    assert {p: p.read_bytes() for p in before} == before
     # the same locker with a good name is recorded everywhere at once
     provision.provision_device(station=None, locker="l9", mqtt_host="127.0.0.1", mqtt_port=None, comps=None,
                                out=tmp_path / "l9.json", station_config=cfg_path, broker_dir=broker_dir)
