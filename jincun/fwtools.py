@@ -239,7 +239,9 @@ def _mpremote() -> str:
 
 
 def check_device_config(config: Path) -> dict:
-    """Refuse a config that would not run on a board: no secret, no password, simulator-only, no Wi-Fi."""
+    """Refuse a config that would not run on a board: no secret, no password, simulator-only, no Wi-Fi,
+    or plain MQTT outside the demo (only a config marked "demo": true, as provision writes for a demo
+    station, may go without TLS)."""
     import json
     import re
 
@@ -257,6 +259,11 @@ def check_device_config(config: Path) -> dict:
         problems.append("mqtt.password missing: there are no default passwords")
     if "sim" in cfg:
         problems.append("config is for the simulator (has 'sim')")
+    if not m.get("tls") and cfg.get("demo") is not True:
+        problems.append("mqtt.tls missing: outside the demo a locker reaches the broker over TLS only; provision "
+                        "it again from the enrolled station's station.json")
+    elif m.get("tls") and not m.get("ca"):
+        problems.append("mqtt.ca missing: the locker could not check the broker; provision it again")
     if not (cfg.get("wifi") or {}).get("ssid"):
         problems.append("wifi.ssid missing")
     if problems:

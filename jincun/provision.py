@@ -78,7 +78,7 @@ def device_config(station_cfg: dict, locker_id: str, *, keepalive: int = 30, tel
             "client_id": locker_id, "keepalive": keepalive}
     if mqtt.get("tls"):
         link.update(locker_tls(mqtt["tls"], mqtt["host"]))
-    cfg = {
+    cfg: dict = {
         "station": station_cfg["station"],
         "locker": locker_id,
         "secret": lk["secret"],
@@ -86,6 +86,8 @@ def device_config(station_cfg: dict, locker_id: str, *, keepalive: int = 30, tel
         "comps": lk["comps"],
         "tele_s": tele_s,
     }
+    if station_cfg.get("demo"):
+        cfg["demo"] = True  # a demo station's locker: `firmware deploy` lets it go without TLS
     if wifi_ssid:
         cfg["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
     bus = locks or lk.get("locks")
@@ -141,17 +143,21 @@ DEFAULT_COMPS = "6S,4M,2L"
 def provision_device(
     *, station: str | None, locker: str, mqtt_host: str, mqtt_port: int | None, comps: str | None, out: Path,
     station_config: Path | None = None, wifi_ssid: str | None = None, wifi_password: str | None = None,
-    lock_board: str | None = None, broker_dir: Path | None = None,
+    lock_board: str | None = None, broker_dir: Path | None = None, demo: bool = False,
 ) -> Path:
     """Write one locker's firmware config; with station.json, from its record there.
 
     A locker already in station.json (an enrolled station lists the cloud's lockers) gets its recorded
     credentials; a new one gets fresh ones, added to station.json and, with broker_dir, to the broker's
     password file and ACL, so no credential exists that the station does not know.
+    All or nothing: every check (compartments, lock board, the broker certificate's names, the station's
+    config) passes before station.json, the broker's files or the locker's config is written.
     mqtt_host/mqtt_port: the broker as the locker reaches it (station.json holds the gateway's view).
     lock_board: a KR-CU16 model name ("kr-cu16", "kr-cu16-ir") when the locks hang on RS-485 boards.
+    demo: without station.json, write a plain-MQTT demo config (marked "demo": true); refused otherwise.
     """
     parsed = parse_comps(comps) if comps is not None else None
+    bus = {"bus": "rs485", "model": lock_board, "addr": 0} if lock_board else None
     if station_config is not None and station_config.exists():
         st = json.loads(station_config.read_text())
         if station is not None and st["station"] != station:
@@ -160,17 +166,12 @@ def provision_device(
             raise ProvisionError(f"{station_config} has no mqtt.tls: outside the demo the broker takes lockers over "
                                  "TLS only (`jincun gateway enroll` makes the station's CA and certificate)")
         entry = next((lk for lk in st["lockers"] if lk["id"] == locker), None)
+        new = entry is None
         if entry is None:
             entry = locker_entry(locker, parsed or parse_comps(DEFAULT_COMPS))
-            if lock_board:
-                entry["locks"] = {"bus": "rs485", "model": lock_board, "addr": 0}
+            if bus:
+                entry["locks"] = dict(bus)
             st["lockers"].append(entry)
-            write_private(station_config, st)
-            if broker_dir is not None:
-                from gateway.broker import write_auth_files
-                from gateway.config import load_config
-
-                write_auth_files(load_config(station_config), broker_dir)
         elif parsed is not None and parsed != entry["comps"]:
             raise ProvisionError(f"locker {locker!r} has other compartments in {station_config}; "
                                  "leave out --comps to use them")
@@ -179,14 +180,42 @@ def provision_device(
             link["port"] = mqtt_port
             if link.get("tls"):
                 link["tls"] = dict(link["tls"], port=mqtt_port)
-        st = dict(st, mqtt=link)
-        bus = {"bus": "rs485", "model": lock_board, "addr": 0} if lock_board else None
-        return write_private(out, device_config(st, locker, wifi_ssid=wifi_ssid, wifi_password=wifi_password,
-                                                locks=bus))
+        dev = device_config(dict(st, mqtt=link), locker, wifi_ssid=wifi_ssid, wifi_password=wifi_password,
+                            locks=bus)
+        if out.is_dir():
+            raise ProvisionError(f"{out} is a folder: give --out a file name")
+        # the config is staged first: a folder that cannot be written leaves no locker recorded
+        staged = write_private(out.with_name(out.name + ".new"), dev)
+        try:
+            if new:
+                _record_locker(station_config, st, broker_dir)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        os.replace(staged, out)
+        return out
+    if not demo:
+        raise ProvisionError("a locker outside the demo needs the station's CA and TLS port from its station.json: "
+                             "enroll the station (`jincun gateway enroll`) and pass --station-config PATH")
     if station is None:
         raise ProvisionError("--station is needed without a station.json")
     entry = locker_entry(locker, parsed or parse_comps(DEFAULT_COMPS))
-    if lock_board:
-        entry["locks"] = {"bus": "rs485", "model": lock_board, "addr": 0}
-    st = {"station": station, "mqtt": {"host": mqtt_host, "port": mqtt_port or 1883}, "lockers": [entry]}
+    if bus:
+        entry["locks"] = dict(bus)
+    st = {"station": station, "demo": True, "mqtt": {"host": mqtt_host, "port": mqtt_port or 1883}, "lockers": [entry]}
     return write_private(out, device_config(st, locker, wifi_ssid=wifi_ssid, wifi_password=wifi_password))
+
+
+def _record_locker(station_config: Path, st: dict, broker_dir: Path | None) -> None:
+    """Write station.json with a new locker and, with broker_dir, the broker's password file and ACL.
+
+    The station's config is validated first, so a config the gateway would refuse is never written.
+    """
+    from gateway.config import parse_config
+
+    cfg = parse_config(st, base=station_config.parent)
+    write_private(station_config, st)
+    if broker_dir is not None:
+        from gateway.broker import write_auth_files
+
+        write_auth_files(cfg, broker_dir)

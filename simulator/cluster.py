@@ -1,8 +1,9 @@
 """A county on one machine: one cloud, one broker, gateway hosts and controller hosts, each a real process.
 
 Scale decisions (see docs/simulator.md): one Mosquitto serves every station (each station keeps its own
-gateway user, locker users and deny-by-default ACL, all in one password file and ACL); several gateways
-share a process and an event loop; several controllers share an interpreter. One cloud serves all.
+gateway user, locker users and deny-by-default ACL, all in one password file and ACL, and its own CA and
+TLS listener for its lockers); several gateways share a process and an event loop; several controllers
+share an interpreter. One cloud serves all.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.broker import acl_text, broker_body, broker_user, password_line
+from gateway.broker import acl_text, broker_body, broker_user, password_line, tls_lines
 from gateway.config import parse_config
 from gateway.terminal import hash_pin
 from jincun import provision
@@ -216,6 +217,9 @@ class Cluster:
     ajar_s: int = 120
     hw: dict = field(default_factory=dict)
     seed: int = 1
+    # lockers reach the broker over TLS, each station's on its own listener with its own CA, as at a real
+    # station; only the MicroPython runtime carries TLS (the CPython runtime has no MicroPython streams)
+    tls: bool = True
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -224,7 +228,8 @@ class Cluster:
         self.admin_token = secrets.token_urlsafe(24)
         self.ports = PortPool()
         self.cloud_port = self.cloud_port or self.ports.take()
-        self.mqtt_port = self.ports.take()
+        self.mqtt_port = self.ports.take()  # the gateways' plain listener, on loopback as on a Pi
+        self.tls = self.tls and self.runtime == "micropython"
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.env.pop("JINCUN_DATABASE_URL", None)
         self.station_cfgs: dict[str, dict] = {}
@@ -319,16 +324,22 @@ class Cluster:
                 "pin_hash": hash_pin(COURIER_PIN, iterations=AGENT_PIN_ITERATIONS)}
         from concurrent.futures import ThreadPoolExecutor
         ports = {st.id: self.ports.take() for st in self.stations}
+        tls_ports = {st.id: self.ports.take() for st in self.stations} if self.tls else {}
         with ThreadPoolExecutor(8) as pool:
-            cfgs = list(pool.map(lambda st: self._register_one(st, auth, comps, [agent, desk], ports[st.id]),
-                                 self.stations))
+            cfgs = list(pool.map(lambda st: self._register_one(st, auth, comps, [agent, desk], ports[st.id],
+                                                               tls_ports.get(st.id)), self.stations))
         for st, cfg in zip(self.stations, cfgs):
             self.station_cfgs[st.id] = cfg
             for lk in cfg["lockers"]:
                 self.locker_station[lk["id"]] = st.id
 
-    def _register_one(self, st: StationSpec, auth: dict, comps: list[dict], users: list[dict], port: int) -> dict:
-        """Register one station and its lockers in the cloud; returns its gateway's station.json."""
+    def _register_one(self, st: StationSpec, auth: dict, comps: list[dict], users: list[dict], port: int,
+                      tls_port: int | None) -> dict:
+        """Register one station and its lockers in the cloud; returns its gateway's station.json.
+
+        tls_port: the station's own TLS listener for its lockers, with a CA made for the station as
+        enrollment makes it (gateway/station_ca.py); None: the lockers speak plain MQTT (CPython runtime).
+        """
         api_key = secrets.token_urlsafe(24)
         with httpx.Client(timeout=30) as http:
             r = http.post(f"{self.cloud_url}/api/v1/admin/stations", headers=auth, json={
@@ -344,6 +355,8 @@ class Cluster:
             cfg["gateway"].update({"tele_s": 60.0, "time_s": 600.0})
             cfg["cloud"].update({"downlink": False, "backoff_max_s": 4.0})
             cfg["terminal"] = {"users": users, "assist_phones": st.assist_phones[:5000]}
+            if tls_port is not None:
+                cfg["mqtt"]["tls"] = self._station_tls(st.id, tls_port)
             parse_config(cfg)  # fail here, naming the station, rather than in a host
             for lk in cfg["lockers"]:
                 r = http.post(f"{self.cloud_url}/api/v1/admin/stations/{st.id}/lockers", headers=auth,
@@ -352,16 +365,28 @@ class Cluster:
                     raise ClusterError(f"cloud refused locker {lk['id']}: {r.status_code} {r.text[:200]}")
         return cfg
 
+    def _station_tls(self, station: str, port: int) -> dict:
+        """The station's CA and the broker's certificate for its listener; station.json's mqtt.tls."""
+        from gateway.station_ca import make_station_ca
+
+        paths = make_station_ca(self.workdir / "ca" / station, self.workdir / "mosquitto" / "tls" / station,
+                                station=station, hosts=["localhost", "127.0.0.1"])
+        return {"port": port, "cafile": str(paths["broker ca.pem"]), "certfile": str(paths["server.pem"]),
+                "keyfile": str(paths["server.key"])}
+
     def _start_broker(self) -> None:
         if not shutil.which("mosquitto"):
             raise ClusterError("the county simulator needs Mosquitto (apt-get install mosquitto)")
         out = self.workdir / "mosquitto"
         out.mkdir(exist_ok=True)
-        users, acl = [], []
+        users, acl, listeners = [], [], []
         for cfg in self.station_cfgs.values():
             users.append(password_line(cfg["mqtt"]["username"], cfg["mqtt"]["password"]))
             users += [password_line(lk["id"], lk["mqtt_password"]) for lk in cfg["lockers"]]
-            acl.append(acl_text(parse_config(cfg)))
+            parsed = parse_config(cfg)
+            acl.append(acl_text(parsed))
+            # a real station's lockers' listener, held to loopback here: the simulator faces no network
+            listeners.append(re.sub(r"^listener (\d+)$", r"listener \1 127.0.0.1", tls_lines(parsed), flags=re.M))
         for name, text in (("passwd", "\n".join(users) + "\n"), ("acl", "\n".join(acl))):
             (out / name).write_text(text)
             os.chmod(out / name, 0o600)
@@ -369,7 +394,7 @@ class Cluster:
         body = broker_body(first, out, run_as=broker_user(out))
         conf = out / "mosquitto.conf"
         conf.write_text(f"listener {self.mqtt_port} 127.0.0.1\npersistence_location {out}/\n"
-                        f"max_connections -1\n" + body)
+                        f"max_connections -1\n" + body + "".join(listeners))
         _give_to_broker(out, run_as=broker_user(out))
         proc = Proc("broker", ["mosquitto", "-c", str(conf)], self.env, self.workdir / "mosquitto.log")
         proc.start()
@@ -465,7 +490,7 @@ class Cluster:
             ctrls = []
             for j, lk in enumerate(chunk):
                 st = self.station_cfgs[self.locker_station[lk]]
-                dev = provision.device_config(st, lk, keepalive=60, tele_s=self.tele_s)
+                dev = provision.device_config(st, lk, keepalive=60, tele_s=self.tele_s)  # with mqtt.tls: TLS
                 dev["mqtt"].update({"backoff_min_ms": 300, "backoff_max_ms": 4000})
                 dev["ajar_s"] = self.ajar_s
                 d = self.locker_dir(lk)

@@ -33,6 +33,25 @@ log = logging.getLogger(__name__)
 CODE_RE = re.compile(r"取件码\s*(\d{6})")
 _NEW_CONN = re.compile(r"New connection from (\S+) on port (\d+)\.")
 _LOGIN = re.compile(r"New client connected from (\S+) as (\S+) ")
+
+
+def broker_logins(log_path: Path) -> list[tuple[str, int | None]]:
+    """Every login in Mosquitto's log, oldest first: the client id and the listener's port it came in on.
+
+    Mosquitto logs the port of every new connection and then the client id it logged in as.
+    """
+    if not log_path.exists():
+        return []
+    port_of: dict[str, int] = {}
+    logins: list[tuple[str, int | None]] = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if m := _NEW_CONN.search(line):
+            port_of[m.group(1)] = int(m.group(2))
+        elif m := _LOGIN.search(line):
+            logins.append((m.group(2), port_of.pop(m.group(1), None)))
+    return logins
+
+
 # the demo station's couriers' desk: a demo-only PIN, like the demo's other known values
 DESK = {"id": "desk", "name": "投递台", "role": "courier"}
 DESK_PIN = "864209"
@@ -251,21 +270,13 @@ class Stack:
         wait_port("127.0.0.1", self.mqtt_port, 15)
 
     def locker_transports(self) -> dict[str, list[str]]:
-        """How each locker's sessions reached the broker, oldest first ("tls" or "plain"), from the broker's log.
-
-        Mosquitto logs the port of every new connection and then the client id it logged in as.
-        """
-        log_path = self.workdir / "mosquitto.log"
-        if self.broker_kind != "mosquitto" or not log_path.exists():
+        """How each locker's sessions reached the broker, oldest first ("tls" or "plain"), from the broker's log."""
+        if self.broker_kind != "mosquitto":
             return {}
-        port_of: dict[str, int] = {}
         seen: dict[str, list[str]] = {}
-        for line in log_path.read_text(errors="replace").splitlines():
-            if m := _NEW_CONN.search(line):
-                port_of[m.group(1)] = int(m.group(2))
-            elif (m := _LOGIN.search(line)) and m.group(2) in self.lockers:
-                port = port_of.pop(m.group(1), None)
-                seen.setdefault(m.group(2), []).append("tls" if port == self.tls_port and self.tls else "plain")
+        for client, port in broker_logins(self.workdir / "mosquitto.log"):
+            if client in self.lockers:
+                seen.setdefault(client, []).append("tls" if port == self.tls_port and self.tls else "plain")
         return seen
 
     def all_lockers_on_tls(self) -> bool:

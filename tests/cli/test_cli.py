@@ -105,6 +105,28 @@ def test_a_user_mistake_prints_one_line_and_exits_2(case):
     assert says in lines[0]
 
 
+def test_firmware_deploy_refuses_a_plain_config_and_names_the_fix(tmp_path):
+    import json
+    cfg = {"station": "s1", "locker": "l1", "secret": "ab" * 32, "comps": [{"n": 1, "size": "S"}],
+           "mqtt": {"host": "10.0.0.2", "port": 1883, "user": "l1", "password": "pw-Zq8x", "client_id": "l1"},
+           "wifi": {"ssid": "station", "password": "w"}}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    out = _jincun("firmware", "deploy", "--port", "/dev/null", "--config", str(tmp_path / "c.json"))
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "mqtt.tls missing" in lines[0] and "jincun firmware provision" in lines[0]
+
+
+def test_firmware_provision_without_a_station_json_writes_nothing(tmp_path):
+    out = _jincun("firmware", "provision", "--station", "s1", "--locker", "l1", "--mqtt-host", "10.0.0.2",
+                  "--station-config", str(tmp_path / "station.json"), "--out", str(tmp_path / "c.json"))
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "jincun gateway enroll" in lines[0], out.stderr
+    assert list(tmp_path.iterdir()) == []  # no plain config, no half-made station.json
+
+
 def test_cloud_migrate_upgrade_current_and_history(pg_url):
     env = {"JINCUN_DATABASE_URL": pg_url}
     heads = sorted(p.stem.split("_", 1)[0] for p in (REPO / "cloud" / "migrations" / "versions").glob("0*.py"))

@@ -178,6 +178,33 @@ def test_provision_refuses_a_name_the_broker_certificate_does_not_carry(station,
     assert not (tmp_path / "dev.json").exists()
 
 
+def test_a_refused_new_locker_leaves_station_and_broker_as_they_were(station, tmp_path):
+    """Provisioning is all or nothing: a new locker refused for its host name or its compartments is
+    recorded nowhere, neither in station.json nor in the broker's password file and ACL."""
+    cfg_path, _, _ = station
+    broker_dir = tmp_path / "mosquitto"
+    before = {p: p.read_bytes() for p in (cfg_path, broker_dir / "passwd", broker_dir / "acl")}
+    for host, comps in (("192.168.9.9", None), ("127.0.0.1", "24M")):  # a name not on the cert; >12 without RS-485
+        with pytest.raises(provision.ProvisionError, match="--tls-host|RS-485"):
+            provision.provision_device(station=None, locker="l9", mqtt_host=host, mqtt_port=None, comps=comps,
+                                       out=tmp_path / "l9.json", station_config=cfg_path, broker_dir=broker_dir)
+        assert {p: p.read_bytes() for p in before} == before
+        assert not (tmp_path / "l9.json").exists()
+    # a config that cannot be written (its folder would be a file) records nothing either
+    (tmp_path / "plain-file").write_text("")
+    with pytest.raises(OSError):
+        provision.provision_device(station=None, locker="l9", mqtt_host="127.0.0.1", mqtt_port=None, comps=None,
+                                   out=tmp_path / "plain-file" / "l9.json", station_config=cfg_path,
+                                   broker_dir=broker_dir)
+    assert {p: p.read_bytes() for p in before} == before
+    # the same locker with a good name is recorded everywhere at once
+    provision.provision_device(station=None, locker="l9", mqtt_host="127.0.0.1", mqtt_port=None, comps=None,
+                               out=tmp_path / "l9.json", station_config=cfg_path, broker_dir=broker_dir)
+    assert "l9" in [lk["id"] for lk in json.loads(cfg_path.read_text())["lockers"]]
+    assert (broker_dir / "passwd").read_text().count("l9:") == 1 and "l9" in (broker_dir / "acl").read_text()
+    assert json.loads((tmp_path / "l9.json").read_text())["mqtt"]["tls"] is True
+
+
 def test_the_stack_reports_what_the_broker_saw_not_what_was_configured(tmp_path):
     """The demo's `tls` comes from the broker's log: a plain station is reported plain."""
     from simulator.stack import Stack

@@ -28,7 +28,8 @@ def _image(tmp_path, *, chip_id=0, banner=b"MicroPython v1.29.0 on 2026-08-29; G
 def _config(tmp_path):
     import json
     cfg = {"station": "s1", "locker": "l1", "secret": "ab" * 32,
-           "mqtt": {"host": "10.0.0.2", "port": 1883, "user": "l1", "password": "pw-Zq8x", "client_id": "s1-l1"},
+           "mqtt": {"host": "10.0.0.2", "port": 8883, "user": "l1", "password": "pw-Zq8x", "client_id": "s1-l1",
+                    "tls": True, "ca": "MIIBdzCCAR2gAwIBAgIU", "server_hostname": "10.0.0.2"},
            "comps": [{"n": 1, "size": "S"}], "wifi": {"ssid": "station", "password": "w"}}
     p = tmp_path / "config.json"
     p.write_text(json.dumps(cfg))

@@ -66,7 +66,8 @@ def test_manifest_names_a_package_that_is_not_vendored(tmp_path):
 def _device_config(tmp_path, **over):
     import json
     cfg = {"station": "s1", "locker": "l1", "secret": "ab" * 32,
-           "mqtt": {"host": "10.0.0.2", "port": 1883, "user": "l1", "password": "pw-Zq8x", "client_id": "s1-l1"},
+           "mqtt": {"host": "10.0.0.2", "port": 8883, "user": "l1", "password": "pw-Zq8x", "client_id": "s1-l1",
+                    "tls": True, "ca": "MIIBdzCCAR2gAwIBAgIU", "server_hostname": "10.0.0.2"},
            "comps": [{"n": 1, "size": "S"}], "wifi": {"ssid": "station", "password": "w"}}
     cfg.update(over)
     p = tmp_path / "config.json"
@@ -105,6 +106,17 @@ def test_deploy_refuses_unprovisioned_or_simulator_config(tmp_path):
             fwtools.deploy("/dev/ttyUSB0", _device_config(tmp_path, **bad), mpremote="/bin/false")
 
 
+def test_deploy_refuses_plain_mqtt_outside_the_demo(tmp_path):
+    import pytest
+    plain = {"host": "10.0.0.2", "port": 1883, "user": "l1", "password": "pw-Zq8x", "client_id": "s1-l1"}
+    for bad in ({"mqtt": plain}, {"mqtt": plain, "demo": "yes"}, {"mqtt": dict(plain, tls=True)}):
+        with pytest.raises(fwtools.FwToolsError, match="TLS|mqtt.ca") as err:
+            fwtools.deploy("/dev/ttyUSB0", _device_config(tmp_path, **bad), mpremote="/bin/false")
+        assert "provision it again" in str(err.value)
+    # the one way out: a config marked as a demo one, as provision writes for a demo station
+    assert fwtools.check_device_config(_device_config(tmp_path, mqtt=plain, demo=True))["mqtt"]["port"] == 1883
+
+
 def test_provision_writes_unique_private_configs_the_firmware_accepts(tmp_path):
     import json
     import stat
@@ -113,10 +125,11 @@ def test_provision_writes_unique_private_configs_the_firmware_accepts(tmp_path):
     from simulator.locker import FIRMWARE, _find_micropython
 
     a = provision.provision_device(station="s1", locker="l1", mqtt_host="10.0.0.2", mqtt_port=1883, comps="6S,4M,2L",
-                                   out=tmp_path / "a.json", wifi_ssid="station", wifi_password="w")
+                                   out=tmp_path / "a.json", wifi_ssid="station", wifi_password="w", demo=True)
     b = provision.provision_device(station="s1", locker="l2", mqtt_host="10.0.0.2", mqtt_port=1883, comps="12M,12L",
-                                   out=tmp_path / "b.json", lock_board="kr-cu16", wifi_ssid="station")
+                                   out=tmp_path / "b.json", lock_board="kr-cu16", wifi_ssid="station", demo=True)
     ca, cb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ca["demo"] is True and "tls" not in ca["mqtt"]  # no station.json: a plain demo config, marked so
     assert ca["secret"] != cb["secret"] and ca["mqtt"]["password"] != cb["mqtt"]["password"]
     assert stat.S_IMODE(a.stat().st_mode) == 0o600
     assert "locks" not in ca and cb["locks"] == {"bus": "rs485", "model": "kr-cu16", "addr": 0}
@@ -130,4 +143,15 @@ def test_provision_writes_unique_private_configs_the_firmware_accepts(tmp_path):
     import pytest
     with pytest.raises(provision.ProvisionError):
         provision.provision_device(station="s1", locker="l3", mqtt_host="h", mqtt_port=1, comps="24M",
-                                   out=tmp_path / "c.json")
+                                   out=tmp_path / "c.json", demo=True)
+
+
+def test_provision_without_a_station_json_is_refused_outside_the_demo(tmp_path):
+    import pytest
+    from jincun import provision
+
+    for station_config in (None, tmp_path / "missing.json"):
+        with pytest.raises(provision.ProvisionError, match="station's CA and TLS port.*gateway enroll"):
+            provision.provision_device(station="s1", locker="l1", mqtt_host="10.0.0.2", mqtt_port=1883, comps=None,
+                                       out=tmp_path / "a.json", station_config=station_config)
+    assert not (tmp_path / "a.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from simulator import runner
+from simulator.stack import broker_logins
 
 SCENARIO = """
 name: county-e2e
@@ -57,6 +58,16 @@ def test_a_small_county_day_with_outage_broker_restarts_and_power_cut_loses_noth
     assert "lockout" in alarms
     assert res["impersonations_refused"] == 1 and res["impersonations_admitted"] == 0
     assert res["people_errors"] == 0
+    # every locker reached the broker over TLS only, on its own station's listener (the broker's log says so);
+    # the one other login under a locker's name is the impersonator's, with a cloned board's credentials on
+    # the gateways' loopback listener
+    stations = [st for f in work.glob("gwhost-*.json") for st in json.loads(f.read_text())["stations"]]
+    tls_port = {lk["id"]: st["mqtt"]["tls"]["port"] for st in stations for lk in st["lockers"]}
+    assert len(set(tls_port.values())) == len(stations) == 2
+    logins = [(client, port) for client, port in broker_logins(work / "mosquitto.log") if client in tls_port]
+    assert {client for client, port in logins if port == tls_port[client]} == set(tls_port)
+    off_tls = [(client, port) for client, port in logins if port != tls_port[client]]
+    assert [port for _, port in off_tls] == [stations[0]["mqtt"]["port"]], off_tls
 
 
 def test_a_bad_scenario_file_exits_2_with_the_problem_named(tmp_path, capsys):
