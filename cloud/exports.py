@@ -101,6 +101,7 @@ class Sheet:
     def xlsx(self) -> bytes:
         """One worksheet: a bold header row, then typed cells with date, percentage and money formats."""
         from openpyxl import Workbook
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
         from openpyxl.styles import Font
 
         wb = Workbook()
@@ -110,7 +111,8 @@ class Sheet:
         for cell in ws[1]:
             cell.font = Font(bold=True)
         for row in self.rows:
-            ws.append(row)
+            # a control character (a name typed with one) would make the whole file unreadable: drop it
+            ws.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in row])
             for cell, kind in zip(ws[ws.max_row], self.kinds):
                 if kind in FORMATS and cell.value is not None:
                     cell.number_format = FORMATS[kind]

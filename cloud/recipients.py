@@ -61,7 +61,8 @@ def tell_stations(session: Session, settings: Settings, who: Principal, phone: s
     command each, §5.2): the station's list follows within the downlink's poll, and keeps it offline."""
     if not hit(session, f"assist:{phone}:3600", limit=ASSIST_PER_HOUR, window=3600):
         # a phone flipping its choice over and over does not flood its stations' downlink; the choice is kept
-        log.warning("door-to-door choice of %s not sent: more than %d changes this hour", phone, ASSIST_PER_HOUR)
+        log.warning("door-to-door choice of ****%s not sent: more than %d changes this hour", phone[-4:],
+                    ASSIST_PER_HOUR)
         return 0
     stations = session.scalars(select(Parcel.station_id).where(Parcel.phone == phone, Parcel.status.not_in(DONE))
                                .distinct().limit(20)).all()

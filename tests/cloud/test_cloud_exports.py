@@ -46,3 +46,11 @@ def test_waits_shares_and_money_in_their_own_formats():
              "station": "冯家村便民店", "waiting": 2, "oldest_wait_h": 680.8, "delivered_door": 1}]
     assert _sheet(Sheet("door_help", door, lang="en", carriers={}).xlsx())[0][6] == "Longest wait (days)"
     assert _sheet(Sheet("door_help", door, lang="en", carriers={}).xlsx())[1][6] == 28.4
+
+
+def test_a_name_with_a_control_character_still_gives_a_readable_file():
+    """A station named with a stray control character (pasted from elsewhere) must not break the whole file."""
+    fees = [{"town": "临泽镇", "station_id": "lz-01", "station": "冯家村\x0b便民店", "direction": "inbound",
+             "reason": "偏远村派送费", "parcels": 4, "total_yuan": 8.0, "carriers": "SF"}]
+    row = _sheet(Sheet("fees", fees, lang="zh", carriers=CARRIERS).xlsx())[1]
+    assert row[1] == "冯家村便民店"
