@@ -16,6 +16,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jincun import carriers
 from jincun.pins import hash_pin
 
 from .audit import audit
@@ -99,7 +100,8 @@ def add_api_client(session: Session, who: Principal, *, code: str, data: ApiClie
 
 
 def add_courier(session: Session, who: Principal, *, code: str, data: CourierCreate) -> Courier:
-    """A courier with a PIN and the stations they may use."""
+    """A courier with a PIN and the stations they may use; the carrier as a code or a name (中通 -> ZTO)."""
+    code = carriers.code_of(code) or code
     if session.get(Carrier, code) is None:
         raise NotFound(f"no carrier {code}")
     unknown = [s for s in data.stations if session.get(Station, s) is None]

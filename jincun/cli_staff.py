@@ -170,7 +170,7 @@ def courier_add(args: argparse.Namespace) -> int:
     def work(session, who) -> dict:
         pin = _pin(_asker(args))
         data = CourierCreate(name=args.name, phone=args.phone, pin=pin, stations=args.station or [])
-        courier = accounts.add_courier(session, who, code=args.carrier.upper(), data=data)
+        courier = accounts.add_courier(session, who, code=args.carrier, data=data)
         return {"courier": courier.id, "terminal_id": f"c{courier.id}", "carrier": courier.carrier_code,
                 "name": courier.name, "phone": courier.phone, "stations": courier.stations, "active": True}
     return _run(work)
