@@ -73,12 +73,21 @@ def _preload(port: int, events: int, lockers: int) -> None:
         s.close()
 
 
-def _drain(port: int, events: int, out: mp.Queue) -> None:
+def _drain(port: int, events: int, out: mp.Queue, protocol: int) -> None:
     """Worker process: a bare paho subscriber takes the backlog; the rate from CONNECT to the last message."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=SUB_ID, clean_session=False, manual_ack=True)
+    if protocol == 5:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=SUB_ID, protocol=mqtt.MQTTv5, manual_ack=True)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0xFFFFFFFF
+        connect_kw: dict = {"clean_start": False, "properties": props}
+    else:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=SUB_ID, clean_session=False, manual_ack=True)
+        connect_kw = {}
     state = {"n": 0, "t_last": 0.0}
 
     def on_message(client, userdata, msg):
@@ -90,20 +99,21 @@ def _drain(port: int, events: int, out: mp.Queue) -> None:
 
     c.on_message = on_message
     t0 = time.monotonic()
-    c.connect("127.0.0.1", port, keepalive=60)
+    c.connect("127.0.0.1", port, keepalive=60, **connect_kw)
     c.loop_forever()
     out.put({"received": state["n"], "secs": state["t_last"] - t0})
 
 
-def measure(events: int = 100_000, lockers: int = 16) -> dict:
-    """The ceiling figure: paho's QoS 1 receive rate (messages/s) draining `events` queued messages."""
+def measure(events: int = 100_000, lockers: int = 16, protocol: int = 4) -> dict:
+    """The ceiling figure: paho's QoS 1 receive rate (messages/s) draining `events` queued messages, in an
+    MQTT 3.1.1 session (protocol 4, the gateway's) or an MQTT 5 one (protocol 5)."""
     with tempfile.TemporaryDirectory(prefix="jc-ceiling-") as tmp:
         proc, port = _broker(Path(tmp))
         try:
             _session(port)
             _preload(port, events, lockers)
             q: mp.Queue = mp.Queue()
-            w = mp.Process(target=_drain, args=(port, events // lockers * lockers, q))
+            w = mp.Process(target=_drain, args=(port, events // lockers * lockers, q, protocol))
             w.start()
             res = q.get(timeout=300)
             w.join(10)

@@ -21,7 +21,7 @@ from .eacks import Eacks
 from .errors import BrokerError, CommandTimeout, LockerError, LockerOffline, OutboxError, ProtocolError
 from .fwserve import FwServe, FwServeError
 from .lockerstate import BirthHandler, Comp, EventHandler, LocalLocker, LockerState
-from .mqtt_client import Message, MqttClient
+from .mqtt_client import MQTT311, Message, MqttClient
 from .stationdb import Outbox, Record
 
 log = logging.getLogger("jincun.gateway.lockerlink")
@@ -83,13 +83,14 @@ class LockerLink:
         """Connect, subscribe and handle messages until cancelled; raises on a lost connection."""
         m = self.cfg.mqtt
         # a persistent session: while the gateway restarts or pauses reading, the broker queues for it, and it
-        # sends no more unacked messages than the link takes in flight (MQTT 5 Receive Maximum).
-        # The client id is the username: the station broker sets it so anyway (use_username_as_clientid)
-        client = MqttClient(m.username, username=m.username, password=m.password,
+        # sends no more unacked messages than its max_inflight_messages (gateway/broker.py). MQTT 3.1.1: paho
+        # takes its PUBLISHes at twice its MQTT 5 rate, and the broker's log (broker_audit.py) is the witness
+        # of a refused publish either way. The client id is the username: the station broker sets it so
+        # anyway (use_username_as_clientid)
+        client = MqttClient(m.username, username=m.username, password=m.password, protocol=MQTT311,
                             clean_session=False, keepalive=MQTT_KEEPALIVE_S, on_messages=self.handle_batch,
                             ack_timeout=PUBLISH_TIMEOUT_S, max_inflight=MQTT_MAX_INFLIGHT,
-                            batch_max=MQTT_BATCH_MAX, receive_maximum=MAX_INFLIGHT_EVENTS,
-                            ssl_context=self.ssl_context)
+                            batch_max=MQTT_BATCH_MAX, ssl_context=self.ssl_context)
         # set before the CONNACK: a persistent session's queued messages may arrive right behind it
         self._client = client
         try:

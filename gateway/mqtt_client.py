@@ -1,11 +1,12 @@
 """The locker link's MQTT client: paho-mqtt 2 driven from the gateway's asyncio loop, no threads.
 
-paho does the protocol (MQTT 5 here: packets, session, keepalive, packet ids); this module gives it the event
-loop as its network loop, through paho's external-loop API (`loop_read`, `loop_write`, `loop_misc` and the
-socket callbacks), and adds what the locker link needs on top:
+paho does the protocol (MQTT 3.1.1 or 5: packets, session, keepalive, packet ids); this module gives it the
+event loop as its network loop, through paho's external-loop API (`loop_read`, `loop_write`, `loop_misc` and
+the socket callbacks), and adds what the locker link needs on top:
 
-- **A persistent session.** `clean_session=False` connects with clean_start false and a session that never
-  expires, and Receive Maximum bounds what the broker sends before the PUBACKs.
+- **A persistent session.** `clean_session=False` keeps the session in the broker while the client is away
+  (MQTT 5: clean_start false and a session that never expires). What the broker sends before the PUBACKs is
+  bounded by the client's Receive Maximum under MQTT 5, by the broker's `max_inflight_messages` under 3.1.1.
 - **Batches.** Each readable event costs one `recv` of up to 256 KiB; paho then parses the packets of that
   read out of memory (its reads of one byte at a time are served from the buffer, not the socket), and the
   PUBLISHes go to `on_messages` in lists of at most `batch_max`.
@@ -55,6 +56,10 @@ class Message(NamedTuple):
 
 MessagesHandler = Callable[[list[Message]], None]
 
+MQTT311 = 4  # protocol levels as the CONNECT packet names them
+MQTT5 = 5
+_PAHO_PROTOCOL = {MQTT311: paho.MQTTv311, MQTT5: paho.MQTTv5}
+
 
 class _Paho(paho.Client):
     """paho's Client whose socket I/O goes through memory buffers that MqttClient fills and empties.
@@ -93,7 +98,8 @@ class MqttClient:
     def __init__(self, client_id: str, *, username: str | None = None, password: str | None = None,
                  clean_session: bool = True, keepalive: int = 30, on_messages: MessagesHandler | None = None,
                  max_inflight: int = 256, ack_timeout: float = 3.0, batch_max: int = 500,
-                 receive_maximum: int = 500, ssl_context: ssl.SSLContext | None = None) -> None:
+                 receive_maximum: int = 500, ssl_context: ssl.SSLContext | None = None,
+                 protocol: int = MQTT311) -> None:
         self.client_id = client_id
         self.keepalive = keepalive
         self.on_messages = on_messages or (lambda msgs: None)
@@ -104,11 +110,16 @@ class MqttClient:
         self.closed: asyncio.Future | None = None
         # MQTT 5: a persistent session is clean_start false with a session expiry, and Receive Maximum tells
         # the broker how many QoS 1 messages it may send before their PUBACKs (Mosquitto holds MQTT 3.1.1
-        # clients to its max_inflight_messages instead)
+        # clients to its max_inflight_messages instead). MQTT 5 also says why a publish was refused; paho
+        # decodes its PUBLISHes at about half the 3.1.1 rate (docs/gateway.md, "Locker link").
+        if protocol not in _PAHO_PROTOCOL:
+            raise ValueError(f"MQTT protocol level {protocol}: 4 (3.1.1) or 5")
+        self.protocol = protocol
         self.clean_session = clean_session
         self.receive_maximum = receive_maximum
-        p = self._p = _Paho(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
-                            manual_ack=True)
+        extra: dict[str, Any] = {} if protocol == MQTT5 else {"clean_session": clean_session}
+        p = self._p = _Paho(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=_PAHO_PROTOCOL[protocol],
+                            manual_ack=True, **extra)
         if username is not None:
             p.username_pw_set(username, password)
         if ssl_context is not None:
@@ -146,11 +157,15 @@ class MqttClient:
         try:
             # the TCP (and TLS) handshake blocks: on a worker thread, before any socket callback is set, so
             # paho writes the CONNECT itself there; from here on only the loop thread touches the client
-            props = Properties(PacketTypes.CONNECT)
-            props.ReceiveMaximum = self.receive_maximum
-            if not self.clean_session:
-                props.SessionExpiryInterval = SESSION_NEVER_EXPIRES
-            start = partial(p.connect, host, port, self.keepalive, clean_start=self.clean_session, properties=props)
+            if self.protocol == MQTT5:
+                props = Properties(PacketTypes.CONNECT)
+                props.ReceiveMaximum = self.receive_maximum
+                if not self.clean_session:
+                    props.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+                start = partial(p.connect, host, port, self.keepalive, clean_start=self.clean_session,
+                                properties=props)
+            else:
+                start = partial(p.connect, host, port, self.keepalive)
             await asyncio.wait_for(loop.run_in_executor(None, start), timeout + 1)
         except (TimeoutError, OSError, ValueError) as exc:
             raise BrokerError(f"cannot reach the broker at {host}:{port}: {exc or 'timeout'}") from None
@@ -207,7 +222,8 @@ class MqttClient:
         self._check(info.rc)
         if qos:
             code = await self._await_ack(info.mid, timeout, "PUBACK")
-            if getattr(code, "is_failure", False):  # MQTT 5 says why it did not take it (e.g. not authorised)
+            # MQTT 5 says why it did not take it (e.g. not authorised); under 3.1.1 only the broker's log does
+            if getattr(code, "is_failure", False):
                 raise BrokerRefused(f"broker refused the publish to {topic}: {str(code).lower()}", code.value)
 
     def publish_nowait(self, msgs: list[tuple[str, bytes]], *, qos: int = 0) -> None:

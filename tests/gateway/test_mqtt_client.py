@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from gateway.errors import BrokerError, BrokerRefused
-from gateway.mqtt_client import MqttClient
+from gateway.mqtt_client import MQTT5, MQTT311, MqttClient
 from gwkit import STATION, until
 
 BASE = f"jc/v1/{STATION}"
@@ -137,9 +137,10 @@ async def test_keepalive_holds_an_idle_link_and_detects_a_silent_broker(station)
         await c.close()
 
 
-async def test_persistent_session_keeps_messages_while_the_gateway_is_away(station, lockers):
+@pytest.mark.parametrize("protocol", [MQTT311, MQTT5], ids=["mqtt311", "mqtt5"])
+async def test_persistent_session_keeps_messages_while_the_gateway_is_away(station, lockers, protocol):
     cfg, broker = station
-    c = gateway_client()
+    c = gateway_client(protocol=protocol)
     await c.connect("127.0.0.1", broker.port)
     await c.subscribe([(f"{BASE}/+/+", 1)])
     await c.close()
@@ -147,7 +148,7 @@ async def test_persistent_session_keeps_messages_while_the_gateway_is_away(stati
     for i in range(5):
         l1.pub("evt", b'{"n":%d}' % i)
     msgs = []
-    c = gateway_client(msgs)
+    c = gateway_client(msgs, protocol=protocol)
     assert await c.connect("127.0.0.1", broker.port) is True  # no subscribe: the session has it
     try:
         await until(lambda: len(msgs) == 5, what="queued messages")
@@ -176,11 +177,12 @@ async def test_pause_leaves_messages_with_the_broker_until_resume(station, locke
         await c.close()
 
 
-async def test_a_message_not_acked_is_sent_again_on_the_next_session(station, lockers):
+@pytest.mark.parametrize("protocol", [MQTT311, MQTT5], ids=["mqtt311", "mqtt5"])
+async def test_a_message_not_acked_is_sent_again_on_the_next_session(station, lockers, protocol):
     """PUBACKs are the owner's: a message handed over but never acked stays with the broker."""
     cfg, broker = station
     msgs = []
-    c = gateway_client(msgs, ack=False)
+    c = gateway_client(msgs, ack=False, protocol=protocol)
     await c.connect("127.0.0.1", broker.port)
     await c.subscribe([(f"{BASE}/+/+", 1)])
     l1 = lockers(broker.port, "l1").connect()
@@ -191,7 +193,7 @@ async def test_a_message_not_acked_is_sent_again_on_the_next_session(station, lo
     await asyncio.sleep(0.2)
     await c.close()
     again = []
-    c = gateway_client(again)
+    c = gateway_client(again, protocol=protocol)
     assert await c.connect("127.0.0.1", broker.port) is True
     try:
         await until(lambda: len(again) == 2, what="the two unacked messages again")
@@ -245,7 +247,7 @@ async def test_the_client_speaks_tls_with_the_station_ca(mosquitto_factory, tmp_
 async def test_a_publish_the_acl_denies_is_refused_not_taken_silently(station):
     """MQTT 5: the broker's PUBACK says why it did not take a publish (an MQTT 3.1.1 client hears nothing)."""
     cfg, broker = station
-    c = gateway_client()
+    c = gateway_client(protocol=MQTT5)
     await c.connect("127.0.0.1", broker.port)
     try:
         with pytest.raises(BrokerRefused, match="refused the publish to jc/v1/other-01/l1/cmd: not authori") as e:
