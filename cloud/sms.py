@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from jincun.logmask import mask_codes
+from jincun.phone import mask_phone
 
 from .constants import NOTIFY_MAX_ATTEMPTS
 from .counters import Counters
@@ -42,14 +43,15 @@ class Notifier(Protocol):
 class LogNotifier:
     """Writes the message to the log instead of a carrier (the outbox still shows it).
 
-    Outside demo mode the code in it is printed as ******: a log is read by more people than the outbox.
+    Outside demo mode the code in it is printed as ****** and the number as 139****1234: a log is read by
+    more people than the outbox.
     """
 
     def __init__(self, *, demo: bool = False) -> None:
         self.demo = demo
 
     def send(self, phone: str, text: str, message: Message | None = None) -> None:
-        log.info("SMS to %s: %s", phone, text if self.demo else mask_codes(text))
+        log.info("SMS to %s: %s", phone if self.demo else mask_phone(phone), text if self.demo else mask_codes(text))
 
 
 class HttpNotifier:
@@ -142,7 +144,7 @@ def deliver_pending(factory: sessionmaker[Session], notifier: Notifier, counters
                     counters.inc("sms_errors")
                     if isinstance(exc, NotifierThrottled):
                         counters.inc("sms_throttled")
-                    log.warning("SMS %s to %s not sent (attempt %d): %s", msg.id, msg.phone, attempts, exc)
+                    log.warning("SMS %s to %s not sent (attempt %d): %s", msg.id, mask_phone(msg.phone), attempts, exc)
                     retry_later.append(msg.id)
                     failures += 1
                     if failures >= max_failures:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from jincun import carriers
 from jincun.i18n import LANGS, section
-from jincun.phone import PHONE_BODY, PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN
+from jincun.phone import PHONE_BODY, PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN, mask_phone
 from jc import records
 
 from . import assist
@@ -37,7 +37,7 @@ from .lockout import RateWindows
 from .pins import (PIN_ADDR_LOCK, PIN_ITERATIONS, PIN_MIN_DIGITS, PIN_RE, PIN_USER_LOCK,  # noqa: F401 (the
                    SESSIONS_PER_USER, Sessions, hash_pin, verify_pin)  # terminal's names, re-exported)
 from .stationdb import Record
-from .terminal_outbound import OutboundIn, add_routes, fee_cents, mask_phone  # noqa: F401 (re-exported)
+from .terminal_outbound import OutboundIn, add_routes, fee_cents  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from .services import HttpServices

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from jincun import carriers
-from jincun.phone import PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN
+from jincun.phone import PHONE_OR_EMPTY_PATTERN, PHONE_PATTERN, mask_phone
 from jc import records
 
 from . import const as C
@@ -29,10 +29,6 @@ log = logging.getLogger("jincun.gateway.terminal")
 
 FeeKind = Literal["pickup", "delivery", "remote_surcharge", "storage", "postage", "other"]
 assert get_args(FeeKind) == records.FEE_KINDS, "the wire core's list, spelt out for pydantic"
-
-
-def mask_phone(phone: str) -> str:
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
 
 
 class OutboundIn(BaseModel):

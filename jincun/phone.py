@@ -32,3 +32,9 @@ _MOBILE = re.compile(MOBILE_BODY)
 def is_mobile(value: object) -> bool:
     """True for a mainland mobile number (13800138000), with no spaces, dashes or +86."""
     return isinstance(value, str) and is_phone(value) and _MOBILE.fullmatch(value) is not None
+
+
+def mask_phone(phone: str) -> str:
+    """The number as a log line, a terminal list or a receipt may show it: the first 3 and last 4 digits
+    (139****1234); a number too short to cut so shows as ****."""
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"

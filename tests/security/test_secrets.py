@@ -113,7 +113,8 @@ def test_codes_never_reach_a_log(caplog):
         logging.setLogRecordFactory(factory)
     outside, demo = [r.getMessage() for r in caplog.records][-2:]
     assert "482913" not in outside and "取件码 ******" in outside
-    assert "482913" in demo, "the demo shows its codes"
+    assert "13800000001" not in outside and "138****0001" in outside, "nor the recipient's whole number"
+    assert "482913" in demo and "13800000001" in demo, "the demo shows its codes"
     caplog.clear()
     logmask.install()  # as the cloud and the gateway do at start-up outside the demo
     log = logging.getLogger("uvicorn.access")
