@@ -341,9 +341,15 @@ def phone_home(request: Request, session: SessionDep, services: ServicesDep) -> 
     phone = recipient_phone(request, services)
     if phone is None:
         return _render(request, "phone_login.html", services, phone="", sent=False, error=None)
-    return _render(request, "phone.html", services, phone=phone, **recipients.phone_view(session, phone=phone),
-                   msg=request.query_params.get("msg"), carriers=crud.carrier_names(session),
-                   keep_days=services.settings.overdue_days,
+    return _phone_page(request, session, services, phone, msg=request.query_params.get("msg"))
+
+
+def _phone_page(request: Request, session: SessionDep, services: ServicesDep, phone: str, *,
+                msg: str | None = None, err: str | None = None, status_code: int = 200) -> Response:
+    """The villager's page; after a refused change, with the refusal in the page's language."""
+    return _render(request, "phone.html", services, status_code=status_code, phone=phone,
+                   **recipients.phone_view(session, phone=phone), msg=msg, err=err,
+                   carriers=crud.carrier_names(session), keep_days=services.settings.overdue_days,
                    my_charges=charges.of_phone(session, phone=phone), fee_kinds=charges.VILLAGER_KINDS)
 
 
@@ -399,7 +405,8 @@ def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
     who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
-    recipients.set_recipient(session, who, who.name.removeprefix("recipient-"), RecipientUpdate(consent=consent))
+    recipients.set_recipient(session, who, who.name.removeprefix("recipient-"), RecipientUpdate(consent=consent),
+                             services.settings)
     session.commit()
     sep = "&" if _lang_q(request) else "?"
     return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=done", status_code=303)
@@ -408,12 +415,19 @@ def phone_consent(request: Request, session: SessionDep, services: ServicesDep,
 @router.post("/m/door-help")
 def phone_door_help(request: Request, session: SessionDep, services: ServicesDep,
                     door_help: Annotated[str, Form(pattern="^(on|off)$")]) -> Response:
-    """Door-to-door help, a setting of its own (apart from the locker consent)."""
+    """Door-to-door help, a setting of its own (apart from the locker consent). A change beyond the hour's limit
+    is refused with the page saying so, and the setting stays as the stations have it."""
     who = recipient(request, services)
     if who is None:
         return RedirectResponse("/m", status_code=303)
-    recipients.set_recipient(session, who, who.name.removeprefix("recipient-"),
-                             RecipientUpdate(door_help=door_help == "on"), services.settings)
+    phone = who.name.removeprefix("recipient-")
+    try:
+        recipients.set_recipient(session, who, phone, RecipientUpdate(door_help=door_help == "on"),
+                                 services.settings)
+    except CommandRefused as exc:
+        session.rollback()
+        return _phone_page(request, session, services, phone, err=refusal(exc, pick_lang(
+            request.query_params.get("lang"))), status_code=exc.status_code)
     session.commit()
     sep = "&" if _lang_q(request) else "?"
     return RedirectResponse(f"/m{_lang_q(request)}{sep}msg=done", status_code=303)

@@ -35,6 +35,16 @@ def hit(session: Session, key: str, *, limit: int, window: float, now: float | N
     return True
 
 
+def wait_left(session: Session, key: str, *, limit: int, window: float, now: float | None = None) -> float:
+    """Seconds until `key` may be counted again (0: it may now), by the same count as `hit`."""
+    now = time.time() if now is None else now
+    times = list(session.scalars(select(RateHit.at).where(RateHit.key == key, RateHit.at > now - window)
+                                 .order_by(RateHit.at)))
+    if len(times) < limit:
+        return 0.0
+    return max(0.0, times[len(times) - limit] + window - now)
+
+
 def lockout_left(times: list[float], now: float, *, fails: int, first_s: float, max_s: float) -> float:
     """Seconds a key is still locked, from its failure times (ascending): every `fails`-th failure locks it
     for first_s, doubling with each further lockout up to max_s. Refused tries are not failures."""

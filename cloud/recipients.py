@@ -16,13 +16,15 @@ from .parcels import DONE, HIDDEN_FROM_RECIPIENT
 from .models import Parcel, PickupCode, Recipient, SignoffFlag, Station
 from .principal import Principal
 from .schemas import ConsentPublic, RecipientUpdate
-from .ratelimit import hit
+from .ratelimit import hit, wait_left
 from .settings import Settings
 
 log = logging.getLogger("jincun.cloud.recipients")
 
-# door-to-door changes a phone may send to its stations in an hour
+# door-to-door changes a phone may make in an hour, each sent to its stations; a change beyond them is refused
+# and the setting stays as the stations have it
 ASSIST_PER_HOUR = 10
+ASSIST_WINDOW_S = 3600.0
 
 
 def get_recipient(session: Session, *, phone: str) -> Recipient:
@@ -34,20 +36,23 @@ def get_recipient(session: Session, *, phone: str) -> Recipient:
 
 
 def set_recipient(session: Session, who: Principal, phone: str, data: RecipientUpdate,
-                  settings: Settings | None = None) -> Recipient:
+                  settings: Settings) -> Recipient:
     """Create or update a recipient; consent changes are audited; a changed door-to-door choice goes to the
-    stations (with `settings`). Caller commits."""
+    stations, or is refused whole (CommandRefused 429, nothing changed) beyond ASSIST_PER_HOUR. Caller commits
+    (and rolls back on a refusal)."""
     now = time.time()
     rec = session.get(Recipient, phone)
+    door_change = data.door_help is not None and data.door_help != (rec.door_help if rec else False)
+    if door_change:
+        may_change_door_help(session, phone, now)
     if rec is None:
         rec = Recipient(phone=phone, consent="unknown", door_help=False, updated_at=now)
         session.add(rec)
     if data.name is not None:
         rec.name = data.name
-    if data.door_help is not None and data.door_help != rec.door_help:
+    if door_change and data.door_help is not None:
         rec.door_help = data.door_help
-        if settings is not None:
-            tell_stations(session, settings, who, phone, data.door_help)
+        tell_stations(session, settings, who, phone, data.door_help)
     if data.consent is not None and data.consent != rec.consent:
         commands.audit(session, who, "consent", phone, None, before=rec.consent, after=data.consent)
         rec.consent, rec.consent_at = data.consent, now
@@ -56,14 +61,23 @@ def set_recipient(session: Session, who: Principal, phone: str, data: RecipientU
     return rec
 
 
+def may_change_door_help(session: Session, phone: str, now: float) -> None:
+    """Count one door-to-door change of a phone, or refuse it (429, with the wait) beyond ASSIST_PER_HOUR: a phone
+    flipping its choice over and over does not flood its stations' downlink, and a change the stations would
+    not get is not made in the cloud either, so the two never disagree."""
+    key = f"assist:{phone}:{int(ASSIST_WINDOW_S)}"
+    if hit(session, key, limit=ASSIST_PER_HOUR, window=ASSIST_WINDOW_S, now=now):
+        return
+    wait = wait_left(session, key, limit=ASSIST_PER_HOUR, window=ASSIST_WINDOW_S, now=now)
+    log.info("door-to-door change of ****%s refused: %d changes this hour already", phone[-4:], ASSIST_PER_HOUR)
+    raise CommandRefused(429, f"door-to-door help changed {ASSIST_PER_HOUR} times this hour; try again later",
+                         key="door_help_limit", limit=ASSIST_PER_HOUR, wait=wait)
+
+
 def tell_stations(session: Session, settings: Settings, who: Principal, phone: str, door_help: bool) -> int:
     """Send a villager's door-to-door choice to the stations that hold or expect their parcels (an `assist`
-    command each, §5.2): the station's list follows within the downlink's poll, and keeps it offline."""
-    if not hit(session, f"assist:{phone}:3600", limit=ASSIST_PER_HOUR, window=3600):
-        # a phone flipping its choice over and over does not flood its stations' downlink; the choice is kept
-        log.warning("door-to-door choice of ****%s not sent: more than %d changes this hour", phone[-4:],
-                    ASSIST_PER_HOUR)
-        return 0
+    command each, §5.2): the station's list follows within the downlink's poll, and keeps it offline. The
+    change was counted (may_change_door_help) before it was made."""
     stations = session.scalars(select(Parcel.station_id).where(Parcel.phone == phone, Parcel.status.not_in(DONE))
                                .distinct().limit(20)).all()
     sent = 0

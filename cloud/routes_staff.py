@@ -171,7 +171,11 @@ def get_recipient(phone: PhonePath, session: SessionDep,
 def put_recipient(phone: PhonePath, data: RecipientUpdate, session: SessionDep, services: ServicesDep,
                   who: Annotated[Principal, Depends(allow("admin", "station_agent"))]) -> Recipient:
     """Record a recipient's name, consent (e.g. signed on paper at the station) or door-to-door need."""
-    rec = recipients.set_recipient(session, who, phone, data, services.settings)
+    try:
+        rec = recipients.set_recipient(session, who, phone, data, services.settings)
+    except CommandRefused as exc:
+        session.rollback()
+        raise _refuse(exc) from exc
     session.commit()
     return rec
 

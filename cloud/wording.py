@@ -80,6 +80,8 @@ def refusal(exc: Exception, lang: str) -> str:
         args["locker"] = locker_label(args["locker"], lang)
     if "comp" in args:
         args["comp"] = t("comp_n").format(n=args["comp"])
+    if "wait" in args:
+        args["wait"] = duration(float(args["wait"]), lang)
     return t(f"err.{key}").format(**args)
 
 

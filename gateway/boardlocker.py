@@ -69,6 +69,12 @@ class BoardVault(Vault):
                 found = True
         return found
 
+    def right_at_station(self, now: int) -> None:
+        """The code typed at the station was right, here or on another board: the vault's own right-code rule
+        (Vault.right), persisted."""
+        self.right(now)
+        self.commit(now)
+
 
 def sensed_occupancy(comp: Compartment) -> bool:
     """What an occupancy sensor would read, for a board without sensors.
@@ -295,6 +301,11 @@ class BoardLocker:
     async def holds(self, code: str) -> bool:
         """Whether this board's vault opens something for pickup code `code` (nothing is counted)."""
         return bool(self.vault) and await self._vault_call(self.vault.holds, code, self.ms())
+
+    async def right_at_station(self) -> None:
+        """The code typed at the station was right, on this board or another: its wrong-code count starts again
+        (not during a lockout, which takes no code)."""
+        await self._vault_call(self.vault.right_at_station, self.ms())
 
     def lock_left_s(self) -> int:
         """Seconds left of this board's code lockout (0 when code entry is open)."""

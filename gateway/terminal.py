@@ -354,7 +354,8 @@ def create_router(gw: "HttpServices") -> APIRouter:
     @r.post(f"{p}/pickup")
     async def pickup(body: PickupIn) -> dict:
         """One code per recipient per station: it opens their compartments on every lock board at once. A wrong
-        code counts once, against the station's first board, whose lockout holds code entry for all of them."""
+        code counts once, against the station's first board, whose lockout holds code entry for all of them; a
+        right code (some board's vault holds it) resets the count on every board, as the terminal is one keypad."""
         boards: list[BoardLocker] = list(gw.boards.values())
         if not boards:
             raise HTTPException(404, {"error": "no_board_lockers"})
@@ -370,6 +371,8 @@ def create_router(gw: "HttpServices") -> APIRouter:
             except KeypadLocked as exc:
                 raise HTTPException(429, {"error": "locked", "secs": exc.secs}) from None
             raise HTTPException(404, {"error": "bad_code"})
+        for b in boards:
+            await b.right_at_station()  # every board was asked: none keeps wrong tries a right code ended
         opened: list[dict] = []
         for b in holding:
             if not b.online:

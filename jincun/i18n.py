@@ -322,6 +322,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "err.no_compartment_n": ("{locker}没有{comp}。", "{locker} has no {comp}."),
     "err.open_limit": ("远程开门次数已到上限（{limit}），请稍后再试。",
                        "Remote-open limit reached ({limit}); try again later."),
+    "err.door_help_limit": ("送货上门设置一小时内最多更改{limit}次，这次没有更改，仍是下面显示的设置。请{wait}后再试。",
+                            "Door-to-door help can be changed at most {limit} times an hour. This change was not "
+                            "made; the setting shown below still holds. Please try again in {wait}."),
     "err.bad_pin": ("PIN 码错误", "Wrong PIN"),
     "err.locked": ("尝试过多，请稍后再试（秒）：", "Too many tries; wait (s):"),
     "err.consent_refused": ("收件人拒绝投柜，请联系收件人改为驿站或上门交付",

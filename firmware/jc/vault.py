@@ -157,6 +157,21 @@ class Vault:
             return (self.locked_until - now + 999) // 1000
         return 0
 
+    def right(self, now):
+        """A right code was typed: the wrong-code count and the lockout start again (commit() persists it).
+
+        check() calls it on a match; a keypad made of several vaults (the gateway's lock boards behind one
+        station terminal) calls it on every vault when any of them matched. Nothing changes during a
+        lockout: a locked keypad takes no code, right or wrong.
+        """
+        if self.lock_left_s(now):
+            return
+        if self.fails or self.lockouts or self.locked_until:
+            self.fails = 0
+            self.lockouts = 0
+            self.locked_until = 0
+            self._lock_dirty = True
+
     def try_code(self, code, now):
         """check() then commit(): the decision, persisted."""
         r = self.check(code, now)
@@ -196,11 +211,7 @@ class Vault:
             if h is not None and ct_equal(e[0], h) and (e[3] is None) == (len(code) == K.CODE_LEN):
                 found = e
         if found is not None:
-            if self.fails or self.lockouts or self.locked_until:
-                self.fails = 0
-                self.lockouts = 0
-                self.locked_until = 0
-                self._lock_dirty = True
+            self.right(now)
             if found[3] is not None:
                 self.entries = [e for e in self.entries if e is not found]
                 self._dirty = True

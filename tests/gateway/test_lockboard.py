@@ -10,6 +10,7 @@ import pytest
 
 from gateway.lockboard_serial import BoardLinkError, SerialBus
 from gateway.lockboard_sim import FrameSplitter, SimBus
+from jc import const as JK
 from jc import lockboard as K
 from gateway.protocol import code_hash
 from gwkit import SECRET_L2, RunningGateway, courier_api, make_config, until
@@ -119,50 +120,98 @@ async def test_board_deposit_code_and_pickup_through_the_outbox(board_station):
     assert b1.acked == len(evts)
 
 
-async def test_one_code_opens_the_recipients_compartments_on_every_board(station, tmp_path):
-    """A villager with parcels on two lock boards types their one code once: both doors open, and no board
-    counts it as a wrong code."""
+@pytest.fixture
+async def two_boards(station, tmp_path):
+    """A station with two lock boards, b1 and b2, each on its own pty pair; the gateway's `sims` are theirs."""
     _, broker = station
     sims = [SimBus.single("kr-cu16-ir"), SimBus.single("kr-cu16-ir")]
     boards = [{"id": f"b{i + 1}", "port": sim.port, "model": "kr-cu16-ir", "secret": SECRET_L2, "poll_s": 0.05,
                "comps": [{"n": 1, "size": "M"}, {"n": 2, "size": "M"}]} for i, sim in enumerate(sims)]
     rg = RunningGateway(make_config(tmp_path, broker.port, top={"boards": boards}))
     await rg.start()
+    rg.sims = sims
     try:
-        gw = rg.gw
-        lks = [gw.link.lockers["b1"], gw.link.lockers["b2"]]
+        lks = [rg.gw.link.lockers["b1"], rg.gw.link.lockers["b2"]]
         await until(lambda: all(lk.online and lk.birth_at for lk in lks), what="both boards born")
-        async with courier_api(gw) as http:
-            for i, (lk, sim) in enumerate(zip(lks, sims)):
-                r = await http.post("/api/v1/deposits", json={
-                    "consent_asked": True, "waybill": f"ZT55500{i}", "phone": "13900000009", "carrier": "ZTO",
-                    "size": "M", "locker": lk.id})
-                assert r.status_code == 201 and r.json()["c"] == 1, r.text
-                await until(lambda lk=lk: lk.comps[1].door == "open", what="deposit door open")
-                sim.close_door(1, occupied=True)
-                await until(lambda lk=lk: lk.comps[1].st == "occupied", what="deposit confirmed")
-            await until(lambda: all(gw.boards[b].vault.count() == 1 for b in ("b1", "b2")), what="codes on boards")
-            codes = {r.body["code"] for r in await rg.outbox_rows("code")}
-            assert len(codes) == 1, "one code per recipient per station"
-            (the_code,) = codes
-
-            r = await http.post("/api/v1/terminal/pickup", json={"code": the_code})
-            assert r.status_code == 200, r.text
-            assert r.json()["opened"] == [{"locker": "b1", "cs": [1]}, {"locker": "b2", "cs": [1]}]
-            assert sims[0].board.opens[-1] == 1 and sims[1].board.opens[-1] == 1
-            await until(lambda: all(lk.comps[1].door == "open" for lk in lks), what="both doors open")
-            assert all(b.vault.fails == 0 for b in gw.boards.values()), "no board counted a wrong code"
-            for sim in sims:
-                sim.close_door(1, occupied=False)
-            await until(lambda: all(lk.comps[1].st == "empty" for lk in lks), what="both picked up")
-            r = await http.post("/api/v1/terminal/pickup", json={"code": the_code})
-            assert r.status_code == 404 and r.json()["detail"]["error"] == "bad_code"
-            # a wrong code counts once, against the first board only
-            assert [gw.boards[b].vault.fails for b in ("b1", "b2")] == [1, 0]
+        yield rg
     finally:
         await rg.close()
         for sim in sims:
             sim.close()
+
+
+async def board_deposit(http, rg, board: str, waybill: str, phone: str) -> None:
+    """A courier's deposit into compartment 1 of `board`, confirmed by the door and the occupancy sensor."""
+    lk, sim = rg.gw.link.lockers[board], rg.sims[int(board[1:]) - 1]
+    r = await http.post("/api/v1/deposits", json={
+        "consent_asked": True, "waybill": waybill, "phone": phone, "carrier": "ZTO", "size": "M", "locker": board})
+    assert r.status_code == 201 and r.json()["c"] == 1, r.text
+    await until(lambda: lk.comps[1].door == "open", what="deposit door open")
+    sim.close_door(1, occupied=True)
+    await until(lambda: lk.comps[1].st == "occupied", what="deposit confirmed")
+
+
+async def test_one_code_opens_the_recipients_compartments_on_every_board(two_boards):
+    """A villager with parcels on two lock boards types their one code once: both doors open, and no board
+    counts it as a wrong code."""
+    rg, sims = two_boards, two_boards.sims
+    gw = rg.gw
+    lks = [gw.link.lockers["b1"], gw.link.lockers["b2"]]
+    async with courier_api(gw) as http:
+        for i, lk in enumerate(lks):
+            await board_deposit(http, rg, lk.id, f"ZT55500{i}", "13900000009")
+        await until(lambda: all(gw.boards[b].vault.count() == 1 for b in ("b1", "b2")), what="codes on boards")
+        codes = {r.body["code"] for r in await rg.outbox_rows("code")}
+        assert len(codes) == 1, "one code per recipient per station"
+        (the_code,) = codes
+
+        r = await http.post("/api/v1/terminal/pickup", json={"code": the_code})
+        assert r.status_code == 200, r.text
+        assert r.json()["opened"] == [{"locker": "b1", "cs": [1]}, {"locker": "b2", "cs": [1]}]
+        assert sims[0].board.opens[-1] == 1 and sims[1].board.opens[-1] == 1
+        await until(lambda: all(lk.comps[1].door == "open" for lk in lks), what="both doors open")
+        assert all(b.vault.fails == 0 for b in gw.boards.values()), "no board counted a wrong code"
+        for sim in sims:
+            sim.close_door(1, occupied=False)
+        await until(lambda: all(lk.comps[1].st == "empty" for lk in lks), what="both picked up")
+        r = await http.post("/api/v1/terminal/pickup", json={"code": the_code})
+        assert r.status_code == 404 and r.json()["detail"]["error"] == "bad_code"
+        # a wrong code counts once, against the first board only
+        assert [gw.boards[b].vault.fails for b in ("b1", "b2")] == [1, 0]
+
+
+async def test_a_right_code_for_board_2_resets_the_wrong_count_of_every_board(two_boards):
+    """Wrong codes at the terminal count against the station's first board. A villager who mistyped up to one
+    below the lockout, then typed their code, whose parcel is on board 2 only, starts again from nothing on
+    every board: the same number of typos later, code entry is still open."""
+    rg = two_boards
+    gw = rg.gw
+    below = JK.LOCKOUT_AFTER - 1
+    async with courier_api(gw) as http:
+        await board_deposit(http, rg, "b2", "ZT777001", "13900000011")
+        await until(lambda: gw.boards["b2"].vault.count() == 1, what="code on board 2")
+        (the_code,) = {r.body["code"] for r in await rg.outbox_rows("code")}
+        assert not gw.boards["b1"].vault, "board 1 holds no code"
+        wrong = (c for c in (f"{n:06d}" for n in range(100003, 1000000, 7919)) if c != the_code)
+
+        async def typed(code: str) -> int:
+            return (await http.post("/api/v1/terminal/pickup", json={"code": code})).status_code
+
+        assert [await typed(next(wrong)) for _ in range(below)] == [404] * below
+        r = await http.post("/api/v1/terminal/pickup", json={"code": the_code})
+        assert r.status_code == 200 and r.json()["opened"] == [{"locker": "b2", "cs": [1]}], r.text
+        assert [b.vault.fails for b in gw.boards.values()] == [0, 0], "no board keeps a wrong count"
+        assert [await typed(next(wrong)) for _ in range(below)] == [404] * below, \
+            "as many typos as before the right code, and no lockout"
+        # wrong codes still count as before: one more locks code entry at the terminal, the next is refused
+        assert await typed(next(wrong)) == 404
+        assert await typed(next(wrong)) == 429
+        assert [b.vault.lockouts for b in gw.boards.values()] == [1, 0]
+    await until(lambda: not any(b.unacked for b in gw.boards.values()), what="events stored")
+    evts = [r.body for r in await rg.outbox_rows("evt")]
+    assert [e["fails"] for e in evts if e["type"] == "code_bad"] == [*range(1, below + 1), *range(1, below + 2)]
+    assert [(e["secs"], e["count"]) for e in evts if e["type"] == "lockout"] == [(JK.LOCKOUT_FIRST_S, 1)]
+    assert [r.src for r in await rg.outbox_rows("evt") if r.body["type"] == "code_bad"] == ["b1"] * (2 * below + 1)
 
 
 async def test_forced_door_jam_and_a_silent_board(board_station):

@@ -97,6 +97,24 @@ def test_good_code_resets_fail_count():
     eq(v.try_code("999999", 2), (BAD, 1, 0, 0))
 
 
+def test_a_right_code_on_another_vault_of_the_keypad_resets_the_count():
+    v = mk()
+    for _ in range(4):
+        v.try_code("999999", 0)
+    v.right(1)
+    v.commit(1)
+    eq(v.try_code("999999", 2), (BAD, 1, 0, 0))
+    w = Vault("vault.bin", SECRET)
+    w.load(3)
+    eq(w.fails, 1, "the reset was persisted")
+    for _ in range(4):
+        w.try_code("999999", 4)
+    eq(w.lock_left_s(5), 30)
+    w.right(5)
+    eq(w.lock_left_s(5), 30, "a locked keypad takes no code, right or wrong")
+    eq(w.try_code("999999", 6)[0], LOCKED)
+
+
 def test_short_or_long_code_is_wrong():
     v = mk()
     v.put(code_hash(SECRET, "123456"), [1], 600, 0)
