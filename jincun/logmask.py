@@ -10,8 +10,9 @@ import logging
 import re
 
 MASK = "******"
-# a 6-digit code after 取件码 or "code" (plain, key=value, JSON key), as SMS texts, URLs and bodies carry it
-CODE_IN_TEXT = re.compile(r"(取件码|\bcode)([\"']?\s*[:=：]?\s*[\"']?)\d{6}(?!\d)", re.IGNORECASE)
+# a 6-digit code after 取件码 (pickup), 验证码 (the login code of the phone page) or "code" (plain, key=value,
+# JSON key), as SMS texts, URLs and bodies carry it
+CODE_IN_TEXT = re.compile(r"(取件码|验证码|\bcode)([\"']?\s*[:=：]?\s*[\"']?)\d{6}(?!\d)", re.IGNORECASE)
 _installed = False
 
 

@@ -115,6 +115,8 @@ def test_codes_never_reach_a_log(caplog):
     assert "482913" not in outside and "取件码 ******" in outside
     assert "13800000001" not in outside and "138****0001" in outside, "nor the recipient's whole number"
     assert "482913" in demo and "13800000001" in demo, "the demo shows its codes"
+    otp = Style(signature="进村", public_url="https://jc.example.cn").otp(code="590311", minutes=5).text
+    assert "590311" in otp and "590311" not in logmask.mask_codes(otp), "the phone page's login code is masked too"
     caplog.clear()
     logmask.install()  # as the cloud and the gateway do at start-up outside the demo
     log = logging.getLogger("uvicorn.access")
