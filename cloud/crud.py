@@ -84,13 +84,19 @@ def retire_station(session: Session, who: Principal, *, station_id: str, reason:
 
 
 def add_locker(session: Session, *, station_id: str, data: LockerCreate, who: Principal | None = None) -> Locker:
-    """Register a locker and its compartments under a station (audited when a staff member `who` adds it)."""
+    """Register a locker and its compartments under a station (audited when a staff member `who` adds it).
+
+    Adding a retired locker again with the same compartments brings it back into service (`locker_restored`):
+    its gateway takes deposits into it again from its next pull."""
     station = session.get(Station, station_id)
     if station is None:
         raise NotFound(f"no station {station_id}")
     if not station.active:
         raise Conflict(f"station {station_id} is retired")
-    if session.get(Locker, (station_id, data.id)) is not None:
+    old = session.get(Locker, (station_id, data.id))
+    if old is not None and not old.active:
+        return _restore_locker(session, old, data, who)
+    if old is not None:
         raise Conflict(f"locker {data.id} exists already at station {station_id}")
     if data.id == "gw":
         raise Conflict('"gw" is reserved for the gateway itself')
@@ -108,9 +114,22 @@ def add_locker(session: Session, *, station_id: str, data: LockerCreate, who: Pr
     return locker
 
 
+def _restore_locker(session: Session, locker: Locker, data: LockerCreate, who: Principal | None) -> Locker:
+    have = {(c.n, c.size) for c in session.scalars(select(Compartment).where(
+        Compartment.station_id == locker.station_id, Compartment.locker_id == locker.id))}
+    if have != {(c.n, c.size) for c in data.comps}:
+        raise Conflict(f"locker {locker.id} was retired at station {locker.station_id} with other compartments; "
+                       "add it again with the same ones")
+    locker.active = True
+    if who is not None:
+        audit(session, who, "locker_restored", f"{locker.station_id}/{locker.id}", comps=len(data.comps))
+    return locker
+
+
 def retire_locker(session: Session, who: Principal, *, station_id: str, locker_id: str,
                   reason: str | None = None) -> Locker:
-    """Retire a locker: kept with its history, left out of the station's enrollment. Audited; caller commits."""
+    """Retire a locker: kept with its history, left out of the station's enrollment and listed to its running
+    gateway as retired (`retired_lockers`), which then takes no new deposits into it. Audited; caller commits."""
     locker = session.get(Locker, (station_id, locker_id))
     if locker is None:
         raise NotFound(f"no locker {locker_id} at station {station_id}")
@@ -119,6 +138,13 @@ def retire_locker(session: Session, who: Principal, *, station_id: str, locker_i
     locker.active = False
     audit(session, who, "locker_retired", f"{station_id}/{locker_id}", reason)
     return locker
+
+
+def retired_lockers(session: Session, station_id: str) -> list[str]:
+    """The ids of a station's retired lockers: its gateway stops taking new deposits into them, and parcels
+    already in them are still picked up."""
+    return list(session.scalars(select(Locker.id).where(Locker.station_id == station_id, Locker.active.is_(False))
+                                .order_by(Locker.id)).all())
 
 
 def station_by_key(session: Session, *, api_key: str) -> Station | None:

@@ -20,7 +20,7 @@ from . import commands, ratelimit, recipients
 from . import constants as K
 from .accounts import station_staff
 from .auth import station_caller
-from .crud import key_and_station
+from .crud import key_and_station, retired_lockers
 from .deps import ServicesDep, bearer
 from .errors import BatchRejected, NotFound
 from .models import Courier
@@ -165,8 +165,8 @@ def verify_courier(data: CourierLogin, session: SessionDep, services: ServicesDe
 
 @router.get(f"{K.API_PREFIX}/gateway/couriers", response_model=StaffList, tags=["gateway"])
 def station_couriers(session: SessionDep, services: ServicesDep, token: Annotated[str, Depends(bearer)]) -> StaffList:
-    """Who may log in at this station's terminal, with PIN hashes for the offline check (§5.6); the gateway
-    fetches it every `terminal.staff_sync_s` and replaces its cached list with it."""
+    """Who may log in at this station's terminal, with PIN hashes for the offline check, and which of its lockers
+    are retired (§5.6); the gateway fetches it every `terminal.staff_sync_s` and replaces its cached copy."""
     station = station_caller(session, services, token)
     services.counters.inc("staff_lists")
-    return StaffList(users=station_staff(session, station.id))
+    return StaffList(users=station_staff(session, station.id), retired_lockers=retired_lockers(session, station.id))

@@ -207,6 +207,8 @@ class StaffEntry(BaseModel):
 
 class StaffList(BaseModel):
     users: list[StaffEntry]
+    # the station's lockers retired in the cloud: the gateway takes no new deposits into them (docs/protocol.md §5.6)
+    retired_lockers: list[str] = []
 
 
 # ---- staff -----------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ class Gateway:
         self.consent: ConsentPort = consent or CloudConsent(cfg.cloud, self.outbox, self.counters,
                                                             cache_s=cfg.terminal.consent_cache_s, transport=transport)
         self.sessions = Sessions(cfg.terminal, self.counters)
-        self.staff = StaffSync(cfg, self.outbox, self.sessions, self.counters, transport=transport)
+        self.staff = StaffSync(cfg, self.outbox, self.sessions, self.counters, transport=transport, link=self.link)
         self.app = create_app(HttpServices(
             cfg=cfg, counters=self.counters, outbox=self.outbox, deposits=self.deposits, consent=self.consent,
             link=self.link, uplink=self.uplink, boards=self.boards, scanner=self.scanner, health=self.health,
@@ -165,6 +165,7 @@ class Gateway:
             "uplink_error": self.uplink.last_error,
             "downlink_error": self.downlink.last_error,
             "lockers_total": len(self.link.lockers),
+            "lockers_retired": self.link.retired(),
             "cpu_temp": cpu_temp(),
             "boards": {b.id: b.online for b in self.boards.values()},
             "acl_refusals": list(self.audit.recent)[-10:] if self.audit else None,

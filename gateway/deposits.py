@@ -21,8 +21,8 @@ from . import const as C
 from . import protocol
 from .codes import Codes
 from .counters import Counters
-from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
-                     UnknownParcel)
+from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, LockerRetired, NoCompartment,
+                     NoFoundParcel, UnknownParcel)
 from .lockerlink import LockerLink
 from .stationdb import Outbox, Record
 
@@ -53,9 +53,14 @@ class Deposits:
         self._held: dict[tuple[str, int], tuple[str, float, str]] = {}
 
     def _live(self, locker: str | None) -> list:
+        """The lockers a new deposit may go into: online and synced, and not retired in the cloud (a retired
+        one named is refused; unnamed, it is left out of the pool)."""
         if locker is not None and locker not in self.link.lockers:
             raise LockerError(f"unknown locker {locker!r}")
-        pool = [self.link.lockers[locker]] if locker else list(self.link.lockers.values())
+        if locker is not None and self.link.lockers[locker].retired:
+            self.counters.inc("deposits_retired_locker")
+            raise LockerRetired(locker)
+        pool = [self.link.lockers[locker]] if locker else [ls for ls in self.link.lockers.values() if not ls.retired]
         live = [ls for ls in pool if ls.online and ls.birth_at is not None]
         if not live:
             raise LockerOffline("locker offline" if locker else "no locker online")

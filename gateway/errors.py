@@ -72,6 +72,10 @@ class NoCompartment(DepositError):
     """No free compartment of the requested size (or larger)."""
 
 
+class LockerRetired(DepositError):
+    """The locker named for a deposit was retired in the cloud: it takes no new parcels."""
+
+
 class NoFoundParcel(DepositError):
     """The compartment named holds no found parcel (or one is being registered already)."""
 

@@ -537,6 +537,18 @@ class LockerLink:
         """Events handed to the outbox and not yet committed: at most MAX_INFLIGHT_EVENTS and one batch."""
         return self._inflight_n
 
+    def set_retired(self, ids: set[str]) -> tuple[set[str], set[str]]:
+        """Mark the lockers the cloud retired (all others live again); (newly retired, back in service) of this
+        station's own lockers. A retired locker takes no new deposit; everything else about it goes on."""
+        retired = {ls.id for ls in self.lockers.values() if ls.id in ids and not ls.retired}
+        back = {ls.id for ls in self.lockers.values() if ls.id not in ids and ls.retired}
+        for ls in self.lockers.values():
+            ls.retired = ls.id in ids
+        return retired, back
+
+    def retired(self) -> list[str]:
+        return sorted(ls.id for ls in self.lockers.values() if ls.retired)
+
     def online_count(self) -> int:
         return sum(1 for ls in self.lockers.values() if ls.online)
 

@@ -53,9 +53,11 @@ class LockerState:
     committed: set[int] = field(default_factory=set)
     last_rebirth: float = 0.0
     vault: int | None = None
+    # retired in the cloud (staff.py): no new deposits go into it; its events, codes and pickups go on
+    retired: bool = False
 
     def view(self) -> dict:
-        return {"id": self.id, "online": self.online, "boot": self.boot, "fw": self.fw,
+        return {"id": self.id, "online": self.online, "retired": self.retired, "boot": self.boot, "fw": self.fw,
                 "synced": self.birth_at is not None, "last_seen": self.last_seen,
                 "acked_seq": self.acked, "comps": [c.view() for c in sorted(self.comps.values(), key=lambda c: c.n)]}
 

@@ -31,8 +31,8 @@ from . import returns
 from .boardlocker import BoardLocker, KeypadLocked
 from .config import Carrier, TerminalUser
 from .deposits import KEYPAD_MAX
-from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, NoCompartment, NoFoundParcel,
-                     OutboxError, ProtocolError, UnknownParcel)
+from .errors import (CommandRejected, CommandTimeout, LockerError, LockerOffline, LockerRetired, NoCompartment,
+                     NoFoundParcel, OutboxError, ProtocolError, UnknownParcel)
 from .lockout import RateWindows
 from .pins import (PIN_ADDR_LOCK, PIN_ITERATIONS, PIN_MIN_DIGITS, PIN_RE, PIN_USER_LOCK,  # noqa: F401 (the
                    SESSIONS_PER_USER, Sessions, hash_pin, verify_pin)  # terminal's names, re-exported)
@@ -133,6 +133,8 @@ def door_errors() -> Iterator[None]:
         yield
     except NoCompartment:
         raise HTTPException(409, {"error": "no_compartment"}) from None
+    except LockerRetired as exc:
+        raise HTTPException(409, {"error": "locker_retired", "locker": str(exc)}) from None
     except NoFoundParcel:
         raise HTTPException(409, {"error": "not_found_parcel"}) from None
     except CommandRejected as exc:
@@ -204,7 +206,7 @@ def create_router(gw: "HttpServices") -> APIRouter:
                 "carriers": [{"code": c, "zh": carriers.display(c), "en": carriers.display(c, "en")}
                              for c in cfg.carriers],
                 "uplink": "up" if gw.uplink.up else "down",
-                "lockers": [{"id": ls.id, "online": ls.online, "comps": sorted(ls.comps)}
+                "lockers": [{"id": ls.id, "online": ls.online, "retired": ls.retired, "comps": sorted(ls.comps)}
                             for ls in gw.link.lockers.values()],
                 "board_pickup": bool(gw.boards),
                 "users": [{"id": u.id, "name": u.name, "role": u.role} for u in sessions.users.values()]}

@@ -332,6 +332,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "err.consent_unknown": ("请先电话征得收件人同意", "Ask the recipient by phone first"),
     "err.no_compartment": ("没有合适的空格口", "No free compartment of that size"),
     "err.locker_offline": ("快递柜离线", "Locker offline"),
+    "err.locker_retired": ("这个快递柜已停用，不再收新件；柜里的包裹照常凭取件码取出",
+                           "This locker is retired: it takes no new parcels; parcels in it are still picked up"),
     "err.locker_refused": ("快递柜拒绝开门", "The locker refused to open"),
     "err.not_returning": ("这件包裹不在待退回清单上", "That parcel is not on the returns list"),
     "err.no_keypad": ("该快递柜没有投递键盘", "That locker has no courier keypad"),

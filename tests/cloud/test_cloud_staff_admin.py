@@ -17,6 +17,10 @@ def _staff_list(cloud, key: str = STATION_KEY) -> dict[str, dict]:
     return {u["id"]: u for u in resp.json()["users"]}
 
 
+def _retired_lockers(cloud) -> list[str]:
+    return cloud.client.get("/api/v1/gateway/couriers", headers=gw_headers()).json()["retired_lockers"]
+
+
 def _audit(cloud) -> list[tuple[str, str, str]]:
     rows = cloud.client.get("/api/v1/audit", headers=admin_headers(), params={"limit": 1000}).json()
     return [(r["actor"], r["action"], r["target"]) for r in rows]
@@ -116,9 +120,22 @@ def test_api_retire_routes_and_a_retired_locker_leaves_enrollment(cloud):
     assert c.post("/api/v1/couriers/13900000011/retire", headers=admin_headers(),
                   json={"reason": "again"}).status_code == 409
     assert _staff_list(cloud) == {}
+    assert _retired_lockers(cloud) == []
     resp = c.post(f"/api/v1/admin/stations/{STATION}/lockers/l2/retire", headers=admin_headers(),
                   json={"reason": "撤走"})
     assert resp.status_code == 200 and resp.json()["active"] is False
+    # the station's gateway learns it with its next pull of the list, and takes no new deposits into l2
+    assert _retired_lockers(cloud) == ["l2"]
+    # added again with the same compartments, it is back in service; with others, refused
+    same = [{"n": i, "size": "SML"[(i - 1) % 3]} for i in range(1, 5)]
+    assert c.post(f"/api/v1/admin/stations/{STATION}/lockers", headers=admin_headers(),
+                  json={"id": "l2", "comps": same[:3]}).status_code == 409
+    resp = c.post(f"/api/v1/admin/stations/{STATION}/lockers", headers=admin_headers(), json={"id": "l2", "comps": same})
+    assert resp.status_code == 201 and resp.json()["active"] is True
+    assert _retired_lockers(cloud) == []
+    assert ("locker_restored", f"{STATION}/l2") in {(act, t) for _, act, t in _audit(cloud)}
+    assert c.post(f"/api/v1/admin/stations/{STATION}/lockers/l2/retire", headers=admin_headers(),
+                  json={"reason": "撤走"}).status_code == 200
     token = c.post(f"/api/v1/admin/stations/{STATION}/enroll-token", headers=admin_headers(), json={}).json()["token"]
     enrolled = c.post("/api/v1/enroll", json={"token": token}).json()
     assert [lk["id"] for lk in enrolled["lockers"]] == ["l1"]
