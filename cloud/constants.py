@@ -95,6 +95,9 @@ E_UNKNOWN_KIND = "unknown_kind"
 E_UNKNOWN_LOCKER = "unknown_locker"
 E_LOCKER_OF_OTHER_STATION = "locker_of_other_station"
 E_NO_SUCH_COMPARTMENT = "no_such_compartment"
+# a parcel record naming a carrier that is not one of the cloud's carriers (a code of jincun/carriers.py or one
+# the county added): refused, so no made-up carrier reaches the statistics, quality figures or webhooks
+E_UNKNOWN_CARRIER = "unknown_carrier"
 E_MISMATCH = "mismatch"
 
 # roles (recipient is the villager on the phone page)

@@ -23,10 +23,10 @@ from .auth import station_caller
 from .crud import key_and_station, retired_lockers
 from .deps import ServicesDep, bearer
 from .errors import BatchRejected, NotFound
-from .models import Courier
+from .models import Courier, Parcel
 from .protocol import decode_batch
 from .schemas import (CommandAck, CommandAckResult, CommandsPage, ConsentPublic, CourierCheck, CourierLogin,
-                      IngestResponse, StaffList)
+                      IngestResponse, PreadviceCarriers, StaffList)
 from .storage import SessionDep
 
 log = logging.getLogger("jincun.cloud.gateway")
@@ -144,6 +144,18 @@ def recipient_consent(phone: Annotated[str, Path(pattern=K.PHONE_RE.pattern)], s
     """Whether a recipient consented to locker delivery; the gateway asks before it opens a deposit door."""
     station_caller(session, services, token)
     return recipients.consent_of(session, phone=phone)
+
+
+@router.get(f"{K.API_PREFIX}/gateway/preadvice/{{waybill}}", response_model=PreadviceCarriers, tags=["gateway"])
+def preadvice(waybill: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")], session: SessionDep,
+              services: ServicesDep, token: Annotated[str, Depends(bearer)]) -> PreadviceCarriers:
+    """Which carriers pre-advised a waybill to this station (parcels not in a locker yet): a deposit by the
+    station's desk, which has no carrier of its own, takes the carrier from here (§5.7)."""
+    station = station_caller(session, services, token)
+    found = session.scalars(select(Parcel.carrier).where(
+        Parcel.station_id == station.id, Parcel.waybill == waybill, Parcel.status == "preadvised",
+        Parcel.locker_id.is_(None)).distinct()).all()
+    return PreadviceCarriers(waybill=waybill, carriers=sorted(c for c in found if c))
 
 
 @router.post(f"{K.API_PREFIX}/gateway/couriers/verify", response_model=CourierCheck, tags=["gateway"])

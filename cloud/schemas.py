@@ -183,6 +183,13 @@ class ConsentPublic(BaseModel):
     at: float | None
 
 
+class PreadviceCarriers(BaseModel):
+    """The carriers whose manifests pre-advised a waybill to the asking station, not in a locker yet."""
+
+    waybill: str
+    carriers: list[str]
+
+
 class CourierLogin(BaseModel):
     model_config = ConfigDict(extra="forbid")
     phone: str = Field(pattern=K.PHONE_RE.pattern)

@@ -23,6 +23,7 @@ from .api import create_app
 from .boardlocker import BoardLocker
 from .broker_audit import BrokerAudit
 from .consent import CloudConsent, ConsentPort
+from .preadvice import CloudPreadvice
 from .codes import Codes
 from .config import StationConfig, load_config
 from .counters import Counters
@@ -81,6 +82,7 @@ class Gateway:
         self.staff = StaffSync(cfg, self.outbox, self.sessions, self.counters, transport=transport, link=self.link)
         self.app = create_app(HttpServices(
             cfg=cfg, counters=self.counters, outbox=self.outbox, deposits=self.deposits, consent=self.consent,
+            preadvice=CloudPreadvice(cfg.cloud, self.counters, transport=transport),
             link=self.link, uplink=self.uplink, boards=self.boards, scanner=self.scanner, health=self.health,
             sessions=self.sessions))
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .scanner_serial import Scanner
     from .stationdb import Outbox
     from .pins import Sessions
+    from .preadvice import CloudPreadvice
     from .uplink import Uplink
 
 
@@ -32,6 +33,7 @@ class HttpServices:
     outbox: Outbox  # the terminal's own records (handover, outbound, fault report)
     deposits: Deposits
     consent: ConsentPort
+    preadvice: CloudPreadvice  # which carrier pre-advised a waybill (a desk deposit's carrier)
     link: LockerLink
     uplink: Uplink  # read for its state only
     boards: dict[str, BoardLocker]

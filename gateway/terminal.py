@@ -75,6 +75,7 @@ class TermDepositIn(BaseModel):
     phone: str = Field(pattern=PHONE_PATTERN)
     size: Literal["S", "M", "L"]
     consent_asked: bool = False
+    carrier: Carrier | None = None  # the carrier the desk picked (a courier's own is theirs)
 
 
 class KeypadParcelIn(BaseModel):
@@ -82,6 +83,7 @@ class KeypadParcelIn(BaseModel):
     phone: str = Field(pattern=PHONE_PATTERN)
     size: Literal["S", "M", "L"]
     consent_asked: bool = False
+    carrier: Carrier | None = None
 
 
 class KeypadIn(BaseModel):
@@ -245,19 +247,36 @@ def create_router(gw: "HttpServices") -> APIRouter:
             raise HTTPException(409, {"error": "consent_unknown"})
         return "courier_asked"
 
+    async def carrier_of(u: TerminalUser, waybill: str, picked: str | None) -> str:
+        """The carrier a deposit records, always a carrier code: a courier's own; for a user with none (the
+        station's desk) the one picked at the terminal, of the station's carriers, else the carrier whose
+        manifest pre-advised the waybill. Neither known: refused (409 carrier_needed), never a made-up one."""
+        if u.carrier:
+            if picked and picked != u.carrier:
+                raise HTTPException(403, {"error": "carrier"})
+            return u.carrier
+        if picked:
+            if picked not in cfg.carriers:
+                raise HTTPException(422, {"error": "carrier_unknown", "carrier": picked})
+            return picked
+        pre = await gw.preadvice.carrier(waybill)
+        if pre is None:
+            gw.counters.inc("deposits_no_carrier")
+            raise HTTPException(409, {"error": "carrier_needed", "waybill": waybill})
+        return pre
+
     async def deposit_as(u: TerminalUser, waybill: str, phone: str, size: str, consent_asked: bool, *,
                          carrier: str | None = None, locker: str | None = None) -> dict:
-        """The one deposit rule of both routes: a logged-in courier, the recipient's consent, then a door."""
-        if u.carrier and carrier and carrier != u.carrier:
-            raise HTTPException(403, {"error": "carrier"})
+        """The one deposit rule of both routes: a logged-in courier, the parcel's carrier, the recipient's
+        consent, then a door."""
+        code = await carrier_of(u, waybill, carrier)
         how = await consent_how(phone, consent_asked)
         with door_errors():
-            return await gw.deposits.request(waybill, phone, u.carrier or carrier or u.name, size, locker,
-                                             courier=u.id, consent=how)
+            return await gw.deposits.request(waybill, phone, code, size, locker, courier=u.id, consent=how)
 
     @r.post(f"{p}/deposit", status_code=201)
     async def deposit(body: TermDepositIn, u: TerminalUser = Depends(courier)) -> dict:
-        return await deposit_as(u, body.waybill, body.phone, body.size, body.consent_asked)
+        return await deposit_as(u, body.waybill, body.phone, body.size, body.consent_asked, carrier=body.carrier)
 
     @r.post("/api/v1/deposits", status_code=201)
     async def api_deposit(body: DepositIn, u: TerminalUser = Depends(courier)) -> dict:
@@ -267,7 +286,8 @@ def create_router(gw: "HttpServices") -> APIRouter:
     @r.post(f"{p}/keypad", status_code=201)
     async def keypad(body: KeypadIn, u: TerminalUser = Depends(courier)) -> dict:
         """Book compartments for the keypad: the same consent rule per parcel, then a one-time PIN shown once."""
-        parcels = [{"waybill": x.waybill, "phone": x.phone, "size": x.size, "carrier": u.carrier or u.name,
+        parcels = [{"waybill": x.waybill, "phone": x.phone, "size": x.size,
+                    "carrier": await carrier_of(u, x.waybill, x.carrier),
                     "consent": await consent_how(x.phone, x.consent_asked)} for x in body.parcels]
         with door_errors():
             booked = await gw.deposits.book_keypad(parcels, body.locker, courier=u.id)

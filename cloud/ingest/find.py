@@ -10,10 +10,13 @@ from sqlalchemy import select
 
 from .. import constants as K
 from ..errors import ItemRejected
-from ..models import Compartment, Locker, Parcel, PickupCode, Recipient
+from jincun.carriers import code_of
+
+from ..models import Carrier, Compartment, Locker, Parcel, PickupCode, Recipient
 from ..rows import CodeRow, CompartmentRow, LockerRow, ParcelRow
 from ..storage import one_of
 from .context import BatchContext
+from .context import Carrier as CarrierRow
 from .store import insert_stub
 
 
@@ -77,6 +80,19 @@ def own_parcel(b: BatchContext, ref: str, locker_id: str | None, c: int | None) 
     if parcel.station_id != b.station.id:
         raise ItemRejected(K.E_BAD_FIELD, f"parcel {ref} belongs to another station")
     return parcel, not existed
+
+
+def carrier(b: BatchContext, name: str) -> str:
+    """The code of a carrier the cloud has (`中通` from an older gateway is ZTO); rejects the item for any
+    other name, so a parcel never gets a carrier that is not one (a desk user's name, a typo)."""
+    code = code_of(name)
+    if code is not None and code not in b.carriers:
+        row = b.session.execute(select(Carrier.code, Carrier.name_zh).where(Carrier.code == code)).first()
+        if row is not None:
+            b.carriers[code] = CarrierRow(*row)
+    if code is None or code not in b.carriers:
+        raise ItemRejected(K.E_UNKNOWN_CARRIER, f"carrier {name!r} is not a carrier of the cloud")
+    return code
 
 
 def recipient(b: BatchContext, phone: str) -> Any | None:

@@ -18,7 +18,7 @@ from ..protocol import Item
 from ..rows import ParcelRow
 from . import codes
 from .context import BatchContext
-from .find import compartment, exists, get_or_stub, locker, own_parcel, recipient
+from .find import carrier, compartment, exists, get_or_stub, locker, own_parcel, recipient
 from .store import insert_stubs, stub_values
 
 log = logging.getLogger("jincun.cloud.ingest")
@@ -76,11 +76,11 @@ def on_event(b: BatchContext, lk: Any, comp: Any | None, body: dict, at: float, 
         b.void_deposit(parcel, at, source)
 
 
-def _adopt_preadvice(b: BatchContext, body: dict) -> None:
+def _adopt_preadvice(b: BatchContext, body: dict, code: str | None) -> None:
     """A carrier's pre-advised parcel takes the gateway's ref when the courier brings it to the locker."""
     if not body.get("waybill") or exists(b, body["ref"]):
         return
-    key = (body["waybill"].strip(), code_of(body.get("carrier")) or "")
+    key = (body["waybill"].strip(), code or "")
     if b.preadvised is not None:
         pre = b.preadvised.pop(key, None)
     else:
@@ -111,15 +111,15 @@ def parcel_record(b: BatchContext, item: Item) -> None:
         voided, _ = own_parcel(b, body["ref"], lk.id, body["c"])
         b.void_deposit(voided, item.rx, f"gw/{item.boot}/{item.seq} {body['void']}"[:48])
         return
-    _adopt_preadvice(b, body)
+    code = carrier(b, body["carrier"]) if body.get("carrier") is not None else None
+    _adopt_preadvice(b, body, code)
     parcel, created = own_parcel(b, body["ref"], lk.id, body["c"])
     parcel.locker_id, parcel.compartment = lk.id, body["c"]
     for name in ("waybill", "phone", "size"):
         if body.get(name) is not None:
             setattr(parcel, name, body[name].strip())
-    if body.get("carrier") is not None:
-        # a carrier is its code (jincun/carriers.py): an older gateway's 中通 is ZTO
-        parcel.carrier = code_of(body["carrier"])
+    if code is not None:
+        parcel.carrier = code
     who = recipient(b, parcel.phone) if parcel.phone else None
     if who is not None and who.consent == "refused":
         # the gateway checks consent before it opens a door; this catches a gateway that did not

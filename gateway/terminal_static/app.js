@@ -50,6 +50,11 @@ async function loadInfo() {
     // carriers are codes (sent) with names (shown)
     const opts = info.carriers.map((c) => `<option value="${esc(c.code)}">${esc(lang === "en" ? c.en : c.zh)}</option>`).join("");
     ["ob-carrier", "fd-carrier", "ch-carrier"].forEach((id) => { if (!$(id).options.length) $(id).innerHTML = opts; });
+    // the desk's choice of a deposit's carrier, from the station's carriers: Chinese first with English
+    if (!$("d-carrier").options.length) {
+      $("d-carrier").innerHTML = `<option value="">${esc(T.zh.carrier_pick)} / ${esc(T.en.carrier_pick)}</option>` +
+        info.carriers.map((c) => `<option value="${esc(c.code)}">${esc(c.zh)} · ${esc(c.en)}</option>`).join("");
+    }
     $("ft-locker").innerHTML = info.lockers.map((l) => `<option>${esc(l.id)}</option>`).join("");
     const pick = $("user").value;
     $("user").innerHTML = info.users.map((u) => `<option value="${esc(u.id)}">${esc(u.name)}</option>`).join("");
@@ -59,6 +64,7 @@ async function loadInfo() {
 function logout() {
   if (token) { fetch("/api/v1/terminal/logout", {method: "POST", headers: {Authorization: "Bearer " + token}}); }
   token = null; me = null; sessionStorage.clear(); stopTimers(); show("v-login");
+  $("carrier-box").classList.add("hidden");
 }
 function start() {
   stopTimers(); every(5000, loadInfo);
@@ -98,8 +104,7 @@ $("f-pickup").onsubmit = async (ev) => {
 };
 $("f-deposit").onsubmit = async (ev) => {
   ev.preventDefault(); $("deposit-err").textContent = ""; $("receipt").classList.add("hidden");
-  const body = {waybill: $("waybill").value.trim(), phone: $("phone").value.trim(),
-    size: document.querySelector("input[name=size]:checked").value, consent_asked: $("consent-asked").checked};
+  const body = depositFields();
   try {
     const d = await api("POST", "/deposit", body);
     $("f-deposit").classList.add("hidden");
@@ -121,9 +126,18 @@ $("f-deposit").onsubmit = async (ev) => {
     timers.push(poll);
   } catch (e) {
     if (e.message === "consent_unknown") $("consent-box").classList.remove("hidden");
+    if (e.message === "carrier_needed") $("carrier-box").classList.remove("hidden");
     $("deposit-err").textContent = errText(e);
   }
 };
+// a deposit's fields; the carrier once the desk was asked for it (a courier's is their own). The choice stays
+// on the form from then on, reset to "choose" for each parcel: left so, the waybill's pre-advice decides
+function depositFields() {
+  const f = {waybill: $("waybill").value.trim(), phone: $("phone").value.trim(),
+    size: document.querySelector("input[name=size]:checked").value, consent_asked: $("consent-asked").checked};
+  if (!$("carrier-box").classList.contains("hidden") && $("d-carrier").value) f.carrier = $("d-carrier").value;
+  return f;
+}
 // keypad bookings: parcels gathered here get compartments and one PIN the courier types at the locker
 let keypadList = [];
 function showKeypadList() {
@@ -133,9 +147,8 @@ function showKeypadList() {
 $("keypad-add").onclick = () => {
   const f = $("f-deposit");
   if (!f.reportValidity() || keypadList.length >= 8) return;
-  keypadList.push({waybill: $("waybill").value.trim(), phone: $("phone").value.trim(),
-    size: document.querySelector("input[name=size]:checked").value, consent_asked: $("consent-asked").checked});
-  f.reset(); $("keypad-pin").classList.add("hidden"); showKeypadList();
+  keypadList.push(depositFields());
+  f.reset(); $("deposit-err").textContent = ""; $("keypad-pin").classList.add("hidden"); showKeypadList();
 };
 $("keypad-go").onclick = async () => {
   $("keypad-err").textContent = "";
@@ -147,6 +160,17 @@ $("keypad-go").onclick = async () => {
     $("keypad-pin").classList.remove("hidden");
   } catch (e) {
     if (e.message === "consent_unknown") $("consent-box").classList.remove("hidden");
+    if (e.message === "carrier_needed") {
+      // the parcel whose carrier nobody knows goes back into the form, with the carrier to choose
+      const i = keypadList.findIndex((p) => p.waybill === e.info.waybill);
+      if (i >= 0) {
+        const p = keypadList.splice(i, 1)[0]; showKeypadList();
+        $("waybill").value = p.waybill; $("phone").value = p.phone;
+        document.querySelector(`input[name=size][value=${p.size}]`).checked = true;
+      }
+      $("carrier-box").classList.remove("hidden");
+      $("deposit-err").textContent = errText(e);  // said by the form, where the carrier is chosen
+    }
     $("keypad-err").textContent = errText(e);
   }
 };

@@ -164,6 +164,21 @@ def test_bad_items_rejected_good_items_applied(cloud):
     assert cloud.counters()["ingest_rejected"] == 16
 
 
+def test_a_parcel_record_naming_no_carrier_is_refused_on_its_own(cloud):
+    """A parcel record whose carrier is none of the cloud's (an older gateway wrote its desk user's name) is a
+    dead letter of its own: no parcel, so no made-up carrier in the statistics or webhooks. A carrier's
+    old name still maps to its code."""
+    items = [parcel_record(1, "p-desk", c=1, waybill="XX9900003", carrier="投递台"),
+             parcel_record(2, "p-zto", c=2, waybill="ZT9900004", carrier="中通"),
+             parcel_record(3, "p-nosuch", c=3, waybill="XX9900005", carrier="NOSUCH")]
+    body = cloud.ingest(items).json()
+    assert [r["status"] for r in body["results"]] == ["rejected", "applied", "rejected"]
+    assert body["results"][0]["error"].startswith("unknown_carrier")
+    assert body["results"][2]["error"].startswith("unknown_carrier")
+    parcels = {p["ref"]: p for p in cloud.admin_get("/api/v1/parcels")}
+    assert set(parcels) == {"p-zto"} and parcels["p-zto"]["carrier"] == "ZTO"
+
+
 def test_locker_payload_of_other_station_not_applied(cloud):
     """A dongcun locker reporting through fengjia's key changes nothing at dongcun."""
     resp = cloud.ingest([birth(0, [{"n": 1, "size": "S", "st": "fault", "door": "open", "occ": True}], src="l9")])

@@ -21,8 +21,8 @@ async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin
     l1 = await ready_locker(gateway, lockers)
     async with courier_api(gateway.gw) as http:
         r = await http.post("/api/v1/terminal/keypad", json={"parcels": [
-            {"waybill": "ZT100000001", "phone": "13800000001", "size": "S", "consent_asked": True},
-            {"waybill": "ZT100000002", "phone": "13800000002", "size": "M", "consent_asked": True}]})
+            {"waybill": "ZT100000001", "phone": "13800000001", "size": "S", "consent_asked": True, "carrier": "ZTO"},
+            {"waybill": "ZT100000002", "phone": "13800000002", "size": "M", "consent_asked": True, "carrier": "ZTO"}]})
         assert r.status_code == 201, r.text
         b = r.json()
         pin, deps = b["pin"], b["deposits"]
@@ -39,7 +39,7 @@ async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin
 
         # one courier holds at most 8 compartments for the keypad at a time
         r = await http.post("/api/v1/terminal/keypad", json={"parcels": [
-            {"waybill": f"ZT10000001{i}", "phone": "13800000001", "size": "S", "consent_asked": True}
+            {"waybill": f"ZT10000001{i}", "phone": "13800000001", "size": "S", "consent_asked": True, "carrier": "ZTO"}
             for i in range(7)]})
         assert r.status_code == 409 and r.json()["detail"] == {"error": "locker_refused", "detail": "keypad_limit"}
 
@@ -48,7 +48,7 @@ async def test_a_booking_holds_its_compartments_and_the_locker_gets_only_the_pin
                                                      "size": "S", "consent_asked": True})
         assert r.status_code == 201 and r.json()["c"] == 3, r.text
         r = await http.post("/api/v1/terminal/keypad", json={"parcels": [
-            {"waybill": "ZT100000004", "phone": "13800000004", "size": "S", "consent_asked": True}]})
+            {"waybill": "ZT100000004", "phone": "13800000004", "size": "S", "consent_asked": True, "carrier": "ZTO"}]})
         assert r.status_code == 409 and r.json()["detail"]["error"] == "no_compartment"
 
         # the courier typed the PIN: the locker's deposit event confirms it, the code goes out, the hold ends
@@ -87,7 +87,7 @@ async def test_a_locker_that_refuses_the_pin_voids_the_booking(gateway, lockers)
     l1.ack_result["courier_put"] = {"ok": False, "err": "full"}
     async with courier_api(gateway.gw) as http:
         r = await http.post("/api/v1/terminal/keypad", json={"parcels": [
-            {"waybill": "ZT100000005", "phone": "13800000005", "size": "M", "consent_asked": True}]})
+            {"waybill": "ZT100000005", "phone": "13800000005", "size": "M", "consent_asked": True, "carrier": "ZTO"}]})
         assert r.status_code == 409 and r.json()["detail"] == {"error": "locker_refused", "detail": "full"}
         (parcel,) = [p.body for p in await gateway.outbox_rows("parcel")]
         await wait_state(http, parcel["ref"], "void")
@@ -116,10 +116,23 @@ async def test_the_terminal_page_books_the_keypad_and_shows_the_pin_once(station
                 await page.fill("#pin", COURIER_PIN)
                 await page.click("#f-login button")
                 await page.wait_for_selector("#v-courier:not(.hidden)")
-                for waybill, phone in (("ZT200000001", "13800000001"), ("ZT200000002", "13800000002")):
-                    await page.fill("#waybill", waybill)
-                    await page.fill("#phone", phone)
-                    await page.click("#keypad-add")
+                # the desk has no carrier: with the cloud unreachable nobody knows the first parcel's, so the
+                # booking is refused and the parcel comes back into the form with the carrier to choose
+                await page.fill("#waybill", "ZT200000001")
+                await page.fill("#phone", "13800000001")
+                await page.click("#keypad-add")
+                await page.click("#keypad-go")
+                await page.wait_for_selector("#carrier-box:not(.hidden)")
+                assert "请选择快递公司" in await page.inner_text("#deposit-err")
+                assert await page.is_hidden("#keypad") and await page.input_value("#waybill") == "ZT200000001"
+                names = await page.eval_on_selector_all("#d-carrier option", "os => os.map((o) => o.textContent)")
+                assert "中通快递 · ZTO Express" in names, "Chinese first, with English, from the one table"
+                await page.select_option("#d-carrier", "ZTO")
+                await page.click("#keypad-add")
+                await page.fill("#waybill", "ZT200000002")
+                await page.fill("#phone", "13800000002")
+                await page.select_option("#d-carrier", "ZTO")
+                await page.click("#keypad-add")
                 assert (await page.text_content("#keypad-list")).count("ZT20000000") == 2
                 await page.click("#keypad-go")
                 await page.wait_for_selector("#keypad-pin-digits")
@@ -128,6 +141,17 @@ async def test_the_terminal_page_books_the_keypad_and_shows_the_pin_once(station
                 assert await page.is_hidden("#keypad"), "the list is spent"
                 put = [c for c in l1.cmds if c["op"] == "courier_put"][-1]
                 assert put["h"] == courier_hash(SECRET_L1, pin) and len(put["deps"]) == 2
+                booked = {p.body["waybill"]: p.body["carrier"] for p in await rg.outbox_rows("parcel")}
+                assert booked == {"ZT200000001": "ZTO", "ZT200000002": "ZTO"}
+                # a deposit with the door opening at once: the carrier the desk picks, the form still asking
+                await page.fill("#waybill", "YD300000003")
+                await page.fill("#phone", "13800000001")
+                await page.select_option("#d-carrier", "YUNDA")
+                await page.check("input[name=size][value=S]")  # the booking holds the M and the L
+                await page.click("#f-deposit button[type=submit]")
+                await page.wait_for_selector("#opening:not(.hidden)")
+                booked = {p.body["waybill"]: p.body["carrier"] for p in await rg.outbox_rows("parcel")}
+                assert booked["YD300000003"] == "YUNDA"
                 assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
             finally:
                 await browser.close()

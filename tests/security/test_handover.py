@@ -28,7 +28,8 @@ async def station_with_parcels(station, tmp_path, lockers):
     refs = {}
     async with courier_api(rg.gw) as http:
         for phone, size in ((ASSIST, "S"), ("13800000001", "M"), ("13800000001", "L")):
-            r = await http.post("/api/v1/deposits", json={"waybill": f"SF{size}1", "phone": phone, "size": size})
+            r = await http.post("/api/v1/deposits", json={"waybill": f"SF{size}1", "phone": phone, "size": size,
+                                                          "carrier": "SF"})
             assert r.status_code == 201, r.text
             d = r.json()
             l1.evt("deposit", c=d["c"], ref=d["ref"])
