@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     services = Services(settings=settings, sessionmaker=make_sessionmaker(engine), counters=counters,
                         ingestor=Ingestor(counters=counters, telemetry=telemetry,
                                           dead_letter_max_rows=settings.dead_letter_max_rows,
-                                          sms=settings.sms_style),
+                                          sms=settings.sms_style, settings=settings),
                         notifier=notifier, reader=lookups.PgReader.for_url(engine.url, options=settings.pg_options))
 
     @asynccontextmanager

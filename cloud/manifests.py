@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 
 from jc.records import FEE_KINDS, PICKUP_FREE
 
-from . import crud
+from . import crud, recipients
 from .errors import CommandRefused, NotFound
 from .parcels import advance
 from .models import Parcel, Recipient, Station
 from .schemas import CarrierParcelPublic, Manifest, ManifestResult
+from .settings import Settings
 
 
 def parcel_ref(carrier: str, waybill: str) -> str:
@@ -23,9 +24,10 @@ def parcel_ref(carrier: str, waybill: str) -> str:
     return f"{carrier.lower()}-{waybill}"[:40]
 
 
-def preadvise(session: Session, *, carrier: str, data: Manifest) -> ManifestResult:
+def preadvise(session: Session, settings: Settings, *, carrier: str, data: Manifest) -> ManifestResult:
     """Pre-advise a manifest's parcels, checked whole first. A fee must carry its reason and its kind; a fee
-    of a kind the recipient never pays (`pickup`, jc.records.PICKUP_FREE) refuses the manifest."""
+    of a kind the recipient never pays (`pickup`, jc.records.PICKUP_FREE) refuses the manifest. A station now
+    expecting a parcel of a villager who chose door-to-door help is sent that choice (recipients.parcel_arrived)."""
     stations = {s.id: s for s in session.scalars(select(Station).where(
         Station.id.in_({p.station for p in data.parcels}))).all()}
     for i, p in enumerate(data.parcels):
@@ -40,6 +42,8 @@ def preadvise(session: Session, *, carrier: str, data: Manifest) -> ManifestResu
     created = existing = 0
     refs = []
     now = time.time()
+    door = set(session.scalars(select(Recipient.phone).where(
+        Recipient.phone.in_({p.phone for p in data.parcels}), Recipient.door_help.is_(True))).all())
     for p in data.parcels:
         ref = parcel_ref(carrier, p.waybill)
         parcel = session.scalar(select(Parcel).where(Parcel.ref == ref))
@@ -55,6 +59,9 @@ def preadvise(session: Session, *, carrier: str, data: Manifest) -> ManifestResu
         session.add(parcel)
         session.flush()
         advance(session, parcel, "preadvised", now, f"carrier:{carrier}:{data.manifest_id}")
+        if p.direction == "inbound":
+            recipients.parcel_arrived(session, settings, phone=p.phone, station_id=p.station,
+                                      door_help=p.phone in door)
         if p.name and session.get(Recipient, p.phone) is None:
             session.add(Recipient(phone=p.phone, name=p.name, consent="unknown", door_help=False, updated_at=now))
             session.flush()

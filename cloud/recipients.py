@@ -6,14 +6,14 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from . import commands
 from . import constants as K
 from .errors import CommandRefused, NotFound
 from .parcels import DONE, HIDDEN_FROM_RECIPIENT
-from .models import Parcel, PickupCode, Recipient, SignoffFlag, Station
+from .models import Command, Parcel, PickupCode, Recipient, SignoffFlag, Station
 from .principal import Principal
 from .schemas import ConsentPublic, RecipientUpdate
 from .ratelimit import hit, wait_left
@@ -25,6 +25,11 @@ log = logging.getLogger("jincun.cloud.recipients")
 # and the setting stays as the stations have it
 ASSIST_PER_HOUR = 10
 ASSIST_WINDOW_S = 3600.0
+# an `assist` command waits this long for a station that is offline
+ASSIST_TTL_S = 7 * 86400
+# who sends a door-to-door choice to the stations: the cloud itself, whoever changed the choice (the villager,
+# an agent of one station, the county), so it reaches every station of the villager's parcels
+DOOR_TO_DOOR = Principal(name="door-to-door", role="admin")
 
 
 def get_recipient(session: Session, *, phone: str) -> Recipient:
@@ -37,12 +42,13 @@ def get_recipient(session: Session, *, phone: str) -> Recipient:
 
 def set_recipient(session: Session, who: Principal, phone: str, data: RecipientUpdate,
                   settings: Settings) -> Recipient:
-    """Create or update a recipient; consent changes are audited; a changed door-to-door choice goes to the
-    stations, or is refused whole (CommandRefused 429, nothing changed) beyond ASSIST_PER_HOUR. Caller commits
-    (and rolls back on a refusal)."""
+    """Create or update a recipient; consent and door-to-door changes are audited; a changed door-to-door
+    choice goes to the stations (tell_stations), or is refused whole (CommandRefused 429, nothing changed)
+    beyond ASSIST_PER_HOUR. Caller commits (and rolls back on a refusal)."""
     now = time.time()
     rec = session.get(Recipient, phone)
-    door_change = data.door_help is not None and data.door_help != (rec.door_help if rec else False)
+    before = rec.door_help if rec else False
+    door_change = data.door_help is not None and data.door_help != before
     if door_change:
         may_change_door_help(session, phone, now)
     if rec is None:
@@ -51,8 +57,9 @@ def set_recipient(session: Session, who: Principal, phone: str, data: RecipientU
     if data.name is not None:
         rec.name = data.name
     if door_change and data.door_help is not None:
+        commands.audit(session, who, "door_help", phone, None, before=before, after=data.door_help)
         rec.door_help = data.door_help
-        tell_stations(session, settings, who, phone, data.door_help)
+        tell_stations(session, settings, phone, data.door_help)
     if data.consent is not None and data.consent != rec.consent:
         commands.audit(session, who, "consent", phone, None, before=rec.consent, after=data.consent)
         rec.consent, rec.consent_at = data.consent, now
@@ -74,21 +81,56 @@ def may_change_door_help(session: Session, phone: str, now: float) -> None:
                          key="door_help_limit", limit=ASSIST_PER_HOUR, wait=wait)
 
 
-def tell_stations(session: Session, settings: Settings, who: Principal, phone: str, door_help: bool) -> int:
-    """Send a villager's door-to-door choice to the stations that hold or expect their parcels (an `assist`
-    command each, §5.2): the station's list follows within the downlink's poll, and keeps it offline. The
-    change was counted (may_change_door_help) before it was made."""
-    stations = session.scalars(select(Parcel.station_id).where(Parcel.phone == phone, Parcel.status.not_in(DONE))
-                               .distinct().limit(20)).all()
+# ---- what each station holds of a villager's choice ------------------------------------------------------
+# One rule for both moments a station may need a villager's door-to-door choice: it is sent (an `assist`
+# command, §5.2) to a station that needs it and does not have it. A station needs it when it holds or expects
+# an inbound parcel of theirs, or holds an earlier choice of theirs (a "yes" there must become a "no"). What a
+# station has is the newest `assist` it was sent for the phone that reached it or still will (acknowledged, or
+# queued and not expired); the station keeps the latest it was sent (gateway/assist.py), so a repeat is harmless.
+
+def told(session: Session, *, phone: str, station_id: str, now: float | None = None) -> bool | None:
+    """The door-to-door choice of `phone` the station has or will have from the cloud, None if none."""
+    now = time.time() if now is None else now
+    payload = session.scalars(select(Command.payload).where(
+        Command.station_id == station_id, Command.op == "assist", Command.payload["phone"].as_string() == phone,
+        or_(Command.status == "done", and_(Command.status == "queued", Command.expires_at > now)))
+        .order_by(Command.cursor.desc()).limit(1)).first()
+    return None if payload is None else bool(payload.get("door_help"))
+
+
+def _send(session: Session, settings: Settings, phone: str, station_id: str, door_help: bool) -> None:
+    commands.issue(session, settings, DOOR_TO_DOOR, station_id=station_id, op="assist", ttl=ASSIST_TTL_S,
+                   reason="door-to-door choice", extra={"phone": phone, "door_help": door_help})
+
+
+def tell_stations(session: Session, settings: Settings, phone: str, door_help: bool) -> int:
+    """Send a changed door-to-door choice to every station that needs it and does not have it: those holding or
+    expecting an inbound parcel of the phone, and those holding an earlier choice of it. The cloud sends it, not
+    whoever made the change (a station agent's change reaches the villager's other stations too); the station's
+    list follows within the downlink's poll and keeps it offline. The change was counted (may_change_door_help)
+    before it was made. Returns how many stations were sent it."""
+    live = set(session.scalars(select(Parcel.station_id).where(
+        Parcel.phone == phone, Parcel.direction == "inbound", Parcel.status.not_in(DONE)).distinct()).all())
+    # a station holds an earlier choice only if the phone had a parcel there (nothing else sends one)
+    ever = set(session.scalars(select(Parcel.station_id).where(Parcel.phone == phone).distinct()).all())
     sent = 0
-    for station_id in stations:
-        try:
-            commands.issue(session, settings, who, station_id=station_id, op="assist", ttl=7 * 86400,
-                           reason="door-to-door choice", extra={"phone": phone, "door_help": door_help})
+    for station_id in sorted(ever):
+        has = told(session, phone=phone, station_id=station_id)
+        if has is not door_help and (station_id in live or has is not None):
+            _send(session, settings, phone, station_id, door_help)
             sent += 1
-        except (CommandRefused, NotFound):
-            continue  # a station agent's change reaches their own station only
     return sent
+
+
+def parcel_arrived(session: Session, settings: Settings, *, phone: str, station_id: str, door_help: bool) -> bool:
+    """An inbound parcel of `phone` appeared for a station (the station's parcel record, a carrier's pre-advice):
+    a villager who chose door-to-door help is sent to that station's list unless it has the choice already, so
+    a choice made before the parcel came reaches the station that now needs it, once. `door_help` is the
+    phone's choice as the caller read it. Returns whether a command was queued."""
+    if not door_help or told(session, phone=phone, station_id=station_id) is True:
+        return False
+    _send(session, settings, phone, station_id, True)
+    return True
 
 
 def consent_of(session: Session, *, phone: str) -> ConsentPublic:

@@ -27,7 +27,7 @@ Waybill = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{4,64}$")]
 def post_manifest(data: Manifest, session: SessionDep, services: ServicesDep, who: Client) -> ManifestResult:
     """Pre-advise parcels; idempotent by (carrier, waybill). Fees must carry a reason; pickup is free."""
     try:
-        result = manifests.preadvise(session, carrier=who.carrier_code or "", data=data)
+        result = manifests.preadvise(session, services.settings, carrier=who.carrier_code or "", data=data)
     except CommandRefused as exc:
         raise HTTPException(exc.status_code, exc.detail) from exc
     session.commit()

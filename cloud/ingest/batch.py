@@ -21,6 +21,7 @@ from ..errors import ItemRejected
 from ..models import Notification, ParcelEvent, Station
 from ..partitions import month_of
 from ..protocol import Batch, Item, item_key, parse_item
+from ..settings import Settings
 from ..sms_text import Style
 from ..storage import bulk_insert, pg_pipeline, transient
 from ..telemetry import TelemetryStore
@@ -49,7 +50,8 @@ class Ingestor:
     """Applies one batch per transaction; every item gets applied, duplicate or rejected."""
 
     def __init__(self, *, counters: Counters, telemetry: TelemetryStore, dead_letter_max_rows: int,
-                 sms: Style) -> None:
+                 sms: Style, settings: Settings) -> None:
+        self.settings = settings
         self.counters = counters
         self.telemetry = telemetry
         self.dead_letters = DeadLetters(counters=counters, max_rows=dead_letter_max_rows)
@@ -64,7 +66,8 @@ class Ingestor:
         item turns out unusable there, the pass is rolled back and the batch is applied item by item.
         """
         ctx = BatchContext(session=session, station=StationRef(id=station.id, name=station.name),
-                           counters=self.counters, telemetry=self.telemetry, sms=self.sms)
+                           counters=self.counters, telemetry=self.telemetry, sms=self.sms,
+                           settings=self.settings)
         results: list[dict[str, Any]] = []
         parsed: list[Item | ItemRejected] = []
         for raw in batch.items:

@@ -18,10 +18,11 @@ from ..counters import Counters
 from ..parcels import advance, void_deposit
 from ..protocol import Item
 from ..rows import CodeRow, CompartmentRow, LockerRow, ParcelRow, PlainRow, write_rows
+from ..settings import Settings
 from ..sms_text import Style
 from ..telemetry import TelemetryPointSample, TelemetrySample, TelemetryStore
 
-Recipient = namedtuple("Recipient", "phone consent")
+Recipient = namedtuple("Recipient", "phone consent door_help")
 Carrier = namedtuple("Carrier", "code name_zh")
 
 
@@ -63,6 +64,7 @@ class BatchContext:
     counters: Counters
     telemetry: TelemetryStore
     sms: Style
+    settings: Settings
     # ---- the batch's cache (emptied by `clear`) ----
     lockers: dict[str, Any] = field(default_factory=dict)
     comps: dict[tuple[str, int], Any] = field(default_factory=dict)
@@ -147,7 +149,7 @@ class BatchContext:
         if keys.waybills:
             self.preadvised = {(p.waybill, p.carrier): p for p in (self.adopt(ParcelRow, v) for v in preadvised)}
         if keys.phones:
-            found = {phone: Recipient(phone, consent) for phone, consent in recipients}
+            found = {phone: Recipient(phone, consent, bool(door)) for phone, consent, door in recipients}
             self.recipients = {ph: found.get(ph) for ph in keys.phones}
         # the look-ups read the codes of these phones whole: none found means none live
         picked = {p.phone for ref in keys.pickup_refs if (p := self.parcels.get(ref)) is not None and p.phone}

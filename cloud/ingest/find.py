@@ -96,10 +96,10 @@ def carrier(b: BatchContext, name: str) -> str:
 
 
 def recipient(b: BatchContext, phone: str) -> Any | None:
-    """The recipient of `phone` (phone, consent), or None when the cloud has none."""
+    """The recipient of `phone` (phone, consent, door_help), or None when the cloud has none."""
     if phone not in b.recipients:
-        b.recipients[phone] = b.session.execute(select(Recipient.phone, Recipient.consent).where(
-            Recipient.phone == phone)).first()
+        b.recipients[phone] = b.session.execute(select(Recipient.phone, Recipient.consent, Recipient.door_help)
+                                                .where(Recipient.phone == phone)).first()
     return b.recipients.get(phone)
 
 

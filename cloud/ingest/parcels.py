@@ -12,6 +12,7 @@ from sqlalchemy import select
 from jincun.carriers import code_of
 
 from .. import constants as K
+from .. import recipients
 from ..errors import ItemRejected
 from ..models import Parcel, ParcelEvent
 from ..protocol import Item
@@ -126,6 +127,8 @@ def parcel_record(b: BatchContext, item: Item) -> None:
         b.counters.inc("deposits_without_consent")
         log.warning("%s: parcel %s asked a compartment for %s, who refused locker delivery", b.station.id,
                     parcel.ref, parcel.phone)
+    if who is not None and who.door_help and parcel.direction == "inbound":
+        recipients.parcel_arrived(session, b.settings, phone=parcel.phone, station_id=b.station.id, door_help=True)
     parcel.updated_at = time.time()
     if created or not session.scalar(select(ParcelEvent.id).where(ParcelEvent.parcel_id == parcel.id,
                                                                   ParcelEvent.status == "preadvised")):

@@ -72,7 +72,8 @@ def lookups(*, pg: bool) -> dict[str, Any]:
         "preadvised": ParcelRow.select().where(Parcel.station_id == station,
                                                among(Parcel.waybill, "waybills", pg=pg),
                                                Parcel.status == "preadvised", Parcel.locker_id.is_(None)),
-        "recipients": select(Recipient.phone, Recipient.consent).where(among(Recipient.phone, "phones", pg=pg)),
+        "recipients": select(Recipient.phone, Recipient.consent, Recipient.door_help).where(
+            among(Recipient.phone, "phones", pg=pg)),
         # the codes of the recipients the records name, and of those whose parcels the batch picks up or hands
         # over (they are used up)
         "codes": CodeRow.select().where(

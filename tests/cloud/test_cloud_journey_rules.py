@@ -1,5 +1,7 @@
 """The cloud's side of the journeys (the whole journeys run in tests/journeys/): a door-to-door choice goes to
-the station as `assist` (a change beyond the hour's limit is refused, so the station never disagrees), a cancelled deposit leaves the phone page, a pre-advised parcel never deposited is
+the station as `assist` (a change beyond the hour's limit is refused, so the station never disagrees; a choice
+made before a parcel came reaches the station it comes to; anyone's change reaches every station of the
+villager), a cancelled deposit leaves the phone page, a pre-advised parcel never deposited is
 flagged once, and the sweep's clock moves only in the demo."""
 
 from __future__ import annotations
@@ -8,21 +10,25 @@ import asyncio
 import re
 import time
 
-from cloudkit import (ADMIN, STATION, admin_headers, birth, code_record, empty_comps, evt, gw, gw_headers,
-                      parcel_record)
+from cloudkit import (ADMIN, OTHER, OTHER_KEY, STATION, STATION_KEY, add_user, admin_headers, birth, code_record,
+                      empty_comps, evt, gw, gw_headers, login, parcel_record)
 from sqlalchemy import update
 from test_cloud_recipients import PHONE, phone_login
 
-from cloud import lifecycle
+from cloud import lifecycle, recipients
 from cloud.models import RateHit
 from cloud.recipients import ASSIST_PER_HOUR
 from gateway import assist
 from gateway.stationdb import Outbox
 
 
-def _commands(cloud, op: str) -> list[dict]:
-    got = cloud.client.get("/api/v1/gateway/commands", params={"after": 0, "wait": 0}, headers=gw_headers())
+def _commands(cloud, op: str, key: str = STATION_KEY) -> list[dict]:
+    got = cloud.client.get("/api/v1/gateway/commands", params={"after": 0, "wait": 0}, headers=gw_headers(key))
     return [k for k in got.json()["commands"] if k["op"] == op]
+
+
+def _assist(cloud, key: str = STATION_KEY) -> list[tuple[str, bool]]:
+    return [(k["phone"], k["door_help"]) for k in _commands(cloud, "assist", key)]
 
 
 def test_a_door_to_door_choice_on_the_phone_page_goes_to_the_station(cloud):
@@ -102,6 +108,72 @@ def test_door_to_door_changes_beyond_the_hours_limit_are_refused_so_the_station_
     assert len(now) == ASSIST_PER_HOUR + 1 and now[-1]["door_help"] is (not last)
     assert c.get(consent_url, headers=gw_headers()).json()["door_help"] is (not last)
     assert _station_list(db, now[-1:]) == (set() if last else {PHONE})
+
+
+def test_a_choice_made_before_any_parcel_reaches_the_station_the_parcel_comes_to(cloud):
+    """Door-to-door help chosen with no parcel anywhere: the station a parcel later comes to (the station's own
+    parcel record, or a carrier's pre-advice naming it) is sent the choice, once however many parcels follow;
+    and a station that held the "yes" hears the "no" even after its parcels were picked up."""
+    phone_login(cloud)
+    c = cloud.client
+    assert c.post("/m/door-help", data={"door_help": "on"}).status_code == 200
+    assert _assist(cloud) == [] and _assist(cloud, OTHER_KEY) == []
+    # two parcels in one batch: one command
+    cloud.ingest([parcel_record(1, "p-a", c=2), parcel_record(2, "p-b", c=3, waybill="YT7788990022"),
+                  birth(0, empty_comps(6), item_seq=0), evt(1, "deposit", c=2, ref="p-a"),
+                  evt(2, "deposit", c=3, ref="p-b")])
+    assert _assist(cloud) == [(PHONE, True)] and _assist(cloud, OTHER_KEY) == []
+    cloud.ingest([parcel_record(3, "p-c", c=4, waybill="YT7788990033"), evt(3, "deposit", c=4, ref="p-c")])
+    assert _assist(cloud) == [(PHONE, True)]
+    # the station took the command: a later parcel queues nothing new either
+    first = _commands(cloud, "assist")[0]
+    ack = c.post(f"/api/v1/gateway/commands/{first['id']}/ack", headers=gw_headers(), json={"ok": True})
+    assert ack.status_code == 200, ack.text
+    cloud.ingest([parcel_record(4, "p-d", c=5, waybill="YT7788990044"), evt(4, "deposit", c=5, ref="p-d")])
+    assert _assist(cloud) == []
+    # a carrier's pre-advice naming the other station, twice
+    key = c.post("/api/v1/carriers/YTO/clients", json={"name": "yto"}, headers=admin_headers()).json()["api_key"]
+    for n in (1, 2):
+        r = c.post("/api/v1/carrier/manifests", headers={"Authorization": f"Bearer {key}"}, json={
+            "manifest_id": f"m-d2d-{n}", "parcels": [{"waybill": f"YT555000100{n}", "station": OTHER,
+                                                     "phone": PHONE}]})
+        assert r.status_code == 200, r.text
+    assert _assist(cloud, OTHER_KEY) == [(PHONE, True)] and _assist(cloud) == []
+    # the courier brings it: the station's record of the pre-advised parcel queues nothing more
+    cloud.ingest([parcel_record(1, "p-o", c=2, locker="l9", waybill="YT5550001001", carrier="YTO")], station=OTHER,
+                 key=OTHER_KEY)
+    assert cloud.admin_get("/api/v1/parcels/p-o")["waybill"] == "YT5550001001"
+    assert _assist(cloud, OTHER_KEY) == [(PHONE, True)]
+    # every parcel at the first station picked up; the "no" still reaches the list that holds the "yes"
+    cloud.ingest([evt(5 + i, "pickup", c=comp, ref=ref) for i, (comp, ref) in
+                  enumerate(((2, "p-a"), (3, "p-b"), (4, "p-c"), (5, "p-d")))])
+    assert {cloud.admin_get(f"/api/v1/parcels/{ref}")["status"] for ref in ("p-a", "p-b", "p-c", "p-d")} == {
+        "picked_up"}
+    assert c.post("/m/door-help", data={"door_help": "off"}).status_code == 200
+    assert _assist(cloud) == [(PHONE, False)] and _assist(cloud, OTHER_KEY) == [(PHONE, True), (PHONE, False)]
+
+
+def test_a_station_agents_change_reaches_every_station_of_the_villager(cloud):
+    """An agent of one station changes a villager's choice: the cloud sends it to both stations the villager has
+    parcels at (the agent's permission is to change the choice), and the audit says who changed it."""
+    cloud.ingest([parcel_record(1, "p-a", c=2)])
+    cloud.ingest([parcel_record(1, "p-o", c=2, locker="l9")], station=OTHER, key=OTHER_KEY)
+    c = cloud.client
+    add_user(c, "agent-zhao", "station_agent", station_id=STATION)
+    agent = login(c, "agent-zhao")
+    r = c.put(f"/api/v1/recipients/{PHONE}", json={"door_help": True}, headers=agent)
+    assert r.status_code == 200, r.text
+    assert _assist(cloud) == [(PHONE, True)] and _assist(cloud, OTHER_KEY) == [(PHONE, True)]
+    r = c.put(f"/api/v1/recipients/{PHONE}", json={"door_help": False}, headers=agent)
+    assert r.status_code == 200, r.text
+    assert [d for _, d in _assist(cloud)] == [True, False] and [d for _, d in _assist(cloud, OTHER_KEY)] == [True,
+                                                                                                           False]
+    audit = c.get("/api/v1/audit", headers=admin_headers()).json()
+    changes = [(a["actor"], a["detail"]) for a in audit if a["action"] == "door_help"]
+    assert changes == [("agent-zhao", {"before": True, "after": False}),
+                       ("agent-zhao", {"before": False, "after": True})]
+    # the commands are the cloud's, so no phone rides in a command's issuer
+    assert {a["actor"] for a in audit if a["action"] == "command_assist"} == {recipients.DOOR_TO_DOOR.name}
 
 
 def test_a_cancelled_deposit_leaves_the_phone_page(cloud):
