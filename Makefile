@@ -6,6 +6,9 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+# the suite in two processes, a test file each at a time (its module fixtures stay in one process): most
+# tests wait on real brokers, databases and interpreters, so two keep both cores busy
+PYTEST_WORKERS ?= 2
 # every extra: a developer runs all tiers, the tests and the checks (pyproject.toml lists what each holds)
 EXTRAS  ?= gateway,cloud,sim,postgres,firmware,hardware,test,dev
 
@@ -31,7 +34,7 @@ check: install
 test: install check
 	@scripts/sysdeps.sh test
 	$(VENV)/bin/jincun firmware check
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -86,8 +86,11 @@ def test_code_sms_sent_over_http_and_retried(db_url):
         with TestClient(create_app(settings)) as client:
             register(client, STATION, STATION_KEY, "冯家村便民店", {"l1": 4})
             cloud = Cloud(client=client, settings=settings)
+            # deposited now: a parcel of the helpers' fixed past date is overdue at once, and a sweep that
+            # starts after the ingest would queue its return SMS beside the code's
             resp = cloud.ingest([parcel_record(1, "p-sms", c=2), birth(0, empty_comps(4)),
-                                 evt(1, "deposit", c=2, ref="p-sms"), code_record(2, "p-sms", "555666")])
+                                 evt(1, "deposit", c=2, ref="p-sms", ts=int(time.time())),
+                                 code_record(2, "p-sms", "555666")])
             assert resp.json()["applied"] == 4
             outbox = cloud.admin_get("/api/v1/notifications")
             assert outbox[0]["status"] == "queued" and outbox[0]["attempts"] >= 1

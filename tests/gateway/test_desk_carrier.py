@@ -28,9 +28,11 @@ def cloud_db(tmp_path):
 def preadvise(tmp_path) -> None:
     from cloud.manifests import preadvise as cloud_preadvise
     from cloud.schemas import Manifest
+    from cloud.settings import Settings
     engine, sessions = cloud_db(tmp_path)
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/cloud.db", admin_token="uplink-test-admin-9k2Qx7")
     with sessions() as session:
-        cloud_preadvise(session, carrier="ZTO", data=Manifest(manifest_id="zto-m1", parcels=[
+        cloud_preadvise(session, settings, carrier="ZTO", data=Manifest(manifest_id="zto-m1", parcels=[
             {"waybill": PRE, "station": "demo-01", "phone": PHONE}]))
         session.commit()
     engine.dispose()

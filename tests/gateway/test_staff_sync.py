@@ -207,16 +207,19 @@ async def test_a_locker_retired_in_the_cloud_takes_no_deposit_and_gives_up_its_p
                                                               "consent_asked": True})
                 assert r.status_code == 409 and r.json()["detail"] == {"error": "locker_retired", "locker": "l1"}
                 r = await desk.post("/api/v1/terminal/keypad", json={"locker": "l1", "parcels": [
-                    {"waybill": "ZT5003", "phone": "13800000008", "size": "S", "consent_asked": True}]})
+                    {"waybill": "ZT5003", "phone": "13800000008", "size": "S", "consent_asked": True,
+                     "carrier": "ZTO"}]})
                 assert r.status_code == 409 and r.json()["detail"]["error"] == "locker_retired"
                 words = (await desk.get("/terminal/words.json")).json()
                 assert "停用" in words["zh"]["locker_retired"] and "retired" in words["en"]["locker_retired"]
                 # l1's free compartments are offered no more: an L parcel finds none, an S one goes to l2
                 r = await desk.post("/api/v1/terminal/deposit", json={"waybill": "ZT5004", "phone": "13800000008",
-                                                                      "size": "L", "consent_asked": True})
+                                                                      "size": "L", "consent_asked": True,
+                                                                      "carrier": "ZTO"})
                 assert r.status_code == 409 and r.json()["detail"]["error"] == "no_compartment"
                 r = await desk.post("/api/v1/terminal/deposit", json={"waybill": "ZT5005", "phone": "13800000008",
-                                                                      "size": "S", "consent_asked": True})
+                                                                      "size": "S", "consent_asked": True,
+                                                                      "carrier": "ZTO"})
                 assert r.status_code == 201 and r.json()["locker"] == "l2", r.text
                 # the maintenance views show it retired, and still online
                 health = (await desk.get("/health")).json()
@@ -261,7 +264,8 @@ async def test_a_locker_retired_in_the_cloud_takes_no_deposit_and_gives_up_its_p
             async with courier_api(gw) as desk:
                 assert (await desk.get("/health")).json()["lockers_retired"] == []
                 r = await desk.post("/api/v1/terminal/deposit", json={"waybill": "ZT5006", "phone": "13800000008",
-                                                                      "size": "L", "consent_asked": True})
+                                                                      "size": "L", "consent_asked": True,
+                                                                      "carrier": "ZTO"})
                 assert r.status_code == 201 and r.json()["locker"] == "l1", r.text
         finally:
             l2.close()
