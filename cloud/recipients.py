@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from jincun.phone import mask_phone
+
 from . import commands
 from . import constants as K
 from .errors import CommandRefused, NotFound
@@ -76,7 +78,7 @@ def may_change_door_help(session: Session, phone: str, now: float) -> None:
     if hit(session, key, limit=ASSIST_PER_HOUR, window=ASSIST_WINDOW_S, now=now):
         return
     wait = wait_left(session, key, limit=ASSIST_PER_HOUR, window=ASSIST_WINDOW_S, now=now)
-    log.info("door-to-door change of ****%s refused: %d changes this hour already", phone[-4:], ASSIST_PER_HOUR)
+    log.info("door-to-door change of %s refused: %d changes this hour already", mask_phone(phone), ASSIST_PER_HOUR)
     raise CommandRefused(429, f"door-to-door help changed {ASSIST_PER_HOUR} times this hour; try again later",
                          key="door_help_limit", limit=ASSIST_PER_HOUR, wait=wait)
 

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import httpx
 
+from jincun.phone import mask_phone
+
 from .config import CloudConfig
 from .counters import Counters
 from .stationdb import Outbox
@@ -75,7 +77,7 @@ class CloudConsent:
             return Consent(consent, bool(data.get("door_help")), "cloud")
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
             self.counters.inc("consent_cloud_failures")
-            log.warning("consent of %s not known from the cloud: %s", phone[-4:], exc)
+            log.warning("consent of %s not known from the cloud: %s", mask_phone(phone), exc)
             return None
 
     async def check(self, phone: str) -> Consent:

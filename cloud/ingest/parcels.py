@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from jincun.carriers import code_of
+from jincun.phone import mask_phone
 
 from .. import constants as K
 from .. import recipients
@@ -126,7 +127,7 @@ def parcel_record(b: BatchContext, item: Item) -> None:
         # the gateway checks consent before it opens a door; this catches a gateway that did not
         b.counters.inc("deposits_without_consent")
         log.warning("%s: parcel %s asked a compartment for %s, who refused locker delivery", b.station.id,
-                    parcel.ref, parcel.phone)
+                    parcel.ref, mask_phone(parcel.phone))
     if who is not None and who.door_help and parcel.direction == "inbound":
         recipients.parcel_arrived(session, b.settings, phone=parcel.phone, station_id=b.station.id, door_help=True)
     parcel.updated_at = time.time()
