@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import time
 
-from jincun.carriers import code_of
-
 from .. import constants as K
 from ..errors import ItemRejected
 from ..models import Alarm, Charge, GatewayHealth
@@ -17,6 +15,7 @@ from ..rows import ParcelRow, write_rows
 from ..telemetry import TelemetryPointSample
 from . import codes
 from .context import BatchContext
+from .find import carrier as carrier_code
 from .find import compartment, exists, locker, own_parcel
 
 log = logging.getLogger("jincun.cloud.ingest")
@@ -55,7 +54,7 @@ def outbound(b: BatchContext, item: Item) -> None:
     ref = body["ref"]
     if exists(b, ref):
         raise ItemRejected(K.E_BAD_FIELD, f"ref {ref} is already used by another parcel")
-    carrier = code_of(body["carrier"])
+    carrier = carrier_code(b, body["carrier"])
     produce = (body.get("produce") or "").strip()
     parcel = ParcelRow.fresh(
         ref=ref, station_id=b.station.id, direction="outbound", carrier=carrier, phone=body["sender_phone"],
@@ -77,6 +76,7 @@ def collected(b: BatchContext, item: Item) -> None:
     """The carrier's courier collected an outbound parcel at the station: `collected`, the carrier's webhook,
     the carrier's waybill when the courier gave one."""
     body = item.body
+    carrier_code(b, body["carrier"])
     if not exists(b, body["ref"]):
         raise ItemRejected(K.E_BAD_FIELD, f"outbound parcel {body['ref']} is unknown")
     parcel, _ = own_parcel(b, body["ref"], None, None)
@@ -91,7 +91,7 @@ def collected(b: BatchContext, item: Item) -> None:
 def charge(b: BatchContext, item: Item) -> None:
     """An extra charge (二次收费) the station agent recorded for a villager: a row of the fees statistics."""
     body = item.body
-    b.session.add(Charge(station_id=b.station.id, carrier=code_of(body["carrier"]), kind=body["kind"],
+    b.session.add(Charge(station_id=b.station.id, carrier=carrier_code(b, body["carrier"]), kind=body["kind"],
                          cents=body["cents"], parcel_ref=body.get("ref"), waybill=body.get("waybill") or None,
                          phone=body.get("phone") or None, text=(body.get("text") or "").strip() or None,
                          source="agent", by=body["by"], at=float(body["at"])))

@@ -67,3 +67,18 @@ def test_agents_charge_record_lands_in_the_fees_table_once(cloud):
     got = [(r["source"], r["kind"], r["carriers"], r["parcels"], r["total_yuan"], r["banned"]) for r in rows
            if r["source"] == "agent"]
     assert got == [("agent", "remote_surcharge", "ZTO", 1, 3.0, False)]
+
+
+def test_agents_charge_naming_no_carrier_is_refused_on_its_own(cloud):
+    """An agent's charge naming no carrier of the cloud is a dead letter, never a row of the fees table."""
+    from sqlalchemy import select
+
+    from cloud.models import DeadLetter
+    body = {"kind": "pickup", "cents": 200, "by": "a-li", "at": int(time.time())}
+    resp = cloud.ingest([gw(1, "charge", {**body, "carrier": "投递台"}), gw(2, "charge", {**body, "carrier": "中通"})])
+    results = resp.json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "applied"]
+    assert results[0]["error"].startswith("unknown_carrier")
+    assert [(r["carriers"], r["total_yuan"]) for r in _charges(cloud)] == [("ZTO", 2.0)]
+    with cloud.client.app.state.sessionmaker() as session:
+        assert [d.reason[:15] for d in session.scalars(select(DeadLetter))] == ["unknown_carrier"]

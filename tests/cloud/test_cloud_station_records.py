@@ -174,6 +174,38 @@ def test_outbound_bad_fields_are_rejected(cloud):
         assert cloud.client.get(f"/api/v1/parcels/o-{i}", headers=admin_headers()).status_code == 404
 
 
+def _dead_reasons(cloud) -> list[str]:
+    with _session(cloud) as s:
+        return [d.reason for d in s.scalars(select(DeadLetter).order_by(DeadLetter.id))]
+
+
+def test_outbound_naming_no_carrier_is_refused_on_its_own(cloud):
+    """An outbound record whose carrier is none of the cloud's is a dead letter of its own; an old name maps to
+    its code."""
+    resp = cloud.ingest([gw(1, "outbound", outbound_body("o-desk", carrier="投递台")),
+                         gw(2, "outbound", outbound_body("o-zto", carrier="中通"))])
+    assert _statuses(resp) == ["rejected", "applied"]
+    assert _errors(resp)[0].startswith("unknown_carrier")
+    assert cloud.client.get("/api/v1/parcels/o-desk", headers=admin_headers()).status_code == 404
+    assert cloud.admin_get("/api/v1/parcels/o-zto")["carrier"] == "ZTO"
+    assert [r[:15] for r in _dead_reasons(cloud)] == ["unknown_carrier"]
+
+
+def test_collected_naming_no_carrier_is_refused_on_its_own(cloud):
+    """A courier's collection naming no carrier of the cloud changes nothing; 中通 is ZTO and collects."""
+    now = int(time.time())
+    resp = cloud.ingest([gw(1, "outbound", outbound_body("o-a", carrier="ZTO")),
+                         gw(2, "outbound", outbound_body("o-b", carrier="ZTO")),
+                         gw(3, "collected", {"ref": "o-a", "carrier": "NOSUCH", "by": "c-x", "at": now - 5}),
+                         gw(4, "collected", {"ref": "o-b", "carrier": "中通", "by": "c-zto", "at": now - 5})])
+    assert _statuses(resp) == ["applied", "applied", "rejected", "applied"]
+    assert _errors(resp)[2].startswith("unknown_carrier")
+    assert cloud.admin_get("/api/v1/parcels/o-a")["status"] == "taken_in"
+    b = cloud.admin_get("/api/v1/parcels/o-b")
+    assert b["status"] == "collected" and b["carrier"] == "ZTO"
+    assert [r[:15] for r in _dead_reasons(cloud)] == ["unknown_carrier"]
+
+
 # ---- handover --------------------------------------------------------------------------------
 
 def _deposited(cloud, ref: str = "p-7f3a1c", code: str = "482913") -> None:
