@@ -18,7 +18,7 @@ loses nothing and repeats nothing.
 
 When a condition ends:
 - a locker alarm (forced open, jam, remote-open limit): when staff acknowledge it on the dashboard;
-- offline: when the station or locker is heard from again;
+- offline: when the station or locker is heard from again, or the locker is retired in the cloud;
 - low voltage: when the supply is back above the threshold plus a margin (no flapping around the line);
 - backlog: when the station's outbox is back under the limits.
 """
@@ -103,7 +103,8 @@ def _locker_conditions(session: Session, settings: Settings, now: float, open_ke
         if lk.station_id in station_offline:
             continue  # the station's episode says it; its lockers' last news is stale, not wrong
         since = lk.status_rx or lk.last_seen
-        if lk.online not in ("online", "unknown") and since is not None \
+        # a locker retired in the cloud is no fault: its silence is expected
+        if lk.active and lk.online not in ("online", "unknown") and since is not None \
                 and now - since > settings.alert_offline_minutes * 60:
             yield Condition(lk.station_id, lk.id, None, "locker_offline")
         if lk.vin is not None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from . import commands
 from .errors import NotFound
-from .models import Alarm, AuditEntry, Command, GatewayHealth, SignoffFlag
+from .models import Alarm, AuditEntry, Command, GatewayHealth, Locker, SignoffFlag
 from .principal import Principal
 
 
@@ -51,6 +51,32 @@ def gateway_reports(session: Session, who: Principal) -> list[GatewayHealth]:
     if who.role == "station_agent":
         stmt = stmt.where(GatewayHealth.station_id == who.station_id)
     return list(session.scalars(stmt).all())
+
+
+def lockers_in_service(session: Session, reports: list[GatewayHealth]) -> dict[str, tuple[int, int]]:
+    """Each report's lockers online and in all, by station, without the lockers retired in the cloud.
+
+    A gateway counts every locker of its station.json, a retired one too (an older gateway, or one whose file
+    still names it). Its count is taken down by the station's retired lockers, at most by how far it exceeds
+    the lockers in service (a gateway enrolled after the retirement never had it), and its online count by
+    the retired lockers the cloud last heard as online."""
+    ids = [g.station_id for g in reports]
+    active: dict[str, int] = {}
+    retired: dict[str, int] = {}
+    retired_online: dict[str, int] = {}
+    for station_id, is_active, online in session.execute(
+            select(Locker.station_id, Locker.active, Locker.online).where(Locker.station_id.in_(ids))):
+        if is_active:
+            active[station_id] = active.get(station_id, 0) + 1
+        else:
+            retired[station_id] = retired.get(station_id, 0) + 1
+            retired_online[station_id] = retired_online.get(station_id, 0) + (online == "online")
+    out = {}
+    for g in reports:
+        sid = g.station_id
+        total = g.lockers_total - min(retired.get(sid, 0), max(0, g.lockers_total - active.get(sid, 0)))
+        out[sid] = (max(0, min(total, g.lockers_online - retired_online.get(sid, 0))), total)
+    return out
 
 
 def list_commands(session: Session, who: Principal, *, station: str | None = None, op: str | None = None,

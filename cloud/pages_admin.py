@@ -44,7 +44,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "add_courier": ("新增快递员", "Add a courier"),
     "add_user": ("新增账号", "Add an account"),
     "retire": ("停用", "Retire"),
-    "retired": ("已停用", "Retired"),
     "active": ("在用", "Active"),
     "reason": ("原因", "Reason"),
     "id": ("编号", "Id"),

@@ -90,7 +90,10 @@ def logout() -> Response:
 # ---- maintenance -----------------------------------------------------------------------------
 
 def locker_health(locker, now: float, stale_after: int) -> str:
-    """online, offline or stale: online by status but not heard from for `stale_after` seconds."""
+    """online, offline or stale: online by status but not heard from for `stale_after` seconds; retired for a
+    locker retired in the cloud, whatever it last said (no fault, no alarm)."""
+    if not locker.active:
+        return "retired"
     if locker.online == "lost":
         return "offline"
     if locker.online == "unknown" or locker.last_seen is None:
@@ -108,8 +111,8 @@ def gateway_state(report: GatewayHealth | None, now: float, stale_after: int) ->
 # the overview's locker badges use the same rule as the dashboard
 TEMPLATES.env.globals["health_of"] = locker_health
 
-# most urgent first: the dashboard lists rows in this order and counts them per state
-LOCKER_STATES = ("offline", "stale", "unknown", "online")
+# most urgent first: the dashboard lists rows in this order and counts them per state; a retired locker last
+LOCKER_STATES = ("offline", "stale", "unknown", "online", "retired")
 GATEWAY_STATES = ("stale", "unknown", "online")
 
 
@@ -152,6 +155,7 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     lockers = sorted(((s, lk, locker_health(lk, now, stale_after)) for s in stations for lk in s.lockers),
                      key=lambda r: (LOCKER_STATES.index(r[2]), r[0].id, r[1].id))
     reports = {g.station_id: g for g in maintenance.gateway_reports(session, who) if g.station_id in ids}
+    in_service = maintenance.lockers_in_service(session, list(reports.values()))
     gateways = sorted(((s, reports.get(s.id), gateway_state(reports.get(s.id), now, stale_after))
                        for s in stations), key=lambda r: (GATEWAY_STATES.index(r[2]), r[0].id))
     lang_en = params.get("lang") == "en"
@@ -167,7 +171,7 @@ def ops(request: Request, session: SessionDep, services: ServicesDep) -> Respons
     return _render(request, "ops.html", services, who=who, alarms=alarms, names={s.id: s.name for s in stations},
                    lockers=[r for r in shown_lockers if r[0].id in on_page],
                    gateways=[r for r in shown_gateways if r[0].id in on_page], search=search, pager=pg,
-                   stale_min=stale_after // 60,
+                   stale_min=stale_after // 60, in_service=in_service,
                    locker_chips=_filters("health", LOCKER_STATES, [r[2] for r in lockers], want["health"],
                                          {"gw": want["gw"], "q": search}, lang_en),
                    gateway_chips=_filters("gw", GATEWAY_STATES, [r[2] for r in gateways], want["gw"],

@@ -193,9 +193,12 @@ def list_gateways(session: SessionDep, services: ServicesDep,
                   who: Annotated[Principal, Depends(allow(*OPS_VIEW))]) -> list[GatewayHealthPublic]:
     """The latest health each station's gateway reported (a station agent sees only their station)."""
     now = time.time()
+    reports = maintenance.gateway_reports(session, who)
+    in_service = maintenance.lockers_in_service(session, reports)
     return [GatewayHealthPublic.model_validate(g).model_copy(
-        update={"stale": now - g.at > services.settings.stale_seconds})
-        for g in maintenance.gateway_reports(session, who)]
+        update={"stale": now - g.at > services.settings.stale_seconds,
+                "lockers_online": in_service[g.station_id][0], "lockers_total": in_service[g.station_id][1]})
+        for g in reports]
 
 
 @router.post("/alarms/{alarm_id}/ack", response_model=AlarmPublic, tags=["maintenance"])

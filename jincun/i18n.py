@@ -89,6 +89,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "login_failed": ("用户名或密码错误。", "Wrong user name or password."),
     "stale": ("很久没有消息", "silent"),
     "offline": ("离线", "offline"),
+    # a locker retired in the cloud: not a fault, so no offline or silent alarm counts it
+    "retired": ("已停用", "retired"),
     "rssi": ("信号", "RSSI"),
     "voltage": ("电压", "Voltage"),
     "temperature": ("温度", "Temperature"),

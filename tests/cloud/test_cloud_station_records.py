@@ -396,6 +396,56 @@ def test_ops_page_lists_the_urgent_first_and_filters_by_state(cloud):
     assert all(r in bad.text for r in rows)
 
 
+def test_ops_page_shows_a_retired_locker_as_retired_and_no_alarm_counts_it(cloud):
+    """A locker retired in the cloud is 已停用 on /ops, not offline: no offline chip, no offline alert, and the
+    gateway's lockers figure leaves it out (the gateway still counts it)."""
+    from cloud import alerts
+    now = time.time()
+    quiet = now - cloud.settings.alert_offline_minutes * 60 - 120
+    assert _statuses(cloud.ingest([_status("l1", 1, "online", now), _status("l2", 1, "lost", quiet),
+                                   gw(3, "gw_tele", tele_body(lockers_online=1, lockers_total=2), rx=now)])) == [
+        "applied"] * 3
+
+    def offline_alerts() -> list:
+        with _session(cloud) as s:
+            return [c for c in alerts.conditions(s, cloud.settings, time.time(), set()) if c.kind == "locker_offline"]
+
+    def chip(html: str, state: str) -> str:
+        chips = html[html.index('id="locker-filters"'):].split("</p>")[0]
+        return chips[chips.index(f'id="locker-filter-{state}"'):].split("</a>")[0]
+
+    html = cloud.client.get("/ops", headers=admin_headers()).text
+    assert 'data-health="offline"' in html[html.index(f'id="row-{STATION}-l2"'):].split("</tr>")[0]
+    assert [c.locker_id for c in offline_alerts()] == ["l2"]
+
+    r = cloud.client.post(f"/api/v1/admin/stations/{STATION}/lockers/l2/retire", json={"reason": "拆走了"},
+                          headers=admin_headers())
+    assert r.status_code == 200, r.text
+
+    html = cloud.client.get("/ops", headers=admin_headers()).text
+    row = html[html.index(f'id="row-{STATION}-l2"'):].split("</tr>")[0]
+    assert 'data-health="retired"' in row and ">已停用<" in row and "离线" not in row
+    assert "<b>0</b>" in chip(html, "offline") and "<b>0</b>" in chip(html, "stale")
+    assert "<b>1</b>" in chip(html, "retired") and "<b>1</b>" in chip(html, "online")
+    # listed after the lockers in service, the most urgent first
+    assert html.index(f'id="row-{STATION}-l1"') < html.index(f'id="row-{STATION}-l2"')
+    gw_row = html[html.index(f'id="gw-{STATION}"'):].split("</tr>")[0]
+    assert '<td class="num lockers-online">1/1</td>' in gw_row
+    assert "row-" + STATION + "-l2" not in cloud.client.get("/ops?health=offline", headers=admin_headers()).text
+    en = cloud.client.get("/ops?lang=en", headers=admin_headers()).text
+    assert ">retired<" in en[en.index(f'id="row-{STATION}-l2"'):].split("</tr>")[0]
+    g = next(g for g in cloud.admin_get("/api/v1/gateways") if g["station_id"] == STATION)
+    assert (g["lockers_online"], g["lockers_total"]) == (1, 1)
+    # a gateway that no longer counts it (enrolled again since) is not taken down twice
+    assert _statuses(cloud.ingest([gw(4, "gw_tele", tele_body(lockers_online=1, lockers_total=1),
+                                      rx=now + 1)])) == ["applied"]
+    g = next(g for g in cloud.admin_get("/api/v1/gateways") if g["station_id"] == STATION)
+    assert (g["lockers_online"], g["lockers_total"]) == (1, 1)
+    assert offline_alerts() == []
+    locker_page = cloud.client.get(f"/ops/{STATION}/l2", headers=admin_headers()).text
+    assert 'id="locker-health">已停用<' in locker_page
+
+
 # ---- firmware update and courier events (protocol §3.7, §4.1) ---------------------------------
 
 def test_firmware_and_courier_events_are_held_and_bad_ones_refused(cloud):
