@@ -124,6 +124,10 @@ class Uplink:
                         if pause > 0:
                             self.counters.inc("uplink_paced")
                             await asyncio.sleep(pause)
+                        elif len(records) < self._narrow:
+                            # a steady stream gathers too: a batch that was not full is followed by the next
+                            # only once the linger has passed since it left, not by one request per commit
+                            await asyncio.sleep(max(0.0, self.cfg.linger_s - (time.monotonic() - t0)))
                         continue
                 except UplinkError as exc:
                     if exc.status in REFUSED_STATUSES and await self._narrow_down(client, records, exc):
