@@ -89,6 +89,9 @@ class FwDownload:
         except OSError as e:
             self._fw_failed(self.upd.ver, UpdateError("no_space", str(e)))
             return
+        # flash now holds the next boot's record (the new set on trial): this boot's own record, still in RAM,
+        # must not be written over it by the health checks that may finish before the reboot
+        self.bootrec = None
         self.emit(K.T_FW, {"ver": ver, "result": "staged"})
         self._log("app", "firmware", ver, "staged; rebooting into it")
         t0 = self.clock.ms()

@@ -97,6 +97,8 @@ class Health:
 
     def _passed_selftest(self):
         b = self.bootrec
+        if b is None:
+            return  # a newer set was staged meanwhile: flash holds its record, which goes on trial next boot
         b["trial"] = False
         b["tries"] = 0
         b["fails"] = 0

@@ -2,12 +2,14 @@
 
 import asyncio
 import binascii
+import hashlib
 from check import eq, true
 from jc import bootstate
 from jc.app import App
 from jc.clock import VirtualClock
 from jc.hal import Hal
 from jc.digest import code_hash, pin_hash
+from jc.update import manifest_text, offer_mac
 
 SECRET = "9fd687cc5e1918da74cb849b2370293069abc311a49d4f4b7772006b898ad859"
 KEY = binascii.unhexlify(SECRET)
@@ -28,6 +30,7 @@ class Board(Hal):
         self.wifi = False
         self.events = []
         self.text = ""
+        self.reboots = []  # clock.ms() of each reboot asked for
 
     def sample(self):
         now = self.clock.ms()
@@ -65,6 +68,9 @@ class Board(Hal):
 
     def record(self, evt):
         self.events.append(evt)
+
+    def reboot(self):
+        self.reboots.append(self.clock.ms())
 
 
 def cfg(**kw):
@@ -198,6 +204,30 @@ def test_trial_set_is_rolled_back_after_an_unconfirmed_boot():
     eq(st["report"], ["rolled_back", "0.2.0"])
     eq(st["bad"], "app1")
     eq(bootstate.app_path("", st), None)
+
+
+def test_update_staged_while_the_boot_is_judged_good_is_kept():
+    # the new set arrives shortly after power-on: the running boot is judged good (healthy_s) while the staged
+    # set waits for its 'staged' event to leave (the station's network is down), just before the reboot
+    new = {"jc/const.py": b'FW = "0.2.0"\n'}
+    files = [{"path": p, "size": len(d), "sha256": binascii.hexlify(hashlib.sha256(d).digest()).decode()}
+             for p, d in new.items()]
+
+    def deliver(app, board):
+        def offer(b):
+            eq(app._fw_offer({"ver": "0.2.0", "files": files, "mac": offer_mac(KEY, "0.2.0", manifest_text(files))}),
+               None)
+            for p, d in new.items():
+                app._on_chunk({"ver": "0.2.0", "file": p, "off": 0, "data": binascii.b2a_base64(d).decode().strip()})
+            true(app.upd.done)
+        board.script = [[58000, offer]]
+    app, board, safe = _power_on(66000, before=deliver)
+    eq(app.healthy, True)
+    eq(len(board.reboots), 1)
+    true(board.reboots[0] > 60000, board.reboots)  # the boot turned good between the install and the reboot
+    st, safe = bootstate.on_boot("", "0.1.0")  # the next boot runs the staged set on trial
+    eq((st["set"], st["ver"], st["trial"], st["prev"], st["prev_ver"]), ("app1", "0.2.0", True, "", "0.1.0"))
+    eq(bootstate.app_path("", st), "app1")
 
 
 def test_torn_boot_record_falls_back_to_factory():
