@@ -78,7 +78,7 @@ class Gateway:
         self.scanner = Scanner(cfg.scanner.port, self.counters, baud=cfg.scanner.baud) if cfg.scanner else None
         self.consent: ConsentPort = consent or CloudConsent(cfg.cloud, self.outbox, self.counters,
                                                             cache_s=cfg.terminal.consent_cache_s, transport=transport)
-        self.sessions = Sessions(cfg.terminal, self.counters)
+        self.sessions = Sessions(cfg.terminal, self.counters, db=self.outbox)
         self.staff = StaffSync(cfg, self.outbox, self.sessions, self.counters, transport=transport, link=self.link)
         self.app = create_app(HttpServices(
             cfg=cfg, counters=self.counters, outbox=self.outbox, deposits=self.deposits, consent=self.consent,
@@ -96,6 +96,7 @@ class Gateway:
         await self.outbox.open()
         await self.link.load()
         await self.staff.load()
+        await self.sessions.load()  # after the staff list: a user no longer allowed keeps no session
         await self.deposits.load()
         await self.downlink.load_overrides()
         await self.downlink.rollouts.resume()

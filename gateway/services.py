@@ -39,4 +39,4 @@ class HttpServices:
     boards: dict[str, BoardLocker]
     scanner: Scanner | None
     health: Callable[[], Awaitable[dict]]
-    sessions: Sessions  # the terminal's logins (in memory: a restart logs everyone out)
+    sessions: Sessions  # the terminal's logins (kept in the station database across restarts)

@@ -2,7 +2,8 @@
 
 Every table of the station database is created here and nowhere else: the outbox and its meta, and the
 tables of the parts beside it (pickup codes, courier deposits, the consent cache, the downlink's ledger and
-remote opens, firmware roll-outs, locker links, RS-485 board compartments, the uplink's refused records).
+remote opens, firmware roll-outs, locker links, RS-485 board compartments, the uplink's refused records, the
+terminal's sessions).
 
 Version 0 is the unversioned database that gateways wrote before the schema was versioned: each part created
 its own tables at open, so a version-0 database holds the tables of the parts that ran. Migration 1 brings
@@ -113,12 +114,22 @@ CREATE TABLE IF NOT EXISTS outbound (
 CREATE INDEX IF NOT EXISTS outbound_waiting ON outbound (state, carrier);
 """
 
+# 5: the station terminal's sessions (pins.py), so a restart logs no one out: the sha256 of each token (never the
+# token), its user, the login time and the expiry (wall-clock seconds)
+_V5 = """
+CREATE TABLE IF NOT EXISTS terminal_sessions (
+    h TEXT PRIMARY KEY, user_id TEXT NOT NULL, at REAL NOT NULL, exp REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS terminal_sessions_user ON terminal_sessions (user_id);
+"""
+
 # MIGRATIONS[n] takes a database from version n to version n + 1
 MIGRATIONS: list[str] = [
     _V1,  # 1: the full schema over whatever a version-0 (unversioned) database holds
     _V2,  # 2: the door-to-door choices the cloud sent (assist)
     _V3,  # 3: the cloud's couriers and station agents, cached for offline logins
     _V4,  # 4: the outbound book
+    _V5,  # 5: the terminal's sessions, by the hash of their token
 ]
 
 

@@ -222,7 +222,7 @@ def create_router(gw: "HttpServices") -> APIRouter:
 
     @r.post(f"{p}/logout")
     async def logout(tok: Annotated[str | None, Depends(token)]) -> dict:
-        sessions.logout(tok)
+        await sessions.logout(tok)
         return {"ok": True}
 
     @r.get(f"{p}/scans")

@@ -105,6 +105,42 @@ async def test_the_cached_list_survives_a_restart(tmp_path):
         await outbox.close()
 
 
+async def test_a_retired_persons_stored_sessions_end_and_stay_ended_after_a_restart(tmp_path):
+    cfg = make_config(tmp_path)
+    counters = Counters()
+    outbox = Outbox(cfg.gateway.db, counters)
+    await outbox.open()
+    try:
+        sessions = Sessions(cfg.terminal, counters, db=outbox)
+        c1, c2 = _user("c1"), _user("c2")
+        sessions.set_synced([c1, c2])
+        tok1, _ = await sessions.login("c1", PIN, "10.0.0.2")
+        tok2, _ = await sessions.login("c2", PIN, "10.0.0.2")
+        assert sessions.set_synced([c2]) == {"c1"}
+        with pytest.raises(HTTPException):
+            sessions.user(tok1)
+        await outbox.run(lambda conn: None)  # the deletion has committed
+    finally:
+        await outbox.close()
+    outbox = Outbox(cfg.gateway.db, counters)
+    await outbox.open()
+    try:
+        # the restart: the cached list (c2 alone, as the last pull left it) and then the stored sessions
+        await outbox.run(lambda conn: conn.executemany(
+            "INSERT INTO staff_users VALUES (?,?,?,?,?)", [(c2.id, c2.name, c2.role, c2.carrier, c2.pin_hash)]))
+        await outbox.run(lambda conn: conn.execute("INSERT INTO staff_sync VALUES (1, 1.0)"))
+        sessions = Sessions(cfg.terminal, counters, db=outbox)
+        await StaffSync(cfg, outbox, sessions, counters).load()
+        assert await sessions.load() == 1
+        assert sessions.user(tok2).id == "c2"
+        with pytest.raises(HTTPException):
+            sessions.user(tok1)
+        rows = await outbox.query(lambda conn: conn.execute("SELECT user_id FROM terminal_sessions").fetchall())
+        assert rows == [("c2",)]
+    finally:
+        await outbox.close()
+
+
 @contextlib.asynccontextmanager
 async def _serve(app, port):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",

@@ -95,6 +95,9 @@ async def test_a_database_of_an_earlier_version_migrates_and_keeps_its_data(tmp_
         await db.run(lambda conn: conn.execute(
             "INSERT INTO uplink_refused (src, boot, seq, kind, rx, body, status, reason, at) "
             "VALUES ('l9', 'b', 1, 'evt', 1.0, '{}', 422, 'x', 2.0)"))
+        # the terminal's sessions (version 5) are kept by the hash of their token
+        await db.run(lambda conn: conn.execute(
+            "INSERT INTO terminal_sessions (h, user_id, at, exp) VALUES (?, 'c1', 1.0, 2.0)", ("ab" * 32,)))
     finally:
         await db.close()
 
