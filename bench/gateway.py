@@ -454,9 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     ceiling5: dict = {}
     if args.ceiling:
         from bench import mqttceiling
+        from gateway.mqtt_client import MQTT5
         ceiling = mqttceiling.measure(args.ceiling, args.lockers)
         # the same under MQTT 5, whose PUBLISHes paho decodes at about half the rate: why the gateway speaks 3.1.1
-        ceiling5 = mqttceiling.measure(args.ceiling, args.lockers, protocol=5)
+        ceiling5 = mqttceiling.measure(args.ceiling, args.lockers, protocol=MQTT5)
         print(json.dumps({"mqtt_ceiling": ceiling, "mqtt5_ceiling": ceiling5}), flush=True)
     work = Path(tempfile.mkdtemp(prefix="jc-bench-"))
     bench = Bench(work, args.lockers, args.profile)

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway.mqtt_client import MQTT5, MQTT311
 from simulator.net import free_port, wait_port
 from simulator.procs import stop_process
 
@@ -80,7 +81,7 @@ def _drain(port: int, events: int, out: mp.Queue, protocol: int) -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    if protocol == 5:
+    if protocol == MQTT5:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=SUB_ID, protocol=mqtt.MQTTv5, manual_ack=True)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0xFFFFFFFF
@@ -104,9 +105,9 @@ def _drain(port: int, events: int, out: mp.Queue, protocol: int) -> None:
     out.put({"received": state["n"], "secs": state["t_last"] - t0})
 
 
-def measure(events: int = 100_000, lockers: int = 16, protocol: int = 4) -> dict:
+def measure(events: int = 100_000, lockers: int = 16, protocol: int = MQTT311) -> dict:
     """The ceiling figure: paho's QoS 1 receive rate (messages/s) draining `events` queued messages, in an
-    MQTT 3.1.1 session (protocol 4, the gateway's) or an MQTT 5 one (protocol 5)."""
+    MQTT 3.1.1 session (MQTT311, the gateway's) or an MQTT 5 one (MQTT5)."""
     with tempfile.TemporaryDirectory(prefix="jc-ceiling-") as tmp:
         proc, port = _broker(Path(tmp))
         try:

@@ -56,10 +56,10 @@ def gateway_reports(session: Session, who: Principal) -> list[GatewayHealth]:
 def lockers_in_service(session: Session, reports: list[GatewayHealth]) -> dict[str, tuple[int, int]]:
     """Each report's lockers online and in all, by station, without the lockers retired in the cloud.
 
-    A gateway counts every locker of its station.json, a retired one too (an older gateway, or one whose file
-    still names it). Its count is taken down by the station's retired lockers, at most by how far it exceeds
-    the lockers in service (a gateway enrolled after the retirement never had it), and its online count by
-    the retired lockers the cloud last heard as online."""
+    A gateway that has pulled the retirement counts only its lockers in service; an older one counts every
+    locker of its station.json, a retired one too. Its count is taken down by the station's retired lockers,
+    at most by how far it exceeds the lockers in service (a report that left them out already is not taken
+    down twice), and its online count by the retired lockers the cloud last heard as online."""
     ids = [g.station_id for g in reports]
     active: dict[str, int] = {}
     retired: dict[str, int] = {}

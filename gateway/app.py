@@ -121,9 +121,11 @@ class Gateway:
                 "handovers_refused", "handovers_rate_limited", "body_too_large", "body_too_deep",
                 "fw_rollouts_failed")
         snap = self.counters.snapshot()
+        # a locker retired in the cloud is not counted: the cloud shows these figures as the station's in service
+        online, total = self.link.in_service()
         return {"outbox_depth": st["depth"], "oldest_unsent_s": oldest, "uplink": "up" if self.uplink.up else "down",
                 "broker": "up" if self.link.connected.is_set() else "down",
-                "lockers_online": self.link.online_count(), "lockers_total": len(self.link.lockers),
+                "lockers_online": online, "lockers_total": total,
                 "cpu_temp": cpu_temp(), "up_s": int(time.time() - self.started),
                 "counters": {k: snap.get(k, 0) for k in keep}}
 

@@ -17,6 +17,7 @@ import httpx
 
 from jincun.phone import mask_phone
 
+from .cloudhttp import cloud_client
 from .config import CloudConfig
 from .counters import Counters
 from .stationdb import Outbox
@@ -65,8 +66,7 @@ class CloudConsent:
 
     async def _ask(self, phone: str) -> Consent | None:
         try:
-            async with httpx.AsyncClient(base_url=self.cfg.url, transport=self.transport, timeout=self.timeout_s,
-                                         headers={"Authorization": f"Bearer {self.cfg.api_key}"}) as client:
+            async with cloud_client(self.cfg, self.transport, self.timeout_s) as client:
                 resp = await client.get(CONSENT_PATH.format(phone=phone))
             if resp.status_code != 200:
                 raise ValueError(f"HTTP {resp.status_code}")

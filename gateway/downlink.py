@@ -17,6 +17,7 @@ from jincun.phone import is_phone
 
 from . import assist
 from . import const as C
+from .cloudhttp import cloud_client
 from .codes import CodeClash, Codes
 from .config import StationConfig
 from .counters import Counters
@@ -68,8 +69,7 @@ class Downlink:
         """Poll, execute and ack forever; a failing cloud only delays."""
         c = self.cfg.cloud
         wait = c.downlink_wait_s
-        async with httpx.AsyncClient(base_url=c.url, transport=self.transport, timeout=c.timeout_s + wait,
-                                     headers={"Authorization": f"Bearer {c.api_key}"}) as client:
+        async with cloud_client(c, self.transport, c.timeout_s + wait) as client:
             while True:
                 try:
                     await self._ack_pending(client)

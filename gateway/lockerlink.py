@@ -552,6 +552,11 @@ class LockerLink:
     def online_count(self) -> int:
         return sum(1 for ls in self.lockers.values() if ls.online)
 
+    def in_service(self) -> tuple[int, int]:
+        """(online, all) of the lockers not retired in the cloud: what the station reports upstream."""
+        live = [ls for ls in self.lockers.values() if not ls.retired]
+        return sum(1 for ls in live if ls.online), len(live)
+
     def view(self) -> list[dict]:
         return [ls.view() for ls in self.lockers.values()]
 

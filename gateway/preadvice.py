@@ -14,6 +14,7 @@ import httpx
 
 from jincun import carriers
 
+from .cloudhttp import cloud_client
 from .config import CloudConfig
 from .counters import Counters
 
@@ -34,8 +35,7 @@ class CloudPreadvice:
 
     async def carrier(self, waybill: str) -> str | None:
         try:
-            async with httpx.AsyncClient(base_url=self.cfg.url, transport=self.transport, timeout=self.timeout_s,
-                                         headers={"Authorization": f"Bearer {self.cfg.api_key}"}) as client:
+            async with cloud_client(self.cfg, self.transport, self.timeout_s) as client:
                 resp = await client.get(PREADVICE_PATH.format(waybill=quote(waybill, safe="")))
             if resp.status_code != 200:
                 raise ValueError(f"HTTP {resp.status_code}")

@@ -28,6 +28,7 @@ import httpx
 from pydantic import ValidationError
 
 from . import const as C
+from .cloudhttp import cloud_client
 from .config import StationConfig, TerminalUser
 from .counters import Counters
 from .pins import CLOUD_USER_RE, Sessions
@@ -113,8 +114,7 @@ class StaffSync:
         """The cloud's current list and retired lockers, or None when they cannot be had now."""
         cloud = self.cfg.cloud
         try:
-            async with httpx.AsyncClient(base_url=cloud.url, transport=self.transport, timeout=cloud.timeout_s,
-                                         headers={"Authorization": f"Bearer {cloud.api_key}"}) as client:
+            async with cloud_client(cloud, self.transport) as client:
                 async with client.stream("GET", STAFF_PATH) as resp:
                     if resp.status_code != 200:
                         raise ValueError(f"HTTP {resp.status_code}")

@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from . import const as C
+from .cloudhttp import cloud_client
 from .config import CloudConfig
 from .counters import Counters
 from .errors import UplinkError
@@ -102,8 +103,7 @@ class Uplink:
 
     async def run(self) -> None:
         """Forward forever; a failing cloud only delays, never loses or reorders."""
-        async with httpx.AsyncClient(base_url=self.cfg.url, transport=self.transport, timeout=self.cfg.timeout_s,
-                                     headers={"Authorization": f"Bearer {self.cfg.api_key}"}) as client:
+        async with cloud_client(self.cfg, self.transport) as client:
             while True:
                 self.outbox.changed.clear()
                 records = await self.outbox.read_batch(self._narrow, C.INGEST_MAX_BYTES - 4096, decode=False)

@@ -260,6 +260,9 @@ async def test_a_locker_retired_in_the_cloud_takes_no_deposit_and_gives_up_its_p
                 # the maintenance views show it retired, and still online
                 health = (await desk.get("/health")).json()
                 assert health["lockers_retired"] == ["l1"]
+                # and the health the station reports to the cloud counts the lockers in service only
+                report = gw.tele_body(await gw.outbox.stats())
+                assert (report["lockers_online"], report["lockers_total"]) == (1, 1)
                 view = {lk["id"]: lk for lk in (await desk.get("/api/v1/lockers")).json()["lockers"]}
                 assert view["l1"]["retired"] is True and view["l1"]["online"] is True
                 assert view["l2"]["retired"] is False
