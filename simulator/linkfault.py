@@ -23,6 +23,7 @@ class LinkRelay:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._cut: threading.Event | None = None  # a cut down() asked for, done by the relay's own thread
         self.cuts = 0
         self._thread = threading.Thread(target=self._serve, name="link-relay", daemon=True)
         self._thread.start()
@@ -33,17 +34,18 @@ class LinkRelay:
         return self._up.is_set()
 
     def down(self) -> None:
-        """Cut the link: close live connections, refuse new ones."""
+        """Cut the link: close live connections, refuse new ones; returns once they are closed.
+
+        The relay's thread closes them itself: a socket closed under its selector could leave a key whose file
+        descriptor the next accepted connection reuses, and registering that one then failed and ended the
+        relay for good."""
         self._up.clear()
         self.cuts += 1
+        done = threading.Event()
         with self._lock:
-            for a, b in self._pairs:
-                for s in (a, b):
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
-            self._pairs.clear()
+            self._cut = done
+        if not done.wait(5) and not self._thread.is_alive():
+            self._close_pairs(None)  # no thread to do it
 
     def up(self) -> None:
         """Restore the link."""
@@ -51,8 +53,8 @@ class LinkRelay:
 
     def close(self) -> None:
         """Stop relaying and free the port."""
-        self._stop.set()
         self.down()
+        self._stop.set()
         self._thread.join(5)
         self._srv.close()
 
@@ -60,6 +62,11 @@ class LinkRelay:
         sel = selectors.DefaultSelector()
         sel.register(self._srv, selectors.EVENT_READ, None)
         while not self._stop.is_set():
+            with self._lock:
+                cut, self._cut = self._cut, None
+            if cut is not None:
+                self._close_pairs(sel)
+                cut.set()
             for key, _ in sel.select(timeout=0.1):
                 if key.data is None:
                     self._accept(sel)
@@ -71,6 +78,21 @@ class LinkRelay:
                 if key.data is not None and key.fileobj not in live:
                     sel.unregister(key.fileobj)
         sel.close()
+
+    def _close_pairs(self, sel: selectors.BaseSelector | None) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for s in pair:
+                if sel is not None:
+                    try:
+                        sel.unregister(s)
+                    except (KeyError, ValueError):
+                        pass
+                try:
+                    s.close()
+                except OSError:
+                    pass
 
     def _accept(self, sel: selectors.BaseSelector) -> None:
         try:
